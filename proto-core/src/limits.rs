@@ -1,0 +1,30 @@
+//! Every capacity in the protocol, as a `pub const`, so an integrator can size buffers at
+//! compile time and a reviewer can see every bound in one place.
+
+/// Bytes in a frame's length prefix (a `u32`, big-endian).
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// The largest value a frame's length prefix may hold: the version byte plus the encoded message.
+///
+/// Checked before any buffer grows: a peer announcing more is refused at once.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// The largest whole frame on the wire, prefix included. A receive buffer this large can hold
+/// any valid frame.
+pub const MAX_FRAME_WIRE: usize = LENGTH_PREFIX_LEN + MAX_FRAME;
+
+/// The largest ciphertext body a message frame may carry, leaving room for the frame's own
+/// fields (names, ids) within [`MAX_FRAME`].
+pub const MAX_BODY: usize = MAX_FRAME - 1024;
+
+/// One-time prekeys in a single upload or registration.
+pub const MAX_PREKEYS_PER_UPLOAD: usize = 100;
+
+/// Recovery codes handed out at MFA enrollment.
+pub const MAX_RECOVERY_CODES: usize = 16;
+
+/// Members of one room.
+pub const MAX_ROOM_MEMBERS: usize = 256;
+
+/// Rooms listed in one reply.
+pub const MAX_ROOMS_LISTED: usize = 1024;

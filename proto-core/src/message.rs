@@ -1,0 +1,660 @@
+//! Every message two Sealroom endpoints exchange, as postcard-encoded types with borrowed fields.
+//!
+//! A decoded [`Message`] borrows its strings and byte strings from the frame buffer: nothing is
+//! copied and nothing is allocated. Lists ([`List`]) are kept as their encoded bytes and decoded
+//! item by item when iterated; every list is fully checked when its frame is decoded, so
+//! iterating a decoded list never fails.
+//!
+//! This module owns the *shape* of messages. It does not frame them (see `frame`) and it does
+//! not judge their content: username rules, password strength and the like belong to the server.
+//!
+//! The variant order of every enum here is the wire tag; it is fixed by docs/PROTOCOL.md and the
+//! conformance vectors. New messages are appended, never inserted.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::frame::DecodeError;
+use crate::limits::{
+    MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED,
+};
+
+/// A 32-byte public value (an X25519 or Ed25519 public key, a session token): 32 raw bytes on
+/// the wire, no length prefix.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Key32(pub [u8; 32]);
+
+impl fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+/// A 64-byte Ed25519 signature: 64 raw bytes on the wire, no length prefix.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sig64(pub [u8; 64]);
+
+impl fmt::Debug for Sig64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+impl Serialize for Sig64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(64)?;
+        for b in &self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Sig64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Sig64Visitor;
+        impl<'de> Visitor<'de> for Sig64Visitor {
+            type Value = Sig64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sig64, A::Error> {
+                let mut out = [0u8; 64];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Sig64(out))
+            }
+        }
+        d.deserialize_tuple(64, Sig64Visitor)
+    }
+}
+
+/// A list of items kept as their postcard encoding and decoded lazily.
+///
+/// Wire form: a varint byte length, then the items' encodings back to back (no count: the
+/// byte length bounds them). To send a list, build it with [`List::from_items`]; a decoded list
+/// borrows the frame buffer.
+#[derive(Clone, Copy)]
+pub struct List<'a, T> {
+    repr: ListRepr<'a, T>,
+}
+
+#[derive(Clone, Copy)]
+enum ListRepr<'a, T> {
+    Items(&'a [T]),
+    Encoded(&'a [u8], PhantomData<T>),
+}
+
+impl<'a, T> List<'a, T>
+where
+    T: Serialize + Deserialize<'a> + Copy,
+{
+    /// A list to be sent, over items the caller holds.
+    pub const fn from_items(items: &'a [T]) -> Self {
+        Self {
+            repr: ListRepr::Items(items),
+        }
+    }
+
+    /// The empty list.
+    pub const fn empty() -> Self {
+        Self {
+            repr: ListRepr::Items(&[]),
+        }
+    }
+
+    /// The items, in order.
+    pub fn iter(&self) -> ListIter<'a, T> {
+        ListIter { repr: self.repr }
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        match self.repr {
+            ListRepr::Items(items) => items.len(),
+            ListRepr::Encoded(..) => self.iter().count(),
+        }
+    }
+
+    /// Whether the list has no items.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Checks a decoded list: every item decodes and there are at most `max` of them.
+    fn validate(&self, max: usize) -> Result<(), DecodeError> {
+        match self.repr {
+            ListRepr::Items(items) if items.len() <= max => Ok(()),
+            ListRepr::Items(_) => Err(DecodeError::TooManyItems),
+            ListRepr::Encoded(mut rest, _) => {
+                let mut count = 0usize;
+                while !rest.is_empty() {
+                    count += 1;
+                    if count > max {
+                        return Err(DecodeError::TooManyItems);
+                    }
+                    let (_, tail) =
+                        postcard::take_from_bytes::<T>(rest).map_err(DecodeError::from_postcard)?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Iterator over a [`List`]'s items.
+#[derive(Clone)]
+pub struct ListIter<'a, T> {
+    repr: ListRepr<'a, T>,
+}
+
+impl<'a, T> Iterator for ListIter<'a, T>
+where
+    T: Deserialize<'a> + Copy,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match &mut self.repr {
+            ListRepr::Items(items) => {
+                let (first, rest) = items.split_first()?;
+                *items = rest;
+                Some(*first)
+            }
+            ListRepr::Encoded(bytes, _) => {
+                if bytes.is_empty() {
+                    return None;
+                }
+                // A decoded list was validated whole, so this only stops on a list that was
+                // built by hand from bad bytes; it then ends early instead of failing.
+                match postcard::take_from_bytes::<T>(bytes) {
+                    Ok((item, rest)) => {
+                        *bytes = rest;
+                        Some(item)
+                    }
+                    Err(_) => {
+                        *bytes = &[];
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<'a, T> PartialEq for List<'a, T>
+where
+    T: Serialize + Deserialize<'a> + Copy + PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<'a, T> fmt::Debug for List<'a, T>
+where
+    T: Serialize + Deserialize<'a> + Copy + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a, T> Serialize for List<'a, T>
+where
+    T: Serialize + Deserialize<'a> + Copy,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.repr {
+            ListRepr::Encoded(bytes, _) => s.serialize_bytes(bytes),
+            ListRepr::Items(items) => {
+                // The same bytes `serialize_bytes` would give: varint length, then the items.
+                let mut total = 0usize;
+                for item in items {
+                    total += postcard::experimental::serialized_size(item)
+                        .map_err(serde::ser::Error::custom)?;
+                }
+                let mut t = s.serialize_tuple(items.len() + 1)?;
+                t.serialize_element(&total)?;
+                for item in items {
+                    t.serialize_element(item)?;
+                }
+                t.end()
+            }
+        }
+    }
+}
+
+impl<'de: 'a, 'a, T> Deserialize<'de> for List<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: &'a [u8] = <&'de [u8]>::deserialize(d)?;
+        Ok(Self {
+            repr: ListRepr::Encoded(bytes, PhantomData),
+        })
+    }
+}
+
+/// A signed prekey as published: its id, X25519 public key, and the Ed25519 signature by the
+/// identity key over `"Sealroom SPK v1" || key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedPrekey {
+    /// Chosen by the device; names this prekey in an initial message.
+    pub id: u32,
+    /// X25519 public key.
+    pub key: Key32,
+    /// Ed25519 signature by the identity signing key.
+    pub signature: Sig64,
+}
+
+/// A one-time prekey as published: its id and X25519 public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OneTimePrekey {
+    /// Chosen by the device; names this prekey in an initial message.
+    pub id: u32,
+    /// X25519 public key.
+    pub key: Key32,
+}
+
+/// A device's public keys, sent at registration. Private keys never leave the device.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceKeys<'a> {
+    /// Ed25519 identity signing key `IKs`.
+    pub identity_sig: Key32,
+    /// X25519 identity key `IKd`.
+    pub identity_dh: Key32,
+    /// The current signed prekey.
+    pub signed_prekey: SignedPrekey,
+    /// A batch of one-time prekeys, at most [`MAX_PREKEYS_PER_UPLOAD`].
+    #[serde(borrow)]
+    pub one_time_prekeys: List<'a, OneTimePrekey>,
+}
+
+/// What a sender needs to start a session with a user: the server hands out each one-time
+/// prekey once, and sends `None` when it has run out.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrekeyBundle<'a> {
+    /// Whose bundle this is.
+    pub username: &'a str,
+    /// Ed25519 identity signing key `IKs`.
+    pub identity_sig: Key32,
+    /// X25519 identity key `IKd`.
+    pub identity_dh: Key32,
+    /// The current signed prekey; check its signature before use.
+    pub signed_prekey: SignedPrekey,
+    /// A one-time prekey, removed from the directory as it was handed out.
+    pub one_time_prekey: Option<OneTimePrekey>,
+}
+
+/// What happened to a room's membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomChange {
+    /// The user was invited and is now a member.
+    Joined,
+    /// The user left.
+    Left,
+    /// The room's admin removed the user.
+    Removed,
+}
+
+/// A stable numeric error code. The text beside it in [`Message::Error`] is for people; programs
+/// match on the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// The frame could not be decoded.
+    pub const BAD_FRAME: Self = Self(1);
+    /// The frame's protocol version is not supported.
+    pub const UNSUPPORTED_VERSION: Self = Self(2);
+    /// The frame or a field in it is larger than allowed.
+    pub const TOO_LARGE: Self = Self(3);
+    /// The request is not valid in the connection's current state (e.g. not logged in).
+    pub const BAD_STATE: Self = Self(4);
+    /// Login failed. Deliberately says nothing about which factor or whether the user exists.
+    pub const AUTH_FAILED: Self = Self(10);
+    /// Too many attempts; try again later.
+    pub const RATE_LIMITED: Self = Self(11);
+    /// The password is too weak; the text says why.
+    pub const WEAK_PASSWORD: Self = Self(12);
+    /// The username is taken.
+    pub const USERNAME_TAKEN: Self = Self(13);
+    /// A field is invalid (email, username form, a key); the text says which.
+    pub const INVALID_INPUT: Self = Self(14);
+    /// The TOTP code was already used; wait for the next one.
+    pub const CODE_REUSED: Self = Self(15);
+    /// The session token is unknown, revoked or expired.
+    pub const SESSION_EXPIRED: Self = Self(16);
+    /// No such user or room.
+    pub const NOT_FOUND: Self = Self(20);
+    /// Not allowed (not a member, not the admin).
+    pub const FORBIDDEN: Self = Self(21);
+    /// The recipient's queue is full; try again later.
+    pub const QUOTA_FULL: Self = Self(22);
+    /// The room name is taken.
+    pub const ROOM_TAKEN: Self = Self(23);
+    /// The server is at capacity.
+    pub const BUSY: Self = Self(30);
+    /// The server failed; the request may be retried.
+    pub const INTERNAL: Self = Self(31);
+}
+
+/// One protocol message. The variant order is the wire tag (see docs/PROTOCOL.md).
+///
+/// "C→S" marks what a client sends, "S→C" what the server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message<'a> {
+    // ---- account ----
+    /// C→S: create an account. The server replies [`Message::TotpEnrollment`]; the account is
+    /// usable only once [`Message::ConfirmTotp`] succeeds.
+    Register {
+        /// The person's name, shown to contacts.
+        name: &'a str,
+        /// Email address.
+        email: &'a str,
+        /// `[a-z0-9_]{3,32}`, unique, case-folded by the server.
+        username: &'a str,
+        /// The password, only ever sent inside TLS; the server stores a PBKDF2 hash.
+        password: &'a str,
+        /// The device's public keys.
+        #[serde(borrow)]
+        device: DeviceKeys<'a>,
+    },
+    /// S→C: the TOTP secret to enroll, as an `otpauth://` URI (shown as a QR code).
+    TotpEnrollment {
+        /// `otpauth://totp/Sealroom:<user>?secret=…&issuer=Sealroom`.
+        uri: &'a str,
+    },
+    /// C→S: a code from the authenticator, finishing enrollment.
+    ConfirmTotp {
+        /// Six digits.
+        code: &'a str,
+    },
+    /// S→C: enrollment is finished; these one-time recovery codes are shown once.
+    EnrollmentComplete {
+        /// At most [`MAX_RECOVERY_CODES`] codes.
+        #[serde(borrow)]
+        recovery_codes: List<'a, &'a str>,
+    },
+    /// C→S: first login factor.
+    Login {
+        /// The account's username.
+        username: &'a str,
+        /// The password.
+        password: &'a str,
+    },
+    /// S→C: send the second factor next.
+    TotpRequired,
+    /// C→S: second login factor, a TOTP code.
+    TotpCode {
+        /// Six digits.
+        code: &'a str,
+    },
+    /// C→S: second login factor, a one-time recovery code instead of TOTP.
+    RecoveryCode {
+        /// The recovery code as shown at enrollment.
+        code: &'a str,
+    },
+    /// C→S: resume a session with a token from an earlier login.
+    Resume {
+        /// The account's username.
+        username: &'a str,
+        /// The 256-bit session token.
+        token: Key32,
+    },
+    /// S→C: logged in (or resumed).
+    Session {
+        /// The 256-bit session token; the server keeps only its hash.
+        token: Key32,
+        /// Expiry, Unix seconds.
+        expires_at: u64,
+    },
+    /// C→S: revoke the current session token.
+    Logout,
+
+    // ---- keys ----
+    /// C→S: replace the device's identity keys (a new device). Contacts will see a key change.
+    PublishIdentity {
+        /// Ed25519 identity signing key `IKs`.
+        identity_sig: Key32,
+        /// X25519 identity key `IKd`.
+        identity_dh: Key32,
+    },
+    /// C→S: replace the signed prekey; the server checks its signature.
+    PublishSignedPrekey {
+        /// The new signed prekey.
+        prekey: SignedPrekey,
+    },
+    /// C→S: add one-time prekeys.
+    UploadPrekeys {
+        /// At most [`MAX_PREKEYS_PER_UPLOAD`].
+        #[serde(borrow)]
+        prekeys: List<'a, OneTimePrekey>,
+    },
+    /// C→S: ask for a user's prekey bundle.
+    FetchBundle {
+        /// Whose bundle.
+        username: &'a str,
+    },
+    /// S→C: the bundle asked for.
+    Bundle {
+        /// The bundle.
+        #[serde(borrow)]
+        bundle: PrekeyBundle<'a>,
+    },
+    /// S→C: this many one-time prekeys are left; upload more.
+    PrekeysLow {
+        /// Prekeys remaining on the server.
+        remaining: u32,
+    },
+
+    // ---- messaging ----
+    /// C→S: store and forward a ciphertext to a user.
+    SendToUser {
+        /// Recipient's username.
+        to: &'a str,
+        /// The sender's reference, echoed in [`Message::Accepted`].
+        client_id: u64,
+        /// The end-to-end encrypted envelope; opaque to the server.
+        body: &'a [u8],
+    },
+    /// C→S: store and forward a ciphertext to every other member of a room.
+    SendToRoom {
+        /// The room.
+        room: &'a str,
+        /// The sender's reference, echoed in [`Message::Accepted`].
+        client_id: u64,
+        /// The end-to-end encrypted room message; opaque to the server.
+        body: &'a [u8],
+    },
+    /// S→C: the message is durably stored ("sent to server").
+    Accepted {
+        /// The sender's reference.
+        client_id: u64,
+        /// The server's id for the message.
+        server_id: u64,
+    },
+    /// S→C: a stored message for this user, in queue order; acknowledge with [`Message::Ack`].
+    Deliver {
+        /// The server's id; also the order of the recipient's queue.
+        server_id: u64,
+        /// Sender's username.
+        from: &'a str,
+        /// The room, for a room message.
+        room: Option<&'a str>,
+        /// When the server accepted it, Unix seconds.
+        sent_at: u64,
+        /// The ciphertext as the sender sent it.
+        body: &'a [u8],
+    },
+    /// C→S: the message is safely received; the server may delete it.
+    Ack {
+        /// The delivered message's id.
+        server_id: u64,
+    },
+    /// S→C: a message this user sent was acknowledged by its recipient ("delivered").
+    Delivered {
+        /// The id given in [`Message::Accepted`].
+        server_id: u64,
+        /// Who acknowledged it.
+        to: &'a str,
+    },
+
+    // ---- rooms ----
+    /// C→S: create a room; the creator is its admin and first member.
+    CreateRoom {
+        /// `[a-z0-9_-]{1,32}`, unique.
+        room: &'a str,
+    },
+    /// C→S: add a user to a room (members only).
+    Invite {
+        /// The room.
+        room: &'a str,
+        /// Who to add.
+        username: &'a str,
+    },
+    /// C→S: leave a room.
+    Leave {
+        /// The room.
+        room: &'a str,
+    },
+    /// C→S: remove a member (the room's admin only).
+    Remove {
+        /// The room.
+        room: &'a str,
+        /// Who to remove.
+        username: &'a str,
+    },
+    /// C→S: list the rooms this user is in.
+    ListRooms,
+    /// S→C: the rooms this user is in.
+    Rooms {
+        /// At most [`MAX_ROOMS_LISTED`] room names.
+        #[serde(borrow)]
+        rooms: List<'a, &'a str>,
+    },
+    /// C→S: list a room's members.
+    ListMembers {
+        /// The room.
+        room: &'a str,
+    },
+    /// S→C: a room's members.
+    Members {
+        /// The room.
+        room: &'a str,
+        /// The room's admin.
+        admin: &'a str,
+        /// At most [`MAX_ROOM_MEMBERS`] usernames.
+        #[serde(borrow)]
+        members: List<'a, &'a str>,
+    },
+    /// S→C: a room's membership changed; members start a new sender-key epoch.
+    RoomChanged {
+        /// The room.
+        room: &'a str,
+        /// Whose membership changed.
+        username: &'a str,
+        /// What happened.
+        change: RoomChange,
+    },
+
+    // ---- generic ----
+    /// S→C: the request succeeded and has no other reply.
+    Ok,
+    /// S→C: the request failed.
+    Error {
+        /// Stable, for programs.
+        code: ErrorCode,
+        /// Short, for people.
+        text: &'a str,
+    },
+    /// Either way: are you there?
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Either way: the answer to a ping.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+impl Message<'_> {
+    /// How many message variants exist; tags are `0..TAG_COUNT`.
+    pub const TAG_COUNT: u32 = 36;
+
+    /// The message's name as written in docs/PROTOCOL.md and the vectors.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Message::Register { .. } => "Register",
+            Message::TotpEnrollment { .. } => "TotpEnrollment",
+            Message::ConfirmTotp { .. } => "ConfirmTotp",
+            Message::EnrollmentComplete { .. } => "EnrollmentComplete",
+            Message::Login { .. } => "Login",
+            Message::TotpRequired => "TotpRequired",
+            Message::TotpCode { .. } => "TotpCode",
+            Message::RecoveryCode { .. } => "RecoveryCode",
+            Message::Resume { .. } => "Resume",
+            Message::Session { .. } => "Session",
+            Message::Logout => "Logout",
+            Message::PublishIdentity { .. } => "PublishIdentity",
+            Message::PublishSignedPrekey { .. } => "PublishSignedPrekey",
+            Message::UploadPrekeys { .. } => "UploadPrekeys",
+            Message::FetchBundle { .. } => "FetchBundle",
+            Message::Bundle { .. } => "Bundle",
+            Message::PrekeysLow { .. } => "PrekeysLow",
+            Message::SendToUser { .. } => "SendToUser",
+            Message::SendToRoom { .. } => "SendToRoom",
+            Message::Accepted { .. } => "Accepted",
+            Message::Deliver { .. } => "Deliver",
+            Message::Ack { .. } => "Ack",
+            Message::Delivered { .. } => "Delivered",
+            Message::CreateRoom { .. } => "CreateRoom",
+            Message::Invite { .. } => "Invite",
+            Message::Leave { .. } => "Leave",
+            Message::Remove { .. } => "Remove",
+            Message::ListRooms => "ListRooms",
+            Message::Rooms { .. } => "Rooms",
+            Message::ListMembers { .. } => "ListMembers",
+            Message::Members { .. } => "Members",
+            Message::RoomChanged { .. } => "RoomChanged",
+            Message::Ok => "Ok",
+            Message::Error { .. } => "Error",
+            Message::Ping { .. } => "Ping",
+            Message::Pong { .. } => "Pong",
+        }
+    }
+
+    /// Checks what postcard alone cannot: every list decodes whole and is within its limit.
+    pub(crate) fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            Message::Register { device, .. } => {
+                device.one_time_prekeys.validate(MAX_PREKEYS_PER_UPLOAD)
+            }
+            Message::EnrollmentComplete { recovery_codes } => {
+                recovery_codes.validate(MAX_RECOVERY_CODES)
+            }
+            Message::UploadPrekeys { prekeys } => prekeys.validate(MAX_PREKEYS_PER_UPLOAD),
+            Message::Rooms { rooms } => rooms.validate(MAX_ROOMS_LISTED),
+            Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),
+            _ => Ok(()),
+        }
+    }
+}
