@@ -57,4 +57,47 @@ pub use message::{
 };
 
 // ---- crypto API (issue 3) ----
+// Device keys: identity, signed and one-time prekeys (secrets zeroize, Debug is redacted).
+pub use keys::{
+    IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, OneTimePrekeyPublic, SignatureError,
+    SignedPrekeyPair, SignedPrekeyPublic,
+};
+// X3DH: the agreement and the initiator's fixed-layout prekey header.
+pub use x3dh::{
+    PREKEY_HEADER_LEN, PREKEY_HEADER_VERSION, PrekeyHeader, PrekeyHeaderError, RemoteBundle,
+    X3DH_AD_LEN, X3dhAgreement, X3dhError,
+};
+// Double Ratchet: the pairwise session (sans-IO), its header, errors and state bytes.
+pub use ratchet::{
+    DEFAULT_MAX_SKIP, DecryptError, EncryptError, RATCHET_HEADER_LEN, RATCHET_OVERHEAD,
+    RatchetHeader, Session, StateError,
+};
+// Rooms: sender keys, distribution messages, membership and epochs.
+pub use room::{
+    DEFAULT_ROOM_MEMBERS, DISTRIBUTION_LEN, DistributionError, MembershipError, ROOM_HEADER_LEN,
+    ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_VERSION, Room, RoomDecryptError, RoomEncryptError,
+    RoomPlaintext, SenderKeyDistribution,
+};
+// Safety numbers.
+pub use fingerprint::{FINGERPRINT_DIGITS, SAFETY_NUMBER_LEN, party_fingerprint, safety_number};
+
+/// The primitive wrappers the protocol is built from: ChaCha20-Poly1305, HKDF/HMAC-SHA256,
+/// X25519, Ed25519, and the protocol's labels.
+///
+/// Exported so that external vectors (RFCs, Wycheproof) can pin this crate's wiring — byte order,
+/// nonce layout, key order — and so benchmarks can compare the ratchet with its bare primitives.
+/// Protocol users never need them.
+pub mod primitives {
+    pub use crate::aead::{
+        AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN, AuthError, open_in_place, seal_in_place,
+    };
+    pub use crate::kdf::{
+        MESSAGE_INFO, OutputTooLong, RATCHET_INFO, ROOM_INFO, SIGNED_PREKEY_LABEL, X3DH_INFO,
+        hkdf_sha256, hmac_sha256,
+    };
+    pub use crate::keys::{
+        KEY_LEN, SIGNATURE_LEN, ed25519_public, ed25519_sign, ed25519_verify, x25519,
+        x25519_public,
+    };
+}
 // ---- end crypto API ----

@@ -1,1 +1,0 @@
-//! (issue 3: crypto, being written)
