@@ -1,0 +1,3 @@
+//! Criterion benchmarks of the crypto core (being written).
+
+fn main() {}
