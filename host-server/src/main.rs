@@ -1,28 +1,112 @@
 //! `sealroom-server`: relays and stores only ciphertext for Sealroom clients.
 //!
-//! This binary parses its configuration and reports it; accounts, TLS, storage and delivery
-//! arrive with their own issue (see the README's status section).
+//! This file only wires: flags → [`ServerConfig`], logging, signals, and the printout a person
+//! needs (the URL to open and the certificate fingerprint to pin).
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::Parser;
+use host_server::clock::Clock;
+use host_server::config::ServerConfig;
+use host_server::server::Server;
 
 /// Sealroom's server: accounts with TOTP MFA, a key directory and store-and-forward of ciphertext.
+///
+/// One TLS 1.3 port serves both transports, chosen by ALPN: `sealroom/1` (native clients:
+/// frames back to back) and `http/1.1` (browsers: the web client, and its WebSocket at /ws).
 #[derive(Debug, Parser)]
 #[command(name = "sealroom-server", version, about)]
 struct Args {
-    /// Address to listen on (TLS 1.3 for native clients, HTTPS + WebSocket for browsers).
+    /// Address to listen on.
     #[arg(long, env = "SEALROOM_LISTEN", default_value = "127.0.0.1:8443")]
-    listen: std::net::SocketAddr,
+    listen: core::net::SocketAddr,
     /// Folder for the SQLite database and the self-signed certificate.
     #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./sealroom-data")]
-    data_dir: std::path::PathBuf,
+    data_dir: PathBuf,
+    /// PEM certificate chain (with --key) instead of the self-signed certificate.
+    #[arg(long, env = "SEALROOM_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, env = "SEALROOM_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Extra host names or IP addresses for the self-signed certificate (repeatable).
+    #[arg(long = "hostname", env = "SEALROOM_HOSTNAMES", value_delimiter = ',')]
+    hostnames: Vec<String>,
+    /// Folder with the web client's built files.
+    #[arg(long, env = "SEALROOM_WEB_ROOT", default_value = "web-client/dist")]
+    web_root: PathBuf,
+    /// Most connections at once; more are refused with BUSY.
+    #[arg(long, env = "SEALROOM_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Days an undelivered message is kept.
+    #[arg(long, env = "SEALROOM_MESSAGE_TTL_DAYS", default_value_t = 30)]
+    message_ttl_days: u64,
+    /// Messages queued per recipient before senders are refused with QUOTA_FULL.
+    #[arg(long, env = "SEALROOM_RECIPIENT_QUOTA", default_value_t = 10_000)]
+    recipient_quota: u64,
+    /// PBKDF2 iterations for new password hashes. Lower it only for tests.
+    #[arg(long, env = "SEALROOM_PBKDF2_ROUNDS", default_value_t = host_server::auth::password::DEFAULT_ROUNDS, hide = true)]
+    pbkdf2_rounds: u32,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::bail!(
-        "sealroom-server is not serving yet: listening on {} with data in {} arrives with the \
-         server issue; only the protocol core is built so far",
-        args.listen,
-        args.data_dir.display()
-    )
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut config = ServerConfig::new(args.data_dir.clone());
+    config.listen = args.listen;
+    config.cert = args.cert;
+    config.key = args.key;
+    config.hostnames = args.hostnames;
+    config.web_root = args.web_root;
+    config.max_connections = args.max_connections;
+    config.message_ttl = args.message_ttl_days.saturating_mul(24 * 3600);
+    config.recipient_quota = args.recipient_quota;
+    config.pbkdf2_rounds = args.pbkdf2_rounds.max(1);
+    if config.pbkdf2_rounds < host_server::auth::password::DEFAULT_ROUNDS {
+        tracing::warn!(
+            rounds = config.pbkdf2_rounds,
+            "PBKDF2 rounds below the default: for tests only"
+        );
+    }
+
+    // Signals first, so a SIGTERM during startup is not lost.
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .context("cannot install signal handlers")?;
+
+    let server = Server::start(config, Clock::System).context("cannot start the server")?;
+    let addr = server.local_addr;
+    let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    println!("sealroom-server listening on {addr}");
+    println!("open https://{host}:{}/", addr.port());
+    println!(
+        "certificate SHA-256 fingerprint{}: {}",
+        if server.identity.self_signed {
+            " (self-signed)"
+        } else {
+            ""
+        },
+        server.identity.fingerprint
+    );
+    println!("certificate: {}", server.identity.cert_path.display());
+    println!("data: {}", args.data_dir.display());
+
+    use smol::stream::StreamExt as _;
+    let mut signals = signals;
+    let signal = smol::block_on(signals.next());
+    tracing::info!(?signal, "shutting down: finishing in-flight requests");
+    server.shutdown();
+    Ok(())
 }

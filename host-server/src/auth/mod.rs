@@ -1,0 +1,286 @@
+//! Accounts' secrets and their checks: input validation, password hashing off the reactor,
+//! TOTP, recovery codes, session tokens, and rate limits on failures.
+//!
+//! Nothing here talks to the network or the database; the connection handler composes these
+//! checks with the store.
+
+pub mod password;
+pub mod ratelimit;
+pub mod totp;
+
+use core::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use smol::lock::Semaphore;
+
+use ratelimit::{Limiter, Policy, RetryAfter};
+
+/// Recovery codes handed out at enrollment.
+pub const RECOVERY_CODES: usize = 10;
+/// Session lifetime: 30 days.
+pub const SESSION_LIFETIME: u64 = 30 * 24 * 3600;
+
+/// Why registration input was refused; the text is shown to the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// A field is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The password is too weak.
+    #[error("{0}")]
+    WeakPassword(String),
+}
+
+/// Case-folds and checks a username: `[a-z0-9_]{3,32}` after folding.
+pub fn normalize_username(raw: &str) -> Result<String, InputError> {
+    let folded = raw.trim().to_ascii_lowercase();
+    let ok = (3..=32).contains(&folded.len())
+        && folded
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(folded)
+    } else {
+        Err(InputError::Invalid(
+            "username must be 3 to 32 characters: letters a-z, digits and _".into(),
+        ))
+    }
+}
+
+/// Checks an email address's shape (one `@`, a dotted domain, no spaces, ≤ 254 bytes).
+pub fn validate_email(email: &str) -> Result<(), InputError> {
+    let bad =
+        || InputError::Invalid("email address is not valid (expected name@example.org)".into());
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || domain.len() < 3
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+        || !domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Checks a display name: 1 to 64 characters, no control characters.
+pub fn validate_name(name: &str) -> Result<(), InputError> {
+    let n = name.trim().chars().count();
+    if n == 0 || n > 64 || name.chars().any(char::is_control) {
+        return Err(InputError::Invalid(
+            "name must be 1 to 64 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks password strength with zxcvbn (score ≥ 3 of 4); the error says why, in words.
+pub fn check_password_strength(password: &str, hints: &[&str]) -> Result<(), InputError> {
+    if password.chars().count() < 10 {
+        return Err(InputError::WeakPassword(
+            "password is too short: use at least 10 characters, ideally a few random words".into(),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(InputError::WeakPassword(
+            "password is too long: use at most 1024 bytes".into(),
+        ));
+    }
+    let estimate = zxcvbn::zxcvbn(password, hints);
+    if u8::from(estimate.score()) >= 3 {
+        return Ok(());
+    }
+    let mut reason = String::from("password is too easy to guess");
+    if let Some(feedback) = estimate.feedback() {
+        if let Some(w) = feedback.warning() {
+            reason.push_str(": ");
+            reason.push_str(&w.to_string());
+        }
+        if let Some(s) = feedback.suggestions().first() {
+            reason.push_str(". ");
+            reason.push_str(&s.to_string());
+        }
+    } else {
+        reason.push_str(". Add another word or two.");
+    }
+    Err(InputError::WeakPassword(reason))
+}
+
+/// SHA-256 of a session token: what the store keeps.
+pub fn token_hash(token: &[u8; 32]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// A new random 256-bit session token.
+pub fn new_token() -> Result<[u8; 32], getrandom::Error> {
+    let mut t = [0u8; 32];
+    getrandom::fill(&mut t)?;
+    Ok(t)
+}
+
+/// A recovery code as shown to the person: 16 base32 characters in four groups, 80 bits.
+pub fn new_recovery_code() -> Result<String, getrandom::Error> {
+    let mut raw = [0u8; 10];
+    getrandom::fill(&mut raw)?;
+    let s = totp::base32(&raw).to_ascii_lowercase();
+    let mut out = String::with_capacity(19);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The stored hash of a recovery code, bound to its account; spaces, dashes and case ignored.
+pub fn recovery_hash(account: i64, code: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"Sealroom recovery v1");
+    h.update(account.to_be_bytes());
+    for c in code.chars().filter(|c| c.is_ascii_alphanumeric()) {
+        h.update([c.to_ascii_lowercase() as u8]);
+    }
+    h.finalize().into()
+}
+
+/// Shared authentication state: hashing settings, the hashing pool's permits, rate limiters.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    rounds: u32,
+    decoy: Arc<String>,
+    hashing: Arc<Semaphore>,
+    accounts: Arc<Mutex<Limiter<String>>>,
+    addresses: Arc<Mutex<Limiter<IpAddr>>>,
+}
+
+/// A refusal by the rate limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited(pub RetryAfter);
+
+impl Auth {
+    /// Auth state with `rounds` PBKDF2 iterations and these limiter policies.
+    pub fn new(rounds: u32, account_policy: Policy, address_policy: Policy) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, core::num::NonZero::get);
+        Self {
+            rounds,
+            decoy: Arc::new(password::decoy_hash(rounds)),
+            hashing: Arc::new(Semaphore::new(cpus)),
+            accounts: Arc::new(Mutex::new(Limiter::new(account_policy))),
+            addresses: Arc::new(Mutex::new(Limiter::new(address_policy))),
+        }
+    }
+
+    /// PBKDF2 iterations for new hashes.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    /// Whether this account name and address may attempt a login now.
+    pub fn check_limits(&self, username: &str, addr: IpAddr, now: u64) -> Result<(), Limited> {
+        let by_addr = lock(&self.addresses).check(&addr, now);
+        let by_account = lock(&self.accounts).check(&username.to_owned(), now);
+        match (by_account, by_addr) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(Limited(RetryAfter(a.0.max(b.0)))),
+            (Err(a), _) | (_, Err(a)) => Err(Limited(a)),
+        }
+    }
+
+    /// Records a failed attempt.
+    pub fn record_failure(&self, username: &str, addr: IpAddr, now: u64) {
+        lock(&self.accounts).fail(&username.to_owned(), now);
+        lock(&self.addresses).fail(&addr, now);
+    }
+
+    /// Forgets an account's failures after it logged in.
+    pub fn record_success(&self, username: &str) {
+        lock(&self.accounts).clear(&username.to_owned());
+    }
+
+    /// Hashes a new password on the blocking pool (at most one hash per core at a time).
+    pub async fn hash(&self, password: String) -> Result<String, getrandom::Error> {
+        let _permit = self.hashing.acquire().await;
+        let rounds = self.rounds;
+        smol::unblock(move || password::hash_password(&password, rounds)).await
+    }
+
+    /// Verifies a password against `phc`, or against the decoy when the account is unknown,
+    /// so both cost one PBKDF2 run. An unknown account never verifies.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let _permit = self.hashing.acquire().await;
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.decoy.as_ref().clone());
+        let ok = smol::unblock(move || password::verify_password(&password, &phc)).await;
+        known && ok.unwrap_or(false)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a limiter cannot leave it inconsistent in a harmful way.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(normalize_username("Alice_01").unwrap(), "alice_01");
+        for bad in ["ab", "a b c", "álice", "x".repeat(33).as_str(), "bob!", ""] {
+            assert!(normalize_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@example.org"] {
+            assert!(validate_email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a@b..co", "a b@c.de", "a@b.c@",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn weak_passwords_say_why() {
+        let e = check_password_strength("password123", &[]).unwrap_err();
+        let InputError::WeakPassword(text) = e else {
+            panic!()
+        };
+        assert!(text.starts_with("password is too easy to guess"), "{text}");
+        assert!(check_password_strength("short", &[]).is_err());
+        assert!(check_password_strength("alice-alice-alice", &["alice"]).is_err());
+        assert!(check_password_strength("correct horse battery staple 7!", &[]).is_ok());
+    }
+
+    #[test]
+    fn recovery_codes_normalize() {
+        let code = new_recovery_code().unwrap();
+        assert_eq!(code.len(), 19);
+        let h = recovery_hash(7, &code);
+        assert_eq!(h, recovery_hash(7, &code.to_uppercase().replace('-', " ")));
+        assert_ne!(h, recovery_hash(8, &code));
+    }
+
+    #[test]
+    fn unknown_user_never_verifies() {
+        let auth = Auth::new(1000, Policy::ACCOUNT, Policy::ADDRESS);
+        assert!(!smol::block_on(auth.verify("anything".into(), None)));
+        let phc = password::hash_password("pw", 1000).unwrap();
+        assert!(smol::block_on(auth.verify("pw".into(), Some(phc))));
+    }
+}

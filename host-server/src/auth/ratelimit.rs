@@ -1,0 +1,186 @@
+//! Rate limits on failed logins, per account name and per source address, with growing delays.
+//!
+//! Checked before any password hashing, so a flood of guesses costs the server nothing but a
+//! map lookup. Failures are counted over a sliding hour: the first few are free, then each one
+//! doubles the wait before the next attempt, and at the hourly cap (100 per account, OWASP ASVS
+//! 2.2.1) the key is refused until old failures age out. Names that do not exist are limited
+//! exactly like real ones, so the limiter reveals nothing about which accounts exist.
+//!
+//! State is in memory: a restart forgets it (documented in docs/SECURITY.md). Time is passed
+//! in, so tests drive it without sleeping.
+
+use core::hash::Hash;
+use std::collections::{HashMap, VecDeque};
+
+/// One limiter's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Failures allowed per hour; at this count the key is locked.
+    pub max_per_hour: usize,
+    /// Failures before delays start.
+    pub free: usize,
+    /// First delay, seconds; doubles with each further failure.
+    pub base_delay: u64,
+    /// Longest delay, seconds.
+    pub max_delay: u64,
+}
+
+impl Policy {
+    /// Per account: ≤ 100 failures an hour.
+    pub const ACCOUNT: Policy = Policy {
+        max_per_hour: 100,
+        free: 5,
+        base_delay: 1,
+        max_delay: 300,
+    };
+    /// Per source address: more generous (NAT), still bounded.
+    pub const ADDRESS: Policy = Policy {
+        max_per_hour: 300,
+        free: 10,
+        base_delay: 1,
+        max_delay: 60,
+    };
+}
+
+const HOUR: u64 = 3600;
+/// Keys tracked at most; beyond this the oldest entries are dropped to bound memory.
+const MAX_KEYS: usize = 100_000;
+
+/// A refusal: wait this many seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
+
+/// Failure history per key.
+#[derive(Debug)]
+pub struct Limiter<K> {
+    policy: Policy,
+    failures: HashMap<K, VecDeque<u64>>,
+}
+
+impl<K: Eq + Hash + Clone> Limiter<K> {
+    /// An empty limiter.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            failures: HashMap::new(),
+        }
+    }
+
+    fn prune(&mut self, key: &K, now: u64) -> usize {
+        match self.failures.get_mut(key) {
+            Some(q) => {
+                while q.front().is_some_and(|t| now.saturating_sub(*t) >= HOUR) {
+                    q.pop_front();
+                }
+                let n = q.len();
+                if n == 0 {
+                    self.failures.remove(key);
+                }
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Whether `key` may try now.
+    pub fn check(&mut self, key: &K, now: u64) -> Result<(), RetryAfter> {
+        let n = self.prune(key, now);
+        let Some(q) = self.failures.get(key) else {
+            return Ok(());
+        };
+        if n >= self.policy.max_per_hour {
+            let oldest = q.front().copied().unwrap_or(now);
+            return Err(RetryAfter((oldest + HOUR).saturating_sub(now).max(1)));
+        }
+        if n >= self.policy.free {
+            let exp = u32::try_from(n - self.policy.free)
+                .unwrap_or(u32::MAX)
+                .min(30);
+            let delay = self
+                .policy
+                .base_delay
+                .saturating_mul(1u64 << exp)
+                .min(self.policy.max_delay);
+            let last = q.back().copied().unwrap_or(0);
+            let ready = last.saturating_add(delay);
+            if now < ready {
+                return Err(RetryAfter(ready - now));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failure.
+    pub fn fail(&mut self, key: &K, now: u64) {
+        if self.failures.len() >= MAX_KEYS && !self.failures.contains_key(key) {
+            // Drop entries whose failures are all old; if none, drop an arbitrary one.
+            self.failures
+                .retain(|_, q| q.back().is_some_and(|t| now.saturating_sub(*t) < HOUR));
+            if self.failures.len() >= MAX_KEYS
+                && let Some(k) = self.failures.keys().next().cloned()
+            {
+                self.failures.remove(&k);
+            }
+        }
+        let q = self.failures.entry(key.clone()).or_default();
+        q.push_back(now);
+        // Never keep more than the cap: older entries add nothing.
+        while q.len() > self.policy.max_per_hour {
+            q.pop_front();
+        }
+    }
+
+    /// Forgets a key's failures (after a successful login).
+    pub fn clear(&mut self, key: &K) {
+        self.failures.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_then_lock_at_100_per_hour() {
+        let mut l = Limiter::new(Policy::ACCOUNT);
+        let k = "alice".to_string();
+        let mut now = 1_000_000;
+        for _ in 0..5 {
+            assert_eq!(l.check(&k, now), Ok(()));
+            l.fail(&k, now);
+        }
+        // Sixth attempt right away: must wait 1 s; then 2 s, 4 s...
+        assert_eq!(l.check(&k, now), Err(RetryAfter(1)));
+        now += 1;
+        assert_eq!(l.check(&k, now), Ok(()));
+        l.fail(&k, now);
+        assert_eq!(l.check(&k, now), Err(RetryAfter(2)));
+        now += 2;
+        l.fail(&k, now);
+        assert_eq!(l.check(&k, now), Err(RetryAfter(4)));
+        // Fill up to the cap within the hour.
+        while l.failures.get(&k).map_or(0, VecDeque::len) < 100 {
+            now += 1;
+            l.fail(&k, now);
+        }
+        let start = now;
+        now += 600;
+        assert!(matches!(l.check(&k, now), Err(RetryAfter(_))));
+        // Once the hour has passed for the oldest failures, attempts resume.
+        now = start + HOUR + 400;
+        assert!(l.check(&k, now).is_ok() || l.failures.get(&k).map_or(0, VecDeque::len) < 100);
+        now += HOUR;
+        assert_eq!(l.check(&k, now), Ok(()));
+    }
+
+    #[test]
+    fn clear_resets() {
+        let mut l = Limiter::new(Policy::ACCOUNT);
+        for t in 0..10 {
+            l.fail(&1u32, t);
+        }
+        assert!(l.check(&1, 10).is_err());
+        l.clear(&1);
+        assert_eq!(l.check(&1, 10), Ok(()));
+    }
+}

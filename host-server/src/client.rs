@@ -1,0 +1,190 @@
+//! A minimal native client: TLS 1.3 with ALPN `sealroom/1`, the server pinned by its
+//! certificate's SHA-256 fingerprint, frames in and out. Used by the tests and the load
+//! generator; the real client lives in host-client.
+
+use core::time::Duration;
+use std::io;
+use std::sync::Arc;
+
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use proto_core::limits::{LENGTH_PREFIX_LEN, MAX_FRAME};
+use proto_core::{Message, decode_frame};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use smol::Async;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::tls::{ALPN_SEALROOM, fingerprint};
+
+/// Accepts exactly the certificate whose SHA-256 fingerprint was pinned.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if fingerprint(end_entity).eq_ignore_ascii_case(&self.fingerprint) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "certificate fingerprint does not match the pin".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client TLS configuration pinning `fingerprint`, offering `alpn`, for these versions.
+pub fn client_config(
+    fingerprint: &str,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            fingerprint: fingerprint.to_owned(),
+            provider,
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A frame received, owned; [`Frame::msg`] decodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(pub Vec<u8>);
+
+impl Frame {
+    /// The message (`None` if the server sent a bad frame, which it never should).
+    pub fn msg(&self) -> Option<Message<'_>> {
+        decode_frame(&self.0).ok().map(|(m, _)| m)
+    }
+}
+
+/// One native connection.
+pub struct Client {
+    stream: TlsStream<Async<std::net::TcpStream>>,
+    buf: Vec<u8>,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn other(e: impl core::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Client {
+    /// Connects with ALPN `sealroom/1`, pinning the server's certificate fingerprint.
+    pub async fn connect(addr: core::net::SocketAddr, fingerprint: &str) -> io::Result<Self> {
+        let config = client_config(fingerprint, &[ALPN_SEALROOM], &[&rustls::version::TLS13])
+            .map_err(other)?;
+        let tcp = Async::<std::net::TcpStream>::connect(addr).await?;
+        tcp.get_ref().set_nodelay(true)?;
+        let name = ServerName::try_from("localhost").map_err(other)?;
+        let stream = TlsConnector::from(config).connect(name, tcp).await?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, msg: &Message<'_>) -> io::Result<()> {
+        let frame = crate::outbox::encode(msg).ok_or_else(|| other("message too large"))?;
+        self.send_raw(&frame).await
+    }
+
+    /// Sends raw bytes (for malformed-frame tests).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Receives the next frame, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> io::Result<Frame> {
+        let fut = self.recv();
+        smol::future::or(fut, async {
+            smol::Timer::after(timeout).await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, "no frame in time"))
+        })
+        .await
+    }
+
+    /// Receives the next frame.
+    pub async fn recv(&mut self) -> io::Result<Frame> {
+        loop {
+            if let Some(prefix) = self.buf.first_chunk::<LENGTH_PREFIX_LEN>() {
+                let len = u32::from_be_bytes(*prefix) as usize;
+                if len > MAX_FRAME {
+                    return Err(other("server sent an oversized frame"));
+                }
+                let total = LENGTH_PREFIX_LEN + len;
+                if self.buf.len() >= total {
+                    let frame: Vec<u8> = self.buf.drain(..total).collect();
+                    return Ok(Frame(frame));
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
+            }
+            self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+        }
+    }
+
+    /// Closes the TLS session.
+    pub async fn close(mut self) -> io::Result<()> {
+        self.stream.close().await
+    }
+}

@@ -1,0 +1,84 @@
+//! Server configuration: every knob in one struct, with the production defaults.
+//!
+//! `main.rs` fills it from clap flags (each with an environment fallback); tests build it
+//! directly and shrink what would make them slow (PBKDF2 rounds) or long (timeouts).
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::path::PathBuf;
+
+use crate::auth::password::DEFAULT_ROUNDS;
+use crate::auth::ratelimit::Policy;
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the database and the generated certificate.
+    pub data_dir: PathBuf,
+    /// PEM certificate chain; with `key`, replaces the self-signed certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// Extra DNS names or IPs for the self-signed certificate (localhost is always in it).
+    pub hostnames: Vec<String>,
+    /// Folder of the web client's static files (index.html ...); a placeholder page if absent.
+    pub web_root: PathBuf,
+    /// PBKDF2 iterations for new password hashes.
+    pub pbkdf2_rounds: u32,
+    /// Connections served at once; more are refused with `BUSY`.
+    pub max_connections: usize,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A connection silent this long is sent a ping; silent twice as long, it is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for one frame to be written before the peer is considered stuck.
+    pub write_timeout: Duration,
+    /// Frames queued per connection; a peer that lets it fill is disconnected.
+    pub outbound_queue: usize,
+    /// Seconds an undelivered message is kept (default 30 days).
+    pub message_ttl: u64,
+    /// Messages queued per recipient (and per room) before senders get `QUOTA_FULL`.
+    pub recipient_quota: u64,
+    /// One-time prekeys held per account at most.
+    pub max_prekeys: u32,
+    /// Below this many one-time prekeys the owner is sent `PrekeysLow`.
+    pub prekeys_low: u32,
+    /// Failed-login policy per account name.
+    pub account_policy: Policy,
+    /// Failed-login policy per source address.
+    pub address_policy: Policy,
+    /// How long shutdown waits for connections to finish.
+    pub drain_timeout: Duration,
+    /// How often expired messages are swept.
+    pub sweep_interval: Duration,
+}
+
+impl ServerConfig {
+    /// The production defaults, with data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir,
+            cert: None,
+            key: None,
+            hostnames: Vec::new(),
+            web_root: PathBuf::from("web-client/dist"),
+            pbkdf2_rounds: DEFAULT_ROUNDS,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            outbound_queue: 256,
+            message_ttl: 30 * 24 * 3600,
+            recipient_quota: 10_000,
+            max_prekeys: 1_000,
+            prekeys_low: 10,
+            account_policy: Policy::ACCOUNT,
+            address_policy: Policy::ADDRESS,
+            drain_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}

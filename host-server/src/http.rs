@@ -1,0 +1,374 @@
+//! The browser transport: HTTPS serving the web client's static files, and `/ws`, upgraded to
+//! a WebSocket whose binary messages each carry one whole frame (prefix included) into the same
+//! [`Connection`] handler as the native transport.
+//!
+//! Static responses carry a strict Content-Security-Policy (no inline script, same-origin
+//! only), HSTS, `nosniff` and `no-referrer`. Nothing else is served: no API over HTTP.
+
+use core::convert::Infallible;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message as WsMessage;
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use proto_core::limits::MAX_FRAME_WIRE;
+use proto_core::{ErrorCode, Message};
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::stream::StreamExt;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+
+use crate::Shared;
+use crate::connection::{Connection, Flow};
+use crate::outbox::Outbox;
+use crate::server::Shutdown;
+
+/// The policy for every page: same-origin scripts, styles, and WebSocket; nothing inline.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'";
+
+/// Largest static file served.
+const MAX_STATIC: u64 = 16 * 1024 * 1024;
+
+const PLACEHOLDER: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Sealroom</title></head><body><h1>Sealroom server</h1><p>The server is running. The web \
+client is not installed: build <code>web-client</code> into <code>web-client/dist</code> (or pass \
+<code>--web-root</code>). Native clients connect to this same address.</p></body></html>\n";
+
+type Body = Full<Bytes>;
+
+/// Serves HTTP/1.1 on one TLS connection; a `/ws` upgrade continues as a WebSocket.
+pub async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (upgrade_tx, upgrade_rx) = smol::channel::bounded::<hyper::upgrade::OnUpgrade>(1);
+    let web_root = shared.config.web_root.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let web_root = web_root.clone();
+        let upgrade_tx = upgrade_tx.clone();
+        async move { Ok::<_, Infallible>(route(req, &web_root, &upgrade_tx).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(SmolTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .serve_connection(FuturesIo::new(stream), service)
+        .with_upgrades();
+    let served = smol::future::or(async { Some(conn.await) }, async {
+        shutdown.wait().await;
+        None
+    })
+    .await;
+    if let Some(Err(e)) = served {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+    let Ok(on_upgrade) = upgrade_rx.try_recv() else {
+        return;
+    };
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+            return;
+        }
+    };
+    let Ok(parts) = upgraded.downcast::<FuturesIo<S>>() else {
+        tracing::error!("upgraded connection has an unexpected type");
+        return;
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_WIRE))
+        .max_frame_size(Some(MAX_FRAME_WIRE));
+    let ws = WebSocketStream::from_partially_read(
+        parts.io.into_inner(),
+        parts.read_buf.to_vec(),
+        Role::Server,
+        Some(config),
+    )
+    .await;
+    serve_ws(shared, ws, peer, shutdown).await;
+}
+
+fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// A cross-site page may not open our WebSocket: the Origin's host must be ours.
+fn origin_ok(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true; // not a browser
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix("https://"));
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+async fn route(
+    mut req: Request<Incoming>,
+    web_root: &Path,
+    upgrade_tx: &smol::channel::Sender<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    if req.uri().path() == "/ws" {
+        if !is_ws_upgrade(&req) || req.method() != Method::GET {
+            return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+        }
+        if !origin_ok(&req) {
+            return plain(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
+        }
+        let version_ok = req
+            .headers()
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+        let Some(key) = req
+            .headers()
+            .get(header::SEC_WEBSOCKET_KEY)
+            .filter(|_| version_ok)
+        else {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "missing Sec-WebSocket-Key or version 13",
+            );
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        if upgrade_tx.try_send(hyper::upgrade::on(&mut req)).is_err() {
+            return plain(StatusCode::BAD_REQUEST, "one WebSocket per connection");
+        }
+        let mut resp = Response::new(Body::default());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        return resp;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET");
+    }
+    let Some(path) = static_path(web_root, req.uri().path()) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let root_missing = !web_root.join("index.html").is_file();
+    let is_index = path == web_root.join("index.html");
+    let file = smol::unblock(move || read_static(&path)).await;
+    match file {
+        Some((bytes, ctype)) => page(StatusCode::OK, ctype, Bytes::from(bytes)),
+        None if root_missing && is_index => page(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(PLACEHOLDER.as_bytes()),
+        ),
+        None => plain(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Maps a URL path to a file under `root`, refusing anything that could leave it.
+fn static_path(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let rel = url_path.trim_start_matches('/');
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_owned()
+    };
+    if rel.contains('\\') || rel.contains('%') || rel.contains('\0') {
+        return None;
+    }
+    let rel = Path::new(&rel);
+    for c in rel.components() {
+        match c {
+            Component::Normal(part) if !part.to_string_lossy().starts_with('.') => {}
+            _ => return None,
+        }
+    }
+    Some(root.join(rel))
+}
+
+fn read_static(path: &Path) -> Option<(Vec<u8>, &'static str)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_STATIC {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let ctype = match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("wasm") => "application/wasm",
+        Some("woff2") => "font/woff2",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    Some((bytes, ctype))
+}
+
+fn page(status: StatusCode, ctype: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    page(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(text.as_bytes()),
+    )
+}
+
+enum WsEvent {
+    Out(Option<Vec<u8>>),
+    In(Option<Result<WsMessage, async_tungstenite::tungstenite::Error>>),
+    Timeout,
+    Stop,
+}
+
+async fn serve_ws<S>(
+    shared: Arc<Shared>,
+    mut ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (out, rx) = Outbox::new(shared.config.outbound_queue);
+    let mut conn = Connection::new(shared.clone(), peer.ip(), out.clone());
+    let idle = shared.config.idle_timeout;
+    let write_timeout = shared.config.write_timeout;
+    let mut pinged = false;
+    let mut nonce = 0u64;
+    let mut closing = false;
+    loop {
+        // Replies first, so a burst of requests cannot starve them.
+        let event = smol::future::or(
+            async { WsEvent::Out(rx.frames.recv().await.ok()) },
+            smol::future::or(
+                async {
+                    if closing {
+                        core::future::pending::<()>().await;
+                    }
+                    WsEvent::In(ws.next().await)
+                },
+                smol::future::or(
+                    async {
+                        smol::Timer::after(idle).await;
+                        WsEvent::Timeout
+                    },
+                    async {
+                        smol::future::or(out.killed(), shutdown.wait()).await;
+                        WsEvent::Stop
+                    },
+                ),
+            ),
+        )
+        .await;
+        match event {
+            WsEvent::Out(Some(frame)) => {
+                let sent = smol::future::or(
+                    async { ws.send(WsMessage::Binary(Bytes::from(frame))).await.is_ok() },
+                    async {
+                        smol::Timer::after(write_timeout).await;
+                        false
+                    },
+                )
+                .await;
+                if !sent {
+                    break;
+                }
+            }
+            WsEvent::Out(None) | WsEvent::Stop => break,
+            WsEvent::Timeout if !pinged => {
+                pinged = true;
+                nonce = nonce.wrapping_add(1);
+                out.push(&Message::Ping { nonce });
+            }
+            WsEvent::Timeout => break,
+            WsEvent::In(Some(Ok(WsMessage::Binary(data)))) => {
+                pinged = false;
+                if conn.handle_frame(&data).await == Flow::Close {
+                    closing = true;
+                    out.close();
+                }
+            }
+            WsEvent::In(Some(Ok(WsMessage::Text(_)))) => {
+                pinged = false;
+                out.push(&Message::Error {
+                    code: ErrorCode::BAD_FRAME,
+                    text: "send frames as binary WebSocket messages",
+                });
+            }
+            WsEvent::In(Some(Ok(WsMessage::Close(_))) | None) => break,
+            WsEvent::In(Some(Ok(_))) => pinged = false,
+            WsEvent::In(Some(Err(e))) => {
+                if matches!(e, async_tungstenite::tungstenite::Error::Capacity(_))
+                    && let Some(frame) = crate::outbox::encode(&Message::Error {
+                        code: ErrorCode::TOO_LARGE,
+                        text: "frame exceeds the maximum size; closing",
+                    })
+                {
+                    let _ = ws.send(WsMessage::Binary(Bytes::from(frame))).await;
+                }
+                break;
+            }
+        }
+    }
+    conn.close().await;
+    let _ = smol::future::or(
+        async {
+            let _ = ws.close(None).await;
+        },
+        async {
+            smol::Timer::after(write_timeout).await;
+        },
+    )
+    .await;
+}

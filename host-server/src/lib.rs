@@ -1,0 +1,77 @@
+//! `sealroom-server` as a library: the binary wires it up, tests and the load generator drive
+//! it in-process.
+//!
+//! A tour: [`config`] holds every knob; [`tls`] makes or loads the certificate and accepts
+//! TLS 1.3 only; [`server`] accepts connections and sends each to its transport by ALPN
+//! (`sealroom/1` for native frames, `http/1.1` for the browser's HTTPS + WebSocket, see
+//! [`http`]); [`connection`] is the one frame handler both transports share; [`delivery`],
+//! [`keys`] and [`rooms`] are its parts; [`auth`] checks secrets; [`store`] keeps state.
+//!
+//! The server relays and stores ciphertext only: it never decrypts a body.
+
+pub mod auth;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod delivery;
+pub mod http;
+pub mod keys;
+pub mod outbox;
+pub mod rooms;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod transport;
+
+use std::sync::Arc;
+
+/// State every connection shares. One owner each: the store thread owns the data, the hub
+/// owns the live-connection map, the limiters own their counters.
+#[derive(Debug)]
+pub struct Shared {
+    /// Configuration.
+    pub config: config::ServerConfig,
+    /// The store, off the reactor.
+    pub db: store::Db,
+    /// Password hashing and rate limits.
+    pub auth: auth::Auth,
+    /// Live connections by account.
+    pub hub: delivery::Hub,
+    /// Time.
+    pub clock: clock::Clock,
+    /// The executor every task of this server runs on (one thread per core).
+    pub executor: Arc<smol::Executor<'static>>,
+}
+
+impl Shared {
+    /// Shared state over a running store.
+    pub fn new(
+        config: config::ServerConfig,
+        db: store::Db,
+        clock: clock::Clock,
+        executor: Arc<smol::Executor<'static>>,
+    ) -> Arc<Self> {
+        let auth = auth::Auth::new(
+            config.pbkdf2_rounds,
+            config.account_policy,
+            config.address_policy,
+        );
+        Arc::new(Self {
+            config,
+            db,
+            auth,
+            hub: delivery::Hub::default(),
+            clock,
+            executor,
+        })
+    }
+
+    /// Spawns a task on the server's executor.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> smol::Task<T> {
+        self.executor.spawn(fut)
+    }
+}

@@ -1,0 +1,369 @@
+//! The listener: accepts TCP, bounds the number of connections, runs the TLS handshake under a
+//! timeout, and hands each connection to its transport by ALPN: `sealroom/1` → native frames,
+//! anything else (`http/1.1`, or no ALPN) → HTTPS with the WebSocket upgrade.
+//!
+//! [`Server::start`] runs everything on an executor with one thread per core;
+//! [`Server::shutdown`] stops accepting, lets each connection finish the frame it is handling
+//! (so in-flight commits complete and their replies are written), waits for them within the
+//! drain timeout, commits what the store has queued, and stops.
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use futures_rustls::TlsAcceptor;
+use proto_core::{ErrorCode, Message};
+use smol::Async;
+use smol::io::AsyncWriteExt;
+
+use crate::Shared;
+use crate::clock::Clock;
+use crate::config::ServerConfig;
+use crate::store::{Db, SqliteStore, StoreError};
+use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data folder could not be made.
+    #[error("data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A shutdown signal every task can wait on (closing the channel wakes them all).
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    tx: smol::channel::Sender<()>,
+    rx: smol::channel::Receiver<()>,
+}
+
+impl Shutdown {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        let (tx, rx) = smol::channel::bounded(1);
+        Self { tx, rx }
+    }
+
+    /// Gives the signal.
+    pub fn trigger(&self) {
+        self.tx.close();
+    }
+
+    /// Resolves once the signal is given.
+    pub async fn wait(&self) {
+        // Nothing is ever sent, so this returns only when the channel is closed.
+        let _ = self.rx.recv().await;
+    }
+
+    /// Whether the signal was given.
+    pub fn is_triggered(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct ConnGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address actually bound (port 0 resolved).
+    pub local_addr: SocketAddr,
+    /// The certificate in use.
+    pub identity: Identity,
+    /// The state shared by connections.
+    pub shared: Arc<Shared>,
+    shutdown: Shutdown,
+    stop_executor: Shutdown,
+    active: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store and certificate, binds, and starts serving.
+    pub fn start(config: ServerConfig, clock: Clock) -> Result<Self, ServerError> {
+        make_private_dir(&config.data_dir)?;
+        let identity = tls::load_or_create(
+            &config.data_dir,
+            config.cert.as_deref(),
+            config.key.as_deref(),
+            &config.hostnames,
+        )?;
+        let acceptor = TlsAcceptor::from(tls::server_config(&identity)?);
+        let store = SqliteStore::open(&config.data_dir.join("sealroom.db"))?;
+        let db = Db::spawn(store)?;
+        let listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let listener = Async::new(listener).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let executor = Arc::new(smol::Executor::new());
+        let stop_executor = Shutdown::new();
+        let cpus = std::thread::available_parallelism().map_or(2, core::num::NonZero::get);
+        let mut threads = Vec::with_capacity(cpus);
+        for i in 0..cpus {
+            let ex = executor.clone();
+            let stop = stop_executor.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("sealroom-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop.wait())))
+                .map_err(ServerError::Thread)?;
+            threads.push(t);
+        }
+
+        let shared = Shared::new(config, db, clock, executor);
+        let shutdown = Shutdown::new();
+        let active = Arc::new(AtomicUsize::new(0));
+        shared
+            .spawn(accept_loop(
+                shared.clone(),
+                listener,
+                acceptor,
+                shutdown.clone(),
+                active.clone(),
+            ))
+            .detach();
+        shared
+            .spawn(sweep_loop(shared.clone(), shutdown.clone()))
+            .detach();
+        tracing::info!(addr = %local_addr, "listening");
+        Ok(Self {
+            local_addr,
+            identity,
+            shared,
+            shutdown,
+            stop_executor,
+            active,
+            threads,
+        })
+    }
+
+    /// Connections open now.
+    pub fn active_connections(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, drains connections (bounded by the drain timeout), commits what is
+    /// queued, and stops every thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stop_executor.is_triggered() {
+            return;
+        }
+        self.shutdown.trigger();
+        let deadline = Instant::now() + self.shared.config.drain_timeout;
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.active.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(connections = left, "drain timeout: closing the rest");
+        }
+        self.shared.db.shutdown();
+        self.stop_executor.trigger();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn make_private_dir(path: &std::path::Path) -> Result<(), ServerError> {
+    let err = |source| ServerError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(err)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: Async<TcpListener>,
+    acceptor: TlsAcceptor,
+    shutdown: Shutdown,
+    active: Arc<AtomicUsize>,
+) {
+    let cap = shared.config.max_connections;
+    loop {
+        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let Some(result) = accepted else { break };
+        let (tcp, peer) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                smol::Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let n = active.fetch_add(1, Ordering::SeqCst) + 1;
+        let guard = ConnGuard(active.clone());
+        if n > cap.saturating_mul(2) {
+            // Far over the cap: not even a handshake.
+            drop(tcp);
+            continue;
+        }
+        let _ = tcp.get_ref().set_nodelay(true);
+        let over_cap = n > cap;
+        let shared2 = shared.clone();
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown.clone();
+        shared
+            .spawn(async move {
+                let _guard = guard;
+                serve_connection(shared2, acceptor, tcp, peer, shutdown, over_cap).await;
+            })
+            .detach();
+    }
+    tracing::info!("stopped accepting");
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    tcp: Async<std::net::TcpStream>,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+    over_cap: bool,
+) {
+    let timeout = shared.config.handshake_timeout;
+    let handshake = smol::future::or(async { Some(acceptor.accept(tcp).await) }, async {
+        smol::Timer::after(timeout).await;
+        None
+    })
+    .await;
+    let mut tls = match handshake {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        None => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let native = tls.get_ref().1.alpn_protocol() == Some(ALPN_SEALROOM);
+    if over_cap {
+        tracing::warn!(%peer, "connection cap reached; refusing");
+        if native {
+            if let Some(frame) = crate::outbox::encode(&Message::Error {
+                code: ErrorCode::BUSY,
+                text: "the server is at capacity; try again later",
+            }) {
+                let _ = tls.write_all(&frame).await;
+            }
+        } else {
+            let _ = tls
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+        let _ = tls.flush().await;
+        let _ = tls.close().await;
+        return;
+    }
+    if native {
+        crate::transport::serve_native(shared, tls, peer, shutdown).await;
+    } else {
+        crate::http::serve_http(shared, tls, peer, shutdown).await;
+    }
+}
+
+async fn sweep_loop(shared: Arc<Shared>, shutdown: Shutdown) {
+    let every = shared.config.sweep_interval;
+    loop {
+        let stop = smol::future::or(
+            async {
+                smol::Timer::after(every).await;
+                false
+            },
+            async {
+                shutdown.wait().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            break;
+        }
+        let now = shared.clock.now();
+        match shared
+            .db
+            .call(move |s| {
+                let n = s.sweep(now)?;
+                s.delete_unconfirmed(now.saturating_sub(15 * 60), None)?;
+                Ok(n)
+            })
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "swept expired or fully delivered messages"),
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! TLS: TLS 1.3 only (rustls with the `ring` provider), ALPN `sealroom/1` for native frames and
+//! `http/1.1` for browsers, and the certificate: loaded from PEM files, or made once (rcgen,
+//! self-signed for localhost and the names given) and kept in the data folder.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// ALPN id of the native frame transport.
+pub const ALPN_SEALROOM: &[u8] = b"sealroom/1";
+/// ALPN id of HTTPS (static files and the WebSocket upgrade).
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Certificate generation failed.
+    #[error("cannot make a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The certificate in use.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// SHA-256 of the leaf, as colon-separated hex (what a client pins).
+    pub fingerprint: String,
+    /// Whether it was generated here.
+    pub self_signed: bool,
+    /// Where it is kept.
+    pub cert_path: PathBuf,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+/// SHA-256 fingerprint of a DER certificate, `AA:BB:…`.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = Sha256::digest(der);
+    let parts: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    parts.join(":")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_bytes = fs::read(cert).map_err(io_err(cert))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            what: format!("not a PEM certificate chain: {e}"),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert.to_owned(),
+            what: "no CERTIFICATE block found".into(),
+        });
+    }
+    let key_bytes = fs::read(key).map_err(io_err(key))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::Pem {
+        path: key.to_owned(),
+        what: format!("no usable private key: {e}"),
+    })?;
+    Ok((chain, key_der))
+}
+
+/// Loads `--cert`/`--key`, or the certificate kept in `data_dir`, making it on first start.
+pub fn load_or_create(
+    data_dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    hostnames: &[String],
+) -> Result<Identity, TlsError> {
+    let (cert_path, key_path, self_signed) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
+        _ => (data_dir.join("cert.pem"), data_dir.join("key.pem"), true),
+    };
+    if self_signed && !(cert_path.exists() && key_path.exists()) {
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        for h in hostnames {
+            if !names.contains(h) {
+                names.push(h.clone());
+            }
+        }
+        let made = rcgen::generate_simple_self_signed(names)?;
+        write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
+        fs::write(&cert_path, made.cert.pem()).map_err(io_err(&cert_path))?;
+        tracing::info!(path = %cert_path.display(), "made a self-signed certificate");
+    }
+    let (chain, key_der) = load_pem(&cert_path, &key_path)?;
+    let leaf = chain.first().map(|c| fingerprint(c)).unwrap_or_default();
+    Ok(Identity {
+        chain,
+        fingerprint: leaf,
+        self_signed,
+        cert_path,
+        key: Arc::new(key_der),
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// A rustls server configuration: TLS 1.3 only, `ring`, both ALPN ids.
+pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_SEALROOM.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
