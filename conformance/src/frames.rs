@@ -610,7 +610,7 @@ fn check_accept(case: &Value) -> Result<(), String> {
     let mut dec = FrameDecoder::new(&mut buf);
     let mut streamed = None;
     for b in &frame {
-        dec.feed(std::slice::from_ref(b));
+        dec.feed(core::slice::from_ref(b));
         if let Some(s) = dec
             .poll_frame()
             .map_err(|e| format!("stream decode failed: {e}"))?
