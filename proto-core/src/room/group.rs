@@ -219,6 +219,25 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
         self.start_epoch(rng, next)
     }
 
+    /// [`remove_member`](Self::remove_member) with given keys for the next epoch, for test
+    /// vectors only.
+    #[cfg(any(test, feature = "vectors"))]
+    pub fn remove_member_with_fixed_keys_for_tests(
+        &mut self,
+        sender: &[u8; 32],
+        chain_key: &[u8; 32],
+        signing_secret: &[u8; 32],
+    ) -> Result<(), MembershipError> {
+        let slot = self.slot_mut(sender).ok_or(MembershipError::NotMember)?;
+        *slot = MemberSlot::EMPTY;
+        self.skipped.remove_chain(sender);
+        let next = self
+            .epoch
+            .checked_add(1)
+            .ok_or(MembershipError::StaleEpoch)?;
+        self.start_epoch_with(next, chain_key, signing_secret)
+    }
+
     /// Move to `epoch` (later than the current one) with a fresh chain and signing key.
     ///
     /// Other members' keys for earlier epochs are forgotten; keys they already sent for this
