@@ -232,9 +232,9 @@ impl Connection {
             Message::Ack { server_id } => return self.ack(server_id).await,
 
             Message::CreateRoom { room } => self.create_room(room).await?,
-            Message::Invite { room, username } => self.invite(room, username).await?,
-            Message::Leave { room } => self.leave(room).await?,
-            Message::Remove { room, username } => self.remove(room, username).await?,
+            Message::Invite { room, username } => return self.invite(room, username).await,
+            Message::Leave { room } => return self.leave(room).await,
+            Message::Remove { room, username } => return self.remove(room, username).await,
             Message::ListRooms => return self.list_rooms().await,
             Message::ListMembers { room } => return self.list_members(room).await,
 

@@ -69,11 +69,7 @@ impl Connection {
         }
     }
 
-    pub(crate) async fn invite(
-        &mut self,
-        room: &str,
-        username: &str,
-    ) -> Result<Message<'static>, Refusal> {
+    pub(crate) async fn invite(&mut self, room: &str, username: &str) -> Result<(), Refusal> {
         let (me, _) = self.logged_in()?;
         let name = room.to_owned();
         let who = crate::auth::normalize_username(username)
@@ -108,11 +104,12 @@ impl Connection {
             })
             .await
             .map_err(Refusal::store)??;
+        self.out.push(&Message::Ok);
         self.announce(&members, room, &who, RoomChange::Joined);
-        Ok(Message::Ok)
+        Ok(())
     }
 
-    pub(crate) async fn leave(&mut self, room: &str) -> Result<Message<'static>, Refusal> {
+    pub(crate) async fn leave(&mut self, room: &str) -> Result<(), Refusal> {
         let (me, my_name) = self.logged_in()?;
         let name = room.to_owned();
         let remaining = self
@@ -142,15 +139,12 @@ impl Connection {
             })
             .await
             .map_err(Refusal::store)??;
+        self.out.push(&Message::Ok);
         self.announce(&remaining, room, &my_name, RoomChange::Left);
-        Ok(Message::Ok)
+        Ok(())
     }
 
-    pub(crate) async fn remove(
-        &mut self,
-        room: &str,
-        username: &str,
-    ) -> Result<Message<'static>, Refusal> {
+    pub(crate) async fn remove(&mut self, room: &str, username: &str) -> Result<(), Refusal> {
         let (me, _) = self.logged_in()?;
         let name = room.to_owned();
         let who = crate::auth::normalize_username(username)
@@ -188,8 +182,9 @@ impl Connection {
             })
             .await
             .map_err(Refusal::store)??;
+        self.out.push(&Message::Ok);
         self.announce(&notify, room, &who, RoomChange::Removed);
-        Ok(Message::Ok)
+        Ok(())
     }
 
     pub(crate) async fn list_rooms(&mut self) -> Result<(), Refusal> {

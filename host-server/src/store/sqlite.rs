@@ -403,8 +403,9 @@ impl Store for SqliteStore {
         let prekey = self
             .conn
             .prepare_cached(
-                "DELETE FROM one_time_prekeys WHERE rowid = (SELECT rowid FROM one_time_prekeys \
-                 WHERE account_id = ?1 ORDER BY prekey_id LIMIT 1) RETURNING prekey_id, key",
+                "DELETE FROM one_time_prekeys WHERE account_id = ?1 AND prekey_id = \
+                 (SELECT MIN(prekey_id) FROM one_time_prekeys WHERE account_id = ?1) \
+                 RETURNING prekey_id, key",
             )?
             .query_row([account.id], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))

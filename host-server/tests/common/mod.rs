@@ -64,6 +64,10 @@ impl TestServer {
     }
 
     pub fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -205,7 +209,10 @@ pub async fn recv_reply(c: &mut Client) -> Frame {
     loop {
         let f = recv(c).await;
         match f.msg().unwrap() {
-            Message::PrekeysLow { .. } | Message::Delivered { .. } | Message::Ping { .. } => {}
+            Message::PrekeysLow { .. }
+            | Message::Delivered { .. }
+            | Message::RoomChanged { .. }
+            | Message::Ping { .. } => {}
             _ => return f,
         }
     }

@@ -51,7 +51,7 @@ CREATE TABLE room_members (
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     cursor     INTEGER NOT NULL,
     PRIMARY KEY (room_id, account_id)
-) WITHOUT ROWID;
+);
 
 -- One id space for direct and room messages: the server id in Accepted / Deliver / Ack.
 -- A direct message has recipient_id set; a room message has room_id set and is stored once.
