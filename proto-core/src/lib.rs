@@ -22,6 +22,7 @@
 
 pub mod limits;
 
+mod envelope;
 mod frame;
 mod io;
 mod message;
@@ -56,6 +57,9 @@ pub use message::{
     SignedPrekey,
 };
 
+// What travels inside a message body: the envelope and the decrypted content.
+pub use envelope::{Content, ENVELOPE_PREKEY, ENVELOPE_RATCHET, Envelope, EnvelopeError};
+
 // ---- crypto API (issue 3) ----
 // Device keys: identity, signed and one-time prekeys (secrets zeroize, Debug is redacted).
 pub use keys::{
@@ -78,6 +82,10 @@ pub use room::{
     ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_VERSION, Room, RoomDecryptError, RoomEncryptError,
     RoomPlaintext, SenderKeyDistribution,
 };
+// Randomness: every key comes from a caller's `rand_core::CryptoRng` (the OS RNG on a host, the
+// integrator's hardware RNG on a device); the traits are re-exported so an integrator names the
+// same rand_core version proto-core uses.
+pub use rand_core;
 // Safety numbers.
 pub use fingerprint::{FINGERPRINT_DIGITS, SAFETY_NUMBER_LEN, party_fingerprint, safety_number};
 

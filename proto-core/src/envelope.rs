@@ -1,0 +1,207 @@
+//! What travels inside a message `body`: the envelope the server relays unopened, and the
+//! content a client finds once it has decrypted it.
+//!
+//! A one-to-one body (`SendToUser.body`, `Deliver.body` without a room):
+//!
+//! ```text
+//! kind u8 | rest
+//! 0x01 Prekey:  PrekeyHeader (106 bytes) || ratchet message   (until the peer has replied)
+//! 0x02 Ratchet: ratchet message
+//! ```
+//!
+//! A room body (`SendToRoom.body`) is a room message exactly as [`Room::encrypt`](crate::Room)
+//! writes it; it names its own room id, sender, epoch and iteration.
+//!
+//! Either way the plaintext is one postcard-encoded [`Content`]. This module owns both layouts; it
+//! does not encrypt (the ratchet and rooms do) and it does not decide what a client shows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::DecodeError;
+use crate::x3dh::{PREKEY_HEADER_LEN, PrekeyHeader};
+
+/// Envelope kind: a prekey message (X3DH header, then the ratchet message).
+pub const ENVELOPE_PREKEY: u8 = 0x01;
+/// Envelope kind: a plain ratchet message.
+pub const ENVELOPE_RATCHET: u8 = 0x02;
+
+/// A one-to-one body, split into its parts without copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope<'a> {
+    /// The first messages of a session: what the responder needs to run X3DH, then the ratchet
+    /// message.
+    Prekey {
+        /// The initiator's X3DH header.
+        header: PrekeyHeader,
+        /// The ratchet message.
+        message: &'a [u8],
+    },
+    /// A ratchet message of an established session.
+    Ratchet {
+        /// The ratchet message.
+        message: &'a [u8],
+    },
+}
+
+/// Why a body is not an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnvelopeError {
+    /// Empty, or shorter than its kind requires.
+    Truncated,
+    /// An envelope kind this version does not define.
+    UnknownKind,
+    /// The prekey header is malformed (bad version or flag).
+    BadPrekeyHeader,
+    /// The output slice is too small (encoding only).
+    BufferTooSmall,
+}
+
+impl EnvelopeError {
+    /// The variant's name, as used in vectors (`reject:<name>`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            EnvelopeError::Truncated => "Truncated",
+            EnvelopeError::UnknownKind => "UnknownKind",
+            EnvelopeError::BadPrekeyHeader => "BadPrekeyHeader",
+            EnvelopeError::BufferTooSmall => "BufferTooSmall",
+        }
+    }
+}
+
+impl core::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            EnvelopeError::Truncated => "message body is truncated",
+            EnvelopeError::UnknownKind => "unknown message body kind",
+            EnvelopeError::BadPrekeyHeader => "malformed session-start header",
+            EnvelopeError::BufferTooSmall => "output buffer too small",
+        })
+    }
+}
+
+impl core::error::Error for EnvelopeError {}
+
+impl<'a> Envelope<'a> {
+    /// Splits a body into its envelope parts.
+    pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let (&kind, rest) = body.split_first().ok_or(EnvelopeError::Truncated)?;
+        match kind {
+            ENVELOPE_PREKEY => {
+                let (header, message) = rest
+                    .split_first_chunk::<PREKEY_HEADER_LEN>()
+                    .ok_or(EnvelopeError::Truncated)?;
+                let header =
+                    PrekeyHeader::from_bytes(header).map_err(|_| EnvelopeError::BadPrekeyHeader)?;
+                if message.is_empty() {
+                    return Err(EnvelopeError::Truncated);
+                }
+                Ok(Envelope::Prekey { header, message })
+            }
+            ENVELOPE_RATCHET if rest.is_empty() => Err(EnvelopeError::Truncated),
+            ENVELOPE_RATCHET => Ok(Envelope::Ratchet { message: rest }),
+            _ => Err(EnvelopeError::UnknownKind),
+        }
+    }
+
+    /// Writes the envelope's kind (and header) into `out`, leaving the ratchet message to be
+    /// written after it; returns the bytes written. The caller encrypts into
+    /// `out[written..]`.
+    pub fn emit_prefix(header: Option<&PrekeyHeader>, out: &mut [u8]) -> Result<usize, EnvelopeError> {
+        let (kind, rest) = out.split_first_mut().ok_or(EnvelopeError::BufferTooSmall)?;
+        match header {
+            Some(h) => {
+                *kind = ENVELOPE_PREKEY;
+                let slot = rest
+                    .first_chunk_mut::<PREKEY_HEADER_LEN>()
+                    .ok_or(EnvelopeError::BufferTooSmall)?;
+                *slot = h.to_bytes();
+                Ok(1 + PREKEY_HEADER_LEN)
+            }
+            None => {
+                *kind = ENVELOPE_RATCHET;
+                Ok(1)
+            }
+        }
+    }
+
+    /// The ratchet message, whichever the kind.
+    pub fn message(&self) -> &'a [u8] {
+        match self {
+            Envelope::Prekey { message, .. } | Envelope::Ratchet { message } => message,
+        }
+    }
+}
+
+/// What a decrypted message says. Postcard-encoded; the variant order is the wire tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content<'a> {
+    /// A text message, shown as text (never markup).
+    Text {
+        /// Random, chosen by the sender: receivers drop a second copy of the same id.
+        id: u64,
+        /// When the sender wrote it, Unix seconds (the sender's clock).
+        sent_at: u64,
+        /// The text.
+        text: &'a str,
+    },
+    /// The sender's key for a room and epoch, carried inside a pairwise session.
+    RoomKey {
+        /// The room's name on the server.
+        room: &'a str,
+        /// A [`SenderKeyDistribution`](crate::SenderKeyDistribution) in its encoded form.
+        distribution: &'a [u8],
+    },
+    /// "I could not decrypt what you sent": the peer should start a new session (X3DH) on its
+    /// next message. Carries no secret; sent inside a fresh session.
+    SessionReset,
+}
+
+impl<'a> Content<'a> {
+    /// Decodes a content; every byte must be used.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (c, rest) =
+            postcard::take_from_bytes::<Content<'a>>(bytes).map_err(DecodeError::from_postcard)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes);
+        }
+        Ok(c)
+    }
+
+    /// Encodes into `out`; returns the bytes written.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, crate::EncodeError> {
+        postcard::to_slice(self, out)
+            .map(|used| used.len())
+            .map_err(|_| crate::EncodeError::BufferTooSmall)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_kinds_parse_and_reject() {
+        assert_eq!(Envelope::parse(&[]), Err(EnvelopeError::Truncated));
+        assert_eq!(Envelope::parse(&[0x02]), Err(EnvelopeError::Truncated));
+        assert_eq!(Envelope::parse(&[0x03, 1]), Err(EnvelopeError::UnknownKind));
+        assert_eq!(Envelope::parse(&[0x02, 9, 9]), Ok(Envelope::Ratchet { message: &[9, 9] }));
+        assert_eq!(Envelope::parse(&[0x01; 50]), Err(EnvelopeError::Truncated));
+        let mut bad = [0u8; 1 + PREKEY_HEADER_LEN + 1];
+        bad[0] = ENVELOPE_PREKEY;
+        bad[1] = 0x7f; // header version
+        assert_eq!(Envelope::parse(&bad), Err(EnvelopeError::BadPrekeyHeader));
+    }
+
+    #[test]
+    fn content_round_trips() {
+        let c = Content::Text { id: 9, sent_at: 1_700_000_000, text: "héllo <b>" };
+        let mut buf = [0u8; 64];
+        let n = c.encode(&mut buf).unwrap();
+        assert_eq!(Content::decode(&buf[..n]), Ok(c));
+        assert_eq!(Content::decode(&buf[..n - 1]), Err(DecodeError::Truncated));
+        let mut long = buf;
+        long[n] = 0;
+        assert_eq!(Content::decode(&long[..n + 1]), Err(DecodeError::TrailingBytes));
+        assert_eq!(Content::decode(&[3]), Err(DecodeError::UnknownTag));
+    }
+}
