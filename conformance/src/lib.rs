@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub mod content;
 pub mod crypto;
 pub mod frames;
 pub mod seeded;
@@ -17,6 +18,7 @@ pub mod seeded;
 /// Every vector file this crate generates, by file name.
 pub fn generate_all() -> Vec<(&'static str, Value)> {
     let mut files = frames::generate();
+    files.extend(content::generate());
     files.extend(crypto::generate());
     files
 }
@@ -24,6 +26,9 @@ pub fn generate_all() -> Vec<(&'static str, Value)> {
 /// Runs every case of one vector file against proto-core; returns the number of cases checked.
 pub fn check(file: &str, v: &Value) -> Result<usize, String> {
     if let Some(r) = frames::check(file, v) {
+        return r;
+    }
+    if let Some(r) = content::check(file, v) {
         return r;
     }
     if let Some(r) = crypto::check(file, v) {
