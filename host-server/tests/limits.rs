@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message as WsMessage;
 use common::*;
