@@ -89,19 +89,26 @@ fn main() -> anyhow::Result<()> {
     } else {
         addr.ip().to_string()
     };
-    println!("sealroom-server listening on {addr}");
-    println!("open https://{host}:{}/", addr.port());
-    println!(
-        "certificate SHA-256 fingerprint{}: {}",
-        if server.identity.self_signed {
+    // The lines a person (or a script) needs; a closed stdout must not stop the server.
+    let banner = format!(
+        "sealroom-server listening on {addr}\nopen https://{host}:{port}/\n\
+         certificate SHA-256 fingerprint{kind}: {fp}\ncertificate: {cert}\ndata: {data}\n",
+        port = addr.port(),
+        kind = if server.identity.self_signed {
             " (self-signed)"
         } else {
             ""
         },
-        server.identity.fingerprint
+        fp = server.identity.fingerprint,
+        cert = server.identity.cert_path.display(),
+        data = args.data_dir.display(),
     );
-    println!("certificate: {}", server.identity.cert_path.display());
-    println!("data: {}", args.data_dir.display());
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    }
 
     use smol::stream::StreamExt as _;
     let mut signals = signals;
