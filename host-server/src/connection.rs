@@ -673,3 +673,6 @@ impl Connection {
         self.drop_enrollment().await;
     }
 }
+
+#[cfg(test)]
+mod tests;

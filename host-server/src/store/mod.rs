@@ -449,3 +449,6 @@ fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
     }
     tracing::debug!("storage thread stopped");
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! One behavioural test run against both backends: whatever SQLite does, memory does too.
+
+use super::*;
+
+fn account(name: &str, prekeys: u32, now: u64) -> NewAccount {
+    NewAccount {
+        username: name.into(),
+        name: "N".into(),
+        email: "n@example.org".into(),
+        password_phc: "$pbkdf2-sha256$i=1,l=32$AA$AA".into(),
+        totp_secret: vec![1; 20],
+        identity_sig: [1; 32],
+        identity_dh: [2; 32],
+        spk: StoredSpk {
+            id: 1,
+            key: [3; 32],
+            signature: [4; 64],
+        },
+        prekeys: (0..prekeys).map(|i| (10 + i, [i as u8; 32])).collect(),
+        created_at: now,
+    }
+}
+
+fn msg(
+    recipient: Option<AccountId>,
+    room: Option<RoomId>,
+    sender: AccountId,
+    body: &[u8],
+) -> NewMessage {
+    NewMessage {
+        recipient,
+        room,
+        sender_id: sender,
+        sender: format!("user{sender}"),
+        sent_at: 100,
+        expires_at: 1_000,
+        body: body.to_vec(),
+    }
+}
+
+fn exercise(s: &mut dyn Store) {
+    // Accounts.
+    let a = s.create_account(&account("alice", 3, 100)).unwrap();
+    let b = s.create_account(&account("bob", 0, 100)).unwrap();
+    let c = s.create_account(&account("carol", 0, 100)).unwrap();
+    assert!(matches!(
+        s.create_account(&account("alice", 0, 100)),
+        Err(StoreError::UsernameTaken)
+    ));
+    assert!(!s.account_by_username("alice").unwrap().unwrap().confirmed);
+    for id in [a, b, c] {
+        s.confirm_account(id).unwrap();
+    }
+    let stale = s.create_account(&account("stale", 0, 10)).unwrap();
+    assert_eq!(s.delete_unconfirmed(50, None).unwrap(), 1);
+    assert!(s.account_by_id(stale).unwrap().is_none());
+    assert_eq!(s.account_by_id(a).unwrap().unwrap().username, "alice");
+
+    // TOTP steps only move forward; recovery codes are single use.
+    assert!(s.accept_totp_step(a, 5).unwrap());
+    assert!(!s.accept_totp_step(a, 5).unwrap());
+    assert!(!s.accept_totp_step(a, 4).unwrap());
+    assert!(s.accept_totp_step(a, 6).unwrap());
+    s.set_recovery_codes(a, &[[7; 32], [8; 32]]).unwrap();
+    assert!(s.consume_recovery_code(a, &[7; 32]).unwrap());
+    assert!(!s.consume_recovery_code(a, &[7; 32]).unwrap());
+    assert!(!s.consume_recovery_code(b, &[8; 32]).unwrap());
+
+    // Sessions expire and revoke.
+    s.create_session(a, &[9; 32], 500).unwrap();
+    assert_eq!(s.session(&[9; 32], 499).unwrap(), Some((a, 500)));
+    assert_eq!(s.session(&[9; 32], 500).unwrap(), None);
+    s.revoke_session(&[9; 32]).unwrap();
+    assert_eq!(s.session(&[9; 32], 0).unwrap(), None);
+
+    // Bundles hand out the lowest prekey id first, each once.
+    let got: Vec<Option<u32>> = (0..4)
+        .map(|_| s.take_bundle("alice").unwrap().unwrap().prekey.map(|p| p.0))
+        .collect();
+    assert_eq!(got, [Some(10), Some(11), Some(12), None]);
+    s.add_prekeys(a, &[(50, [5; 32])]).unwrap();
+    assert_eq!(s.count_prekeys(a).unwrap(), 1);
+    assert!(s.take_bundle("nobody").unwrap().is_none());
+
+    // Direct messages: order, ack, receipts.
+    let m1 = s.insert_message(&msg(Some(b), None, a, b"one")).unwrap();
+    let m2 = s.insert_message(&msg(Some(b), None, a, b"two")).unwrap();
+    assert!(m2 > m1);
+    assert_eq!(s.pending_direct_count(b).unwrap(), 2);
+    let p = s.pending_for(b, 0, 200, 10).unwrap();
+    assert_eq!(p.iter().map(|m| m.id).collect::<Vec<_>>(), [m1, m2]);
+    assert_eq!(s.pending_for(b, m1, 200, 10).unwrap().len(), 1);
+    assert_eq!(s.pending_for(b, 0, 200, 1).unwrap().len(), 1);
+    assert!(s.pending_for(a, 0, 200, 10).unwrap().is_empty());
+    assert_eq!(s.ack(a, m1).unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Direct { sender_id: a });
+    assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Unknown);
+    s.add_receipt(a, m1, "bob", 2_000).unwrap();
+    assert_eq!(s.take_receipts(a).unwrap(), [(m1, "bob".to_string())]);
+    assert!(s.take_receipts(a).unwrap().is_empty());
+
+    // Rooms: one stored copy, per-member cursors, new members start after existing messages.
+    let r = s.create_room("team", a).unwrap();
+    assert!(matches!(
+        s.create_room("team", b),
+        Err(StoreError::RoomTaken)
+    ));
+    s.add_member(r, b).unwrap();
+    let rm = s.insert_message(&msg(None, Some(r), a, b"room")).unwrap();
+    s.add_member(r, c).unwrap();
+    let info = s.room("team").unwrap().unwrap();
+    assert_eq!(
+        info.members
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
+    assert_eq!(info.admin_name(), "alice");
+    let for_bob = s.pending_for(b, m1, 200, 10).unwrap();
+    assert_eq!(
+        for_bob
+            .iter()
+            .map(|m| (m.id, m.room.clone()))
+            .collect::<Vec<_>>(),
+        [(m2, None), (rm, Some("team".into()))]
+    );
+    assert!(
+        s.pending_for(a, 0, 200, 10).unwrap().is_empty(),
+        "senders do not receive their own"
+    );
+    assert!(
+        s.pending_for(c, 0, 200, 10).unwrap().is_empty(),
+        "joined after the message"
+    );
+    assert_eq!(s.pending_room_count(r).unwrap(), 1);
+    assert_eq!(s.sweep(200).unwrap(), 0, "bob has not acknowledged it yet");
+    assert_eq!(s.ack(b, rm).unwrap(), AckOutcome::Room { sender_id: a });
+    assert_eq!(s.sweep(200).unwrap(), 1, "every member is past it");
+    assert_eq!(s.rooms_of(b).unwrap(), ["team"]);
+    s.remove_member(r, b).unwrap();
+    assert!(s.rooms_of(b).unwrap().is_empty());
+    s.set_admin(r, c).unwrap();
+    assert_eq!(s.room("team").unwrap().unwrap().admin, c);
+    s.delete_room(r).unwrap();
+    assert!(s.room("team").unwrap().is_none());
+
+    // Expiry.
+    assert_eq!(s.sweep(1_000).unwrap(), 1, "m2 expired");
+    assert!(s.pending_for(b, 0, 0, 10).unwrap().is_empty());
+
+    // A new identity drops the prekeys signed by the old one.
+    s.set_identity(a, &[9; 32], &[9; 32]).unwrap();
+    assert!(s.account_by_id(a).unwrap().unwrap().spk.is_none());
+    assert_eq!(s.count_prekeys(a).unwrap(), 0);
+    assert!(s.take_bundle("alice").unwrap().is_none());
+}
+
+#[test]
+fn memory_store_behaves() {
+    exercise(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_behaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise(&mut s);
+}
+
+#[test]
+fn sqlite_is_wal_full_and_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // Reopening does not re-run migrations (it would fail on existing tables).
+    let s = SqliteStore::open(&path).unwrap();
+    let mode: String = s
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let sync: i64 = s
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    let version: i64 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 1));
+}
+
+#[test]
+fn a_failing_job_does_not_undo_its_batch_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::spawn(SqliteStore::open(&dir.path().join("t.db")).unwrap()).unwrap();
+    smol::block_on(async {
+        let ok = db.call(|s| s.create_account(&account("alice", 0, 1)));
+        let bad = db.call(|s| {
+            s.create_account(&account("bob", 0, 1))?;
+            Err::<(), _>(StoreError::Corrupt("forced"))
+        });
+        let (ok, bad) = futures_join(ok, bad).await;
+        assert!(ok.is_ok());
+        assert!(bad.is_err());
+        let names = db
+            .call(|s| {
+                Ok((
+                    s.account_by_username("alice")?.is_some(),
+                    s.account_by_username("bob")?.is_some(),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(names, (true, false), "bob's job rolled back alone");
+    });
+    db.shutdown();
+}
+
+async fn futures_join<A, B>(a: impl Future<Output = A>, b: impl Future<Output = B>) -> (A, B) {
+    smol::future::zip(a, b).await
+}
