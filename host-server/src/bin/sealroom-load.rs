@@ -1,2 +1,309 @@
-//! Placeholder, replaced below.
-fn main() {}
+//! `sealroom-load`: a bounded load generator for `sealroom-server`, on 127.0.0.1 only.
+//!
+//! By default it starts a server in-process (real TLS, real SQLite with `synchronous=FULL`,
+//! the production PBKDF2 cost) in a temporary folder; `--addr` and `--fingerprint` aim it at a
+//! running server instead, which must be on a loopback address. It registers `--users` users,
+//! each sending `--messages` messages of `--body` bytes to the next user with `--window`
+//! sends in flight, acknowledging what it receives. It prints the login cost (one PBKDF2), the
+//! throughput, and the latencies from send to `Accepted` (durable commit) and to `Deliver` at
+//! the recipient. Everything is bounded: users ≤ 500, messages ≤ 100,000 each, and a deadline.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use host_server::auth::totp;
+use host_server::client::Client;
+use host_server::clock::Clock;
+use host_server::config::ServerConfig;
+use host_server::server::Server;
+use proto_core::{
+    DeviceKeys, IdentityKeyPair, Key32, List, Message, Sig64, SignedPrekey, SignedPrekeyPair,
+};
+
+/// Load generator for sealroom-server (loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "sealroom-load", version, about)]
+struct Args {
+    /// Server to load (loopback only); without it a server is started in-process.
+    #[arg(long, requires = "fingerprint")]
+    addr: Option<SocketAddr>,
+    /// The server certificate's SHA-256 fingerprint (as printed by sealroom-server).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Concurrent users (one connection each).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=500))]
+    users: u64,
+    /// Messages each user sends.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    messages: u64,
+    /// Sends in flight per user.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    window: u64,
+    /// Body bytes per message.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(16..=60_000))]
+    body: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    max_seconds: u64,
+}
+
+const PASSWORD: &str = "load generator passphrase: seven tall giraffes";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    Ok(b)
+}
+
+async fn expect_frame(c: &mut Client) -> anyhow::Result<host_server::client::Frame> {
+    Ok(c.recv_timeout(Duration::from_secs(60)).await?)
+}
+
+async fn register(addr: SocketAddr, fp: &str, name: &str) -> anyhow::Result<Client> {
+    let id = IdentityKeyPair::from_secrets(&random32()?, &random32()?);
+    let spk = SignedPrekeyPair::from_secret_key(1, &random32()?, &id).public();
+    let p = id.public();
+    let mut c = Client::connect(addr, fp).await?;
+    c.send(&Message::Register {
+        name: "Load",
+        email: "load@example.org",
+        username: name,
+        password: PASSWORD,
+        device: DeviceKeys {
+            identity_sig: Key32(p.signing),
+            identity_dh: Key32(p.dh),
+            signed_prekey: SignedPrekey {
+                id: 1,
+                key: Key32(spk.public),
+                signature: Sig64(spk.signature),
+            },
+            one_time_prekeys: List::empty(),
+        },
+    })
+    .await?;
+    let f = expect_frame(&mut c).await?;
+    let Some(Message::TotpEnrollment { uri }) = f.msg() else {
+        bail!("register {name}: {:?}", f.msg());
+    };
+    let secret = totp::secret_from_uri(uri).context("enrollment URI")?;
+    let code = totp::code_at(&secret, unix_now());
+    c.send(&Message::ConfirmTotp { code: &code }).await?;
+    loop {
+        let f = expect_frame(&mut c).await?;
+        match f.msg() {
+            Some(Message::Session { .. }) => return Ok(c),
+            Some(Message::Error { text, .. }) => bail!("enroll {name}: {text}"),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    accept: Vec<Duration>,
+    deliver: Vec<Duration>,
+}
+
+async fn run_user(
+    mut c: Client,
+    to: String,
+    messages: u64,
+    window: u64,
+    body_len: usize,
+    epoch: Instant,
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
+    let mut sent_at = std::collections::HashMap::new();
+    let (mut next, mut accepted, mut received) = (0u64, 0u64, 0u64);
+    let mut body = vec![0x5Au8; body_len];
+    while accepted < messages || received < messages {
+        while next < messages && next - accepted < window {
+            let t = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if let Some(slot) = body.get_mut(..8) {
+                slot.copy_from_slice(&t.to_be_bytes());
+            }
+            c.send(&Message::SendToUser {
+                to: &to,
+                client_id: next,
+                body: &body,
+            })
+            .await?;
+            sent_at.insert(next, Instant::now());
+            next += 1;
+        }
+        let f = expect_frame(&mut c).await?;
+        match f.msg() {
+            Some(Message::Accepted { client_id, .. }) => {
+                if let Some(t) = sent_at.remove(&client_id) {
+                    stats.accept.push(t.elapsed());
+                }
+                accepted += 1;
+            }
+            Some(Message::Deliver {
+                server_id, body, ..
+            }) => {
+                let stamp = body
+                    .first_chunk::<8>()
+                    .map_or(0, |b| u64::from_be_bytes(*b));
+                let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats
+                    .deliver
+                    .push(Duration::from_nanos(now.saturating_sub(stamp)));
+                received += 1;
+                c.send(&Message::Ack { server_id }).await?;
+            }
+            Some(Message::Error { text, .. }) => bail!("server refused: {text}"),
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut local: Option<(Server, std::path::PathBuf)> = None;
+    let (addr, fp) = match (args.addr, args.fingerprint.clone()) {
+        (Some(a), Some(f)) => {
+            if !a.ip().is_loopback() {
+                bail!("sealroom-load only talks to 127.0.0.1 / ::1; {a} is not loopback");
+            }
+            (a, f)
+        }
+        _ => {
+            let dir = tempfile_dir()?;
+            let mut config = ServerConfig::new(dir.clone());
+            config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.recipient_quota = args.messages.saturating_mul(2).max(10_000);
+            let s = Server::start(config, Clock::System).context("start the in-process server")?;
+            let out = (s.local_addr, s.identity.fingerprint.clone());
+            println!("in-process server on {} (data in {})", out.0, dir.display());
+            local = Some((s, dir));
+            out
+        }
+    };
+    let deadline = Duration::from_secs(args.max_seconds);
+    let result = smol::block_on(smol::future::or(
+        run_load(&args, addr, &fp, args.users),
+        async {
+            smol::Timer::after(deadline).await;
+            Err(anyhow::anyhow!(
+                "gave up after {} s (the deadline)",
+                deadline.as_secs()
+            ))
+        },
+    ));
+    if let Some((server, dir)) = local {
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("sealroom-load-{}", hex::encode(&random32()?[..6])));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn run_load(args: &Args, addr: SocketAddr, fp: &str, users: u64) -> anyhow::Result<()> {
+    let tag = hex::encode(&random32()?[..3]);
+    let names: Vec<String> = (0..users).map(|i| format!("load_{tag}_{i}")).collect();
+
+    let t = Instant::now();
+    let mut clients = Vec::new();
+    for n in &names {
+        clients.push(register(addr, fp, n).await?);
+    }
+    let register_each = t.elapsed() / u32::try_from(users).unwrap_or(1);
+
+    // One PBKDF2 verification per login: time Login → TotpRequired, a few times.
+    let mut login_times = Vec::new();
+    for n in names.iter().take(3) {
+        let mut c = Client::connect(addr, fp).await?;
+        let t = Instant::now();
+        c.send(&Message::Login {
+            username: n,
+            password: PASSWORD,
+        })
+        .await?;
+        let f = expect_frame(&mut c).await?;
+        login_times.push(t.elapsed());
+        if !matches!(f.msg(), Some(Message::TotpRequired)) {
+            bail!("login: {:?}", f.msg());
+        }
+    }
+
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let to = names
+            .get((i + 1) % names.len())
+            .cloned()
+            .unwrap_or_default();
+        let (m, w, b) = (
+            args.messages,
+            args.window,
+            usize::try_from(args.body).unwrap_or(256),
+        );
+        tasks.push(smol::spawn(run_user(c, to, m, w, b, epoch)));
+    }
+    let mut all = Stats::default();
+    for t in tasks {
+        let s = t.await?;
+        all.accept.extend(s.accept);
+        all.deliver.extend(s.deliver);
+    }
+    let elapsed = epoch.elapsed().as_secs_f64();
+    let total = users * args.messages;
+    println!(
+        "sealroom-load: {users} users x {} messages of {} bytes, window {}",
+        args.messages, args.body, args.window
+    );
+    println!(
+        "registration (PBKDF2 hash + enrollment), per user: {:.1} ms",
+        register_each.as_secs_f64() * 1000.0
+    );
+    let mut lt = login_times;
+    println!(
+        "login to TotpRequired (one PBKDF2 verification): median {:.1} ms",
+        pct(&mut lt, 0.5)
+    );
+    println!(
+        "{total} messages sent, committed, delivered and acknowledged in {elapsed:.2} s: {:.0} msgs/s",
+        total as f64 / elapsed
+    );
+    println!(
+        "send -> Accepted (durable commit): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&mut all.accept, 0.5),
+        pct(&mut all.accept, 0.9),
+        pct(&mut all.accept, 0.99),
+        pct(&mut all.accept, 1.0)
+    );
+    println!(
+        "send -> Deliver at recipient: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(&mut all.deliver, 0.5),
+        pct(&mut all.deliver, 0.9),
+        pct(&mut all.deliver, 0.99),
+        pct(&mut all.deliver, 1.0)
+    );
+    Ok(())
+}
