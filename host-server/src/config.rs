@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub account_policy: Policy,
     /// Failed-login policy per source address.
     pub address_policy: Policy,
+    /// Registrations per source address (each costs a PBKDF2 hash).
+    pub registration_policy: Policy,
     /// How long shutdown waits for connections to finish.
     pub drain_timeout: Duration,
     /// How often expired messages are swept.
@@ -70,13 +72,14 @@ impl ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
-            outbound_queue: 256,
+            outbound_queue: 64,
             message_ttl: 30 * 24 * 3600,
             recipient_quota: 10_000,
             max_prekeys: 1_000,
             prekeys_low: 10,
             account_policy: Policy::ACCOUNT,
             address_policy: Policy::ADDRESS,
+            registration_policy: Policy::REGISTRATION,
             drain_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(60),
         }

@@ -292,6 +292,15 @@ impl Connection {
             ));
         }
         let now = self.shared.clock.now();
+        if let Err(limited) = self.shared.auth.check_registration(self.peer, now) {
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many registrations from this address; try again in {} seconds",
+                    limited.0.0
+                ),
+            ));
+        }
         // Cheap check first, so a taken name costs no hashing.
         let probe = username.clone();
         let taken = self

@@ -20,7 +20,7 @@ use crate::outbox::{Outbox, encode};
 use crate::store::{AccountId, AckOutcome, NewMessage, StoreError};
 
 /// Messages read from the store per delivery batch.
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Peer {

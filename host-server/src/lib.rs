@@ -56,6 +56,7 @@ impl Shared {
             config.pbkdf2_rounds,
             config.account_policy,
             config.address_policy,
+            config.registration_policy,
         );
         Arc::new(Self {
             config,

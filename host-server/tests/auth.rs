@@ -381,3 +381,31 @@ fn unconfirmed_account_cannot_log_in() {
         expect_error(&f, ErrorCode::AUTH_FAILED);
     });
 }
+
+#[test]
+fn registrations_per_address_are_limited() {
+    let ts = TestServer::start_with(|c| {
+        c.registration_policy = Policy {
+            max_per_hour: 2,
+            free: 2,
+            base_delay: 1,
+            max_delay: 1,
+        };
+    });
+    run(async {
+        let (_a, _) = register(&ts, "first", 0).await;
+        let (_b, _) = register(&ts, "second", 0).await;
+        let device = Device::new(0);
+        let mut c = ts.connect().await;
+        c.send(&register_msg(
+            "third",
+            PASSWORD,
+            &device,
+            &[],
+            "t@example.org",
+        ))
+        .await
+        .unwrap();
+        expect_error(&recv(&mut c).await, ErrorCode::RATE_LIMITED);
+    });
+}

@@ -162,6 +162,7 @@ pub struct Auth {
     hashing: Arc<Semaphore>,
     accounts: Arc<Mutex<Limiter<String>>>,
     addresses: Arc<Mutex<Limiter<IpAddr>>>,
+    registrations: Arc<Mutex<Limiter<IpAddr>>>,
 }
 
 /// A refusal by the rate limiter.
@@ -170,7 +171,12 @@ pub struct Limited(pub RetryAfter);
 
 impl Auth {
     /// Auth state with `rounds` PBKDF2 iterations and these limiter policies.
-    pub fn new(rounds: u32, account_policy: Policy, address_policy: Policy) -> Self {
+    pub fn new(
+        rounds: u32,
+        account_policy: Policy,
+        address_policy: Policy,
+        registration_policy: Policy,
+    ) -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, core::num::NonZero::get);
         Self {
             rounds,
@@ -178,6 +184,7 @@ impl Auth {
             hashing: Arc::new(Semaphore::new(cpus)),
             accounts: Arc::new(Mutex::new(Limiter::new(account_policy))),
             addresses: Arc::new(Mutex::new(Limiter::new(address_policy))),
+            registrations: Arc::new(Mutex::new(Limiter::new(registration_policy))),
         }
     }
 
@@ -195,6 +202,14 @@ impl Auth {
             (Err(a), Err(b)) => Err(Limited(RetryAfter(a.0.max(b.0)))),
             (Err(a), _) | (_, Err(a)) => Err(Limited(a)),
         }
+    }
+
+    /// Counts a registration attempt from `addr`; refused when there were too many this hour.
+    pub fn check_registration(&self, addr: IpAddr, now: u64) -> Result<(), Limited> {
+        let mut l = lock(&self.registrations);
+        l.check(&addr, now).map_err(Limited)?;
+        l.fail(&addr, now);
+        Ok(())
     }
 
     /// Records a failed attempt.
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn unknown_user_never_verifies() {
-        let auth = Auth::new(1000, Policy::ACCOUNT, Policy::ADDRESS);
+        let auth = Auth::new(1000, Policy::ACCOUNT, Policy::ADDRESS, Policy::REGISTRATION);
         assert!(!smol::block_on(auth.verify("anything".into(), None)));
         let phc = password::hash_password("pw", 1000).unwrap();
         assert!(smol::block_on(auth.verify("pw".into(), Some(phc))));

@@ -40,6 +40,13 @@ impl Policy {
         base_delay: 1,
         max_delay: 60,
     };
+    /// Registrations per source address: each costs a PBKDF2 hash.
+    pub const REGISTRATION: Policy = Policy {
+        max_per_hour: 30,
+        free: 10,
+        base_delay: 1,
+        max_delay: 60,
+    };
 }
 
 const HOUR: u64 = 3600;

@@ -49,6 +49,7 @@ fn decode(f: &[u8]) -> Message<'_> {
 fn harness() -> (Arc<Shared>, Arc<smol::Executor<'static>>) {
     let mut config = ServerConfig::new("/nonexistent".into());
     config.pbkdf2_rounds = 1_000;
+    config.registration_policy = config.address_policy;
     let (clock, _) = Clock::manual(1_800_000_000);
     let ex = Arc::new(smol::Executor::new());
     let db = Db::spawn(MemoryStore::new()).unwrap();

@@ -48,6 +48,7 @@ pub fn test_config(dir: &Path) -> ServerConfig {
         base_delay: 0,
         max_delay: 0,
     };
+    c.registration_policy = c.address_policy;
     c
 }
 
