@@ -104,8 +104,7 @@ pub mod primitives {
         hkdf_sha256, hmac_sha256,
     };
     pub use crate::keys::{
-        KEY_LEN, SIGNATURE_LEN, ed25519_public, ed25519_sign, ed25519_verify, x25519,
-        x25519_public,
+        KEY_LEN, SIGNATURE_LEN, ed25519_public, ed25519_sign, ed25519_verify, x25519, x25519_public,
     };
 }
 // ---- end crypto API ----
