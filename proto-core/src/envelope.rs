@@ -106,7 +106,10 @@ impl<'a> Envelope<'a> {
     /// Writes the envelope's kind (and header) into `out`, leaving the ratchet message to be
     /// written after it; returns the bytes written. The caller encrypts into
     /// `out[written..]`.
-    pub fn emit_prefix(header: Option<&PrekeyHeader>, out: &mut [u8]) -> Result<usize, EnvelopeError> {
+    pub fn emit_prefix(
+        header: Option<&PrekeyHeader>,
+        out: &mut [u8],
+    ) -> Result<usize, EnvelopeError> {
         let (kind, rest) = out.split_first_mut().ok_or(EnvelopeError::BufferTooSmall)?;
         match header {
             Some(h) => {
@@ -184,7 +187,10 @@ mod tests {
         assert_eq!(Envelope::parse(&[]), Err(EnvelopeError::Truncated));
         assert_eq!(Envelope::parse(&[0x02]), Err(EnvelopeError::Truncated));
         assert_eq!(Envelope::parse(&[0x03, 1]), Err(EnvelopeError::UnknownKind));
-        assert_eq!(Envelope::parse(&[0x02, 9, 9]), Ok(Envelope::Ratchet { message: &[9, 9] }));
+        assert_eq!(
+            Envelope::parse(&[0x02, 9, 9]),
+            Ok(Envelope::Ratchet { message: &[9, 9] })
+        );
         assert_eq!(Envelope::parse(&[0x01; 50]), Err(EnvelopeError::Truncated));
         let mut bad = [0u8; 1 + PREKEY_HEADER_LEN + 1];
         bad[0] = ENVELOPE_PREKEY;
@@ -194,14 +200,21 @@ mod tests {
 
     #[test]
     fn content_round_trips() {
-        let c = Content::Text { id: 9, sent_at: 1_700_000_000, text: "héllo <b>" };
+        let c = Content::Text {
+            id: 9,
+            sent_at: 1_700_000_000,
+            text: "héllo <b>",
+        };
         let mut buf = [0u8; 64];
         let n = c.encode(&mut buf).unwrap();
         assert_eq!(Content::decode(&buf[..n]), Ok(c));
         assert_eq!(Content::decode(&buf[..n - 1]), Err(DecodeError::Truncated));
         let mut long = buf;
         long[n] = 0;
-        assert_eq!(Content::decode(&long[..n + 1]), Err(DecodeError::TrailingBytes));
+        assert_eq!(
+            Content::decode(&long[..n + 1]),
+            Err(DecodeError::TrailingBytes)
+        );
         assert_eq!(Content::decode(&[3]), Err(DecodeError::UnknownTag));
     }
 }
