@@ -389,3 +389,52 @@ fn a_reader_that_stops_reading_is_disconnected() {
         drop(b);
     });
 }
+
+#[test]
+fn certificate_is_kept_across_restarts_and_real_pem_files_load() {
+    let mut ts = TestServer::start();
+    let first = ts.fingerprint();
+    ts.restart();
+    assert_eq!(
+        ts.fingerprint(),
+        first,
+        "the self-signed certificate must be reused"
+    );
+
+    // --cert/--key: a certificate made elsewhere, as PEM files.
+    let made = rcgen::generate_simple_self_signed(vec!["chat.example.org".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        dir.path().join("fullchain.pem"),
+        dir.path().join("privkey.pem"),
+    );
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let real = TestServer::start_with(|c| {
+        c.cert = Some(cert.clone());
+        c.key = Some(key.clone());
+    });
+    assert!(!real.server().identity.self_signed);
+    assert_eq!(
+        real.fingerprint(),
+        host_server::tls::fingerprint(made.cert.der())
+    );
+    run(async {
+        let mut c = real.connect().await;
+        c.send(&Message::Ping { nonce: 4 }).await.unwrap();
+        assert!(matches!(
+            recv(&mut c).await.msg(),
+            Some(Message::Pong { nonce: 4 })
+        ));
+    });
+
+    // A key file that is not PEM is reported, not panicked on.
+    std::fs::write(&key, b"not a key").unwrap();
+    let bad_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(bad_dir.path());
+    config.cert = Some(cert);
+    config.key = Some(key);
+    let err =
+        host_server::server::Server::start(config, host_server::clock::Clock::System).unwrap_err();
+    assert!(err.to_string().contains("privkey.pem"), "{err}");
+}
