@@ -448,8 +448,17 @@ impl Connection {
     // ---- login ----
 
     async fn login(&mut self, username: &str, password: &str) -> Result<(), Refusal> {
-        if !matches!(self.state, State::Fresh | State::SecondFactor { .. }) {
-            return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
+        match self.state {
+            State::Fresh | State::SecondFactor { .. } => {}
+            State::Enrolling { .. } => {
+                return Err(Refusal::new(
+                    ErrorCode::BAD_STATE,
+                    "finish the registration with ConfirmTotp first",
+                ));
+            }
+            State::LoggedIn { .. } => {
+                return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
+            }
         }
         self.state = State::Fresh;
         // The limiter key is the folded name whether or not it is valid or exists.

@@ -63,8 +63,14 @@ where
         .max_buf_size(64 * 1024)
         .serve_connection(FuturesIo::new(stream), service)
         .with_upgrades();
+    // The HTTP phase is short-lived (a page and its assets, or an upgrade): bound it, so an
+    // idle keep-alive connection cannot hold a slot forever.
+    let lifetime = shared.config.idle_timeout.saturating_mul(2);
     let served = smol::future::or(async { Some(conn.await) }, async {
-        shutdown.wait().await;
+        smol::future::or(shutdown.wait(), async {
+            smol::Timer::after(lifetime).await;
+        })
+        .await;
         None
     })
     .await;

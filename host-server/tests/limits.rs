@@ -438,3 +438,29 @@ fn certificate_is_kept_across_restarts_and_real_pem_files_load() {
         host_server::server::Server::start(config, host_server::clock::Clock::System).unwrap_err();
     assert!(err.to_string().contains("privkey.pem"), "{err}");
 }
+
+#[test]
+fn a_silent_tcp_peer_is_dropped_at_the_handshake_timeout() {
+    let ts = TestServer::start_with(|c| c.handshake_timeout = Duration::from_millis(200));
+    run(async {
+        let mut tcp = Async::<std::net::TcpStream>::connect(ts.addr())
+            .await
+            .unwrap();
+        // Never send a ClientHello: the server gives up and closes.
+        let mut buf = [0u8; 16];
+        let n = smol::future::or(async { tcp.read(&mut buf).await.unwrap_or(0) }, async {
+            smol::Timer::after(WAIT).await;
+            usize::MAX
+        })
+        .await;
+        assert_eq!(
+            n, 0,
+            "the server should close a connection that never handshakes"
+        );
+        let deadline = Instant::now() + WAIT;
+        while ts.server().active_connections() > 0 {
+            assert!(Instant::now() < deadline);
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+    });
+}
