@@ -478,6 +478,11 @@ impl Connection {
                 ),
             ));
         }
+        // Counted as a failure up front, before hashing, and taken back only when the second
+        // factor succeeds: a client that sends Login and never the code still pays.
+        self.shared
+            .auth
+            .record_failure(&limiter_key, self.peer, now);
         let account = match auth::normalize_username(username) {
             Ok(name) => self
                 .shared
@@ -539,16 +544,14 @@ impl Connection {
             }
         }
         let Some(account) = account.filter(|_| ok) else {
-            self.shared
-                .auth
-                .record_failure(&limiter_key, self.peer, now);
+            // The failure was counted when Login arrived.
             tracing::info!(peer = %self.peer, "login failed");
             return Err(Refusal::new(
                 ErrorCode::AUTH_FAILED,
                 "login failed: the username, password or code is wrong (each code works once; wait for the next one)",
             ));
         };
-        self.shared.auth.record_success(&limiter_key);
+        self.shared.auth.record_success(&limiter_key, self.peer);
         let token = auth::new_token().map_err(Refusal::rng)?;
         let token_hash = auth::token_hash(&token);
         let expires_at = now.saturating_add(SESSION_LIFETIME);

@@ -409,3 +409,36 @@ fn registrations_per_address_are_limited() {
         expect_error(&recv(&mut c).await, ErrorCode::RATE_LIMITED);
     });
 }
+
+#[test]
+fn logins_abandoned_before_the_second_factor_still_count() {
+    let ts = TestServer::start_with(|c| {
+        c.account_policy = Policy {
+            max_per_hour: 3,
+            free: 3,
+            base_delay: 1,
+            max_delay: 1,
+        };
+    });
+    run(async {
+        let (_c, alice) = register(&ts, "alice", 0).await;
+        for _ in 0..3 {
+            let mut c = ts.connect().await;
+            c.send(&Message::Login {
+                username: "alice",
+                password: "guess number something",
+            })
+            .await
+            .unwrap();
+            assert!(matches!(
+                recv(&mut c).await.msg(),
+                Some(Message::TotpRequired)
+            ));
+            // ...and never sends a code.
+        }
+        ts.advance(30);
+        let code = totp::code_at(&alice.totp_secret, ts.now());
+        let (_c, f) = login(&ts, "alice", PASSWORD, Message::TotpCode { code: &code }).await;
+        expect_error(&f, ErrorCode::RATE_LIMITED);
+    });
+}

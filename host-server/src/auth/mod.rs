@@ -218,9 +218,11 @@ impl Auth {
         lock(&self.addresses).fail(&addr, now);
     }
 
-    /// Forgets an account's failures after it logged in.
-    pub fn record_success(&self, username: &str) {
+    /// After a login succeeded: forgets the account's failures and takes back the attempt
+    /// counted up front against the address.
+    pub fn record_success(&self, username: &str, addr: IpAddr) {
         lock(&self.accounts).clear(&username.to_owned());
+        lock(&self.addresses).forgive(&addr);
     }
 
     /// Hashes a new password on the blocking pool (at most one hash per core at a time).

@@ -137,6 +137,16 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
         }
     }
 
+    /// Takes back the most recent failure of a key (an attempt counted up front succeeded).
+    pub fn forgive(&mut self, key: &K) {
+        if let Some(q) = self.failures.get_mut(key) {
+            q.pop_back();
+            if q.is_empty() {
+                self.failures.remove(key);
+            }
+        }
+    }
+
     /// Forgets a key's failures (after a successful login).
     pub fn clear(&mut self, key: &K) {
         self.failures.remove(key);
