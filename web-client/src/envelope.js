@@ -1,0 +1,96 @@
+// @ts-check
+/**
+ * What travels inside a message body (proto-core `envelope.rs`): the one-to-one envelope
+ * (`0x01` prekey: 106-byte X3DH header then the ratchet message; `0x02` ratchet message) and
+ * the decrypted postcard `Content` (0 Text {id u64, sent_at u64, text}, 1 RoomKey {room,
+ * distribution}, 2 SessionReset). Content decoding raises frames' `DecodeError` names.
+ */
+import { concat } from './bytes.js';
+import { DecodeError, Reader, Writer } from './postcard.js';
+import { PREKEY_HEADER_LEN, prekeyHeaderFromBytes, prekeyHeaderToBytes } from './x3dh.js';
+
+export const ENVELOPE_PREKEY = 0x01;
+export const ENVELOPE_RATCHET = 0x02;
+
+/** Why a body is not an envelope: `Truncated`, `UnknownKind`, `BadPrekeyHeader`. */
+export class EnvelopeError extends Error {
+  /** @param {string} kind */
+  constructor(kind) {
+    super(`bad message body: ${kind}`);
+    this.name = 'EnvelopeError';
+    this.kind = kind;
+  }
+}
+
+/**
+ * @param {Uint8Array} body
+ * @returns {{kind: 'Prekey', header: import('./x3dh.js').PrekeyHeader, message: Uint8Array} | {kind: 'Ratchet', message: Uint8Array}}
+ */
+export function parseEnvelope(body) {
+  if (body.length === 0) throw new EnvelopeError('Truncated');
+  const kind = body[0];
+  if (kind === ENVELOPE_PREKEY) {
+    if (body.length < 1 + PREKEY_HEADER_LEN) throw new EnvelopeError('Truncated');
+    let header;
+    try {
+      header = prekeyHeaderFromBytes(body.subarray(1, 1 + PREKEY_HEADER_LEN));
+    } catch {
+      throw new EnvelopeError('BadPrekeyHeader');
+    }
+    const message = body.subarray(1 + PREKEY_HEADER_LEN);
+    if (message.length === 0) throw new EnvelopeError('Truncated');
+    return { kind: 'Prekey', header, message };
+  }
+  if (kind === ENVELOPE_RATCHET) {
+    if (body.length === 1) throw new EnvelopeError('Truncated');
+    return { kind: 'Ratchet', message: body.subarray(1) };
+  }
+  throw new EnvelopeError('UnknownKind');
+}
+
+/**
+ * @param {import('./x3dh.js').PrekeyHeader | null} header @param {Uint8Array} message
+ */
+export function emitEnvelope(header, message) {
+  return header
+    ? concat(Uint8Array.of(ENVELOPE_PREKEY), prekeyHeaderToBytes(header), message)
+    : concat(Uint8Array.of(ENVELOPE_RATCHET), message);
+}
+
+/**
+ * @typedef {{type: 'Text', id: bigint, sent_at: bigint, text: string}
+ *   | {type: 'RoomKey', room: string, distribution: Uint8Array}
+ *   | {type: 'SessionReset'}} Content
+ */
+
+/** @param {Uint8Array} bytes @returns {Content} */
+export function decodeContent(bytes) {
+  const r = new Reader(bytes);
+  const tag = r.u32();
+  /** @type {Content} */
+  let c;
+  if (tag === 0) c = { type: 'Text', id: r.u64(), sent_at: r.u64(), text: r.str() };
+  else if (tag === 1) c = { type: 'RoomKey', room: r.str(), distribution: r.bytes() };
+  else if (tag === 2) c = { type: 'SessionReset' };
+  else throw new DecodeError('UnknownTag');
+  if (r.remaining !== 0) throw new DecodeError('TrailingBytes');
+  return c;
+}
+
+/** @param {Content} c */
+export function encodeContent(c) {
+  const w = new Writer();
+  if (c.type === 'Text') {
+    w.varint(0);
+    w.varint(c.id);
+    w.varint(c.sent_at);
+    w.str(c.text);
+  } else if (c.type === 'RoomKey') {
+    w.varint(1);
+    w.str(c.room);
+    w.bytes(c.distribution);
+  } else {
+    w.varint(2);
+  }
+  return w.finish();
+}

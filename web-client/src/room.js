@@ -1,0 +1,256 @@
+// @ts-check
+/**
+ * Rooms with sender keys (proto-core `room/`): per room and epoch each member has a random
+ * chain key and an Ed25519 signing key, handed to the others in a 121-byte
+ * `SenderKeyDistribution` inside the pairwise sessions. Message keys come from `KDF_CK`, AEAD key
+ * and nonce from `HKDF(32 zero bytes, mk, "Sealroom Room v1", 44)`; a room message is
+ * `01 || room id (16) || sender IKs (32) || epoch || iteration || ciphertext || tag || signature`,
+ * the first 57 bytes being the associated data and the signature covering all before it.
+ * Membership is the caller's (the server's room changes); a removal starts a new epoch.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concat, equal, fromHex, randomBytes, readU32be, toHex, u32be } from './bytes.js';
+import { AEAD_TAG_LEN, open, seal } from './aead.js';
+import { ROOM_INFO, messageKeyMaterial } from './kdf.js';
+import { ed25519Public, ed25519Sign, ed25519Verify } from './keys.js';
+import { DEFAULT_MAX_SKIP, SkippedKeys, chainStep, walk } from './ratchet.js';
+
+export const ROOM_ID_LEN = 16;
+export const DISTRIBUTION_LEN = 121;
+export const ROOM_VERSION = 1;
+export const ROOM_HEADER_LEN = 57;
+export const ROOM_OVERHEAD = ROOM_HEADER_LEN + AEAD_TAG_LEN + 64;
+export const DEFAULT_ROOM_MEMBERS = 32;
+
+/** The 16-byte room id of a server room name (as the CLI): SHA-256("Sealroom room id v1" || name)[..16]. @param {string} name */
+export function roomId(name) {
+  return sha256(concat(new TextEncoder().encode('Sealroom room id v1'), new TextEncoder().encode(name))).slice(0, 16);
+}
+
+/** A room error; `name` is the error type (`RoomDecryptError`, `DistributionError`, `MembershipError`), `kind` the variant. */
+export class RoomError extends Error {
+  /** @param {string} type @param {string} kind */
+  constructor(type, kind) {
+    super(`${type}: ${kind}`);
+    this.name = type;
+    this.kind = kind;
+  }
+}
+
+/** One member's sender key for an epoch. */
+export class SenderKeyDistribution {
+  /**
+   * @param {Uint8Array} room_id @param {Uint8Array} sender @param {number} epoch @param {number} iteration
+   * @param {Uint8Array} chain_key @param {Uint8Array} signing_public
+   */
+  constructor(room_id, sender, epoch, iteration, chain_key, signing_public) {
+    this.room_id = room_id;
+    this.sender = sender;
+    this.epoch = epoch;
+    this.iteration = iteration;
+    this.chain_key = chain_key;
+    this.signing_public = signing_public;
+  }
+
+  /** @param {Uint8Array} b */
+  static fromBytes(b) {
+    if (b.length !== DISTRIBUTION_LEN) throw new RoomError('DistributionError', 'Malformed');
+    if (b[0] !== ROOM_VERSION) throw new RoomError('DistributionError', 'UnknownVersion');
+    return new SenderKeyDistribution(b.slice(1, 17), b.slice(17, 49), readU32be(b, 49), readU32be(b, 53), b.slice(57, 89), b.slice(89, 121));
+  }
+
+  toBytes() {
+    return concat(Uint8Array.of(ROOM_VERSION), this.room_id, this.sender, u32be(this.epoch), u32be(this.iteration), this.chain_key, this.signing_public);
+  }
+}
+
+/**
+ * @typedef {{epoch: number, key: Uint8Array, iteration: number, verifying: Uint8Array}} MemberChain
+ * @typedef {{sender: Uint8Array, chain: MemberChain | null}} MemberSlot
+ */
+
+/** One member's view of a room. */
+export class Room {
+  /**
+   * @param {Uint8Array} roomId @param {Uint8Array} ownSender our IKs @param {number} epoch
+   * @param {Uint8Array} chainKey @param {Uint8Array} signingSecret
+   */
+  constructor(roomId, ownSender, epoch, chainKey, signingSecret) {
+    this.roomId = roomId;
+    this.ownSender = ownSender;
+    this.epoch = epoch;
+    this.own = { key: chainKey, iteration: 0, signing: signingSecret };
+    /** @type {MemberSlot[]} */
+    this.members = [];
+    this.capacity = DEFAULT_ROOM_MEMBERS;
+    this.skipped = new SkippedKeys(DEFAULT_MAX_SKIP);
+  }
+
+  /**
+   * A room with no other members yet and a fresh sender key (given keys: test vectors only).
+   * @param {Uint8Array} roomId @param {Uint8Array} ownSender @param {number} epoch
+   * @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
+   */
+  static create(roomId, ownSender, epoch, chainKey, signingSecret) {
+    return new Room(roomId, ownSender, epoch, chainKey ?? randomBytes(32), signingSecret ?? randomBytes(32));
+  }
+
+  /** @param {Uint8Array} sender */
+  slot(sender) {
+    return this.members.find((m) => equal(m.sender, sender));
+  }
+
+  /** @param {Uint8Array} sender */
+  isMember(sender) {
+    return this.slot(sender) !== undefined;
+  }
+
+  /** @param {Uint8Array} sender */
+  addMember(sender) {
+    if (this.isMember(sender) || equal(sender, this.ownSender)) throw new RoomError('MembershipError', 'AlreadyMember');
+    if (this.members.length >= this.capacity) throw new RoomError('MembershipError', 'RoomFull');
+    this.members.push({ sender, chain: null });
+  }
+
+  /**
+   * Removes a member and starts the next epoch (given keys: test vectors only).
+   * @param {Uint8Array} sender @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
+   */
+  removeMember(sender, chainKey, signingSecret) {
+    const i = this.members.findIndex((m) => equal(m.sender, sender));
+    if (i < 0) throw new RoomError('MembershipError', 'NotMember');
+    this.members.splice(i, 1);
+    this.skipped.removeChain(sender);
+    this.startEpoch(this.epoch + 1, chainKey, signingSecret);
+  }
+
+  /**
+   * Moves to a later epoch with a fresh chain and signing key.
+   * @param {number} epoch @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
+   */
+  startEpoch(epoch, chainKey, signingSecret) {
+    if (epoch <= this.epoch) throw new RoomError('MembershipError', 'StaleEpoch');
+    this.epoch = epoch;
+    this.own = { key: chainKey ?? randomBytes(32), iteration: 0, signing: signingSecret ?? randomBytes(32) };
+    for (const m of this.members) {
+      if (m.chain && m.chain.epoch < epoch) {
+        m.chain = null;
+        this.skipped.removeChain(m.sender);
+      }
+    }
+  }
+
+  /** Our sender key at its current iteration. */
+  distribution() {
+    return new SenderKeyDistribution(this.roomId, this.ownSender, this.epoch, this.own.iteration, this.own.key, ed25519Public(this.own.signing));
+  }
+
+  /**
+   * Takes in a member's sender key that came through the pairwise session with `from` (its IKs).
+   * @param {SenderKeyDistribution} dist @param {Uint8Array} from
+   */
+  handleDistribution(dist, from) {
+    const err = (/** @type {string} */ k) => new RoomError('DistributionError', k);
+    if (!equal(dist.room_id, this.roomId)) throw err('WrongRoom');
+    if (!equal(dist.sender, from)) throw err('SenderMismatch');
+    if (dist.epoch < this.epoch) throw err('WrongEpoch');
+    const slot = this.slot(dist.sender);
+    if (!slot) throw err('NotMember');
+    if (slot.chain && slot.chain.epoch > dist.epoch) throw err('WrongEpoch');
+    if (slot.chain && slot.chain.epoch === dist.epoch) {
+      if (equal(slot.chain.verifying, dist.signing_public)) return;
+      throw err('EpochConflict');
+    }
+    slot.chain = { epoch: dist.epoch, key: dist.chain_key, iteration: dist.iteration, verifying: dist.signing_public };
+    this.skipped.removeChain(dist.sender);
+  }
+
+  /** @param {Uint8Array} plaintext */
+  encrypt(plaintext) {
+    if (this.own.iteration === 0xffffffff) throw new RoomError('RoomEncryptError', 'ChainExhausted');
+    const header = concat(Uint8Array.of(ROOM_VERSION), this.roomId, this.ownSender, u32be(this.epoch), u32be(this.own.iteration));
+    const { mk, next } = chainStep(this.own.key);
+    const { key, nonce } = messageKeyMaterial(mk, ROOM_INFO);
+    const signed = concat(header, seal(key, nonce, header, plaintext));
+    const out = concat(signed, ed25519Sign(this.own.signing, signed));
+    this.own.key = next;
+    this.own.iteration += 1;
+    return out;
+  }
+
+  /**
+   * Verifies and decrypts; on any error the room is unchanged.
+   * @param {Uint8Array} message
+   * @returns {{sender: Uint8Array, iteration: number, plaintext: Uint8Array}}
+   */
+  decrypt(message) {
+    const err = (/** @type {string} */ k) => new RoomError('RoomDecryptError', k);
+    if (message.length < ROOM_OVERHEAD) throw err('Malformed');
+    const signed = message.subarray(0, message.length - 64);
+    const signature = message.subarray(message.length - 64);
+    const header = signed.subarray(0, ROOM_HEADER_LEN);
+    const sealed = signed.subarray(ROOM_HEADER_LEN);
+    if (header[0] !== ROOM_VERSION) throw err('Malformed');
+    const rid = header.subarray(1, 17);
+    const sender = header.slice(17, 49);
+    const epoch = readU32be(header, 49);
+    const i = readU32be(header, 53);
+    if (!equal(rid, this.roomId)) throw err('WrongRoom');
+    const chain = this.slot(sender)?.chain;
+    if (!chain) throw err('UnknownSender');
+    if (epoch !== chain.epoch || epoch < this.epoch) throw err('WrongEpoch');
+    if (!ed25519Verify(chain.verifying, signed, signature)) throw err('BadSignature');
+    /** @param {Uint8Array} mk */
+    const openWith = (mk) => {
+      const { key, nonce } = messageKeyMaterial(mk, ROOM_INFO);
+      try {
+        return open(key, nonce, header, sealed);
+      } catch {
+        throw err('Authentication');
+      }
+    };
+    const idx = this.skipped.find(sender, i);
+    if (idx >= 0) {
+      const plaintext = openWith(this.skipped.entries[idx].key);
+      this.skipped.remove(idx);
+      return { sender, iteration: i, plaintext };
+    }
+    if (i < chain.iteration) throw err('Replay');
+    if (i - chain.iteration > this.skipped.capacity) throw err('TooManySkipped');
+    const { mk, next } = walk(chain.key, chain.iteration, i);
+    const plaintext = openWith(mk);
+    this.skipped.storeRange(sender, chain.key, chain.iteration, i);
+    chain.key = next;
+    chain.iteration = Math.min(i + 1, 0xffffffff);
+    return { sender, iteration: i, plaintext };
+  }
+
+  /** Every secret of the room, JSON-safe: store it encrypted. */
+  toState() {
+    return {
+      v: 1,
+      roomId: toHex(this.roomId),
+      ownSender: toHex(this.ownSender),
+      epoch: this.epoch,
+      own: { key: toHex(this.own.key), iteration: this.own.iteration, signing: toHex(this.own.signing) },
+      members: this.members.map((m) => ({
+        sender: toHex(m.sender),
+        chain: m.chain ? { epoch: m.chain.epoch, key: toHex(m.chain.key), iteration: m.chain.iteration, verifying: toHex(m.chain.verifying) } : null,
+      })),
+      skipped: this.skipped.toState(),
+    };
+  }
+
+  /** @param {ReturnType<Room['toState']>} s */
+  static fromState(s) {
+    if (s.v !== 1) throw new Error('unknown room state version');
+    const r = new Room(fromHex(s.roomId), fromHex(s.ownSender), s.epoch, fromHex(s.own.key), fromHex(s.own.signing));
+    r.own.iteration = s.own.iteration;
+    r.members = s.members.map((m) => ({
+      sender: fromHex(m.sender),
+      chain: m.chain ? { epoch: m.chain.epoch, key: fromHex(m.chain.key), iteration: m.chain.iteration, verifying: fromHex(m.chain.verifying) } : null,
+    }));
+    r.skipped = SkippedKeys.fromState(DEFAULT_MAX_SKIP, /** @type {any} */ (s.skipped));
+    return r;
+  }
+}

@@ -1,0 +1,309 @@
+// Every conformance vector file through the JS modules: the browser and the Rust core must
+// agree byte for byte (conformance/vectors/*.json).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { fromHex, toHex } from '../../src/bytes.js';
+import { FrameDecoder, decodeFrame, encodeFrame, MAX_FRAME } from '../../src/frames.js';
+import { decodeContent, encodeContent, parseEnvelope, emitEnvelope } from '../../src/envelope.js';
+import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { X3dhAgreement, prekeyHeaderFromBytes, prekeyHeaderToBytes } from '../../src/x3dh.js';
+import { Session, chainStep } from '../../src/ratchet.js';
+import { Room, SenderKeyDistribution } from '../../src/room.js';
+import { partyFingerprint, safetyNumber } from '../../src/fingerprint.js';
+import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
+
+const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
+
+/** JSON with integers past 2^53 kept exact: they become strings, compared as BigInt. */
+function load(name) {
+  const text = readFileSync(dir + name, 'utf8').replace(/([:\[,]\s*)(\d{16,})(?=\s*[,\]}])/g, '$1"$2"');
+  return JSON.parse(text);
+}
+
+const kindOf = (e) => e.kind ?? e.name;
+
+/** Compare a decoded value with a vector's `fields` (hex for bytes, numbers or digit strings for ints). */
+function same(actual, expected, path = '') {
+  if (actual instanceof Uint8Array) return assert.equal(toHex(actual), expected, path);
+  if (typeof actual === 'bigint') return assert.equal(actual, BigInt(expected), path);
+  if (Array.isArray(actual)) {
+    assert.equal(actual.length, expected.length, path);
+    return actual.forEach((a, i) => same(a, expected[i], `${path}[${i}]`));
+  }
+  if (actual && typeof actual === 'object') {
+    for (const k of Object.keys(expected)) same(actual[k], expected[k], `${path}.${k}`);
+    return;
+  }
+  assert.equal(actual, expected, path);
+}
+
+/** Turn vector fields back into a message object (hex → bytes, ints as given). */
+function toMessage(type, fields) {
+  const conv = (v, key) => {
+    if (v === null) return null;
+    if (Array.isArray(v)) return v.map((x) => conv(x, key));
+    if (typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, conv(x, k)]));
+    if (typeof v === 'string' && ['body', 'token', 'identity_sig', 'identity_dh', 'key', 'signature'].includes(key)) return fromHex(v);
+    if (typeof v === 'string' && /^\d+$/.test(v) && !['code', 'text'].includes(key)) return BigInt(v);
+    return v;
+  };
+  return { type, ...conv(fields, '') };
+}
+
+test('every vector file is covered by this test', () => {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'ratchet.json', 'room.json', 'x3dh.json']);
+});
+
+test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
+  const v = load('frames.json');
+  assert.equal(v.max_frame, MAX_FRAME);
+  assert.equal(v.cases.length, 36);
+  for (const c of v.cases) {
+    const bytes = fromHex(c.frame);
+    const { message, used } = decodeFrame(bytes);
+    assert.equal(used, bytes.length, c.description);
+    assert.equal(message.type, c.message, c.description);
+    same(message, c.fields, c.message);
+    assert.equal(toHex(encodeFrame(message)), c.frame, `${c.message} round trip`);
+    assert.equal(toHex(encodeFrame(toMessage(c.message, c.fields))), c.frame, `${c.message} from fields`);
+  }
+});
+
+test('frames.json: a stream of every frame back to back decodes in order', () => {
+  const v = load('frames.json');
+  const dec = new FrameDecoder();
+  const types = [];
+  for (const c of v.cases) {
+    const b = fromHex(c.frame);
+    for (let i = 0; i < b.length; i += 7) {
+      dec.feed(b.subarray(i, i + 7));
+      let m;
+      while ((m = dec.pollFrame())) types.push(m.type);
+    }
+  }
+  assert.deepEqual(types, v.cases.map((c) => c.message));
+});
+
+test('frames-reject.json: each frame gives its DecodeError by name', () => {
+  const v = load('frames-reject.json');
+  for (const c of v.cases) {
+    const bytes = fromHex(c.frame);
+    const expected = c.expect.replace('reject:', '');
+    let got;
+    try {
+      if (c.decoder_buffer) {
+        const d = new FrameDecoder(c.decoder_buffer);
+        d.feed(bytes);
+        d.pollFrame();
+      } else {
+        decodeFrame(bytes);
+      }
+      got = 'accept';
+    } catch (e) {
+      got = kindOf(e);
+    }
+    assert.equal(got, expected, c.description);
+  }
+});
+
+test('content.json: contents and envelopes, accepted and rejected', () => {
+  const v = load('content.json');
+  for (const c of v.cases) {
+    const bytes = fromHex(c.bytes);
+    let got;
+    try {
+      if (c.kind === 'content') {
+        const content = decodeContent(bytes);
+        same(content, c.fields, c.description);
+        assert.equal(toHex(encodeContent(content)), c.bytes, c.description);
+      } else {
+        const env = parseEnvelope(bytes);
+        assert.equal(env.kind, c.envelope, c.description);
+        assert.equal(toHex(env.message), c.message, c.description);
+        if (env.kind === 'Prekey') assert.equal(toHex(prekeyHeaderToBytes(env.header)), c.prekey_header);
+        assert.equal(toHex(emitEnvelope(env.kind === 'Prekey' ? env.header : null, env.message)), c.bytes);
+      }
+      got = 'accept';
+    } catch (e) {
+      if (e instanceof assert.AssertionError) throw e;
+      got = `reject:${kindOf(e)}`;
+    }
+    assert.equal(got, c.expect, c.description);
+  }
+});
+
+const identity = (p) => new IdentityKeyPair(fromHex(p.identity_sig_private), fromHex(p.identity_dh_private));
+const responderKeys = (r) => {
+  const id = identity(r);
+  const spk = SignedPrekeyPair.fromSecretKey(r.signed_prekey_id, fromHex(r.signed_prekey_private), id);
+  const opk = r.one_time_prekey_private ? new OneTimePrekeyPair(r.one_time_prekey_id, fromHex(r.one_time_prekey_private)) : null;
+  return { id, spk, opk };
+};
+const bundleOf = (r, spk, withOpk, signature) => ({
+  identity: { signing: fromHex(r.identity_sig_public), dh: fromHex(r.identity_dh_public) },
+  signed_prekey: { id: r.signed_prekey_id, public: fromHex(r.signed_prekey_public), signature: signature ? fromHex(signature) : spk.signature },
+  one_time_prekey: withOpk ? { id: r.one_time_prekey_id, public: fromHex(withOpk) } : null,
+});
+
+test('x3dh.json: both sides derive SK and AD; header and signature byte for byte', () => {
+  const v = load('x3dh.json');
+  for (const c of v.cases) {
+    const alice = identity(c.initiator);
+    const bob = responderKeys(c.responder);
+    assert.equal(toHex(alice.public().signing), c.initiator.identity_sig_public);
+    assert.equal(toHex(bob.spk.publicKey), c.responder.signed_prekey_public);
+    assert.equal(toHex(bob.spk.signature), c.signed_prekey_signature);
+    const header = prekeyHeaderFromBytes(fromHex(c.prekey_header));
+    const withOpk = header.one_time_prekey_id !== null;
+    const bundle = bundleOf(c.responder, bob.spk, withOpk ? c.responder.one_time_prekey_public : null);
+    const { agreement, header: h } = X3dhAgreement.initiate(alice, bundle, fromHex(c.initiator.ephemeral_private));
+    assert.equal(toHex(prekeyHeaderToBytes(h)), c.prekey_header, c.description);
+    assert.equal(toHex(agreement.sk), c.sk, c.description);
+    assert.equal(toHex(agreement.ad), c.ad, c.description);
+    const theirs = X3dhAgreement.respond(bob.id, bob.spk, withOpk ? bob.opk : null, header);
+    assert.equal(toHex(theirs.sk), c.sk);
+    assert.equal(toHex(theirs.ad), c.ad);
+    assert.equal(c.dh.length, withOpk ? 4 : 3);
+  }
+});
+
+test('ratchet.json: conversations replayed event by event, every byte and key checked', () => {
+  const v = load('ratchet.json');
+  for (const c of v.cases) {
+    const alice = identity(c.initiator);
+    const bob = responderKeys(c.responder);
+    const header = prekeyHeaderFromBytes(fromHex(c.prekey_header));
+    const withOpk = header.one_time_prekey_id !== null;
+    const bundle = bundleOf(c.responder, bob.spk, withOpk ? c.responder.one_time_prekey_public : null);
+    const a = Session.initiate(alice, bundle, fromHex(c.initiator.ephemeral_private));
+    assert.equal(toHex(prekeyHeaderToBytes(a.pendingPrekeyHeader)), c.prekey_header);
+    assert.equal(toHex(a.root), c.sk);
+    assert.equal(toHex(a.ad), c.ad);
+    let b = null;
+    const sent = new Map();
+    for (const ev of c.events) {
+      const m = c.messages[ev.message];
+      if (ev.op === 'send') {
+        const s = m.sender === 'alice' ? a : b;
+        const { mk } = chainStep(fromHex(m.chain_key));
+        assert.equal(toHex(mk), m.message_key);
+        const { key, nonce } = messageKeyMaterial(mk, MESSAGE_INFO);
+        assert.equal(toHex(key), m.aead_key);
+        assert.equal(toHex(nonce), m.nonce);
+        const out = s.encrypt(fromHex(m.plaintext), m.dh_step ? fromHex(m.dh_step.private) : undefined);
+        assert.equal(toHex(out), m.message, `${c.description}: message ${ev.message}`);
+        // Round-trip the sender's state through its stored form after every send.
+        if (m.sender === 'alice') Object.setPrototypeOf(Object.assign(a, Session.fromState(a.toState())), Session.prototype);
+        sent.set(ev.message, out);
+      } else {
+        const msg = sent.get(ev.message);
+        if (m.sender === 'alice') {
+          if (!b) b = Session.respond(bob.id, bob.spk, withOpk ? bob.opk : null, header);
+          assert.equal(toHex(b.decrypt(msg)), m.plaintext, `bob reads ${ev.message}`);
+          b = Session.fromState(JSON.parse(JSON.stringify(b.toState())));
+        } else {
+          assert.equal(toHex(a.decrypt(msg)), m.plaintext, `alice reads ${ev.message}`);
+        }
+      }
+    }
+  }
+});
+
+test('room.json: members replay the events; messages, keys and signatures byte for byte', () => {
+  const v = load('room.json');
+  for (const c of v.cases) {
+    const rid = fromHex(c.room_id);
+    const ids = Object.fromEntries(c.members.map((m) => [m.name, fromHex(m.sender_id)]));
+    const keysFor = (epoch, name) => c.epochs.find((e) => e.epoch === epoch).members.find((m) => m.member === name);
+    const rooms = {};
+    for (const m of c.members) {
+      const k = keysFor(0, m.name);
+      rooms[m.name] = Room.create(rid, ids[m.name], 0, fromHex(k.chain_key), fromHex(k.signing_private));
+      assert.equal(toHex(rooms[m.name].distribution().toBytes()), k.distribution);
+    }
+    for (const m of c.members) for (const o of c.members) if (o.name !== m.name) rooms[m.name].addMember(ids[o.name]);
+    for (const m of c.members) for (const o of c.members) if (o.name !== m.name) {
+      rooms[m.name].handleDistribution(SenderKeyDistribution.fromBytes(rooms[o.name].distribution().toBytes()), ids[o.name]);
+    }
+    const sent = new Map();
+    for (const ev of c.events) {
+      if (ev.op === 'send') {
+        const m = c.messages[ev.message];
+        const { mk } = chainStep(fromHex(m.chain_key));
+        assert.equal(toHex(mk), m.message_key);
+        const { key, nonce } = messageKeyMaterial(mk, ROOM_INFO);
+        assert.equal(toHex(key), m.aead_key);
+        assert.equal(toHex(nonce), m.nonce);
+        const out = rooms[ev.member].encrypt(fromHex(m.plaintext));
+        assert.equal(toHex(out), m.message, `message ${ev.message}`);
+        rooms[ev.member] = Room.fromState(JSON.parse(JSON.stringify(rooms[ev.member].toState())));
+        sent.set(ev.message, out);
+      } else if (ev.op === 'deliver') {
+        const m = c.messages[ev.message];
+        const got = rooms[ev.to].decrypt(sent.get(ev.message));
+        assert.equal(toHex(got.plaintext), m.plaintext, `${ev.to} reads ${ev.message}`);
+        assert.equal(toHex(got.sender), m.sender_id);
+      } else if (ev.op === 'remove') {
+        delete rooms[ev.member];
+        const epoch1 = c.epochs.find((e) => e.epoch === 1);
+        for (const name of Object.keys(rooms)) {
+          const k = keysFor(1, name);
+          rooms[name].removeMember(ids[ev.member], fromHex(k.chain_key), fromHex(k.signing_private));
+          assert.equal(toHex(rooms[name].distribution().toBytes()), k.distribution);
+        }
+        for (const name of Object.keys(rooms)) for (const other of Object.keys(rooms)) if (name !== other) {
+          rooms[name].handleDistribution(SenderKeyDistribution.fromBytes(rooms[other].distribution().toBytes()), ids[other]);
+        }
+        assert.ok(epoch1);
+      }
+    }
+  }
+});
+
+test('fingerprint.json: party digits and the 60-digit safety number', () => {
+  const v = load('fingerprint.json');
+  for (const c of v.cases) {
+    const key = (p) => ({ signing: fromHex(p.identity_sig_public), dh: fromHex(p.identity_dh_public) });
+    assert.equal(partyFingerprint(key(c.local), c.local.username), c.local.digits, c.description);
+    assert.equal(partyFingerprint(key(c.remote), c.remote.username), c.remote.digits, c.description);
+    assert.equal(safetyNumber(key(c.local), c.local.username, key(c.remote), c.remote.username), c.safety_number, c.description);
+  }
+});
+
+test('crypto-reject.json: each tampered or hostile input gives its error by name', () => {
+  const v = load('crypto-reject.json');
+  assert.ok(v.cases.length >= 17);
+  for (const c of v.cases) {
+    let got;
+    try {
+      if (c.kind === 'ratchet') {
+        const bob = responderKeys(c.responder);
+        const header = prekeyHeaderFromBytes(fromHex(c.prekey_header));
+        const s = Session.respond(bob.id, bob.spk, header.one_time_prekey_id !== null ? bob.opk : null, header);
+        for (const p of c.prior) s.decrypt(fromHex(p));
+        s.decrypt(fromHex(c.message));
+      } else if (c.kind === 'x3dh') {
+        const bob = responderKeys(c.responder);
+        const bundle = bundleOf(c.responder, bob.spk, c.one_time_prekey_public, c.signed_prekey_signature);
+        X3dhAgreement.initiate(identity(c.initiator), bundle, fromHex(c.initiator.ephemeral_private));
+      } else if (c.kind === 'room') {
+        const dist = SenderKeyDistribution.fromBytes(fromHex(c.distribution));
+        const room = Room.create(dist.room_id, new Uint8Array(32).fill(0xee), c.receiver_epoch);
+        room.addMember(dist.sender);
+        room.handleDistribution(dist, dist.sender);
+        for (const p of c.prior) room.decrypt(fromHex(p));
+        room.decrypt(fromHex(c.message));
+      } else {
+        assert.fail(`unknown kind ${c.kind}`);
+      }
+      got = 'accept';
+    } catch (e) {
+      if (e instanceof assert.AssertionError) throw e;
+      got = `reject:${kindOf(e)}`;
+    }
+    assert.equal(got, c.expect, `${c.kind}: ${c.description}`);
+  }
+});
