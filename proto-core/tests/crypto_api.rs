@@ -11,7 +11,8 @@
 use proto_core::{
     DecryptError, EncryptError, IdentityKeyPair, OneTimePrekeyPair, PREKEY_HEADER_LEN,
     PrekeyHeader, RATCHET_OVERHEAD, ROOM_OVERHEAD, RemoteBundle, Room, RoomDecryptError,
-    SAFETY_NUMBER_LEN, SenderKeyDistribution, Session, SignedPrekeyPair, X3dhError, safety_number,
+    SAFETY_NUMBER_LEN, SenderKeyDistribution, Session, SignedPrekeyPair, X3dhAgreement, X3dhError,
+    safety_number,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -187,6 +188,7 @@ fn debug_never_prints_secrets() {
         one_time_prekey: None,
     };
     let (session, _) = Session::<64>::initiate(&mut rng, &id, &bundle).unwrap();
+    let (agreement, _) = X3dhAgreement::initiate(&mut rng, &id, &bundle).unwrap();
     let room = Room::<4, 4>::create(&mut rng, [1; 16], [2; 32], 0);
     let dist = room.distribution();
     for s in [
@@ -194,6 +196,7 @@ fn debug_never_prints_secrets() {
         format!("{spk:?}"),
         format!("{opk:?}"),
         format!("{session:?}"),
+        format!("{agreement:?}"),
         format!("{room:?}"),
         format!("{dist:?}"),
     ] {
