@@ -106,7 +106,11 @@ fn state_survives_a_restart() {
     drop(a);
     let mut a = Session::<64>::read_state(&saved).unwrap();
     assert_eq!(a.pending_prekey_header(), Some(&header));
-    let mut b = Session::respond(&bob, &spk, None, &header).unwrap();
+    let b = Session::<64>::respond(&bob, &spk, None, &header).unwrap();
+    // The responder, too, survives a restart before its first message (its ratchet key is SPK).
+    b.write_state(&mut saved).unwrap();
+    drop(b);
+    let mut b = Session::<64>::read_state(&saved).unwrap();
     assert_eq!(decrypt(&mut b, &m).unwrap(), b"before restart");
     let r = encrypt(&mut b, &mut rng, b"after");
     assert_eq!(decrypt(&mut a, &r).unwrap(), b"after");

@@ -68,6 +68,34 @@ pub(super) struct Chain {
 /// incoming message may make us skip (default [`DEFAULT_MAX_SKIP`]). The whole state lives
 /// inline (no allocation); [`Session::STATE_LEN`] is its serialized size. Secrets are zeroized on
 /// drop; `Debug` prints `[redacted]`. See the module documentation for the call order.
+///
+/// ```
+/// use proto_core::{IdentityKeyPair, RATCHET_OVERHEAD, RemoteBundle, Session, SignedPrekeyPair};
+/// # use rand_chacha::ChaCha20Rng;
+/// # use rand_core::SeedableRng;
+/// # let mut rng = ChaCha20Rng::from_seed([1; 32]); // a product passes its OS or hardware RNG
+/// let alice = IdentityKeyPair::generate(&mut rng);
+/// let bob = IdentityKeyPair::generate(&mut rng);
+/// let spk = SignedPrekeyPair::generate(&mut rng, 1, &bob);
+/// let bundle = RemoteBundle {
+///     identity: bob.public(),
+///     signed_prekey: spk.public(),
+///     one_time_prekey: None,
+/// };
+///
+/// // Alice: X3DH, then the first message; the prekey header travels in front of it.
+/// // (Name the type, `Session` or `Session<N>`: Rust does not infer a default const parameter.)
+/// let (mut a, header): (Session, _) = Session::initiate(&mut rng, &alice, &bundle)?;
+/// let mut wire = [0u8; 5 + RATCHET_OVERHEAD];
+/// let n = a.encrypt(&mut rng, b"hello", &mut wire)?;
+///
+/// // Bob: X3DH from the header, then the message.
+/// let mut b: Session = Session::respond(&bob, &spk, None, &header)?;
+/// let mut plaintext = [0u8; 5];
+/// let len = b.decrypt(&wire[..n], &mut plaintext)?;
+/// assert_eq!(&plaintext[..len], b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Session<const MAX_SKIP: usize = DEFAULT_MAX_SKIP> {
     pub(super) ad: [u8; X3DH_AD_LEN],
     pub(super) root: RootKey,
