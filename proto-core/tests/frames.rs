@@ -3,7 +3,11 @@
 //! - flipping any bit or truncating at any length of valid frames never panics and always gives
 //!   either an error or a well-formed frame;
 //! - the blocking embedded-io adapters move whole frames.
-#![allow(clippy::expect_used, clippy::panic, reason = "test helpers fail the test loudly")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test loudly"
+)]
 
 use proptest::prelude::*;
 use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
