@@ -660,21 +660,13 @@ impl Connection {
             _delivery: delivery,
         };
         let low = self.shared.config.prekeys_low;
-        let extras = self
-            .shared
-            .db
-            .call(move |s| Ok((s.take_receipts(account)?, s.count_prekeys(account)?)))
-            .await;
-        match extras {
-            Ok((receipts, remaining)) => {
-                for (server_id, to) in receipts {
-                    self.out.push(&Message::Delivered { server_id, to: &to });
-                }
-                if remaining < low {
-                    self.out.push(&Message::PrekeysLow { remaining });
-                }
+        // Stored receipts and membership changes come through the delivery task.
+        match self.shared.db.call(move |s| s.count_prekeys(account)).await {
+            Ok(remaining) if remaining < low => {
+                self.out.push(&Message::PrekeysLow { remaining });
             }
-            Err(e) => tracing::warn!(error = %e, "could not read receipts"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not count prekeys"),
         }
     }
 

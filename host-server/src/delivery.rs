@@ -54,11 +54,13 @@ impl Hub {
             .entry(account)
             .or_default()
             .push(Peer { id, out, wake });
+        tracing::debug!(account, id, "joined the hub");
         (id, woken)
     }
 
     /// Removes a connection.
     pub fn leave(&self, account: AccountId, id: u64) {
+        tracing::debug!(account, id, "left the hub");
         let mut peers = self.lock();
         if let Some(list) = peers.get_mut(&account) {
             list.retain(|p| p.id != id);
@@ -115,18 +117,46 @@ pub async fn run_delivery(
     let mut last = 0u64;
     loop {
         let now = shared.clock.now();
-        let batch = shared
+        let read = shared
             .db
-            .call(move |s| s.pending_for(account, last, now, BATCH))
+            .call(move |s| {
+                Ok((
+                    s.take_receipts(account)?,
+                    s.take_room_events(account)?,
+                    s.pending_for(account, last, now, BATCH)?,
+                ))
+            })
             .await;
-        let batch = match batch {
-            Ok(b) => b,
+        let (receipts, events, batch) = match read {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "delivery read failed");
                 out.kill();
                 return;
             }
         };
+        // Receipts and membership changes kept while this user was away (or racing a login).
+        for (server_id, to) in &receipts {
+            let msg = Message::Delivered {
+                server_id: *server_id,
+                to,
+            };
+            if !send_msg(&out, &msg).await {
+                return;
+            }
+        }
+        for e in &events {
+            if let Some(change) = crate::rooms::change_from_code(e.change) {
+                let msg = Message::RoomChanged {
+                    room: &e.room,
+                    username: &e.username,
+                    change,
+                };
+                if !send_msg(&out, &msg).await {
+                    return;
+                }
+            }
+        }
         if batch.is_empty() {
             let woke = smol::future::or(async { woken.recv().await.is_ok() }, async {
                 out.killed().await;
@@ -159,6 +189,13 @@ pub async fn run_delivery(
             }
             last = m.id;
         }
+    }
+}
+
+async fn send_msg(out: &Outbox, msg: &Message<'_>) -> bool {
+    match encode(msg) {
+        Some(frame) => out.send_frame(frame).await,
+        None => true,
     }
 }
 
@@ -309,6 +346,9 @@ impl Connection {
             .map_err(Refusal::store)?;
         match outcome {
             AckOutcome::Direct { sender_id } | AckOutcome::Room { sender_id } => {
+                // If the receipt was kept for an offline sender who has just logged in, the
+                // wake makes their delivery task pick it up.
+                self.shared.hub.wake(sender_id);
                 self.shared.hub.push(
                     sender_id,
                     &Message::Delivered {

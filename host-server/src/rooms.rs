@@ -7,7 +7,7 @@ use proto_core::limits::{MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED};
 use proto_core::{ErrorCode, List, Message, RoomChange};
 
 use crate::connection::{Connection, Refusal};
-use crate::store::AccountId;
+use crate::store::{AccountId, RoomEvent};
 
 /// Checks a room name: `[a-z0-9_-]{1,32}`.
 pub fn validate_room_name(name: &str) -> Result<(), Refusal> {
@@ -34,14 +34,55 @@ fn not_member() -> Refusal {
 }
 
 impl Connection {
-    fn announce(&self, to: &[AccountId], room: &str, username: &str, change: RoomChange) {
+    /// Tells members about a change: pushed to those connected, kept for the others.
+    async fn announce(&self, to: &[AccountId], room: &str, username: &str, change: RoomChange) {
         let msg = Message::RoomChanged {
             room,
             username,
             change,
         };
-        for id in to {
-            self.shared.hub.push(*id, &msg);
+        let offline: Vec<AccountId> = to
+            .iter()
+            .copied()
+            .filter(|id| !self.shared.hub.push(*id, &msg))
+            .collect();
+        if offline.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            ?offline,
+            room,
+            username,
+            ?change,
+            "keeping a room change for offline members"
+        );
+        let event = RoomEvent {
+            room: room.to_owned(),
+            username: username.to_owned(),
+            change: change_code(change),
+        };
+        let expires = self
+            .shared
+            .clock
+            .now()
+            .saturating_add(self.shared.config.message_ttl);
+        let ids = offline.clone();
+        let kept = self
+            .shared
+            .db
+            .call(move |s| {
+                for id in ids {
+                    s.add_room_event(id, &event, expires)?;
+                }
+                Ok(())
+            })
+            .await;
+        match kept {
+            // A member who logged in meanwhile picks the change up through this wake.
+            Ok(()) => offline.iter().for_each(|id| self.shared.hub.wake(*id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not keep a room change for offline members")
+            }
         }
     }
 
@@ -105,7 +146,8 @@ impl Connection {
             .await
             .map_err(Refusal::store)??;
         self.out.push(&Message::Ok);
-        self.announce(&members, room, &who, RoomChange::Joined);
+        self.announce(&members, room, &who, RoomChange::Joined)
+            .await;
         Ok(())
     }
 
@@ -140,7 +182,8 @@ impl Connection {
             .await
             .map_err(Refusal::store)??;
         self.out.push(&Message::Ok);
-        self.announce(&remaining, room, &my_name, RoomChange::Left);
+        self.announce(&remaining, room, &my_name, RoomChange::Left)
+            .await;
         Ok(())
     }
 
@@ -183,7 +226,8 @@ impl Connection {
             .await
             .map_err(Refusal::store)??;
         self.out.push(&Message::Ok);
-        self.announce(&notify, room, &who, RoomChange::Removed);
+        self.announce(&notify, room, &who, RoomChange::Removed)
+            .await;
         Ok(())
     }
 
@@ -223,5 +267,24 @@ impl Connection {
             members: List::from_items(&refs),
         });
         Ok(())
+    }
+}
+
+/// The stored form of a [`RoomChange`].
+pub fn change_code(change: RoomChange) -> u8 {
+    match change {
+        RoomChange::Joined => 0,
+        RoomChange::Left => 1,
+        RoomChange::Removed => 2,
+    }
+}
+
+/// A [`RoomChange`] from its stored form.
+pub fn change_from_code(code: u8) -> Option<RoomChange> {
+    match code {
+        0 => Some(RoomChange::Joined),
+        1 => Some(RoomChange::Left),
+        2 => Some(RoomChange::Removed),
+        _ => None,
     }
 }

@@ -393,3 +393,62 @@ fn new_members_do_not_receive_earlier_room_messages() {
         assert_eq!(body, b"after");
     });
 }
+
+#[test]
+fn offline_members_learn_membership_changes_on_return() {
+    let ts = TestServer::start();
+    run(async {
+        let (mut a, _alice) = register(&ts, "alice", 0).await;
+        let (b, bob) = register(&ts, "bob", 0).await;
+        let (_c, _carol) = register(&ts, "carol", 0).await;
+        a.send(&Message::CreateRoom { room: "r" }).await.unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        a.send(&Message::Invite {
+            room: "r",
+            username: "bob",
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        drop(b);
+        // Wait until the server has seen Bob go (a push to a connection still closing is lost
+        // with it, as with any transport).
+        let deadline = std::time::Instant::now() + WAIT;
+        while ts.server().active_connections() > 2 {
+            assert!(std::time::Instant::now() < deadline);
+            smol::Timer::after(core::time::Duration::from_millis(10)).await;
+        }
+        a.send(&Message::Invite {
+            room: "r",
+            username: "carol",
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        a.send(&Message::Remove {
+            room: "r",
+            username: "carol",
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        // Bob was offline for both; he hears of them, in order, when he comes back. (His own
+        // join may come too: Alice got her Ok before the server announced it, so Bob may have
+        // left first.)
+        let mut b = resume(&ts, &bob).await;
+        let mut about_carol = Vec::new();
+        while about_carol.len() < 2 {
+            let change = room_change(&mut b).await;
+            if change.1 == "carol" {
+                about_carol.push(change);
+            }
+        }
+        assert_eq!(
+            about_carol,
+            [
+                ("r".into(), "carol".into(), RoomChange::Joined),
+                ("r".into(), "carol".into(), RoomChange::Removed)
+            ]
+        );
+    });
+}

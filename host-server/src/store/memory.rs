@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    Account, AccountId, AckOutcome, NewAccount, NewMessage, RoomId, RoomInfo, Store, StoreError,
-    StoredBundle, StoredMessage,
+    Account, AccountId, AckOutcome, NewAccount, NewMessage, RoomEvent, RoomId, RoomInfo, Store,
+    StoreError, StoredBundle, StoredMessage,
 };
 
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ pub struct MemoryStore {
     prekeys: HashMap<AccountId, BTreeMap<u32, [u8; 32]>>,
     messages: BTreeMap<u64, Msg>,
     receipts: Vec<(AccountId, u64, String, u64)>,
+    room_events: Vec<(AccountId, RoomEvent, u64)>,
     rooms: BTreeMap<RoomId, Room>,
     next_account: AccountId,
     next_message: u64,
@@ -383,6 +384,29 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    fn add_room_event(
+        &mut self,
+        account: AccountId,
+        event: &RoomEvent,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.room_events.push((account, event.clone(), expires_at));
+        Ok(())
+    }
+
+    fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError> {
+        let mut out = Vec::new();
+        self.room_events.retain(|(a, e, _)| {
+            if *a == account {
+                out.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+        Ok(out)
+    }
+
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
         let before = self.messages.len();
         let rooms = &self.rooms;
@@ -399,6 +423,7 @@ impl Store for MemoryStore {
             }
         });
         self.receipts.retain(|(_, _, _, exp)| *exp > now);
+        self.room_events.retain(|(_, _, exp)| *exp > now);
         self.sessions.retain(|_, (_, exp)| *exp > now);
         Ok(before - self.messages.len())
     }

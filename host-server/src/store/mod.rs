@@ -181,6 +181,17 @@ pub enum AckOutcome {
     Unknown,
 }
 
+/// A membership change kept for a member who was offline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomEvent {
+    /// Room name.
+    pub room: String,
+    /// Whose membership changed.
+    pub username: String,
+    /// 0 joined, 1 left, 2 removed.
+    pub change: u8,
+}
+
 /// A room with its members.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomInfo {
@@ -311,7 +322,16 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
     /// Takes (removes) a sender's stored receipts `(server_id, recipient)`.
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<(u64, String)>, StoreError>;
-    /// Drops expired messages, receipts and sessions, and room messages every member has
+    /// Keeps a membership change for an offline member.
+    fn add_room_event(
+        &mut self,
+        account: AccountId,
+        event: &RoomEvent,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+    /// Takes (removes) an account's kept membership changes, oldest first.
+    fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError>;
+    /// Drops expired messages, receipts, room events and sessions, and room messages every member has
     /// acknowledged; returns how many messages went.
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError>;
 

@@ -7,12 +7,15 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Account, AccountId, AckOutcome, NewAccount, NewMessage, RoomId, RoomInfo, Store, StoreError,
-    StoredBundle, StoredMessage, StoredSpk,
+    Account, AccountId, AckOutcome, NewAccount, NewMessage, RoomEvent, RoomId, RoomInfo, Store,
+    StoreError, StoredBundle, StoredMessage, StoredSpk,
 };
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_room_events.sql"),
+];
 
 /// How long a statement waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -571,6 +574,49 @@ impl Store for SqliteStore {
         Ok(out.into_iter().map(|(_, s, r)| (s, r)).collect())
     }
 
+    fn add_room_event(
+        &mut self,
+        account: AccountId,
+        event: &RoomEvent,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO room_events (account_id, room, username, change, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                account,
+                event.room,
+                event.username,
+                event.change,
+                to_i64(expires_at)
+            ])?;
+        Ok(())
+    }
+
+    fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM room_events WHERE account_id = ?1 RETURNING id, room, username, change",
+        )?;
+        let rows = stmt.query_map([account], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                RoomEvent {
+                    room: r.get(1)?,
+                    username: r.get(2)?,
+                    change: r.get(3)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
         let now = to_i64(now);
         let mut n = self
@@ -588,6 +634,9 @@ impl Store for SqliteStore {
             .execute([])?;
         self.conn
             .prepare_cached("DELETE FROM receipts WHERE expires_at <= ?1")?
+            .execute([now])?;
+        self.conn
+            .prepare_cached("DELETE FROM room_events WHERE expires_at <= ?1")?
             .execute([now])?;
         self.conn
             .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?

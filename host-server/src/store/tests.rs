@@ -145,9 +145,24 @@ fn exercise(s: &mut dyn Store) {
     s.delete_room(r).unwrap();
     assert!(s.room("team").unwrap().is_none());
 
+    // Membership changes kept for offline members.
+    let ev = RoomEvent {
+        room: "team".into(),
+        username: "carol".into(),
+        change: 2,
+    };
+    s.add_room_event(b, &ev, 900).unwrap();
+    s.add_room_event(c, &ev, 900).unwrap();
+    assert_eq!(s.take_room_events(b).unwrap(), core::slice::from_ref(&ev));
+    assert!(s.take_room_events(b).unwrap().is_empty());
+
     // Expiry.
     assert_eq!(s.sweep(1_000).unwrap(), 1, "m2 expired");
     assert!(s.pending_for(b, 0, 0, 10).unwrap().is_empty());
+    assert!(
+        s.take_room_events(c).unwrap().is_empty(),
+        "room events expire too"
+    );
 
     // A new identity drops the prekeys signed by the old one.
     s.set_identity(a, &[9; 32], &[9; 32]).unwrap();
@@ -187,7 +202,7 @@ fn sqlite_is_wal_full_and_migrated_once() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 1));
+    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 2));
 }
 
 #[test]
