@@ -28,3 +28,15 @@ pub const MAX_ROOM_MEMBERS: usize = 256;
 
 /// Rooms listed in one reply.
 pub const MAX_ROOMS_LISTED: usize = 1024;
+
+// The crypto capacities live beside the code that uses them; they are gathered here so this
+// file stays the one place to read every bound.
+
+/// Skipped message keys a ratchet session keeps (the default `Session` const generic).
+pub use crate::ratchet::DEFAULT_MAX_SKIP;
+/// Other members a room tracks (the default `Room` const generic).
+pub use crate::room::DEFAULT_ROOM_MEMBERS;
+/// Bytes a ratchet message adds to its plaintext (40-byte header + 16-byte tag).
+pub use crate::ratchet::RATCHET_OVERHEAD;
+/// Bytes a room message adds to its plaintext (57-byte header + tag + 64-byte signature).
+pub use crate::room::ROOM_OVERHEAD;
