@@ -26,7 +26,7 @@ export const ROOM_CHANGES = ['Joined', 'Left', 'Removed'];
 
 /**
  * @typedef {'str'|'bytes'|'key32'|'sig64'|'u8'|'u16'|'u32'|'u64'|'roomchange'
- *   |{struct: [string, any][]}|{option: any}|{list: any, max: number}} FieldType
+ *   |{struct: any[]}|{option: any}|{list: any, max: number}} FieldType
  */
 
 const SignedPrekey = { struct: [['id', 'u32'], ['key', 'key32'], ['signature', 'sig64']] };

@@ -102,7 +102,7 @@ export class SkippedKeys {
   }
 
   toState() {
-    return this.entries.map((e) => [toHex(e.chain), e.n, toHex(e.key)]);
+    return this.entries.map((e) => /** @type {[string, number, string]} */ ([toHex(e.chain), e.n, toHex(e.key)]));
   }
 
   /** @param {number} capacity @param {[string, number, string][]} s */

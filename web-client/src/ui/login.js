@@ -1,0 +1,77 @@
+// @ts-check
+/** The login screen: username and password, then the authenticator code. */
+import { Client, defaultServerUrl } from '../client.js';
+import { describe, field, h, replace } from './dom.js';
+
+/**
+ * @param {HTMLElement} root
+ * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void, message?: string}} nav
+ */
+export function showLogin(root, nav) {
+  const user = field('Username', { id: 'login-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
+  const pass = field('Password', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const error = h('p', { class: 'error', id: 'login-error', role: 'alert' }, nav.message ?? '');
+  const submit = h('button', { type: 'submit' }, 'Log in');
+  const form = h('form', {
+    class: 'stack',
+    'aria-labelledby': 'login-title',
+    on: {
+      submit: async (/** @type {Event} */ ev) => {
+        ev.preventDefault();
+        error.textContent = '';
+        submit.setAttribute('disabled', '');
+        submit.textContent = 'Checking…';
+        try {
+          const { client, needsCode } = await Client.login(defaultServerUrl(), user.input.value, pass.input.value);
+          if (needsCode) showCode(root, client, nav);
+          else nav.onLoggedIn(client);
+        } catch (e) {
+          error.textContent = describe(e);
+          submit.removeAttribute('disabled');
+          submit.textContent = 'Log in';
+        }
+      },
+    },
+  }, user.el, pass.el, error, submit);
+  replace(root, h('section', { class: 'card', id: 'screen-login' },
+    h('h2', { id: 'login-title' }, 'Log in'),
+    h('p', { class: 'hint' }, 'Your keys stay in this browser, encrypted with your password.'),
+    form,
+    h('p', null, 'New here? ', h('button', { class: 'link', type: 'button', on: { click: nav.onRegister } }, 'Create an account'))));
+  user.input.focus();
+}
+
+/**
+ * The second factor.
+ * @param {HTMLElement} root @param {Client} client
+ * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void}} nav
+ */
+function showCode(root, client, nav) {
+  const code = field('Authenticator code', { id: 'login-code', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true }, 'The 6 digits from your authenticator app, or one of your recovery codes.');
+  const error = h('p', { class: 'error', id: 'code-error', role: 'alert' });
+  const submit = h('button', { type: 'submit' }, 'Continue');
+  const form = h('form', {
+    class: 'stack',
+    on: {
+      submit: async (/** @type {Event} */ ev) => {
+        ev.preventDefault();
+        error.textContent = '';
+        submit.setAttribute('disabled', '');
+        try {
+          await client.submitCode(code.input.value);
+          nav.onLoggedIn(client);
+        } catch (e) {
+          error.textContent = describe(e);
+          code.input.value = '';
+          code.input.focus();
+          submit.removeAttribute('disabled');
+          if (!client.conn.isOpen) {
+            showLogin(root, { ...nav, message: `${describe(e)} Log in again.` });
+          }
+        }
+      },
+    },
+  }, code.el, error, submit);
+  replace(root, h('section', { class: 'card', id: 'screen-code' }, h('h2', null, 'Two-step check'), form));
+  code.input.focus();
+}

@@ -1,0 +1,290 @@
+// The web client in Debian's chromium against a real sealroom-server: two browser users
+// register with TOTP, log in, chat both ways, use a room, reload and keep their history; a
+// wrong code is refused on screen; hostile message text stays text; the CSP is sent; a key
+// change is shown; a CLI user and a browser user talk. Screenshots go to target/web-screenshots/.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { launchBrowser, nextCode, screenshot, startServer, wrongCode } from './harness.mjs';
+
+const PASSWORD = { alice: 'violet kestrel harbour 42 lantern', bob: 'granite otter mosaic 17 velvet' };
+let server;
+let browser;
+const users = {};
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+/** A new browser context (its own IndexedDB) with a page that records any dialog. */
+async function newPage(viewport = { width: 1100, height: 760 }) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const page = await context.newPage();
+  page.dialogs = [];
+  page.on('dialog', async (d) => {
+    page.dialogs.push(d.message());
+    await d.dismiss();
+  });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(server.url);
+  return { context, page };
+}
+
+async function register(page, username, shoot) {
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Your name').fill(`${username[0].toUpperCase()}${username.slice(1)} Example`);
+  await page.getByLabel('Email').fill(`${username}@example.org`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD[username]);
+  if (shoot) await screenshot(page, '01-register');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.locator('#screen-enroll').waitFor();
+  const secret = (await page.locator('#totp-secret').textContent()).trim();
+  assert.match(secret, /^[A-Z2-7]{32}$/);
+  const qr = page.locator('img.qr');
+  assert.match(await qr.getAttribute('src'), /^data:image\/gif;base64,/);
+  assert.ok(await qr.evaluate((img) => img.complete && img.naturalWidth > 50), 'the QR code is drawn');
+  if (shoot) await screenshot(page, '02-enroll-totp-qr');
+  return secret;
+}
+
+test('the page is served with a strict CSP, HSTS and nosniff', async () => {
+  const headers = await new Promise((ok, fail) => {
+    request(server.url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      ok(res.headers);
+    }).on('error', fail).end();
+  });
+  const csp = headers['content-security-policy'];
+  assert.ok(csp, 'CSP header present');
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  assert.match(csp, /connect-src 'self'/);
+  assert.match(headers['strict-transport-security'], /max-age=\d+/);
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+});
+
+test('alice registers: TOTP enrollment with a QR code; a wrong code is refused on screen', async () => {
+  const { page } = await newPage();
+  await screenshot(page, '00-login');
+  const secret = await register(page, 'alice', true);
+  await page.getByLabel('Code from your app').fill(wrongCode(secret));
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await assert.doesNotReject(page.locator('#enroll-error').filter({ hasText: /./ }).waitFor());
+  assert.ok((await page.locator('#enroll-error').textContent()).length > 0);
+  await screenshot(page, '03-enroll-wrong-code');
+  await page.getByLabel('Code from your app').fill(await nextCode(secret));
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await page.locator('#screen-recovery').waitFor();
+  assert.equal(await page.locator('#recovery-codes li').count(), 10);
+  await screenshot(page, '04-recovery-codes');
+  await page.getByRole('button', { name: /saved them/ }).click();
+  await page.locator('#screen-chat').waitFor();
+  await page.locator('#status.online').waitFor();
+  users.alice = { page, secret };
+});
+
+test('bob registers in a second browser context', async () => {
+  const { page } = await newPage();
+  const secret = await register(page, 'bob', false);
+  await page.getByLabel('Code from your app').fill(await nextCode(secret));
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await page.getByRole('button', { name: /saved them/ }).click();
+  await page.locator('#screen-chat').waitFor();
+  users.bob = { page, secret };
+});
+
+test('alice logs out and logs in again: password, a wrong code (refused), then the right code', async () => {
+  const { page, secret } = users.alice;
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.locator('#screen-login').waitFor();
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill(PASSWORD.alice);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.locator('#screen-code').waitFor();
+  await screenshot(page, '05-login-code');
+  await page.getByLabel('Authenticator code').fill(wrongCode(secret));
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#code-error').filter({ hasText: /./ }).waitFor();
+  await screenshot(page, '06-login-wrong-code');
+  await page.getByLabel('Authenticator code').fill(await nextCode(secret));
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#screen-chat').waitFor();
+  await page.locator('#status.online').waitFor();
+});
+
+/** Opens (or starts) a conversation from the side list. */
+async function openConv(page, conv) {
+  const item = page.locator(`button.conv[data-conv="${conv}"]`);
+  if ((await item.count()) === 0) {
+    await page.getByLabel('Username to message').fill(conv.slice(1));
+    await page.getByRole('button', { name: 'Chat', exact: true }).click();
+  } else {
+    await item.click();
+  }
+  await page.locator('#conv-title', { hasText: conv }).waitFor();
+}
+
+async function send(page, text) {
+  await page.locator('#composer-text').fill(text);
+  await page.locator('#composer-text').press('Enter');
+  await page.locator('#messages li.mine .text', { hasText: text }).last().waitFor();
+}
+
+async function expectMessage(page, conv, text) {
+  await page.locator(`button.conv[data-conv="${conv}"]`).waitFor({ timeout: 15000 });
+  await page.locator(`button.conv[data-conv="${conv}"]`).click();
+  await page.locator('#messages .text', { hasText: text }).first().waitFor({ timeout: 15000 });
+}
+
+test('alice and bob message each other both ways; delivery receipts show', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  await openConv(a, '@bob');
+  await send(a, 'Hi Bob, this is end-to-end encrypted.');
+  await expectMessage(b, '@alice', 'Hi Bob, this is end-to-end encrypted.');
+  await send(b, 'Hello Alice! Reading you loud and clear.');
+  await expectMessage(a, '@bob', 'Hello Alice! Reading you loud and clear.');
+  await send(a, 'Second message on the ratchet.');
+  await expectMessage(b, '@alice', 'Second message on the ratchet.');
+  await a.locator('#messages li.mine[data-state="delivered"]').first().waitFor({ timeout: 15000 });
+  await screenshot(a, '07-chat-direct');
+});
+
+test('markup in messages is shown as text and runs nothing', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  const payloads = [
+    '<img src=x onerror=alert(1)>',
+    '<script>alert(2)</script>',
+    '"><svg onload=alert(3)>',
+    '<a href="javascript:alert(4)">click</a>',
+    '<iframe srcdoc="<script>parent.alert(5)</script>"></iframe>',
+  ];
+  await openConv(a, '@bob');
+  for (const p of payloads) await send(a, p);
+  await b.locator('button.conv[data-conv="@alice"]').click();
+  for (const p of payloads) {
+    const el = b.locator('#messages .text', { hasText: p }).first();
+    await el.waitFor({ timeout: 15000 });
+    assert.equal(await el.textContent(), p);
+  }
+  for (const page of [a, b]) {
+    assert.equal(await page.locator('#messages img, #messages script, #messages svg, #messages iframe, #messages a').count(), 0);
+    assert.deepEqual(page.dialogs, []);
+  }
+  await b.waitForTimeout(300);
+  assert.deepEqual(b.dialogs, []);
+  await screenshot(b, '08-markup-as-text');
+});
+
+test('a room: alice creates it, invites bob, both write and read', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  await a.getByLabel('New room name').fill('team');
+  await a.getByRole('button', { name: 'Create', exact: true }).click();
+  await a.locator('#conv-title', { hasText: '#team' }).waitFor();
+  await a.getByLabel('Username to invite to #team').fill('bob');
+  await a.getByRole('button', { name: 'Invite', exact: true }).click();
+  await a.locator('#room-members', { hasText: 'bob' }).waitFor({ timeout: 15000 });
+  await b.locator('button.conv[data-conv="#team"]').waitFor({ timeout: 15000 });
+  // Let both sender keys cross before the first room message.
+  await a.waitForTimeout(1000);
+  await send(a, 'Welcome to #team, Bob.');
+  await expectMessage(b, '#team', 'Welcome to #team, Bob.');
+  await send(b, 'Glad to be here.');
+  await expectMessage(a, '#team', 'Glad to be here.');
+  await screenshot(a, '09-room');
+});
+
+test('the safety number matches on both sides and can be marked verified', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  await openConv(a, '@bob');
+  await a.getByRole('button', { name: 'Safety number' }).click();
+  await b.locator('button.conv[data-conv="@alice"]').click();
+  await b.getByRole('button', { name: 'Safety number' }).click();
+  const na = (await a.locator('#safety-number').textContent()).replace(/\s/g, '');
+  const nb = (await b.locator('#safety-number').textContent()).replace(/\s/g, '');
+  assert.match(na, /^\d{60}$/);
+  assert.equal(na, nb);
+  await screenshot(a, '10-safety-number');
+  await a.getByRole('button', { name: /mark as verified/ }).click();
+  await a.locator('#verified-note').waitFor();
+  await a.getByRole('button', { name: '‹ Back' }).click();
+  await b.getByRole('button', { name: '‹ Back' }).click();
+});
+
+test('after a reload each user unlocks their keys with the password and still sees the history', async () => {
+  for (const [name, peer] of [['alice', '@bob'], ['bob', '@alice']]) {
+    const page = users[name].page;
+    await page.reload();
+    await page.locator('#screen-login').waitFor();
+    await page.getByLabel('Username').fill(name);
+    await page.getByLabel('Password').fill(PASSWORD[name]);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#screen-chat').waitFor();
+    await page.locator(`button.conv[data-conv="${peer}"]`).click();
+    await page.locator('#messages .text', { hasText: 'Hi Bob, this is end-to-end encrypted.' }).waitFor();
+    await page.locator('#messages .text', { hasText: 'Hello Alice! Reading you loud and clear.' }).waitFor();
+    await page.locator('button.conv[data-conv="#team"]').click();
+    await page.locator('#messages .text', { hasText: 'Glad to be here.' }).waitFor();
+  }
+  await send(users.alice.page, 'Still here after the reload.');
+  await expectMessage(users.bob.page, '#team', 'Still here after the reload.');
+});
+
+test('usable at 360 px wide: the list and the conversation take turns', async () => {
+  const a = users.alice.page;
+  await a.setViewportSize({ width: 360, height: 740 });
+  await a.getByRole('button', { name: '‹ Chats' }).click();
+  await a.locator('nav.sidebar').waitFor();
+  const width = await a.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 360, `no horizontal scroll (${width})`);
+  await screenshot(a, '11-mobile-list');
+  await a.locator('button.conv[data-conv="@bob"]').click();
+  await a.locator('#composer-text').waitFor();
+  assert.ok((await a.evaluate(() => document.documentElement.scrollWidth)) <= 360);
+  await screenshot(a, '12-mobile-conversation');
+  await a.setViewportSize({ width: 1100, height: 760 });
+});
+
+test('a new device for bob changes his key: alice sees the warning and sending waits', async () => {
+  const { page } = await newPage();
+  await page.getByLabel('Username').fill('bob');
+  await page.getByLabel('Password').fill(PASSWORD.bob);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByLabel('Authenticator code').fill(await nextCode(users.bob.secret));
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#screen-chat').waitFor();
+  await openConv(page, '@alice');
+  await send(page, 'New phone, who dis?');
+  const a = users.alice.page;
+  await expectMessage(a, '@bob', 'New phone, who dis?');
+  await a.locator('#key-change-banner').waitFor();
+  await a.locator('#composer-text').fill('this must wait');
+  await a.locator('#composer-text').press('Enter');
+  await a.locator('#send-error', { hasText: 'safety number changed' }).waitFor();
+  await screenshot(a, '13-key-change-warning');
+  await page.context().close();
+});
+
+test('a CLI user and a browser user exchange messages', { skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary' }, async () => {
+  const { cliRegister, cli } = await import('./cli.mjs');
+  const home = await cliRegister(server, 'carol', 'cobalt walrus prairie 88 ember');
+  const a = users.alice.page;
+  await openConv(a, '@carol');
+  await send(a, 'Hello Carol, from the browser.');
+  const inbox = await cli(home, ['--json', 'inbox', '--wait', '5']);
+  assert.match(inbox, /Hello Carol, from the browser\./);
+  await cli(home, ['send', '@alice', 'Hello Alice, from the command line.']);
+  await expectMessage(a, '@carol', 'Hello Alice, from the command line.');
+  await screenshot(a, '14-cli-interop');
+});
