@@ -124,10 +124,10 @@ export function showChat(root, client, nav) {
       const t = /** @type {HTMLTextAreaElement} */ (text).value;
       if (!t.trim()) return;
       view.error = '';
+      draft = '';
+      /** @type {HTMLTextAreaElement} */ (text).value = '';
       try {
         await client.sendText(conv, t);
-        draft = '';
-        /** @type {HTMLTextAreaElement} */ (text).value = '';
       } catch (e) {
         view.error = e instanceof KeyChangedError ? e.message : `Not sent: ${describe(e)}`;
         draft = t;
