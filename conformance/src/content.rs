@@ -144,6 +144,12 @@ pub fn generate() -> Vec<(&'static str, Value)> {
         bad_version,
         EnvelopeError::BadPrekeyHeader,
     );
+    for name in ["family", "ops-oncall", "a"] {
+        out.push(json!({
+            "description": format!("room id of `{name}`"), "kind": "room_id", "room": name,
+            "room_id": h(&proto_core::room_id_for_name(name)), "expect": "accept",
+        }));
+    }
     vec![(
         "content.json",
         json!({
@@ -154,7 +160,11 @@ pub fn generate() -> Vec<(&'static str, Value)> {
 }
 
 fn check_case(case: &Value) -> Result<(), String> {
-    let bytes = hex_field(case, "bytes")?;
+    let bytes = if case["kind"] == "room_id" {
+        Vec::new()
+    } else {
+        hex_field(case, "bytes")?
+    };
     let expect = case
         .get("expect")
         .and_then(Value::as_str)
@@ -194,6 +204,16 @@ fn check_case(case: &Value) -> Result<(), String> {
             (Err(e), want) if want == format!("reject:{}", e.name()) => Ok(()),
             (got, want) => Err(format!("got {got:?}, want {want}")),
         },
+        Some("room_id") => {
+            let name = case["room"].as_str().ok_or("missing room")?;
+            if hex::encode(proto_core::room_id_for_name(name))
+                == case["room_id"].as_str().unwrap_or("")
+            {
+                Ok(())
+            } else {
+                Err("room id differs".into())
+            }
+        }
         other => Err(format!("unknown case kind {other:?}")),
     }
 }

@@ -79,8 +79,8 @@ pub use ratchet::{
 // Rooms: sender keys, distribution messages, membership and epochs.
 pub use room::{
     DEFAULT_ROOM_MEMBERS, DISTRIBUTION_LEN, DistributionError, MembershipError, ROOM_HEADER_LEN,
-    ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_VERSION, Room, RoomDecryptError, RoomEncryptError,
-    RoomPlaintext, SenderKeyDistribution,
+    ROOM_ID_LABEL, ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_VERSION, Room, RoomDecryptError,
+    RoomEncryptError, RoomPlaintext, SenderKeyDistribution, room_id_for_name,
 };
 // Randomness: every key comes from a caller's `rand_core::CryptoRng` (the OS RNG on a host, the
 // integrator's hardware RNG on a device); the traits are re-exported so an integrator names the

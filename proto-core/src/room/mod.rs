@@ -186,3 +186,21 @@ impl core::error::Error for RoomDecryptError {}
 
 #[cfg(test)]
 mod tests;
+
+/// The label hashed in front of a room's name to make its id.
+pub const ROOM_ID_LABEL: &[u8] = b"Sealroom Room ID v1";
+
+/// The 16-byte room id every member derives from the room's name on the server:
+/// the first 16 bytes of `SHA-256("Sealroom Room ID v1" || name)`.
+pub fn room_id_for_name(name: &str) -> [u8; ROOM_ID_LEN] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(ROOM_ID_LABEL)
+        .chain_update(name.as_bytes())
+        .finalize();
+    let mut id = [0u8; ROOM_ID_LEN];
+    for (dst, src) in id.iter_mut().zip(digest.iter()) {
+        *dst = *src;
+    }
+    id
+}
