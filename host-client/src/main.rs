@@ -1,39 +1,36 @@
 //! `sealroom`: the command-line client. Keys are generated and kept on the device.
 //!
-//! Only the command surface exists so far; each subcommand arrives with the CLI issue.
+//! A tour: [`cli`] is the command line; `commands/` has one file per subcommand; [`client`]
+//! unlocks the keystore, connects ([`link`], pinned via [`known_servers`]) and handles what the
+//! server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
+//! proto-core; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
+//! [`exit`] lists the exit codes.
 
-use clap::{Parser, Subcommand};
+mod cli;
+mod client;
+mod commands;
+mod direct;
+mod exit;
+mod keystore;
+mod known_servers;
+mod link;
+mod profile;
+mod rng;
+mod rooms;
+mod terminal;
 
-/// Sealroom's command-line client: end-to-end encrypted chat, keys kept on this device.
-#[derive(Debug, Parser)]
-#[command(name = "sealroom", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create an account on a server; keys are made on this device.
-    Register,
-    /// Log in with password and TOTP.
-    Login,
-    /// Chat with a user (`@name`) or a room (`#room`).
-    Chat {
-        /// `@user` or `#room`.
-        target: String,
-    },
-    /// Compare safety numbers with a contact.
-    Verify {
-        /// `@user`.
-        user: String,
-    },
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    anyhow::bail!(
-        "`{:?}` is not available yet: the client arrives with the CLI issue",
-        cli.command
-    )
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = smol::block_on(commands::run(cli));
+    if let Err(e) = result {
+        let code = exit::code_of(&e);
+        let text = format!("sealroom: {e:#}");
+        eprintln!(
+            "{}",
+            terminal::paint_if(terminal::color_err(), terminal::Style::Red, &text)
+        );
+        std::process::exit(code);
+    }
 }

@@ -1,0 +1,254 @@
+//! The command line: one clap derive. Each subcommand's `--help` ends with examples.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const SCRIPTING: &str = "\
+Scripting: no command needs a terminal. The keystore passphrase comes from $SEALROOM_PASSPHRASE,
+the account password from $SEALROOM_PASSWORD; otherwise each is read from a hidden prompt on a
+terminal, or as the next line of stdin. TOTP codes come from --code, else a prompt or stdin.
+
+Exit codes: 0 ok · 1 other failure · 2 bad command line · 3 keystore (missing, wrong passphrase)
+· 4 not logged in / login failed · 5 network or TLS · 6 server certificate changed
+· 7 contact's identity key changed (sending blocked) · 8 server refused (no such user/room, …)
+
+Files: the keystore (encrypted, mode 0600) and known_servers live in --home DIR, else
+$SEALROOM_HOME, else $XDG_DATA_HOME/sealroom, else ~/.local/share/sealroom.
+Colour is off when NO_COLOR is set or output is not a terminal.";
+
+/// Sealroom: end-to-end encrypted chat. Keys are made and kept on this device.
+#[derive(Debug, Parser)]
+#[command(name = "sealroom", version, about, after_help = SCRIPTING)]
+pub(crate) struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub(crate) global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Global {
+    /// Folder holding the keystore and known servers (one account per folder).
+    #[arg(long, global = true, env = "SEALROOM_HOME")]
+    pub(crate) home: Option<PathBuf>,
+    /// Trust the server's certificate through this CA (PEM) instead of pinning it on first use.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Machine-readable output (register, inbox, status).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create an account; keys are generated on this device.
+    #[command(after_help = "\
+Examples:
+  sealroom register --server chat.example.org:8443
+  SEALROOM_PASSWORD=… SEALROOM_PASSPHRASE=… sealroom --home /tmp/a register \\
+      --server localhost:8443 --name Alice --email a@example.org --username alice --json
+With --json, a line {\"event\":\"totp_enrollment\",\"otpauth_uri\":…} comes first; the code is then
+read from --code or stdin; the last line holds the recovery codes.")]
+    Register(Register),
+    /// Log in again (password + TOTP); keeps the keys. Also sets up a new device.
+    #[command(after_help = "\
+Examples:
+  sealroom login
+  sealroom login --code 123456
+  sealroom login --recovery-code abcd-efgh-ijkl
+  sealroom --home ~/newlaptop login --new-device --server chat.example.org:8443 --username alice
+A new device makes new identity keys: your contacts will be warned that your key changed.")]
+    Login(Login),
+    /// Log out: the server forgets this session. Keys stay in the keystore.
+    #[command(after_help = "Example:\n  sealroom logout")]
+    Logout,
+    /// Chat live with a user (@name) or a room (#room).
+    #[command(after_help = "\
+Examples:
+  sealroom chat @bob
+  sealroom chat #team
+In the chat: type and press Enter to send. /quit leaves, /verify shows the safety number,
+/members lists the room, /invite @user adds someone to the room, /help lists these.")]
+    Chat {
+        /// `@user` or `#room`.
+        target: String,
+    },
+    /// Send one message and exit.
+    #[command(after_help = "\
+Examples:
+  sealroom send @bob 'see you at 6'
+  echo 'build is green' | sealroom send #team -
+  sealroom send @bob hi --wait 10     # also wait up to 10 s for \"delivered\"")]
+    Send {
+        /// `@user` or `#room`.
+        target: String,
+        /// The text; `-` reads it from stdin (after any secrets read from stdin).
+        text: String,
+        /// Seconds to wait for the "delivered" receipt.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Fetch and print waiting messages (and delivery receipts).
+    #[command(after_help = "\
+Examples:
+  sealroom inbox
+  sealroom inbox --json
+  sealroom inbox --all              # the whole recent history, not only unread")]
+    Inbox {
+        /// Show the whole recent history, not only what is new.
+        #[arg(long)]
+        all: bool,
+        /// Most seconds to wait for messages to arrive.
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+    },
+    /// Create, join and manage rooms.
+    #[command(subcommand)]
+    Rooms(RoomsCommand),
+    /// Show the safety number with a contact; --confirm marks them verified.
+    #[command(after_help = "\
+Examples:
+  sealroom verify @bob              # compare the 60 digits (or scan the QR code) with Bob
+  sealroom verify @bob --confirm    # they match: mark Bob verified (and unblock after a key change)")]
+    Verify {
+        /// `@user`.
+        user: String,
+        /// The numbers match: mark the contact verified.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Refresh the signed prekey and refill one-time prekeys.
+    #[command(after_help = "Example:\n  sealroom keys")]
+    Keys,
+    /// Show the account, server, contacts and rooms.
+    #[command(after_help = "Examples:\n  sealroom status\n  sealroom status --json")]
+    Status {
+        /// Do not contact the server.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+/// `register` options; anything missing is asked for.
+#[derive(Debug, Args)]
+pub(crate) struct Register {
+    /// Server `host:port`.
+    #[arg(long, env = "SEALROOM_SERVER", default_value = "localhost:8443")]
+    pub(crate) server: String,
+    /// Your name, shown to contacts.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Email address.
+    #[arg(long)]
+    pub(crate) email: Option<String>,
+    /// Username: 3 to 32 of a-z, 0-9 and _.
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// The TOTP code (else asked after the QR code is shown).
+    #[arg(long)]
+    pub(crate) code: Option<String>,
+    /// PBKDF2 rounds for the keystore (tests only).
+    #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
+    pub(crate) kdf_rounds: u32,
+}
+
+/// `login` options.
+#[derive(Debug, Args)]
+pub(crate) struct Login {
+    /// The TOTP code (else asked).
+    #[arg(long)]
+    pub(crate) code: Option<String>,
+    /// Use a one-time recovery code instead of TOTP.
+    #[arg(long, conflicts_with = "code")]
+    pub(crate) recovery_code: Option<String>,
+    /// Set up this folder as a new device for an existing account (new identity keys).
+    #[arg(long, requires = "username")]
+    pub(crate) new_device: bool,
+    /// Server `host:port` (with --new-device).
+    #[arg(long, env = "SEALROOM_SERVER", default_value = "localhost:8443")]
+    pub(crate) server: String,
+    /// Username (with --new-device).
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// PBKDF2 rounds for a new keystore (tests only).
+    #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
+    pub(crate) kdf_rounds: u32,
+}
+
+/// `rooms` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoomsCommand {
+    /// Create a room (you are its admin).
+    #[command(after_help = "Example:\n  sealroom rooms create team")]
+    Create {
+        /// Room name: 1 to 32 of a-z, 0-9, _ and -.
+        room: String,
+    },
+    /// Add a user to a room and hand them the room key.
+    #[command(after_help = "Example:\n  sealroom rooms invite team @bob")]
+    Invite {
+        /// The room.
+        room: String,
+        /// `@user`.
+        user: String,
+    },
+    /// Leave a room; the others switch to a new key.
+    #[command(after_help = "Example:\n  sealroom rooms leave team")]
+    Leave {
+        /// The room.
+        room: String,
+    },
+    /// Remove a member (admin only); the others switch to a new key.
+    #[command(after_help = "Example:\n  sealroom rooms remove team @mallory")]
+    Remove {
+        /// The room.
+        room: String,
+        /// `@user`.
+        user: String,
+    },
+    /// List your rooms.
+    #[command(after_help = "Example:\n  sealroom rooms list")]
+    List,
+    /// List a room's members.
+    #[command(after_help = "Example:\n  sealroom rooms members team")]
+    Members {
+        /// The room.
+        room: String,
+    },
+}
+
+/// A chat or send target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A user.
+    User(String),
+    /// A room.
+    Room(String),
+}
+
+impl Target {
+    /// Parses `@user` or `#room` (a bare name is a user).
+    pub(crate) fn parse(s: &str) -> anyhow::Result<Self> {
+        if let Some(r) = s.strip_prefix('#') {
+            if r.is_empty() {
+                anyhow::bail!("`#` needs a room name");
+            }
+            return Ok(Self::Room(r.to_owned()));
+        }
+        let u = s.strip_prefix('@').unwrap_or(s).trim().to_ascii_lowercase();
+        if u.is_empty() {
+            anyhow::bail!("give `@user` or `#room`");
+        }
+        Ok(Self::User(u))
+    }
+}
+
+/// `@user` or `user` → `user` (lower case).
+pub(crate) fn user_name(s: &str) -> String {
+    s.strip_prefix('@').unwrap_or(s).trim().to_ascii_lowercase()
+}

@@ -1,0 +1,521 @@
+//! A logged-in client: the opened keystore, its profile, and a live link to the server.
+//!
+//! Every command that talks to the server goes through here: [`Client::open`] unlocks the
+//! keystore (holding a lock file so two `sealroom` processes never write it at once), connects
+//! with the pinned certificate and resumes the session. Incoming events are handled by
+//! [`Client::handle_event`]: a delivered message is decrypted, stored in the keystore, and only
+//! then acknowledged. One-to-one sessions live in `direct`, rooms in `rooms`.
+
+use core::time::Duration;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use proto_core::{ErrorCode, Key32, Message};
+
+use crate::cli::Global;
+use crate::exit::{Exit, Failure, fail};
+use crate::keystore::Keystore;
+use crate::known_servers::KnownServers;
+use crate::link::{self, Link, Trust};
+use crate::profile::{Entry, Profile};
+use crate::terminal::{self, Progress};
+
+/// Where an account's files live.
+#[derive(Clone, Debug)]
+pub(crate) struct Home {
+    /// The folder.
+    pub(crate) dir: PathBuf,
+}
+
+impl Home {
+    /// `--home`, else `$SEALROOM_HOME`, else `$XDG_DATA_HOME/sealroom`, else
+    /// `~/.local/share/sealroom`.
+    pub(crate) fn resolve(flag: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(d) = flag {
+            return Ok(Self { dir: d.to_owned() });
+        }
+        if let Some(d) = std::env::var_os("SEALROOM_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self {
+                dir: PathBuf::from(d),
+            });
+        }
+        if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self {
+                dir: PathBuf::from(d).join("sealroom"),
+            });
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => Ok(Self {
+                dir: PathBuf::from(h).join(".local/share/sealroom"),
+            }),
+            None => fail(
+                Exit::Failure,
+                "cannot find a data folder: set HOME or pass --home DIR",
+            ),
+        }
+    }
+
+    /// The keystore file.
+    pub(crate) fn keystore(&self) -> PathBuf {
+        self.dir.join("keystore")
+    }
+
+    /// The known-servers file.
+    pub(crate) fn known_servers(&self) -> PathBuf {
+        self.dir.join("known_servers")
+    }
+
+    /// Takes the folder's lock: one `sealroom` process per account at a time.
+    pub(crate) fn lock(&self) -> anyhow::Result<File> {
+        std::fs::create_dir_all(&self.dir)?;
+        let _ = std::fs::set_permissions(
+            &self.dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
+        let path = self.dir.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(_) => fail(
+                Exit::Failure,
+                format!(
+                    "another sealroom is using {} (a chat still open?); close it first",
+                    self.dir.display()
+                ),
+            ),
+        }
+    }
+}
+
+/// How the server is trusted for `server`, and whether this is the first use.
+pub(crate) fn trust_for(home: &Home, global: &Global, server: &str) -> anyhow::Result<Trust> {
+    if let Some(ca) = &global.ca {
+        return Ok(Trust::Ca(ca.clone()));
+    }
+    let known = KnownServers::load(&home.known_servers())?;
+    Ok(Trust::Pin(known.get(server).map(str::to_owned)))
+}
+
+/// Connects to `server`, pinning its certificate on first use.
+pub(crate) async fn connect(home: &Home, global: &Global, server: &str) -> anyhow::Result<Link> {
+    let trust = trust_for(home, global, server)?;
+    let link = {
+        let _p = Progress::start(&format!("connecting to {server}"));
+        Link::connect(server, &trust).await?
+    };
+    if let Trust::Pin(None) = trust {
+        let mut known = KnownServers::load(&home.known_servers())?;
+        known.pin(server, &link.fingerprint)?;
+        terminal::note(&format!(
+            "First connection to {server}: pinned its certificate\n  SHA-256 {}\n\
+             Compare it with the fingerprint the server printed at start. It is kept in {}.",
+            link.fingerprint,
+            known.path().display()
+        ));
+    }
+    Ok(link)
+}
+
+/// The text of an `Error` reply, as a failure with the right exit code.
+pub(crate) fn refusal(code: ErrorCode, text: &str) -> anyhow::Error {
+    let exit = match code {
+        ErrorCode::AUTH_FAILED | ErrorCode::SESSION_EXPIRED | ErrorCode::CODE_REUSED => Exit::Auth,
+        ErrorCode::RATE_LIMITED => Exit::Auth,
+        ErrorCode::BUSY | ErrorCode::INTERNAL => Exit::Network,
+        _ => Exit::Refused,
+    };
+    Failure::new(exit, format!("the server refused: {text}")).into()
+}
+
+/// Fails unless `frame` is `Ok`.
+pub(crate) fn expect_ok(frame: &[u8]) -> anyhow::Result<()> {
+    match link::decode(frame)? {
+        Message::Ok => Ok(()),
+        Message::Error { code, text } => Err(refusal(code, text)),
+        other => fail(
+            Exit::Failure,
+            format!("unexpected reply from the server: {}", other.name()),
+        ),
+    }
+}
+
+/// Something to show the person, produced while handling events.
+#[derive(Clone, Debug)]
+pub(crate) enum Notice {
+    /// A message arrived (or could not be read).
+    Message(Entry),
+    /// One of our messages was delivered.
+    Delivered(Entry),
+    /// Room membership changed.
+    Room(String),
+    /// A warning (key change, reset).
+    Warning(String),
+}
+
+/// An unlocked keystore with a live, logged-in link.
+pub(crate) struct Client {
+    /// The account's state.
+    pub(crate) profile: Profile,
+    keystore: Keystore,
+    /// The connection.
+    pub(crate) link: Link,
+    /// The home folder.
+    pub(crate) home: Home,
+    _lock: File,
+    /// Contacts to send a `SessionReset` to once the current event is handled.
+    pub(crate) resets: Vec<String>,
+    /// Rooms whose sender key should be redistributed once the current event is handled.
+    pub(crate) rooms_to_sync: Vec<String>,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("user", &self.profile.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the keystore under the home folder (passphrase from the environment, a prompt or
+/// stdin), holding the lock.
+pub(crate) fn unlock(home: &Home) -> anyhow::Result<(File, Keystore, Profile)> {
+    let path = home.keystore();
+    if !Keystore::exists(&path) {
+        return fail(
+            Exit::Keystore,
+            format!(
+                "no keystore in {}; run `sealroom register` first (or pass --home DIR)",
+                home.dir.display()
+            ),
+        );
+    }
+    let lock = home.lock()?;
+    let pass = terminal::passphrase()?;
+    let (ks, profile) = {
+        let _p = Progress::start("unlocking the keystore");
+        Keystore::open::<Profile>(&path, &pass)?
+    };
+    Ok((lock, ks, profile))
+}
+
+impl Client {
+    /// Unlocks the keystore, connects and resumes the session.
+    pub(crate) async fn open(global: &Global) -> anyhow::Result<Self> {
+        let home = Home::resolve(global.home.as_deref())?;
+        let (lock, keystore, profile) = unlock(&home)?;
+        Self::resume(global, home, lock, keystore, profile).await
+    }
+
+    /// Connects and resumes the session with an already unlocked keystore.
+    pub(crate) async fn resume(
+        global: &Global,
+        home: Home,
+        lock: File,
+        keystore: Keystore,
+        profile: Profile,
+    ) -> anyhow::Result<Self> {
+        let Some(token) = profile.token() else {
+            return fail(Exit::Auth, "not logged in; run `sealroom login`");
+        };
+        let link = connect(&home, global, &profile.server).await?;
+        let mut client = Self {
+            profile,
+            keystore,
+            link,
+            home,
+            _lock: lock,
+            resets: Vec::new(),
+            rooms_to_sync: Vec::new(),
+        };
+        let username = client.profile.username.clone();
+        let reply = client
+            .link
+            .request(&Message::Resume {
+                username: &username,
+                token: Key32(token),
+            })
+            .await?;
+        match link::decode(&reply)? {
+            Message::Session { expires_at, .. } => {
+                client.profile.token_expires = expires_at;
+                Ok(client)
+            }
+            Message::Error {
+                code: ErrorCode::SESSION_EXPIRED,
+                ..
+            } => fail(
+                Exit::Auth,
+                "the session expired or was revoked; run `sealroom login`",
+            ),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(
+                Exit::Failure,
+                format!("unexpected reply to Resume: {}", other.name()),
+            ),
+        }
+    }
+
+    /// A client over parts already made (register and login).
+    pub(crate) fn from_parts(
+        profile: Profile,
+        keystore: Keystore,
+        link: Link,
+        home: Home,
+        lock: File,
+    ) -> Self {
+        Self {
+            profile,
+            keystore,
+            link,
+            home,
+            _lock: lock,
+            resets: Vec::new(),
+            rooms_to_sync: Vec::new(),
+        }
+    }
+
+    /// Writes the profile to the keystore (atomically).
+    pub(crate) fn save(&self) -> anyhow::Result<()> {
+        self.keystore.save(&self.profile)?;
+        Ok(())
+    }
+
+    /// Handles one event frame; returns what to show.
+    pub(crate) async fn handle_event(&mut self, frame: &[u8]) -> anyhow::Result<Vec<Notice>> {
+        let mut notices = Vec::new();
+        match link::decode(frame)? {
+            Message::Deliver {
+                server_id,
+                from,
+                room,
+                sent_at,
+                body,
+            } => {
+                let from = from.to_owned();
+                let room = room.map(str::to_owned);
+                let body = body.to_vec();
+                if self.profile.seen_server_ids.contains(&server_id) {
+                    // Stored before; the acknowledgement was lost. Acknowledge again.
+                } else {
+                    let shown = match &room {
+                        None => {
+                            self.receive_direct(&from, &body, sent_at, server_id)
+                                .await?
+                        }
+                        Some(r) => {
+                            self.receive_room(r, &from, &body, sent_at, server_id)
+                                .await?
+                        }
+                    };
+                    self.profile.note_server_id(server_id);
+                    self.save()?;
+                    notices.extend(shown);
+                }
+                // Acknowledged only now: the message is decrypted and saved.
+                self.link.send(&Message::Ack { server_id }).await?;
+                self.after_event(&mut notices).await?;
+            }
+            Message::Delivered { server_id, .. } => {
+                if let Some(e) = self.profile.mark_delivered(server_id) {
+                    self.save()?;
+                    notices.push(Notice::Delivered(e));
+                }
+            }
+            Message::RoomChanged {
+                room,
+                username,
+                change,
+            } => {
+                let room = room.to_owned();
+                let username = username.to_owned();
+                notices.extend(self.room_changed(&room, &username, change).await?);
+                self.after_event(&mut notices).await?;
+            }
+            Message::PrekeysLow { remaining } => {
+                self.refill_prekeys(remaining).await?;
+            }
+            _ => {}
+        }
+        Ok(notices)
+    }
+
+    /// Work an event asked for: session resets, room key redistribution.
+    async fn after_event(&mut self, notices: &mut Vec<Notice>) -> anyhow::Result<()> {
+        for user in core::mem::take(&mut self.resets) {
+            if let Err(e) = self
+                .send_content_to(&user, &proto_core::Content::SessionReset)
+                .await
+            {
+                notices.push(Notice::Warning(format!(
+                    "could not reset the session with {user}: {e}"
+                )));
+            }
+        }
+        for room in core::mem::take(&mut self.rooms_to_sync) {
+            if let Err(e) = self.sync_room(&room, false).await {
+                notices.push(Notice::Warning(format!("room #{room}: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles queued events (already read), without waiting.
+    pub(crate) async fn drain_queued(&mut self) -> anyhow::Result<Vec<Notice>> {
+        let mut out = Vec::new();
+        while let Some(f) = self.link.queued_event() {
+            out.extend(self.handle_event(&f).await?);
+        }
+        Ok(out)
+    }
+
+    /// Handles events until none arrives for `quiet`, or `max` has passed.
+    pub(crate) async fn pump(
+        &mut self,
+        quiet: Duration,
+        max: Duration,
+    ) -> anyhow::Result<Vec<Notice>> {
+        let mut out = self.drain_queued().await?;
+        let deadline = Instant::now() + max;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(out);
+            }
+            let wait = quiet.min(left);
+            let next = smol::future::or(async { Some(self.link.next_event().await) }, async {
+                smol::Timer::after(wait).await;
+                None
+            })
+            .await;
+            match next {
+                None => return Ok(out),
+                Some(frame) => {
+                    let frame = frame?;
+                    out.extend(self.handle_event(&frame).await?);
+                }
+            }
+        }
+    }
+
+    /// Uploads a fresh batch of one-time prekeys (saved first, so no secret is ever lost).
+    pub(crate) async fn refill_prekeys(&mut self, remaining: u32) -> anyhow::Result<u32> {
+        let want = crate::profile::PREKEY_BATCH
+            .saturating_sub(remaining.min(crate::profile::PREKEY_BATCH));
+        if want == 0 {
+            return Ok(0);
+        }
+        let fresh = self.profile.add_one_time_prekeys(want);
+        self.save()?;
+        let reply = self
+            .link
+            .request(&Message::UploadPrekeys {
+                prekeys: proto_core::List::from_items(&fresh),
+            })
+            .await?;
+        expect_ok(&reply)?;
+        Ok(want)
+    }
+
+    /// Ends the connection.
+    pub(crate) async fn close(self) {
+        self.link.close().await;
+    }
+
+    /// Fails with exit code 7 if `user`'s identity key changed and was not re-verified.
+    pub(crate) fn check_not_blocked(&self, user: &str) -> anyhow::Result<()> {
+        if self
+            .profile
+            .contacts
+            .get(user)
+            .is_some_and(|c| c.key_changed)
+        {
+            return Err(Failure::new(
+                Exit::IdentityChanged,
+                format!(
+                    "!!! {user}'s identity key has CHANGED. Sending to {user} is blocked.\n\
+                     This happens when {user} set up a new device — or when someone is \
+                     intercepting. Compare safety numbers with `sealroom verify @{user}` (in \
+                     person or over another channel), then run `sealroom verify @{user} \
+                     --confirm` to unblock."
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Notice {
+    /// One line for a person (coloured when stdout is a terminal).
+    pub(crate) fn render(&self) -> String {
+        use crate::terminal::{Style, paint};
+        match self {
+            Notice::Message(e) => render_entry(e),
+            Notice::Delivered(e) => paint(
+                Style::Dim,
+                &format!("✓✓ delivered to {}: {}", e.conversation, short(&e.text)),
+            ),
+            Notice::Room(t) => paint(Style::Dim, &format!("* {t}")),
+            Notice::Warning(t) => paint(Style::Red, t),
+        }
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(40).collect();
+    if text.chars().count() > 40 {
+        s.push('…');
+    }
+    s
+}
+
+/// `HH:MM` (UTC) of a Unix time.
+pub(crate) fn clock(at: u64) -> String {
+    format!("{:02}:{:02}", (at / 3600) % 24, (at / 60) % 60)
+}
+
+/// A history entry as one line.
+pub(crate) fn render_entry(e: &Entry) -> String {
+    use crate::terminal::{Style, paint};
+    let when = paint(Style::Dim, &clock(e.at));
+    let place = if e.conversation.starts_with('#') {
+        format!("{} ", e.conversation)
+    } else {
+        String::new()
+    };
+    let who = if e.outgoing {
+        paint(Style::Bold, &e.from)
+    } else {
+        paint(Style::Cyan, &e.from)
+    };
+    let text = if e.state == "undecryptable" {
+        paint(Style::Red, &e.text)
+    } else {
+        e.text.clone()
+    };
+    let state = match (e.outgoing, e.state.as_str()) {
+        (true, "delivered") => paint(Style::Green, " ✓✓ delivered"),
+        (true, "sent") => paint(Style::Dim, " ✓ sent to server"),
+        _ => String::new(),
+    };
+    format!("{when} {place}{who}: {text}{state}")
+}
+
+/// An entry as JSON.
+pub(crate) fn entry_json(e: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "conversation": e.conversation,
+        "from": e.from,
+        "text": e.text,
+        "at": e.at,
+        "id": e.id,
+        "server_id": e.server_id,
+        "outgoing": e.outgoing,
+        "state": e.state,
+    })
+}

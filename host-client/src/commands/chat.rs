@@ -1,0 +1,288 @@
+//! `sealroom chat @user|#room`: a live conversation. Incoming messages are printed above the
+//! line being typed (rustyline's external printer on a terminal; plain lines otherwise).
+//!
+//! Lines go through a channel from an input thread, so the network side never waits on the
+//! keyboard. `/quit`, `/verify`, `/members`, `/invite @user`, `/help`.
+
+use crate::cli::{Global, Target, user_name};
+use crate::client::{Client, Notice, render_entry};
+use crate::exit::code_of;
+use crate::terminal::{self, Style, paint};
+
+/// Where chat output goes: above the prompt on a terminal, plain stdout otherwise.
+enum Out {
+    Editor(Box<dyn rustyline::ExternalPrinter + Send>),
+    Plain,
+}
+
+impl Out {
+    fn line(&mut self, text: &str) {
+        match self {
+            Out::Editor(p) => {
+                if p.print(format!("{text}\n")).is_err() {
+                    println!("{text}");
+                }
+            }
+            Out::Plain => println!("{text}"),
+        }
+    }
+}
+
+/// Starts the input thread; returns the line receiver and the output.
+fn start_input(prompt: String) -> anyhow::Result<(smol::channel::Receiver<Option<String>>, Out)> {
+    let (tx, rx) = smol::channel::unbounded();
+    if terminal::stdin_is_tty() {
+        let mut editor = rustyline::DefaultEditor::new()?;
+        let printer = editor.create_external_printer()?;
+        std::thread::spawn(move || {
+            loop {
+                match editor.readline(&prompt) {
+                    Ok(line) => {
+                        let _ = editor.add_history_entry(line.as_str());
+                        if tx.send_blocking(Some(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(rustyline::error::ReadlineError::Interrupted) => {
+                        let _ = tx.send_blocking(Some("/quit".into()));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = tx.send_blocking(None);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((rx, Out::Editor(Box::new(printer))))
+    } else {
+        std::thread::spawn(move || {
+            loop {
+                match terminal::read_line() {
+                    Ok(Some(line)) => {
+                        if tx.send_blocking(Some(line.to_string())).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send_blocking(None);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((rx, Out::Plain))
+    }
+}
+
+const HELP: &str = "/quit leave · /verify safety number · /members room members · /invite @user add to the room · /help";
+
+pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
+    let target = Target::parse(target)?;
+    let mut client = Client::open(g).await?;
+    let conversation = match &target {
+        Target::User(u) => format!("@{u}"),
+        Target::Room(r) => format!("#{r}"),
+    };
+    let mut early = client.drain_queued().await?;
+    match &target {
+        Target::User(u) => {
+            if client
+                .profile
+                .contacts
+                .get(u)
+                .is_some_and(|c| c.key_changed)
+            {
+                early.push(Notice::Warning(format!(
+                    "!!! {u}'s identity key CHANGED. You can read, but sending is blocked until you \
+                     compare safety numbers (/verify) and run `sealroom verify @{u} --confirm`."
+                )));
+            }
+        }
+        Target::Room(r) => match client.sync_room(r, false).await {
+            Ok(n) => early.extend(n),
+            Err(e) => return Err(e),
+        },
+    }
+    let status = match &target {
+        Target::User(u) => match client.profile.contacts.get(u) {
+            Some(c) if c.verified => paint(Style::Green, "verified"),
+            Some(c) if c.key_changed => paint(Style::Red, "KEY CHANGED"),
+            _ => paint(
+                Style::Yellow,
+                "not verified: compare safety numbers with /verify",
+            ),
+        },
+        Target::Room(r) => {
+            let members = client
+                .profile
+                .rooms
+                .get(r)
+                .map(|e| e.members.join(", "))
+                .unwrap_or_default();
+            format!("members: {members}")
+        }
+    };
+    println!(
+        "{} {} ({status})",
+        paint(Style::Bold, "Chat with"),
+        paint(Style::Bold, &conversation)
+    );
+    println!("{}", paint(Style::Dim, HELP));
+    // The recent history of this conversation, then what arrived while away.
+    let recent: Vec<_> = client
+        .profile
+        .history
+        .iter()
+        .filter(|e| e.conversation == conversation)
+        .rev()
+        .take(20)
+        .cloned()
+        .collect();
+    for e in recent.iter().rev() {
+        println!("{}", render_entry(e));
+    }
+    let (lines, mut out) = start_input(format!("{}> ", client.profile.username))?;
+    for n in early {
+        show(&mut out, &conversation, &n);
+    }
+    mark_read(&mut client, &conversation);
+    loop {
+        let next = smol::future::or(
+            async { Either::Line(lines.recv().await.ok().flatten()) },
+            async { Either::Frame(client.link.next_event().await) },
+        )
+        .await;
+        match next {
+            Either::Frame(frame) => {
+                let frame = frame?;
+                for n in client.handle_event(&frame).await? {
+                    show(&mut out, &conversation, &n);
+                }
+                mark_read(&mut client, &conversation);
+            }
+            Either::Line(None) => break,
+            Either::Line(Some(line)) => {
+                let line = line.trim().to_owned();
+                if line.is_empty() {
+                    continue;
+                }
+                if line == "/quit" || line == "/exit" {
+                    break;
+                }
+                if let Err(e) = command_or_send(&mut client, &target, &line, &mut out, g).await {
+                    // A refused send is shown; the chat goes on (a lost connection ends it).
+                    if code_of(&e) == crate::exit::Exit::Network as i32 {
+                        return Err(e);
+                    }
+                    out.line(&paint(Style::Red, &format!("not sent: {e}")));
+                }
+                let queued = client.drain_queued().await?;
+                for n in queued {
+                    show(&mut out, &conversation, &n);
+                }
+            }
+        }
+    }
+    mark_read(&mut client, &conversation);
+    client.save()?;
+    client.close().await;
+    Ok(())
+}
+
+enum Either {
+    Line(Option<String>),
+    Frame(anyhow::Result<Vec<u8>>),
+}
+
+fn show(out: &mut Out, conversation: &str, n: &Notice) {
+    match n {
+        Notice::Message(e) if e.conversation != conversation => {
+            out.line(&paint(
+                Style::Dim,
+                &format!("(new message in {} from {})", e.conversation, e.from),
+            ));
+        }
+        _ => out.line(&n.render()),
+    }
+}
+
+fn mark_read(client: &mut Client, conversation: &str) {
+    for e in client
+        .profile
+        .history
+        .iter_mut()
+        .filter(|e| e.conversation == conversation)
+    {
+        e.unread = false;
+    }
+}
+
+async fn command_or_send(
+    client: &mut Client,
+    target: &Target,
+    line: &str,
+    out: &mut Out,
+    g: &Global,
+) -> anyhow::Result<()> {
+    let (cmd, arg) = line
+        .split_once(' ')
+        .map_or((line, ""), |(c, a)| (c, a.trim()));
+    match (cmd, target) {
+        ("/help", _) => out.line(HELP),
+        ("/verify", Target::User(u)) => {
+            for l in super::verify::describe(&client.profile, u)? {
+                out.line(&l);
+            }
+        }
+        ("/verify", Target::Room(_)) => {
+            out.line("use /verify in a one-to-one chat, or `sealroom verify @user`")
+        }
+        ("/members", Target::Room(r)) => {
+            let (admin, members) = client.list_members(r).await?;
+            let list: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    if *m == admin {
+                        format!("{m} (admin)")
+                    } else {
+                        m.clone()
+                    }
+                })
+                .collect();
+            out.line(&format!("members of #{r}: {}", list.join(", ")));
+        }
+        ("/members", Target::User(u)) => out.line(&format!("a one-to-one chat: you and {u}")),
+        ("/invite", Target::Room(r)) if !arg.is_empty() => {
+            let user = user_name(arg);
+            for n in client.invite(r, &user).await? {
+                out.line(&n.render());
+            }
+            out.line(&format!("{user} is now in #{r}"));
+        }
+        ("/invite", _) => out.line("usage in a room chat: /invite @user"),
+        (c, _) if c.starts_with('/') && !c.starts_with("//") => {
+            out.line(&format!("unknown command {c}; {HELP}"));
+        }
+        _ => {
+            // `//text` sends a text that starts with a slash.
+            let text = line
+                .strip_prefix('/')
+                .filter(|t| t.starts_with('/'))
+                .unwrap_or(line);
+            let entry = match target {
+                Target::User(u) => client.send_text_to(u, text).await?,
+                Target::Room(r) => {
+                    let (e, notices) = client.send_text_to_room(r, text).await?;
+                    for n in notices {
+                        out.line(&n.render());
+                    }
+                    e
+                }
+            };
+            let _ = g;
+            out.line(&render_entry(&entry));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `sealroom inbox`: fetch what is waiting, store it, acknowledge it, print it.
+
+use core::time::Duration;
+
+use crate::cli::Global;
+use crate::client::{Client, Notice, entry_json, render_entry};
+use crate::terminal;
+
+pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> {
+    let mut client = Client::open(g).await?;
+    let notices = client
+        .pump(
+            Duration::from_millis(1_500),
+            Duration::from_secs(wait.max(1)),
+        )
+        .await?;
+    let shown: Vec<_> = client
+        .profile
+        .history
+        .iter()
+        .filter(|e| all || e.unread)
+        .cloned()
+        .collect();
+    for e in client.profile.history.iter_mut() {
+        e.unread = false;
+    }
+    client.save()?;
+    let receipts: Vec<_> = notices
+        .iter()
+        .filter_map(|n| {
+            if let Notice::Delivered(e) = n {
+                Some(e.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let warnings: Vec<String> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Warning(w) | Notice::Room(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "messages": shown.iter().map(entry_json).collect::<Vec<_>>(),
+                "delivered": receipts.iter().map(entry_json).collect::<Vec<_>>(),
+                "notices": warnings,
+            })
+        );
+    } else {
+        for w in &warnings {
+            terminal::warn(w);
+        }
+        for e in &receipts {
+            println!("{}", Notice::Delivered(e.clone()).render());
+        }
+        if shown.is_empty() {
+            println!("No new messages.");
+        }
+        for e in &shown {
+            println!("{}", render_entry(e));
+        }
+    }
+    client.close().await;
+    Ok(())
+}

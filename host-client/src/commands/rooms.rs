@@ -1,0 +1,93 @@
+//! `sealroom rooms create|invite|leave|remove|list|members`.
+
+use core::time::Duration;
+
+use crate::cli::{Global, RoomsCommand, user_name};
+use crate::client::{Client, Notice};
+use crate::rooms::room_name;
+use crate::terminal::{self, Style, paint};
+
+fn show(notices: &[Notice]) {
+    for n in notices {
+        match n {
+            Notice::Warning(w) => terminal::warn(w),
+            Notice::Room(_) => println!("{}", n.render()),
+            _ => {}
+        }
+    }
+}
+
+pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
+    let mut client = Client::open(g).await?;
+    let early = client.drain_queued().await?;
+    show(&early);
+    match cmd {
+        RoomsCommand::Create { room } => {
+            let room = room_name(&room);
+            client.create_room(room).await?;
+            println!(
+                "{} Created #{room}. Invite people with `sealroom rooms invite {room} @user`.",
+                paint(Style::Green, "✓")
+            );
+        }
+        RoomsCommand::Invite { room, user } => {
+            let (room, user) = (room_name(&room), user_name(&user));
+            let n = client.invite(room, &user).await?;
+            show(&n);
+            println!(
+                "{} {user} is now in #{room} and has the room key.",
+                paint(Style::Green, "✓")
+            );
+        }
+        RoomsCommand::Leave { room } => {
+            let room = room_name(&room);
+            client.leave(room).await?;
+            println!("Left #{room}. The others switch to a new room key.");
+        }
+        RoomsCommand::Remove { room, user } => {
+            let (room, user) = (room_name(&room), user_name(&user));
+            let n = client.remove(room, &user).await?;
+            show(&n);
+            println!("Removed {user} from #{room}; the room key was replaced.");
+        }
+        RoomsCommand::List => {
+            let rooms = client.list_rooms().await?;
+            if g.json {
+                println!("{}", serde_json::json!({ "rooms": rooms }));
+            } else if rooms.is_empty() {
+                println!("You are in no rooms. Create one with `sealroom rooms create NAME`.");
+            } else {
+                for r in rooms {
+                    println!("#{r}");
+                }
+            }
+        }
+        RoomsCommand::Members { room } => {
+            let room = room_name(&room);
+            let (admin, members) = client.list_members(room).await?;
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "room": room, "admin": admin, "members": members })
+                );
+            } else {
+                for m in members {
+                    let tag = if m == admin { " (admin)" } else { "" };
+                    let flag = match client.profile.contacts.get(&m) {
+                        Some(c) if c.key_changed => paint(Style::Red, " KEY CHANGED"),
+                        Some(c) if c.verified => paint(Style::Green, " verified"),
+                        _ => String::new(),
+                    };
+                    println!("{m}{tag}{flag}");
+                }
+            }
+        }
+    }
+    // Give key exchanges triggered above a moment to finish.
+    let late = client
+        .pump(Duration::from_millis(300), Duration::from_secs(2))
+        .await?;
+    show(&late);
+    client.close().await;
+    Ok(())
+}

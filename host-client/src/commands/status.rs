@@ -1,0 +1,105 @@
+//! `sealroom status`: the account, server, pinned certificate, contacts and rooms.
+
+use crate::cli::Global;
+use crate::client::{Client, Home, unlock};
+use crate::known_servers::KnownServers;
+use crate::terminal::{Style, paint};
+
+pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
+    let home = Home::resolve(g.home.as_deref())?;
+    let (lock, keystore, profile) = unlock(&home)?;
+    let pin = KnownServers::load(&home.known_servers())?
+        .get(&profile.server)
+        .map(str::to_owned);
+    let (profile, session) = if offline || profile.token.is_none() {
+        let s = if profile.token.is_none() {
+            "logged out"
+        } else {
+            "not checked (--offline)"
+        };
+        (profile, s.to_owned())
+    } else {
+        let snapshot = profile.clone();
+        match Client::resume(g, home.clone(), lock, keystore, profile).await {
+            Ok(mut c) => {
+                let _ = c.drain_queued().await;
+                c.save()?;
+                let p = c.profile.clone();
+                c.close().await;
+                (p, "active".to_owned())
+            }
+            Err(e) => (snapshot, format!("unavailable: {e}")),
+        }
+    };
+    let id = profile.identity_public()?;
+    let half = String::from_utf8_lossy(&proto_core::party_fingerprint(&id, &profile.username))
+        .into_owned();
+    if g.json {
+        let contacts: Vec<_> = profile
+            .contacts
+            .iter()
+            .map(|(n, c)| {
+                serde_json::json!({"user": n, "verified": c.verified, "key_changed": c.key_changed,
+                                              "session": c.session.is_some()})
+            })
+            .collect();
+        let rooms: Vec<_> = profile
+            .rooms
+            .iter()
+            .map(|(n, r)| serde_json::json!({"room": n, "members": r.members, "admin": r.admin}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "username": profile.username,
+                "server": profile.server,
+                "certificate_pin": pin,
+                "session": session,
+                "token_expires": profile.token_expires,
+                "identity_fingerprint": half,
+                "one_time_prekeys_held": profile.one_time_prekeys.len(),
+                "signed_prekey_age_days": crate::profile::now().saturating_sub(profile.signed_prekey_at) / 86_400,
+                "unread": profile.unread_count(),
+                "contacts": contacts,
+                "rooms": rooms,
+                "home": home.dir,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} on {}",
+        paint(Style::Bold, &profile.username),
+        profile.server
+    );
+    println!("  session:      {session}");
+    println!(
+        "  certificate:  {}",
+        pin.as_deref().unwrap_or("not pinned yet")
+    );
+    println!("  your half of safety numbers: {half}");
+    println!("  keystore:     {}", home.keystore().display());
+    println!("  unread:       {}", profile.unread_count());
+    println!("  contacts:");
+    if profile.contacts.is_empty() {
+        println!("    (none)");
+    }
+    for (n, c) in &profile.contacts {
+        let flag = if c.key_changed {
+            paint(Style::Red, "KEY CHANGED — sending blocked")
+        } else if c.verified {
+            paint(Style::Green, "verified")
+        } else {
+            "not verified".to_owned()
+        };
+        println!("    {n}: {flag}");
+    }
+    println!("  rooms:");
+    if profile.rooms.is_empty() {
+        println!("    (none)");
+    }
+    for (n, r) in &profile.rooms {
+        println!("    #{n}: {}", r.members.join(", "));
+    }
+    Ok(())
+}

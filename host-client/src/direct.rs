@@ -1,0 +1,392 @@
+//! One-to-one messaging: X3DH against a fetched bundle, the Double Ratchet, the body envelope,
+//! identity-key tracking, and healing a broken session.
+//!
+//! Trust: a contact's identity key is remembered the first time it is seen. A different key
+//! later (in a bundle or a prekey message) is recorded, the contact is marked changed, and
+//! sending to them is refused until `verify --confirm`. Messages from them are still shown.
+//!
+//! Healing: a message that does not decrypt is kept in the history as "could not decrypt" with
+//! the reason; our sessions with the sender are dropped and a `SessionReset` goes out in a new
+//! X3DH session, so both sides start fresh without anyone doing anything.
+
+use proto_core::limits::MAX_BODY;
+use proto_core::{
+    Content, DecryptError, Envelope, IdentityPublicKey, Message, OneTimePrekeyPublic,
+    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, SignedPrekeyPublic,
+};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, Notice, refusal};
+use crate::exit::{Exit, Failure, fail};
+use crate::link;
+use crate::profile::{Contact, Entry, now, session_from_hex, session_to_hex};
+
+/// Why a message could not be read, for the history.
+fn reason(e: DecryptError) -> &'static str {
+    match e {
+        DecryptError::Authentication => "it failed authentication (wrong session, or altered)",
+        DecryptError::Malformed => "it is malformed",
+        DecryptError::TooManySkipped => "too many messages were lost before it",
+        DecryptError::Replay => "it was already received",
+        DecryptError::BufferTooSmall => "it is too large",
+    }
+}
+
+impl Client {
+    /// Fetches `user`'s prekey bundle; records or checks their identity key.
+    pub(crate) async fn fetch_bundle(&mut self, user: &str) -> anyhow::Result<RemoteBundle> {
+        let reply = self
+            .link
+            .request(&Message::FetchBundle { username: user })
+            .await?;
+        let bundle = match link::decode(&reply)? {
+            Message::Bundle { bundle } => RemoteBundle {
+                identity: IdentityPublicKey {
+                    signing: bundle.identity_sig.0,
+                    dh: bundle.identity_dh.0,
+                },
+                signed_prekey: SignedPrekeyPublic {
+                    id: bundle.signed_prekey.id,
+                    public: bundle.signed_prekey.key.0,
+                    signature: bundle.signed_prekey.signature.0,
+                },
+                one_time_prekey: bundle.one_time_prekey.map(|k| OneTimePrekeyPublic {
+                    id: k.id,
+                    public: k.key.0,
+                }),
+            },
+            Message::Error { code, text } => return Err(refusal(code, text)),
+            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        };
+        self.observe_identity(user, &bundle.identity)?;
+        Ok(bundle)
+    }
+
+    /// Records `identity` for `user`: new contacts are trusted on first use; a different key
+    /// marks the contact changed (and is saved) and returns the identity-changed failure.
+    fn observe_identity(&mut self, user: &str, identity: &IdentityPublicKey) -> anyhow::Result<()> {
+        match self.profile.contacts.get_mut(user) {
+            None => {
+                self.profile
+                    .contacts
+                    .insert(user.to_owned(), Contact::new(identity));
+                Ok(())
+            }
+            Some(c) if c.matches(identity) => Ok(()),
+            Some(c) => {
+                c.replace_identity(identity);
+                self.save()?;
+                self.check_not_blocked(user)
+            }
+        }
+    }
+
+    /// Our session with `user`, starting one (X3DH) if there is none that can send.
+    async fn sending_session(&mut self, user: &str) -> anyhow::Result<Session> {
+        self.check_not_blocked(user)?;
+        if let Some(s) = self
+            .profile
+            .contacts
+            .get(user)
+            .and_then(|c| c.session.as_deref())
+            .and_then(session_from_hex)
+            .filter(Session::can_send)
+        {
+            return Ok(s);
+        }
+        let bundle = self.fetch_bundle(user).await?;
+        let identity = self.profile.identity()?;
+        let (session, _) =
+            Session::initiate(&mut crate::rng::os(), &identity, &bundle).map_err(|e| {
+                Failure::new(
+                    Exit::Refused,
+                    format!(
+                        "cannot start a session with {user}: {e}; their published keys are invalid"
+                    ),
+                )
+            })?;
+        Ok(session)
+    }
+
+    /// Encrypts `content` for `user`, saves the advanced session, sends it; returns the
+    /// server's id. The session is saved *before* sending, so a crash never reuses a key.
+    pub(crate) async fn send_content_to(
+        &mut self,
+        user: &str,
+        content: &Content<'_>,
+    ) -> anyhow::Result<u64> {
+        let mut session = self.sending_session(user).await?;
+        let mut plain = Zeroizing::new(vec![0u8; MAX_BODY]);
+        let n = content
+            .encode(&mut plain)
+            .map_err(|_| anyhow::anyhow!("the message is too long"))?;
+        let plain = plain.get(..n).unwrap_or(&[]);
+        let mut body = vec![0u8; 1 + PREKEY_HEADER_LEN + n + RATCHET_OVERHEAD];
+        let header = session.pending_prekey_header().copied();
+        let prefix = Envelope::emit_prefix(header.as_ref(), &mut body)
+            .map_err(|e| anyhow::anyhow!("cannot build the message: {e}"))?;
+        let used = session
+            .encrypt(
+                &mut crate::rng::os(),
+                plain,
+                body.get_mut(prefix..).unwrap_or(&mut []),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
+        body.truncate(prefix + used);
+        if body.len() > MAX_BODY {
+            return fail(Exit::Failure, "the message is too long");
+        }
+        let state = session_to_hex(&session)?;
+        if let Some(c) = self.profile.contacts.get_mut(user) {
+            c.session = Some(state);
+        }
+        self.save()?;
+        let client_id = crate::rng::u64();
+        let reply = self
+            .link
+            .request(&Message::SendToUser {
+                to: user,
+                client_id,
+                body: &body,
+            })
+            .await?;
+        match link::decode(&reply)? {
+            Message::Accepted { server_id, .. } => Ok(server_id),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        }
+    }
+
+    /// Sends a text to `user`; records it in the history as "sent".
+    pub(crate) async fn send_text_to(&mut self, user: &str, text: &str) -> anyhow::Result<Entry> {
+        let id = crate::rng::u64();
+        let at = now();
+        let server_id = self
+            .send_content_to(
+                user,
+                &Content::Text {
+                    id,
+                    sent_at: at,
+                    text,
+                },
+            )
+            .await?;
+        let entry = Entry {
+            conversation: format!("@{user}"),
+            from: self.profile.username.clone(),
+            text: text.to_owned(),
+            at,
+            id,
+            server_id: Some(server_id),
+            outgoing: true,
+            state: "sent".into(),
+            unread: false,
+        };
+        self.profile.push_history(entry.clone());
+        self.save()?;
+        Ok(entry)
+    }
+
+    /// Decrypts a one-to-one body from `from`; updates sessions and history.
+    pub(crate) async fn receive_direct(
+        &mut self,
+        from: &str,
+        body: &[u8],
+        sent_at: u64,
+        server_id: u64,
+    ) -> anyhow::Result<Vec<Notice>> {
+        let mut notices = Vec::new();
+        let envelope = match Envelope::parse(body) {
+            Ok(e) => e,
+            Err(e) => {
+                notices.push(self.undecryptable(from, sent_at, server_id, &e.to_string()));
+                return Ok(notices);
+            }
+        };
+        let message = envelope.message();
+        let mut plain = Zeroizing::new(vec![0u8; message.len()]);
+        let mut outcome: Result<(usize, Session, bool), DecryptError> =
+            Err(DecryptError::Authentication);
+        // The sessions we hold, current first.
+        let held: Vec<(Session, bool)> = self
+            .profile
+            .contacts
+            .get(from)
+            .map(|c| {
+                [
+                    (c.session.as_deref(), true),
+                    (c.previous_session.as_deref(), false),
+                ]
+                .into_iter()
+                .filter_map(|(s, cur)| s.and_then(session_from_hex).map(|s| (s, cur)))
+                .collect()
+            })
+            .unwrap_or_default();
+        for (mut s, current) in held {
+            match s.decrypt(message, &mut plain) {
+                Ok(n) => {
+                    outcome = Ok((n, s, current));
+                    break;
+                }
+                Err(DecryptError::Replay) => {
+                    // A copy of a message already stored: nothing to show.
+                    return Ok(notices);
+                }
+                Err(e) => outcome = Err(e),
+            }
+        }
+        let mut fresh_session = false;
+        if outcome.is_err()
+            && let Envelope::Prekey { header, .. } = envelope
+        {
+            // A new session from `from`: X3DH as responder.
+            if let Some(c) = self.profile.contacts.get(from)
+                && !c.matches(&header.identity)
+            {
+                if let Some(c) = self.profile.contacts.get_mut(from) {
+                    c.replace_identity(&header.identity);
+                }
+                notices.push(Notice::Warning(format!(
+                    "!!! {from}'s identity key has CHANGED (a new device, or someone intercepting). \
+                     Sending to {from} is blocked until you compare safety numbers: \
+                     `sealroom verify @{from}`, then `sealroom verify @{from} --confirm`."
+                )));
+            }
+            self.profile
+                .contacts
+                .entry(from.to_owned())
+                .or_insert_with(|| Contact::new(&header.identity));
+            let identity = self.profile.identity()?;
+            match self.profile.signed_prekey_by_id(header.signed_prekey_id) {
+                None => {
+                    let text = "it names a signed prekey this device no longer has";
+                    notices.push(self.heal(from, sent_at, server_id, text));
+                    return Ok(notices);
+                }
+                Some(spk) => {
+                    let opk = match header.one_time_prekey_id {
+                        Some(id) => match self.profile.one_time_prekey(id) {
+                            Some(k) => Some(k),
+                            None => {
+                                let text = "it uses a one-time prekey already used";
+                                notices.push(self.heal(from, sent_at, server_id, text));
+                                return Ok(notices);
+                            }
+                        },
+                        None => None,
+                    };
+                    match Session::respond(&identity, &spk, opk.as_ref(), &header) {
+                        Ok(mut s) => match s.decrypt(message, &mut plain) {
+                            Ok(n) => {
+                                outcome = Ok((n, s, false));
+                                fresh_session = true;
+                                if let Some(id) = header.one_time_prekey_id {
+                                    self.profile.one_time_prekeys.remove(&id);
+                                }
+                            }
+                            Err(e) => outcome = Err(e),
+                        },
+                        Err(_) => outcome = Err(DecryptError::Authentication),
+                    }
+                }
+            }
+        }
+        let (n, session, was_current) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                notices.push(self.heal(from, sent_at, server_id, reason(e)));
+                return Ok(notices);
+            }
+        };
+        // Commit the session that worked as the current one.
+        let state = session_to_hex(&session)?;
+        if let Some(c) = self.profile.contacts.get_mut(from) {
+            if !was_current {
+                c.previous_session = c.session.take();
+            }
+            c.session = Some(state);
+        }
+        let plain = plain.get(..n).unwrap_or(&[]);
+        match Content::decode(plain) {
+            Ok(Content::Text {
+                id,
+                sent_at: written,
+                text,
+            }) => {
+                if self.profile.note_message(from, id) {
+                    let entry = Entry {
+                        conversation: format!("@{from}"),
+                        from: from.to_owned(),
+                        text: text.to_owned(),
+                        at: written,
+                        id,
+                        server_id: Some(server_id),
+                        outgoing: false,
+                        state: "received".into(),
+                        unread: true,
+                    };
+                    self.profile.push_history(entry.clone());
+                    notices.push(Notice::Message(entry));
+                }
+            }
+            Ok(Content::RoomKey { room, distribution }) => {
+                let (room, distribution) = (room.to_owned(), distribution.to_vec());
+                notices.extend(self.receive_room_key(from, &room, &distribution).await?);
+            }
+            Ok(Content::SessionReset) => {
+                if !fresh_session && let Some(c) = self.profile.contacts.get_mut(from) {
+                    c.session = None;
+                }
+                notices.push(Notice::Warning(format!(
+                    "{from} could not decrypt a message from you; the session was reset. \
+                     Resend your last message if {from} did not get it."
+                )));
+            }
+            Err(e) => {
+                notices.push(self.undecryptable(
+                    from,
+                    sent_at,
+                    server_id,
+                    &format!("unknown content: {e}"),
+                ));
+            }
+        }
+        Ok(notices)
+    }
+
+    /// Records a message that could not be read.
+    fn undecryptable(&mut self, from: &str, at: u64, server_id: u64, why: &str) -> Notice {
+        let entry = Entry {
+            conversation: format!("@{from}"),
+            from: from.to_owned(),
+            text: format!("[could not decrypt this message: {why}]"),
+            at,
+            id: 0,
+            server_id: Some(server_id),
+            outgoing: false,
+            state: "undecryptable".into(),
+            unread: true,
+        };
+        self.profile.push_history(entry.clone());
+        Notice::Message(entry)
+    }
+
+    /// Records an unreadable message and starts healing: our sessions with `from` are dropped
+    /// and a `SessionReset` will go out in a new session.
+    fn heal(&mut self, from: &str, at: u64, server_id: u64, why: &str) -> Notice {
+        let notice = self.undecryptable(
+            from,
+            at,
+            server_id,
+            &format!("{why}; the session is being reset"),
+        );
+        if let Some(c) = self.profile.contacts.get_mut(from) {
+            c.session = None;
+            c.previous_session = None;
+            if !c.key_changed && !self.resets.iter().any(|u| u == from) {
+                self.resets.push(from.to_owned());
+            }
+        }
+        notice
+    }
+}

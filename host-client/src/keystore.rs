@@ -1,0 +1,300 @@
+//! The keystore: everything secret a device holds (identity and prekey private keys, ratchet
+//! sessions, room sender keys, contacts, recent history), encrypted at rest under a passphrase.
+//!
+//! File layout (all integers big-endian):
+//!
+//! ```text
+//! "SRKS" | version u8 = 1 | rounds u32 | salt [16] | nonce [12] | ChaCha20-Poly1305(JSON state)
+//! ```
+//!
+//! The key is PBKDF2-HMAC-SHA256(passphrase, salt, rounds) (600,000 by default); the header bytes
+//! are the AEAD's associated data, so a changed round count or salt fails authentication. Writes
+//! go to a temporary file in the same folder, are synced, then renamed over the old file: a crash
+//! leaves either the old keystore or the new one, never half of one. The file is mode 0600.
+//!
+//! It does not decide what the state means; that belongs to the commands.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use proto_core::primitives::{open_in_place, seal_in_place};
+use rand_core::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8; 4] = b"SRKS";
+const VERSION: u8 = 1;
+const SALT_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const HEADER_LEN: usize = 4 + 1 + 4 + SALT_LEN + NONCE_LEN;
+
+/// PBKDF2 rounds for a new keystore (the design's figure; about a quarter second here).
+pub(crate) const DEFAULT_ROUNDS: u32 = 600_000;
+/// The fewest rounds a keystore file may claim; guards against a tampered header cheapening
+/// the key derivation.
+const MIN_ROUNDS: u32 = 1_000;
+/// The most rounds a keystore file may claim; guards against a tampered header making every
+/// open take hours.
+const MAX_ROUNDS: u32 = 10_000_000;
+
+/// Why a keystore could not be opened or saved.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeystoreError {
+    /// No keystore at that path.
+    #[error("no keystore at {0}; run `sealroom register` first (or pass --home)")]
+    Missing(PathBuf),
+    /// The passphrase is wrong, or the file was altered. Nothing was changed.
+    #[error("wrong passphrase, or the keystore file was altered; nothing was changed")]
+    WrongPassphrase,
+    /// The file is not a keystore this version understands.
+    #[error("{0} is not a Sealroom keystore (or was written by a newer version)")]
+    NotAKeystore(PathBuf),
+    /// The decrypted state does not parse.
+    #[error("the keystore decrypted but its contents are damaged: {0}")]
+    Damaged(String),
+    /// Reading or writing failed.
+    #[error("keystore I/O on {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeystoreError + '_ {
+    move |source| KeystoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A keystore file and the key that opens it.
+pub(crate) struct Keystore {
+    path: PathBuf,
+    rounds: u32,
+    salt: [u8; SALT_LEN],
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl core::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Keystore")
+            .field("path", &self.path)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+fn derive(passphrase: &str, salt: &[u8; SALT_LEN], rounds: u32) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(passphrase.as_bytes(), salt, rounds, key.as_mut());
+    key
+}
+
+impl Keystore {
+    /// A new keystore at `path` under `passphrase` (slow: derives the key). Nothing is written
+    /// until [`save`](Self::save).
+    pub(crate) fn create(path: &Path, passphrase: &str, rounds: u32) -> Self {
+        let mut salt = [0u8; SALT_LEN];
+        crate::rng::os().fill_bytes(&mut salt);
+        let key = derive(passphrase, &salt, rounds);
+        Self {
+            path: path.to_owned(),
+            rounds,
+            salt,
+            key,
+        }
+    }
+
+    /// Whether a keystore exists at `path`.
+    pub(crate) fn exists(path: &Path) -> bool {
+        path.exists()
+    }
+
+    /// Opens and decrypts the keystore at `path` (slow: derives the key).
+    pub(crate) fn open<T: DeserializeOwned>(
+        path: &Path,
+        passphrase: &str,
+    ) -> Result<(Self, T), KeystoreError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeystoreError::Missing(path.to_owned()));
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let not_ks = || KeystoreError::NotAKeystore(path.to_owned());
+        let (header, body) = bytes.split_at_checked(HEADER_LEN).ok_or_else(not_ks)?;
+        let (magic, rest) = header.split_at(4);
+        let (&version, rest) = rest.split_first().ok_or_else(not_ks)?;
+        if magic != MAGIC || version != VERSION {
+            return Err(not_ks());
+        }
+        let (rounds, rest) = rest.split_at(4);
+        let rounds = u32::from_be_bytes(rounds.try_into().map_err(|_| not_ks())?);
+        let (salt, nonce) = rest.split_at(SALT_LEN);
+        let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| not_ks())?;
+        if !(MIN_ROUNDS..=MAX_ROUNDS).contains(&rounds) || body.len() < TAG_LEN {
+            return Err(not_ks());
+        }
+        let key = derive(passphrase, &salt, rounds);
+        let (ct, tag) = body.split_at(body.len() - TAG_LEN);
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| not_ks())?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| not_ks())?;
+        let mut plain = Zeroizing::new(ct.to_vec());
+        open_in_place(&key, &nonce, header, plain.as_mut_slice(), &tag)
+            .map_err(|_| KeystoreError::WrongPassphrase)?;
+        let state =
+            serde_json::from_slice(&plain).map_err(|e| KeystoreError::Damaged(e.to_string()))?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                rounds,
+                salt,
+                key,
+            },
+            state,
+        ))
+    }
+
+    /// Encrypts `state` and replaces the file atomically (temp file, fsync, rename, fsync dir).
+    pub(crate) fn save<T: Serialize>(&self, state: &T) -> Result<(), KeystoreError> {
+        let mut plain = Zeroizing::new(
+            serde_json::to_vec(state).map_err(|e| KeystoreError::Damaged(e.to_string()))?,
+        );
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::rng::os().fill_bytes(&mut nonce);
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.push(VERSION);
+        header.extend_from_slice(&self.rounds.to_be_bytes());
+        header.extend_from_slice(&self.salt);
+        header.extend_from_slice(&nonce);
+        let tag = seal_in_place(&self.key, &nonce, &header, plain.as_mut_slice());
+        let mut out = header;
+        out.extend_from_slice(&plain);
+        out.extend_from_slice(&tag);
+        write_atomic(&self.path, &out)
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, mode 0600.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("keystore"),
+        std::process::id()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct State {
+        secret: String,
+        n: u32,
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_wrong_passphrase_changes_nothing() {
+        let dir = tmp();
+        let path = dir.path().join("ks");
+        let ks = Keystore::create(&path, "right horse", MIN_ROUNDS);
+        let state = State {
+            secret: "identity-secret-bytes".into(),
+            n: 7,
+        };
+        ks.save(&state).unwrap();
+        let on_disk = fs::read(&path).unwrap();
+        assert!(
+            !on_disk.windows(21).any(|w| w == b"identity-secret-bytes"),
+            "plaintext on disk"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let (_, back): (_, State) = Keystore::open(&path, "right horse").unwrap();
+        assert_eq!(back, state);
+        let err = Keystore::open::<State>(&path, "wrong horse").unwrap_err();
+        assert!(matches!(err, KeystoreError::WrongPassphrase), "{err}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            on_disk,
+            "a failed open must not touch the file"
+        );
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let dir = tmp();
+        let path = dir.path().join("ks");
+        Keystore::create(&path, "pw", MIN_ROUNDS)
+            .save(&State {
+                secret: "s".into(),
+                n: 1,
+            })
+            .unwrap();
+        let good = fs::read(&path).unwrap();
+        for i in [5, 9, HEADER_LEN, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[i] ^= 1;
+            fs::write(&path, &bad).unwrap();
+            assert!(
+                Keystore::open::<State>(&path, "pw").is_err(),
+                "flip at {i} accepted"
+            );
+        }
+        fs::write(&path, b"SRKS").unwrap();
+        assert!(matches!(
+            Keystore::open::<State>(&path, "pw"),
+            Err(KeystoreError::NotAKeystore(_))
+        ));
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            Keystore::open::<State>(&path, "pw"),
+            Err(KeystoreError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn key_is_redacted_in_debug() {
+        let dir = tmp();
+        let ks = Keystore::create(&dir.path().join("ks"), "pw", MIN_ROUNDS);
+        let shown = format!("{ks:?}");
+        assert!(shown.contains("[redacted]"));
+        assert!(!shown.contains(&format!("{:?}", ks.key.as_ref())));
+    }
+}

@@ -1,0 +1,362 @@
+//! The account's state as kept (encrypted) in the keystore: keys, sessions, rooms, contacts,
+//! recent history and the ids already seen.
+//!
+//! Secret bytes are stored as hex strings inside the JSON the keystore encrypts. This module
+//! owns the shape of that state and small, pure operations on it; it does no I/O and no
+//! networking (see `client`).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use proto_core::{IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, SignedPrekeyPair};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// How many history entries are kept (oldest dropped first).
+pub(crate) const HISTORY_LIMIT: usize = 1_000;
+/// How many seen ids are remembered for de-duplication.
+pub(crate) const SEEN_LIMIT: usize = 4_096;
+/// One-time prekeys published at registration and topped up to by `keys`.
+pub(crate) const PREKEY_BATCH: u32 = 100;
+
+/// The whole keystore content.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    /// Layout version of this struct.
+    pub(crate) version: u32,
+    /// `host:port` of the server.
+    pub(crate) server: String,
+    /// Our username on that server.
+    pub(crate) username: String,
+    /// Identity secret bytes (hex of [`IdentityKeyPair::to_secret_bytes`]).
+    pub(crate) identity: String,
+    /// Current signed prekey secret (hex), and when it was made (Unix seconds).
+    pub(crate) signed_prekey: String,
+    /// When the current signed prekey was made.
+    pub(crate) signed_prekey_at: u64,
+    /// The previous signed prekey, kept for prekey messages still in flight.
+    pub(crate) previous_signed_prekey: Option<String>,
+    /// One-time prekey secrets by id (hex).
+    pub(crate) one_time_prekeys: BTreeMap<u32, String>,
+    /// The next prekey id to use (signed and one-time share the counter).
+    pub(crate) next_prekey_id: u32,
+    /// Session token (hex) from the last login, and its expiry.
+    pub(crate) token: Option<String>,
+    /// When the token expires (Unix seconds).
+    pub(crate) token_expires: u64,
+    /// Contacts by username.
+    pub(crate) contacts: BTreeMap<String, Contact>,
+    /// Rooms by name.
+    pub(crate) rooms: BTreeMap<String, RoomEntry>,
+    /// Recent messages, oldest first.
+    pub(crate) history: VecDeque<Entry>,
+    /// Server ids already stored (a redelivery is acknowledged and dropped).
+    pub(crate) seen_server_ids: VecDeque<u64>,
+    /// `sender:message id` of texts already stored.
+    pub(crate) seen_messages: VecDeque<String>,
+}
+
+/// What we know about another user.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Contact {
+    /// Their identity signing key `IKs` (hex), as first seen or last confirmed.
+    pub(crate) identity_sig: String,
+    /// Their identity DH key `IKd` (hex).
+    pub(crate) identity_dh: String,
+    /// The user compared safety numbers and confirmed them.
+    pub(crate) verified: bool,
+    /// Their identity key changed since it was last accepted: sending is blocked until
+    /// `verify --confirm`.
+    pub(crate) key_changed: bool,
+    /// The current pairwise session state (hex of `Session::write_state`).
+    pub(crate) session: Option<String>,
+    /// The session before the current one, tried when the current one cannot decrypt.
+    pub(crate) previous_session: Option<String>,
+}
+
+/// One room as this member sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct RoomEntry {
+    /// `Room::write_state` (hex).
+    pub(crate) state: String,
+    /// Members as last seen on the server (including us).
+    pub(crate) members: Vec<String>,
+    /// The room's admin as last seen.
+    pub(crate) admin: String,
+    /// Who already has our sender key, and for which epoch.
+    pub(crate) key_sent: BTreeMap<String, u32>,
+}
+
+/// A message in the history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// `@user` or `#room`.
+    pub(crate) conversation: String,
+    /// Who wrote it.
+    pub(crate) from: String,
+    /// The text, or why it could not be read.
+    pub(crate) text: String,
+    /// When it was written (sender's clock) or received.
+    pub(crate) at: u64,
+    /// The message's id (random, from the sender).
+    pub(crate) id: u64,
+    /// The server's id (for receipts), once known.
+    pub(crate) server_id: Option<u64>,
+    /// Our own message.
+    pub(crate) outgoing: bool,
+    /// `sent`, `delivered`, `received`, `undecryptable` or `notice`.
+    pub(crate) state: String,
+    /// Not yet shown by `inbox` or `chat`.
+    pub(crate) unread: bool,
+}
+
+/// Hex of secret bytes, the buffer zeroized after use.
+fn hex_secret(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// Decodes hex into a fixed array, zeroizing the intermediate buffer.
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<Zeroizing<[u8; N]>> {
+    let v = Zeroizing::new(hex::decode(s).ok()?);
+    let mut out = Zeroizing::new([0u8; N]);
+    if v.len() != N {
+        return None;
+    }
+    out.copy_from_slice(&v);
+    Some(out)
+}
+
+/// A public key from hex.
+pub(crate) fn key32(s: &str) -> Option<[u8; 32]> {
+    unhex::<32>(s).map(|k| *k)
+}
+
+impl Profile {
+    /// A new profile with fresh keys from the OS RNG: identity, a signed prekey and a batch of
+    /// one-time prekeys.
+    pub(crate) fn generate(server: &str, username: &str, now: u64) -> Self {
+        let mut rng = crate::rng::os();
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let spk = SignedPrekeyPair::generate(&mut rng, 1, &identity);
+        let mut profile = Self {
+            version: 1,
+            server: server.to_owned(),
+            username: username.to_owned(),
+            identity: hex_secret(identity.to_secret_bytes().as_ref()),
+            signed_prekey: hex_secret(spk.to_secret_bytes().as_ref()),
+            signed_prekey_at: now,
+            previous_signed_prekey: None,
+            one_time_prekeys: BTreeMap::new(),
+            next_prekey_id: 2,
+            token: None,
+            token_expires: 0,
+            contacts: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            history: VecDeque::new(),
+            seen_server_ids: VecDeque::new(),
+            seen_messages: VecDeque::new(),
+        };
+        profile.add_one_time_prekeys(PREKEY_BATCH);
+        profile
+    }
+
+    /// Our identity key pair.
+    pub(crate) fn identity(&self) -> anyhow::Result<IdentityKeyPair> {
+        let bytes = unhex::<{ IdentityKeyPair::SECRET_LEN }>(&self.identity)
+            .ok_or_else(|| anyhow::anyhow!("the keystore's identity key is damaged"))?;
+        Ok(IdentityKeyPair::from_secret_bytes(&bytes))
+    }
+
+    /// Our identity's public keys.
+    pub(crate) fn identity_public(&self) -> anyhow::Result<IdentityPublicKey> {
+        Ok(self.identity()?.public())
+    }
+
+    /// The current signed prekey.
+    pub(crate) fn signed_prekey(&self) -> anyhow::Result<SignedPrekeyPair> {
+        decode_spk(&self.signed_prekey)
+            .ok_or_else(|| anyhow::anyhow!("the keystore's signed prekey is damaged"))
+    }
+
+    /// The signed prekey with this id: the current one or the previous one.
+    pub(crate) fn signed_prekey_by_id(&self, id: u32) -> Option<SignedPrekeyPair> {
+        [
+            Some(&self.signed_prekey),
+            self.previous_signed_prekey.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| decode_spk(s))
+        .find(|k| k.id() == id)
+    }
+
+    /// The one-time prekey with this id, if still held.
+    pub(crate) fn one_time_prekey(&self, id: u32) -> Option<OneTimePrekeyPair> {
+        let s = self.one_time_prekeys.get(&id)?;
+        let bytes = unhex::<{ OneTimePrekeyPair::SECRET_LEN }>(s)?;
+        Some(OneTimePrekeyPair::from_secret_bytes(&bytes))
+    }
+
+    /// Makes `count` new one-time prekeys; returns their public halves.
+    pub(crate) fn add_one_time_prekeys(&mut self, count: u32) -> Vec<proto_core::OneTimePrekey> {
+        let mut rng = crate::rng::os();
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let id = self.next_prekey_id;
+            self.next_prekey_id = self.next_prekey_id.wrapping_add(1).max(1);
+            let k = OneTimePrekeyPair::generate(&mut rng, id);
+            self.one_time_prekeys
+                .insert(id, hex_secret(k.to_secret_bytes().as_ref()));
+            let p = k.public();
+            out.push(proto_core::OneTimePrekey {
+                id: p.id,
+                key: proto_core::Key32(p.public),
+            });
+        }
+        out
+    }
+
+    /// Replaces the signed prekey with a fresh one (the old one is kept as previous).
+    pub(crate) fn rotate_signed_prekey(&mut self, now: u64) -> anyhow::Result<SignedPrekeyPair> {
+        let identity = self.identity()?;
+        let id = self.next_prekey_id;
+        self.next_prekey_id = self.next_prekey_id.wrapping_add(1).max(1);
+        let spk = SignedPrekeyPair::generate(&mut crate::rng::os(), id, &identity);
+        let old = core::mem::replace(
+            &mut self.signed_prekey,
+            hex_secret(spk.to_secret_bytes().as_ref()),
+        );
+        self.previous_signed_prekey = Some(old);
+        self.signed_prekey_at = now;
+        Ok(spk)
+    }
+
+    /// The session token, if logged in.
+    pub(crate) fn token(&self) -> Option<[u8; 32]> {
+        self.token.as_deref().and_then(key32)
+    }
+
+    /// Remembers a server id; `false` if it was already seen.
+    pub(crate) fn note_server_id(&mut self, id: u64) -> bool {
+        if self.seen_server_ids.contains(&id) {
+            return false;
+        }
+        self.seen_server_ids.push_back(id);
+        while self.seen_server_ids.len() > SEEN_LIMIT {
+            self.seen_server_ids.pop_front();
+        }
+        true
+    }
+
+    /// Remembers a sender's message id; `false` if it was already seen.
+    pub(crate) fn note_message(&mut self, from: &str, id: u64) -> bool {
+        let key = format!("{from}:{id}");
+        if self.seen_messages.contains(&key) {
+            return false;
+        }
+        self.seen_messages.push_back(key);
+        while self.seen_messages.len() > SEEN_LIMIT {
+            self.seen_messages.pop_front();
+        }
+        true
+    }
+
+    /// Appends to the history (bounded).
+    pub(crate) fn push_history(&mut self, entry: Entry) {
+        self.history.push_back(entry);
+        while self.history.len() > HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+    }
+
+    /// Marks our message with this server id delivered; returns it.
+    pub(crate) fn mark_delivered(&mut self, server_id: u64) -> Option<Entry> {
+        let e = self
+            .history
+            .iter_mut()
+            .rev()
+            .find(|e| e.outgoing && e.server_id == Some(server_id))?;
+        e.state = "delivered".into();
+        Some(e.clone())
+    }
+
+    /// How many entries are unread.
+    pub(crate) fn unread_count(&self) -> usize {
+        self.history.iter().filter(|e| e.unread).count()
+    }
+}
+
+fn decode_spk(s: &str) -> Option<SignedPrekeyPair> {
+    let bytes = unhex::<{ SignedPrekeyPair::SECRET_LEN }>(s)?;
+    Some(SignedPrekeyPair::from_secret_bytes(&bytes))
+}
+
+impl Contact {
+    /// A contact first seen with this identity (trusted on first use, not verified).
+    pub(crate) fn new(identity: &IdentityPublicKey) -> Self {
+        Self {
+            identity_sig: hex::encode(identity.signing),
+            identity_dh: hex::encode(identity.dh),
+            ..Self::default()
+        }
+    }
+
+    /// The identity key we hold for them.
+    pub(crate) fn identity(&self) -> Option<IdentityPublicKey> {
+        Some(IdentityPublicKey {
+            signing: key32(&self.identity_sig)?,
+            dh: key32(&self.identity_dh)?,
+        })
+    }
+
+    /// Whether `identity` is the key we hold.
+    pub(crate) fn matches(&self, identity: &IdentityPublicKey) -> bool {
+        self.identity().as_ref() == Some(identity)
+    }
+
+    /// Records a new identity key: unverified, sending blocked, sessions dropped.
+    pub(crate) fn replace_identity(&mut self, identity: &IdentityPublicKey) {
+        self.identity_sig = hex::encode(identity.signing);
+        self.identity_dh = hex::encode(identity.dh);
+        self.verified = false;
+        self.key_changed = true;
+        self.session = None;
+        self.previous_session = None;
+    }
+}
+
+/// `Session::write_state` as hex.
+pub(crate) fn session_to_hex(s: &proto_core::Session) -> anyhow::Result<String> {
+    let mut buf = Zeroizing::new(vec![0u8; proto_core::Session::<64>::STATE_LEN]);
+    let n = s
+        .write_state(&mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot save a session: {e}"))?;
+    Ok(hex::encode(buf.get(..n).unwrap_or(&[])))
+}
+
+/// A session from hex.
+pub(crate) fn session_from_hex(s: &str) -> Option<proto_core::Session> {
+    let bytes = Zeroizing::new(hex::decode(s).ok()?);
+    proto_core::Session::read_state(&bytes).ok()
+}
+
+/// `Room::write_state` as hex.
+pub(crate) fn room_to_hex(r: &proto_core::Room) -> anyhow::Result<String> {
+    let mut buf = Zeroizing::new(vec![0u8; proto_core::Room::<32, 64>::STATE_LEN]);
+    let n = r
+        .write_state(&mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot save a room: {e}"))?;
+    Ok(hex::encode(buf.get(..n).unwrap_or(&[])))
+}
+
+/// A room from hex.
+pub(crate) fn room_from_hex(s: &str) -> Option<proto_core::Room> {
+    let bytes = Zeroizing::new(hex::decode(s).ok()?);
+    proto_core::Room::read_state(&bytes).ok()
+}
+
+/// Unix time now.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

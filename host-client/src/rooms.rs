@@ -1,0 +1,573 @@
+//! Rooms on the client: sender keys per room and epoch, handed to each member inside the
+//! pairwise sessions (`Content::RoomKey`), and new epochs when someone leaves.
+//!
+//! Membership comes from the server (`ListMembers`), checked before every room send and on every
+//! `RoomChanged`: a member who is gone is removed from the room state, which starts a new
+//! epoch with a fresh sender key, sent only to those who remain. So a member who left (or was
+//! removed) never gets a key for anything sent after. Members converge on the highest epoch:
+//! a key for a later epoch than ours moves us there (and we send our new key around).
+//!
+//! The room id in the crypto is the first 16 bytes of SHA-256("Sealroom room id v1" || name).
+
+use proto_core::limits::MAX_BODY;
+use proto_core::{
+    Content, ErrorCode, Message, ROOM_OVERHEAD, Room, RoomChange, SenderKeyDistribution,
+};
+use sha2::Digest;
+use zeroize::Zeroizing;
+
+use crate::client::{Client, Notice, refusal};
+use crate::exit::{Exit, fail};
+use crate::link;
+use crate::profile::{Entry, RoomEntry, key32, now, room_from_hex, room_to_hex};
+
+/// The 16-byte room id the sender-key layer binds, from the room's name.
+pub(crate) fn room_id(name: &str) -> [u8; 16] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"Sealroom room id v1");
+    h.update(name.as_bytes());
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
+    id
+}
+
+/// `#name` or `name` → `name`.
+pub(crate) fn room_name(s: &str) -> &str {
+    s.strip_prefix('#').unwrap_or(s)
+}
+
+impl Client {
+    /// Members and admin of `room` as the server says.
+    pub(crate) async fn list_members(
+        &mut self,
+        room: &str,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let reply = self.link.request(&Message::ListMembers { room }).await?;
+        match link::decode(&reply)? {
+            Message::Members { admin, members, .. } => Ok((
+                admin.to_owned(),
+                members.iter().map(str::to_owned).collect(),
+            )),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        }
+    }
+
+    fn load_room(&self, name: &str) -> anyhow::Result<Option<(Room, RoomEntry)>> {
+        let Some(entry) = self.profile.rooms.get(name) else {
+            return Ok(None);
+        };
+        let room = room_from_hex(&entry.state)
+            .ok_or_else(|| anyhow::anyhow!("the keystore's state for #{name} is damaged"))?;
+        Ok(Some((room, entry.clone())))
+    }
+
+    fn store_room(&mut self, name: &str, room: &Room, mut entry: RoomEntry) -> anyhow::Result<()> {
+        entry.state = room_to_hex(room)?;
+        self.profile.rooms.insert(name.to_owned(), entry);
+        Ok(())
+    }
+
+    /// The identity signing key of `user`, fetching their bundle if unknown.
+    async fn member_key(&mut self, user: &str) -> anyhow::Result<[u8; 32]> {
+        if let Some(k) = self
+            .profile
+            .contacts
+            .get(user)
+            .and_then(|c| key32(&c.identity_sig))
+        {
+            return Ok(k);
+        }
+        Ok(self.fetch_bundle(user).await?.identity.signing)
+    }
+
+    /// Reconciles `name` with the server's member list (new epoch if anyone is gone), then
+    /// sends our sender key to every member who lacks it. With `strict`, a member whose
+    /// identity key changed stops the operation (exit 7); otherwise they are skipped.
+    pub(crate) async fn sync_room(
+        &mut self,
+        name: &str,
+        strict: bool,
+    ) -> anyhow::Result<Vec<Notice>> {
+        let mut notices = Vec::new();
+        let (admin, members) = match self.list_members(name).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Not a member any more (or the room is gone): forget it.
+                if self.profile.rooms.remove(name).is_some() {
+                    self.save()?;
+                }
+                return Err(e);
+            }
+        };
+        let me = self.profile.username.clone();
+        let (mut room, mut entry) = match self.load_room(name)? {
+            Some(v) => v,
+            None => {
+                let own = self.profile.identity_public()?.signing;
+                (
+                    Room::create(&mut crate::rng::os(), room_id(name), own, 0),
+                    RoomEntry::default(),
+                )
+            }
+        };
+        let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
+        // Gone: remove from the crypto state, which starts a new epoch.
+        let gone: Vec<String> = entry
+            .members
+            .iter()
+            .filter(|m| **m != me && !members.contains(m))
+            .cloned()
+            .collect();
+        for g in &gone {
+            if let Some(k) = self
+                .profile
+                .contacts
+                .get(g)
+                .and_then(|c| key32(&c.identity_sig))
+                && room.is_member(&k)
+            {
+                room.remove_member(&mut crate::rng::os(), &k)
+                    .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+            }
+            entry.key_sent.clear();
+            notices.push(Notice::Room(format!(
+                "#{name}: {g} is no longer a member; new room key (epoch {})",
+                room.epoch()
+            )));
+        }
+        for m in &others {
+            let k = self.member_key(m).await?;
+            if !room.is_member(&k) {
+                room.add_member(&k)
+                    .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+            }
+        }
+        entry.members = members.clone();
+        entry.admin = admin;
+        entry.key_sent.retain(|m, _| members.contains(m));
+        self.store_room(name, &room, entry.clone())?;
+        self.save()?;
+        // Our sender key to whoever lacks it for this epoch.
+        let epoch = room.epoch();
+        let dist = room.distribution().to_bytes();
+        for m in &others {
+            if entry.key_sent.get(m) == Some(&epoch) {
+                continue;
+            }
+            if self.profile.contacts.get(m).is_some_and(|c| c.key_changed) {
+                if strict {
+                    self.check_not_blocked(m)?;
+                }
+                notices.push(Notice::Warning(format!(
+                    "#{name}: not sending the room key to {m}: their identity key changed (verify first)"
+                )));
+                continue;
+            }
+            self.send_content_to(
+                m,
+                &Content::RoomKey {
+                    room: name,
+                    distribution: dist.as_ref(),
+                },
+            )
+            .await?;
+            if let Some(e) = self.profile.rooms.get_mut(name) {
+                e.key_sent.insert(m.clone(), epoch);
+            }
+            self.save()?;
+        }
+        Ok(notices)
+    }
+
+    /// A member's sender key arrived (inside our pairwise session with `from`).
+    pub(crate) async fn receive_room_key(
+        &mut self,
+        from: &str,
+        name: &str,
+        distribution: &[u8],
+    ) -> anyhow::Result<Vec<Notice>> {
+        let mut notices = Vec::new();
+        let Ok(dist) = SenderKeyDistribution::from_bytes(distribution) else {
+            notices.push(Notice::Warning(format!(
+                "#{name}: {from} sent a malformed room key"
+            )));
+            return Ok(notices);
+        };
+        let sender = match self
+            .profile
+            .contacts
+            .get(from)
+            .and_then(|c| key32(&c.identity_sig))
+        {
+            Some(k) => k,
+            None => return Ok(notices),
+        };
+        let fresh = !self.profile.rooms.contains_key(name);
+        let known_member = self
+            .profile
+            .rooms
+            .get(name)
+            .is_some_and(|e| e.members.iter().any(|m| m == from));
+        if fresh || !known_member {
+            // Learn the room (and check `from` is really a member) from the server.
+            match self.sync_room_members_only(name).await {
+                Ok(()) => {}
+                Err(_) => return Ok(notices),
+            }
+        }
+        let Some((mut room, mut entry)) = self.load_room(name)? else {
+            return Ok(notices);
+        };
+        if !entry.members.iter().any(|m| m == from) {
+            notices.push(Notice::Warning(format!(
+                "#{name}: ignored a room key from {from}, who is not a member"
+            )));
+            return Ok(notices);
+        }
+        if !room.is_member(&sender) {
+            let _ = room.add_member(&sender);
+        }
+        match room.handle_distribution(&dist, &sender) {
+            Ok(()) => {}
+            Err(e) => {
+                // Usually an older epoch than ours: they will get our newer key.
+                notices.push(Notice::Warning(format!(
+                    "#{name}: room key from {from} not used: {e}"
+                )));
+            }
+        }
+        if dist.epoch() > room.epoch()
+            && room
+                .start_epoch(&mut crate::rng::os(), dist.epoch())
+                .is_ok()
+        {
+            entry.key_sent.clear();
+        }
+        let needs_ours = entry.key_sent.get(from) != Some(&room.epoch());
+        self.store_room(name, &room, entry)?;
+        if (needs_ours || fresh) && !self.rooms_to_sync.iter().any(|r| r == name) {
+            self.rooms_to_sync.push(name.to_owned());
+        }
+        Ok(notices)
+    }
+
+    /// Creates the local room state (if missing) and its member list, without sending keys.
+    async fn sync_room_members_only(&mut self, name: &str) -> anyhow::Result<()> {
+        let (admin, members) = self.list_members(name).await?;
+        let me = self.profile.username.clone();
+        let (mut room, mut entry) = match self.load_room(name)? {
+            Some(v) => v,
+            None => {
+                let own = self.profile.identity_public()?.signing;
+                (
+                    Room::create(&mut crate::rng::os(), room_id(name), own, 0),
+                    RoomEntry::default(),
+                )
+            }
+        };
+        for m in members.iter().filter(|m| **m != me) {
+            let k = self.member_key(m).await?;
+            if !room.is_member(&k) {
+                let _ = room.add_member(&k);
+            }
+        }
+        entry.members = members;
+        entry.admin = admin;
+        self.store_room(name, &room, entry)
+    }
+
+    /// A room message arrived.
+    pub(crate) async fn receive_room(
+        &mut self,
+        name: &str,
+        from: &str,
+        body: &[u8],
+        sent_at: u64,
+        server_id: u64,
+    ) -> anyhow::Result<Vec<Notice>> {
+        let mut notices = Vec::new();
+        let unreadable = |why: String| Entry {
+            conversation: format!("#{name}"),
+            from: from.to_owned(),
+            text: format!("[could not decrypt this message: {why}]"),
+            at: sent_at,
+            id: 0,
+            server_id: Some(server_id),
+            outgoing: false,
+            state: "undecryptable".into(),
+            unread: true,
+        };
+        let Some((mut room, entry)) = self.load_room(name)? else {
+            let e = unreadable("no key for this room yet".into());
+            self.profile.push_history(e.clone());
+            notices.push(Notice::Message(e));
+            return Ok(notices);
+        };
+        let mut plain = Zeroizing::new(vec![0u8; body.len()]);
+        let result = room.decrypt(body, &mut plain);
+        let got = match result {
+            Ok(p) => p,
+            Err(proto_core::RoomDecryptError::Replay) => return Ok(notices),
+            Err(e) => {
+                let e = unreadable(format!("{e} (ask {from} to send again)"));
+                self.profile.push_history(e.clone());
+                notices.push(Notice::Message(e));
+                // Make sure the sender has our key and we are in step with the membership.
+                if !self.rooms_to_sync.iter().any(|r| r == name) {
+                    self.rooms_to_sync.push(name.to_owned());
+                }
+                return Ok(notices);
+            }
+        };
+        let sender_ok = self
+            .profile
+            .contacts
+            .get(from)
+            .and_then(|c| key32(&c.identity_sig))
+            .is_some_and(|k| k == got.sender);
+        self.store_room(name, &room, entry)?;
+        if !sender_ok {
+            let e =
+                unreadable("the sender key does not belong to the sender the server named".into());
+            self.profile.push_history(e.clone());
+            notices.push(Notice::Message(e));
+            return Ok(notices);
+        }
+        match Content::decode(plain.get(..got.len).unwrap_or(&[])) {
+            Ok(Content::Text {
+                id,
+                sent_at: written,
+                text,
+            }) => {
+                if self.profile.note_message(from, id) {
+                    let e = Entry {
+                        conversation: format!("#{name}"),
+                        from: from.to_owned(),
+                        text: text.to_owned(),
+                        at: written,
+                        id,
+                        server_id: Some(server_id),
+                        outgoing: false,
+                        state: "received".into(),
+                        unread: true,
+                    };
+                    self.profile.push_history(e.clone());
+                    notices.push(Notice::Message(e));
+                }
+            }
+            Ok(_) | Err(_) => {
+                let e = unreadable("unexpected content in a room message".into());
+                self.profile.push_history(e.clone());
+                notices.push(Notice::Message(e));
+            }
+        }
+        Ok(notices)
+    }
+
+    /// Sends a text to a room (membership reconciled and keys distributed first).
+    pub(crate) async fn send_text_to_room(
+        &mut self,
+        name: &str,
+        text: &str,
+    ) -> anyhow::Result<(Entry, Vec<Notice>)> {
+        let notices = self.sync_room(name, true).await?;
+        let Some((mut room, entry)) = self.load_room(name)? else {
+            return fail(Exit::Failure, format!("#{name}: no room state"));
+        };
+        let id = crate::rng::u64();
+        let at = now();
+        let mut plain = Zeroizing::new(vec![0u8; MAX_BODY]);
+        let n = Content::Text {
+            id,
+            sent_at: at,
+            text,
+        }
+        .encode(&mut plain)
+        .map_err(|_| anyhow::anyhow!("the message is too long"))?;
+        let mut body = vec![0u8; n + ROOM_OVERHEAD];
+        let used = room
+            .encrypt(plain.get(..n).unwrap_or(&[]), &mut body)
+            .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
+        body.truncate(used);
+        if body.len() > MAX_BODY {
+            return fail(Exit::Failure, "the message is too long");
+        }
+        // Saved before sending: a sender-key message key is never used twice.
+        self.store_room(name, &room, entry)?;
+        self.save()?;
+        let client_id = crate::rng::u64();
+        let reply = self
+            .link
+            .request(&Message::SendToRoom {
+                room: name,
+                client_id,
+                body: &body,
+            })
+            .await?;
+        let server_id = match link::decode(&reply)? {
+            Message::Accepted { server_id, .. } => server_id,
+            Message::Error { code, text } => return Err(refusal(code, text)),
+            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        };
+        let e = Entry {
+            conversation: format!("#{name}"),
+            from: self.profile.username.clone(),
+            text: text.to_owned(),
+            at,
+            id,
+            server_id: Some(server_id),
+            outgoing: true,
+            state: "sent".into(),
+            unread: false,
+        };
+        self.profile.push_history(e.clone());
+        self.save()?;
+        Ok((e, notices))
+    }
+
+    /// The server announced a membership change.
+    pub(crate) async fn room_changed(
+        &mut self,
+        name: &str,
+        user: &str,
+        change: RoomChange,
+    ) -> anyhow::Result<Vec<Notice>> {
+        let what = match change {
+            RoomChange::Joined => "joined",
+            RoomChange::Left => "left",
+            RoomChange::Removed => "was removed from",
+        };
+        let mut notices = vec![Notice::Room(format!("{user} {what} #{name}"))];
+        if user == self.profile.username && change != RoomChange::Joined {
+            self.profile.rooms.remove(name);
+            self.save()?;
+            return Ok(notices);
+        }
+        match self.sync_room(name, false).await {
+            Ok(more) => notices.extend(more),
+            Err(e) => notices.push(Notice::Warning(format!("#{name}: {e}"))),
+        }
+        Ok(notices)
+    }
+
+    /// Creates a room on the server and locally.
+    pub(crate) async fn create_room(&mut self, name: &str) -> anyhow::Result<()> {
+        let reply = self
+            .link
+            .request(&Message::CreateRoom { room: name })
+            .await?;
+        crate::client::expect_ok(&reply)?;
+        let own = self.profile.identity_public()?.signing;
+        let room = Room::create(&mut crate::rng::os(), room_id(name), own, 0);
+        let entry = RoomEntry {
+            members: vec![self.profile.username.clone()],
+            admin: self.profile.username.clone(),
+            ..RoomEntry::default()
+        };
+        self.store_room(name, &room, entry)?;
+        self.save()
+    }
+
+    /// Invites `user` and hands them our sender key.
+    pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
+        self.check_not_blocked(user)?;
+        let reply = self
+            .link
+            .request(&Message::Invite {
+                room: name,
+                username: user,
+            })
+            .await?;
+        crate::client::expect_ok(&reply)?;
+        self.sync_room(name, false).await
+    }
+
+    /// Leaves a room.
+    pub(crate) async fn leave(&mut self, name: &str) -> anyhow::Result<()> {
+        let reply = self.link.request(&Message::Leave { room: name }).await?;
+        match crate::client::expect_ok(&reply) {
+            Ok(()) => {}
+            Err(e) => {
+                if let Ok(Message::Error {
+                    code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN,
+                    ..
+                }) = link::decode(&reply)
+                {
+                    self.profile.rooms.remove(name);
+                    self.save()?;
+                }
+                return Err(e);
+            }
+        }
+        self.profile.rooms.remove(name);
+        self.save()
+    }
+
+    /// Removes `user` (admin only); the rest move to a new epoch.
+    pub(crate) async fn remove(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
+        let reply = self
+            .link
+            .request(&Message::Remove {
+                room: name,
+                username: user,
+            })
+            .await?;
+        crate::client::expect_ok(&reply)?;
+        self.sync_room(name, false).await
+    }
+
+    /// The rooms this account is in.
+    pub(crate) async fn list_rooms(&mut self) -> anyhow::Result<Vec<String>> {
+        let reply = self.link.request(&Message::ListRooms).await?;
+        match link::decode(&reply)? {
+            Message::Rooms { rooms } => Ok(rooms.iter().map(str::to_owned).collect()),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    /// The guarantee `sync_room` relies on: after a member is removed, the remaining members'
+    /// new-epoch messages cannot be read with the removed member's state.
+    #[test]
+    fn removed_member_cannot_read_the_next_epoch() {
+        let mut rng = crate::rng::os();
+        let id = room_id("team");
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let mut ra: Room = Room::create(&mut rng, id, a, 0);
+        let mut rb: Room = Room::create(&mut rng, id, b, 0);
+        let mut rc: Room = Room::create(&mut rng, id, c, 0);
+        for (r, others) in [(&mut ra, [b, c]), (&mut rb, [a, c]), (&mut rc, [a, b])] {
+            for o in others {
+                r.add_member(&o).unwrap();
+            }
+        }
+        let da = ra.distribution();
+        rb.handle_distribution(&da, &a).unwrap();
+        rc.handle_distribution(&da, &a).unwrap();
+        let mut msg = vec![0u8; 5 + ROOM_OVERHEAD];
+        let n = ra.encrypt(b"hello", &mut msg).unwrap();
+        let mut out = [0u8; 64];
+        assert!(rc.decrypt(msg.get(..n).unwrap(), &mut out).is_ok());
+        // c leaves: a and b move to epoch 1 and exchange keys; c gets nothing.
+        ra.remove_member(&mut rng, &c).unwrap();
+        rb.remove_member(&mut rng, &c).unwrap();
+        rb.handle_distribution(&ra.distribution(), &a).unwrap();
+        let n = ra.encrypt(b"after", &mut msg).unwrap();
+        assert!(rb.decrypt(msg.get(..n).unwrap(), &mut out).is_ok());
+        assert!(rc.decrypt(msg.get(..n).unwrap(), &mut out).is_err());
+    }
+
+    #[test]
+    fn room_ids_differ_by_name() {
+        assert_ne!(room_id("a"), room_id("b"));
+        assert_eq!(room_name("#team"), "team");
+    }
+}
