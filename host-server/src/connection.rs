@@ -357,6 +357,7 @@ impl Connection {
                 "that username is taken; choose another",
             ));
         };
+        tracing::info!(user = %username, "registered; waiting for the TOTP confirmation");
         let uri = totp::otpauth_uri(&username, &secret);
         self.state = State::Enrolling {
             account,
@@ -552,6 +553,7 @@ impl Connection {
             ));
         };
         self.shared.auth.record_success(&limiter_key, self.peer);
+        tracing::info!(user = %account.username, recovery, "logged in");
         let token = auth::new_token().map_err(Refusal::rng)?;
         let token_hash = auth::token_hash(&token);
         let expires_at = now.saturating_add(SESSION_LIFETIME);

@@ -378,3 +378,33 @@ async fn serve_ws<S>(
     )
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::static_path;
+    use std::path::Path;
+
+    #[test]
+    fn static_paths_stay_under_the_root() {
+        let root = Path::new("/srv/web");
+        assert_eq!(static_path(root, "/"), Some(root.join("index.html")));
+        assert_eq!(
+            static_path(root, "/js/app.js"),
+            Some(root.join("js/app.js"))
+        );
+        assert_eq!(
+            static_path(root, "/css/"),
+            Some(root.join("css/index.html"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../b",
+            "/.git/config",
+            "/%2e%2e/x",
+            "/a\\b",
+            "/./x",
+        ] {
+            assert_eq!(static_path(root, bad), None, "{bad}");
+        }
+    }
+}

@@ -273,11 +273,15 @@ async fn accept_loop(
         let shared2 = shared.clone();
         let acceptor = acceptor.clone();
         let shutdown = shutdown.clone();
+        let span = tracing::info_span!("conn", %peer);
         shared
-            .spawn(async move {
-                let _guard = guard;
-                serve_connection(shared2, acceptor, tcp, peer, shutdown, over_cap).await;
-            })
+            .spawn(tracing::Instrument::instrument(
+                async move {
+                    let _guard = guard;
+                    serve_connection(shared2, acceptor, tcp, peer, shutdown, over_cap).await;
+                },
+                span,
+            ))
             .detach();
     }
     tracing::info!("stopped accepting");
