@@ -45,6 +45,9 @@ struct Args {
     /// Body bytes per message.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(16..=60_000))]
     body: u64,
+    /// Only time this many PBKDF2-HMAC-SHA256 verifications at the production cost, then exit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    hash_only: Option<u64>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
@@ -179,6 +182,26 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.hash_only {
+        use host_server::auth::password::{DEFAULT_ROUNDS, hash_password, verify_password};
+        let phc =
+            hash_password(PASSWORD, DEFAULT_ROUNDS).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+        let mut times = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let ok = verify_password(PASSWORD, &phc).map_err(|e| anyhow::anyhow!("{e}"))?;
+            times.push(t.elapsed());
+            if !ok {
+                bail!("verification failed");
+            }
+        }
+        println!(
+            "PBKDF2-HMAC-SHA256, {DEFAULT_ROUNDS} iterations, one verification: median {:.1} ms, min {:.1} ms ({n} runs, one core)",
+            pct(&mut times, 0.5),
+            pct(&mut times, 0.0)
+        );
+        return Ok(());
+    }
     let mut local: Option<(Server, std::path::PathBuf)> = None;
     let (addr, fp) = match (args.addr, args.fingerprint.clone()) {
         (Some(a), Some(f)) => {
