@@ -523,27 +523,27 @@ impl Connection {
             return Err(Refusal::new(ErrorCode::BAD_STATE, "send Login first"));
         };
         let now = self.shared.clock.now();
-        let mut ok = false;
-        if let (Some(account), true) = (&account, password_ok) {
-            let id = account.id;
-            if recovery {
-                let hash = auth::recovery_hash(id, code);
-                ok = self
-                    .shared
-                    .db
-                    .call(move |s| s.consume_recovery_code(id, &hash))
-                    .await
-                    .map_err(Refusal::store)?;
-            } else if let Some(step) = totp::matching_step(&account.totp_secret, code, now) {
-                // The replay guard: a step already accepted is refused.
-                ok = self
-                    .shared
-                    .db
-                    .call(move |s| s.accept_totp_step(id, step))
-                    .await
-                    .map_err(Refusal::store)?;
-            }
-        }
+        // Exactly one store round trip on every path, whatever was wrong, so the time to the
+        // answer does not tell a right password from a wrong one. Account id 0 never exists.
+        let real = account.as_ref().filter(|_| password_ok);
+        let id = real.map_or(0, |a| a.id);
+        let ok = if recovery {
+            let hash = auth::recovery_hash(id, code);
+            self.shared
+                .db
+                .call(move |s| s.consume_recovery_code(id, &hash))
+                .await
+                .map_err(Refusal::store)?
+        } else {
+            let step = real.and_then(|a| totp::matching_step(&a.totp_secret, code, now));
+            // The replay guard: a step already accepted is refused.
+            let (id, step) = step.map_or((0, 0), |st| (id, st));
+            self.shared
+                .db
+                .call(move |s| s.accept_totp_step(id, step))
+                .await
+                .map_err(Refusal::store)?
+        } && real.is_some();
         let Some(account) = account.filter(|_| ok) else {
             // The failure was counted when Login arrived.
             tracing::info!(peer = %self.peer, "login failed");
