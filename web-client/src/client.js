@@ -17,7 +17,7 @@ import { MAX_BODY } from './frames.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { ErrorCode } from './message.js';
 import { Session } from './ratchet.js';
-import { Room, SenderKeyDistribution, roomId } from './room.js';
+import { Room, SenderKeyDistribution, roomIdForName } from './room.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 
@@ -607,7 +607,7 @@ export class Client extends EventTarget {
     const me = this.profile.username;
     const own = this.identity().public().signing;
     let loaded = this.loadRoom(name);
-    if (!loaded) loaded = { room: Room.create(roomId(name), own, 0), entry: { state: null, members: [], admin, key_sent: {} } };
+    if (!loaded) loaded = { room: Room.create(roomIdForName(name), own, 0), entry: { state: null, members: [], admin, key_sent: {} } };
     const { room, entry } = loaded;
     for (const gone of entry.members.filter((m) => m !== me && !members.includes(m))) {
       const k = this.contactIdentity(gone);
@@ -654,7 +654,7 @@ export class Client extends EventTarget {
       try {
         const { admin, members } = await this.listMembers(name);
         let loaded = this.loadRoom(name);
-        if (!loaded) loaded = { room: Room.create(roomId(name), this.identity().public().signing, 0), entry: { state: null, members: [], admin, key_sent: {} } };
+        if (!loaded) loaded = { room: Room.create(roomIdForName(name), this.identity().public().signing, 0), entry: { state: null, members: [], admin, key_sent: {} } };
         for (const m of members.filter((x) => x !== this.profile.username)) {
           const k = await this.memberKey(m);
           if (!loaded.room.isMember(k)) loaded.room.addMember(k);
@@ -745,7 +745,7 @@ export class Client extends EventTarget {
     name = name.replace(/^#/, '').trim().toLowerCase();
     await this.serial(async () => {
       await this.conn.request({ type: 'CreateRoom', room: name });
-      const room = Room.create(roomId(name), this.identity().public().signing, 0);
+      const room = Room.create(roomIdForName(name), this.identity().public().signing, 0);
       this.storeRoom(name, room, { state: null, members: [this.profile.username], admin: this.profile.username, key_sent: {} });
       await this.save();
     });

@@ -22,9 +22,14 @@ export const ROOM_HEADER_LEN = 57;
 export const ROOM_OVERHEAD = ROOM_HEADER_LEN + AEAD_TAG_LEN + 64;
 export const DEFAULT_ROOM_MEMBERS = 32;
 
-/** The 16-byte room id of a server room name (as the CLI): SHA-256("Sealroom room id v1" || name)[..16]. @param {string} name */
-export function roomId(name) {
-  return sha256(concat(new TextEncoder().encode('Sealroom room id v1'), new TextEncoder().encode(name))).slice(0, 16);
+/**
+ * The 16-byte room id of a server room name (proto-core `room_id_for_name`, PROTOCOL.md §4.4):
+ * `SHA-256("Sealroom Room ID v1" || name)[..16]`.
+ * @param {string} name
+ */
+export function roomIdForName(name) {
+  const enc = new TextEncoder();
+  return sha256(concat(enc.encode('Sealroom Room ID v1'), enc.encode(name))).slice(0, ROOM_ID_LEN);
 }
 
 /** A room error; `name` is the error type (`RoomDecryptError`, `DistributionError`, `MembershipError`), `kind` the variant. */

@@ -10,7 +10,7 @@ import { decodeContent, encodeContent, parseEnvelope, emitEnvelope } from '../..
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
 import { X3dhAgreement, prekeyHeaderFromBytes, prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { Session, chainStep } from '../../src/ratchet.js';
-import { Room, SenderKeyDistribution } from '../../src/room.js';
+import { Room, SenderKeyDistribution, roomIdForName } from '../../src/room.js';
 import { partyFingerprint, safetyNumber } from '../../src/fingerprint.js';
 import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 
@@ -109,11 +109,16 @@ test('frames-reject.json: each frame gives its DecodeError by name', () => {
   }
 });
 
-test('content.json: contents and envelopes, accepted and rejected', () => {
+test('content.json: contents, envelopes and room ids, accepted and rejected', () => {
   const v = load('content.json');
   for (const c of v.cases) {
-    const bytes = fromHex(c.bytes);
     let got;
+    if (c.kind === 'room_id') {
+      assert.equal(c.expect, 'accept');
+      assert.equal(toHex(roomIdForName(c.room)), c.room_id, c.description);
+      continue;
+    }
+    const bytes = fromHex(c.bytes);
     try {
       if (c.kind === 'content') {
         const content = decodeContent(bytes);
