@@ -26,6 +26,11 @@ after(async () => {
 /** A new browser context (its own IndexedDB) with a page that records any dialog. */
 async function newPage(viewport = { width: 1100, height: 760 }) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  // Count CSP violations: the page must work under the server's policy with nothing blocked.
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   const page = await context.newPage();
   page.dialogs = [];
   page.on('dialog', async (d) => {
@@ -85,11 +90,12 @@ test('alice registers: TOTP enrollment with a QR code; a wrong code is refused o
   await page.getByRole('button', { name: 'Confirm' }).click();
   await page.locator('#screen-recovery').waitFor();
   assert.equal(await page.locator('#recovery-codes li').count(), 10);
+  const codes = await page.locator('#recovery-codes li').allTextContents();
   await screenshot(page, '04-recovery-codes');
   await page.getByRole('button', { name: /saved them/ }).click();
   await page.locator('#screen-chat').waitFor();
   await page.locator('#status.online').waitFor();
-  users.alice = { page, secret };
+  users.alice = { page, secret, codes };
 });
 
 test('bob registers in a second browser context', async () => {
@@ -116,6 +122,27 @@ test('alice logs out and logs in again: password, a wrong code (refused), then t
   await page.locator('#code-error').filter({ hasText: /./ }).waitFor();
   await screenshot(page, '06-login-wrong-code');
   await page.getByLabel('Authenticator code').fill(await nextCode(secret));
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#screen-chat').waitFor();
+  await page.locator('#status.online').waitFor();
+});
+
+test('a recovery code logs in once in place of the authenticator code', async () => {
+  const { page, codes } = users.alice;
+  const loginWith = async (code) => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.locator('#screen-login').waitFor();
+    await page.getByLabel('Username').fill('alice');
+    await page.getByLabel('Password').fill(PASSWORD.alice);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByLabel('Authenticator code').fill(code);
+    await page.getByRole('button', { name: 'Continue' }).click();
+  };
+  await loginWith(codes[0]);
+  await page.locator('#screen-chat').waitFor();
+  await loginWith(codes[0]);
+  await page.locator('#code-error').filter({ hasText: /./ }).waitFor();
+  await page.getByLabel('Authenticator code').fill(codes[1]);
   await page.getByRole('button', { name: 'Continue' }).click();
   await page.locator('#screen-chat').waitFor();
   await page.locator('#status.online').waitFor();
@@ -183,6 +210,7 @@ test('markup in messages is shown as text and runs nothing', async () => {
   }
   await b.waitForTimeout(300);
   assert.deepEqual(b.dialogs, []);
+  for (const page of [a, b]) assert.deepEqual(await page.evaluate(() => window.__csp), [], 'no CSP violation');
   await screenshot(b, '08-markup-as-text');
 });
 
