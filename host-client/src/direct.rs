@@ -380,12 +380,16 @@ impl Client {
             server_id,
             &format!("{why}; the session is being reset"),
         );
-        if let Some(c) = self.profile.contacts.get_mut(from) {
-            c.session = None;
-            c.previous_session = None;
-            if !c.key_changed && !self.resets.iter().any(|u| u == from) {
-                self.resets.push(from.to_owned());
+        let blocked = match self.profile.contacts.get_mut(from) {
+            Some(c) => {
+                c.session = None;
+                c.previous_session = None;
+                c.key_changed
             }
+            None => false,
+        };
+        if !blocked && !self.resets.iter().any(|u| u == from) {
+            self.resets.push(from.to_owned());
         }
         notice
     }

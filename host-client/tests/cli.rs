@@ -1,0 +1,299 @@
+//! End to end: the real `sealroom` binary against a real server on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests fail on any surprise"
+)]
+
+mod common;
+
+use core::time::Duration;
+
+use common::{Live, PASSWORD, TestServer, User, totp};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn safety_number(u: &User, other: &str, confirm: bool) -> String {
+    let mut args = vec!["--json", "verify", other];
+    if confirm {
+        args.push("--confirm");
+    }
+    let v = u.run(&args).ok().json();
+    v["safety_number"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_users_verify_and_exchange_messages_online_and_offline() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let reg = alice.register();
+    assert_eq!(reg["recovery_codes"].as_array().unwrap().len(), 10);
+    bob.register();
+
+    // The certificate was pinned on first use.
+    let pins = std::fs::read_to_string(alice.home().join("known_servers")).unwrap();
+    assert!(pins.contains(&server.fingerprint()), "{pins}");
+
+    // Both see the same 60-digit safety number, and confirm it.
+    let a = safety_number(&alice, "@bob", true);
+    let b = safety_number(&bob, "@alice", true);
+    assert_eq!(a.len(), 60);
+    assert!(a.bytes().all(|c| c.is_ascii_digit()));
+    assert_eq!(a, b);
+
+    // Bob offline: Alice's messages wait on the server.
+    let sent = alice
+        .run(&["send", "@bob", "hello while you were away"])
+        .ok();
+    assert!(sent.stdout.contains("sent to server"), "{}", sent.stdout);
+    alice
+        .run_input(&["send", "@bob", "-"], "and this came from stdin\n")
+        .ok();
+    let texts = bob.inbox_texts();
+    assert_eq!(
+        texts,
+        vec![
+            "alice: hello while you were away",
+            "alice: and this came from stdin"
+        ]
+    );
+    // Acknowledged: a second inbox is empty (no duplicates).
+    assert!(bob.inbox_texts().is_empty());
+
+    // Alice offline: Bob replies; she reads it later, and sees her messages delivered.
+    bob.run(&["send", "@alice", "back now"]).ok();
+    let inbox = alice.inbox();
+    let texts: Vec<&str> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["back now"]);
+    let delivered = inbox["delivered"].as_array().unwrap();
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d["text"] == "hello while you were away"),
+        "{inbox}"
+    );
+
+    // Both online: Bob in a live chat (no terminal: lines on stdin), Alice sending.
+    let mut c = bob.command();
+    c.args(["chat", "@alice"]);
+    let mut chat = Live::spawn(c);
+    chat.expect("Chat with @alice", WAIT);
+    let sent = alice
+        .run(&["send", "@bob", "are you there?", "--wait", "20"])
+        .ok();
+    assert!(
+        sent.stdout.contains("delivered"),
+        "no delivered receipt: {}",
+        sent.stdout
+    );
+    chat.expect("alice: are you there?", WAIT);
+    chat.send_line("yes, live");
+    chat.expect("bob: yes, live", WAIT);
+    assert_eq!(chat.finish(WAIT), 0);
+    assert_eq!(alice.inbox_texts(), vec!["bob: yes, live"]);
+
+    // Status works and says both are verified.
+    let status = alice.run(&["--json", "status"]).ok().json();
+    assert_eq!(status["session"], "active");
+    assert_eq!(status["contacts"][0]["user"], "bob");
+    assert_eq!(status["contacts"][0]["verified"], true);
+
+    // Log out, then log in again with password + TOTP (a later step: codes work once).
+    alice.run(&["logout"]).ok();
+    let r = alice.run(&["send", "@bob", "x"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let code = totp(&alice.totp_secret, 1);
+    alice.run(&["login", "--code", &code]).ok();
+    alice.run(&["send", "@bob", "after login"]).ok();
+    assert_eq!(bob.inbox_texts(), vec!["alice: after login"]);
+    let _ = PASSWORD;
+}
+
+#[test]
+fn room_member_who_left_cannot_read_later_messages() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    bob.register();
+    carol.register();
+
+    alice.run(&["rooms", "create", "team"]).ok();
+    alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    alice.run(&["send", "#team", "welcome"]).ok();
+    assert_eq!(bob.inbox_texts(), vec!["alice: welcome"]);
+    assert_eq!(carol.inbox_texts(), vec!["alice: welcome"]);
+    bob.run(&["send", "#team", "hi from bob"]).ok();
+    assert_eq!(carol.inbox_texts(), vec!["bob: hi from bob"]);
+    assert_eq!(alice.inbox_texts(), vec!["bob: hi from bob"]);
+
+    let members = alice
+        .run(&["--json", "rooms", "members", "team"])
+        .ok()
+        .json();
+    assert_eq!(members["members"].as_array().unwrap().len(), 3);
+
+    // Carol leaves; the others move to a new sender-key epoch without her.
+    carol.run(&["rooms", "leave", "team"]).ok();
+    alice
+        .run(&["send", "#team", "secret after carol left"])
+        .ok();
+    bob.run(&["send", "#team", "bob too"]).ok();
+    assert_eq!(bob.inbox_texts(), vec!["alice: secret after carol left"]);
+    assert_eq!(alice.inbox_texts(), vec!["bob: bob too"]);
+    let carol_sees = carol
+        .run(&["--json", "inbox", "--all", "--wait", "3"])
+        .ok()
+        .json();
+    let all = carol_sees.to_string();
+    assert!(!all.contains("secret after carol left"), "{all}");
+    assert!(!all.contains("bob too"), "{all}");
+    // Her keystore holds no key for the room any more.
+    let status = carol.run(&["--json", "status"]).ok().json();
+    assert!(status["rooms"].as_array().unwrap().is_empty(), "{status}");
+    // And she cannot send there.
+    let r = carol.run(&["send", "#team", "let me in"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+}
+
+#[test]
+fn wrong_passphrase_is_refused_and_changes_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    alice.register();
+    let before = std::fs::read(alice.keystore()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(alice.keystore())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let r = alice.run_with(&["status", "--offline"], |c| {
+        c.env("SEALROOM_PASSPHRASE", "not the passphrase");
+    });
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong passphrase"), "{}", r.stderr);
+    assert_eq!(std::fs::read(alice.keystore()).unwrap(), before);
+    // The passphrase may also come on stdin.
+    let r = alice.run_with(&["status", "--offline"], |c| {
+        c.env_remove("SEALROOM_PASSPHRASE");
+    });
+    assert_eq!(r.code, 1, "no passphrase at all: {}", r.stderr);
+    let r = alice.run_input(
+        &["--json", "status", "--offline"],
+        &format!("{}\n", alice.passphrase),
+    );
+    assert_eq!(r.ok().json()["username"], "alice");
+    // No keystore at all.
+    let nobody = User::new("nobody", &server);
+    let r = nobody.run(&["inbox"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("register"), "{}", r.stderr);
+}
+
+#[test]
+fn changed_server_certificate_is_refused() {
+    let mut server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    alice.register();
+    alice.run(&["status"]).ok();
+    let old = server.fingerprint();
+    server.restart_with_new_certificate();
+    assert_ne!(old, server.fingerprint());
+    let r = alice.run(&["inbox"]);
+    assert_eq!(r.code, 6, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("CERTIFICATE HAS CHANGED"), "{}", r.stderr);
+    assert!(r.stderr.contains(&server.fingerprint()), "{}", r.stderr);
+    // The pin is unchanged.
+    let pins = std::fs::read_to_string(alice.home().join("known_servers")).unwrap();
+    assert!(
+        pins.contains(&old) && !pins.contains(&server.fingerprint()),
+        "{pins}"
+    );
+    // With --ca the operator's certificate is checked instead of the pin.
+    let cert = server.dir.path().join("cert.pem");
+    alice.run(&["--ca", cert.to_str().unwrap(), "status"]).ok();
+}
+
+#[test]
+fn identity_key_change_is_warned_and_blocks_sending() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["send", "@bob", "first"]).ok();
+    assert_eq!(bob.inbox_texts(), vec!["alice: first"]);
+    bob.run(&["send", "@alice", "reply"]).ok();
+    assert_eq!(alice.inbox_texts(), vec!["bob: reply"]);
+
+    // Bob sets up a new device: new identity keys.
+    let bob2 = User {
+        home: tempfile::tempdir().unwrap(),
+        ..User::new("bob", &server)
+    };
+    let code = totp(&bob.totp_secret, 1);
+    bob2.run(&[
+        "login",
+        "--new-device",
+        "--server",
+        &server.addr(),
+        "--username",
+        "bob",
+        "--code",
+        &code,
+    ])
+    .ok();
+
+    // Alice cannot know yet: her message goes out on the old session, which Bob's new device
+    // cannot read. It shows that, with the reason, and heals (a SessionReset in a new X3DH).
+    alice.run(&["send", "@bob", "are you still you?"]).ok();
+    let inbox = bob2.inbox();
+    let m = &inbox["messages"][0];
+    assert_eq!(m["state"], "undecryptable", "{inbox}");
+    assert!(
+        m["text"].as_str().unwrap().contains("could not decrypt"),
+        "{inbox}"
+    );
+
+    // The reset arrives from Bob's new identity key: a loud warning, and sending is blocked.
+    let r = alice.run(&["inbox"]).ok();
+    assert!(
+        r.stderr.contains("identity key has CHANGED"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let r = alice.run(&["send", "@bob", "again?"]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("CHANGED"), "{}", r.stderr);
+    let status = alice.run(&["--json", "status", "--offline"]).ok().json();
+    assert_eq!(status["contacts"][0]["key_changed"], true);
+    let shown = alice.run(&["verify", "@bob"]).ok();
+    assert!(shown.stderr.contains("CHANGED"), "{}", shown.stderr);
+
+    // Bob's new device can still write to Alice; she reads it.
+    bob2.run(&["send", "@alice", "new laptop"]).ok();
+    assert_eq!(alice.inbox_texts(), vec!["bob: new laptop"]);
+
+    // After comparing safety numbers, Alice confirms; sending works again.
+    let a = safety_number(&alice, "@bob", false);
+    let b = safety_number(&bob2, "@alice", false);
+    assert_eq!(a, b);
+    safety_number(&alice, "@bob", true);
+    alice.run(&["send", "@bob", "verified, hi"]).ok();
+    assert_eq!(bob2.inbox_texts(), vec!["alice: verified, hi"]);
+}
