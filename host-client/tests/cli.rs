@@ -297,3 +297,55 @@ fn identity_key_change_is_warned_and_blocks_sending() {
     alice.run(&["send", "@bob", "verified, hi"]).ok();
     assert_eq!(bob2.inbox_texts(), vec!["alice: verified, hi"]);
 }
+
+#[test]
+fn interactive_chat_through_a_pseudo_terminal() {
+    use expectrl::Expect as _;
+
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    bob.run(&["send", "@alice", "before you opened the chat"])
+        .ok();
+
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.arg("--home")
+        .arg(alice.home())
+        .args(["chat", "@bob"])
+        .env("SEALROOM_PASSPHRASE", &alice.passphrase)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    let mut chat = expectrl::Session::spawn(cmd).unwrap();
+    chat.set_expect_timeout(Some(WAIT));
+    chat.expect("Chat with @bob").unwrap();
+    chat.expect("before you opened the chat").unwrap();
+
+    chat.send_line("hello over a pty").unwrap();
+    chat.expect("sent to server").unwrap();
+    assert_eq!(bob.inbox_texts(), vec!["alice: hello over a pty"]);
+
+    // A message arrives while a line is half typed: it is shown, and the line survives.
+    chat.send("half-typ").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    bob.run(&["send", "@alice", "incoming while typing"]).ok();
+    chat.expect("bob: incoming while typing").unwrap();
+    chat.send_line("ed line").unwrap();
+    chat.expect("alice: half-typed line").unwrap();
+    assert_eq!(bob.inbox_texts(), vec!["alice: half-typed line"]);
+
+    chat.send_line("/verify").unwrap();
+    chat.expect("Safety number with bob").unwrap();
+    chat.send_line("/members").unwrap();
+    chat.expect("you and bob").unwrap();
+    chat.send_line("/quit").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while chat.get_process().is_alive().unwrap_or(false) {
+        if std::time::Instant::now() > deadline {
+            let _ = chat.get_process_mut().exit(true);
+            panic!("chat did not quit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
