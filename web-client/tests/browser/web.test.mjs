@@ -233,6 +233,29 @@ test('a room: alice creates it, invites bob, both write and read', async () => {
   await screenshot(a, '09-room');
 });
 
+test('the admin removes a member: the others move to a new epoch and the removed one cannot post', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  await a.getByLabel('New room name').fill('ops');
+  await a.getByRole('button', { name: 'Create', exact: true }).click();
+  await a.getByLabel('Username to invite to #ops').fill('bob');
+  await a.getByRole('button', { name: 'Invite', exact: true }).click();
+  await b.locator('button.conv[data-conv="#ops"]').waitFor({ timeout: 15000 });
+  await a.waitForTimeout(1000);
+  await send(a, 'Before the removal.');
+  await expectMessage(b, '#ops', 'Before the removal.');
+  await a.locator('button.conv[data-conv="#ops"]').click();
+  await a.getByRole('button', { name: 'Remove bob' }).click();
+  await a.locator('#room-members', { hasText: /^Members: alice \(/ }).waitFor({ timeout: 15000 });
+  await a.locator('#notices', { hasText: '#ops: bob is no longer a member; new room key (epoch 1)' }).waitFor({ timeout: 15000 });
+  await send(a, 'After the removal.');
+  await b.locator('button.conv[data-conv="#ops"]').click();
+  await b.locator('#composer-text').fill('can I still post?');
+  await b.locator('#composer-text').press('Enter');
+  await b.locator('#send-error').filter({ hasText: /Not sent/ }).waitFor({ timeout: 15000 });
+  assert.equal(await b.locator('#messages .text', { hasText: 'After the removal.' }).count(), 0);
+});
+
 test('the safety number matches on both sides and can be marked verified', async () => {
   const a = users.alice.page;
   const b = users.bob.page;
