@@ -9,7 +9,7 @@
  *
  * Call order: initiator `Session.initiate` → `encrypt` (send `pendingPrekeyHeader` in front
  * while it is set) → `decrypt`; responder `Session.respond` → `decrypt` the first message →
- * then both freely. State round-trips through `toState`/`fromState` (JSON-safe, every secret
+ * then both freely. State bytes are proto-core's (`writeState`/`readState`, PROTOCOL.md §4.3;
  * in it: store it encrypted).
  */
 import { concat, equal, fromHex, randomBytes, readU32be, toHex, u32be } from './bytes.js';
@@ -101,17 +101,91 @@ export class SkippedKeys {
     }
   }
 
-  toState() {
-    return this.entries.map((e) => /** @type {[string, number, string]} */ ([toHex(e.chain), e.n, toHex(e.key)]));
+  /** Bytes of one entry: chain id (32) || n (u32 BE) || key (32). */
+  static get ENTRY_LEN() {
+    return 68;
   }
 
-  /** @param {number} capacity @param {[string, number, string][]} s */
-  static fromState(capacity, s) {
+  /** `count (u16 BE)` then `capacity` entries, unused ones zero (proto-core `SkippedKeys::write`). */
+  write() {
+    const out = new Uint8Array(2 + this.capacity * SkippedKeys.ENTRY_LEN);
+    new DataView(out.buffer).setUint16(0, this.entries.length, false);
+    this.entries.forEach((e, i) => {
+      const o = 2 + i * SkippedKeys.ENTRY_LEN;
+      out.set(e.chain, o);
+      out.set(u32be(e.n), o + 32);
+      out.set(e.key, o + 36);
+    });
+    return out;
+  }
+
+  /**
+   * Reads what `write` wrote with `storedCapacity` slots; null if malformed.
+   * @param {Uint8Array} bytes @param {number} storedCapacity @param {number} capacity
+   */
+  static read(bytes, storedCapacity, capacity) {
+    if (bytes.length < 2 + storedCapacity * SkippedKeys.ENTRY_LEN) return null;
+    const len = new DataView(bytes.buffer, bytes.byteOffset, 2).getUint16(0, false);
+    if (len > capacity || len > storedCapacity) return null;
     const k = new SkippedKeys(capacity);
-    for (const [c, n, key] of s) k.push(fromHex(c), n, fromHex(key));
+    for (let i = 0; i < len; i++) {
+      const o = 2 + i * SkippedKeys.ENTRY_LEN;
+      k.push(bytes.slice(o, o + 32), readU32be(bytes, o + 32), bytes.slice(o + 36, o + 68));
+    }
     return k;
   }
 }
+
+/** Why state bytes could not be read: `BufferTooSmall`, `UnknownVersion`, `Malformed`. */
+export class StateError extends Error {
+  /** @param {string} kind */
+  constructor(kind) {
+    super(`session state: ${kind}`);
+    this.name = 'StateError';
+    this.kind = kind;
+  }
+}
+
+/** A cursor over state bytes. */
+export class StateReader {
+  /** @param {Uint8Array} b */
+  constructor(b) {
+    this.b = b;
+    this.o = 0;
+  }
+
+  /** @param {number} n */
+  take(n) {
+    if (this.o + n > this.b.length) throw new StateError('BufferTooSmall');
+    const out = this.b.slice(this.o, this.o + n);
+    this.o += n;
+    return out;
+  }
+
+  u8() {
+    return this.take(1)[0];
+  }
+
+  u16() {
+    const b = this.take(2);
+    return (b[0] << 8) | b[1];
+  }
+
+  u32() {
+    return readU32be(this.take(4), 0);
+  }
+
+  rest() {
+    return this.b.subarray(this.o);
+  }
+}
+
+const STATE_VERSION = 1;
+const OUR_RATCHET = 1;
+const THEIR_RATCHET = 2;
+const SENDING = 4;
+const RECEIVING = 8;
+const PREKEY_HEADER = 16;
 
 /**
  * @typedef {{key: Uint8Array, n: number}} Chain
@@ -275,38 +349,78 @@ export class Session {
     return plain;
   }
 
-  /** Every secret of the session as a JSON-safe object: store it encrypted. */
-  toState() {
-    /** @param {Chain | null} c */
-    const chain = (c) => (c ? { key: toHex(c.key), n: c.n } : null);
-    return {
-      v: 1,
-      ad: toHex(this.ad),
-      root: toHex(this.root),
-      our: this.ourRatchet ? toHex(this.ourRatchet.secret) : null,
-      their: this.theirRatchet ? toHex(this.theirRatchet) : null,
-      sending: chain(this.sending),
-      receiving: chain(this.receiving),
-      pn: this.previousSendingLen,
-      skipped: this.skipped.toState(),
-      prekey: this.prekeyHeader ? toHex(prekeyHeaderToBytes(this.prekeyHeader)) : null,
-    };
+  /** Size of the serialized state: 412 + 68 × MAX_SKIP (4,764). */
+  static get STATE_LEN() {
+    return 412 + SkippedKeys.ENTRY_LEN * DEFAULT_MAX_SKIP;
   }
 
-  /** @param {ReturnType<Session['toState']>} s */
-  static fromState(s) {
-    if (s.v !== 1) throw new Error('unknown session state version');
-    const x = new Session(fromHex(s.ad), fromHex(s.root));
-    if (s.our) {
-      const secret = fromHex(s.our);
-      x.ourRatchet = { secret, public: x25519Public(secret) };
+  /**
+   * The whole state in proto-core's layout (PROTOCOL.md §4.3, `Session::write_state`); it holds
+   * every secret of the session: store it encrypted.
+   */
+  writeState() {
+    const zero = new Uint8Array(32);
+    let flags = 0;
+    if (this.ourRatchet) flags |= OUR_RATCHET;
+    if (this.theirRatchet) flags |= THEIR_RATCHET;
+    if (this.sending) flags |= SENDING;
+    if (this.receiving) flags |= RECEIVING;
+    if (this.prekeyHeader) flags |= PREKEY_HEADER;
+    const cap = new Uint8Array(2);
+    new DataView(cap.buffer).setUint16(0, this.skipped.capacity, false);
+    return concat(
+      Uint8Array.of(STATE_VERSION, flags), cap, this.ad, this.root,
+      this.ourRatchet ? this.ourRatchet.secret : zero,
+      this.theirRatchet ?? zero,
+      this.sending ? this.sending.key : zero, u32be(this.sending ? this.sending.n : 0),
+      this.receiving ? this.receiving.key : zero, u32be(this.receiving ? this.receiving.n : 0),
+      u32be(this.previousSendingLen),
+      this.prekeyHeader ? prekeyHeaderToBytes(this.prekeyHeader) : new Uint8Array(106),
+      this.skipped.write(),
+    );
+  }
+
+  /** Restores from `writeState` bytes (or proto-core's). @param {Uint8Array} bytes */
+  static readState(bytes) {
+    const r = new StateReader(bytes);
+    const version = r.u8();
+    const flags = r.u8();
+    if (version !== STATE_VERSION) throw new StateError('UnknownVersion');
+    if (flags & ~0x1f) throw new StateError('Malformed');
+    const capacity = r.u16();
+    const s = new Session(r.take(128), r.take(32));
+    const our = r.take(32);
+    const their = r.take(32);
+    const sendingKey = r.take(32);
+    const sendingN = r.u32();
+    const receivingKey = r.take(32);
+    const receivingN = r.u32();
+    s.previousSendingLen = r.u32();
+    const header = r.take(106);
+    const skipped = SkippedKeys.read(r.rest(), capacity, DEFAULT_MAX_SKIP);
+    if (!skipped) throw new StateError('Malformed');
+    s.skipped = skipped;
+    if (flags & OUR_RATCHET) s.ourRatchet = { secret: our, public: x25519Public(our) };
+    if (flags & THEIR_RATCHET) s.theirRatchet = their;
+    if (flags & SENDING) s.sending = { key: sendingKey, n: sendingN };
+    if (flags & RECEIVING) s.receiving = { key: receivingKey, n: receivingN };
+    if (flags & PREKEY_HEADER) {
+      try {
+        s.prekeyHeader = prekeyHeaderFromBytes(header);
+      } catch {
+        throw new StateError('Malformed');
+      }
     }
-    x.theirRatchet = s.their ? fromHex(s.their) : null;
-    x.sending = s.sending ? { key: fromHex(s.sending.key), n: s.sending.n } : null;
-    x.receiving = s.receiving ? { key: fromHex(s.receiving.key), n: s.receiving.n } : null;
-    x.previousSendingLen = s.pn;
-    x.skipped = SkippedKeys.fromState(DEFAULT_MAX_SKIP, s.skipped);
-    x.prekeyHeader = s.prekey ? prekeyHeaderFromBytes(fromHex(s.prekey)) : null;
-    return x;
+    return s;
+  }
+
+  /** `writeState` as hex, for the keystore's JSON. */
+  toState() {
+    return toHex(this.writeState());
+  }
+
+  /** @param {string} hex */
+  static fromState(hex) {
+    return Session.readState(fromHex(hex));
   }
 }

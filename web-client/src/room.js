@@ -13,7 +13,7 @@ import { concat, equal, fromHex, randomBytes, readU32be, toHex, u32be } from './
 import { AEAD_TAG_LEN, open, seal } from './aead.js';
 import { ROOM_INFO, messageKeyMaterial } from './kdf.js';
 import { ed25519Public, ed25519Sign, ed25519Verify } from './keys.js';
-import { DEFAULT_MAX_SKIP, SkippedKeys, chainStep, walk } from './ratchet.js';
+import { DEFAULT_MAX_SKIP, SkippedKeys, StateError, StateReader, chainStep, walk } from './ratchet.js';
 
 export const ROOM_ID_LEN = 16;
 export const DISTRIBUTION_LEN = 121;
@@ -230,32 +230,78 @@ export class Room {
     return { sender, iteration: i, plaintext };
   }
 
-  /** Every secret of the room, JSON-safe: store it encrypted. */
-  toState() {
-    return {
-      v: 1,
-      roomId: toHex(this.roomId),
-      ownSender: toHex(this.ownSender),
-      epoch: this.epoch,
-      own: { key: toHex(this.own.key), iteration: this.own.iteration, signing: toHex(this.own.signing) },
-      members: this.members.map((m) => ({
-        sender: toHex(m.sender),
-        chain: m.chain ? { epoch: m.chain.epoch, key: toHex(m.chain.key), iteration: m.chain.iteration, verifying: toHex(m.chain.verifying) } : null,
-      })),
-      skipped: this.skipped.toState(),
-    };
+  /** Size of the serialized state: 127 + 105 × MEMBERS + 68 × MAX_SKIP (7,839). */
+  static get STATE_LEN() {
+    return 125 + 105 * DEFAULT_ROOM_MEMBERS + 2 + SkippedKeys.ENTRY_LEN * DEFAULT_MAX_SKIP;
   }
 
-  /** @param {ReturnType<Room['toState']>} s */
-  static fromState(s) {
-    if (s.v !== 1) throw new Error('unknown room state version');
-    const r = new Room(fromHex(s.roomId), fromHex(s.ownSender), s.epoch, fromHex(s.own.key), fromHex(s.own.signing));
-    r.own.iteration = s.own.iteration;
-    r.members = s.members.map((m) => ({
-      sender: fromHex(m.sender),
-      chain: m.chain ? { epoch: m.chain.epoch, key: fromHex(m.chain.key), iteration: m.chain.iteration, verifying: fromHex(m.chain.verifying) } : null,
-    }));
-    r.skipped = SkippedKeys.fromState(DEFAULT_MAX_SKIP, /** @type {any} */ (s.skipped));
-    return r;
+  /**
+   * The whole state in proto-core's layout (`room/state.rs`, `Room::write_state`); it holds
+   * every secret of the room: store it encrypted.
+   */
+  writeState() {
+    const caps = new Uint8Array(4);
+    new DataView(caps.buffer).setUint16(0, this.capacity, false);
+    new DataView(caps.buffer).setUint16(2, this.skipped.capacity, false);
+    /** @type {Uint8Array[]} */
+    const slots = [];
+    for (let i = 0; i < this.capacity; i++) {
+      const m = this.members[i];
+      if (!m) {
+        slots.push(new Uint8Array(105));
+        continue;
+      }
+      const c = m.chain;
+      slots.push(concat(
+        Uint8Array.of(1 | (c ? 2 : 0)), m.sender, u32be(c ? c.epoch : 0), c ? c.key : new Uint8Array(32),
+        u32be(c ? c.iteration : 0), c ? c.verifying : new Uint8Array(32),
+      ));
+    }
+    return concat(
+      Uint8Array.of(ROOM_VERSION), this.roomId, this.ownSender, u32be(this.epoch), this.own.key,
+      u32be(this.own.iteration), this.own.signing, caps, ...slots, this.skipped.write(),
+    );
+  }
+
+  /** Restores from `writeState` bytes (or proto-core's). @param {Uint8Array} bytes */
+  static readState(bytes) {
+    const r = new StateReader(bytes);
+    if (r.u8() !== ROOM_VERSION) throw new StateError('UnknownVersion');
+    const roomId = r.take(ROOM_ID_LEN);
+    const ownSender = r.take(32);
+    const epoch = r.u32();
+    const key = r.take(32);
+    const iteration = r.u32();
+    const signing = r.take(32);
+    const storedMembers = r.u16();
+    const storedSkip = r.u16();
+    const room = new Room(roomId, ownSender, epoch, key, signing);
+    room.own.iteration = iteration;
+    for (let i = 0; i < storedMembers; i++) {
+      const flags = r.u8();
+      const sender = r.take(32);
+      const chainEpoch = r.u32();
+      const chainKey = r.take(32);
+      const chainIteration = r.u32();
+      const verifying = r.take(32);
+      if ((flags & ~3) !== 0 || flags === 2) throw new StateError('Malformed');
+      if (!(flags & 1)) continue;
+      if (room.members.length >= room.capacity) throw new StateError('Malformed');
+      room.members.push({ sender, chain: flags & 2 ? { epoch: chainEpoch, key: chainKey, iteration: chainIteration, verifying } : null });
+    }
+    const skipped = SkippedKeys.read(r.rest(), storedSkip, DEFAULT_MAX_SKIP);
+    if (!skipped) throw new StateError('Malformed');
+    room.skipped = skipped;
+    return room;
+  }
+
+  /** `writeState` as hex, for the keystore's JSON. */
+  toState() {
+    return toHex(this.writeState());
+  }
+
+  /** @param {string} hex */
+  static fromState(hex) {
+    return Room.readState(fromHex(hex));
   }
 }
