@@ -71,7 +71,7 @@ A new device makes new identity keys: your contacts will be warned that your key
     #[command(after_help = "\
 Examples:
   sealroom chat @bob
-  sealroom chat #team
+  sealroom chat '#team'       # quote it: # starts a comment in the shell
 In the chat: type and press Enter to send. /quit leaves, /verify shows the safety number,
 /members lists the room, /invite @user adds someone to the room, /help lists these.")]
     Chat {
@@ -82,7 +82,7 @@ In the chat: type and press Enter to send. /quit leaves, /verify shows the safet
     #[command(after_help = "\
 Examples:
   sealroom send @bob 'see you at 6'
-  echo 'build is green' | sealroom send #team -
+  echo 'build is green' | sealroom send '#team' -
   sealroom send @bob hi --wait 10     # also wait up to 10 s for \"delivered\"")]
     Send {
         /// `@user` or `#room`.

@@ -417,6 +417,18 @@ impl Client {
                 prekeys: proto_core::List::from_items(&fresh),
             })
             .await?;
+        if let Message::Error {
+            code: ErrorCode::QUOTA_FULL,
+            ..
+        } = link::decode(&reply)?
+        {
+            // The server already holds as many as it keeps: forget the unpublished ones.
+            for k in &fresh {
+                self.profile.one_time_prekeys.remove(&k.id);
+            }
+            self.save()?;
+            return Ok(0);
+        }
         expect_ok(&reply)?;
         Ok(want)
     }

@@ -231,8 +231,10 @@ impl Client {
         }
         match room.handle_distribution(&dist, &sender) {
             Ok(()) => {}
+            // An older epoch than ours (a new member starts at 0): they get our newer key and
+            // catch up, so there is nothing to tell.
+            Err(proto_core::DistributionError::WrongEpoch) => {}
             Err(e) => {
-                // Usually an older epoch than ours: they will get our newer key.
                 notices.push(Notice::Warning(format!(
                     "#{name}: room key from {from} not used: {e}"
                 )));
