@@ -89,6 +89,11 @@ function newProfile(username, name) {
 
 /** @typedef {ReturnType<typeof newProfile>} Profile */
 
+/** A fresh profile with new keys, for tests that drive a `Client` without a browser. @param {string} username */
+export function newProfileForTests(username) {
+  return newProfile(username, username);
+}
+
 export class Client extends EventTarget {
   /** @param {Connection} conn @param {Profile} profile @param {Keystore | null} keystore */
   constructor(conn, profile, keystore) {

@@ -1,0 +1,141 @@
+// The client's one-to-one logic without a browser: two clients joined by a tiny in-memory
+// stand-in for the server (bundles, relay, acks). Covers trust on first use, the prekey →
+// ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client, newProfileForTests } from '../../src/client.js';
+import { fromHex } from '../../src/bytes.js';
+import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+
+/** A stand-in server: a key directory and a relay that delivers at once. */
+class FakeServer {
+  constructor() {
+    this.accounts = new Map();
+    this.nextId = 1n;
+    this.log = [];
+  }
+
+  connect(client) {
+    const p = client.profile;
+    const id = new IdentityKeyPair(fromHex(p.identity.sig), fromHex(p.identity.dh));
+    const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
+    const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
+    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks });
+  }
+
+  conn(username) {
+    const server = this;
+    return {
+      isOpen: true,
+      onPush: () => {},
+      onStatus: () => {},
+      send(msg) {
+        server.log.push([username, msg.type]);
+      },
+      async request(msg) {
+        server.log.push([username, msg.type]);
+        if (msg.type === 'FetchBundle') {
+          const a = server.accounts.get(msg.username);
+          return {
+            type: 'Bundle',
+            bundle: {
+              username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh,
+              signed_prekey: { id: a.spk.id, key: a.spk.public, signature: a.spk.signature },
+              one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
+            },
+          };
+        }
+        if (msg.type === 'SendToUser') {
+          const server_id = server.nextId++;
+          const to = server.accounts.get(msg.to).client;
+          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.body };
+          server.last = deliver;
+          setTimeout(() => to.handlePush(deliver), 0);
+          return { type: 'Accepted', client_id: msg.client_id, server_id };
+        }
+        throw new Error(`stand-in server: ${msg.type} not handled`);
+      },
+    };
+  }
+}
+
+/** A logged-in client with a fresh profile, known to the stand-in server. */
+async function newClient(server, username) {
+  const c = new Client(server.conn(username), newProfileForTests(username), null);
+  c.loggedIn = true;
+  server.connect(c);
+  return c;
+}
+
+const settle = async (clients) => {
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all(clients.map((c) => c.queue));
+  }
+};
+const texts = (c, conv) => c.messages(conv).map((e) => e.text);
+
+test('two clients talk both ways; the second direction uses ratchet envelopes', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hello bob');
+  await alice.sendText('@bob', 'are you there?');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['hello bob', 'are you there?']);
+  assert.equal(server.last.body[0], 0x01, 'prekey envelope until bob replies');
+  await bob.sendText('@alice', 'yes');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(alice, '@bob'), ['hello bob', 'are you there?', 'yes']);
+  assert.equal(server.last.body[0], 0x02);
+  await alice.sendText('@bob', 'good');
+  await settle([alice, bob]);
+  assert.equal(server.last.body[0], 0x02, 'after the reply alice sends plain ratchet messages');
+  // A second copy of a delivery is dropped.
+  bob.handlePush(server.last);
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['hello bob', 'are you there?', 'yes', 'good']);
+  assert.equal(alice.safetyNumber('bob'), bob.safetyNumber('alice'));
+});
+
+test('a broken session is shown, reset, and heals by itself', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'one');
+  await settle([alice, bob]);
+  await bob.sendText('@alice', 'two');
+  await settle([alice, bob]);
+  // Bob loses his session (a restored backup, a bug): alice's next message cannot be read.
+  bob.profile.contacts.alice.session = null;
+  bob.profile.contacts.alice.previous_session = null;
+  await alice.sendText('@bob', 'three');
+  await settle([alice, bob]);
+  const last = bob.messages('@alice').at(-1);
+  assert.equal(last.state, 'undecryptable');
+  assert.match(last.text, /could not decrypt this message: .*session is being reset/);
+  assert.ok(alice.notices.some((n) => /could not decrypt a message from you/.test(n)), 'alice was told');
+  // The next message starts a new session and is read.
+  await alice.sendText('@bob', 'four');
+  await settle([alice, bob]);
+  assert.equal(bob.messages('@alice').at(-1).text, 'four');
+});
+
+test('a changed identity key is recorded and sending waits for verification', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hi');
+  await settle([alice, bob]);
+  // Bob reinstalls: new keys under the same name.
+  const bob2 = await newClient(server, 'bob');
+  await bob2.sendText('@alice', 'new phone');
+  await settle([alice, bob2]);
+  assert.equal(alice.messages('@bob').at(-1).text, 'new phone');
+  assert.equal(alice.profile.contacts.bob.key_changed, true);
+  await assert.rejects(alice.sendText('@bob', 'blocked'), { name: 'KeyChangedError' });
+  await alice.markVerified('bob');
+  await alice.sendText('@bob', 'verified now');
+  await settle([alice, bob2]);
+  assert.equal(bob2.messages('@alice').at(-1).text, 'verified now');
+});
