@@ -36,11 +36,25 @@ export function showChat(root, client, nav) {
     if (!active) return;
     status.textContent = client.online && client.loggedIn ? 'Connected' : client.online ? 'Connecting…' : 'Offline — reconnecting';
     status.className = `status ${client.online && client.loggedIn ? 'online' : 'offline'}`;
-    const focusedId = document.activeElement?.id;
-    const composerEl = /** @type {HTMLTextAreaElement | null} */ (document.getElementById('composer-text'));
-    if (composerEl) draft = composerEl.value;
+    // The whole view is rebuilt on every change: keep what the user is typing, and where.
+    const focused = /** @type {HTMLInputElement | null} */ (document.activeElement);
+    const focusedId = focused?.id;
+    const caret = focused && 'selectionStart' in focused ? [focused.selectionStart, focused.selectionEnd] : null;
+    /** @type {Map<string, string>} */
+    const typed = new Map();
+    for (const el of root.querySelectorAll('input[id], textarea[id]')) typed.set(el.id, /** @type {HTMLInputElement} */ (el).value);
+    if (typed.has('composer-text')) draft = /** @type {string} */ (typed.get('composer-text'));
+    if (view.conv) client.markRead(view.conv);
     replace(root, h('div', { class: `chat${view.conv ? ' in-conv' : ''}`, id: 'screen-chat' }, sidebar(), pane()));
-    if (focusedId) document.getElementById(focusedId)?.focus();
+    for (const [id, value] of typed) {
+      const el = /** @type {HTMLInputElement | null} */ (document.getElementById(id));
+      if (el && !el.value) el.value = value;
+    }
+    if (focusedId) {
+      const el = /** @type {HTMLInputElement | null} */ (document.getElementById(focusedId));
+      el?.focus();
+      if (el && caret && caret[0] !== null) el.setSelectionRange(caret[0], caret[1]);
+    }
     const list = document.getElementById('messages');
     if (list) list.scrollTop = list.scrollHeight;
   };
@@ -76,18 +90,26 @@ export function showChat(root, client, nav) {
       h('h2', null, 'Start a chat'),
       h('form', { on: { submit: async (/** @type {Event} */ ev) => {
         ev.preventDefault();
+        const input = /** @type {HTMLInputElement} */ (newChat);
+        const who = input.value;
+        input.value = '';
         try {
-          await open(await client.startConversation(/** @type {HTMLInputElement} */ (newChat).value));
+          await open(await client.startConversation(who));
         } catch (e) {
+          input.value = who;
           err.textContent = describe(e);
         }
       } } }, newChat, h('button', { type: 'submit' }, 'Chat')),
       h('h2', null, 'Create a room'),
       h('form', { on: { submit: async (/** @type {Event} */ ev) => {
         ev.preventDefault();
+        const input = /** @type {HTMLInputElement} */ (newRoom);
+        const name = input.value;
+        input.value = '';
         try {
-          await open(await client.createRoom(/** @type {HTMLInputElement} */ (newRoom).value));
+          await open(await client.createRoom(name));
         } catch (e) {
+          input.value = name;
           err.textContent = describe(e);
         }
       } } }, newRoom, h('button', { type: 'submit' }, 'Create')),
@@ -154,10 +176,13 @@ export function showChat(root, client, nav) {
       h('span', { id: 'room-members' }, `Members: ${room.members.join(', ')}`, room.admin ? ` (admin ${room.admin})` : ''),
       h('form', { on: { submit: async (/** @type {Event} */ ev) => {
         ev.preventDefault();
+        const input = /** @type {HTMLInputElement} */ (who);
+        const user = input.value;
+        input.value = '';
         try {
-          await client.invite(name, /** @type {HTMLInputElement} */ (who).value);
-          /** @type {HTMLInputElement} */ (who).value = '';
+          await client.invite(name, user);
         } catch (e) {
+          input.value = user;
           err.textContent = describe(e);
         }
       } } }, who, h('button', { type: 'submit', id: 'invite' }, 'Invite')),
