@@ -167,6 +167,25 @@ fn room_member_who_left_cannot_read_later_messages() {
     // And she cannot send there.
     let r = carol.run(&["send", "#team", "let me in"]);
     assert_eq!(r.code, 8, "{}", r.stderr);
+
+    // Invited back, she reads what comes next, never what was said while she was away.
+    alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    alice.run(&["send", "#team", "welcome back"]).ok();
+    assert_eq!(carol.inbox_texts(), vec!["alice: welcome back"]);
+    assert_eq!(bob.inbox_texts(), vec!["alice: welcome back"]);
+    // Removed by the admin: the same guarantee.
+    alice.run(&["rooms", "remove", "team", "@carol"]).ok();
+    alice.run(&["send", "#team", "after removing carol"]).ok();
+    assert_eq!(bob.inbox_texts(), vec!["alice: after removing carol"]);
+    let all = carol
+        .run(&["--json", "inbox", "--all", "--wait", "3"])
+        .ok()
+        .json()
+        .to_string();
+    assert!(!all.contains("after removing carol"), "{all}");
+    assert!(!all.contains("secret after carol left"), "{all}");
+    let r = bob.run(&["rooms", "remove", "team", "@alice"]);
+    assert_eq!(r.code, 8, "only the admin removes: {}", r.stderr);
 }
 
 #[test]

@@ -155,7 +155,8 @@ pub fn wait_bounded(mut child: Child, timeout: Duration) -> Output {
         match child.try_wait().unwrap() {
             Some(_) => return child.wait_with_output().unwrap(),
             None if Instant::now() >= deadline => {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                // SIGKILL to this child's pid (never by name).
+                let _ = child.kill();
                 let out = child.wait_with_output().unwrap();
                 panic!(
                     "sealroom (pid {pid}) did not finish in {timeout:?}\nstdout: {}\nstderr: {}",
@@ -458,10 +459,7 @@ impl Live {
 impl Drop for Live {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-9")
-                .arg(c.id().to_string())
-                .status();
+            let _ = c.kill();
             let _ = c.wait();
         }
     }
