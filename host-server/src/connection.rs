@@ -383,6 +383,7 @@ impl Connection {
             ));
         };
         let account = *account;
+        let enrolled_secret = secret.clone();
         let now = self.shared.clock.now();
         let Some(step) = totp::matching_step(secret, code, now) else {
             *attempts += 1;
@@ -409,16 +410,33 @@ impl Connection {
         let token = auth::new_token().map_err(Refusal::rng)?;
         let token_hash = auth::token_hash(&token);
         let expires_at = now.saturating_add(SESSION_LIFETIME);
-        self.shared
+        let confirmed = self
+            .shared
             .db
             .call(move |s| {
+                // Unconfirmed registrations are swept after 15 minutes, and SQLite may give a
+                // later registration the same row id: the secret says it is still ours.
+                if !s
+                    .account_by_id(account)?
+                    .is_some_and(|a| !a.confirmed && a.totp_secret == enrolled_secret)
+                {
+                    return Ok(false);
+                }
                 s.accept_totp_step(account, step)?;
                 s.confirm_account(account)?;
                 s.set_recovery_codes(account, &hashes)?;
-                s.create_session(account, &token_hash, expires_at)
+                s.create_session(account, &token_hash, expires_at)?;
+                Ok(true)
             })
             .await
             .map_err(Refusal::store)?;
+        if !confirmed {
+            self.state = State::Fresh;
+            return Err(Refusal::new(
+                ErrorCode::AUTH_FAILED,
+                "the registration expired before it was confirmed; register again",
+            ));
+        }
         let State::Enrolling { username, .. } = core::mem::replace(&mut self.state, State::Fresh)
         else {
             return Err(Refusal::not_logged_in());
@@ -433,12 +451,23 @@ impl Connection {
     }
 
     async fn drop_enrollment(&mut self) {
-        if let State::Enrolling { account, .. } = core::mem::replace(&mut self.state, State::Fresh)
+        if let State::Enrolling {
+            account, secret, ..
+        } = core::mem::replace(&mut self.state, State::Fresh)
         {
             let result = self
                 .shared
                 .db
-                .call(move |s| s.delete_unconfirmed(0, Some(account)))
+                .call(move |s| {
+                    // Only our own registration: its row id may have been reused (see above).
+                    let ours = s
+                        .account_by_id(account)?
+                        .is_some_and(|a| !a.confirmed && a.totp_secret == secret);
+                    if ours {
+                        s.delete_unconfirmed(0, Some(account))?;
+                    }
+                    Ok(())
+                })
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "could not drop an unfinished registration");

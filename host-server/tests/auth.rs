@@ -442,3 +442,71 @@ fn logins_abandoned_before_the_second_factor_still_count() {
         expect_error(&f, ErrorCode::RATE_LIMITED);
     });
 }
+
+#[test]
+fn a_registration_left_unconfirmed_expires() {
+    let ts = TestServer::start_with(|c| c.sweep_interval = core::time::Duration::from_millis(50));
+    run(async {
+        let device = Device::new(0);
+        let mut c = ts.connect().await;
+        c.send(&register_msg(
+            "slowpoke",
+            PASSWORD,
+            &device,
+            &[],
+            "s@example.org",
+        ))
+        .await
+        .unwrap();
+        let f = recv(&mut c).await;
+        let Some(Message::TotpEnrollment { uri }) = f.msg() else {
+            panic!()
+        };
+        let secret = totp::secret_from_uri(uri).unwrap();
+        // Sixteen minutes later the sweeper has dropped it; a name squatter cannot hold it.
+        ts.advance(16 * 60);
+        let deadline = std::time::Instant::now() + WAIT;
+        let (mut d, d_secret) = loop {
+            let other = Device::new(0);
+            let mut d = ts.connect().await;
+            d.send(&register_msg(
+                "slowpoke",
+                PASSWORD,
+                &other,
+                &[],
+                "t@example.org",
+            ))
+            .await
+            .unwrap();
+            let f = recv(&mut d).await;
+            match f.msg() {
+                Some(Message::TotpEnrollment { uri }) => {
+                    let s = totp::secret_from_uri(uri).unwrap();
+                    break (d, s);
+                }
+                Some(Message::Error { code, .. }) if code == ErrorCode::USERNAME_TAKEN => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the name was never freed"
+                    );
+                    smol::Timer::after(core::time::Duration::from_millis(20)).await;
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let code = totp::code_at(&secret, ts.now());
+        c.send(&Message::ConfirmTotp { code: &code }).await.unwrap();
+        let f = recv(&mut c).await;
+        expect_error(&f, ErrorCode::AUTH_FAILED);
+        assert!(error_text(&f).contains("expired"), "{}", error_text(&f));
+        // The old connection's failure and close leave the new registration alone (SQLite may
+        // have given it the same row id).
+        drop(c);
+        let code = totp::code_at(&d_secret, ts.now());
+        d.send(&Message::ConfirmTotp { code: &code }).await.unwrap();
+        assert!(matches!(
+            recv(&mut d).await.msg(),
+            Some(Message::EnrollmentComplete { .. })
+        ));
+    });
+}
