@@ -44,6 +44,35 @@ const randomU64 = () => {
   return v;
 };
 
+/** @type {Map<string, () => void>} */
+const tabLocks = new Map();
+
+/**
+ * Holds a per-account Web Lock for as long as this page is logged in, so a second tab cannot run
+ * the same ratchet sessions from the same keystore (which would reuse message keys).
+ * @param {string} username
+ */
+async function holdTabLock(username) {
+  if (tabLocks.has(username) || typeof navigator === 'undefined' || !navigator.locks) return;
+  const granted = await new Promise((resolve) => {
+    navigator.locks.request(`sealroom:${username}`, { ifAvailable: true }, (lock) => {
+      if (!lock) {
+        resolve(false);
+        return null;
+      }
+      resolve(true);
+      return new Promise((release) => tabLocks.set(username, () => release(undefined)));
+    });
+  });
+  if (!granted) throw new Error(`Sealroom is already open for ${username} in another tab or window. Use that one, or close it first.`);
+}
+
+/** @param {string} username */
+function releaseTabLock(username) {
+  tabLocks.get(username)?.();
+  tabLocks.delete(username);
+}
+
 /** The WebSocket URL of the page's own server. */
 export function defaultServerUrl() {
   return `wss://${location.host}/ws`;
@@ -159,6 +188,7 @@ export class Client extends EventTarget {
    */
   static async register(url, form) {
     const username = form.username.trim().toLowerCase();
+    await holdTabLock(username);
     const profile = newProfile(username, form.name);
     const conn = new Connection(url);
     await conn.open();
@@ -218,6 +248,7 @@ export class Client extends EventTarget {
    */
   static async login(url, username, password) {
     username = username.trim().toLowerCase();
+    await holdTabLock(username);
     let keystore = null;
     let profile = null;
     if (await Keystore.exists(username)) {
@@ -334,6 +365,7 @@ export class Client extends EventTarget {
     this.profile.token = null;
     await this.save();
     this.conn.close();
+    releaseTabLock(this.profile.username);
   }
 
   // ---- contacts and trust ----

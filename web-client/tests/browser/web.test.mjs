@@ -293,6 +293,16 @@ test('after a reload each user unlocks their keys with the password and still se
   await expectMessage(users.bob.page, '#team', 'Still here after the reload.');
 });
 
+test('a second tab cannot open the same account at the same time', async () => {
+  const tab = await users.alice.page.context().newPage();
+  await tab.goto(server.url);
+  await tab.getByLabel('Username').fill('alice');
+  await tab.getByLabel('Password').fill(PASSWORD.alice);
+  await tab.getByRole('button', { name: 'Log in' }).click();
+  await tab.locator('#login-error', { hasText: 'already open' }).waitFor();
+  await tab.close();
+});
+
 test('usable at 360 px wide: the list and the conversation take turns', async () => {
   const a = users.alice.page;
   await a.setViewportSize({ width: 360, height: 740 });
