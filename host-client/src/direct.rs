@@ -83,6 +83,9 @@ impl Client {
 
     /// Our session with `user`, starting one (X3DH) if there is none that can send.
     async fn sending_session(&mut self, user: &str) -> anyhow::Result<Session> {
+        if user == self.profile.username {
+            return fail(Exit::Failure, "that is you: send to someone else");
+        }
         self.check_not_blocked(user)?;
         if let Some(s) = self
             .profile
