@@ -5,7 +5,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { launchBrowser, nextCode, screenshot, startServer, wrongCode } from './harness.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launchBrowser, nextCode, repo, screenshot, startServer, wrongCode } from './harness.mjs';
+
+function cliUsesProtocolRoomIds() {
+  try {
+    return readFileSync(join(repo, 'host-client/src/rooms.rs'), 'utf8').includes('room_id_for_name');
+  } catch {
+    return true;
+  }
+}
 
 const PASSWORD = { alice: 'violet kestrel harbour 42 lantern', bob: 'granite otter mosaic 17 velvet' };
 let server;
@@ -354,7 +364,8 @@ test('a CLI user and a browser user exchange messages', { skip: !process.env.SEA
 
 test('a CLI user in a browser-made room reads and writes', {
   skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
-  todo: process.env.SEALROOM_CLI_ROOM_ID_FIXED ? undefined : 'the CLI still derives room ids from "Sealroom room id v1"; PROTOCOL.md §4.4 says "Sealroom Room ID v1" (proto_core::room_id_for_name)',
+  // A hard check as soon as the CLI derives room ids through proto-core.
+  todo: cliUsesProtocolRoomIds() ? undefined : 'the CLI derives room ids from "Sealroom room id v1"; PROTOCOL.md §4.4 says "Sealroom Room ID v1" (proto_core::room_id_for_name)',
 }, async () => {
   const { cli } = await import('./cli.mjs');
   const home = carolHome;
