@@ -252,3 +252,24 @@ impl Target {
 pub(crate) fn user_name(s: &str) -> String {
     s.strip_prefix('@').unwrap_or(s).trim().to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse("@Bob").unwrap(), Target::User("bob".into()));
+        assert_eq!(Target::parse("bob").unwrap(), Target::User("bob".into()));
+        assert_eq!(Target::parse("#team").unwrap(), Target::Room("team".into()));
+        assert!(Target::parse("#").is_err());
+        assert!(Target::parse("@").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

@@ -80,3 +80,17 @@ pub(crate) fn code_of(err: &anyhow::Error) -> i32 {
     }
     Exit::Failure as i32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_come_from_the_first_failure_in_the_chain() {
+        let e: anyhow::Error = Failure::new(Exit::CertificateChanged, "x").into();
+        assert_eq!(code_of(&e.context("while connecting")), 6);
+        let e: anyhow::Error = crate::keystore::KeystoreError::WrongPassphrase.into();
+        assert_eq!(code_of(&e), 3);
+        assert_eq!(code_of(&anyhow::anyhow!("other")), 1);
+    }
+}

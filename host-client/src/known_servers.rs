@@ -61,3 +61,23 @@ impl KnownServers {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn pins_survive_a_reload_and_replace_per_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        let mut k = KnownServers::load(&path).unwrap();
+        assert_eq!(k.get("a:1"), None);
+        k.pin("a:1", "AA:BB").unwrap();
+        k.pin("b:2", "CC:DD").unwrap();
+        k.pin("a:1", "EE:FF").unwrap();
+        let k = KnownServers::load(&path).unwrap();
+        assert_eq!(k.get("a:1"), Some("EE:FF"));
+        assert_eq!(k.get("b:2"), Some("CC:DD"));
+    }
+}

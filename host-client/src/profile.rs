@@ -360,3 +360,49 @@ pub(crate) fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn fresh_profile_has_keys_that_round_trip() {
+        let p = Profile::generate("localhost:8443", "alice", 1);
+        assert_eq!(p.one_time_prekeys.len(), PREKEY_BATCH as usize);
+        let spk = p.signed_prekey().unwrap();
+        spk.public()
+            .verify(&p.identity_public().unwrap().signing)
+            .unwrap();
+        assert!(p.signed_prekey_by_id(spk.id()).is_some());
+        let id = *p.one_time_prekeys.keys().next().unwrap();
+        assert_eq!(p.one_time_prekey(id).unwrap().id(), id);
+        // Two profiles never share keys (OS RNG).
+        let q = Profile::generate("localhost:8443", "alice", 1);
+        assert_ne!(p.identity, q.identity);
+    }
+
+    #[test]
+    fn duplicates_are_recognised_and_memory_is_bounded() {
+        let mut p = Profile::generate("s", "u", 0);
+        assert!(p.note_message("bob", 7));
+        assert!(!p.note_message("bob", 7));
+        assert!(p.note_message("carol", 7));
+        assert!(p.note_server_id(1));
+        assert!(!p.note_server_id(1));
+        for i in 0..(SEEN_LIMIT as u64 + 10) {
+            p.note_server_id(100 + i);
+        }
+        assert_eq!(p.seen_server_ids.len(), SEEN_LIMIT);
+    }
+
+    #[test]
+    fn rotating_the_signed_prekey_keeps_the_previous_one() {
+        let mut p = Profile::generate("s", "u", 0);
+        let old = p.signed_prekey().unwrap().id();
+        let new = p.rotate_signed_prekey(5).unwrap().id();
+        assert_ne!(old, new);
+        assert!(p.signed_prekey_by_id(old).is_some());
+        assert!(p.signed_prekey_by_id(new).is_some());
+    }
+}

@@ -60,6 +60,14 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
             "alice: and this came from stdin"
         ]
     );
+    // Neither keystore holds a plaintext (both are encrypted at rest).
+    for u in [&alice, &bob] {
+        let bytes = std::fs::read(u.keystore()).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"while you"),
+            "plaintext in a keystore"
+        );
+    }
     // Acknowledged: a second inbox is empty (no duplicates).
     assert!(bob.inbox_texts().is_empty());
 
