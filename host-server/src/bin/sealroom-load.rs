@@ -182,6 +182,15 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Warnings, plus the store's closing line: how many requests each commit carried.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,host_server::store=info")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Some(n) = args.hash_only {
         use host_server::auth::password::{DEFAULT_ROUNDS, hash_password, verify_password};
         let phc =

@@ -435,6 +435,7 @@ impl Db {
 
 fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    let (mut commits, mut jobs) = (0u64, 0u64);
     // recv_blocking fails only once the channel is closed *and* empty: queued jobs still run.
     while let Ok(first) = rx.recv_blocking() {
         if let Err(e) = store.begin_batch() {
@@ -452,6 +453,8 @@ fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        commits += 1;
+        jobs += completions.len() as u64;
         let outcome = store.commit_batch();
         match outcome {
             Ok(()) => {
@@ -469,7 +472,12 @@ fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
             }
         }
     }
-    tracing::debug!("storage thread stopped");
+    tracing::info!(
+        commits,
+        requests = jobs,
+        per_commit = format!("{:.1}", jobs as f64 / commits.max(1) as f64),
+        "storage thread stopped"
+    );
 }
 
 #[cfg(test)]
