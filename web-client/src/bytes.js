@@ -59,3 +59,10 @@ export function randomBytes(n) {
   crypto.getRandomValues(out);
   return out;
 }
+
+/** A random u64 (message and client ids), as a BigInt. */
+export function randomU64() {
+  let v = 0n;
+  for (const x of randomBytes(8)) v = (v << 8n) | BigInt(x);
+  return v;
+}

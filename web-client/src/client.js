@@ -1,48 +1,32 @@
 // @ts-check
 /**
  * The account on this device: registration and login against the server, device keys,
- * one-to-one sessions, rooms, contacts with trust-on-first-use and key-change blocking, and the
- * history, all kept in the encrypted keystore. It mirrors the command-line client's behaviour
- * (host-client `direct.rs`, `rooms.rs`) so the two interoperate: the same envelope, content,
- * room ids and sender-key distribution. It draws nothing (ui/ does) and never logs a secret.
+ * contacts with trust on first use, what the server pushes, and the history, all kept in the
+ * encrypted keystore. One-to-one messaging lives in direct.js and rooms in rooms.js; together
+ * they behave as the command-line client does (host-client `client.rs`, `direct.rs`,
+ * `rooms.rs`) so the two interoperate. It draws nothing (ui/ does) and never logs a secret.
  *
  * Every change of state runs through one queue (`serial`), so a message arriving while the
  * user sends never sees a half-updated session; each is saved before it is acknowledged or
  * sent, so a reload never reuses a key.
  */
-import { fromHex, randomBytes, toHex } from './bytes.js';
+import { fromHex, randomU64, toHex } from './bytes.js';
 import { Connection, ServerError } from './connection.js';
-import { decodeContent, emitEnvelope, encodeContent, parseEnvelope } from './envelope.js';
-import { MAX_BODY } from './frames.js';
+import * as direct from './direct.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { ErrorCode } from './message.js';
-import { Session } from './ratchet.js';
-import { Room, SenderKeyDistribution, roomIdForName } from './room.js';
+import { Room, roomIdForName } from './room.js';
+import * as rooms from './rooms.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 
 export { ServerError } from './connection.js';
+export { KeyChangedError } from './direct.js';
 
 const INITIAL_PREKEYS = 50;
 const HISTORY_LIMIT = 5000;
 
-/** Sending to a contact whose identity key changed waits for the user's decision. */
-export class KeyChangedError extends Error {
-  /** @param {string} user */
-  constructor(user) {
-    super(`${user}'s safety number changed. Compare it with ${user} and mark it verified before sending.`);
-    this.name = 'KeyChangedError';
-    this.user = user;
-  }
-}
-
 const now = () => Math.floor(Date.now() / 1000);
-const randomU64 = () => {
-  const b = randomBytes(8);
-  let v = 0n;
-  for (const x of b) v = (v << 8n) | BigInt(x);
-  return v;
-};
 
 /** @type {Map<string, () => void>} */
 const tabLocks = new Map();
@@ -420,19 +404,6 @@ export class Client extends EventTarget {
     this.changed();
   }
 
-  /** @param {string} user */
-  async fetchBundle(user) {
-    const r = await this.conn.request({ type: 'FetchBundle', username: user });
-    const b = r.bundle;
-    const bundle = {
-      identity: { signing: b.identity_sig, dh: b.identity_dh },
-      signed_prekey: { id: b.signed_prekey.id, public: b.signed_prekey.key, signature: b.signed_prekey.signature },
-      one_time_prekey: b.one_time_prekey ? { id: b.one_time_prekey.id, public: b.one_time_prekey.key } : null,
-    };
-    this.observeIdentity(user, bundle.identity);
-    await this.save();
-    return bundle;
-  }
 
   // ---- one-to-one ----
 
@@ -441,48 +412,14 @@ export class Client extends EventTarget {
     user = user.replace(/^@/, '').trim().toLowerCase();
     if (user === this.profile.username) throw new Error('that is you');
     await this.serial(async () => {
-      if (!this.profile.contacts[user]) await this.fetchBundleForSession(user);
+      if (!this.profile.contacts[user]) await direct.fetchBundleForSession(this, user);
     });
     this.changed();
     return `@${user}`;
   }
 
-  /** Fetches a bundle and keeps a session started from it (so its one-time prekey is used). @param {string} user */
-  async fetchBundleForSession(user) {
-    const bundle = await this.fetchBundle(user);
-    const c = this.profile.contacts[user];
-    if (c.key_changed) throw new KeyChangedError(user);
-    c.session = Session.initiate(this.identity(), bundle).toState();
-    await this.save();
-  }
 
-  /** @param {string} user */
-  async sendingSession(user) {
-    const c = this.profile.contacts[user];
-    if (c && c.key_changed) throw new KeyChangedError(user);
-    if (c && c.session) {
-      const s = Session.fromState(c.session);
-      if (s.canSend()) return s;
-    }
-    const bundle = await this.fetchBundle(user);
-    if (this.profile.contacts[user].key_changed) throw new KeyChangedError(user);
-    return Session.initiate(this.identity(), bundle);
-  }
 
-  /**
-   * Encrypts `content` for `user`, saves the advanced session, sends; returns the server id.
-   * @param {string} user @param {import('./envelope.js').Content} content
-   */
-  async sendContentTo(user, content) {
-    const session = await this.sendingSession(user);
-    const header = session.pendingPrekeyHeader;
-    const body = emitEnvelope(header, session.encrypt(encodeContent(content)));
-    if (body.length > MAX_BODY) throw new Error('the message is too long');
-    this.profile.contacts[user].session = session.toState();
-    await this.save();
-    const r = await this.conn.request({ type: 'SendToUser', to: user, client_id: randomU64(), body });
-    return String(r.server_id);
-  }
 
   /**
    * Sends a text to `@user` or `#room`.
@@ -494,7 +431,7 @@ export class Client extends EventTarget {
       const id = randomU64();
       const at = now();
       const content = /** @type {const} */ ({ type: 'Text', id, sent_at: BigInt(at), text });
-      const serverId = conv.startsWith('#') ? await this.sendToRoom(conv.slice(1), content) : await this.sendContentTo(conv.slice(1), content);
+      const serverId = conv.startsWith('#') ? await rooms.sendToRoom(this, conv.slice(1), content) : await direct.sendContentTo(this, conv.slice(1), content);
       this.pushHistory({ conv, from: this.profile.username, text, at, id: String(id), server_id: serverId, outgoing: true, state: 'sent', unread: false });
       await this.save();
     });
@@ -516,266 +453,18 @@ export class Client extends EventTarget {
     return true;
   }
 
-  /** @param {string} conv @param {string} from @param {number} at @param {string} sid @param {string} why */
-  undecryptable(conv, from, at, sid, why) {
-    this.pushHistory({ conv, from, text: `[could not decrypt this message: ${why}]`, at, id: '0', server_id: sid, outgoing: false, state: 'undecryptable', unread: true });
-  }
 
-  /** A message we cannot read: record it, drop our sessions with `from`, owe them a reset. @param {string} from @param {number} at @param {string} sid @param {string} why */
-  heal(from, at, sid, why) {
-    this.undecryptable(`@${from}`, from, at, sid, `${why}; the session is being reset`);
-    const c = this.profile.contacts[from];
-    if (c) {
-      c.session = null;
-      c.previous_session = null;
-      if (!c.key_changed && !this.resets.includes(from)) this.resets.push(from);
-    }
-  }
 
-  /** @param {string} from @param {Uint8Array} body @param {number} at @param {string} sid */
-  async receiveDirect(from, body, at, sid) {
-    let env;
-    try {
-      env = parseEnvelope(body);
-    } catch (e) {
-      this.undecryptable(`@${from}`, from, at, sid, /** @type {Error} */ (e).message);
-      return;
-    }
-    const c = this.profile.contacts[from];
-    /** @type {{plain: Uint8Array, session: Session, current: boolean} | null} */
-    let outcome = null;
-    let failure = 'it failed authentication (wrong session, or altered)';
-    for (const [state, current] of /** @type {[any, boolean][]} */ ([[c?.session, true], [c?.previous_session, false]])) {
-      if (!state) continue;
-      const s = Session.fromState(state);
-      try {
-        outcome = { plain: s.decrypt(env.message), session: s, current };
-        break;
-      } catch (e) {
-        if (/** @type {any} */ (e).kind === 'Replay') return;
-        failure = /** @type {Error} */ (e).message;
-      }
-    }
-    let fresh = false;
-    if (!outcome && env.kind === 'Prekey') {
-      const header = env.header;
-      this.observeIdentity(from, header.identity);
-      const id = this.identity();
-      const spkRec = this.profile.spks.find((k) => k.id === header.signed_prekey_id);
-      if (!spkRec) return this.heal(from, at, sid, 'it names a signed prekey this device no longer has');
-      const spk = SignedPrekeyPair.fromSecretKey(spkRec.id, fromHex(spkRec.secret), id);
-      let opk = null;
-      if (header.one_time_prekey_id !== null) {
-        const secret = this.profile.opks[header.one_time_prekey_id];
-        if (!secret) return this.heal(from, at, sid, 'it uses a one-time prekey already used');
-        opk = new OneTimePrekeyPair(header.one_time_prekey_id, fromHex(secret));
-      }
-      try {
-        const s = Session.respond(id, spk, opk, header);
-        outcome = { plain: s.decrypt(env.message), session: s, current: false };
-        fresh = true;
-        if (header.one_time_prekey_id !== null) delete this.profile.opks[header.one_time_prekey_id];
-      } catch (e) {
-        failure = /** @type {Error} */ (e).message;
-      }
-    }
-    if (!outcome) return this.heal(from, at, sid, failure);
-    const contact = this.profile.contacts[from];
-    if (!outcome.current) contact.previous_session = contact.session;
-    contact.session = outcome.session.toState();
-    let content;
-    try {
-      content = decodeContent(outcome.plain);
-    } catch (e) {
-      return this.undecryptable(`@${from}`, from, at, sid, `unknown content: ${/** @type {Error} */ (e).message}`);
-    }
-    if (content.type === 'Text') {
-      if (this.noteMessage(from, content.id)) {
-        this.pushHistory({ conv: `@${from}`, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
-      }
-    } else if (content.type === 'RoomKey') {
-      await this.receiveRoomKey(from, content.room, content.distribution);
-    } else {
-      if (!fresh) contact.session = null;
-      this.notice(`${from} could not decrypt a message from you; the session was reset. Resend your last message if ${from} did not get it.`);
-    }
-  }
 
   // ---- rooms ----
 
-  /** @param {string} name */
-  loadRoom(name) {
-    const e = this.profile.rooms[name];
-    return e ? { room: Room.fromState(e.state), entry: e } : null;
-  }
 
-  /** @param {string} name @param {Room} room @param {any} entry */
-  storeRoom(name, room, entry) {
-    entry.state = room.toState();
-    this.profile.rooms[name] = entry;
-  }
 
-  /** @param {string} user */
-  async memberKey(user) {
-    const k = this.contactIdentity(user);
-    if (k) return k.signing;
-    return (await this.fetchBundle(user)).identity.signing;
-  }
 
-  /** @param {string} name */
-  async listMembers(name) {
-    const r = await this.conn.request({ type: 'ListMembers', room: name });
-    return { admin: /** @type {string} */ (r.admin), members: /** @type {string[]} */ (r.members) };
-  }
 
-  /**
-   * Reconciles a room with the server's member list (a new epoch if anyone is gone), then sends
-   * our sender key to every member who lacks it for this epoch.
-   * @param {string} name
-   */
-  async syncRoom(name) {
-    let admin, members;
-    try {
-      ({ admin, members } = await this.listMembers(name));
-    } catch (e) {
-      if (e instanceof ServerError) delete this.profile.rooms[name];
-      throw e;
-    }
-    const me = this.profile.username;
-    const own = this.identity().public().signing;
-    let loaded = this.loadRoom(name);
-    if (!loaded) loaded = { room: Room.create(roomIdForName(name), own, 0), entry: { state: null, members: [], admin, key_sent: {} } };
-    const { room, entry } = loaded;
-    for (const gone of entry.members.filter((m) => m !== me && !members.includes(m))) {
-      const k = this.contactIdentity(gone);
-      if (k && room.isMember(k.signing)) room.removeMember(k.signing);
-      entry.key_sent = {};
-      this.notice(`#${name}: ${gone} is no longer a member; new room key (epoch ${room.epoch})`);
-    }
-    const others = members.filter((m) => m !== me);
-    for (const m of others) {
-      const k = await this.memberKey(m);
-      if (!room.isMember(k)) room.addMember(k);
-    }
-    entry.members = members;
-    entry.admin = admin;
-    for (const m of Object.keys(entry.key_sent)) if (!members.includes(m)) delete entry.key_sent[m];
-    this.storeRoom(name, room, entry);
-    await this.save();
-    const dist = room.distribution().toBytes();
-    for (const m of others) {
-      if (entry.key_sent[m] === room.epoch) continue;
-      if (this.profile.contacts[m]?.key_changed) {
-        this.notice(`#${name}: not sending the room key to ${m}: their safety number changed (verify first)`);
-        continue;
-      }
-      await this.sendContentTo(m, { type: 'RoomKey', room: name, distribution: dist });
-      entry.key_sent[m] = room.epoch;
-      await this.save();
-    }
-  }
 
-  /** @param {string} from @param {string} name @param {Uint8Array} distribution */
-  async receiveRoomKey(from, name, distribution) {
-    let dist;
-    try {
-      dist = SenderKeyDistribution.fromBytes(distribution);
-    } catch {
-      this.notice(`#${name}: ${from} sent a malformed room key`);
-      return;
-    }
-    const sender = this.contactIdentity(from)?.signing;
-    if (!sender) return;
-    const fresh = !this.profile.rooms[name];
-    if (fresh || !this.profile.rooms[name].members.includes(from)) {
-      try {
-        const { admin, members } = await this.listMembers(name);
-        let loaded = this.loadRoom(name);
-        if (!loaded) loaded = { room: Room.create(roomIdForName(name), this.identity().public().signing, 0), entry: { state: null, members: [], admin, key_sent: {} } };
-        for (const m of members.filter((x) => x !== this.profile.username)) {
-          const k = await this.memberKey(m);
-          if (!loaded.room.isMember(k)) loaded.room.addMember(k);
-        }
-        loaded.entry.members = members;
-        loaded.entry.admin = admin;
-        this.storeRoom(name, loaded.room, loaded.entry);
-      } catch {
-        return;
-      }
-    }
-    const loaded = this.loadRoom(name);
-    if (!loaded) return;
-    const { room, entry } = loaded;
-    if (!entry.members.includes(from)) {
-      this.notice(`#${name}: ignored a room key from ${from}, who is not a member`);
-      return;
-    }
-    if (!room.isMember(sender)) room.addMember(sender);
-    try {
-      room.handleDistribution(dist, sender);
-    } catch (e) {
-      this.notice(`#${name}: room key from ${from} not used: ${/** @type {Error} */ (e).message}`);
-    }
-    if (dist.epoch > room.epoch) {
-      room.startEpoch(dist.epoch);
-      entry.key_sent = {};
-    }
-    const needsOurs = entry.key_sent[from] !== room.epoch;
-    this.storeRoom(name, room, entry);
-    if ((needsOurs || fresh) && !this.roomsToSync.includes(name)) this.roomsToSync.push(name);
-  }
 
-  /** @param {string} name @param {string} from @param {Uint8Array} body @param {number} at @param {string} sid */
-  receiveRoom(name, from, body, at, sid) {
-    const conv = `#${name}`;
-    const loaded = this.loadRoom(name);
-    if (!loaded) {
-      this.undecryptable(conv, from, at, sid, 'no key for this room yet');
-      if (!this.roomsToSync.includes(name)) this.roomsToSync.push(name);
-      return;
-    }
-    let got;
-    try {
-      got = loaded.room.decrypt(body);
-    } catch (e) {
-      if (/** @type {any} */ (e).kind === 'Replay') return;
-      this.undecryptable(conv, from, at, sid, `${/** @type {Error} */ (e).message} (ask ${from} to send again)`);
-      if (!this.roomsToSync.includes(name)) this.roomsToSync.push(name);
-      return;
-    }
-    this.storeRoom(name, loaded.room, loaded.entry);
-    const k = this.contactIdentity(from);
-    if (!k || toHex(k.signing) !== toHex(got.sender)) {
-      this.undecryptable(conv, from, at, sid, 'the sender key does not belong to the sender the server named');
-      return;
-    }
-    let content;
-    try {
-      content = decodeContent(got.plaintext);
-    } catch {
-      content = null;
-    }
-    if (content && content.type === 'Text') {
-      if (this.noteMessage(from, content.id)) {
-        this.pushHistory({ conv, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
-      }
-    } else {
-      this.undecryptable(conv, from, at, sid, 'unexpected content in a room message');
-    }
-  }
 
-  /** @param {string} name @param {import('./envelope.js').Content} content */
-  async sendToRoom(name, content) {
-    await this.syncRoom(name);
-    const loaded = this.loadRoom(name);
-    if (!loaded) throw new Error(`#${name}: no room state`);
-    const body = loaded.room.encrypt(encodeContent(content));
-    if (body.length > MAX_BODY) throw new Error('the message is too long');
-    this.storeRoom(name, loaded.room, loaded.entry);
-    await this.save();
-    const r = await this.conn.request({ type: 'SendToRoom', room: name, client_id: randomU64(), body });
-    return String(r.server_id);
-  }
 
   /** @param {string} name */
   async createRoom(name) {
@@ -783,7 +472,7 @@ export class Client extends EventTarget {
     await this.serial(async () => {
       await this.conn.request({ type: 'CreateRoom', room: name });
       const room = Room.create(roomIdForName(name), this.identity().public().signing, 0);
-      this.storeRoom(name, room, { state: null, members: [this.profile.username], admin: this.profile.username, key_sent: {} });
+      rooms.storeRoom(this, name, room, { state: null, members: [this.profile.username], admin: this.profile.username, key_sent: {} });
       await this.save();
     });
     this.changed();
@@ -839,7 +528,7 @@ export class Client extends EventTarget {
           return;
         }
         try {
-          await this.syncRoom(m.room);
+          await rooms.syncRoom(this, m.room);
         } catch (e) {
           this.notice(`#${m.room}: ${/** @type {Error} */ (e).message}`);
         }
@@ -867,8 +556,8 @@ export class Client extends EventTarget {
     const sid = String(m.server_id);
     if (!this.profile.processed.includes(sid)) {
       const at = Number(m.sent_at);
-      if (m.room === null) await this.receiveDirect(m.from, m.body, at, sid);
-      else this.receiveRoom(m.room, m.from, m.body, at, sid);
+      if (m.room === null) await direct.receiveDirect(this, m.from, m.body, at, sid);
+      else rooms.receiveRoom(this, m.room, m.from, m.body, at, sid);
       this.profile.processed.push(sid);
       if (this.profile.processed.length > 5000) this.profile.processed.shift();
       await this.save();
@@ -882,7 +571,7 @@ export class Client extends EventTarget {
     while (this.roomsToSync.length) {
       const name = /** @type {string} */ (this.roomsToSync.shift());
       try {
-        await this.syncRoom(name);
+        await rooms.syncRoom(this, name);
       } catch (e) {
         this.notice(`#${name}: ${/** @type {Error} */ (e).message}`);
       }
@@ -890,7 +579,7 @@ export class Client extends EventTarget {
     while (this.resets.length) {
       const user = /** @type {string} */ (this.resets.shift());
       try {
-        await this.sendContentTo(user, { type: 'SessionReset' });
+        await direct.sendContentTo(this, user, { type: 'SessionReset' });
       } catch (e) {
         this.notice(`could not reset the session with ${user}: ${/** @type {Error} */ (e).message}`);
       }

@@ -1,0 +1,196 @@
+// @ts-check
+/**
+ * One-to-one messaging on the client (host-client `direct.rs`): X3DH against a fetched bundle,
+ * the Double Ratchet, the body envelope, identity-key tracking (trust on first use; a change
+ * blocks sending until verified), and healing: a message that does not decrypt is kept as
+ * "could not decrypt" with the reason, our sessions with the sender are dropped and a
+ * `SessionReset` goes out in a new session. Functions take the `Client` whose state they change;
+ * call them inside `client.serial`.
+ */
+import { fromHex, randomU64 } from './bytes.js';
+import { decodeContent, emitEnvelope, encodeContent, parseEnvelope } from './envelope.js';
+import { MAX_BODY } from './frames.js';
+import { OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
+import { Session } from './ratchet.js';
+import * as rooms from './rooms.js';
+
+/** Sending to a contact whose identity key changed waits for the user's decision. */
+export class KeyChangedError extends Error {
+  /** @param {string} user */
+  constructor(user) {
+    super(`${user}'s safety number changed. Compare it with ${user} and mark it verified before sending.`);
+    this.name = 'KeyChangedError';
+    this.user = user;
+  }
+}
+
+/**
+ * Fetches `user`'s prekey bundle; records (or checks) their identity key.
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ */
+export async function fetchBundle(client, user) {
+  const r = await client.conn.request({ type: 'FetchBundle', username: user });
+  const b = r.bundle;
+  const bundle = {
+    identity: { signing: b.identity_sig, dh: b.identity_dh },
+    signed_prekey: { id: b.signed_prekey.id, public: b.signed_prekey.key, signature: b.signed_prekey.signature },
+    one_time_prekey: b.one_time_prekey ? { id: b.one_time_prekey.id, public: b.one_time_prekey.key } : null,
+  };
+  client.observeIdentity(user, bundle.identity);
+  await client.save();
+  return bundle;
+}
+
+/**
+ * Fetches a bundle and keeps a session started from it (so its one-time prekey is used).
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ */
+export async function fetchBundleForSession(client, user) {
+  const bundle = await fetchBundle(client, user);
+  const c = client.profile.contacts[user];
+  if (c.key_changed) throw new KeyChangedError(user);
+  c.session = Session.initiate(client.identity(), bundle).toState();
+  await client.save();
+}
+
+/**
+ * Our session with `user`, starting one (X3DH) if there is none that can send; refuses while the contact's key change is unverified.
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ */
+export async function sendingSession(client, user) {
+  const c = client.profile.contacts[user];
+  if (c && c.key_changed) throw new KeyChangedError(user);
+  if (c && c.session) {
+    const s = Session.fromState(c.session);
+    if (s.canSend()) return s;
+  }
+  const bundle = await fetchBundle(client, user);
+  if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
+  return Session.initiate(client.identity(), bundle);
+}
+
+/**
+ * Encrypts `content` for `user`, saves the advanced session, sends; returns the server id.
+ * @param {import('./client.js').Client} client
+ * @param {string} user @param {import('./envelope.js').Content} content
+ */
+export async function sendContentTo(client, user, content) {
+  const session = await sendingSession(client, user);
+  const header = session.pendingPrekeyHeader;
+  const body = emitEnvelope(header, session.encrypt(encodeContent(content)));
+  if (body.length > MAX_BODY) throw new Error('the message is too long');
+  client.profile.contacts[user].session = session.toState();
+  await client.save();
+  const r = await client.conn.request({ type: 'SendToUser', to: user, client_id: randomU64(), body });
+  return String(r.server_id);
+}
+
+/**
+ * Records a message that could not be read, with the reason.
+ * @param {import('./client.js').Client} client
+ * @param {string} conv
+ * @param {string} from
+ * @param {number} at
+ * @param {string} sid
+ * @param {string} why
+ */
+export function undecryptable(client, conv, from, at, sid, why) {
+  client.pushHistory({ conv, from, text: `[could not decrypt this message: ${why}]`, at, id: '0', server_id: sid, outgoing: false, state: 'undecryptable', unread: true });
+}
+
+/**
+ * A message we cannot read: record it, drop our sessions with `from`, owe them a reset.
+ * @param {import('./client.js').Client} client
+ * @param {string} from
+ * @param {number} at
+ * @param {string} sid
+ * @param {string} why
+ */
+export function heal(client, from, at, sid, why) {
+  undecryptable(client, `@${from}`, from, at, sid, `${why}; the session is being reset`);
+  const c = client.profile.contacts[from];
+  if (c) {
+    c.session = null;
+    c.previous_session = null;
+    if (!c.key_changed && !client.resets.includes(from)) client.resets.push(from);
+  }
+}
+
+/**
+ * A one-to-one message arrived: the sessions we hold first, then X3DH as responder for a prekey envelope; the content is recorded, a room key handed to rooms.js, a reset honoured.
+ * @param {import('./client.js').Client} client
+ * @param {string} from
+ * @param {Uint8Array} body
+ * @param {number} at
+ * @param {string} sid
+ */
+export async function receiveDirect(client, from, body, at, sid) {
+  let env;
+  try {
+    env = parseEnvelope(body);
+  } catch (e) {
+    undecryptable(client, `@${from}`, from, at, sid, /** @type {Error} */ (e).message);
+    return;
+  }
+  const c = client.profile.contacts[from];
+  /** @type {{plain: Uint8Array, session: Session, current: boolean} | null} */
+  let outcome = null;
+  let failure = 'it failed authentication (wrong session, or altered)';
+  for (const [state, current] of /** @type {[any, boolean][]} */ ([[c?.session, true], [c?.previous_session, false]])) {
+    if (!state) continue;
+    const s = Session.fromState(state);
+    try {
+      outcome = { plain: s.decrypt(env.message), session: s, current };
+      break;
+    } catch (e) {
+      if (/** @type {any} */ (e).kind === 'Replay') return;
+      failure = /** @type {Error} */ (e).message;
+    }
+  }
+  let fresh = false;
+  if (!outcome && env.kind === 'Prekey') {
+    const header = env.header;
+    client.observeIdentity(from, header.identity);
+    const id = client.identity();
+    const spkRec = client.profile.spks.find((k) => k.id === header.signed_prekey_id);
+    if (!spkRec) return heal(client, from, at, sid, 'it names a signed prekey this device no longer has');
+    const spk = SignedPrekeyPair.fromSecretKey(spkRec.id, fromHex(spkRec.secret), id);
+    let opk = null;
+    if (header.one_time_prekey_id !== null) {
+      const secret = client.profile.opks[header.one_time_prekey_id];
+      if (!secret) return heal(client, from, at, sid, 'it uses a one-time prekey already used');
+      opk = new OneTimePrekeyPair(header.one_time_prekey_id, fromHex(secret));
+    }
+    try {
+      const s = Session.respond(id, spk, opk, header);
+      outcome = { plain: s.decrypt(env.message), session: s, current: false };
+      fresh = true;
+      if (header.one_time_prekey_id !== null) delete client.profile.opks[header.one_time_prekey_id];
+    } catch (e) {
+      failure = /** @type {Error} */ (e).message;
+    }
+  }
+  if (!outcome) return heal(client, from, at, sid, failure);
+  const contact = client.profile.contacts[from];
+  if (!outcome.current) contact.previous_session = contact.session;
+  contact.session = outcome.session.toState();
+  let content;
+  try {
+    content = decodeContent(outcome.plain);
+  } catch (e) {
+    return undecryptable(client, `@${from}`, from, at, sid, `unknown content: ${/** @type {Error} */ (e).message}`);
+  }
+  if (content.type === 'Text') {
+    if (client.noteMessage(from, content.id)) {
+      client.pushHistory({ conv: `@${from}`, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
+    }
+  } else if (content.type === 'RoomKey') {
+    await rooms.receiveRoomKey(client, from, content.room, content.distribution);
+  } else {
+    if (!fresh) contact.session = null;
+    client.notice(`${from} could not decrypt a message from you; the session was reset. Resend your last message if ${from} did not get it.`);
+  }
+}
