@@ -21,6 +21,9 @@ use crate::link::{self, Link, Trust};
 use crate::profile::{Entry, Profile};
 use crate::terminal::{self, Progress};
 
+/// A signed prekey older than this is replaced on the next connection (a week, as Signal does).
+const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 3600;
+
 /// Where an account's files live.
 #[derive(Clone, Debug)]
 pub(crate) struct Home {
@@ -243,6 +246,11 @@ impl Client {
         match link::decode(&reply)? {
             Message::Session { expires_at, .. } => {
                 client.profile.token_expires = expires_at;
+                if crate::profile::now().saturating_sub(client.profile.signed_prekey_at)
+                    > SIGNED_PREKEY_LIFETIME
+                {
+                    client.publish_new_signed_prekey().await?;
+                }
                 Ok(client)
             }
             Message::Error {
@@ -431,6 +439,29 @@ impl Client {
         }
         expect_ok(&reply)?;
         Ok(want)
+    }
+
+    /// Makes, saves, then publishes a new signed prekey (the previous one is kept for
+    /// messages still in flight); returns its id.
+    pub(crate) async fn publish_new_signed_prekey(&mut self) -> anyhow::Result<u32> {
+        let spk = self
+            .profile
+            .rotate_signed_prekey(crate::profile::now())?
+            .public();
+        // Saved before publishing, so the secret of a published key is never lost.
+        self.save()?;
+        let reply = self
+            .link
+            .request(&Message::PublishSignedPrekey {
+                prekey: proto_core::SignedPrekey {
+                    id: spk.id,
+                    key: Key32(spk.public),
+                    signature: proto_core::Sig64(spk.signature),
+                },
+            })
+            .await?;
+        expect_ok(&reply)?;
+        Ok(spk.id)
     }
 
     /// Ends the connection.
