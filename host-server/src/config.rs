@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub pbkdf2_rounds: u32,
     /// Connections served at once; more are refused with `BUSY`.
     pub max_connections: usize,
+    /// Connections served at once from one source address (NAT-friendly, still bounded).
+    pub max_connections_per_address: usize,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
     /// A connection silent this long is sent a ping; silent twice as long, it is closed.
@@ -69,6 +71,7 @@ impl ServerConfig {
             web_root: PathBuf::from("web-client/dist"),
             pbkdf2_rounds: DEFAULT_ROUNDS,
             max_connections: 10_000,
+            max_connections_per_address: 256,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),

@@ -39,6 +39,13 @@ struct Args {
     /// Most connections at once; more are refused with BUSY.
     #[arg(long, env = "SEALROOM_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Most connections at once from one source address.
+    #[arg(
+        long,
+        env = "SEALROOM_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    max_connections_per_address: usize,
     /// Days an undelivered message is kept.
     #[arg(long, env = "SEALROOM_MESSAGE_TTL_DAYS", default_value_t = 30)]
     message_ttl_days: u64,
@@ -67,6 +74,7 @@ fn main() -> anyhow::Result<()> {
     config.hostnames = args.hostnames;
     config.web_root = args.web_root;
     config.max_connections = args.max_connections;
+    config.max_connections_per_address = args.max_connections_per_address;
     config.message_ttl = args.message_ttl_days.saturating_mul(24 * 3600);
     config.recipient_quota = args.recipient_quota;
     config.pbkdf2_rounds = args.pbkdf2_rounds.max(1);

@@ -93,11 +93,53 @@ impl Default for Shutdown {
     }
 }
 
-struct ConnGuard(Arc<AtomicUsize>);
+/// Open connections per source address.
+type PerAddress = Arc<std::sync::Mutex<std::collections::HashMap<core::net::IpAddr, usize>>>;
+
+/// Counts a connection, in all and per address, for as long as it lives.
+struct ConnGuard {
+    active: Arc<AtomicUsize>,
+    per_address: PerAddress,
+    addr: core::net::IpAddr,
+}
+
+impl ConnGuard {
+    /// Counts a new connection; returns the guard and the totals including it.
+    fn new(
+        active: &Arc<AtomicUsize>,
+        per_address: &PerAddress,
+        addr: core::net::IpAddr,
+    ) -> (Self, usize, usize) {
+        let n = active.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut map = per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = map.entry(addr).or_insert(0);
+        *slot += 1;
+        let from_addr = *slot;
+        drop(map);
+        let guard = Self {
+            active: active.clone(),
+            per_address: per_address.clone(),
+            addr,
+        };
+        (guard, n, from_addr)
+    }
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        let mut map = self
+            .per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = map.get_mut(&self.addr) {
+            *slot = slot.saturating_sub(1);
+            if *slot == 0 {
+                map.remove(&self.addr);
+            }
+        }
     }
 }
 
@@ -245,6 +287,8 @@ async fn accept_loop(
     active: Arc<AtomicUsize>,
 ) {
     let cap = shared.config.max_connections;
+    let per_addr_cap = shared.config.max_connections_per_address;
+    let per_address = PerAddress::default();
     loop {
         let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -261,15 +305,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        let n = active.fetch_add(1, Ordering::SeqCst) + 1;
-        let guard = ConnGuard(active.clone());
-        if n > cap.saturating_mul(2) {
-            // Far over the cap: not even a handshake.
+        let (guard, n, from_addr) = ConnGuard::new(&active, &per_address, peer.ip());
+        if n > cap.saturating_mul(2) || from_addr > per_addr_cap.saturating_mul(2) {
+            // Far over a cap: not even a handshake.
             drop(tcp);
             continue;
         }
         let _ = tcp.get_ref().set_nodelay(true);
-        let over_cap = n > cap;
+        let over_cap = n > cap || from_addr > per_addr_cap;
         let shared2 = shared.clone();
         let acceptor = acceptor.clone();
         let shutdown = shutdown.clone();

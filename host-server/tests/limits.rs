@@ -464,3 +464,19 @@ fn a_silent_tcp_peer_is_dropped_at_the_handshake_timeout() {
         }
     });
 }
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let ts = TestServer::start_with(|c| c.max_connections_per_address = 2);
+    run(async {
+        let mut a = ts.connect().await;
+        let _b = ts.connect().await;
+        let mut c = ts.connect().await;
+        expect_error(&recv(&mut c).await, ErrorCode::BUSY);
+        a.send(&Message::Ping { nonce: 1 }).await.unwrap();
+        assert!(matches!(
+            recv(&mut a).await.msg(),
+            Some(Message::Pong { .. })
+        ));
+    });
+}

@@ -224,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             let mut config = ServerConfig::new(dir.clone());
             config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
             config.recipient_quota = args.messages.saturating_mul(2).max(10_000);
+            config.max_connections_per_address = 10_000;
             // Every load user registers from 127.0.0.1.
             config.registration_policy = host_server::auth::ratelimit::Policy {
                 max_per_hour: 1_000,
