@@ -52,14 +52,10 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
     alice
         .run_input(&["send", "@bob", "-"], "and this came from stdin\n")
         .ok();
-    let texts = bob.inbox_texts();
-    assert_eq!(
-        texts,
-        vec![
-            "alice: hello while you were away",
-            "alice: and this came from stdin"
-        ]
-    );
+    bob.expect_inbox(&[
+        "alice: hello while you were away",
+        "alice: and this came from stdin",
+    ]);
     // Neither keystore holds a plaintext (both are encrypted at rest).
     for u in [&alice, &bob] {
         let bytes = std::fs::read(u.keystore()).unwrap();
@@ -106,7 +102,7 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
     chat.send_line("yes, live");
     chat.expect("bob: yes, live", WAIT);
     assert_eq!(chat.finish(WAIT), 0);
-    assert_eq!(alice.inbox_texts(), vec!["bob: yes, live"]);
+    alice.expect_inbox(&["bob: yes, live"]);
 
     // Status works and says both are verified.
     let status = alice.run(&["--json", "status"]).ok().json();
@@ -121,7 +117,7 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
     let code = totp(&alice.totp_secret, 1);
     alice.run(&["login", "--code", &code]).ok();
     alice.run(&["send", "@bob", "after login"]).ok();
-    assert_eq!(bob.inbox_texts(), vec!["alice: after login"]);
+    bob.expect_inbox(&["alice: after login"]);
     let _ = PASSWORD;
 }
 
@@ -142,11 +138,11 @@ fn room_member_who_left_cannot_read_later_messages() {
     alice.run(&["rooms", "invite", "team", "@bob"]).ok();
     alice.run(&["rooms", "invite", "team", "@carol"]).ok();
     alice.run(&["send", "#team", "welcome"]).ok();
-    assert_eq!(bob.inbox_texts(), vec!["alice: welcome"]);
-    assert_eq!(carol.inbox_texts(), vec!["alice: welcome"]);
+    bob.expect_inbox(&["alice: welcome"]);
+    carol.expect_inbox(&["alice: welcome"]);
     bob.run(&["send", "#team", "hi from bob"]).ok();
-    assert_eq!(carol.inbox_texts(), vec!["bob: hi from bob"]);
-    assert_eq!(alice.inbox_texts(), vec!["bob: hi from bob"]);
+    carol.expect_inbox(&["bob: hi from bob"]);
+    alice.expect_inbox(&["bob: hi from bob"]);
 
     let members = alice
         .run(&["--json", "rooms", "members", "team"])
@@ -160,8 +156,8 @@ fn room_member_who_left_cannot_read_later_messages() {
         .run(&["send", "#team", "secret after carol left"])
         .ok();
     bob.run(&["send", "#team", "bob too"]).ok();
-    assert_eq!(bob.inbox_texts(), vec!["alice: secret after carol left"]);
-    assert_eq!(alice.inbox_texts(), vec!["bob: bob too"]);
+    bob.expect_inbox(&["alice: secret after carol left"]);
+    alice.expect_inbox(&["bob: bob too"]);
     let carol_sees = carol
         .run(&["--json", "inbox", "--all", "--wait", "3"])
         .ok()
@@ -179,12 +175,12 @@ fn room_member_who_left_cannot_read_later_messages() {
     // Invited back, she reads what comes next, never what was said while she was away.
     alice.run(&["rooms", "invite", "team", "@carol"]).ok();
     alice.run(&["send", "#team", "welcome back"]).ok();
-    assert_eq!(carol.inbox_texts(), vec!["alice: welcome back"]);
-    assert_eq!(bob.inbox_texts(), vec!["alice: welcome back"]);
+    carol.expect_inbox(&["alice: welcome back"]);
+    bob.expect_inbox(&["alice: welcome back"]);
     // Removed by the admin: the same guarantee.
     alice.run(&["rooms", "remove", "team", "@carol"]).ok();
     alice.run(&["send", "#team", "after removing carol"]).ok();
-    assert_eq!(bob.inbox_texts(), vec!["alice: after removing carol"]);
+    bob.expect_inbox(&["alice: after removing carol"]);
     let all = carol
         .run(&["--json", "inbox", "--all", "--wait", "3"])
         .ok()
@@ -266,9 +262,9 @@ fn identity_key_change_is_warned_and_blocks_sending() {
     alice.register();
     bob.register();
     alice.run(&["send", "@bob", "first"]).ok();
-    assert_eq!(bob.inbox_texts(), vec!["alice: first"]);
+    bob.expect_inbox(&["alice: first"]);
     bob.run(&["send", "@alice", "reply"]).ok();
-    assert_eq!(alice.inbox_texts(), vec!["bob: reply"]);
+    alice.expect_inbox(&["bob: reply"]);
 
     // Bob sets up a new device: new identity keys.
     let bob2 = User {
@@ -317,7 +313,7 @@ fn identity_key_change_is_warned_and_blocks_sending() {
 
     // Bob's new device can still write to Alice; she reads it.
     bob2.run(&["send", "@alice", "new laptop"]).ok();
-    assert_eq!(alice.inbox_texts(), vec!["bob: new laptop"]);
+    alice.expect_inbox(&["bob: new laptop"]);
 
     // After comparing safety numbers, Alice confirms; sending works again.
     let a = safety_number(&alice, "@bob", false);
@@ -325,7 +321,7 @@ fn identity_key_change_is_warned_and_blocks_sending() {
     assert_eq!(a, b);
     safety_number(&alice, "@bob", true);
     alice.run(&["send", "@bob", "verified, hi"]).ok();
-    assert_eq!(bob2.inbox_texts(), vec!["alice: verified, hi"]);
+    bob2.expect_inbox(&["alice: verified, hi"]);
 }
 
 #[test]
@@ -354,7 +350,7 @@ fn interactive_chat_through_a_pseudo_terminal() {
 
     chat.send_line("hello over a pty").unwrap();
     chat.expect("sent to server").unwrap();
-    assert_eq!(bob.inbox_texts(), vec!["alice: hello over a pty"]);
+    bob.expect_inbox(&["alice: hello over a pty"]);
 
     // A message arrives while a line is half typed: it is shown, and the line survives.
     chat.send("half-typ").unwrap();
@@ -363,7 +359,7 @@ fn interactive_chat_through_a_pseudo_terminal() {
     chat.expect("bob: incoming while typing").unwrap();
     chat.send_line("ed line").unwrap();
     chat.expect("alice: half-typed line").unwrap();
-    assert_eq!(bob.inbox_texts(), vec!["alice: half-typed line"]);
+    bob.expect_inbox(&["alice: half-typed line"]);
 
     chat.send_line("/verify").unwrap();
     chat.expect("Safety number with bob").unwrap();

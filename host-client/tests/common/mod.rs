@@ -369,6 +369,18 @@ impl User {
             .collect()
     }
 
+    /// Fetches the inbox until exactly `expected` arrived (a few tries, for slow machines).
+    pub fn expect_inbox(&self, expected: &[&str]) {
+        let mut got: Vec<String> = Vec::new();
+        for _ in 0..4 {
+            got.extend(self.inbox_texts());
+            if got.len() >= expected.len() {
+                break;
+            }
+        }
+        assert_eq!(got, expected, "{}'s inbox", self.name);
+    }
+
     pub fn keystore(&self) -> PathBuf {
         self.home().join("keystore")
     }
