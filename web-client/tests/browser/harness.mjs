@@ -18,24 +18,36 @@ export async function startServer() {
   const bin = process.env.SEALROOM_SERVER_BIN ?? join(repo, 'target/debug/sealroom-server');
   const dir = mkdtempSync(join(tmpdir(), 'sealroom-web-'));
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), '--web-root', join(repo, 'web-client/dist')], {
-    env: { ...process.env, SEALROOM_PBKDF2_ROUNDS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const args = ['--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), '--web-root', join(repo, 'web-client/dist')];
+  const env = { ...process.env, SEALROOM_PBKDF2_ROUNDS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' };
+  let child;
   let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`server did not start: ${out}${err}`)), 20000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('certificate SHA-256 fingerprint')) {
-        clearTimeout(timer);
-        ok(undefined);
-      }
+  const spawnServer = async () => {
+    child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    out = '';
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    await new Promise((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error(`server did not start: ${out}${err}`)), 20000);
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('certificate SHA-256 fingerprint')) {
+          clearTimeout(timer);
+          ok(undefined);
+        }
+      });
+      child.on('exit', (code) => fail(new Error(`server exited ${code}: ${err}`)));
     });
-    child.on('exit', (code) => fail(new Error(`server exited ${code}: ${err}`)));
-  });
+  };
+  const kill = async () => {
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((ok) => child.once('exit', ok));
+    try {
+      process.kill(/** @type {number} */ (child.pid), 'SIGTERM');
+    } catch {}
+    await exited;
+  };
+  await spawnServer();
   const fingerprint = /fingerprint \(self-signed\): ([0-9A-F:]+)/.exec(out)?.[1];
   return {
     url: `https://localhost:${port}/`,
@@ -43,10 +55,12 @@ export async function startServer() {
     port,
     dir,
     fingerprint,
-    stop() {
-      try {
-        process.kill(/** @type {number} */ (child.pid), 'SIGTERM');
-      } catch {}
+    /** Stops the server (SIGTERM, by pid), keeping its data. */
+    pause: kill,
+    /** Starts it again on the same port and data. */
+    resume: spawnServer,
+    async stop() {
+      await kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -30,7 +30,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  server?.stop();
+  await server?.stop();
 });
 
 /** A new browser context (its own IndexedDB) with a page that records any dialog. */
@@ -301,6 +301,21 @@ test('after a reload each user unlocks their keys with the password and still se
   }
   await send(users.alice.page, 'Still here after the reload.');
   await expectMessage(users.bob.page, '#team', 'Still here after the reload.');
+});
+
+test('the server restarts: the pages show they are offline, reconnect by themselves, and chat goes on', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  await openConv(a, '@bob');
+  await server.pause();
+  await a.locator('#status.offline').waitFor();
+  assert.match(await a.locator('#status').textContent(), /Offline/);
+  await screenshot(a, '16-offline');
+  await server.resume();
+  await a.locator('#status.online').waitFor({ timeout: 20000 });
+  await b.locator('#status.online').waitFor({ timeout: 20000 });
+  await send(a, 'After the restart.');
+  await expectMessage(b, '@alice', 'After the restart.');
 });
 
 test('a second tab cannot open the same account at the same time', async () => {
