@@ -196,6 +196,35 @@ test('alice and bob message each other both ways; delivery receipts show', async
   await screenshot(a, '07-chat-direct');
 });
 
+test('the keystore in IndexedDB holds only ciphertext; nothing in localStorage', async () => {
+  const a = users.alice.page;
+  const rec = await a.evaluate(() => new Promise((ok, fail) => {
+    const req = indexedDB.open('sealroom');
+    req.onerror = () => fail(req.error);
+    req.onsuccess = () => {
+      const get = req.result.transaction('keystores').objectStore('keystores').get('alice');
+      get.onsuccess = () => {
+        const r = get.result;
+        const bytes = new Uint8Array(r.ciphertext);
+        ok({
+          keys: Object.keys(r).sort(),
+          rounds: r.rounds,
+          saltLen: new Uint8Array(r.salt).length,
+          length: bytes.length,
+          latin1: Array.from(bytes, (b) => String.fromCharCode(b)).join(''),
+          localStorage: localStorage.length,
+        });
+      };
+    };
+  }));
+  assert.deepEqual(rec.keys, ['ciphertext', 'nonce', 'rounds', 'salt', 'username', 'v']);
+  assert.equal(rec.rounds, 600000);
+  assert.equal(rec.saltLen, 16);
+  assert.ok(rec.length > 1000);
+  for (const plain of ['Hi Bob', 'Hello Alice', 'identity', 'contacts', 'session']) assert.ok(!rec.latin1.includes(plain), `no "${plain}" in the record`);
+  assert.equal(rec.localStorage, 0);
+});
+
 test('markup in messages is shown as text and runs nothing', async () => {
   const a = users.alice.page;
   const b = users.bob.page;
