@@ -7,13 +7,13 @@
 //! removed) never gets a key for anything sent after. Members converge on the highest epoch:
 //! a key for a later epoch than ours moves us there (and we send our new key around).
 //!
-//! The room id in the crypto is the first 16 bytes of SHA-256("Sealroom room id v1" || name).
+//! The room id in the crypto is `proto_core::room_id_for_name` (the first 16 bytes of
+//! SHA-256("Sealroom Room ID v1" || name)), shared with the web client.
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{
     Content, ErrorCode, Message, ROOM_OVERHEAD, Room, RoomChange, SenderKeyDistribution,
 };
-use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Notice, refusal};
@@ -21,15 +21,10 @@ use crate::exit::{Exit, fail};
 use crate::link;
 use crate::profile::{Entry, RoomEntry, key32, now, room_from_hex, room_to_hex};
 
-/// The 16-byte room id the sender-key layer binds, from the room's name.
+/// The 16-byte room id the sender-key layer binds, from the room's name (PROTOCOL.md §4.4;
+/// the web client derives the same).
 pub(crate) fn room_id(name: &str) -> [u8; 16] {
-    let mut h = sha2::Sha256::new();
-    h.update(b"Sealroom room id v1");
-    h.update(name.as_bytes());
-    let d = h.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
-    id
+    proto_core::room_id_for_name(name)
 }
 
 /// `#name` or `name` → `name`.
