@@ -222,9 +222,9 @@ impl Client {
         keystore: Keystore,
         profile: Profile,
     ) -> anyhow::Result<Self> {
-        let Some(token) = profile.token() else {
+        if profile.token().is_none() {
             return fail(Exit::Auth, "not logged in; run `sealroom login`");
-        };
+        }
         let link = connect(&home, global, &profile.server).await?;
         let mut client = Self {
             profile,
@@ -235,8 +235,17 @@ impl Client {
             resets: Vec::new(),
             rooms_to_sync: Vec::new(),
         };
-        let username = client.profile.username.clone();
-        let reply = client
+        client.resume_session().await?;
+        Ok(client)
+    }
+
+    /// Sends `Resume` with the saved token on the current link.
+    async fn resume_session(&mut self) -> anyhow::Result<()> {
+        let Some(token) = self.profile.token() else {
+            return fail(Exit::Auth, "not logged in; run `sealroom login`");
+        };
+        let username = self.profile.username.clone();
+        let reply = self
             .link
             .request(&Message::Resume {
                 username: &username,
@@ -245,13 +254,13 @@ impl Client {
             .await?;
         match link::decode(&reply)? {
             Message::Session { expires_at, .. } => {
-                client.profile.token_expires = expires_at;
-                if crate::profile::now().saturating_sub(client.profile.signed_prekey_at)
+                self.profile.token_expires = expires_at;
+                if crate::profile::now().saturating_sub(self.profile.signed_prekey_at)
                     > SIGNED_PREKEY_LIFETIME
                 {
-                    client.publish_new_signed_prekey().await?;
+                    self.publish_new_signed_prekey().await?;
                 }
-                Ok(client)
+                Ok(())
             }
             Message::Error {
                 code: ErrorCode::SESSION_EXPIRED,
@@ -266,6 +275,12 @@ impl Client {
                 format!("unexpected reply to Resume: {}", other.name()),
             ),
         }
+    }
+
+    /// Connects again (same pin or CA) and resumes the session, after the link was lost.
+    pub(crate) async fn reconnect(&mut self, global: &Global) -> anyhow::Result<()> {
+        self.link = connect(&self.home, global, &self.profile.server).await?;
+        self.resume_session().await
     }
 
     /// A client over parts already made (register and login).

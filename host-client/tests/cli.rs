@@ -375,3 +375,26 @@ fn interactive_chat_through_a_pseudo_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn chat_reconnects_after_the_server_restarts() {
+    let mut server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let mut c = alice.command();
+    c.args(["chat", "@bob"]);
+    let mut chat = Live::spawn(c);
+    chat.expect("Chat with @bob", WAIT);
+    server.restart();
+    chat.expect("connection lost", WAIT);
+    chat.expect("reconnected", WAIT);
+    bob.run(&["send", "@alice", "still there after the restart?"])
+        .ok();
+    chat.expect("bob: still there after the restart?", WAIT);
+    chat.send_line("yes");
+    chat.expect("alice: yes", WAIT);
+    assert_eq!(chat.finish(WAIT), 0);
+    bob.expect_inbox(&["alice: yes"]);
+}

@@ -6,7 +6,9 @@
 
 use crate::cli::{Global, Target, user_name};
 use crate::client::{Client, Notice, render_entry};
-use crate::exit::code_of;
+use core::time::Duration;
+
+use crate::exit::{Exit, code_of};
 use crate::terminal::{self, Style, paint};
 
 /// Where chat output goes: above the prompt on a terminal, plain stdout otherwise.
@@ -147,13 +149,31 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
         show(&mut out, &conversation, &n);
     }
     mark_read(&mut client, &conversation);
+    let mut connected = true;
     loop {
+        if !connected {
+            if !reconnect(&mut client, g, &lines, &mut out).await? {
+                break;
+            }
+            connected = true;
+            for n in client.drain_queued().await? {
+                show(&mut out, &conversation, &n);
+            }
+            continue;
+        }
         let next = smol::future::or(
             async { Either::Line(lines.recv().await.ok().flatten()) },
             async { Either::Frame(client.link.next_event().await) },
         )
         .await;
         match next {
+            Either::Frame(Err(e)) if code_of(&e) == Exit::Network as i32 => {
+                out.line(&paint(
+                    Style::Yellow,
+                    &format!("connection lost ({e}); reconnecting…"),
+                ));
+                connected = false;
+            }
             Either::Frame(frame) => {
                 let frame = frame?;
                 for n in client.handle_event(&frame).await? {
@@ -170,11 +190,16 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
                 if line == "/quit" || line == "/exit" {
                     break;
                 }
-                if let Err(e) = command_or_send(&mut client, &target, &line, &mut out, g).await {
-                    // A refused send is shown; the chat goes on (a lost connection ends it).
-                    if code_of(&e) == crate::exit::Exit::Network as i32 {
-                        return Err(e);
+                if let Err(e) = command_or_send(&mut client, &target, &line, &mut out).await {
+                    if code_of(&e) == Exit::Network as i32 {
+                        out.line(&paint(
+                            Style::Yellow,
+                            &format!("not sent: connection lost ({e}); reconnecting…"),
+                        ));
+                        connected = false;
+                        continue;
                     }
+                    // A refused send is shown; the chat goes on.
                     out.line(&paint(Style::Red, &format!("not sent: {e}")));
                 }
                 let queued = client.drain_queued().await?;
@@ -188,6 +213,42 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
     client.save()?;
     client.close().await;
     Ok(())
+}
+
+/// Reconnects with growing pauses until it works; `/quit` meanwhile ends the chat
+/// (`Ok(false)`). A changed certificate or an expired session ends it with that error.
+async fn reconnect(
+    client: &mut Client,
+    g: &Global,
+    lines: &smol::channel::Receiver<Option<String>>,
+    out: &mut Out,
+) -> anyhow::Result<bool> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match client.reconnect(g).await {
+            Ok(()) => {
+                out.line(&paint(Style::Green, "reconnected"));
+                return Ok(true);
+            }
+            Err(e) if code_of(&e) == Exit::Network as i32 => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = std::time::Instant::now() + pause;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let line = smol::future::or(async { Some(lines.recv().await.ok().flatten()) }, async {
+                smol::Timer::after(left).await;
+                None
+            })
+            .await;
+            match line {
+                None => break,
+                Some(None) => return Ok(false),
+                Some(Some(l)) if l.trim() == "/quit" || l.trim() == "/exit" => return Ok(false),
+                Some(Some(l)) => out.line(&paint(Style::Red, &format!("offline, not sent: {l}"))),
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(15));
+    }
 }
 
 enum Either {
@@ -223,7 +284,6 @@ async fn command_or_send(
     target: &Target,
     line: &str,
     out: &mut Out,
-    g: &Global,
 ) -> anyhow::Result<()> {
     let (cmd, arg) = line
         .split_once(' ')
@@ -280,7 +340,6 @@ async fn command_or_send(
                     e
                 }
             };
-            let _ = g;
             out.line(&render_entry(&entry));
         }
     }

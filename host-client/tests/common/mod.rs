@@ -75,14 +75,15 @@ impl TestServer {
         self.server.as_ref().unwrap().identity.fingerprint.clone()
     }
 
-    /// Stops the server and starts it again on the same port and data, but with a new
-    /// certificate (as if someone else answered on that address).
-    pub fn restart_with_new_certificate(&mut self) {
+    /// Stops the server and starts it again on the same port, data and certificate.
+    pub fn restart(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
-        std::fs::remove_file(self.dir.path().join("cert.pem")).unwrap();
-        std::fs::remove_file(self.dir.path().join("key.pem")).unwrap();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match Server::start(self.config.clone(), Clock::System) {
@@ -97,6 +98,17 @@ impl TestServer {
                 Err(e) => panic!("cannot restart the server: {e}"),
             }
         }
+    }
+
+    /// Stops the server and starts it again on the same port and data, but with a new
+    /// certificate (as if someone else answered on that address).
+    pub fn restart_with_new_certificate(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        std::fs::remove_file(self.dir.path().join("cert.pem")).unwrap();
+        std::fs::remove_file(self.dir.path().join("key.pem")).unwrap();
+        self.start_again();
     }
 }
 
