@@ -117,6 +117,15 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
     let code = totp(&alice.totp_secret, 1);
     alice.run(&["login", "--code", &code]).ok();
     alice.run(&["send", "@bob", "after login"]).ok();
+    // A wrong code is refused (exit 4); a recovery code works once.
+    alice.run(&["logout"]).ok();
+    let r = alice.run(&["login", "--code", "000000"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let recovery = reg["recovery_codes"][0].as_str().unwrap();
+    alice.run(&["login", "--recovery-code", recovery]).ok();
+    alice.run(&["logout"]).ok();
+    let r = alice.run(&["login", "--recovery-code", recovery]);
+    assert_eq!(r.code, 4, "a recovery code works once: {}", r.stderr);
     bob.expect_inbox(&["alice: after login"]);
     let _ = PASSWORD;
 }
