@@ -192,7 +192,8 @@ pub(crate) fn unlock(home: &Home) -> anyhow::Result<(File, Keystore, Profile)> {
         return fail(
             Exit::Keystore,
             format!(
-                "no keystore in {}; run `sealroom register` first (or pass --home DIR)",
+                "no keystore in {}; run `sealroom register` first, or `sealroom login --new-device \
+                 --username NAME` for an existing account (or pass --home DIR)",
                 home.dir.display()
             ),
         );
