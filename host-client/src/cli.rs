@@ -38,7 +38,11 @@ pub(crate) struct Global {
     /// Trust the server's certificate through this CA (PEM) instead of pinning it on first use.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
-    /// Machine-readable output (register, inbox, status).
+    /// On first contact, accept only a server certificate with this SHA-256 fingerprint
+    /// (`AA:BB:…`, as the server prints it) instead of trusting whatever answers.
+    #[arg(long, global = true, value_name = "SHA256")]
+    pub(crate) fingerprint: Option<String>,
+    /// Machine-readable output (register, inbox, status, send, verify, rooms list/members).
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }

@@ -96,27 +96,47 @@ impl Home {
 }
 
 /// How the server is trusted for `server`, and whether this is the first use.
-pub(crate) fn trust_for(home: &Home, global: &Global, server: &str) -> anyhow::Result<Trust> {
+pub(crate) fn trust_for(
+    home: &Home,
+    global: &Global,
+    server: &str,
+) -> anyhow::Result<(Trust, bool)> {
     if let Some(ca) = &global.ca {
-        return Ok(Trust::Ca(ca.clone()));
+        return Ok((Trust::Ca(ca.clone()), false));
     }
     let known = KnownServers::load(&home.known_servers())?;
-    Ok(Trust::Pin(known.get(server).map(str::to_owned)))
+    match (known.get(server), &global.fingerprint) {
+        (Some(pin), Some(given)) if !pin.eq_ignore_ascii_case(given) => fail(
+            Exit::CertificateChanged,
+            format!(
+                "--fingerprint {given} differs from the pin kept for {server} ({pin}) in {}",
+                known.path().display()
+            ),
+        ),
+        (Some(pin), _) => Ok((Trust::Pin(Some(pin.to_owned())), false)),
+        (None, Some(given)) => Ok((Trust::Pin(Some(given.clone())), true)),
+        (None, None) => Ok((Trust::Pin(None), true)),
+    }
 }
 
 /// Connects to `server`, pinning its certificate on first use.
 pub(crate) async fn connect(home: &Home, global: &Global, server: &str) -> anyhow::Result<Link> {
-    let trust = trust_for(home, global, server)?;
+    let (trust, first_use) = trust_for(home, global, server)?;
     let link = {
         let _p = Progress::start(&format!("connecting to {server}"));
         Link::connect(server, &trust).await?
     };
-    if let Trust::Pin(None) = trust {
+    if first_use {
         let mut known = KnownServers::load(&home.known_servers())?;
         known.pin(server, &link.fingerprint)?;
+        let checked = if global.fingerprint.is_some() {
+            "It matches --fingerprint."
+        } else {
+            "Compare it with the fingerprint the server printed at start."
+        };
         terminal::note(&format!(
             "First connection to {server}: pinned its certificate\n  SHA-256 {}\n\
-             Compare it with the fingerprint the server printed at start. It is kept in {}.",
+             {checked} It is kept in {}.",
             link.fingerprint,
             known.path().display()
         ));

@@ -258,6 +258,23 @@ fn changed_server_certificate_is_refused() {
         pins.contains(&old) && !pins.contains(&server.fingerprint()),
         "{pins}"
     );
+    // A first contact given the wrong --fingerprint refuses to go on (and pins nothing).
+    let carol = User::new("carol", &server);
+    let r = carol.run(&[
+        "--fingerprint",
+        &old,
+        "register",
+        "--server",
+        &server.addr(),
+        "--name",
+        "Carol",
+        "--email",
+        "carol@example.org",
+        "--username",
+        "carol",
+    ]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(!carol.home().join("known_servers").exists());
     // With --ca the operator's certificate is checked instead of the pin.
     let cert = server.dir.path().join("cert.pem");
     alice.run(&["--ca", cert.to_str().unwrap(), "status"]).ok();

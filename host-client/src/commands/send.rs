@@ -30,7 +30,9 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
             e
         }
     };
-    println!("{}", crate::client::render_entry(&entry));
+    if !g.json {
+        println!("{}", crate::client::render_entry(&entry));
+    }
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut delivered = false;
     while !delivered && Instant::now() < deadline {
@@ -43,7 +45,9 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
                 && e.server_id == entry.server_id
             {
                 delivered = true;
-                println!("{}", n.render());
+                if !g.json {
+                    println!("{}", n.render());
+                }
             } else {
                 notices.push(n);
             }
@@ -54,6 +58,15 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
         if let Notice::Warning(w) = n {
             terminal::warn(&w);
         }
+    }
+    if g.json {
+        let mut v = crate::client::entry_json(&entry);
+        v["state"] = if delivered {
+            "delivered".into()
+        } else {
+            "sent".into()
+        };
+        println!("{v}");
     }
     let unread = client.profile.unread_count();
     if unread > 0 && !g.json {
