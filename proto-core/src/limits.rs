@@ -34,9 +34,9 @@ pub const MAX_ROOMS_LISTED: usize = 1024;
 
 /// Skipped message keys a ratchet session keeps (the default `Session` const generic).
 pub use crate::ratchet::DEFAULT_MAX_SKIP;
-/// Other members a room tracks (the default `Room` const generic).
-pub use crate::room::DEFAULT_ROOM_MEMBERS;
 /// Bytes a ratchet message adds to its plaintext (40-byte header + 16-byte tag).
 pub use crate::ratchet::RATCHET_OVERHEAD;
+/// Other members a room tracks (the default `Room` const generic).
+pub use crate::room::DEFAULT_ROOM_MEMBERS;
 /// Bytes a room message adds to its plaintext (57-byte header + tag + 64-byte signature).
 pub use crate::room::ROOM_OVERHEAD;
