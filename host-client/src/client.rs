@@ -346,14 +346,21 @@ impl Client {
                 if self.profile.seen_server_ids.contains(&server_id) {
                     // Stored before; the acknowledgement was lost. Acknowledge again.
                 } else {
-                    let shown = match &room {
-                        None => {
-                            self.receive_direct(&from, &body, sent_at, server_id)
-                                .await?
-                        }
-                        Some(r) => {
-                            self.receive_room(r, &from, &body, sent_at, server_id)
-                                .await?
+                    // If handling fails half way (the link drops while a room key is being
+                    // processed), forget every change: the message is not acknowledged, so
+                    // it comes again and is decrypted again from the saved state.
+                    let before = self.profile.clone();
+                    let result = match &room {
+                        None => self.receive_direct(&from, &body, sent_at, server_id).await,
+                        Some(r) => self.receive_room(r, &from, &body, sent_at, server_id).await,
+                    };
+                    let shown = match result {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.profile = before;
+                            self.resets.clear();
+                            self.rooms_to_sync.clear();
+                            return Err(e);
                         }
                     };
                     self.profile.note_server_id(server_id);
