@@ -159,13 +159,21 @@ fn room_member_who_left_cannot_read_later_messages() {
         .json();
     assert_eq!(members["members"].as_array().unwrap().len(), 3);
 
-    // Carol leaves; the others move to a new sender-key epoch without her.
+    // Carol leaves while Bob is in the room's live chat: he sees it and moves to a new
+    // sender-key epoch; Alice (offline) notices when she next sends.
+    let mut c = bob.command();
+    c.args(["chat", "#team"]);
+    let mut chat = Live::spawn(c);
+    chat.expect("Chat with #team", WAIT);
     carol.run(&["rooms", "leave", "team"]).ok();
+    chat.expect("carol left #team", WAIT);
     alice
         .run(&["send", "#team", "secret after carol left"])
         .ok();
-    bob.run(&["send", "#team", "bob too"]).ok();
-    bob.expect_inbox(&["alice: secret after carol left"]);
+    chat.expect("alice: secret after carol left", WAIT);
+    chat.send_line("bob too");
+    chat.expect("bob: bob too", WAIT);
+    assert_eq!(chat.finish(WAIT), 0);
     alice.expect_inbox(&["bob: bob too"]);
     let carol_sees = carol
         .run(&["--json", "inbox", "--all", "--wait", "3"])
