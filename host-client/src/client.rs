@@ -194,6 +194,8 @@ pub(crate) struct Client {
     pub(crate) resets: Vec<String>,
     /// Rooms whose sender key should be redistributed once the current event is handled.
     pub(crate) rooms_to_sync: Vec<String>,
+    /// Members already asked (this run) to resend their room keys.
+    pub(crate) room_resets_asked: Vec<String>,
 }
 
 impl core::fmt::Debug for Client {
@@ -255,6 +257,7 @@ impl Client {
             _lock: lock,
             resets: Vec::new(),
             rooms_to_sync: Vec::new(),
+            room_resets_asked: Vec::new(),
         };
         client.resume_session().await?;
         Ok(client)
@@ -320,6 +323,7 @@ impl Client {
             _lock: lock,
             resets: Vec::new(),
             rooms_to_sync: Vec::new(),
+            room_resets_asked: Vec::new(),
         }
     }
 

@@ -340,6 +340,22 @@ impl Client {
                 if !fresh_session && let Some(c) = self.profile.contacts.get_mut(from) {
                     c.session = None;
                 }
+                // They may have failed on a room message: hand them our room keys again.
+                let shared: Vec<String> = self
+                    .profile
+                    .rooms
+                    .iter()
+                    .filter(|(_, e)| e.members.iter().any(|m| m == from))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for room in shared {
+                    if let Some(e) = self.profile.rooms.get_mut(&room) {
+                        e.key_sent.remove(from);
+                    }
+                    if !self.rooms_to_sync.contains(&room) {
+                        self.rooms_to_sync.push(room);
+                    }
+                }
                 notices.push(Notice::Warning(format!(
                     "{from} could not decrypt a message from you; the session was reset. \
                      Resend your last message if {from} did not get it."

@@ -307,13 +307,28 @@ impl Client {
         let got = match result {
             Ok(p) => p,
             Err(proto_core::RoomDecryptError::Replay) => return Ok(notices),
-            Err(e) => {
-                let e = unreadable(format!("{e} (ask {from} to send again)"));
-                self.profile.push_history(e.clone());
-                notices.push(Notice::Message(e));
-                // Make sure the sender has our key and we are in step with the membership.
+            Err(err) => {
+                let entry = unreadable(format!("{err} (ask {from} to send again)"));
+                self.profile.push_history(entry.clone());
+                notices.push(Notice::Message(entry));
+                // Make sure the sender has our key and we are in step with the membership,
+                // and (once per run) ask the sender for theirs: a SessionReset makes them
+                // send their room keys again.
                 if !self.rooms_to_sync.iter().any(|r| r == name) {
                     self.rooms_to_sync.push(name.to_owned());
+                }
+                if !matches!(err, proto_core::RoomDecryptError::Replay)
+                    && !self.room_resets_asked.iter().any(|u| u == from)
+                    && !self
+                        .profile
+                        .contacts
+                        .get(from)
+                        .is_some_and(|c| c.key_changed)
+                {
+                    self.room_resets_asked.push(from.to_owned());
+                    if !self.resets.iter().any(|u| u == from) {
+                        self.resets.push(from.to_owned());
+                    }
                 }
                 return Ok(notices);
             }
