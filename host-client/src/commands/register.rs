@@ -1,6 +1,6 @@
 //! `sealroom register`: keys made here, the account created on the server, TOTP enrolled.
 
-use proto_core::{DeviceKeys, Key32, List, Message, Sig64, SignedPrekey};
+use proto_core::{DeviceKeys, ErrorCode, Key32, List, Message, Sig64, SignedPrekey};
 
 use crate::cli::{Global, Register};
 use crate::client::{Client, Home, connect, refusal};
@@ -69,31 +69,51 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         .collect();
 
     let mut link = connect(&home, g, &args.server).await?;
-    let register = Message::Register {
-        name: &name,
-        email: &email,
-        username: &username,
-        password: &password,
-        device: DeviceKeys {
-            identity_sig: Key32(identity.signing),
-            identity_dh: Key32(identity.dh),
-            signed_prekey: SignedPrekey {
-                id: spk.id,
-                key: Key32(spk.public),
-                signature: Sig64(spk.signature),
+    let (mut username, mut password) = (username, password);
+    let uri = loop {
+        let register = Message::Register {
+            name: &name,
+            email: &email,
+            username: &username,
+            password: &password,
+            device: DeviceKeys {
+                identity_sig: Key32(identity.signing),
+                identity_dh: Key32(identity.dh),
+                signed_prekey: SignedPrekey {
+                    id: spk.id,
+                    key: Key32(spk.public),
+                    signature: Sig64(spk.signature),
+                },
+                one_time_prekeys: List::from_items(&opks),
             },
-            one_time_prekeys: List::from_items(&opks),
-        },
+        };
+        let reply = {
+            let _p = Progress::start("creating the account");
+            link.request(&register).await?
+        };
+        match link::decode(&reply)? {
+            Message::TotpEnrollment { uri } => break uri.to_owned(),
+            // On a terminal, a taken name or a weak password is asked again.
+            Message::Error {
+                code: ErrorCode::USERNAME_TAKEN,
+                text,
+            } if tty => {
+                terminal::warn(text);
+                username = crate::cli::user_name(&terminal::ask("Another username")?);
+            }
+            Message::Error {
+                code: ErrorCode::WEAK_PASSWORD,
+                text,
+            } if tty && std::env::var(ENV_PASSWORD).is_err() => {
+                terminal::warn(text);
+                password = terminal::new_secret(ENV_PASSWORD, "A stronger account password")?;
+            }
+            Message::Error { code, text } => return Err(refusal(code, text)),
+            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        }
     };
-    let reply = {
-        let _p = Progress::start("creating the account");
-        link.request(&register).await?
-    };
-    let uri = match link::decode(&reply)? {
-        Message::TotpEnrollment { uri } => uri.to_owned(),
-        Message::Error { code, text } => return Err(refusal(code, text)),
-        other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-    };
+    let mut profile = profile;
+    profile.username.clone_from(&username);
     let secret = uri
         .split(['?', '&'])
         .find_map(|p| p.strip_prefix("secret="))
@@ -141,7 +161,6 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         return fail(Exit::Auth, "enrollment was not finished");
     };
     let reply = link.reply().await?;
-    let mut profile = profile;
     match link::decode(&reply)? {
         Message::Session { token, expires_at } => {
             profile.token = Some(hex::encode(token.0));
