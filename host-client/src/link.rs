@@ -12,16 +12,13 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use cert_pin::PinVerifier;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use proto_core::limits::{LENGTH_PREFIX_LEN, MAX_FRAME, MAX_FRAME_WIRE};
 use proto_core::{Message, decode_frame, encode_frame};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::Digest;
+use rustls::pki_types::{CertificateDer, ServerName};
 use smol::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -43,74 +40,7 @@ pub(crate) enum Trust {
     Ca(PathBuf),
 }
 
-/// SHA-256 of a DER certificate as `AA:BB:…` (the form the server prints).
-pub(crate) fn fingerprint(der: &[u8]) -> String {
-    let digest = sha2::Sha256::digest(der);
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Accepts the pinned certificate (or, on first use, any) and records what it saw.
-#[derive(Debug)]
-struct PinVerifier {
-    expected: Option<String>,
-    seen: Arc<Mutex<Option<String>>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let fp = fingerprint(end_entity);
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(fp.clone());
-        }
-        match &self.expected {
-            Some(want) if !want.eq_ignore_ascii_case(&fp) => Err(rustls::Error::General(
-                "server certificate does not match the pinned fingerprint".into(),
-            )),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+pub(crate) use cert_pin::fingerprint;
 
 /// A live connection.
 pub(crate) struct Link {
@@ -156,18 +86,18 @@ impl Link {
     /// Connects to `server` (`host:port`) and completes the TLS handshake.
     pub(crate) async fn connect(server: &str, trust: &Trust) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let seen = Arc::new(Mutex::new(None));
+        let mut seen = Arc::new(Mutex::new(None));
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
         let mut config = match trust {
-            Trust::Pin(expected) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinVerifier {
-                    expected: expected.clone(),
-                    seen: seen.clone(),
-                    provider,
-                }))
-                .with_no_client_auth(),
+            Trust::Pin(expected) => {
+                let verifier = PinVerifier::new(expected.clone(), provider);
+                seen = verifier.seen();
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth()
+            }
             Trust::Ca(path) => {
                 let mut roots = rustls::RootCertStore::empty();
                 let certs = CertificateDer::pem_file_iter(path)

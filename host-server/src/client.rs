@@ -6,73 +6,16 @@ use core::time::Duration;
 use std::io;
 use std::sync::Arc;
 
+use cert_pin::PinVerifier;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use proto_core::limits::{LENGTH_PREFIX_LEN, MAX_FRAME};
 use proto_core::{Message, decode_frame};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use smol::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::tls::{ALPN_SEALROOM, fingerprint};
-
-/// Accepts exactly the certificate whose SHA-256 fingerprint was pinned.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity).eq_ignore_ascii_case(&self.fingerprint) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate fingerprint does not match the pin".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+use crate::tls::ALPN_SEALROOM;
 
 /// A client TLS configuration pinning `fingerprint`, offering `alpn`, for these versions.
 pub fn client_config(
@@ -84,10 +27,10 @@ pub fn client_config(
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            fingerprint: fingerprint.to_owned(),
+        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(
+            Some(fingerprint.to_owned()),
             provider,
-        }))
+        )))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     Ok(Arc::new(config))

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
 /// ALPN id of the native frame transport.
 pub const ALPN_SEALROOM: &[u8] = b"sealroom/1";
@@ -58,12 +57,8 @@ pub struct Identity {
     key: Arc<PrivateKeyDer<'static>>,
 }
 
-/// SHA-256 fingerprint of a DER certificate, `AA:BB:…`.
-pub fn fingerprint(der: &[u8]) -> String {
-    let digest = Sha256::digest(der);
-    let parts: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
-    parts.join(":")
-}
+/// SHA-256 fingerprint of a DER certificate, `AA:BB:…` (what clients pin).
+pub use cert_pin::fingerprint;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io {
