@@ -277,6 +277,17 @@ impl Connection {
             InputError::Invalid(t) => Refusal::new(ErrorCode::INVALID_INPUT, t),
             InputError::WeakPassword(t) => Refusal::new(ErrorCode::WEAK_PASSWORD, t),
         };
+        // The rate limit first: a refused registration costs no password estimate or hash.
+        let now = self.shared.clock.now();
+        if let Err(limited) = self.shared.auth.check_registration(self.peer, now) {
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many registrations from this address; try again in {} seconds",
+                    limited.0.0
+                ),
+            ));
+        }
         auth::validate_name(name).map_err(input)?;
         auth::validate_email(email).map_err(input)?;
         let username = auth::normalize_username(username).map_err(input)?;
@@ -289,16 +300,6 @@ impl Connection {
             return Err(Refusal::new(
                 ErrorCode::TOO_LARGE,
                 "too many one-time prekeys",
-            ));
-        }
-        let now = self.shared.clock.now();
-        if let Err(limited) = self.shared.auth.check_registration(self.peer, now) {
-            return Err(Refusal::new(
-                ErrorCode::RATE_LIMITED,
-                format!(
-                    "too many registrations from this address; try again in {} seconds",
-                    limited.0.0
-                ),
             ));
         }
         // Cheap check first, so a taken name costs no hashing.

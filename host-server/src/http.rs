@@ -26,6 +26,7 @@ use smol::stream::StreamExt;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::Shared;
+use crate::auth::address_key;
 use crate::connection::{Connection, Flow};
 use crate::outbox::Outbox;
 use crate::server::Shutdown;
@@ -287,7 +288,7 @@ async fn serve_ws<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (out, rx) = Outbox::new(shared.config.outbound_queue);
-    let mut conn = Connection::new(shared.clone(), peer.ip(), out.clone());
+    let mut conn = Connection::new(shared.clone(), address_key(peer.ip()), out.clone());
     let idle = shared.config.idle_timeout;
     let write_timeout = shared.config.write_timeout;
     let mut pinged = false;

@@ -80,8 +80,23 @@ impl Outbox {
     }
 
     /// Queues a frame, waiting for room (used by delivery, whose messages stay in the store).
+    ///
+    /// Delivery never fills the last quarter of the queue: that headroom is kept for replies
+    /// and live pushes ([`push`](Self::push)), so a busy peer working through a backlog is not
+    /// mistaken for one that stopped reading. A peer that truly stops reading still fills the
+    /// headroom with its own requests' replies and is disconnected.
     pub async fn send_frame(&self, frame: Vec<u8>) -> bool {
-        smol::future::or(async { self.frames.send(frame).await.is_ok() }, async {
+        let capacity = self.frames.capacity().unwrap_or(usize::MAX);
+        let limit = capacity - capacity / 4;
+        let wait_for_room = async {
+            // async-channel offers no "below a threshold" wake-up; poll briefly while the
+            // queue sits above the delivery limit (only ever the case for a slow reader).
+            while self.frames.len() >= limit && !self.frames.is_closed() {
+                smol::Timer::after(core::time::Duration::from_millis(2)).await;
+            }
+            self.frames.send(frame).await.is_ok()
+        };
+        smol::future::or(wait_for_room, async {
             self.killed().await;
             false
         })

@@ -21,6 +21,7 @@ use smol::Async;
 use smol::io::AsyncWriteExt;
 
 use crate::Shared;
+use crate::auth::address_key;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::store::{Db, SqliteStore, StoreError};
@@ -305,7 +306,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (guard, n, from_addr) = ConnGuard::new(&active, &per_address, peer.ip());
+        let (guard, n, from_addr) = ConnGuard::new(&active, &per_address, address_key(peer.ip()));
         if n > cap.saturating_mul(2) || from_addr > per_addr_cap.saturating_mul(2) {
             // Far over a cap: not even a handshake.
             drop(tcp);

@@ -115,8 +115,13 @@ pub fn load_or_create(
             }
         }
         let made = rcgen::generate_simple_self_signed(names)?;
-        write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
-        fs::write(&cert_path, made.cert.pem()).map_err(io_err(&cert_path))?;
+        // Key first, certificate last: the certificate's presence marks a complete pair.
+        write_atomic(
+            &key_path,
+            made.signing_key.serialize_pem().as_bytes(),
+            0o600,
+        )?;
+        write_atomic(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
         tracing::info!(path = %cert_path.display(), "made a self-signed certificate");
     }
     let (chain, key_der) = load_pem(&cert_path, &key_path)?;
@@ -130,17 +135,28 @@ pub fn load_or_create(
     })
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+/// Writes `bytes` to `path` so that a crash leaves no half-written file: a temporary file in the
+/// same folder (created with `mode`), synced, renamed over `path`, then the folder synced.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
+        opts.mode(mode);
     }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// A rustls server configuration: TLS 1.3 only, `ring`, both ALPN ids.

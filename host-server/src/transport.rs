@@ -15,6 +15,7 @@ use proto_core::{ErrorCode, Message};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Shared;
+use crate::auth::address_key;
 use crate::connection::{Connection, Flow};
 use crate::outbox::{Outbox, OutboxRx};
 use crate::server::Shutdown;
@@ -36,7 +37,7 @@ where
     let (mut reader, writer) = smol::io::split(stream);
     let (out, rx) = Outbox::new(shared.config.outbound_queue);
     let writer_task = shared.spawn(write_frames(writer, rx, shared.config.write_timeout));
-    let mut conn = Connection::new(shared.clone(), peer.ip(), out.clone());
+    let mut conn = Connection::new(shared.clone(), address_key(peer.ip()), out.clone());
     let idle = shared.config.idle_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];

@@ -96,7 +96,11 @@ pub fn check_password_strength(password: &str, hints: &[&str]) -> Result<(), Inp
             "password is too long: use at most 1024 bytes".into(),
         ));
     }
-    let estimate = zxcvbn::zxcvbn(password, hints);
+    // zxcvbn's cost grows faster than linearly with length; its authors advise estimating a
+    // bounded prefix. A strong first 100 characters make a strong password; judging the prefix
+    // alone can only make the verdict stricter.
+    let head: String = password.chars().take(100).collect();
+    let estimate = zxcvbn::zxcvbn(&head, hints);
     if u8::from(estimate.score()) >= 3 {
         return Ok(());
     }
@@ -152,6 +156,21 @@ pub fn recovery_hash(account: i64, code: &str) -> [u8; 32] {
         h.update([c.to_ascii_lowercase() as u8]);
     }
     h.finalize().into()
+}
+
+/// The key a source address is limited by: an IPv4 address as it is, an IPv6 address by its
+/// /64 prefix (one host usually holds a whole /64, so per-address limits keyed by the full
+/// address would be trivially bypassed), and an IPv4-mapped IPv6 address as its IPv4 address.
+pub fn address_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(core::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
+    }
 }
 
 /// Shared authentication state: hashing settings, the hashing pool's permits, rate limiters.
@@ -250,6 +269,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn addresses_are_limited_by_ipv4_address_or_ipv6_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), v4);
+    }
+
     use super::*;
 
     #[test]
