@@ -316,19 +316,9 @@ impl Client {
                 sent_at: written,
                 text,
             }) => {
-                if self.profile.note_message(from, id) {
-                    let entry = Entry {
-                        conversation: format!("@{from}"),
-                        from: from.to_owned(),
-                        text: text.to_owned(),
-                        at: written,
-                        id,
-                        server_id: Some(server_id),
-                        outgoing: false,
-                        state: "received".into(),
-                        unread: true,
-                    };
-                    self.profile.push_history(entry.clone());
+                let conversation = format!("@{from}");
+                let ids = (written, id, server_id);
+                if let Some(entry) = self.profile.receive_text(conversation, from, text, ids) {
                     notices.push(Notice::Message(entry));
                 }
             }

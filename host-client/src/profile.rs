@@ -260,6 +260,33 @@ impl Profile {
         true
     }
 
+    /// Records a received text in `conversation` (`@user` or `#room`) unless this sender's
+    /// message id was seen before; returns the new history entry, or `None` for a duplicate.
+    pub(crate) fn receive_text(
+        &mut self,
+        conversation: String,
+        from: &str,
+        text: &str,
+        (at, id, server_id): (u64, u64, u64),
+    ) -> Option<Entry> {
+        if !self.note_message(from, id) {
+            return None;
+        }
+        let entry = Entry {
+            conversation,
+            from: from.to_owned(),
+            text: text.to_owned(),
+            at,
+            id,
+            server_id: Some(server_id),
+            outgoing: false,
+            state: "received".into(),
+            unread: true,
+        };
+        self.push_history(entry.clone());
+        Some(entry)
+    }
+
     /// Appends to the history (bounded).
     pub(crate) fn push_history(&mut self, entry: Entry) {
         self.history.push_back(entry);

@@ -353,20 +353,10 @@ impl Client {
                 sent_at: written,
                 text,
             }) => {
-                if self.profile.note_message(from, id) {
-                    let e = Entry {
-                        conversation: format!("#{name}"),
-                        from: from.to_owned(),
-                        text: text.to_owned(),
-                        at: written,
-                        id,
-                        server_id: Some(server_id),
-                        outgoing: false,
-                        state: "received".into(),
-                        unread: true,
-                    };
-                    self.profile.push_history(e.clone());
-                    notices.push(Notice::Message(e));
+                let conversation = format!("#{name}");
+                let ids = (written, id, server_id);
+                if let Some(entry) = self.profile.receive_text(conversation, from, text, ids) {
+                    notices.push(Notice::Message(entry));
                 }
             }
             Ok(_) | Err(_) => {

@@ -492,23 +492,7 @@ impl Connection {
             }
         }
         self.state = State::Fresh;
-        // The limiter key is the folded name whether or not it is valid or exists.
-        let limiter_key: String = username
-            .trim()
-            .to_ascii_lowercase()
-            .chars()
-            .take(64)
-            .collect();
-        let now = self.shared.clock.now();
-        if let Err(limited) = self.shared.auth.check_limits(&limiter_key, self.peer, now) {
-            return Err(Refusal::new(
-                ErrorCode::RATE_LIMITED,
-                format!(
-                    "too many failed attempts; try again in {} seconds",
-                    limited.0.0
-                ),
-            ));
-        }
+        let (limiter_key, now) = self.check_login_limits(username)?;
         // Counted as a failure up front, before hashing, and taken back only when the second
         // factor succeeds: a client that sends Login and never the code still pays.
         self.shared
@@ -598,10 +582,9 @@ impl Connection {
         Ok(())
     }
 
-    async fn resume(&mut self, username: &str, token: Key32) -> Result<(), Refusal> {
-        if !matches!(self.state, State::Fresh) {
-            return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
-        }
+    /// The login rate limits for `username` (folded, whether or not it is valid or exists) and
+    /// this source address, checked before any hashing; returns the limiter key and the time.
+    fn check_login_limits(&self, username: &str) -> Result<(String, u64), Refusal> {
         let limiter_key: String = username
             .trim()
             .to_ascii_lowercase()
@@ -618,6 +601,14 @@ impl Connection {
                 ),
             ));
         }
+        Ok((limiter_key, now))
+    }
+
+    async fn resume(&mut self, username: &str, token: Key32) -> Result<(), Refusal> {
+        if !matches!(self.state, State::Fresh) {
+            return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
+        }
+        let (limiter_key, now) = self.check_login_limits(username)?;
         let token_hash = auth::token_hash(&token.0);
         let wanted = auth::normalize_username(username).ok();
         let found = self

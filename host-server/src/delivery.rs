@@ -17,6 +17,7 @@ use smol::channel::{Receiver, Sender};
 use crate::Shared;
 use crate::connection::{Connection, Refusal};
 use crate::outbox::{Outbox, encode};
+use crate::rooms::member_room;
 use crate::store::{AccountId, AckOutcome, NewMessage, StoreError};
 
 /// Messages read from the store per delivery batch.
@@ -279,15 +280,10 @@ impl Connection {
             .shared
             .db
             .call(move |s| {
-                let Some(info) = s.room(&room)? else {
-                    return Ok(Err(Refusal::new(ErrorCode::NOT_FOUND, "no such room")));
+                let info = match member_room(s, &room, me)? {
+                    Ok(info) => info,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !info.has_member(me) {
-                    return Ok(Err(Refusal::new(
-                        ErrorCode::FORBIDDEN,
-                        "you are not a member of this room",
-                    )));
-                }
                 if s.pending_room_count(info.id)? >= quota {
                     return Ok(Err(Refusal::new(
                         ErrorCode::QUOTA_FULL,

@@ -7,7 +7,7 @@ use proto_core::limits::{MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED};
 use proto_core::{ErrorCode, List, Message, RoomChange};
 
 use crate::connection::{Connection, Refusal};
-use crate::store::{AccountId, RoomEvent};
+use crate::store::{AccountId, RoomEvent, RoomInfo, Store, StoreError};
 
 /// Checks a room name: `[a-z0-9_-]{1,32}`.
 pub fn validate_room_name(name: &str) -> Result<(), Refusal> {
@@ -31,6 +31,20 @@ fn no_room() -> Refusal {
 
 fn not_member() -> Refusal {
     Refusal::new(ErrorCode::FORBIDDEN, "you are not a member of this room")
+}
+
+/// The room `name`, if `me` is one of its members: the check every room request starts with.
+/// Inside a store call; the outer `Result` is the store's, the inner one the refusal.
+pub(crate) fn member_room(
+    s: &mut dyn Store,
+    name: &str,
+    me: AccountId,
+) -> Result<Result<RoomInfo, Refusal>, StoreError> {
+    Ok(match s.room(name)? {
+        None => Err(no_room()),
+        Some(info) if !info.has_member(me) => Err(not_member()),
+        Some(info) => Ok(info),
+    })
 }
 
 impl Connection {
@@ -95,7 +109,7 @@ impl Connection {
             .db
             .call(move |s| match s.create_room(&name, me) {
                 Ok(_) => Ok(true),
-                Err(crate::store::StoreError::RoomTaken) => Ok(false),
+                Err(StoreError::RoomTaken) => Ok(false),
                 Err(e) => Err(e),
             })
             .await
@@ -120,12 +134,10 @@ impl Connection {
             .shared
             .db
             .call(move |s| {
-                let Some(info) = s.room(&name)? else {
-                    return Ok(Err(no_room()));
+                let info = match member_room(s, &name, me)? {
+                    Ok(info) => info,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !info.has_member(me) {
-                    return Ok(Err(not_member()));
-                }
                 let Some(target) = s.account_by_username(&who2)?.filter(|a| a.confirmed) else {
                     return Ok(Err(Refusal::new(ErrorCode::NOT_FOUND, "no such user")));
                 };
@@ -158,12 +170,10 @@ impl Connection {
             .shared
             .db
             .call(move |s| {
-                let Some(info) = s.room(&name)? else {
-                    return Ok(Err(no_room()));
+                let info = match member_room(s, &name, me)? {
+                    Ok(info) => info,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !info.has_member(me) {
-                    return Ok(Err(not_member()));
-                }
                 s.remove_member(info.id, me)?;
                 let rest: Vec<AccountId> = info
                     .members
@@ -197,12 +207,10 @@ impl Connection {
             .shared
             .db
             .call(move |s| {
-                let Some(info) = s.room(&name)? else {
-                    return Ok(Err(no_room()));
+                let info = match member_room(s, &name, me)? {
+                    Ok(info) => info,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !info.has_member(me) {
-                    return Ok(Err(not_member()));
-                }
                 if info.admin != me {
                     return Ok(Err(Refusal::new(
                         ErrorCode::FORBIDDEN,
@@ -253,13 +261,9 @@ impl Connection {
         let info = self
             .shared
             .db
-            .call(move |s| s.room(&name))
+            .call(move |s| member_room(s, &name, me))
             .await
-            .map_err(Refusal::store)?
-            .ok_or_else(no_room)?;
-        if !info.has_member(me) {
-            return Err(not_member());
-        }
+            .map_err(Refusal::store)??;
         let refs: Vec<&str> = info.members.iter().map(|(_, n)| n.as_str()).collect();
         self.out.push(&Message::Members {
             room,
