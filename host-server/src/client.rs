@@ -9,8 +9,7 @@ use std::sync::Arc;
 use cert_pin::PinVerifier;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
-use proto_core::limits::{LENGTH_PREFIX_LEN, MAX_FRAME};
-use proto_core::{Message, decode_frame};
+use proto_core::{FrameHeader, Message, decode_frame};
 use rustls::pki_types::ServerName;
 use smol::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,29 +99,23 @@ impl Client {
         .await
     }
 
-    /// Receives the next frame.
+    /// Receives the next frame (split off by proto-core's [`FrameHeader`]; decoded when the
+    /// caller asks, by [`Frame::msg`]).
     pub async fn recv(&mut self) -> io::Result<Frame> {
         loop {
-            if let Some(prefix) = self.buf.first_chunk::<LENGTH_PREFIX_LEN>() {
-                let len = u32::from_be_bytes(*prefix) as usize;
-                if len > MAX_FRAME {
-                    return Err(other("server sent an oversized frame"));
-                }
-                let total = LENGTH_PREFIX_LEN + len;
-                if self.buf.len() >= total {
-                    let frame: Vec<u8> = self.buf.drain(..total).collect();
-                    return Ok(Frame(frame));
-                }
+            let header = FrameHeader::parse(&self.buf)
+                .map_err(|e| other(format!("server sent a bad frame: {e}")))?;
+            if let Some(h) = header.filter(|h| self.buf.len() >= h.wire_len()) {
+                let rest = self.buf.split_off(h.wire_len());
+                return Ok(Frame(core::mem::replace(&mut self.buf, rest)));
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed",
-                ));
-            }
-            self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+            let read = chunk
+                .get(..n)
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))?;
+            self.buf.extend_from_slice(read);
         }
     }
 

@@ -1,6 +1,6 @@
-//! The browser transport: HTTPS serving the web client's static files, and `/ws`, upgraded to
-//! a WebSocket whose binary messages each carry one whole frame (prefix included) into the same
-//! [`Connection`] handler as the native transport.
+//! HTTPS for the browser: the web client's static files, and `/ws`, upgraded to a WebSocket
+//! served by [`crate::transport::ws`] (one whole frame per binary message, into the same
+//! connection handler as the native transport).
 //!
 //! Static responses carry a strict Content-Security-Policy (no inline script, same-origin
 //! only), HSTS, `nosniff` and `no-referrer`. Nothing else is served: no API over HTTP.
@@ -12,7 +12,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use http_body_util::Full;
@@ -20,16 +19,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use proto_core::limits::MAX_FRAME_WIRE;
-use proto_core::{ErrorCode, Message};
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::stream::StreamExt;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::Shared;
-use crate::auth::address_key;
-use crate::connection::{Connection, Flow};
-use crate::outbox::Outbox;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// The policy for every page: same-origin scripts, styles, and WebSocket; nothing inline.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -102,7 +96,7 @@ where
         Some(config),
     )
     .await;
-    serve_ws(shared, ws, peer, shutdown).await;
+    crate::transport::ws::serve_ws(shared, ws, peer, shutdown).await;
 }
 
 fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
@@ -270,114 +264,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
         "text/plain; charset=utf-8",
         Bytes::from_static(text.as_bytes()),
     )
-}
-
-enum WsEvent {
-    Out(Option<Vec<u8>>),
-    In(Option<Result<WsMessage, async_tungstenite::tungstenite::Error>>),
-    Timeout,
-    Stop,
-}
-
-async fn serve_ws<S>(
-    shared: Arc<Shared>,
-    mut ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    shutdown: Shutdown,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (out, rx) = Outbox::new(shared.config.outbound_queue);
-    let mut conn = Connection::new(shared.clone(), address_key(peer.ip()), out.clone());
-    let idle = shared.config.idle_timeout;
-    let write_timeout = shared.config.write_timeout;
-    let mut pinged = false;
-    let mut nonce = 0u64;
-    let mut closing = false;
-    loop {
-        // Replies first, so a burst of requests cannot starve them.
-        let event = smol::future::or(
-            async { WsEvent::Out(rx.frames.recv().await.ok()) },
-            smol::future::or(
-                async {
-                    if closing {
-                        core::future::pending::<()>().await;
-                    }
-                    WsEvent::In(ws.next().await)
-                },
-                smol::future::or(
-                    async {
-                        smol::Timer::after(idle).await;
-                        WsEvent::Timeout
-                    },
-                    async {
-                        smol::future::or(out.killed(), shutdown.wait()).await;
-                        WsEvent::Stop
-                    },
-                ),
-            ),
-        )
-        .await;
-        match event {
-            WsEvent::Out(Some(frame)) => {
-                let sent = smol::future::or(
-                    async { ws.send(WsMessage::Binary(Bytes::from(frame))).await.is_ok() },
-                    async {
-                        smol::Timer::after(write_timeout).await;
-                        false
-                    },
-                )
-                .await;
-                if !sent {
-                    break;
-                }
-            }
-            WsEvent::Out(None) | WsEvent::Stop => break,
-            WsEvent::Timeout if !pinged => {
-                pinged = true;
-                nonce = nonce.wrapping_add(1);
-                out.push(&Message::Ping { nonce });
-            }
-            WsEvent::Timeout => break,
-            WsEvent::In(Some(Ok(WsMessage::Binary(data)))) => {
-                pinged = false;
-                if conn.handle_frame(&data).await == Flow::Close {
-                    closing = true;
-                    out.close();
-                }
-            }
-            WsEvent::In(Some(Ok(WsMessage::Text(_)))) => {
-                pinged = false;
-                out.push(&Message::Error {
-                    code: ErrorCode::BAD_FRAME,
-                    text: "send frames as binary WebSocket messages",
-                });
-            }
-            WsEvent::In(Some(Ok(WsMessage::Close(_))) | None) => break,
-            WsEvent::In(Some(Ok(_))) => pinged = false,
-            WsEvent::In(Some(Err(e))) => {
-                if matches!(e, async_tungstenite::tungstenite::Error::Capacity(_))
-                    && let Some(frame) = crate::outbox::encode(&Message::Error {
-                        code: ErrorCode::TOO_LARGE,
-                        text: "frame exceeds the maximum size; closing",
-                    })
-                {
-                    let _ = ws.send(WsMessage::Binary(Bytes::from(frame))).await;
-                }
-                break;
-            }
-        }
-    }
-    conn.close().await;
-    let _ = smol::future::or(
-        async {
-            let _ = ws.close(None).await;
-        },
-        async {
-            smol::Timer::after(write_timeout).await;
-        },
-    )
-    .await;
 }
 
 #[cfg(test)]

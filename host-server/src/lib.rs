@@ -4,8 +4,8 @@
 //! A tour: [`config`] holds every knob; [`tls`] makes or loads the certificate and accepts
 //! TLS 1.3 only; [`server`] accepts connections and sends each to its transport by ALPN
 //! (`sealroom/1` for native frames, `http/1.1` for the browser's HTTPS + WebSocket, see
-//! [`http`]); [`connection`] is the one frame handler both transports share; [`delivery`],
-//! [`keys`] and [`rooms`] are its parts; [`auth`] checks secrets; [`store`] keeps state.
+//! [`http`]); [`connection`] is the one frame handler both transports share; [`hub`] knows
+//! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state.
 //!
 //! The server relays and stores ciphertext only: it never decrypts a body.
 
@@ -14,12 +14,11 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod connection;
-pub mod delivery;
 pub mod http;
-pub mod keys;
+pub mod hub;
 pub mod outbox;
-pub mod rooms;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod transport;
@@ -37,7 +36,7 @@ pub struct Shared {
     /// Password hashing and rate limits.
     pub auth: auth::Auth,
     /// Live connections by account.
-    pub hub: delivery::Hub,
+    pub hub: hub::Hub,
     /// Time.
     pub clock: clock::Clock,
     /// The executor every task of this server runs on (one thread per core).
@@ -62,7 +61,7 @@ impl Shared {
             config,
             db,
             auth,
-            hub: delivery::Hub::default(),
+            hub: hub::Hub::default(),
             clock,
             executor,
         })

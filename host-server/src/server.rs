@@ -24,6 +24,7 @@ use crate::Shared;
 use crate::auth::address_key;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+pub use crate::shutdown::Shutdown;
 use crate::store::{Db, SqliteStore, StoreError};
 use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
 
@@ -55,43 +56,6 @@ pub enum ServerError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// A shutdown signal every task can wait on (closing the channel wakes them all).
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    tx: smol::channel::Sender<()>,
-    rx: smol::channel::Receiver<()>,
-}
-
-impl Shutdown {
-    /// A signal not yet given.
-    pub fn new() -> Self {
-        let (tx, rx) = smol::channel::bounded(1);
-        Self { tx, rx }
-    }
-
-    /// Gives the signal.
-    pub fn trigger(&self) {
-        self.tx.close();
-    }
-
-    /// Resolves once the signal is given.
-    pub async fn wait(&self) {
-        // Nothing is ever sent, so this returns only when the channel is closed.
-        let _ = self.rx.recv().await;
-    }
-
-    /// Whether the signal was given.
-    pub fn is_triggered(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Open connections per source address.
@@ -376,7 +340,7 @@ async fn serve_connection(
         return;
     }
     if native {
-        crate::transport::serve_native(shared, tls, peer, shutdown).await;
+        crate::transport::native::serve_native(shared, tls, peer, shutdown).await;
     } else {
         crate::http::serve_http(shared, tls, peer, shutdown).await;
     }
@@ -402,7 +366,7 @@ async fn sweep_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         let now = shared.clock.now();
         match shared
             .db
-            .call(move |s| {
+            .call(move |s| -> Result<usize, StoreError> {
                 let n = s.sweep(now)?;
                 s.delete_unconfirmed(now.saturating_sub(15 * 60), None)?;
                 Ok(n)

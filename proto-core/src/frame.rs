@@ -200,6 +200,56 @@ pub fn decode_frame(input: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
     Ok((decode_payload(payload)?, header.wire_len()))
 }
 
+/// The first frame of a byte stream's buffered bytes, as [`next_frame`] finds it.
+#[derive(Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a borrowed view, returned and matched at once"
+)]
+pub enum NextFrame<'a> {
+    /// Fewer bytes than the frame announces are buffered: read more.
+    Incomplete,
+    /// A whole frame of `wire_len` bytes (prefix included) is buffered; `message` is its decoded
+    /// content or why it is not valid. Either way the caller drops `wire_len` bytes and goes on:
+    /// a bad frame whose length prefix was sound does not desynchronise the stream.
+    Whole {
+        /// The decoded message, or its decode error.
+        message: Result<Message<'a>, DecodeError>,
+        /// The frame's size on the wire.
+        wire_len: usize,
+    },
+}
+
+/// Splits the first frame off a stream's buffered bytes and decodes it, once (PROTOCOL.md §2.2).
+///
+/// The streaming counterpart of [`decode_frame`] for hosts that buffer received bytes
+/// themselves. `Err` is a length prefix over [`MAX_FRAME`] ([`DecodeError::Oversized`]): the
+/// stream cannot be resynchronised and the caller should close it.
+pub fn next_frame(buffered: &[u8]) -> Result<NextFrame<'_>, DecodeError> {
+    let Some(header) = FrameHeader::parse(buffered)? else {
+        return Ok(NextFrame::Incomplete);
+    };
+    match buffered.get(LENGTH_PREFIX_LEN..header.wire_len()) {
+        None => Ok(NextFrame::Incomplete),
+        Some(payload) => Ok(NextFrame::Whole {
+            message: decode_payload(payload),
+            wire_len: header.wire_len(),
+        }),
+    }
+}
+
+/// Whether a whole frame (prefix included) carries a server push ([`Message::is_push`]),
+/// read from its version byte and message tag alone, without decoding the rest: a client can
+/// set a push aside and decode it once, when it handles it. A frame too short to hold a tag,
+/// or of another version, is not a push (decoding it will say what is wrong).
+pub fn frame_is_push(frame: &[u8]) -> bool {
+    match frame.get(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + 2) {
+        // Every tag is below 128, so postcard's varint is the single byte after the version.
+        Some(&[PROTOCOL_VERSION, tag]) => Message::tag_is_push(u32::from(tag)),
+        _ => false,
+    }
+}
+
 /// Decodes `version || message`, the part of a frame after its length prefix.
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<Message<'_>, DecodeError> {
     let (&version, body) = payload.split_first().ok_or(DecodeError::Truncated)?;

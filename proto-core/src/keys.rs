@@ -220,6 +220,34 @@ impl SignedPrekeyPublic {
     }
 }
 
+impl From<&crate::message::SignedPrekey> for SignedPrekeyPublic {
+    fn from(w: &crate::message::SignedPrekey) -> Self {
+        Self {
+            id: w.id,
+            public: w.key.0,
+            signature: w.signature.0,
+        }
+    }
+}
+
+impl crate::message::SignedPrekey {
+    /// Checks the signature by the owner's identity signing key `IKs` (PROTOCOL.md §4.1): what
+    /// the key directory checks before it stores a signed prekey, and a client before it uses one.
+    pub fn verify(&self, identity_signing: &[u8; 32]) -> Result<(), SignatureError> {
+        SignedPrekeyPublic::from(self).verify(identity_signing)
+    }
+}
+
+/// Checks that `public` is a valid, strong Ed25519 public key (canonical, not of small order),
+/// as an identity signing key must be.
+pub fn ed25519_check_public(public: &[u8; 32]) -> Result<(), SignatureError> {
+    let key = VerifyingKey::from_bytes(public).map_err(|_| SignatureError)?;
+    if key.is_weak() {
+        return Err(SignatureError);
+    }
+    Ok(())
+}
+
 impl SignedPrekeyPair {
     /// Length of [`to_secret_bytes`](Self::to_secret_bytes): id (u32 BE) || secret || signature.
     pub const SECRET_LEN: usize = 4 + 32 + 64;

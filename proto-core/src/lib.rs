@@ -26,6 +26,7 @@ mod envelope;
 mod frame;
 mod io;
 mod message;
+pub mod names;
 
 // ---- crypto modules (issue 3) ----
 mod aead;
@@ -44,8 +45,8 @@ pub mod fuzzing;
 
 // Frames: codec and errors.
 pub use frame::{
-    DecodeError, EncodeError, FrameDecoder, FrameHeader, PROTOCOL_VERSION, decode_frame,
-    decode_frame_cobs, encode_frame, encode_frame_cobs, frame_len,
+    DecodeError, EncodeError, FrameDecoder, FrameHeader, NextFrame, PROTOCOL_VERSION, decode_frame,
+    decode_frame_cobs, encode_frame, encode_frame_cobs, frame_is_push, frame_len, next_frame,
 };
 // Frame I/O over embedded-io.
 pub use io::{IoError, read_frame, write_frame};
@@ -104,7 +105,8 @@ pub mod primitives {
         hkdf_sha256, hmac_sha256,
     };
     pub use crate::keys::{
-        KEY_LEN, SIGNATURE_LEN, ed25519_public, ed25519_sign, ed25519_verify, x25519, x25519_public,
+        KEY_LEN, SIGNATURE_LEN, ed25519_check_public, ed25519_public, ed25519_sign, ed25519_verify,
+        x25519, x25519_public,
     };
 }
 // ---- end crypto API ----

@@ -600,6 +600,26 @@ impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
     pub const TAG_COUNT: u32 = 36;
 
+    /// Whether the server sends this message unasked (a push), rather than as the reply to a
+    /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
+    /// server's keep-alive `Ping`. A client routes pushes to its event handling and everything
+    /// else to the request waiting for a reply.
+    pub const fn is_push(&self) -> bool {
+        matches!(
+            self,
+            Message::Deliver { .. }
+                | Message::Delivered { .. }
+                | Message::RoomChanged { .. }
+                | Message::PrekeysLow { .. }
+                | Message::Ping { .. }
+        )
+    }
+
+    /// [`is_push`](Self::is_push) by message tag (the numbers of PROTOCOL.md §3.4).
+    pub const fn tag_is_push(tag: u32) -> bool {
+        matches!(tag, 16 | 20 | 22 | 31 | 34)
+    }
+
     /// The message's name as written in docs/PROTOCOL.md and the vectors.
     pub const fn name(&self) -> &'static str {
         match self {

@@ -100,6 +100,24 @@ pub struct RemoteBundle {
     pub one_time_prekey: Option<OneTimePrekeyPublic>,
 }
 
+impl From<&crate::message::PrekeyBundle<'_>> for RemoteBundle {
+    /// The directory's wire bundle as X3DH input. The signed prekey's signature is checked
+    /// when the agreement starts ([`X3dhAgreement::initiate`]), not here.
+    fn from(b: &crate::message::PrekeyBundle<'_>) -> Self {
+        Self {
+            identity: IdentityPublicKey {
+                signing: b.identity_sig.0,
+                dh: b.identity_dh.0,
+            },
+            signed_prekey: SignedPrekeyPublic::from(&b.signed_prekey),
+            one_time_prekey: b.one_time_prekey.map(|k| OneTimePrekeyPublic {
+                id: k.id,
+                public: k.key.0,
+            }),
+        }
+    }
+}
+
 /// The initiator's prekey header: sent in front of its ratchet messages until the responder answers.
 ///
 /// A typed value; [`parse`](Self::parse) and [`to_bytes`](Self::to_bytes) give the byte form in

@@ -12,9 +12,9 @@
 use proptest::prelude::*;
 use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
 use proto_core::{
-    DecodeError, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List, Message,
+    DecodeError, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List, Message, NextFrame,
     OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame, decode_frame_cobs,
-    encode_frame, encode_frame_cobs, frame_len, read_frame, write_frame,
+    encode_frame, encode_frame_cobs, frame_is_push, frame_len, next_frame, read_frame, write_frame,
 };
 
 fn leak_str(s: String) -> &'static str {
@@ -286,6 +286,15 @@ proptest! {
         }
         prop_assert_eq!(seen, 2);
         prop_assert_eq!(dec.buffered(), 0);
+
+        // The host-side splitter: incomplete until the last byte, then the message once.
+        prop_assert_eq!(next_frame(&frame[..frame.len() - 1]), Ok(NextFrame::Incomplete));
+        prop_assert_eq!(
+            next_frame(&stream),
+            Ok(NextFrame::Whole { message: Ok(m), wire_len: frame.len() })
+        );
+        // A push is known by its tag without decoding.
+        prop_assert_eq!(frame_is_push(&frame), m.is_push());
 
         let mut cobs = vec![0u8; MAX_FRAME_WIRE * 2];
         let n = encode_frame_cobs(&m, &mut cobs).expect("COBS encodes");

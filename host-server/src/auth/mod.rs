@@ -11,6 +11,7 @@ pub mod totp;
 use core::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use proto_core::names;
 use sha2::{Digest, Sha256};
 use smol::lock::Semaphore;
 
@@ -32,20 +33,12 @@ pub enum InputError {
     WeakPassword(String),
 }
 
-/// Case-folds and checks a username: `[a-z0-9_]{3,32}` after folding.
+/// Case-folds and checks a username with the protocol's grammar ([`proto_core::names`]).
 pub fn normalize_username(raw: &str) -> Result<String, InputError> {
-    let folded = raw.trim().to_ascii_lowercase();
-    let ok = (3..=32).contains(&folded.len())
-        && folded
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(folded)
-    } else {
-        Err(InputError::Invalid(
-            "username must be 3 to 32 characters: letters a-z, digits and _".into(),
-        ))
-    }
+    let mut buf = [0u8; names::USERNAME_MAX_LEN];
+    names::fold_username(raw, &mut buf)
+        .map(str::to_owned)
+        .map_err(|e| InputError::Invalid(e.to_string()))
 }
 
 /// Checks an email address's shape (one `@`, a dotted domain, no spaces, ≤ 254 bytes).

@@ -4,7 +4,9 @@
 //!
 //! These functions are CPU-bound on purpose; callers run them on a blocking pool.
 
-use sha2::Sha256;
+use pbkdf2::password_hash::{self, PasswordHasher as _, PasswordVerifier as _};
+use pbkdf2::phc::PasswordHash;
+use pbkdf2::{Algorithm, Params, Pbkdf2};
 
 /// PBKDF2 iterations for new passwords (OWASP's figure for PBKDF2-HMAC-SHA256).
 pub const DEFAULT_ROUNDS: u32 = 600_000;
@@ -21,6 +23,13 @@ pub enum PhcError {
     Malformed,
 }
 
+/// The hasher for `rounds` (at least [`Params::MIN_ROUNDS`]) and a 32-byte key.
+fn hasher(rounds: u32) -> Pbkdf2 {
+    let params = Params::new_with_output_len(rounds.max(Params::MIN_ROUNDS), HASH_LEN)
+        .unwrap_or(Params::RECOMMENDED);
+    Pbkdf2::new(Algorithm::Pbkdf2Sha256, params)
+}
+
 /// Hashes `password` with a fresh random salt; returns the PHC string.
 pub fn hash_password(password: &str, rounds: u32) -> Result<String, getrandom::Error> {
     let mut salt = [0u8; SALT_LEN];
@@ -29,45 +38,27 @@ pub fn hash_password(password: &str, rounds: u32) -> Result<String, getrandom::E
 }
 
 fn hash_with_salt(password: &str, salt: &[u8], rounds: u32) -> String {
-    let mut out = [0u8; HASH_LEN];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, rounds, &mut out);
-    format!(
-        "$pbkdf2-sha256$i={rounds},l={HASH_LEN}${}${}",
-        b64_encode(salt),
-        b64_encode(&out)
-    )
-}
-
-/// Checks `password` against a PHC string, in constant time over the derived key.
-pub fn verify_password(password: &str, phc: &str) -> Result<bool, PhcError> {
-    let mut parts = phc.split('$');
-    let (Some(""), Some("pbkdf2-sha256"), Some(params), Some(salt), Some(hash), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(PhcError::Malformed);
-    };
-    let mut rounds = None;
-    for kv in params.split(',') {
-        match kv.split_once('=') {
-            Some(("i", v)) => rounds = v.parse::<u32>().ok(),
-            Some(("l", _)) => {}
-            _ => return Err(PhcError::Malformed),
+    match hasher(rounds).hash_password_with_salt(password.as_bytes(), salt) {
+        Ok(phc) => phc.to_string(),
+        // Only a salt or output length outside PHC's bounds fails, and ours are fixed.
+        Err(e) => {
+            tracing::error!(error = %e, "PBKDF2 hashing failed");
+            String::new()
         }
     }
-    let rounds = rounds.filter(|r| *r > 0).ok_or(PhcError::Malformed)?;
-    let salt = b64_decode(salt).ok_or(PhcError::Malformed)?;
-    let expected = b64_decode(hash).ok_or(PhcError::Malformed)?;
-    if expected.is_empty() || expected.len() > 64 {
+}
+
+/// Checks `password` against a PHC string (the derived keys compared in constant time).
+pub fn verify_password(password: &str, phc: &str) -> Result<bool, PhcError> {
+    let hash: PasswordHash = phc.parse().map_err(|_| PhcError::Malformed)?;
+    if hash.algorithm.as_str() != Algorithm::Pbkdf2Sha256.to_str() {
         return Err(PhcError::Malformed);
     }
-    let mut out = vec![0u8; expected.len()];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
-    Ok(constant_time_eq(&out, &expected))
+    match hasher(Params::MIN_ROUNDS).verify_password(password.as_bytes(), &hash) {
+        Ok(()) => Ok(true),
+        Err(password_hash::Error::PasswordInvalid) => Ok(false),
+        Err(_) => Err(PhcError::Malformed),
+    }
 }
 
 /// A hash of a random password with `rounds`, for unknown users: verifying against it costs
@@ -82,54 +73,6 @@ pub fn decoy_hash(rounds: u32) -> String {
     hash_with_salt(&hex::encode(pw), &salt, rounds)
 }
 
-/// Constant-time equality of two byte strings of public length.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    core::hint::black_box(diff) == 0
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn b64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let idx = (n >> (18 - 6 * i)) & 63;
-            out.push(char::from(B64[idx as usize]));
-        }
-    }
-    out
-}
-
-fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    for c in s.bytes() {
-        let v = B64.iter().position(|&x| x == c)?;
-        acc = (acc << 6) | u32::try_from(v).ok()?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +83,7 @@ mod tests {
 
     #[test]
     fn rfc7914_pbkdf2_vectors() {
+        use sha2::Sha256;
         // A copy of ../shared/vectors/rfc.json, kept in the crate so CI needs nothing outside.
         let v: serde_json::Value =
             serde_json::from_str(include_str!("../../testdata/rfc.json")).unwrap();
@@ -172,20 +116,11 @@ mod tests {
     fn phc_roundtrip_and_shape() {
         let phc = hash_password("correct horse battery staple", 1000).unwrap();
         assert!(phc.starts_with("$pbkdf2-sha256$i=1000,l=32$"));
-        let salt = phc.split('$').nth(3).unwrap();
-        assert_eq!(b64_decode(salt).unwrap().len(), SALT_LEN);
+        let parsed: PasswordHash = phc.parse().unwrap();
+        assert_eq!(parsed.salt.unwrap().as_ref().len(), SALT_LEN);
         assert!(verify_password("correct horse battery staple", &phc).unwrap());
         assert!(!verify_password("correct horse battery stapl", &phc).unwrap());
         assert!(verify_password("x", "$argon2id$v=19$m=1$aaaa$bbbb").is_err());
         assert!(verify_password("x", "garbage").is_err());
-    }
-
-    #[test]
-    fn b64_roundtrip() {
-        for n in 0..40 {
-            let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(b64_decode(&b64_encode(&v)).unwrap(), v);
-        }
-        assert_eq!(b64_encode(b"\xff\xef"), "/+8");
     }
 }

@@ -3,6 +3,7 @@
 //! This module only computes and matches codes; the replay guard (a step once accepted is
 //! never accepted again) lives in the store, per account, and is applied by the caller.
 
+use subtle::ConstantTimeEq as _;
 use totp_lite::{Sha1, totp_custom};
 
 /// Seconds per step.
@@ -36,7 +37,7 @@ pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
     let mut found = None;
     for step in [current.saturating_sub(1), current, current + 1] {
         let candidate = code_at(secret, step * STEP);
-        if super::password::constant_time_eq(candidate.as_bytes(), code.as_bytes()) {
+        if bool::from(candidate.as_bytes().ct_eq(code.as_bytes())) {
             found = Some(step);
         }
     }
@@ -53,44 +54,14 @@ pub fn otpauth_uri(username: &str, secret: &[u8]) -> String {
 
 /// RFC 4648 base32 without padding (what authenticator apps expect in `secret=`).
 pub fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
-    }
-    out
+    data_encoding::BASE32_NOPAD.encode(bytes)
 }
 
-/// Decodes [`base32`] (for clients and tests reading an enrollment URI).
+/// Decodes [`base32`], case-insensitively and with or without padding (for clients and tests
+/// reading an enrollment URI).
 pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    for c in s.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-        }
-    }
-    Some(out)
+    let upper = s.trim_end_matches('=').to_ascii_uppercase();
+    data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).ok()
 }
 
 /// The secret inside an `otpauth://` URI made by [`otpauth_uri`].

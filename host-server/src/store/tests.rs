@@ -1,5 +1,7 @@
 //! One behavioural test run against both backends: whatever SQLite does, memory does too.
 
+use proto_core::{Key32, OneTimePrekey, Sig64, SignedPrekey};
+
 use super::*;
 
 fn account(name: &str, prekeys: u32, now: u64) -> NewAccount {
@@ -11,12 +13,17 @@ fn account(name: &str, prekeys: u32, now: u64) -> NewAccount {
         totp_secret: vec![1; 20],
         identity_sig: [1; 32],
         identity_dh: [2; 32],
-        spk: StoredSpk {
+        spk: SignedPrekey {
             id: 1,
-            key: [3; 32],
-            signature: [4; 64],
+            key: Key32([3; 32]),
+            signature: Sig64([4; 64]),
         },
-        prekeys: (0..prekeys).map(|i| (10 + i, [i as u8; 32])).collect(),
+        prekeys: (0..prekeys)
+            .map(|i| OneTimePrekey {
+                id: 10 + i,
+                key: Key32([i as u8; 32]),
+            })
+            .collect(),
         created_at: now,
     }
 }
@@ -68,17 +75,36 @@ fn exercise(s: &mut dyn Store) {
 
     // Sessions expire and revoke.
     s.create_session(a, &[9; 32], 500).unwrap();
-    assert_eq!(s.session(&[9; 32], 499).unwrap(), Some((a, 500)));
+    assert_eq!(
+        s.session(&[9; 32], 499).unwrap(),
+        Some(SessionInfo {
+            account: a,
+            expires_at: 500
+        })
+    );
     assert_eq!(s.session(&[9; 32], 500).unwrap(), None);
     s.revoke_session(&[9; 32]).unwrap();
     assert_eq!(s.session(&[9; 32], 0).unwrap(), None);
 
     // Bundles hand out the lowest prekey id first, each once.
     let got: Vec<Option<u32>> = (0..4)
-        .map(|_| s.take_bundle("alice").unwrap().unwrap().prekey.map(|p| p.0))
+        .map(|_| {
+            s.take_bundle("alice")
+                .unwrap()
+                .unwrap()
+                .prekey
+                .map(|p| p.id)
+        })
         .collect();
     assert_eq!(got, [Some(10), Some(11), Some(12), None]);
-    s.add_prekeys(a, &[(50, [5; 32])]).unwrap();
+    s.add_prekeys(
+        a,
+        &[OneTimePrekey {
+            id: 50,
+            key: Key32([5; 32]),
+        }],
+    )
+    .unwrap();
     assert_eq!(s.count_prekeys(a).unwrap(), 1);
     assert!(s.take_bundle("nobody").unwrap().is_none());
 
@@ -96,7 +122,13 @@ fn exercise(s: &mut dyn Store) {
     assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Direct { sender_id: a });
     assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Unknown);
     s.add_receipt(a, m1, "bob", 2_000).unwrap();
-    assert_eq!(s.take_receipts(a).unwrap(), [(m1, "bob".to_string())]);
+    assert_eq!(
+        s.take_receipts(a).unwrap(),
+        [Receipt {
+            server_id: m1,
+            recipient: "bob".to_string()
+        }]
+    );
     assert!(s.take_receipts(a).unwrap().is_empty());
 
     // Rooms: one stored copy, per-member cursors, new members start after existing messages.
@@ -112,7 +144,7 @@ fn exercise(s: &mut dyn Store) {
     assert_eq!(
         info.members
             .iter()
-            .map(|(_, n)| n.as_str())
+            .map(|m| m.username.as_str())
             .collect::<Vec<_>>(),
         ["alice", "bob", "carol"]
     );
@@ -149,7 +181,7 @@ fn exercise(s: &mut dyn Store) {
     let ev = RoomEvent {
         room: "team".into(),
         username: "carol".into(),
-        change: 2,
+        change: proto_core::RoomChange::Removed,
     };
     s.add_room_event(b, &ev, 900).unwrap();
     s.add_room_event(c, &ev, 900).unwrap();
@@ -219,7 +251,7 @@ fn a_failing_job_does_not_undo_its_batch_neighbours() {
         assert!(ok.is_ok());
         assert!(bad.is_err());
         let names = db
-            .call(|s| {
+            .call(|s| -> Result<_, StoreError> {
                 Ok((
                     s.account_by_username("alice")?.is_some(),
                     s.account_by_username("bob")?.is_some(),

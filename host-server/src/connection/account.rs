@@ -1,0 +1,514 @@
+//! Accounts: registration with TOTP enrollment, login (password, then TOTP or a recovery
+//! code), resuming a session by token, logout, and the start and end of a session.
+
+use proto_core::limits::MAX_RECOVERY_CODES;
+use proto_core::{DeviceKeys, ErrorCode, Key32, List, Message};
+
+use super::{Connection, Refusal, Reply, State, confirmed};
+use crate::auth::{self, InputError, RECOVERY_CODES, SESSION_LIFETIME, totp};
+use crate::store::{Account, AccountId, NewAccount, StoreError};
+
+/// Unconfirmed registrations older than this are dropped, freeing the username.
+const ENROLLMENT_WINDOW: u64 = 15 * 60;
+/// Wrong codes allowed while enrolling before the registration is dropped.
+const ENROLLMENT_ATTEMPTS: u8 = 5;
+
+/// The fields of a `Register` message.
+pub(crate) struct Registration<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) username: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) device: DeviceKeys<'a>,
+}
+
+/// Registered, waiting for the first TOTP code.
+#[derive(Debug)]
+pub(super) struct Enrolling {
+    account: AccountId,
+    username: String,
+    secret: Vec<u8>,
+    attempts: u8,
+}
+
+/// Password checked (or not: the answer comes only after the second factor).
+#[derive(Debug)]
+pub(super) struct SecondFactor {
+    limiter_key: String,
+    account: Option<Box<Account>>,
+    password_ok: bool,
+}
+
+/// Logged in: the account, its session and its delivery task.
+#[derive(Debug)]
+pub(super) struct LoggedIn {
+    pub(super) account: AccountId,
+    pub(super) username: String,
+    token_hash: [u8; 32],
+    hub_id: u64,
+    _delivery: smol::Task<()>,
+}
+
+/// A session to start once the reply carrying its `Session` frame is queued.
+#[derive(Debug)]
+pub(super) struct NewSession {
+    account: AccountId,
+    username: String,
+    token_hash: [u8; 32],
+}
+
+fn input(e: InputError) -> Refusal {
+    match e {
+        InputError::Invalid(t) => Refusal::new(ErrorCode::INVALID_INPUT, t),
+        InputError::WeakPassword(t) => Refusal::new(ErrorCode::WEAK_PASSWORD, t),
+    }
+}
+
+fn username_taken() -> Refusal {
+    Refusal::new(
+        ErrorCode::USERNAME_TAKEN,
+        "that username is taken; choose another",
+    )
+}
+
+impl Connection {
+    // ---- registration ----
+
+    pub(super) async fn register(&mut self, reg: Registration<'_>) -> Result<Reply, Refusal> {
+        if !matches!(self.state, State::Fresh) {
+            return Err(Refusal::new(
+                ErrorCode::BAD_STATE,
+                "already logged in or registering",
+            ));
+        }
+        // The rate limit first: a refused registration costs no password estimate or hash.
+        let now = self.shared.clock.now();
+        if let Err(limited) = self.shared.auth.check_registration(self.peer, now) {
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many registrations from this address; try again in {} seconds",
+                    limited.0.0
+                ),
+            ));
+        }
+        let Registration {
+            name,
+            email,
+            username,
+            password,
+            device,
+        } = reg;
+        auth::validate_name(name).map_err(input)?;
+        auth::validate_email(email).map_err(input)?;
+        let username = auth::normalize_username(username).map_err(input)?;
+        let email_local = email.split('@').next().unwrap_or("");
+        auth::check_password_strength(password, &[&username, name, email_local, "sealroom"])
+            .map_err(input)?;
+        let identity_sig = device.identity_sig.0;
+        super::keys::check_signed_prekey(&identity_sig, &device.signed_prekey)?;
+        if device.one_time_prekeys.len() > self.shared.config.max_prekeys as usize {
+            return Err(Refusal::new(
+                ErrorCode::TOO_LARGE,
+                "too many one-time prekeys",
+            ));
+        }
+        // Cheap check first, so a taken name costs no hashing.
+        let probe = username.clone();
+        let taken = self
+            .db(move |s| {
+                Ok(s.account_by_username(&probe)?.is_some_and(|a| {
+                    a.confirmed || a.created_at >= now.saturating_sub(ENROLLMENT_WINDOW)
+                }))
+            })
+            .await?;
+        if taken {
+            return Err(username_taken());
+        }
+        let phc = self
+            .shared
+            .auth
+            .hash(password.to_owned())
+            .await
+            .map_err(Refusal::rng)?;
+        let secret = totp::new_secret().map_err(Refusal::rng)?;
+        let account = NewAccount {
+            username: username.clone(),
+            name: name.trim().to_owned(),
+            email: email.to_owned(),
+            password_phc: phc,
+            totp_secret: secret.clone(),
+            identity_sig,
+            identity_dh: device.identity_dh.0,
+            spk: device.signed_prekey,
+            prekeys: device.one_time_prekeys.iter().collect(),
+            created_at: now,
+        };
+        let account = self
+            .db(move |s| {
+                s.delete_unconfirmed(now.saturating_sub(ENROLLMENT_WINDOW), None)?;
+                match s.create_account(&account) {
+                    Err(StoreError::UsernameTaken) => Err(username_taken()),
+                    other => Ok(other?),
+                }
+            })
+            .await?;
+        tracing::info!(user = %username, "registered; waiting for the TOTP confirmation");
+        let uri = totp::otpauth_uri(&username, &secret);
+        self.state = State::Enrolling(Enrolling {
+            account,
+            username,
+            secret,
+            attempts: 0,
+        });
+        Ok(Reply::msg(&Message::TotpEnrollment { uri: &uri }))
+    }
+
+    pub(super) async fn confirm_totp(&mut self, code: &str) -> Result<Reply, Refusal> {
+        let State::Enrolling(enrolling) = &mut self.state else {
+            return Err(Refusal::new(
+                ErrorCode::BAD_STATE,
+                "nothing to confirm: register first",
+            ));
+        };
+        let account = enrolling.account;
+        let enrolled_secret = enrolling.secret.clone();
+        let now = self.shared.clock.now();
+        let Some(step) = totp::matching_step(&enrolling.secret, code, now) else {
+            enrolling.attempts += 1;
+            if enrolling.attempts >= ENROLLMENT_ATTEMPTS {
+                self.drop_enrollment().await;
+                return Err(Refusal::new(
+                    ErrorCode::AUTH_FAILED,
+                    "too many wrong codes; the registration was cancelled, register again",
+                ));
+            }
+            return Err(Refusal::new(
+                ErrorCode::AUTH_FAILED,
+                "the code does not match; check the authenticator's clock and enter the current code",
+            ));
+        };
+        let mut codes = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES.min(MAX_RECOVERY_CODES) {
+            codes.push(auth::new_recovery_code().map_err(Refusal::rng)?);
+        }
+        let hashes: Vec<[u8; 32]> = codes
+            .iter()
+            .map(|c| auth::recovery_hash(account, c))
+            .collect();
+        let token = auth::new_token().map_err(Refusal::rng)?;
+        let token_hash = auth::token_hash(&token);
+        let expires_at = now.saturating_add(SESSION_LIFETIME);
+        let confirmed = self
+            .db(move |s| {
+                // Unconfirmed registrations are swept after 15 minutes, and SQLite may give a
+                // later registration the same row id: the secret says it is still ours.
+                if !s
+                    .account_by_id(account)?
+                    .is_some_and(|a| !a.confirmed && a.totp_secret == enrolled_secret)
+                {
+                    return Ok(false);
+                }
+                s.accept_totp_step(account, step)?;
+                s.confirm_account(account)?;
+                s.set_recovery_codes(account, &hashes)?;
+                s.create_session(account, &token_hash, expires_at)?;
+                Ok(true)
+            })
+            .await?;
+        let State::Enrolling(enrolling) = core::mem::replace(&mut self.state, State::Fresh) else {
+            return Err(Refusal::not_logged_in());
+        };
+        if !confirmed {
+            return Err(Refusal::new(
+                ErrorCode::AUTH_FAILED,
+                "the registration expired before it was confirmed; register again",
+            ));
+        }
+        let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
+        let reply = Reply::msg(&Message::EnrollmentComplete {
+            recovery_codes: List::from_items(&refs),
+        });
+        Ok(Self::session_reply(
+            reply,
+            account,
+            enrolling.username,
+            token,
+            expires_at,
+        ))
+    }
+
+    pub(super) async fn drop_enrollment(&mut self) {
+        if !matches!(self.state, State::Enrolling(_)) {
+            return;
+        }
+        let State::Enrolling(Enrolling {
+            account, secret, ..
+        }) = core::mem::replace(&mut self.state, State::Fresh)
+        else {
+            return;
+        };
+        let result = self
+            .shared
+            .db
+            .call(move |s| -> Result<(), StoreError> {
+                // Only our own registration: its row id may have been reused (see above).
+                let ours = s
+                    .account_by_id(account)?
+                    .is_some_and(|a| !a.confirmed && a.totp_secret == secret);
+                if ours {
+                    s.delete_unconfirmed(0, Some(account))?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not drop an unfinished registration");
+        }
+    }
+
+    // ---- login ----
+
+    pub(super) async fn login(&mut self, username: &str, password: &str) -> Result<Reply, Refusal> {
+        match self.state {
+            State::Fresh | State::SecondFactor(_) => {}
+            State::Enrolling(_) => {
+                return Err(Refusal::new(
+                    ErrorCode::BAD_STATE,
+                    "finish the registration with ConfirmTotp first",
+                ));
+            }
+            State::LoggedIn(_) => {
+                return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
+            }
+        }
+        self.state = State::Fresh;
+        let (limiter_key, now) = self.check_login_limits(username)?;
+        // Counted as a failure up front, before hashing, and taken back only when the second
+        // factor succeeds: a client that sends Login and never the code still pays.
+        self.shared
+            .auth
+            .record_failure(&limiter_key, self.peer, now);
+        let account = match auth::normalize_username(username) {
+            Ok(name) => self
+                .db(move |s| Ok(confirmed(s.account_by_username(&name)?)))
+                .await?
+                .map(Box::new),
+            Err(_) => None,
+        };
+        // One PBKDF2 run whether or not the account exists.
+        let password_ok = self
+            .shared
+            .auth
+            .verify(
+                password.to_owned(),
+                account.as_ref().map(|a| a.password_phc.clone()),
+            )
+            .await;
+        self.state = State::SecondFactor(SecondFactor {
+            limiter_key,
+            account,
+            password_ok,
+        });
+        Ok(Reply::msg(&Message::TotpRequired))
+    }
+
+    pub(super) async fn second_factor(
+        &mut self,
+        code: &str,
+        recovery: bool,
+    ) -> Result<Reply, Refusal> {
+        // Take the state only when it is the one expected: a stray code must not end a
+        // session or an enrollment.
+        if !matches!(self.state, State::SecondFactor(_)) {
+            return Err(Refusal::new(ErrorCode::BAD_STATE, "send Login first"));
+        }
+        let State::SecondFactor(SecondFactor {
+            limiter_key,
+            account,
+            password_ok,
+        }) = core::mem::replace(&mut self.state, State::Fresh)
+        else {
+            return Err(Refusal::new(ErrorCode::BAD_STATE, "send Login first"));
+        };
+        let now = self.shared.clock.now();
+        // Exactly one store round trip on every path, whatever was wrong, so the time to the
+        // answer does not tell a right password from a wrong one. Account id 0 never exists.
+        let real = account.as_ref().filter(|_| password_ok);
+        let id = real.map_or(0, |a| a.id);
+        let ok = if recovery {
+            let hash = auth::recovery_hash(id, code);
+            self.db(move |s| Ok(s.consume_recovery_code(id, &hash)?))
+                .await?
+        } else {
+            let step = real.and_then(|a| totp::matching_step(&a.totp_secret, code, now));
+            // The replay guard: a step already accepted is refused.
+            let (id, step) = step.map_or((0, 0), |st| (id, st));
+            self.db(move |s| Ok(s.accept_totp_step(id, step)?)).await?
+        } && real.is_some();
+        let Some(account) = account.filter(|_| ok) else {
+            // The failure was counted when Login arrived.
+            tracing::info!(peer = %self.peer, "login failed");
+            return Err(Refusal::new(
+                ErrorCode::AUTH_FAILED,
+                "login failed: the username, password or code is wrong (each code works once; wait for the next one)",
+            ));
+        };
+        self.shared.auth.record_success(&limiter_key, self.peer);
+        tracing::info!(user = %account.username, recovery, "logged in");
+        let token = auth::new_token().map_err(Refusal::rng)?;
+        let token_hash = auth::token_hash(&token);
+        let expires_at = now.saturating_add(SESSION_LIFETIME);
+        let id = account.id;
+        self.db(move |s| Ok(s.create_session(id, &token_hash, expires_at)?))
+            .await?;
+        Ok(Self::session_reply(
+            Reply::none(),
+            id,
+            account.username,
+            token,
+            expires_at,
+        ))
+    }
+
+    /// The login rate limits for `username` (folded, whether or not it is valid or exists) and
+    /// this source address, checked before any hashing; returns the limiter key and the time.
+    fn check_login_limits(&self, username: &str) -> Result<(String, u64), Refusal> {
+        let limiter_key: String = username
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .take(64)
+            .collect();
+        let now = self.shared.clock.now();
+        if let Err(limited) = self.shared.auth.check_limits(&limiter_key, self.peer, now) {
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many failed attempts; try again in {} seconds",
+                    limited.0.0
+                ),
+            ));
+        }
+        Ok((limiter_key, now))
+    }
+
+    pub(super) async fn resume(&mut self, username: &str, token: Key32) -> Result<Reply, Refusal> {
+        if !matches!(self.state, State::Fresh) {
+            return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
+        }
+        let (limiter_key, now) = self.check_login_limits(username)?;
+        let token_hash = auth::token_hash(&token.0);
+        let wanted = auth::normalize_username(username).ok();
+        let found = self
+            .db(move |s| {
+                let Some(session) = s.session(&token_hash, now)? else {
+                    return Ok(None);
+                };
+                let account = s.account_by_id(session.account)?;
+                Ok(account
+                    .filter(|a| Some(&a.username) == wanted.as_ref())
+                    .map(|a| (a.username, session)))
+            })
+            .await?;
+        let Some((name, session)) = found else {
+            self.shared
+                .auth
+                .record_failure(&limiter_key, self.peer, now);
+            return Err(Refusal::new(
+                ErrorCode::SESSION_EXPIRED,
+                "the session is unknown, revoked or expired; log in again",
+            ));
+        };
+        Ok(Self::session_reply(
+            Reply::none(),
+            session.account,
+            name,
+            token.0,
+            session.expires_at,
+        ))
+    }
+
+    pub(super) async fn logout(&mut self) -> Result<Reply, Refusal> {
+        let State::LoggedIn(session) = &self.state else {
+            return Err(Refusal::not_logged_in());
+        };
+        let hash = session.token_hash;
+        self.db(move |s| Ok(s.revoke_session(&hash)?)).await?;
+        self.leave_session();
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    // ---- sessions ----
+
+    /// `reply` followed by the `Session` frame, with the session to start once they are queued.
+    fn session_reply(
+        reply: Reply,
+        account: AccountId,
+        username: String,
+        token: [u8; 32],
+        expires_at: u64,
+    ) -> Reply {
+        let mut reply = reply.then(&Message::Session {
+            token: Key32(token),
+            expires_at,
+        });
+        reply.after = Some(super::After::Session(NewSession {
+            account,
+            username,
+            token_hash: auth::token_hash(&token),
+        }));
+        reply
+    }
+
+    /// Joins the hub, starts delivery, and warns when one-time prekeys run low. Runs after the
+    /// `Session` frame is queued, so nothing delivered can overtake it.
+    pub(super) async fn start_session(&mut self, new: NewSession) {
+        let NewSession {
+            account,
+            username,
+            token_hash,
+        } = new;
+        let (hub_id, woken) = self.shared.hub.join(account, self.out.clone());
+        let delivery = self.shared.spawn(crate::hub::run_delivery(
+            self.shared.clone(),
+            account,
+            self.out.clone(),
+            woken,
+        ));
+        self.state = State::LoggedIn(LoggedIn {
+            account,
+            username,
+            token_hash,
+            hub_id,
+            _delivery: delivery,
+        });
+        let low = self.shared.config.prekeys_low;
+        // Stored receipts and membership changes come through the delivery task.
+        let counted = self
+            .shared
+            .db
+            .call(move |s| -> Result<u32, StoreError> { s.count_prekeys(account) })
+            .await;
+        match counted {
+            Ok(remaining) if remaining < low => {
+                self.out.push(&Message::PrekeysLow { remaining });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not count prekeys"),
+        }
+    }
+
+    pub(super) fn leave_session(&mut self) {
+        if !matches!(self.state, State::LoggedIn(_)) {
+            return;
+        }
+        if let State::LoggedIn(LoggedIn {
+            account, hub_id, ..
+        }) = core::mem::replace(&mut self.state, State::Fresh)
+        {
+            self.shared.hub.leave(account, hub_id);
+            // Dropping the state drops the delivery task, which cancels it.
+        }
+    }
+}

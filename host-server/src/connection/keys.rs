@@ -1,0 +1,109 @@
+//! The key directory: identity keys, signed prekeys (signature checked with proto-core's
+//! verifier, PROTOCOL.md §4.1), one-time prekeys (bounded, each handed out once), and bundles.
+
+use proto_core::primitives::ed25519_check_public;
+use proto_core::{ErrorCode, Key32, Message, OneTimePrekey, PrekeyBundle, SignedPrekey};
+
+use super::{Connection, Refusal, Reply};
+
+fn bad_identity() -> Refusal {
+    Refusal::new(
+        ErrorCode::INVALID_INPUT,
+        "the identity key is not a valid Ed25519 key",
+    )
+}
+
+/// Checks that `identity_sig` is a valid Ed25519 key and that it signed `spk`.
+pub(super) fn check_signed_prekey(
+    identity_sig: &[u8; 32],
+    spk: &SignedPrekey,
+) -> Result<(), Refusal> {
+    ed25519_check_public(identity_sig).map_err(|_| bad_identity())?;
+    spk.verify(identity_sig).map_err(|_| {
+        Refusal::new(
+            ErrorCode::INVALID_INPUT,
+            "the signed prekey's signature does not verify",
+        )
+    })
+}
+
+impl Connection {
+    pub(super) async fn publish_identity(
+        &mut self,
+        identity_sig: [u8; 32],
+        identity_dh: [u8; 32],
+    ) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        ed25519_check_public(&identity_sig).map_err(|_| bad_identity())?;
+        self.db(move |s| Ok(s.set_identity(me, &identity_sig, &identity_dh)?))
+            .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    pub(super) async fn publish_signed_prekey(
+        &mut self,
+        prekey: SignedPrekey,
+    ) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        self.db(move |s| {
+            let account = s.account_by_id(me)?.ok_or_else(|| {
+                Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
+            })?;
+            check_signed_prekey(&account.identity_sig, &prekey)?;
+            Ok(s.set_signed_prekey(me, &prekey)?)
+        })
+        .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    pub(super) async fn upload_prekeys(
+        &mut self,
+        prekeys: Vec<OneTimePrekey>,
+    ) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let max = self.shared.config.max_prekeys;
+        self.db(move |s| {
+            let held = s.count_prekeys(me)?;
+            let adding = u32::try_from(prekeys.len()).unwrap_or(u32::MAX);
+            if held.saturating_add(adding) > max {
+                return Err(Refusal::new(
+                    ErrorCode::QUOTA_FULL,
+                    format!("at most {max} one-time prekeys are held; {held} are stored"),
+                ));
+            }
+            Ok(s.add_prekeys(me, &prekeys)?)
+        })
+        .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    pub(super) async fn fetch_bundle(&mut self, username: &str) -> Result<Reply, Refusal> {
+        self.logged_in()?;
+        let name =
+            crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
+        let bundle = self
+            .db(move |s| Ok(s.take_bundle(&name)?))
+            .await?
+            .ok_or_else(|| {
+                Refusal::new(ErrorCode::NOT_FOUND, "no such user, or no keys published")
+            })?;
+        let reply = Reply::msg(&Message::Bundle {
+            bundle: PrekeyBundle {
+                username: &bundle.username,
+                identity_sig: Key32(bundle.identity_sig),
+                identity_dh: Key32(bundle.identity_dh),
+                signed_prekey: bundle.spk,
+                one_time_prekey: bundle.prekey,
+            },
+        });
+        if bundle.remaining < self.shared.config.prekeys_low {
+            self.shared.hub.push(
+                bundle.owner,
+                &Message::PrekeysLow {
+                    remaining: bundle.remaining,
+                },
+            );
+        }
+        Ok(reply)
+    }
+}

@@ -1,0 +1,197 @@
+//! Who is online, and delivery to them: each logged-in connection joins the [`Hub`] and runs
+//! [`run_delivery`], which pushes its account's queued messages, receipts and membership
+//! changes in order. (Accepting and acknowledging messages is in `connection::delivery`.)
+//!
+//! Delivery is pulled from the store, never copied around in memory: a send only *wakes* the
+//! recipient's live connections, and each one's delivery task reads the queue after the last
+//! id it sent. So a reconnect, a burst, or a push racing a backlog all give the same in-order
+//! stream, and memory per connection stays bounded by one batch.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use proto_core::Message;
+use smol::channel::{Receiver, Sender};
+
+use crate::Shared;
+use crate::outbox::{Outbox, encode};
+use crate::store::{AccountId, StoreError};
+
+/// Messages read from the store per delivery batch.
+const BATCH: usize = 16;
+
+#[derive(Debug, Clone)]
+struct Peer {
+    id: u64,
+    out: Outbox,
+    wake: Sender<()>,
+}
+
+/// Live connections by account: the only shared map of who is online.
+#[derive(Debug, Default)]
+pub struct Hub {
+    peers: Mutex<HashMap<AccountId, Vec<Peer>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, Vec<Peer>>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a logged-in connection; returns its id and the wake-up receiver its delivery
+    /// task waits on.
+    pub fn join(&self, account: AccountId, out: Outbox) -> (u64, Receiver<()>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (wake, woken) = smol::channel::bounded(1);
+        // Start with a token so the first pass reads the backlog.
+        let _ = wake.try_send(());
+        self.lock()
+            .entry(account)
+            .or_default()
+            .push(Peer { id, out, wake });
+        tracing::debug!(account, id, "joined the hub");
+        (id, woken)
+    }
+
+    /// Removes a connection.
+    pub fn leave(&self, account: AccountId, id: u64) {
+        tracing::debug!(account, id, "left the hub");
+        let mut peers = self.lock();
+        if let Some(list) = peers.get_mut(&account) {
+            list.retain(|p| p.id != id);
+            if list.is_empty() {
+                peers.remove(&account);
+            }
+        }
+    }
+
+    /// Whether the account has a live connection.
+    pub fn is_online(&self, account: AccountId) -> bool {
+        self.lock().contains_key(&account)
+    }
+
+    /// Wakes the account's delivery tasks (coalesced: one pending wake is enough).
+    pub fn wake(&self, account: AccountId) {
+        if let Some(list) = self.lock().get(&account) {
+            for p in list {
+                let _ = p.wake.try_send(());
+            }
+        }
+    }
+
+    /// Pushes a message to every live connection of the account; `true` if any took it.
+    pub fn push(&self, account: AccountId, msg: &Message<'_>) -> bool {
+        let Some(frame) = encode(msg) else {
+            return false;
+        };
+        let outs: Vec<Outbox> = match self.lock().get(&account) {
+            Some(list) => list.iter().map(|p| p.out.clone()).collect(),
+            None => return false,
+        };
+        let mut any = false;
+        for out in outs {
+            any |= out.push_frame(frame.clone());
+        }
+        any
+    }
+
+    /// Live connections in all.
+    pub fn connection_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// Sends the account's queued messages to `out` in order, then waits to be woken; ends when
+/// the connection does.
+pub async fn run_delivery(
+    shared: Arc<Shared>,
+    account: AccountId,
+    out: Outbox,
+    woken: Receiver<()>,
+) {
+    let mut last = 0u64;
+    loop {
+        let now = shared.clock.now();
+        let read = shared
+            .db
+            .call(move |s| -> Result<_, StoreError> {
+                Ok((
+                    s.take_receipts(account)?,
+                    s.take_room_events(account)?,
+                    s.pending_for(account, last, now, BATCH)?,
+                ))
+            })
+            .await;
+        let (receipts, events, batch) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery read failed");
+                out.kill();
+                return;
+            }
+        };
+        // Receipts and membership changes kept while this user was away (or racing a login).
+        for r in &receipts {
+            let msg = Message::Delivered {
+                server_id: r.server_id,
+                to: &r.recipient,
+            };
+            if !send_msg(&out, &msg).await {
+                return;
+            }
+        }
+        for e in &events {
+            let msg = Message::RoomChanged {
+                room: &e.room,
+                username: &e.username,
+                change: e.change,
+            };
+            if !send_msg(&out, &msg).await {
+                return;
+            }
+        }
+        if batch.is_empty() {
+            let woke = smol::future::or(async { woken.recv().await.is_ok() }, async {
+                out.killed().await;
+                false
+            })
+            .await;
+            if !woke {
+                return;
+            }
+            continue;
+        }
+        for m in &batch {
+            let msg = Message::Deliver {
+                server_id: m.id,
+                from: &m.sender,
+                room: m.room.as_deref(),
+                sent_at: m.sent_at,
+                body: &m.body,
+            };
+            let Some(frame) = encode(&msg) else {
+                tracing::error!(
+                    id = m.id,
+                    "a stored message does not fit in a frame; skipped"
+                );
+                last = m.id;
+                continue;
+            };
+            if !out.send_frame(frame).await {
+                return;
+            }
+            last = m.id;
+        }
+    }
+}
+
+async fn send_msg(out: &Outbox, msg: &Message<'_>) -> bool {
+    match encode(msg) {
+        Some(frame) => out.send_frame(frame).await,
+        None => true,
+    }
+}

@@ -1,0 +1,71 @@
+//! The key directory in memory.
+
+use proto_core::{OneTimePrekey, SignedPrekey};
+
+use super::MemoryStore;
+use crate::store::{AccountId, KeyStore, StoreError, StoredBundle};
+
+impl KeyStore for MemoryStore {
+    fn set_identity(
+        &mut self,
+        id: AccountId,
+        identity_sig: &[u8; 32],
+        identity_dh: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        if let Some(a) = self.accounts.get_mut(&id) {
+            a.identity_sig = *identity_sig;
+            a.identity_dh = *identity_dh;
+            a.spk = None;
+        }
+        self.prekeys.remove(&id);
+        Ok(())
+    }
+
+    fn set_signed_prekey(&mut self, id: AccountId, spk: &SignedPrekey) -> Result<(), StoreError> {
+        if let Some(a) = self.accounts.get_mut(&id) {
+            a.spk = Some(*spk);
+        }
+        Ok(())
+    }
+
+    fn count_prekeys(&mut self, id: AccountId) -> Result<u32, StoreError> {
+        Ok(self
+            .prekeys
+            .get(&id)
+            .map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX)))
+    }
+
+    fn add_prekeys(&mut self, id: AccountId, prekeys: &[OneTimePrekey]) -> Result<(), StoreError> {
+        let held = self.prekeys.entry(id).or_default();
+        for p in prekeys {
+            held.insert(p.id, *p);
+        }
+        Ok(())
+    }
+
+    fn take_bundle(&mut self, username: &str) -> Result<Option<StoredBundle>, StoreError> {
+        let Some(a) = self
+            .accounts
+            .values()
+            .find(|a| a.username == username && a.confirmed)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Some(spk) = a.spk else {
+            return Ok(None);
+        };
+        let held = self.prekeys.entry(a.id).or_default();
+        let prekey = held.pop_first().map(|(_, p)| p);
+        let remaining = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        Ok(Some(StoredBundle {
+            owner: a.id,
+            username: a.username,
+            identity_sig: a.identity_sig,
+            identity_dh: a.identity_dh,
+            spk,
+            prekey,
+            remaining,
+        }))
+    }
+}

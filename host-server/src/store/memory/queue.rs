@@ -1,0 +1,176 @@
+//! Queued ciphertext, receipts and kept membership changes in memory.
+
+use super::{MemoryStore, Msg};
+use crate::store::{
+    AccountId, AckOutcome, NewMessage, QueueStore, Receipt, RoomEvent, RoomId, StoreError,
+    StoredMessage,
+};
+
+impl QueueStore for MemoryStore {
+    fn pending_direct_count(&mut self, recipient: AccountId) -> Result<u64, StoreError> {
+        Ok(self
+            .messages
+            .values()
+            .filter(|m| m.recipient == Some(recipient))
+            .count() as u64)
+    }
+
+    fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError> {
+        Ok(self
+            .messages
+            .values()
+            .filter(|m| m.room == Some(room))
+            .count() as u64)
+    }
+
+    fn insert_message(&mut self, m: &NewMessage) -> Result<u64, StoreError> {
+        self.next_message += 1;
+        let id = self.next_message;
+        self.messages.insert(
+            id,
+            Msg {
+                recipient: m.recipient,
+                room: m.room,
+                sender_id: m.sender_id,
+                sender: m.sender.clone(),
+                sent_at: m.sent_at,
+                expires_at: m.expires_at,
+                body: m.body.clone(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn pending_for(
+        &mut self,
+        account: AccountId,
+        after: u64,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        for (id, m) in self.messages.range(after.saturating_add(1)..) {
+            if out.len() >= limit {
+                break;
+            }
+            if m.expires_at <= now {
+                continue;
+            }
+            let room_name = match m.room.and_then(|r| self.rooms.get(&r)) {
+                Some(room) => {
+                    let cursor = room
+                        .members
+                        .iter()
+                        .find(|(a, _)| *a == account)
+                        .map(|(_, c)| *c);
+                    match cursor {
+                        Some(c) if *id > c && m.sender_id != account => Some(room.name.clone()),
+                        _ => continue,
+                    }
+                }
+                None if m.recipient == Some(account) => None,
+                None => continue,
+            };
+            out.push(StoredMessage {
+                id: *id,
+                sender: m.sender.clone(),
+                room: room_name,
+                sent_at: m.sent_at,
+                body: m.body.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn ack(&mut self, account: AccountId, server_id: u64) -> Result<AckOutcome, StoreError> {
+        let Some(m) = self.messages.get(&server_id) else {
+            return Ok(AckOutcome::Unknown);
+        };
+        if m.recipient == Some(account) {
+            let sender_id = m.sender_id;
+            self.messages.remove(&server_id);
+            return Ok(AckOutcome::Direct { sender_id });
+        }
+        let sender_id = m.sender_id;
+        if let Some(room) = m.room.and_then(|r| self.rooms.get_mut(&r))
+            && let Some((_, cursor)) = room.members.iter_mut().find(|(a, _)| *a == account)
+            && server_id > *cursor
+        {
+            *cursor = server_id;
+            return Ok(AckOutcome::Room { sender_id });
+        }
+        Ok(AckOutcome::Unknown)
+    }
+
+    fn add_receipt(
+        &mut self,
+        sender: AccountId,
+        server_id: u64,
+        recipient: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let receipt = Receipt {
+            server_id,
+            recipient: recipient.to_owned(),
+        };
+        self.receipts.push((sender, receipt, expires_at));
+        Ok(())
+    }
+
+    fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
+        let mut out = Vec::new();
+        self.receipts.retain(|(s, r, _)| {
+            if *s == sender {
+                out.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        Ok(out)
+    }
+
+    fn add_room_event(
+        &mut self,
+        account: AccountId,
+        event: &RoomEvent,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.room_events.push((account, event.clone(), expires_at));
+        Ok(())
+    }
+
+    fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError> {
+        let mut out = Vec::new();
+        self.room_events.retain(|(a, e, _)| {
+            if *a == account {
+                out.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+        Ok(out)
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
+        let before = self.messages.len();
+        let rooms = &self.rooms;
+        self.messages.retain(|id, m| {
+            if m.expires_at <= now {
+                return false;
+            }
+            match m.room.and_then(|r| rooms.get(&r)) {
+                Some(room) => room
+                    .members
+                    .iter()
+                    .any(|(a, c)| *c < *id && *a != m.sender_id),
+                None => m.room.is_none(),
+            }
+        });
+        self.receipts.retain(|(_, _, exp)| *exp > now);
+        self.room_events.retain(|(_, _, exp)| *exp > now);
+        self.sessions.retain(|_, (_, exp)| *exp > now);
+        Ok(before - self.messages.len())
+    }
+}

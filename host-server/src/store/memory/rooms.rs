@@ -1,0 +1,87 @@
+//! Rooms and members in memory.
+
+use super::{MemoryStore, Room};
+use crate::store::{AccountId, Member, RoomId, RoomInfo, RoomStore, StoreError};
+
+impl RoomStore for MemoryStore {
+    fn create_room(&mut self, name: &str, admin: AccountId) -> Result<RoomId, StoreError> {
+        if self.room_by_name(name).is_some() {
+            return Err(StoreError::RoomTaken);
+        }
+        self.next_room += 1;
+        let id = self.next_room;
+        self.rooms.insert(
+            id,
+            Room {
+                name: name.to_owned(),
+                admin,
+                members: Vec::new(),
+            },
+        );
+        self.add_member(id, admin)?;
+        Ok(id)
+    }
+
+    fn room(&mut self, name: &str) -> Result<Option<RoomInfo>, StoreError> {
+        let Some((id, room)) = self.room_by_name(name) else {
+            return Ok(None);
+        };
+        let members = room
+            .members
+            .iter()
+            .filter_map(|(a, _)| {
+                self.accounts.get(a).map(|acc| Member {
+                    id: *a,
+                    username: acc.username.clone(),
+                })
+            })
+            .collect();
+        Ok(Some(RoomInfo {
+            id,
+            name: room.name.clone(),
+            admin: room.admin,
+            members,
+        }))
+    }
+
+    fn add_member(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError> {
+        let newest = self.next_message;
+        if let Some(r) = self.rooms.get_mut(&room)
+            && !r.members.iter().any(|(a, _)| *a == account)
+        {
+            r.members.push((account, newest));
+        }
+        Ok(())
+    }
+
+    fn remove_member(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError> {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.members.retain(|(a, _)| *a != account);
+        }
+        Ok(())
+    }
+
+    fn set_admin(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError> {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.admin = account;
+        }
+        Ok(())
+    }
+
+    fn delete_room(&mut self, room: RoomId) -> Result<(), StoreError> {
+        self.rooms.remove(&room);
+        self.messages.retain(|_, m| m.room != Some(room));
+        Ok(())
+    }
+
+    fn rooms_of(&mut self, account: AccountId) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = self
+            .rooms
+            .values()
+            .filter(|r| r.members.iter().any(|(a, _)| *a == account))
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

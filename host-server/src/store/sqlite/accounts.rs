@@ -1,0 +1,147 @@
+//! Accounts, their second factor and their sessions, in SQLite.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::KeyStore;
+
+use super::{SqliteStore, is_unique_violation, to_i64, to_u64};
+use crate::store::{Account, AccountId, AccountStore, NewAccount, SessionInfo, StoreError};
+
+impl AccountStore for SqliteStore {
+    fn create_account(&mut self, a: &NewAccount) -> Result<AccountId, StoreError> {
+        let inserted = self.conn.prepare_cached(
+            "INSERT INTO accounts (username, name, email, password_phc, totp_secret, identity_sig, \
+             identity_dh, spk_id, spk_key, spk_sig, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            a.username,
+            a.name,
+            a.email,
+            a.password_phc,
+            a.totp_secret,
+            &a.identity_sig[..],
+            &a.identity_dh[..],
+            a.spk.id,
+            &a.spk.key.0[..],
+            &a.spk.signature.0[..],
+            to_i64(a.created_at),
+        ]);
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::UsernameTaken),
+            Err(e) => return Err(e.into()),
+        }
+        let id = self.conn.last_insert_rowid();
+        self.add_prekeys(id, &a.prekeys)?;
+        Ok(id)
+    }
+
+    fn account_by_username(&mut self, username: &str) -> Result<Option<Account>, StoreError> {
+        self.account_where("username = ?1", &username)
+    }
+
+    fn account_by_id(&mut self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.account_where("id = ?1", &id)
+    }
+
+    fn confirm_account(&mut self, id: AccountId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE accounts SET confirmed = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn delete_unconfirmed(
+        &mut self,
+        before: u64,
+        only: Option<AccountId>,
+    ) -> Result<usize, StoreError> {
+        let n = match only {
+            Some(id) => self
+                .conn
+                .prepare_cached("DELETE FROM accounts WHERE confirmed = 0 AND id = ?1")?
+                .execute([id])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM accounts WHERE confirmed = 0 AND created_at < ?1")?
+                .execute([to_i64(before)])?,
+        };
+        Ok(n)
+    }
+
+    fn accept_totp_step(&mut self, id: AccountId, step: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE accounts SET totp_last_step = ?2 \
+                 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            )?
+            .execute(params![id, to_i64(step)])?;
+        Ok(n == 1)
+    }
+
+    fn set_recovery_codes(&mut self, id: AccountId, hashes: &[[u8; 32]]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM recovery_codes WHERE account_id = ?1")?
+            .execute([id])?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO recovery_codes (account_id, code_hash) VALUES (?1, ?2)",
+        )?;
+        for h in hashes {
+            stmt.execute(params![id, &h[..]])?;
+        }
+        Ok(())
+    }
+
+    fn consume_recovery_code(
+        &mut self,
+        id: AccountId,
+        hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM recovery_codes WHERE account_id = ?1 AND code_hash = ?2")?
+            .execute(params![id, &hash[..]])?;
+        Ok(n == 1)
+    }
+
+    fn create_session(
+        &mut self,
+        id: AccountId,
+        token_hash: &[u8; 32],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&token_hash[..], id, to_i64(expires_at)])?;
+        Ok(())
+    }
+
+    fn session(
+        &mut self,
+        token_hash: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<SessionInfo>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT account_id, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2")?
+            .query_row(params![&token_hash[..], to_i64(now)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?;
+        Ok(row.map(|(account, exp)| SessionInfo {
+            account,
+            expires_at: to_u64(exp),
+        }))
+    }
+
+    fn revoke_session(&mut self, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+            .execute([&token_hash[..]])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! The durable store: SQLite in WAL mode with `synchronous=FULL`, schema migrations, and
+//! savepoints so one failing job never undoes the others in its batch.
+
+use core::time::Duration;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use proto_core::{Key32, Sig64, SignedPrekey};
+
+use super::{Account, Store, StoreError};
+
+mod accounts;
+mod keys;
+mod queue;
+mod rooms;
+
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_room_events.sql"),
+];
+
+/// How long a statement waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    pub(super) conn: Connection,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(super) fn key32(v: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(v).map_err(|_| StoreError::Corrupt("key is not 32 bytes"))
+}
+
+pub(super) fn sig64(v: Vec<u8>) -> Result<[u8; 64], StoreError> {
+    <[u8; 64]>::try_from(v).map_err(|_| StoreError::Corrupt("signature is not 64 bytes"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open(format!("journal_mode is {mode}, not WAL")));
+        }
+        // FULL: a commit survives power loss, which is what "accepted" promises the sender.
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        )?;
+        let mut store = Self { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let done = usize::try_from(version).map_err(|_| StoreError::Corrupt("user_version"))?;
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Open(format!(
+                "the database has schema version {done}, newer than this server ({}); \
+                 run a newer sealroom-server",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()?;
+            tracing::info!(version = i + 1, "applied schema migration");
+        }
+        Ok(())
+    }
+
+    fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+        Ok(AccountRow {
+            id: row.get(0)?,
+            username: row.get(1)?,
+            password_phc: row.get(2)?,
+            totp_secret: row.get(3)?,
+            confirmed: row.get(4)?,
+            totp_last_step: row.get(5)?,
+            identity_sig: row.get(6)?,
+            identity_dh: row.get(7)?,
+            spk_id: row.get(8)?,
+            spk_key: row.get(9)?,
+            spk_sig: row.get(10)?,
+            created_at: row.get(11)?,
+        })
+    }
+
+    pub(super) fn account_where(
+        &mut self,
+        clause: &str,
+        arg: &dyn rusqlite::ToSql,
+    ) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT id, username, password_phc, totp_secret, confirmed, totp_last_step, \
+             identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at \
+             FROM accounts WHERE {clause}"
+        );
+        let row = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([arg], Self::account_row)
+            .optional()?;
+        row.map(AccountRow::into_account).transpose()
+    }
+}
+
+struct AccountRow {
+    id: i64,
+    username: String,
+    password_phc: String,
+    totp_secret: Vec<u8>,
+    confirmed: bool,
+    totp_last_step: Option<i64>,
+    identity_sig: Vec<u8>,
+    identity_dh: Vec<u8>,
+    spk_id: Option<i64>,
+    spk_key: Option<Vec<u8>>,
+    spk_sig: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl AccountRow {
+    fn into_account(self) -> Result<Account, StoreError> {
+        let spk = match (self.spk_id, self.spk_key, self.spk_sig) {
+            (Some(id), Some(key), Some(sig)) => Some(SignedPrekey {
+                id: u32::try_from(id).map_err(|_| StoreError::Corrupt("spk id"))?,
+                key: Key32(key32(key)?),
+                signature: Sig64(sig64(sig)?),
+            }),
+            _ => None,
+        };
+        Ok(Account {
+            id: self.id,
+            username: self.username,
+            password_phc: self.password_phc,
+            totp_secret: self.totp_secret,
+            confirmed: self.confirmed,
+            totp_last_step: self.totp_last_step.map(to_u64),
+            identity_sig: key32(self.identity_sig)?,
+            identity_dh: key32(self.identity_dh)?,
+            spk,
+            created_at: to_u64(self.created_at),
+        })
+    }
+}
+
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+impl Store for SqliteStore {
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    fn commit_batch(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    fn rollback_batch(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn begin_job(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("SAVEPOINT job")?;
+        Ok(())
+    }
+
+    fn end_job(&mut self, ok: bool) -> Result<(), StoreError> {
+        if ok {
+            self.conn.execute_batch("RELEASE job")?;
+        } else {
+            self.conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+        }
+        Ok(())
+    }
+}

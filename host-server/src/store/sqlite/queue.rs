@@ -1,0 +1,258 @@
+//! Queued ciphertext, receipts and kept membership changes in SQLite.
+
+use proto_core::RoomChange;
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, to_i64, to_u64};
+use crate::store::{
+    AccountId, AckOutcome, NewMessage, QueueStore, Receipt, RoomEvent, RoomId, StoreError,
+    StoredMessage,
+};
+
+impl QueueStore for SqliteStore {
+    fn pending_direct_count(&mut self, recipient: AccountId) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM messages WHERE recipient_id = ?1")?
+            .query_row([recipient], |r| r.get(0))?;
+        Ok(to_u64(n))
+    }
+
+    fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM messages WHERE room_id = ?1")?
+            .query_row([room], |r| r.get(0))?;
+        Ok(to_u64(n))
+    }
+
+    fn insert_message(&mut self, m: &NewMessage) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (recipient_id, room_id, sender_id, sender, sent_at, expires_at, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                m.recipient,
+                m.room,
+                m.sender_id,
+                m.sender,
+                to_i64(m.sent_at),
+                to_i64(m.expires_at),
+                m.body
+            ])?;
+        Ok(to_u64(self.conn.last_insert_rowid()))
+    }
+
+    fn pending_for(
+        &mut self,
+        account: AccountId,
+        after: u64,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.id, m.sender, NULL, m.sent_at, m.body FROM messages m \
+               WHERE m.recipient_id = ?1 AND m.id > ?2 AND m.expires_at > ?3 \
+             UNION ALL \
+             SELECT m.id, m.sender, r.name, m.sent_at, m.body FROM room_members rm \
+               JOIN rooms r ON r.id = rm.room_id \
+               JOIN messages m ON m.room_id = rm.room_id AND m.id > rm.cursor \
+               WHERE rm.account_id = ?1 AND m.id > ?2 AND m.expires_at > ?3 AND m.sender_id <> ?1 \
+             ORDER BY 1 LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                account,
+                to_i64(after),
+                to_i64(now),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(StoredMessage {
+                    id: to_u64(r.get(0)?),
+                    sender: r.get(1)?,
+                    room: r.get(2)?,
+                    sent_at: to_u64(r.get(3)?),
+                    body: r.get(4)?,
+                })
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    fn ack(&mut self, account: AccountId, server_id: u64) -> Result<AckOutcome, StoreError> {
+        let id = to_i64(server_id);
+        let direct = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM messages WHERE id = ?1 AND recipient_id = ?2 RETURNING sender_id",
+            )?
+            .query_row(params![id, account], |r| r.get::<_, i64>(0))
+            .optional()?;
+        if let Some(sender_id) = direct {
+            return Ok(AckOutcome::Direct { sender_id });
+        }
+        let room = self
+            .conn
+            .prepare_cached(
+                "SELECT m.room_id, m.sender_id FROM messages m JOIN room_members rm \
+                 ON rm.room_id = m.room_id AND rm.account_id = ?2 \
+                 WHERE m.id = ?1 AND m.id > rm.cursor",
+            )?
+            .query_row(params![id, account], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?;
+        let Some((room_id, sender_id)) = room else {
+            return Ok(AckOutcome::Unknown);
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE room_members SET cursor = ?3 WHERE room_id = ?1 AND account_id = ?2",
+            )?
+            .execute(params![room_id, account, id])?;
+        Ok(AckOutcome::Room { sender_id })
+    }
+
+    fn add_receipt(
+        &mut self,
+        sender: AccountId,
+        server_id: u64,
+        recipient: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO receipts (sender_id, server_id, recipient, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![sender, to_i64(server_id), recipient, to_i64(expires_at)])?;
+        Ok(())
+    }
+
+    fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM receipts WHERE sender_id = ?1 RETURNING id, server_id, recipient",
+        )?;
+        let rows = stmt.query_map([sender], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                to_u64(r.get(1)?),
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        out.sort_by_key(|(id, _, _)| *id);
+        Ok(out
+            .into_iter()
+            .map(|(_, server_id, recipient)| Receipt {
+                server_id,
+                recipient,
+            })
+            .collect())
+    }
+
+    fn add_room_event(
+        &mut self,
+        account: AccountId,
+        event: &RoomEvent,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO room_events (account_id, room, username, change, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                account,
+                event.room,
+                event.username,
+                change_code(event.change),
+                to_i64(expires_at)
+            ])?;
+        Ok(())
+    }
+
+    fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM room_events WHERE account_id = ?1 RETURNING id, room, username, change",
+        )?;
+        let rows = stmt.query_map([account], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u8>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, room, username, code) = row?;
+            let Some(change) = change_from_code(code) else {
+                tracing::warn!(code, "skipping a kept room change of unknown kind");
+                continue;
+            };
+            out.push((
+                id,
+                RoomEvent {
+                    room,
+                    username,
+                    change,
+                },
+            ));
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
+        let now = to_i64(now);
+        let mut n = self
+            .conn
+            .prepare_cached("DELETE FROM messages WHERE expires_at <= ?1")?
+            .execute([now])?;
+        // Room messages every member has moved past are no longer needed by anyone.
+        n += self
+            .conn
+            .prepare_cached(
+                "DELETE FROM messages WHERE room_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM room_members rm WHERE rm.room_id = messages.room_id \
+              AND rm.cursor < messages.id AND rm.account_id <> messages.sender_id)",
+            )?
+            .execute([])?;
+        self.conn
+            .prepare_cached("DELETE FROM receipts WHERE expires_at <= ?1")?
+            .execute([now])?;
+        self.conn
+            .prepare_cached("DELETE FROM room_events WHERE expires_at <= ?1")?
+            .execute([now])?;
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+            .execute([now])?;
+        Ok(n)
+    }
+}
+
+/// The stored form of a [`RoomChange`].
+fn change_code(change: RoomChange) -> u8 {
+    match change {
+        RoomChange::Joined => 0,
+        RoomChange::Left => 1,
+        RoomChange::Removed => 2,
+    }
+}
+
+/// A [`RoomChange`] from its stored form.
+fn change_from_code(code: u8) -> Option<RoomChange> {
+    match code {
+        0 => Some(RoomChange::Joined),
+        1 => Some(RoomChange::Left),
+        2 => Some(RoomChange::Removed),
+        _ => None,
+    }
+}

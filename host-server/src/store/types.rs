@@ -1,0 +1,191 @@
+//! The values the store keeps and hands back.
+
+use proto_core::{OneTimePrekey, RoomChange, SignedPrekey};
+
+use super::{AccountId, RoomId};
+
+/// A new account, not yet confirmed by a TOTP code.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    /// Case-folded username.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Email address.
+    pub email: String,
+    /// PBKDF2 PHC string.
+    pub password_phc: String,
+    /// TOTP secret (160 bits).
+    pub totp_secret: Vec<u8>,
+    /// Ed25519 identity key.
+    pub identity_sig: [u8; 32],
+    /// X25519 identity key.
+    pub identity_dh: [u8; 32],
+    /// Signed prekey (its signature checked before it gets here).
+    pub spk: SignedPrekey,
+    /// One-time prekeys.
+    pub prekeys: Vec<OneTimePrekey>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// An account as stored.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// Row id.
+    pub id: AccountId,
+    /// Case-folded username.
+    pub username: String,
+    /// PBKDF2 PHC string.
+    pub password_phc: String,
+    /// TOTP secret.
+    pub totp_secret: Vec<u8>,
+    /// Whether enrollment finished.
+    pub confirmed: bool,
+    /// The last TOTP step accepted (replay guard).
+    pub totp_last_step: Option<u64>,
+    /// Ed25519 identity key.
+    pub identity_sig: [u8; 32],
+    /// X25519 identity key.
+    pub identity_dh: [u8; 32],
+    /// Current signed prekey, if any.
+    pub spk: Option<SignedPrekey>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A prekey bundle taken from the directory (its one-time prekey, if any, is now gone).
+#[derive(Clone, Debug)]
+pub struct StoredBundle {
+    /// Owner.
+    pub owner: AccountId,
+    /// Owner's username.
+    pub username: String,
+    /// Ed25519 identity key.
+    pub identity_sig: [u8; 32],
+    /// X25519 identity key.
+    pub identity_dh: [u8; 32],
+    /// Signed prekey.
+    pub spk: SignedPrekey,
+    /// The one-time prekey handed out, if any were left.
+    pub prekey: Option<OneTimePrekey>,
+    /// One-time prekeys left after this one.
+    pub remaining: u32,
+}
+
+/// A message to queue.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Recipient, for a direct message.
+    pub recipient: Option<AccountId>,
+    /// Room, for a room message.
+    pub room: Option<RoomId>,
+    /// Sender's id.
+    pub sender_id: AccountId,
+    /// Sender's username.
+    pub sender: String,
+    /// Unix seconds.
+    pub sent_at: u64,
+    /// Unix seconds after which it is dropped undelivered.
+    pub expires_at: u64,
+    /// Ciphertext, opaque.
+    pub body: Vec<u8>,
+}
+
+/// A queued message, as delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Server id; queue order.
+    pub id: u64,
+    /// Sender's username.
+    pub sender: String,
+    /// Room name, for a room message.
+    pub room: Option<String>,
+    /// Unix seconds.
+    pub sent_at: u64,
+    /// Ciphertext.
+    pub body: Vec<u8>,
+}
+
+/// What an acknowledgement did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// A direct message was deleted.
+    Direct {
+        /// Who sent it.
+        sender_id: AccountId,
+    },
+    /// The member's room cursor moved past a room message.
+    Room {
+        /// Who sent it.
+        sender_id: AccountId,
+    },
+    /// Nothing of this user's has that id (already acknowledged, expired, or not theirs).
+    Unknown,
+}
+
+/// A membership change kept for a member who was offline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomEvent {
+    /// Room name.
+    pub room: String,
+    /// Whose membership changed.
+    pub username: String,
+    /// What happened.
+    pub change: RoomChange,
+}
+
+/// A room with its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Row id.
+    pub id: RoomId,
+    /// Name.
+    pub name: String,
+    /// Admin's id.
+    pub admin: AccountId,
+    /// Members, in joining order.
+    pub members: Vec<Member>,
+}
+
+impl RoomInfo {
+    /// Whether `account` is a member.
+    pub fn has_member(&self, account: AccountId) -> bool {
+        self.members.iter().any(|m| m.id == account)
+    }
+
+    /// The admin's username.
+    pub fn admin_name(&self) -> &str {
+        self.members
+            .iter()
+            .find(|m| m.id == self.admin)
+            .map_or("", |m| m.username.as_str())
+    }
+}
+
+/// A member of a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The member's account.
+    pub id: AccountId,
+    /// The member's username.
+    pub username: String,
+}
+
+/// A "delivered" receipt kept for a sender who was offline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The message's server id.
+    pub server_id: u64,
+    /// Who acknowledged it.
+    pub recipient: String,
+}
+
+/// A live session: whose it is and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The account logged in.
+    pub account: AccountId,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
