@@ -136,24 +136,22 @@ pub fn load_or_create(
 }
 
 /// Writes `bytes` to `path` so that a crash leaves no half-written file: a temporary file in the
-/// same folder (created with `mode`), synced, renamed over `path`, then the folder synced.
+/// same folder (created with `mode`, before anything is written), synced, renamed over `path`,
+/// then the folder synced.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    let mut builder = tempfile::Builder::new();
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(mode);
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    let mut tmp = builder.tempfile_in(dir).map_err(io_err(dir))?;
+    tmp.write_all(bytes).map_err(io_err(path))?;
+    tmp.as_file().sync_all().map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))

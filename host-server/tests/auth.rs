@@ -9,6 +9,30 @@ use host_server::auth::ratelimit::Policy;
 use host_server::auth::totp;
 use proto_core::{ErrorCode, Key32, Message};
 
+/// Sends `Register` for `username` from a fresh device with no one-time prekeys.
+async fn send_registration(c: &mut host_server::client::Client, username: &str) {
+    let device = Device::new(0);
+    let email = format!("{username}@example.org");
+    c.send(&register_msg(username, PASSWORD, &device, &[], &email))
+        .await
+        .unwrap();
+}
+
+/// Registers `username` up to the TOTP enrollment; returns the connection and the secret.
+async fn begin_registration(
+    ts: &TestServer,
+    username: &str,
+) -> (host_server::client::Client, Vec<u8>) {
+    let mut c = ts.connect().await;
+    send_registration(&mut c, username).await;
+    let f = recv(&mut c).await;
+    let Some(Message::TotpEnrollment { uri }) = f.msg() else {
+        panic!("expected TotpEnrollment, got {:?}", f.msg())
+    };
+    let secret = totp::secret_from_uri(uri).unwrap();
+    (c, secret)
+}
+
 #[test]
 fn register_enroll_login_resume_logout() {
     let ts = TestServer::start();
@@ -350,22 +374,7 @@ fn registration_refusals_give_reasons() {
 fn unconfirmed_account_cannot_log_in() {
     let ts = TestServer::start();
     run(async {
-        let device = Device::new(0);
-        let mut c = ts.connect().await;
-        c.send(&register_msg(
-            "bob",
-            PASSWORD,
-            &device,
-            &[],
-            "b@example.org",
-        ))
-        .await
-        .unwrap();
-        let f = recv(&mut c).await;
-        let Some(Message::TotpEnrollment { uri }) = f.msg() else {
-            panic!()
-        };
-        let secret = totp::secret_from_uri(uri).unwrap();
+        let (mut c, secret) = begin_registration(&ts, "bob").await;
         // A wrong code does not finish enrollment.
         c.send(&Message::ConfirmTotp { code: "000000" })
             .await
@@ -395,17 +404,8 @@ fn registrations_per_address_are_limited() {
     run(async {
         let (_a, _) = register(&ts, "first", 0).await;
         let (_b, _) = register(&ts, "second", 0).await;
-        let device = Device::new(0);
         let mut c = ts.connect().await;
-        c.send(&register_msg(
-            "third",
-            PASSWORD,
-            &device,
-            &[],
-            "t@example.org",
-        ))
-        .await
-        .unwrap();
+        send_registration(&mut c, "third").await;
         expect_error(&recv(&mut c).await, ErrorCode::RATE_LIMITED);
     });
 }
@@ -447,22 +447,7 @@ fn logins_abandoned_before_the_second_factor_still_count() {
 fn a_registration_left_unconfirmed_expires() {
     let ts = TestServer::start_with(|c| c.sweep_interval = core::time::Duration::from_millis(50));
     run(async {
-        let device = Device::new(0);
-        let mut c = ts.connect().await;
-        c.send(&register_msg(
-            "slowpoke",
-            PASSWORD,
-            &device,
-            &[],
-            "s@example.org",
-        ))
-        .await
-        .unwrap();
-        let f = recv(&mut c).await;
-        let Some(Message::TotpEnrollment { uri }) = f.msg() else {
-            panic!()
-        };
-        let secret = totp::secret_from_uri(uri).unwrap();
+        let (mut c, secret) = begin_registration(&ts, "slowpoke").await;
         // Sixteen minutes later the sweeper has dropped it; a name squatter cannot hold it.
         ts.advance(16 * 60);
         let deadline = std::time::Instant::now() + WAIT;

@@ -13,12 +13,14 @@
 //! refused and skipped; an oversized one ends the connection.
 //!
 //! The handlers live by concern: [`account`] (registration, login, sessions), [`keys`] (the key
-//! directory), [`delivery`] (sending and acknowledging), [`rooms`].
+//! directory), [`delivery`] (sending and acknowledging), [`rooms`], and [`session`] (a
+//! logged-in session's start and end).
 
 mod account;
 mod delivery;
 mod keys;
 mod rooms;
+mod session;
 
 use core::net::IpAddr;
 use std::sync::Arc;
@@ -91,7 +93,7 @@ pub(crate) struct Reply {
 #[derive(Debug)]
 enum After {
     /// Start the session a login opened (so nothing delivered overtakes the `Session` frame).
-    Session(account::NewSession),
+    Session(session::NewSession),
     /// Tell a room's members about a membership change (after the requester's `Ok`).
     Announce(rooms::Announcement),
 }
@@ -122,7 +124,7 @@ enum State {
     Fresh,
     Enrolling(account::Enrolling),
     SecondFactor(account::SecondFactor),
-    LoggedIn(account::LoggedIn),
+    LoggedIn(session::LoggedIn),
 }
 
 /// One peer's protocol state.
