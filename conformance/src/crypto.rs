@@ -5,7 +5,7 @@
 //! reads them back from the file, runs the same function, and compares every recorded field.
 //! Each function computes every intermediate value twice: once from the bare primitives
 //! (`proto_core::primitives`: X25519, HKDF, HMAC, ChaCha20-Poly1305, Ed25519), following
-//! DESIGN.md step by step, and once through proto-core's protocol API (sessions, rooms, with
+//! PROTOCOL.md §4 step by step, and once through proto-core's protocol API (sessions, rooms, with
 //! the `vectors` test hooks for fixed keys). The two must agree byte for byte, and with the file.
 //!
 //! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`.

@@ -463,7 +463,7 @@ fn reject_cases() -> Vec<Value> {
     case(
         "frame larger than the decoder's 8-byte buffer",
         frame_bytes(&Message::Ping { nonce: u64::MAX }),
-        DecodeError::BufferTooSmall,
+        DecodeError::Caller(proto_core::CallerError::BufferTooSmall),
         Some(8),
     );
     case(

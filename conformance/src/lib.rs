@@ -13,6 +13,7 @@ use serde_json::Value;
 pub mod content;
 pub mod crypto;
 pub mod frames;
+pub mod names;
 pub mod seeded;
 
 /// Every vector file this crate generates, by file name.
@@ -20,6 +21,7 @@ pub fn generate_all() -> Vec<(&'static str, Value)> {
     let mut files = frames::generate();
     files.extend(content::generate());
     files.extend(crypto::generate());
+    files.extend(names::generate());
     files
 }
 
@@ -32,6 +34,9 @@ pub fn check(file: &str, v: &Value) -> Result<usize, String> {
         return r;
     }
     if let Some(r) = crypto::check(file, v) {
+        return r;
+    }
+    if let Some(r) = names::check(file, v) {
         return r;
     }
     Err(format!("{file}: no checker knows this vector file"))

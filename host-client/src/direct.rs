@@ -28,7 +28,7 @@ fn reason(e: DecryptError) -> &'static str {
         DecryptError::Malformed => "it is malformed",
         DecryptError::TooManySkipped => "too many messages were lost before it",
         DecryptError::Replay => "it was already received",
-        DecryptError::BufferTooSmall => "it is too large",
+        DecryptError::Caller(_) => "it is too large",
     }
 }
 

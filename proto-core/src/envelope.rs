@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::caller::CallerError;
 use crate::frame::DecodeError;
 use crate::x3dh::{PREKEY_HEADER_LEN, PrekeyHeader};
 
@@ -52,8 +53,8 @@ pub enum EnvelopeError {
     UnknownKind,
     /// The prekey header is malformed (bad version or flag).
     BadPrekeyHeader,
-    /// The output slice is too small (encoding only).
-    BufferTooSmall,
+    /// The output slice is too small (encoding only; the caller's fault).
+    Caller(CallerError),
 }
 
 impl EnvelopeError {
@@ -63,7 +64,7 @@ impl EnvelopeError {
             EnvelopeError::Truncated => "Truncated",
             EnvelopeError::UnknownKind => "UnknownKind",
             EnvelopeError::BadPrekeyHeader => "BadPrekeyHeader",
-            EnvelopeError::BufferTooSmall => "BufferTooSmall",
+            EnvelopeError::Caller(e) => e.name(),
         }
     }
 }
@@ -74,7 +75,7 @@ impl core::fmt::Display for EnvelopeError {
             EnvelopeError::Truncated => "message body is truncated",
             EnvelopeError::UnknownKind => "unknown message body kind",
             EnvelopeError::BadPrekeyHeader => "malformed session-start header",
-            EnvelopeError::BufferTooSmall => "output buffer too small",
+            EnvelopeError::Caller(_) => "output buffer too small",
         })
     }
 }
@@ -110,13 +111,15 @@ impl<'a> Envelope<'a> {
         header: Option<&PrekeyHeader>,
         out: &mut [u8],
     ) -> Result<usize, EnvelopeError> {
-        let (kind, rest) = out.split_first_mut().ok_or(EnvelopeError::BufferTooSmall)?;
+        let (kind, rest) = out
+            .split_first_mut()
+            .ok_or(EnvelopeError::Caller(CallerError::BufferTooSmall))?;
         match header {
             Some(h) => {
                 *kind = ENVELOPE_PREKEY;
                 let slot = rest
                     .first_chunk_mut::<PREKEY_HEADER_LEN>()
-                    .ok_or(EnvelopeError::BufferTooSmall)?;
+                    .ok_or(EnvelopeError::Caller(CallerError::BufferTooSmall))?;
                 *slot = h.to_bytes();
                 Ok(1 + PREKEY_HEADER_LEN)
             }

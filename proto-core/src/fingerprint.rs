@@ -1,6 +1,6 @@
 //! Safety numbers: Signal's numeric fingerprint over both parties' identity keys.
 //!
-//! This module owns the computation in DESIGN.md: per party
+//! This module owns the computation in PROTOCOL.md §4.5: per party
 //! `h = SHA-512(0x0000 || IKs || IKd || username)`, then 5,199 times `h = SHA-512(h || IKs || IKd)`;
 //! the first 30 bytes as six 5-byte big-endian numbers, each mod 100000, give 30 digits; the two
 //! parties' digit strings, sorted and joined, give 60 ASCII digits. Both parties therefore compute

@@ -19,21 +19,23 @@
 
 use core::fmt;
 
+use crate::caller::CallerError;
 use crate::limits::{LENGTH_PREFIX_LEN, MAX_FRAME};
 use crate::message::Message;
 
 /// The protocol version this core speaks; the first byte after the length prefix.
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// Why bytes are not a valid frame. Every variant is a fault of the peer's bytes.
+/// Why bytes are not a valid frame. Every variant but `Caller` is a fault of the peer's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DecodeError {
     /// The input ends before the frame, or a field inside it, is complete.
     Truncated,
     /// The length prefix exceeds [`MAX_FRAME`]. The stream cannot be resynchronised.
     Oversized,
-    /// The frame is within [`MAX_FRAME`] but larger than the buffer the caller lent.
-    BufferTooSmall,
+    /// The frame is within [`MAX_FRAME`] but larger than the buffer the caller lent (the
+    /// caller's limit, not the peer's fault).
+    Caller(CallerError),
     /// The version byte is not [`PROTOCOL_VERSION`].
     UnknownVersion,
     /// A message or enum tag this version does not define.
@@ -53,7 +55,7 @@ impl DecodeError {
     pub const ALL: [DecodeError; 9] = [
         DecodeError::Truncated,
         DecodeError::Oversized,
-        DecodeError::BufferTooSmall,
+        DecodeError::Caller(CallerError::BufferTooSmall),
         DecodeError::UnknownVersion,
         DecodeError::UnknownTag,
         DecodeError::TrailingBytes,
@@ -67,7 +69,7 @@ impl DecodeError {
         match self {
             DecodeError::Truncated => "Truncated",
             DecodeError::Oversized => "Oversized",
-            DecodeError::BufferTooSmall => "BufferTooSmall",
+            DecodeError::Caller(e) => e.name(),
             DecodeError::UnknownVersion => "UnknownVersion",
             DecodeError::UnknownTag => "UnknownTag",
             DecodeError::TrailingBytes => "TrailingBytes",
@@ -96,7 +98,7 @@ impl fmt::Display for DecodeError {
         f.write_str(match self {
             DecodeError::Truncated => "frame is truncated",
             DecodeError::Oversized => "frame length exceeds the protocol maximum",
-            DecodeError::BufferTooSmall => "frame is larger than the receive buffer",
+            DecodeError::Caller(_) => "frame is larger than the receive buffer",
             DecodeError::UnknownVersion => "unsupported protocol version",
             DecodeError::UnknownTag => "unknown message or enum tag",
             DecodeError::TrailingBytes => "bytes left over after the message",
@@ -298,7 +300,7 @@ pub fn decode_frame_cobs(buf: &mut [u8]) -> Result<(Message<'_>, usize), DecodeE
 /// `poll_frame` stays valid until the next call on the decoder.
 ///
 /// A frame with bad content is skipped and reported, and decoding continues with the next one.
-/// A bad length prefix ([`DecodeError::Oversized`], [`DecodeError::BufferTooSmall`]) leaves the
+/// A bad length prefix ([`DecodeError::Oversized`], [`DecodeError::Caller`]) leaves the
 /// stream unreadable: every later `poll_frame` repeats the error, and the caller should close
 /// the connection.
 #[derive(Debug)]
@@ -365,7 +367,7 @@ impl<'b> FrameDecoder<'b> {
             Err(e) => return Err(self.fail(e)),
         };
         if header.wire_len() > self.buf.len() {
-            return Err(self.fail(DecodeError::BufferTooSmall));
+            return Err(self.fail(DecodeError::Caller(CallerError::BufferTooSmall)));
         }
         if self.filled < header.wire_len() {
             return Ok(None);

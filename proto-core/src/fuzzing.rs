@@ -53,7 +53,7 @@ pub fn frame(data: &[u8]) {
     }
 }
 
-// ---- crypto (issue 3): the `interaction` target ----
+// ---- crypto: the `interaction` target ----
 
 /// A deterministic byte stream standing in for the RNG, for the fuzzer only.
 ///

@@ -6,6 +6,7 @@ use core::fmt;
 
 use embedded_io::ReadExactError;
 
+use crate::caller::CallerError;
 use crate::frame::{DecodeError, EncodeError, FrameHeader, decode_payload, encode_frame};
 use crate::limits::LENGTH_PREFIX_LEN;
 use crate::message::Message;
@@ -48,7 +49,14 @@ impl<E> From<ReadExactError<E>> for IoError<E> {
 /// Splits `buf` into the prefix slot and checks the announced length fits.
 fn body_slot(buf: &mut [u8], prefix: [u8; LENGTH_PREFIX_LEN]) -> Result<&mut [u8], DecodeError> {
     let header = FrameHeader::parse(&prefix)?.ok_or(DecodeError::Truncated)?;
-    buf.get_mut(..header.len).ok_or(DecodeError::BufferTooSmall)
+    buf.get_mut(..header.len)
+        .ok_or(DecodeError::Caller(CallerError::BufferTooSmall))
+}
+
+/// Encodes `msg` as a frame at the start of `scratch`; returns the frame.
+fn encode_into<'s>(msg: &Message<'_>, scratch: &'s mut [u8]) -> Result<&'s [u8], EncodeError> {
+    let n = encode_frame(msg, scratch)?;
+    scratch.get(..n).ok_or(EncodeError::BufferTooSmall)
 }
 
 /// Reads one whole frame from `r` into `buf` and decodes it.
@@ -69,10 +77,7 @@ pub fn write_frame<W: embedded_io::Write>(
     msg: &Message<'_>,
     scratch: &mut [u8],
 ) -> Result<(), IoError<W::Error>> {
-    let n = encode_frame(msg, scratch).map_err(IoError::Encode)?;
-    let frame = scratch
-        .get(..n)
-        .ok_or(IoError::Encode(EncodeError::BufferTooSmall))?;
+    let frame = encode_into(msg, scratch).map_err(IoError::Encode)?;
     w.write_all(frame).map_err(IoError::Io)?;
     w.flush().map_err(IoError::Io)
 }
@@ -97,10 +102,7 @@ pub async fn write_frame_async<W: embedded_io_async::Write>(
     msg: &Message<'_>,
     scratch: &mut [u8],
 ) -> Result<(), IoError<W::Error>> {
-    let n = encode_frame(msg, scratch).map_err(IoError::Encode)?;
-    let frame = scratch
-        .get(..n)
-        .ok_or(IoError::Encode(EncodeError::BufferTooSmall))?;
+    let frame = encode_into(msg, scratch).map_err(IoError::Encode)?;
     w.write_all(frame).await.map_err(IoError::Io)?;
     w.flush().await.map_err(IoError::Io)
 }

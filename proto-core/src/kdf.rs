@@ -1,6 +1,6 @@
 //! Key derivation: HKDF-SHA256 and HMAC-SHA256 wrappers, and every protocol label.
 //!
-//! This module owns the exact bytes of the labels in DESIGN.md and the thin wrappers the rest of
+//! This module owns the exact bytes of the labels in PROTOCOL.md §4 and the thin wrappers the rest of
 //! the crate derives keys through. It implements no primitive itself (RustCrypto's `hkdf`, `hmac`
 //! and `sha2` do) and keeps no key material beyond the caller's output buffers.
 
@@ -20,7 +20,7 @@ pub const ROOM_INFO: &[u8] = b"Sealroom Room v1";
 /// The prefix an identity key signs in front of a signed prekey's public key.
 pub const SIGNED_PREKEY_LABEL: &[u8] = b"Sealroom SPK v1";
 
-/// The all-zero HKDF salt DESIGN.md uses wherever it says "salt = 32 zero bytes".
+/// The all-zero HKDF salt PROTOCOL.md §4 uses wherever it says "salt = 32 zero bytes".
 pub(crate) const ZERO_SALT: [u8; 32] = [0; 32];
 
 /// HKDF was asked for more output than RFC 5869 allows (255 × 32 bytes).

@@ -28,8 +28,9 @@ mod io;
 mod message;
 pub mod names;
 
-// ---- crypto modules (issue 3) ----
+// ---- crypto modules ----
 mod aead;
+mod caller;
 mod fingerprint;
 mod kdf;
 mod keys;
@@ -61,7 +62,7 @@ pub use message::{
 // What travels inside a message body: the envelope and the decrypted content.
 pub use envelope::{Content, ENVELOPE_PREKEY, ENVELOPE_RATCHET, Envelope, EnvelopeError};
 
-// ---- crypto API (issue 3) ----
+// ---- crypto API ----
 // Device keys: identity, signed and one-time prekeys (secrets zeroize, Debug is redacted).
 pub use keys::{
     IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, OneTimePrekeyPublic, SignatureError,
@@ -86,6 +87,7 @@ pub use room::{
 // Randomness: every key comes from a caller's `rand_core::CryptoRng` (the OS RNG on a host, the
 // integrator's hardware RNG on a device); the traits are re-exported so an integrator names the
 // same rand_core version proto-core uses.
+pub use caller::CallerError;
 pub use rand_core;
 // Safety numbers.
 pub use fingerprint::{FINGERPRINT_DIGITS, SAFETY_NUMBER_LEN, party_fingerprint, safety_number};

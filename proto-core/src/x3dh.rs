@@ -1,6 +1,6 @@
 //! X3DH key agreement (Signal's spec over X25519) and the initiator's prekey header.
 //!
-//! This module owns the agreement exactly as DESIGN.md writes it:
+//! This module owns the agreement exactly as PROTOCOL.md §4.2 writes it:
 //! `DH1 = DH(IKd_A, SPK_B)`, `DH2 = DH(EK_A, IKd_B)`, `DH3 = DH(EK_A, SPK_B)`,
 //! `DH4 = DH(EK_A, OPK_B)` when a one-time prekey is used,
 //! `SK = HKDF(salt = 32 zero bytes, ikm = 32×0xFF || DH1 || DH2 || DH3 [|| DH4], "Sealroom X3DH v1", 32)`,
@@ -332,12 +332,9 @@ impl X3dhAgreement {
         }
         let mut sk = [0u8; 32];
         // 32 bytes of output is always within HKDF's limit.
-        let _ = hkdf_sha256(
-            &ZERO_SALT,
-            ikm.get(..len).unwrap_or(&[]),
-            X3DH_INFO,
-            &mut sk,
-        );
+        // `len` is 128 or 160, never past the buffer: `min` only keeps `split_at` panic-free.
+        let (used, _) = ikm.split_at(len.min(ikm.len()));
+        let _ = hkdf_sha256(&ZERO_SALT, used, X3DH_INFO, &mut sk);
         let mut ad = [0u8; X3DH_AD_LEN];
         for (chunk, key) in ad.chunks_exact_mut(32).zip([
             &initiator.dh,

@@ -410,7 +410,10 @@ fn decoder_refuses_oversized_length_before_buffering_and_stays_failed() {
             username: "a-rather-long-username",
         })[..8],
     );
-    assert_eq!(dec.poll_frame(), Err(DecodeError::BufferTooSmall));
+    assert_eq!(
+        dec.poll_frame(),
+        Err(DecodeError::Caller(proto_core::CallerError::BufferTooSmall))
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
  */
 import { decodeWholeFrame, encodeFrame } from './frames.js';
 
-const PUSHES = new Set(['Deliver', 'Delivered', 'RoomChanged', 'PrekeysLow', 'Ping']);
+/** What the server sends unasked (proto-core's `Message::is_push`; `pushes` in names.json). */
+export const PUSHES = new Set(['Deliver', 'Delivered', 'RoomChanged', 'PrekeysLow', 'Ping']);
 
 /** The server refused a request: `code` from docs/PROTOCOL.md §3.2, `text` for people. */
 export class ServerError extends Error {

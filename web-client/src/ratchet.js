@@ -136,7 +136,7 @@ export class SkippedKeys {
   }
 }
 
-/** Why state bytes could not be read: `BufferTooSmall`, `UnknownVersion`, `Malformed`. */
+/** Why state bytes could not be read: `Truncated`, `UnknownVersion`, `Malformed` (proto-core's `StateError`). */
 export class StateError extends Error {
   /** @param {string} kind */
   constructor(kind) {
@@ -156,7 +156,7 @@ export class StateReader {
 
   /** @param {number} n */
   take(n) {
-    if (this.o + n > this.b.length) throw new StateError('BufferTooSmall');
+    if (this.o + n > this.b.length) throw new StateError('Truncated');
     const out = this.b.slice(this.o, this.o + n);
     this.o += n;
     return out;

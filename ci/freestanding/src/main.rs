@@ -46,7 +46,7 @@ fn exercise_frames(scratch: &mut [u8; MAX_FRAME_WIRE], rx: &mut [u8; MAX_FRAME_W
     one_shot && fed && streamed
 }
 
-/// Runs X3DH, one Double Ratchet round trip and one room message (issue 3).
+/// Runs X3DH, one Double Ratchet round trip and one room message.
 fn exercise_crypto() -> bool {
     use core::convert::Infallible;
 

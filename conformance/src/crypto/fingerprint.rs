@@ -63,7 +63,7 @@ pub(super) fn gen_fingerprint() -> R<Value> {
         ),
     ];
     Ok(json!({
-        "description": "Safety numbers (DESIGN.md): per party h = SHA-512(00 00 || IKs || IKd || username), then 5,199 times h = SHA-512(h || IKs || IKd); first 30 bytes as six 5-byte big-endian numbers mod 100000, five digits each; both parties' 30 digits sorted and joined.",
+        "description": "Safety numbers (PROTOCOL.md §4.5): per party h = SHA-512(00 00 || IKs || IKd || username), then 5,199 times h = SHA-512(h || IKs || IKd); first 30 bytes as six 5-byte big-endian numbers mod 100000, five digits each; both parties' 30 digits sorted and joined.",
         "cases": cases,
     }))
 }

@@ -291,7 +291,7 @@ pub(super) fn gen_ratchet() -> R<Value> {
         .map(conversation)
         .collect::<R<Vec<_>>>()?;
     Ok(json!({
-        "description": "Double Ratchet conversations (DESIGN.md): KDF_RK = HKDF(rk, dh, \"Sealroom Ratchet v1\", 64); KDF_CK: mk = HMAC(ck, 01), next = HMAC(ck, 02); key || nonce = HKDF(32 zero bytes, mk, \"Sealroom Message v1\", 44); header = ratchet key || pn || n; AEAD associated data = ad || header; each `ciphertext` field is the ChaCha20-Poly1305 output with its 16-byte tag appended, and message = header || ciphertext. Events run in order; a delivery goes to the other party. A receiver's DH step mirrors the sender's dh_step with private and remote keys swapped.",
+        "description": "Double Ratchet conversations (PROTOCOL.md §4.3): KDF_RK = HKDF(rk, dh, \"Sealroom Ratchet v1\", 64); KDF_CK: mk = HMAC(ck, 01), next = HMAC(ck, 02); key || nonce = HKDF(32 zero bytes, mk, \"Sealroom Message v1\", 44); header = ratchet key || pn || n; AEAD associated data = ad || header; each `ciphertext` field is the ChaCha20-Poly1305 output with its 16-byte tag appended, and message = header || ciphertext. Events run in order; a delivery goes to the other party. A receiver's DH step mirrors the sender's dh_step with private and remote keys swapped.",
         "cases": cases,
     }))
 }

@@ -235,7 +235,7 @@ pub(super) fn room_script() -> RoomScript {
 
 pub(super) fn gen_room() -> R<Value> {
     Ok(json!({
-        "description": "Room sender keys (DESIGN.md): distribution = 01 || room id (16) || sender IKs (32) || epoch || iteration || chain key || signing public key; message key from KDF_CK; key || nonce = HKDF(32 zero bytes, mk, \"Sealroom Room v1\", 44); message = header (01 || room id || sender || epoch || iteration) || ciphertext || Ed25519 signature over all before it, where each `ciphertext` field is the ChaCha20-Poly1305 output with its 16-byte tag appended; the header is the AEAD associated data.",
+        "description": "Room sender keys (PROTOCOL.md §4.4): distribution = 01 || room id (16) || sender IKs (32) || epoch || iteration || chain key || signing public key; message key from KDF_CK; key || nonce = HKDF(32 zero bytes, mk, \"Sealroom Room v1\", 44); message = header (01 || room id || sender || epoch || iteration) || ciphertext || Ed25519 signature over all before it, where each `ciphertext` field is the ChaCha20-Poly1305 output with its 16-byte tag appended; the header is the AEAD associated data.",
         "cases": [room_case(&room_script())?],
     }))
 }

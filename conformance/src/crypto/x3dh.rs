@@ -208,7 +208,7 @@ pub(super) fn gen_x3dh() -> R<Value> {
         .map(|(label, d, opk)| x3dh_case(d, &X3dhInputs::from_labels(label, *opk)))
         .collect::<R<Vec<_>>>()?;
     Ok(json!({
-        "description": "X3DH (DESIGN.md): DH1..DH4, SK = HKDF(32 zero bytes, 32×0xFF || DH…, \"Sealroom X3DH v1\", 32), AD = IKd_A || IKs_A || IKd_B || IKs_B, and the 106-byte prekey header",
+        "description": "X3DH (PROTOCOL.md §4.2): DH1..DH4, SK = HKDF(32 zero bytes, 32×0xFF || DH…, \"Sealroom X3DH v1\", 32), AD = IKd_A || IKs_A || IKd_B || IKs_B, and the 106-byte prekey header",
         "cases": cases,
     }))
 }

@@ -84,9 +84,8 @@ mod tests {
     #[test]
     fn rfc7914_pbkdf2_vectors() {
         use sha2::Sha256;
-        // A copy of ../shared/vectors/rfc.json, kept in the crate so CI needs nothing outside.
         let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../testdata/rfc.json")).unwrap();
+            serde_json::from_str(include_str!("../../../proto-core/tests/data/rfc.json")).unwrap();
         let cases = v["pbkdf2_sha256"].as_array().unwrap();
         assert!(!cases.is_empty());
         for c in cases {

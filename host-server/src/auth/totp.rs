@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn rfc6238_vectors() {
         let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../testdata/rfc.json")).unwrap();
+            serde_json::from_str(include_str!("../../../proto-core/tests/data/rfc.json")).unwrap();
         let cases = v["totp_sha1"].as_array().unwrap();
         assert!(cases.len() >= 6);
         for c in cases {

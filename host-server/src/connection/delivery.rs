@@ -10,11 +10,7 @@ use proto_core::{ErrorCode, Message};
 
 use super::rooms::member_room;
 use super::{Connection, Refusal, Reply, confirmed};
-use crate::store::{AckOutcome, NewMessage};
-
-fn too_large() -> Refusal {
-    Refusal::new(ErrorCode::TOO_LARGE, "message body is too large")
-}
+use crate::store::{AccountId, AckOutcome, NewMessage};
 
 fn accepted(client_id: u64, server_id: u64) -> Reply {
     Reply::msg(&Message::Accepted {
@@ -24,6 +20,18 @@ fn accepted(client_id: u64, server_id: u64) -> Reply {
 }
 
 impl Connection {
+    /// The logged-in sender of `body`, if the body is within [`MAX_BODY`].
+    fn sender(&self, body: &[u8]) -> Result<(AccountId, String), Refusal> {
+        let me = self.logged_in()?;
+        if body.len() > MAX_BODY {
+            return Err(Refusal::new(
+                ErrorCode::TOO_LARGE,
+                "message body is too large",
+            ));
+        }
+        Ok(me)
+    }
+
     /// `SendToUser`: commit, then answer `Accepted`, then wake the recipient.
     pub(super) async fn send_to_user(
         &mut self,
@@ -31,10 +39,7 @@ impl Connection {
         client_id: u64,
         body: &[u8],
     ) -> Result<Reply, Refusal> {
-        let (me, my_name) = self.logged_in()?;
-        if body.len() > MAX_BODY {
-            return Err(too_large());
-        }
+        let (me, my_name) = self.sender(body)?;
         let to = crate::auth::normalize_username(to).map_err(|_| Refusal::no_such_user())?;
         let now = self.shared.clock.now();
         let message = NewMessage {
@@ -75,10 +80,7 @@ impl Connection {
         client_id: u64,
         body: &[u8],
     ) -> Result<Reply, Refusal> {
-        let (me, my_name) = self.logged_in()?;
-        if body.len() > MAX_BODY {
-            return Err(too_large());
-        }
+        let (me, my_name) = self.sender(body)?;
         let room = room.to_owned();
         let now = self.shared.clock.now();
         let ttl = self.shared.config.message_ttl;

@@ -15,6 +15,7 @@
 //! `ratchet public key (32) || pn (u32 BE) || n (u32 BE)`, and the AEAD's associated data is
 //! `AD (128, from X3DH) || header`.
 
+use crate::caller::CallerError;
 use core::fmt;
 
 pub(crate) mod chain_key;
@@ -96,8 +97,8 @@ impl core::error::Error for EncryptError {}
 pub enum DecryptError {
     /// Shorter than a header and a tag.
     Malformed,
-    /// The output slice is shorter than the plaintext (the caller's fault).
-    BufferTooSmall,
+    /// The output slice is shorter than the plaintext (the caller's fault, not the peer's).
+    Caller(CallerError),
     /// Not authentic: any altered byte of header, ciphertext, tag or associated data, a wrong
     /// session, or a forged ratchet key. Deliberately carries no detail.
     Authentication,
@@ -111,7 +112,7 @@ impl fmt::Display for DecryptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Malformed => "message too short to be a ratchet message",
-            Self::BufferTooSmall => "output buffer too small for the plaintext",
+            Self::Caller(_) => "output buffer too small for the plaintext",
             Self::Authentication => "message failed authentication",
             Self::Replay => "message already received (replay or duplicate)",
             Self::TooManySkipped => {

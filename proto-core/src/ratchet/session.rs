@@ -39,6 +39,7 @@ use super::{
     RatchetHeader,
 };
 use crate::aead::AEAD_TAG_LEN;
+use crate::caller::CallerError;
 use crate::kdf::MESSAGE_INFO;
 use crate::keys::{IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, dh};
 use crate::x3dh::{PrekeyHeader, RemoteBundle, X3DH_AD_LEN, X3dhAgreement, X3dhError};
@@ -307,7 +308,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             .ok_or(DecryptError::Malformed)?;
         let out = out
             .get_mut(..ciphertext.len())
-            .ok_or(DecryptError::BufferTooSmall)?;
+            .ok_or(DecryptError::Caller(CallerError::BufferTooSmall))?;
         out.copy_from_slice(ciphertext);
         self.open(header, out, tag)?;
         Ok(out.len())

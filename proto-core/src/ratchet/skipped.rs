@@ -25,6 +25,11 @@ impl SkippedEntry {
 }
 
 /// Up to `N` skipped message keys, oldest first. Zeroized on drop.
+///
+/// A plain array and a length rather than `heapless::Deque`/`Vec`: those move a removed or
+/// popped element out and leave its bytes in the vacated slot, and offer no way to wipe it, so
+/// a used message key would stay in memory until overwritten. Here every vacated slot is
+/// zeroized at once (`remove`, `clear`, and drop).
 pub(crate) struct SkippedKeys<const N: usize> {
     entries: [SkippedEntry; N],
     len: usize,
@@ -46,7 +51,8 @@ impl<const N: usize> SkippedKeys<N> {
     }
 
     fn used(&self) -> &[SkippedEntry] {
-        self.entries.get(..self.len).unwrap_or(&[])
+        // `len <= N` always holds; `min` only keeps `split_at` panic-free.
+        self.entries.split_at(self.len.min(N)).0
     }
 
     /// The position of the key for (`chain`, `n`), if stored.

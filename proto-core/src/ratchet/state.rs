@@ -31,6 +31,7 @@ use super::chain_key::ChainKey;
 use super::root_key::RootKey;
 use super::session::{Chain, RatchetKeyPair, Session};
 use super::skipped::SkippedKeys;
+use crate::caller::CallerError;
 use crate::x3dh::{PREKEY_HEADER_LEN, PrekeyHeader, X3DH_AD_LEN};
 
 /// The version byte serialized state starts with.
@@ -48,8 +49,10 @@ const ALL_FLAGS: u8 = OUR_RATCHET | THEIR_RATCHET | SENDING | RECEIVING | PREKEY
 /// Why session state could not be written or read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateError {
-    /// The buffer is shorter than [`Session::STATE_LEN`].
-    BufferTooSmall,
+    /// The output buffer is shorter than [`Session::STATE_LEN`] (writing; the caller's fault).
+    Caller(CallerError),
+    /// The state bytes end early (reading).
+    Truncated,
     /// The first byte is not a state version this code reads.
     UnknownVersion,
     /// The bytes are not a valid state (bad flags, too many skipped keys for this session
@@ -60,7 +63,8 @@ pub enum StateError {
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::BufferTooSmall => "buffer too small for session state",
+            Self::Caller(_) => "buffer too small for session state",
+            Self::Truncated => "session state is truncated",
             Self::UnknownVersion => "unknown session state version",
             Self::Malformed => "malformed session state",
         })
@@ -77,7 +81,7 @@ impl Writer<'_> {
         let taken = core::mem::take(&mut self.0);
         let (head, tail) = taken
             .split_at_mut_checked(bytes.len())
-            .ok_or(StateError::BufferTooSmall)?;
+            .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
         head.copy_from_slice(bytes);
         self.0 = tail;
         Ok(())
@@ -92,7 +96,7 @@ impl<'a> Reader<'a> {
         let (head, tail) = self
             .0
             .split_first_chunk::<L>()
-            .ok_or(StateError::BufferTooSmall)?;
+            .ok_or(StateError::Truncated)?;
         self.0 = tail;
         Ok(head)
     }
@@ -113,7 +117,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
     pub fn write_state(&self, out: &mut [u8]) -> Result<usize, StateError> {
         let out = out
             .get_mut(..Self::STATE_LEN)
-            .ok_or(StateError::BufferTooSmall)?;
+            .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
         let zero = [0u8; 32];
         let mut flags = 0;
         let mut set = |present: bool, bit: u8| {
@@ -149,7 +153,9 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
                 .prekey_header
                 .map_or([0; PREKEY_HEADER_LEN], |h| h.to_bytes()),
         )?;
-        self.skipped.write(w.0).ok_or(StateError::BufferTooSmall)?;
+        self.skipped
+            .write(w.0)
+            .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
         Ok(Self::STATE_LEN)
     }
 
@@ -178,7 +184,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         let header = r.take::<PREKEY_HEADER_LEN>()?;
         let rest = r.0;
         let skipped_len = capacity * SkippedKeys::<MAX_SKIP>::ENTRY_LEN + 2;
-        let skipped_bytes = rest.get(..skipped_len).ok_or(StateError::BufferTooSmall)?;
+        let skipped_bytes = rest.get(..skipped_len).ok_or(StateError::Truncated)?;
         let skipped = SkippedKeys::read(skipped_bytes, capacity).ok_or(StateError::Malformed)?;
 
         let has = |bit: u8| flags & bit != 0;

@@ -190,7 +190,7 @@ fn caller_errors() {
     let mut b_fresh = pair::<64>(&mut rng).1;
     assert_eq!(
         b_fresh.decrypt(&m, &mut [0u8; 2]),
-        Err(DecryptError::BufferTooSmall)
+        Err(DecryptError::Caller(CallerError::BufferTooSmall))
     );
 }
 
@@ -230,11 +230,11 @@ fn state_round_trip_mid_conversation() {
     );
     assert_eq!(
         Session::<64>::read_state(&bytes[..100]).unwrap_err(),
-        StateError::BufferTooSmall
+        StateError::Truncated
     );
     assert_eq!(
         b.write_state(&mut [0u8; 10]),
-        Err(StateError::BufferTooSmall)
+        Err(StateError::Caller(CallerError::BufferTooSmall))
     );
 }
 

@@ -12,6 +12,7 @@ use super::{
     ROOM_OVERHEAD, ROOM_VERSION, RoomDecryptError, RoomEncryptError,
 };
 use crate::aead::AEAD_TAG_LEN;
+use crate::caller::CallerError;
 use crate::kdf::ROOM_INFO;
 use crate::keys::ed25519_verify;
 use crate::ratchet::DEFAULT_MAX_SKIP;
@@ -35,6 +36,11 @@ pub(super) struct MemberChain {
 }
 
 /// A member slot: who, and their chain once it arrived.
+///
+/// The room keeps a fixed array of slots rather than a `heapless::Vec` of members: a slot is
+/// freed by overwriting it in place (its chain key zeroized as `MemberChain` drops), whereas
+/// `heapless::Vec::remove` shifts elements by copying and leaves the last slot's bytes behind
+/// with no way to wipe them.
 pub(super) struct MemberSlot {
     pub(super) sender: Option<[u8; 32]>,
     pub(super) chain: Option<MemberChain>,
@@ -408,7 +414,7 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
             .map_err(|_| RoomDecryptError::BadSignature)?;
         let out = out
             .get_mut(..ciphertext.len())
-            .ok_or(RoomDecryptError::BufferTooSmall)?;
+            .ok_or(RoomDecryptError::Caller(CallerError::BufferTooSmall))?;
         out.copy_from_slice(ciphertext);
         let i = fields.iteration;
         let result = RoomPlaintext {

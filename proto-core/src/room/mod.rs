@@ -1,6 +1,6 @@
 //! Rooms: sender keys, one symmetric chain and one signing key per member and epoch.
 //!
-//! This module owns the room layer of DESIGN.md: each member has, per room and epoch, a random
+//! This module owns the room layer of PROTOCOL.md §4.4: each member has, per room and epoch, a random
 //! 32-byte chain key and an Ed25519 signing key, and hands both to every other member in a
 //! [`SenderKeyDistribution`] that the caller carries inside the pairwise Double Ratchet
 //! sessions. A room message's key comes from `KDF_CK` on the sender's chain, its AEAD key and
@@ -38,6 +38,7 @@
 //! | 57 + n | 16 | tag |
 //! | 73 + n | 64 | Ed25519 signature by the epoch signing key over bytes 0..73 + n |
 
+use crate::caller::CallerError;
 use core::fmt;
 
 mod distribution;
@@ -148,8 +149,8 @@ impl core::error::Error for RoomEncryptError {}
 pub enum RoomDecryptError {
     /// Shorter than [`ROOM_OVERHEAD`], or an unknown version byte.
     Malformed,
-    /// The output slice is shorter than the plaintext (the caller's fault).
-    BufferTooSmall,
+    /// The output slice is shorter than the plaintext (the caller's fault, not the peer's).
+    Caller(CallerError),
     /// The message is for another room.
     WrongRoom,
     /// No sender key from this sender (not a member, or no distribution received yet).
@@ -170,7 +171,7 @@ impl fmt::Display for RoomDecryptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Malformed => "malformed room message",
-            Self::BufferTooSmall => "output buffer too small for the plaintext",
+            Self::Caller(_) => "output buffer too small for the plaintext",
             Self::WrongRoom => "room message for another room",
             Self::UnknownSender => "no sender key for this sender yet",
             Self::WrongEpoch => "room message from another epoch",

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use super::ROOM_ID_LEN;
 use super::group::{MemberChain, MemberSlot, OwnChain, Room};
+use crate::caller::CallerError;
 use crate::ratchet::StateError;
 use crate::ratchet::chain_key::ChainKey;
 use crate::ratchet::skipped::SkippedKeys;
@@ -46,7 +47,7 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
     pub fn write_state(&self, out: &mut [u8]) -> Result<usize, StateError> {
         let out = out
             .get_mut(..Self::STATE_LEN)
-            .ok_or(StateError::BufferTooSmall)?;
+            .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
         let members = u16::try_from(MEMBERS).map_err(|_| StateError::Malformed)?;
         let skip = u16::try_from(MAX_SKIP).map_err(|_| StateError::Malformed)?;
         let mut w = Writer(out);
@@ -75,7 +76,9 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
             w.put(&chain.map_or(0, |c| c.iteration).to_be_bytes())?;
             w.put(chain.map_or(&[0; 32], |c| &c.verifying))?;
         }
-        self.skipped.write(w.0).ok_or(StateError::BufferTooSmall)?;
+        self.skipped
+            .write(w.0)
+            .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
         Ok(Self::STATE_LEN)
     }
 
@@ -123,7 +126,7 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
             };
         }
         let skipped_len = 2 + stored_skip * SkippedKeys::<MAX_SKIP>::ENTRY_LEN;
-        let skipped_bytes = r.0.get(..skipped_len).ok_or(StateError::BufferTooSmall)?;
+        let skipped_bytes = r.0.get(..skipped_len).ok_or(StateError::Truncated)?;
         let skipped = SkippedKeys::read(skipped_bytes, stored_skip).ok_or(StateError::Malformed)?;
         Ok(Self {
             room_id,

@@ -45,7 +45,7 @@ test('session state: 4,764 bytes, stable through a round trip at every step', ()
   bytes[1] = 0x80;
   assert.throws(() => Session.readState(bytes), (e) => e.kind === 'Malformed');
   bytes[1] = 0;
-  assert.throws(() => Session.readState(bytes.subarray(0, 100)), (e) => e.kind === 'BufferTooSmall');
+  assert.throws(() => Session.readState(bytes.subarray(0, 100)), (e) => e.kind === 'Truncated');
 });
 
 test('room state: 7,839 bytes, stable through a round trip, and still decrypts', () => {

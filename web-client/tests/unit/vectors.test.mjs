@@ -13,6 +13,8 @@ import { Session, chainStep } from '../../src/ratchet.js';
 import { Room, SenderKeyDistribution, roomIdForName } from '../../src/room.js';
 import { partyFingerprint, safetyNumber } from '../../src/fingerprint.js';
 import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
+import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
+import { PUSHES } from '../../src/connection.js';
 
 const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
 
@@ -54,7 +56,7 @@ function toMessage(type, fields) {
 
 test('every vector file is covered by this test', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'ratchet.json', 'room.json', 'x3dh.json']);
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'x3dh.json']);
 });
 
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
@@ -310,5 +312,22 @@ test('crypto-reject.json: each tampered or hostile input gives its error by name
       got = `reject:${kindOf(e)}`;
     }
     assert.equal(got, c.expect, `${c.kind}: ${c.description}`);
+  }
+});
+
+test('names.json: usernames fold and room names check exactly as proto-core does; the pushes match', () => {
+  const v = load('names.json');
+  assert.deepEqual([...PUSHES].sort(), [...v.pushes].sort());
+  assert.ok(v.cases.length >= 20);
+  for (const c of v.cases) {
+    let got;
+    try {
+      if (c.kind === 'username') got = `accept:${foldUsername(c.input)}`;
+      else { checkRoomName(c.input); got = 'accept'; }
+    } catch (e) {
+      assert.ok(e instanceof NameError, c.description);
+      got = `reject:${e.kind}`;
+    }
+    assert.equal(got, c.expect, `${c.kind} ${JSON.stringify(c.input)}: ${c.description}`);
   }
 });
