@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod totp;
 
 use core::net::IpAddr;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use proto_core::names;
@@ -166,20 +167,83 @@ pub fn address_key(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// Source addresses remembered per account as "logged in from here before".
+const KNOWN_PER_ACCOUNT: usize = 16;
+/// Accounts whose known addresses are remembered at most (oldest dropped first).
+const KNOWN_ACCOUNTS: usize = 100_000;
+
 /// Shared authentication state: hashing settings, the hashing pool's permits, rate limiters.
+///
+/// Failed logins count per (account, source address) and per source address; failures from
+/// addresses the account never logged in from also count against the account as a whole. So
+/// a stranger can lock the account only for other strangers: its owner still logs in with
+/// password and TOTP from an address used before, or with a recovery code from anywhere, and a
+/// valid session token is never refused by these limits.
 #[derive(Debug, Clone)]
 pub struct Auth {
     rounds: u32,
     decoy: Arc<String>,
     hashing: Arc<Semaphore>,
-    accounts: Arc<Mutex<Limiter<String>>>,
+    pairs: Arc<Mutex<Limiter<(String, IpAddr)>>>,
+    strangers: Arc<Mutex<Limiter<String>>>,
     addresses: Arc<Mutex<Limiter<IpAddr>>>,
     registrations: Arc<Mutex<Limiter<IpAddr>>>,
+    known: Arc<Mutex<Known>>,
+}
+
+/// Addresses each account logged in from, newest last.
+#[derive(Debug, Default)]
+struct Known {
+    by_account: HashMap<String, VecDeque<IpAddr>>,
+    order: VecDeque<String>,
+}
+
+impl Known {
+    fn contains(&self, account: &str, addr: IpAddr) -> bool {
+        self.by_account
+            .get(account)
+            .is_some_and(|a| a.contains(&addr))
+    }
+
+    fn add(&mut self, account: &str, addr: IpAddr) {
+        if !self.by_account.contains_key(account) {
+            while self.by_account.len() >= KNOWN_ACCOUNTS {
+                let Some(oldest) = self.order.pop_front() else {
+                    break;
+                };
+                self.by_account.remove(&oldest);
+            }
+            self.order.push_back(account.to_owned());
+        }
+        let addrs = self.by_account.entry(account.to_owned()).or_default();
+        addrs.retain(|a| *a != addr);
+        addrs.push_back(addr);
+        while addrs.len() > KNOWN_PER_ACCOUNT {
+            addrs.pop_front();
+        }
+    }
 }
 
 /// A refusal by the rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited(pub RetryAfter);
+
+/// What a login attempt may still use once the limits are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Password and TOTP, or a recovery code.
+    Open,
+    /// The account is locked for addresses it never logged in from: only a recovery code.
+    RecoveryOnly,
+}
+
+fn worst(results: &[Result<(), RetryAfter>]) -> Result<(), Limited> {
+    let wait = results.iter().filter_map(|r| r.err()).map(|r| r.0).max();
+    match wait {
+        Some(w) => Err(Limited(RetryAfter(w))),
+        None => Ok(()),
+    }
+}
 
 impl Auth {
     /// Auth state with `rounds` PBKDF2 iterations and these limiter policies.
@@ -194,9 +258,11 @@ impl Auth {
             rounds,
             decoy: Arc::new(password::decoy_hash(rounds)),
             hashing: Arc::new(Semaphore::new(cpus)),
-            accounts: Arc::new(Mutex::new(Limiter::new(account_policy))),
+            pairs: Arc::new(Mutex::new(Limiter::new(account_policy))),
+            strangers: Arc::new(Mutex::new(Limiter::new(account_policy))),
             addresses: Arc::new(Mutex::new(Limiter::new(address_policy))),
             registrations: Arc::new(Mutex::new(Limiter::new(registration_policy))),
+            known: Arc::new(Mutex::new(Known::default())),
         }
     }
 
@@ -205,14 +271,19 @@ impl Auth {
         self.rounds
     }
 
-    /// Whether this account name and address may attempt a login now.
-    pub fn check_limits(&self, username: &str, addr: IpAddr, now: u64) -> Result<(), Limited> {
-        let by_addr = lock(&self.addresses).check(&addr, now);
-        let by_account = lock(&self.accounts).check(&username.to_owned(), now);
-        match (by_account, by_addr) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(Limited(RetryAfter(a.0.max(b.0)))),
-            (Err(a), _) | (_, Err(a)) => Err(Limited(a)),
+    /// Whether this account name may attempt a login from `addr` now, and with what.
+    pub fn check_login(&self, username: &str, addr: IpAddr, now: u64) -> Result<Gate, Limited> {
+        let pair = (username.to_owned(), addr);
+        worst(&[
+            lock(&self.addresses).check(&addr, now),
+            lock(&self.pairs).check(&pair, now),
+        ])?;
+        if lock(&self.known).contains(username, addr) {
+            return Ok(Gate::Open);
+        }
+        match lock(&self.strangers).check(&username.to_owned(), now) {
+            Ok(()) => Ok(Gate::Open),
+            Err(_) => Ok(Gate::RecoveryOnly),
         }
     }
 
@@ -226,15 +297,29 @@ impl Auth {
 
     /// Records a failed attempt.
     pub fn record_failure(&self, username: &str, addr: IpAddr, now: u64) {
-        lock(&self.accounts).fail(&username.to_owned(), now);
+        lock(&self.pairs).fail(&(username.to_owned(), addr), now);
         lock(&self.addresses).fail(&addr, now);
+        if !lock(&self.known).contains(username, addr) {
+            lock(&self.strangers).fail(&username.to_owned(), now);
+        }
     }
 
-    /// After a login succeeded: forgets the account's failures and takes back the attempt
-    /// counted up front against the address.
+    /// After a login succeeded: forgets this address's failures for the account, takes back
+    /// the attempt counted up front, and remembers the address as one the account uses.
     pub fn record_success(&self, username: &str, addr: IpAddr) {
-        lock(&self.accounts).clear(&username.to_owned());
+        let pair = (username.to_owned(), addr);
+        lock(&self.pairs).clear(&pair);
         lock(&self.addresses).forgive(&addr);
+        let was_known = lock(&self.known).contains(username, addr);
+        if !was_known {
+            lock(&self.strangers).forgive(&username.to_owned());
+        }
+        lock(&self.known).add(username, addr);
+    }
+
+    /// Remembers `addr` as one `username` logged in from (registration, a resumed session).
+    pub fn record_known(&self, username: &str, addr: IpAddr) {
+        lock(&self.known).add(username, addr);
     }
 
     /// Hashes a new password on the blocking pool (at most one hash per core at a time).
@@ -324,5 +409,40 @@ mod tests {
         assert!(!smol::block_on(auth.verify("anything".into(), None)));
         let phc = password::hash_password("pw", 1000).unwrap();
         assert!(smol::block_on(auth.verify("pw".into(), Some(phc))));
+    }
+
+    #[test]
+    fn strangers_lock_the_account_for_strangers_only() {
+        let strict = Policy {
+            max_per_hour: 3,
+            free: 3,
+            base_delay: 1,
+            max_delay: 1,
+        };
+        let auth = Auth::new(1_000, strict, Policy::ADDRESS, Policy::REGISTRATION);
+        let now = 1_000_000;
+        let home = IpAddr::from([192, 0, 2, 1]);
+        let stranger = |i: u8| IpAddr::from([198, 51, 100, i]);
+        auth.record_known("alice", home);
+        for i in 0..3 {
+            assert_eq!(auth.check_login("alice", stranger(i), now), Ok(Gate::Open));
+            auth.record_failure("alice", stranger(i), now);
+        }
+        // A new address now gets only the recovery-code path; alice's own address everything.
+        assert_eq!(
+            auth.check_login("alice", stranger(9), now),
+            Ok(Gate::RecoveryOnly)
+        );
+        assert_eq!(auth.check_login("alice", home, now), Ok(Gate::Open));
+        // Failures from alice's own address count for that address, not for strangers.
+        for _ in 0..3 {
+            auth.record_failure("alice", home, now);
+        }
+        assert!(auth.check_login("alice", home, now).is_err());
+        // Other accounts are untouched.
+        assert_eq!(auth.check_login("bob", stranger(9), now), Ok(Gate::Open));
+        // A login that succeeds from a new address makes it known.
+        auth.record_success("alice", stranger(7));
+        assert_eq!(auth.check_login("alice", stranger(7), now), Ok(Gate::Open));
     }
 }

@@ -5,7 +5,7 @@ use proto_core::limits::MAX_RECOVERY_CODES;
 use proto_core::{DeviceKeys, ErrorCode, Key32, List, Message};
 
 use super::{Connection, Refusal, Reply, State, confirmed};
-use crate::auth::{self, InputError, RECOVERY_CODES, SESSION_LIFETIME, totp};
+use crate::auth::{self, Gate, InputError, RECOVERY_CODES, SESSION_LIFETIME, totp};
 use crate::store::{Account, AccountId, NewAccount, StoreError};
 
 /// Unconfirmed registrations older than this are dropped, freeing the username.
@@ -35,6 +35,7 @@ pub(super) struct Enrolling {
 #[derive(Debug)]
 pub(super) struct SecondFactor {
     limiter_key: String,
+    gate: Gate,
     account: Option<Box<Account>>,
     password_ok: bool,
 }
@@ -207,6 +208,9 @@ impl Connection {
                 "the registration expired before it was confirmed; register again",
             ));
         }
+        self.shared
+            .auth
+            .record_known(&enrolling.username, self.peer);
         let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
         let reply = Reply::msg(&Message::EnrollmentComplete {
             recovery_codes: List::from_items(&refs),
@@ -265,7 +269,7 @@ impl Connection {
             }
         }
         self.state = State::Fresh;
-        let (limiter_key, now) = self.check_login_limits(username)?;
+        let (limiter_key, now, gate) = self.check_login_limits(username)?;
         // Counted as a failure up front, before hashing, and taken back only when the second
         // factor succeeds: a client that sends Login and never the code still pays.
         self.shared
@@ -289,6 +293,7 @@ impl Connection {
             .await;
         self.state = State::SecondFactor(SecondFactor {
             limiter_key,
+            gate,
             account,
             password_ok,
         });
@@ -307,12 +312,21 @@ impl Connection {
         }
         let State::SecondFactor(SecondFactor {
             limiter_key,
+            gate,
             account,
             password_ok,
         }) = core::mem::replace(&mut self.state, State::Fresh)
         else {
             return Err(Refusal::new(ErrorCode::BAD_STATE, "send Login first"));
         };
+        if gate == Gate::RecoveryOnly && !recovery {
+            // Decided before anything about the password or code is looked at.
+            return Err(Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                "too many failed logins to this account from new devices: log in from a device \
+                 you used before, or with a recovery code",
+            ));
+        }
         let now = self.shared.clock.now();
         // Exactly one store round trip on every path, whatever was wrong, so the time to the
         // answer does not tell a right password from a wrong one. Account id 0 never exists.
@@ -354,8 +368,9 @@ impl Connection {
     }
 
     /// The login rate limits for `username` (folded, whether or not it is valid or exists) and
-    /// this source address, checked before any hashing; returns the limiter key and the time.
-    fn check_login_limits(&self, username: &str) -> Result<(String, u64), Refusal> {
+    /// this source address, checked before any hashing; returns the limiter key, the time and
+    /// what the attempt may use.
+    fn check_login_limits(&self, username: &str) -> Result<(String, u64, Gate), Refusal> {
         let limiter_key: String = username
             .trim()
             .to_ascii_lowercase()
@@ -363,23 +378,31 @@ impl Connection {
             .take(64)
             .collect();
         let now = self.shared.clock.now();
-        if let Err(limited) = self.shared.auth.check_limits(&limiter_key, self.peer, now) {
-            return Err(Refusal::new(
+        match self.shared.auth.check_login(&limiter_key, self.peer, now) {
+            Ok(gate) => Ok((limiter_key, now, gate)),
+            Err(limited) => Err(Refusal::new(
                 ErrorCode::RATE_LIMITED,
                 format!(
-                    "too many failed attempts; try again in {} seconds",
-                    limited.0.0
+                    "too many failed attempts; try again in {} {}",
+                    limited.0.0,
+                    if limited.0.0 == 1 {
+                        "second"
+                    } else {
+                        "seconds"
+                    }
                 ),
-            ));
+            )),
         }
-        Ok((limiter_key, now))
     }
 
+    /// `Resume`: a valid session token is checked first and never refused by the failed-login
+    /// limits (a stranger's wrong passwords must not log its owner out); only an unknown,
+    /// revoked or expired token counts as a failure.
     pub(super) async fn resume(&mut self, username: &str, token: Key32) -> Result<Reply, Refusal> {
         if !matches!(self.state, State::Fresh) {
             return Err(Refusal::new(ErrorCode::BAD_STATE, "already logged in"));
         }
-        let (limiter_key, now) = self.check_login_limits(username)?;
+        let now = self.shared.clock.now();
         let token_hash = auth::token_hash(&token.0);
         let wanted = auth::normalize_username(username).ok();
         let found = self
@@ -394,6 +417,7 @@ impl Connection {
             })
             .await?;
         let Some((name, session)) = found else {
+            let (limiter_key, now, _) = self.check_login_limits(username)?;
             self.shared
                 .auth
                 .record_failure(&limiter_key, self.peer, now);
@@ -402,6 +426,7 @@ impl Connection {
                 "the session is unknown, revoked or expired; log in again",
             ));
         };
+        self.shared.auth.record_known(&name, self.peer);
         Ok(Self::session_reply(
             Reply::none(),
             session.account,

@@ -18,6 +18,8 @@ use crate::store::{Db, MemoryStore};
 struct Peer {
     conn: Connection,
     rx: OutboxRx,
+    /// The session token, once registered.
+    token: [u8; 32],
 }
 
 impl Peer {
@@ -26,6 +28,7 @@ impl Peer {
         Self {
             conn: Connection::new(shared.clone(), [127, 0, 0, 1].into(), out),
             rx,
+            token: [0; 32],
         }
     }
 
@@ -88,7 +91,11 @@ async fn register(shared: &Arc<Shared>, name: &str) -> Peer {
         decode(&p.next().await),
         Message::EnrollmentComplete { .. }
     ));
-    assert!(matches!(decode(&p.next().await), Message::Session { .. }));
+    let f = p.next().await;
+    let Message::Session { token, .. } = decode(&f) else {
+        panic!("{:?}", decode(&f))
+    };
+    p.token = token.0;
     assert!(matches!(
         decode(&p.next().await),
         Message::PrekeysLow { remaining: 0 }
@@ -163,6 +170,77 @@ fn second_factor_without_login_and_oversized_frames() {
                 ..
             }
         ));
+    }));
+    shared.db.shutdown();
+}
+
+/// Resident set size of this process, in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4)
+}
+
+/// `n` times: `Resume` with the peer's own token, then a second-factor code nobody asked for;
+/// while logged in, both must be refused with `BAD_STATE`.
+async fn stray_codes(p: &mut Peer, n: usize) {
+    for _ in 0..n {
+        let token = Key32(p.token);
+        p.send(&Message::Resume {
+            username: "alice",
+            token,
+        })
+        .await;
+        let f = p.next().await;
+        assert!(
+            matches!(
+                decode(&f),
+                Message::Error {
+                    code: ErrorCode::BAD_STATE,
+                    ..
+                }
+            ),
+            "{:?}",
+            decode(&f)
+        );
+        p.send(&Message::TotpCode { code: "1" }).await;
+        let f = p.next().await;
+        assert!(
+            matches!(
+                decode(&f),
+                Message::Error {
+                    code: ErrorCode::BAD_STATE,
+                    ..
+                }
+            ),
+            "{:?}",
+            decode(&f)
+        );
+    }
+}
+
+#[test]
+fn stray_second_factor_codes_leave_a_session_and_the_hub_alone() {
+    let (shared, ex) = harness();
+    smol::block_on(ex.run(async {
+        let mut a = register(&shared, "alice").await;
+        assert_eq!(shared.hub.connection_count(), 1);
+        stray_codes(&mut a, 2_000).await;
+        let before = rss_kib();
+        stray_codes(&mut a, 20_000).await;
+        let after = rss_kib();
+        // Still one live connection, still logged in, and memory did not grow with the codes
+        // (each stray code used to leave a dead hub entry behind: ~1.2 kB apiece).
+        assert_eq!(shared.hub.connection_count(), 1);
+        a.send(&Message::ListRooms).await;
+        assert!(matches!(decode(&a.next().await), Message::Rooms { .. }));
+        assert!(
+            after.saturating_sub(before) < 8 * 1024,
+            "RSS grew from {before} KiB to {after} KiB over 20,000 Resume + stray code rounds"
+        );
+        a.conn.close().await;
+        assert_eq!(shared.hub.connection_count(), 0);
     }));
     shared.db.shutdown();
 }
