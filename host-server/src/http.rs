@@ -173,7 +173,8 @@ async fn route(
     };
     let root_missing = !web_root.join("index.html").is_file();
     let is_index = path == web_root.join("index.html");
-    let file = smol::unblock(move || read_static(&path)).await;
+    let root = web_root.to_owned();
+    let file = smol::unblock(move || read_static(&root, &path)).await;
     match file {
         Some((bytes, ctype)) => page(StatusCode::OK, ctype, Bytes::from(bytes)),
         None if root_missing && is_index => page(
@@ -206,7 +207,14 @@ fn static_path(root: &Path, url_path: &str) -> Option<PathBuf> {
     Some(root.join(rel))
 }
 
-fn read_static(path: &Path) -> Option<(Vec<u8>, &'static str)> {
+/// Reads a static file under `root`; `None` if it is missing, too large, not a regular file, or
+/// (through a symbolic link anywhere on its path) really outside `root`.
+fn read_static(root: &Path, path: &Path) -> Option<(Vec<u8>, &'static str)> {
+    let real = path.canonicalize().ok()?;
+    if !real.starts_with(root.canonicalize().ok()?) {
+        return None;
+    }
+    let path = real.as_path();
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_STATIC {
         return None;
@@ -268,7 +276,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::static_path;
+    use super::{read_static, static_path};
     use std::path::Path;
 
     #[test]
@@ -293,5 +301,24 @@ mod tests {
         ] {
             assert_eq!(static_path(root, bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("web");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("index.html"), "hello").unwrap();
+        let secret = dir.path().join("secret.txt");
+        std::fs::write(&secret, "do not serve").unwrap();
+        std::os::unix::fs::symlink(&secret, root.join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+        std::os::unix::fs::symlink(root.join("index.html"), root.join("alias.html")).unwrap();
+        let get = |url: &str| static_path(&root, url).and_then(|p| read_static(&root, &p));
+        assert_eq!(get("/").map(|f| f.0), Some(b"hello".to_vec()));
+        assert_eq!(get("/leak.txt"), None);
+        assert_eq!(get("/up/secret.txt"), None);
+        // A link that stays inside the root is fine.
+        assert_eq!(get("/alias.html").map(|f| f.0), Some(b"hello".to_vec()));
     }
 }

@@ -103,26 +103,8 @@ pub fn load_or_create(
         (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
         _ => (data_dir.join("cert.pem"), data_dir.join("key.pem"), true),
     };
-    if self_signed && !(cert_path.exists() && key_path.exists()) {
-        let mut names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ];
-        for h in hostnames {
-            if !names.contains(h) {
-                names.push(h.clone());
-            }
-        }
-        let made = rcgen::generate_simple_self_signed(names)?;
-        // Key first, certificate last: the certificate's presence marks a complete pair.
-        write_atomic(
-            &key_path,
-            made.signing_key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomic(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
-        tracing::info!(path = %cert_path.display(), "made a self-signed certificate");
+    if self_signed {
+        make_or_renew(&cert_path, &key_path, hostnames)?;
     }
     let (chain, key_der) = load_pem(&cert_path, &key_path)?;
     let leaf = chain.first().map(|c| fingerprint(c)).unwrap_or_default();
@@ -133,6 +115,69 @@ pub fn load_or_create(
         cert_path,
         key: Arc::new(key_der),
     })
+}
+
+/// How long a self-signed certificate is valid.
+pub const SELF_SIGNED_DAYS: i64 = 365;
+/// A self-signed certificate is renewed (same key) when it has less than this left.
+pub const RENEW_WITHIN_DAYS: i64 = 30;
+
+/// Where the expiry of the self-signed certificate is kept (Unix seconds), beside it.
+fn expiry_path(cert_path: &Path) -> PathBuf {
+    cert_path.with_extension("expires")
+}
+
+/// Makes the self-signed certificate (and its key) on first start; later, renews the
+/// certificate with the same key when it is within [`RENEW_WITHIN_DAYS`] of expiring (or its
+/// expiry is unknown: certificates made by older versions were valid until 4096). Clients pin
+/// the key (SPKI), so a renewal does not trip their pin.
+fn make_or_renew(cert_path: &Path, key_path: &Path, hostnames: &[String]) -> Result<(), TlsError> {
+    let now = time::OffsetDateTime::now_utc();
+    let have_pair = cert_path.exists() && key_path.exists();
+    if have_pair {
+        let expires = fs::read_to_string(expiry_path(cert_path))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
+        if expires.is_some_and(|e| e - now > time::Duration::days(RENEW_WITHIN_DAYS)) {
+            return Ok(());
+        }
+    }
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    for h in hostnames {
+        if !names.contains(h) {
+            names.push(h.clone());
+        }
+    }
+    let key = if have_pair {
+        let pem = fs::read_to_string(key_path).map_err(io_err(key_path))?;
+        rcgen::KeyPair::from_pem(&pem)?
+    } else {
+        let key = rcgen::KeyPair::generate()?;
+        write_atomic(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        key
+    };
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
+    let cert = params.self_signed(&key)?;
+    // Key first, certificate last: the certificate's presence marks a complete pair.
+    write_atomic(cert_path, cert.pem().as_bytes(), 0o644)?;
+    write_atomic(
+        &expiry_path(cert_path),
+        params.not_after.unix_timestamp().to_string().as_bytes(),
+        0o644,
+    )?;
+    if have_pair {
+        tracing::info!(path = %cert_path.display(), "renewed the self-signed certificate (same key)");
+    } else {
+        tracing::info!(path = %cert_path.display(), "made a self-signed certificate");
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` so that a crash leaves no half-written file: a temporary file in the

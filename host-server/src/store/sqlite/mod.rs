@@ -51,9 +51,38 @@ pub(super) fn sig64(v: Vec<u8>) -> Result<[u8; 64], StoreError> {
     <[u8; 64]>::try_from(v).map_err(|_| StoreError::Corrupt("signature is not 64 bytes"))
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist, and tightens an existing file that
+/// anyone else may read.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let fail = |e: std::io::Error| StoreError::Open(format!("{}: {e}", path.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
+        let mode = file.metadata().map_err(fail)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(fail)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = fail;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// The file is created owner-only (0600) whatever the folder's mode or the umask, before
+    /// SQLite opens it; SQLite gives its `-wal` and `-shm` files the database file's mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private(path)?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
