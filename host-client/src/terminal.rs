@@ -52,20 +52,29 @@ pub(crate) enum Style {
     Cyan,
 }
 
+impl Style {
+    /// The ANSI style it stands for.
+    const fn ansi(self) -> anstyle::Style {
+        use anstyle::AnsiColor;
+        match self {
+            Style::Bold => anstyle::Style::new().bold(),
+            Style::Green => AnsiColor::Green.on_default(),
+            Style::Yellow => AnsiColor::Yellow.on_default().bold(),
+            Style::Red => AnsiColor::Red.on_default().bold(),
+            Style::Dim => anstyle::Style::new().dimmed(),
+            Style::Cyan => AnsiColor::Cyan.on_default(),
+        }
+    }
+}
+
 /// `text` in `style` if `on`.
 pub(crate) fn paint_if(on: bool, style: Style, text: &str) -> String {
     if !on {
         return text.to_owned();
     }
-    let code = match style {
-        Style::Bold => "1",
-        Style::Green => "32",
-        Style::Yellow => "33;1",
-        Style::Red => "31;1",
-        Style::Dim => "2",
-        Style::Cyan => "36",
-    };
-    format!("\x1b[{code}m{text}\x1b[0m")
+    let ansi = style.ansi();
+    // `{:#}` is anstyle's reset.
+    format!("{ansi}{text}{ansi:#}")
 }
 
 /// `text` in `style` for stdout.
