@@ -16,7 +16,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use proto_core::primitives::{open_in_place, seal_in_place};
@@ -32,7 +32,8 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 4 + 1 + 4 + SALT_LEN + NONCE_LEN;
 
-/// PBKDF2 rounds for a new keystore (the design's figure; about a quarter second here).
+/// PBKDF2 rounds for a new keystore (the password hashes' figure in docs/SECURITY.md; about a
+/// quarter second here).
 pub(crate) const DEFAULT_ROUNDS: u32 = 600_000;
 /// The fewest rounds a keystore file may claim; guards against a tampered header cheapening
 /// the key derivation.
@@ -183,29 +184,20 @@ impl Keystore {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, mode 0600.
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, mode 0600: a
+/// temporary file in the same folder (tempfile), synced, persisted over `path`, folder synced.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("keystore"),
-        std::process::id()
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    // Private before the first byte is written, whatever the library's default mode.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io_err(tmp.path()))?;
+    tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
