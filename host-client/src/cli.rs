@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use proto_core::names;
 
 const SCRIPTING: &str = "\
 Scripting: no command needs a terminal. The keystore passphrase comes from $SEALROOM_PASSPHRASE,
@@ -236,25 +237,37 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// Parses `@user` or `#room` (a bare name is a user).
+    /// Parses `@user` or `#room` (a bare name is a user), each checked against its grammar
+    /// (the username folded to lower case).
     pub(crate) fn parse(s: &str) -> anyhow::Result<Self> {
-        if let Some(r) = s.strip_prefix('#') {
-            if r.is_empty() {
-                anyhow::bail!("`#` needs a room name");
-            }
-            return Ok(Self::Room(r.to_owned()));
+        if s.starts_with('#') {
+            return Ok(Self::Room(room_arg(s)?.to_owned()));
         }
-        let u = s.strip_prefix('@').unwrap_or(s).trim().to_ascii_lowercase();
-        if u.is_empty() {
-            anyhow::bail!("give `@user` or `#room`");
-        }
-        Ok(Self::User(u))
+        user_name(s)
+            .map(Self::User)
+            .map_err(|e| anyhow::anyhow!("{e} (give `@user` or `#room`)"))
     }
 }
 
-/// `@user` or `user` → `user` (lower case).
-pub(crate) fn user_name(s: &str) -> String {
-    s.strip_prefix('@').unwrap_or(s).trim().to_ascii_lowercase()
+/// `@user` or `user` → the username, trimmed and folded to lower case; fails with the grammar
+/// (docs/PROTOCOL.md §3.5) when it is not one.
+pub(crate) fn user_name(s: &str) -> anyhow::Result<String> {
+    let raw = s.strip_prefix('@').unwrap_or(s);
+    let mut folded = [0u8; names::USERNAME_MAX_LEN];
+    match names::fold_username(raw, &mut folded) {
+        Ok(name) => Ok(name.to_owned()),
+        Err(e) => anyhow::bail!("`{s}`: {e}"),
+    }
+}
+
+/// `#room` or `room` → `room`; fails with the grammar (docs/PROTOCOL.md §3.5) when it is not
+/// a room name.
+pub(crate) fn room_arg(s: &str) -> anyhow::Result<&str> {
+    let name = crate::rooms::room_name(s);
+    match names::check_room_name(name) {
+        Ok(()) => Ok(name),
+        Err(e) => anyhow::bail!("`{s}`: {e}"),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::cli::Global;
 use crate::exit::{Exit, Failure, fail};
 use crate::keystore::Keystore;
 use crate::known_servers::KnownServers;
-use crate::link::{self, Link, Trust};
+use crate::link::{Link, Push, Trust};
 use crate::profile::{Entry, Profile};
 use crate::terminal::{self, Progress};
 
@@ -32,8 +32,8 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    /// `--home`, else `$SEALROOM_HOME`, else `$XDG_DATA_HOME/sealroom`, else
-    /// `~/.local/share/sealroom`.
+    /// `--home`, else `$SEALROOM_HOME`, else `sealroom` in the user's data folder: on Linux
+    /// `$XDG_DATA_HOME/sealroom`, else `~/.local/share/sealroom` (the `directories` crate).
     pub(crate) fn resolve(flag: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(d) = flag {
             return Ok(Self { dir: d.to_owned() });
@@ -43,14 +43,9 @@ impl Home {
                 dir: PathBuf::from(d),
             });
         }
-        if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            return Ok(Self {
-                dir: PathBuf::from(d).join("sealroom"),
-            });
-        }
-        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(h) => Ok(Self {
-                dir: PathBuf::from(h).join(".local/share/sealroom"),
+        match directories::BaseDirs::new() {
+            Some(base) => Ok(Self {
+                dir: base.data_dir().join("sealroom"),
             }),
             None => fail(
                 Exit::Failure,
@@ -67,6 +62,18 @@ impl Home {
     /// The known-servers file.
     pub(crate) fn known_servers(&self) -> PathBuf {
         self.dir.join("known_servers")
+    }
+
+    /// Takes the lock of a folder that must not hold a keystore yet (a new account or device);
+    /// `taken` ends the refusal: "DIR already holds {taken}".
+    pub(crate) fn lock_empty(&self, taken: &str) -> anyhow::Result<File> {
+        if Keystore::exists(&self.keystore()) {
+            return fail(
+                Exit::Keystore,
+                format!("{} already holds {taken}", self.dir.display()),
+            );
+        }
+        self.lock()
     }
 
     /// Takes the folder's lock: one `sealroom` process per account at a time.
@@ -155,9 +162,9 @@ pub(crate) fn refusal(code: ErrorCode, text: &str) -> anyhow::Error {
     Failure::new(exit, format!("the server refused: {text}")).into()
 }
 
-/// Fails unless `frame` is `Ok`.
-pub(crate) fn expect_ok(frame: &[u8]) -> anyhow::Result<()> {
-    match link::decode(frame)? {
+/// Fails unless `reply` is `Ok`.
+pub(crate) fn expect_ok(reply: Message<'_>) -> anyhow::Result<()> {
+    match reply {
         Message::Ok => Ok(()),
         Message::Error { code, text } => Err(refusal(code, text)),
         other => fail(
@@ -249,16 +256,7 @@ impl Client {
             return fail(Exit::Auth, "not logged in; run `sealroom login`");
         }
         let link = connect(&home, global, &profile.server).await?;
-        let mut client = Self {
-            profile,
-            keystore,
-            link,
-            home,
-            _lock: lock,
-            resets: Vec::new(),
-            rooms_to_sync: Vec::new(),
-            room_resets_asked: Vec::new(),
-        };
+        let mut client = Self::from_parts(profile, keystore, link, home, lock);
         client.resume_session().await?;
         Ok(client)
     }
@@ -269,36 +267,35 @@ impl Client {
             return fail(Exit::Auth, "not logged in; run `sealroom login`");
         };
         let username = self.profile.username.clone();
-        let reply = self
+        let resume = Message::Resume {
+            username: &username,
+            token: Key32(token),
+        };
+        let expires_at = self
             .link
-            .request(&Message::Resume {
-                username: &username,
-                token: Key32(token),
+            .request(&resume, |reply| match reply {
+                Message::Session { expires_at, .. } => Ok(expires_at),
+                Message::Error {
+                    code: ErrorCode::SESSION_EXPIRED,
+                    ..
+                } => fail(
+                    Exit::Auth,
+                    "the session expired or was revoked; run `sealroom login`",
+                ),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(
+                    Exit::Failure,
+                    format!("unexpected reply to Resume: {}", other.name()),
+                ),
             })
             .await?;
-        match link::decode(&reply)? {
-            Message::Session { expires_at, .. } => {
-                self.profile.token_expires = expires_at;
-                if crate::profile::now().saturating_sub(self.profile.signed_prekey_at)
-                    > SIGNED_PREKEY_LIFETIME
-                {
-                    self.publish_new_signed_prekey().await?;
-                }
-                Ok(())
-            }
-            Message::Error {
-                code: ErrorCode::SESSION_EXPIRED,
-                ..
-            } => fail(
-                Exit::Auth,
-                "the session expired or was revoked; run `sealroom login`",
-            ),
-            Message::Error { code, text } => Err(refusal(code, text)),
-            other => fail(
-                Exit::Failure,
-                format!("unexpected reply to Resume: {}", other.name()),
-            ),
+        self.profile.token_expires = expires_at;
+        if crate::profile::now().saturating_sub(self.profile.signed_prekey_at)
+            > SIGNED_PREKEY_LIFETIME
+        {
+            self.publish_new_signed_prekey().await?;
         }
+        Ok(())
     }
 
     /// Connects again (same pin or CA) and resumes the session, after the link was lost.
@@ -333,20 +330,17 @@ impl Client {
         Ok(())
     }
 
-    /// Handles one event frame; returns what to show.
-    pub(crate) async fn handle_event(&mut self, frame: &[u8]) -> anyhow::Result<Vec<Notice>> {
+    /// Handles one push from the server; returns what to show.
+    pub(crate) async fn handle_push(&mut self, push: Push) -> anyhow::Result<Vec<Notice>> {
         let mut notices = Vec::new();
-        match link::decode(frame)? {
-            Message::Deliver {
+        match push {
+            Push::Deliver {
                 server_id,
                 from,
                 room,
                 sent_at,
                 body,
             } => {
-                let from = from.to_owned();
-                let room = room.map(str::to_owned);
-                let body = body.to_vec();
                 if self.profile.seen_server_ids.contains(&server_id) {
                     // Stored before; the acknowledgement was lost. Acknowledge again.
                 } else {
@@ -375,26 +369,23 @@ impl Client {
                 self.link.send(&Message::Ack { server_id }).await?;
                 self.after_event(&mut notices).await?;
             }
-            Message::Delivered { server_id, .. } => {
+            Push::Delivered { server_id } => {
                 if let Some(e) = self.profile.mark_delivered(server_id) {
                     self.save()?;
                     notices.push(Notice::Delivered(e));
                 }
             }
-            Message::RoomChanged {
+            Push::RoomChanged {
                 room,
                 username,
                 change,
             } => {
-                let room = room.to_owned();
-                let username = username.to_owned();
                 notices.extend(self.room_changed(&room, &username, change).await?);
                 self.after_event(&mut notices).await?;
             }
-            Message::PrekeysLow { remaining } => {
+            Push::PrekeysLow { remaining } => {
                 self.refill_prekeys(remaining).await?;
             }
-            _ => {}
         }
         Ok(notices)
     }
@@ -419,16 +410,16 @@ impl Client {
         Ok(())
     }
 
-    /// Handles queued events (already read), without waiting.
+    /// Handles queued pushes (already read), without waiting.
     pub(crate) async fn drain_queued(&mut self) -> anyhow::Result<Vec<Notice>> {
         let mut out = Vec::new();
-        while let Some(f) = self.link.queued_event() {
-            out.extend(self.handle_event(&f).await?);
+        while let Some(p) = self.link.queued_push() {
+            out.extend(self.handle_push(p).await?);
         }
         Ok(out)
     }
 
-    /// Handles events until none arrives for `quiet`, or `max` has passed.
+    /// Handles pushes until none arrives for `quiet`, or `max` has passed.
     pub(crate) async fn pump(
         &mut self,
         quiet: Duration,
@@ -442,17 +433,14 @@ impl Client {
                 return Ok(out);
             }
             let wait = quiet.min(left);
-            let next = smol::future::or(async { Some(self.link.next_event().await) }, async {
+            let next = smol::future::or(async { Some(self.link.next_push().await) }, async {
                 smol::Timer::after(wait).await;
                 None
             })
             .await;
             match next {
                 None => return Ok(out),
-                Some(frame) => {
-                    let frame = frame?;
-                    out.extend(self.handle_event(&frame).await?);
-                }
+                Some(push) => out.extend(self.handle_push(push?).await?),
             }
         }
     }
@@ -466,17 +454,20 @@ impl Client {
         }
         let fresh = self.profile.add_one_time_prekeys(want);
         self.save()?;
-        let reply = self
+        let upload = Message::UploadPrekeys {
+            prekeys: proto_core::List::from_items(&fresh),
+        };
+        let quota_full = self
             .link
-            .request(&Message::UploadPrekeys {
-                prekeys: proto_core::List::from_items(&fresh),
+            .request(&upload, |reply| match reply {
+                Message::Error {
+                    code: ErrorCode::QUOTA_FULL,
+                    ..
+                } => Ok(true),
+                other => expect_ok(other).map(|()| false),
             })
             .await?;
-        if let Message::Error {
-            code: ErrorCode::QUOTA_FULL,
-            ..
-        } = link::decode(&reply)?
-        {
+        if quota_full {
             // The server already holds as many as it keeps: forget the unpublished ones.
             for k in &fresh {
                 self.profile.one_time_prekeys.remove(&k.id);
@@ -484,7 +475,6 @@ impl Client {
             self.save()?;
             return Ok(0);
         }
-        expect_ok(&reply)?;
         Ok(want)
     }
 
@@ -497,17 +487,10 @@ impl Client {
             .public();
         // Saved before publishing, so the secret of a published key is never lost.
         self.save()?;
-        let reply = self
-            .link
-            .request(&Message::PublishSignedPrekey {
-                prekey: proto_core::SignedPrekey {
-                    id: spk.id,
-                    key: Key32(spk.public),
-                    signature: proto_core::Sig64(spk.signature),
-                },
-            })
-            .await?;
-        expect_ok(&reply)?;
+        let publish = Message::PublishSignedPrekey {
+            prekey: crate::profile::wire_signed_prekey(&spk),
+        };
+        self.link.request(&publish, expect_ok).await?;
         Ok(spk.id)
     }
 

@@ -11,14 +11,13 @@
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{
-    Content, DecryptError, Envelope, IdentityPublicKey, Message, OneTimePrekeyPublic,
-    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, SignedPrekeyPublic,
+    Content, DecryptError, Envelope, IdentityPublicKey, Message, PREKEY_HEADER_LEN,
+    RATCHET_OVERHEAD, RemoteBundle, Session,
 };
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Notice, refusal};
 use crate::exit::{Exit, Failure, fail};
-use crate::link;
 use crate::profile::{Contact, Entry, now, session_from_hex, session_to_hex};
 
 /// Why a message could not be read, for the history.
@@ -32,32 +31,29 @@ fn reason(e: DecryptError) -> &'static str {
     }
 }
 
+/// The server's id from an `Accepted` reply to a send.
+pub(crate) fn accepted_id(reply: Message<'_>) -> anyhow::Result<u64> {
+    match reply {
+        Message::Accepted { server_id, .. } => Ok(server_id),
+        Message::Error { code, text } => Err(refusal(code, text)),
+        other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+    }
+}
+
 impl Client {
     /// Fetches `user`'s prekey bundle; records or checks their identity key.
     pub(crate) async fn fetch_bundle(&mut self, user: &str) -> anyhow::Result<RemoteBundle> {
-        let reply = self
+        let bundle = self
             .link
-            .request(&Message::FetchBundle { username: user })
+            .request(
+                &Message::FetchBundle { username: user },
+                |reply| match reply {
+                    Message::Bundle { bundle } => Ok(RemoteBundle::from(&bundle)),
+                    Message::Error { code, text } => Err(refusal(code, text)),
+                    other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+                },
+            )
             .await?;
-        let bundle = match link::decode(&reply)? {
-            Message::Bundle { bundle } => RemoteBundle {
-                identity: IdentityPublicKey {
-                    signing: bundle.identity_sig.0,
-                    dh: bundle.identity_dh.0,
-                },
-                signed_prekey: SignedPrekeyPublic {
-                    id: bundle.signed_prekey.id,
-                    public: bundle.signed_prekey.key.0,
-                    signature: bundle.signed_prekey.signature.0,
-                },
-                one_time_prekey: bundle.one_time_prekey.map(|k| OneTimePrekeyPublic {
-                    id: k.id,
-                    public: k.key.0,
-                }),
-            },
-            Message::Error { code, text } => return Err(refusal(code, text)),
-            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-        };
         self.observe_identity(user, &bundle.identity)?;
         Ok(bundle)
     }
@@ -123,17 +119,21 @@ impl Client {
         let n = content
             .encode(&mut plain)
             .map_err(|_| anyhow::anyhow!("the message is too long"))?;
-        let plain = plain.get(..n).unwrap_or(&[]);
+        let plain = plain.get(..n).ok_or_else(|| {
+            anyhow::anyhow!("cannot encrypt: the encoded content claims {n} bytes of {MAX_BODY}")
+        })?;
         let mut body = vec![0u8; 1 + PREKEY_HEADER_LEN + n + RATCHET_OVERHEAD];
         let header = session.pending_prekey_header().copied();
         let prefix = Envelope::emit_prefix(header.as_ref(), &mut body)
             .map_err(|e| anyhow::anyhow!("cannot build the message: {e}"))?;
-        let used = session
-            .encrypt(
-                &mut crate::rng::os(),
-                plain,
-                body.get_mut(prefix..).unwrap_or(&mut []),
+        let room = body.len();
+        let sealed = body.get_mut(prefix..).ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot encrypt: the envelope prefix ({prefix} bytes) fills the {room}-byte body"
             )
+        })?;
+        let used = session
+            .encrypt(&mut crate::rng::os(), plain, sealed)
             .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
         body.truncate(prefix + used);
         if body.len() > MAX_BODY {
@@ -145,19 +145,12 @@ impl Client {
         }
         self.save()?;
         let client_id = crate::rng::u64();
-        let reply = self
-            .link
-            .request(&Message::SendToUser {
-                to: user,
-                client_id,
-                body: &body,
-            })
-            .await?;
-        match link::decode(&reply)? {
-            Message::Accepted { server_id, .. } => Ok(server_id),
-            Message::Error { code, text } => Err(refusal(code, text)),
-            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-        }
+        let send = Message::SendToUser {
+            to: user,
+            client_id,
+            body: &body,
+        };
+        self.link.request(&send, accepted_id).await
     }
 
     /// Sends a text to `user`; records it in the history as "sent".
@@ -309,7 +302,12 @@ impl Client {
             }
             c.session = Some(state);
         }
-        let plain = plain.get(..n).unwrap_or(&[]);
+        let plain = plain.get(..n).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the session reported {n} plaintext bytes of a {}-byte message",
+                message.len()
+            )
+        })?;
         match Content::decode(plain) {
             Ok(Content::Text {
                 id,

@@ -1,10 +1,10 @@
 //! The connection to the server: TLS 1.3 with ALPN `sealroom/1`, the certificate either pinned
 //! (trust on first use, see `known_servers`) or checked against a CA file, and frames in and
-//! out (`u32` big-endian length, version, postcard message; see docs/PROTOCOL.md).
+//! out (docs/PROTOCOL.md §2), split and decoded by proto-core, once per frame.
 //!
-//! Replies come back in request order; what the server sends on its own (deliveries, receipts,
-//! room changes, prekey warnings) is queued as an event while a request waits for its reply.
-//! Pings are answered here.
+//! Replies come back in request order and go to the request's handler decoded; what the server
+//! sends on its own (deliveries, receipts, room changes, prekey warnings: its pushes, §3.4) is
+//! queued as an owned [`Push`] while a request waits for its reply. Pings are answered here.
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use cert_pin::PinVerifier;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
-use proto_core::limits::{LENGTH_PREFIX_LEN, MAX_FRAME, MAX_FRAME_WIRE};
-use proto_core::{Message, decode_frame, encode_frame};
+use proto_core::limits::MAX_FRAME_WIRE;
+use proto_core::{Message, NextFrame, RoomChange, encode_frame, next_frame};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use smol::Async;
@@ -45,8 +45,14 @@ pub(crate) use cert_pin::fingerprint;
 /// A live connection.
 pub(crate) struct Link {
     stream: TlsStream<Async<TcpStream>>,
+    /// Bytes read and not yet taken as frames.
     buf: Vec<u8>,
-    events: VecDeque<Vec<u8>>,
+    /// Pushes that arrived while a request waited for its reply.
+    pushes: VecDeque<Push>,
+    /// The nonce of a ping taken off the buffer whose pong is not sent yet: kept here so that
+    /// a read cancelled while answering still answers on the next one (the server ignores a
+    /// second pong).
+    pong_due: Option<u64>,
     /// The server certificate's fingerprint.
     pub(crate) fingerprint: String,
 }
@@ -165,7 +171,7 @@ impl Link {
             .and_then(|c| c.first())
         {
             Some(c) => fingerprint(c),
-            None => seen_fp.unwrap_or_default(),
+            None => seen_fp.ok_or_else(|| net(format!("{server} presented no certificate")))?,
         };
         if stream.get_ref().1.alpn_protocol() != Some(ALPN) {
             return Err(net(format!(
@@ -175,7 +181,8 @@ impl Link {
         Ok(Self {
             stream,
             buf: Vec::new(),
-            events: VecDeque::new(),
+            pushes: VecDeque::new(),
+            pong_due: None,
             fingerprint,
         })
     }
@@ -196,69 +203,126 @@ impl Link {
         Ok(())
     }
 
-    /// Reads the next frame from the wire, answering pings.
-    async fn read_frame(&mut self) -> anyhow::Result<Vec<u8>> {
-        loop {
-            if let Some(prefix) = self.buf.first_chunk::<LENGTH_PREFIX_LEN>() {
-                let len = u32::from_be_bytes(*prefix) as usize;
-                if len > MAX_FRAME {
-                    return Err(net("the server sent an oversized frame"));
-                }
-                let total = LENGTH_PREFIX_LEN + len;
-                if self.buf.len() >= total {
-                    let frame: Vec<u8> = self.buf.drain(..total).collect();
-                    if let Ok((Message::Ping { nonce }, _)) = decode_frame(&frame) {
-                        self.send(&Message::Pong { nonce }).await?;
-                        continue;
-                    }
-                    return Ok(frame);
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| net(format!("connection lost: {e}")))?;
-            if n == 0 {
-                return Err(net("the server closed the connection"));
-            }
-            self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+    /// Reads more bytes from the wire into the buffer.
+    ///
+    /// Cancel safe: a read that is dropped before it completes has taken no bytes.
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| net(format!("connection lost: {e}")))?;
+        if n == 0 {
+            return Err(net("the server closed the connection"));
         }
+        let got = chunk.get(..n).ok_or_else(|| {
+            net(format!(
+                "the TLS stream reported {n} bytes read into 16 KiB"
+            ))
+        })?;
+        self.buf.extend_from_slice(got);
+        Ok(())
     }
 
-    /// Sends `msg` and returns the reply frame; events that arrive first are queued.
-    pub(crate) async fn request(&mut self, msg: &Message<'_>) -> anyhow::Result<Vec<u8>> {
+    /// Takes the first whole frame off the buffer and decodes it, once (docs/PROTOCOL.md §2):
+    /// a push becomes an owned [`Push`], a reply goes through `on_reply` (taken on first use;
+    /// with none left it is [`Incoming::Unasked`]). `None` when no whole frame is buffered yet.
+    ///
+    /// Cancel safe: nothing awaits between the split and the return.
+    fn take_frame<T>(
+        &mut self,
+        on_reply: &mut Option<impl FnOnce(Message<'_>) -> anyhow::Result<T>>,
+    ) -> anyhow::Result<Option<Incoming<T>>> {
+        let (incoming, wire_len) = match next_frame(&self.buf) {
+            Err(_) => return Err(net("the server sent an oversized frame")),
+            Ok(NextFrame::Incomplete) => return Ok(None),
+            Ok(NextFrame::Whole { message, wire_len }) => {
+                let incoming = match message {
+                    Err(e) => Err(net(format!("the server sent a bad frame: {e}"))),
+                    Ok(Message::Ping { nonce }) => Ok(Incoming::Ping(nonce)),
+                    Ok(m) if m.is_push() => {
+                        Ok(Push::from_message(&m).map_or(Incoming::Unasked, Incoming::Push))
+                    }
+                    Ok(m) => match on_reply.take() {
+                        Some(f) => f(m).map(Incoming::Reply),
+                        None => Ok(Incoming::Unasked),
+                    },
+                };
+                (incoming, wire_len)
+            }
+        };
+        // The frame is consumed whatever it held: a bad frame whose length was sound does not
+        // desynchronise the stream.
+        self.buf.drain(..wire_len);
+        incoming.map(Some)
+    }
+
+    /// Answers the ping taken off the buffer last, if not done yet.
+    async fn pong(&mut self) -> anyhow::Result<()> {
+        if let Some(nonce) = self.pong_due {
+            self.send(&Message::Pong { nonce }).await?;
+            self.pong_due = None;
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` and hands its reply, decoded once, to `on_reply`; pushes that arrive first
+    /// are queued.
+    pub(crate) async fn request<T>(
+        &mut self,
+        msg: &Message<'_>,
+        on_reply: impl FnOnce(Message<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         self.send(msg).await?;
-        self.reply().await
+        self.reply(on_reply).await
     }
 
-    /// The next reply frame (events before it are queued).
-    pub(crate) async fn reply(&mut self) -> anyhow::Result<Vec<u8>> {
+    /// Hands the next reply, decoded once, to `on_reply` (pushes before it are queued).
+    pub(crate) async fn reply<T>(
+        &mut self,
+        on_reply: impl FnOnce(Message<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut on_reply = Some(on_reply);
         timeout(REPLY_TIMEOUT, "waiting for the server", async {
             loop {
-                let frame = self.read_frame().await?;
-                match decode_frame(&frame) {
-                    Ok((m, _)) if is_event(&m) => self.events.push_back(frame),
-                    Ok(_) => return Ok(frame),
-                    Err(e) => return Err(net(format!("the server sent a bad frame: {e}"))),
+                self.pong().await?;
+                match self.take_frame(&mut on_reply)? {
+                    None => self.fill().await?,
+                    Some(Incoming::Reply(t)) => return Ok(t),
+                    Some(Incoming::Push(p)) => self.pushes.push_back(p),
+                    Some(Incoming::Ping(nonce)) => self.pong_due = Some(nonce),
+                    Some(Incoming::Unasked) => {}
                 }
             }
         })
         .await
     }
 
-    /// The next event: a queued one, else the next frame from the wire.
-    pub(crate) async fn next_event(&mut self) -> anyhow::Result<Vec<u8>> {
-        if let Some(f) = self.events.pop_front() {
-            return Ok(f);
+    /// The next push: a queued one, else the next from the wire (pings are answered, replies
+    /// nobody waits for are dropped).
+    ///
+    /// Cancel safe (`chat` races it against the keyboard): a frame leaves the buffer only in
+    /// the synchronous [`take_frame`](Self::take_frame), and a due pong is kept until sent.
+    pub(crate) async fn next_push(&mut self) -> anyhow::Result<Push> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Ok(p);
         }
-        self.read_frame().await
+        let mut no_reply: Option<fn(Message<'_>) -> anyhow::Result<()>> = None;
+        loop {
+            self.pong().await?;
+            match self.take_frame(&mut no_reply)? {
+                None => self.fill().await?,
+                Some(Incoming::Push(p)) => return Ok(p),
+                Some(Incoming::Ping(nonce)) => self.pong_due = Some(nonce),
+                Some(Incoming::Reply(()) | Incoming::Unasked) => {}
+            }
+        }
     }
 
-    /// A queued event, without reading.
-    pub(crate) fn queued_event(&mut self) -> Option<Vec<u8>> {
-        self.events.pop_front()
+    /// A queued push, without reading.
+    pub(crate) fn queued_push(&mut self) -> Option<Push> {
+        self.pushes.pop_front()
     }
 
     /// Closes the TLS session politely.
@@ -267,21 +331,85 @@ impl Link {
     }
 }
 
-/// What the server sends unasked.
-pub(crate) fn is_event(m: &Message<'_>) -> bool {
-    matches!(
-        m,
-        Message::Deliver { .. }
-            | Message::Delivered { .. }
-            | Message::RoomChanged { .. }
-            | Message::PrekeysLow { .. }
-            | Message::Ping { .. }
-    )
+/// A frame taken off the wire, decoded.
+enum Incoming<T> {
+    /// The reply a request waited for, as its handler made it.
+    Reply(T),
+    /// Something the server sent unasked.
+    Push(Push),
+    /// A keep-alive to answer.
+    Ping(u64),
+    /// A reply no request waits for, or a push this client does not act on.
+    Unasked,
 }
 
-/// Decodes a frame this module returned (it was checked when read).
-pub(crate) fn decode(frame: &[u8]) -> anyhow::Result<Message<'_>> {
-    decode_frame(frame)
-        .map(|(m, _)| m)
-        .map_err(|e| net(format!("the server sent a bad frame: {e}")))
+/// What the server sends unasked ([`Message::is_push`]), owned, so that handling it can use the
+/// link again. Pings are answered by the link and never surface.
+#[derive(Clone, Debug)]
+pub(crate) enum Push {
+    /// A message for us (`Deliver`).
+    Deliver {
+        /// The server's id, acknowledged once the message is stored.
+        server_id: u64,
+        /// The sender.
+        from: String,
+        /// The room, for a room message.
+        room: Option<String>,
+        /// When the server accepted it.
+        sent_at: u64,
+        /// The ciphertext.
+        body: Vec<u8>,
+    },
+    /// One of our messages reached its recipient (`Delivered`).
+    Delivered {
+        /// The id the server gave it.
+        server_id: u64,
+    },
+    /// Someone joined or left a room (`RoomChanged`).
+    RoomChanged {
+        /// The room.
+        room: String,
+        /// Whose membership changed.
+        username: String,
+        /// What happened.
+        change: RoomChange,
+    },
+    /// Few one-time prekeys are left on the server (`PrekeysLow`).
+    PrekeysLow {
+        /// How many.
+        remaining: u32,
+    },
+}
+
+impl Push {
+    /// The owned push of a decoded message; `None` for a message that is no push.
+    fn from_message(m: &Message<'_>) -> Option<Self> {
+        Some(match *m {
+            Message::Deliver {
+                server_id,
+                from,
+                room,
+                sent_at,
+                body,
+            } => Push::Deliver {
+                server_id,
+                from: from.to_owned(),
+                room: room.map(str::to_owned),
+                sent_at,
+                body: body.to_vec(),
+            },
+            Message::Delivered { server_id, .. } => Push::Delivered { server_id },
+            Message::RoomChanged {
+                room,
+                username,
+                change,
+            } => Push::RoomChanged {
+                room: room.to_owned(),
+                username: username.to_owned(),
+                change,
+            },
+            Message::PrekeysLow { remaining } => Push::PrekeysLow { remaining },
+            _ => return None,
+        })
+    }
 }

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use proto_core::{IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, SignedPrekeyPair};
+use proto_core::{
+    IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, SignedPrekeyPair, SignedPrekeyPublic,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -196,6 +198,20 @@ impl Profile {
         Some(OneTimePrekeyPair::from_secret_bytes(&bytes))
     }
 
+    /// The current signed prekey's public half, as published.
+    pub(crate) fn published_signed_prekey(&self) -> anyhow::Result<proto_core::SignedPrekey> {
+        Ok(wire_signed_prekey(&self.signed_prekey()?.public()))
+    }
+
+    /// The public halves of every one-time prekey held, as published.
+    pub(crate) fn published_one_time_prekeys(&self) -> Vec<proto_core::OneTimePrekey> {
+        self.one_time_prekeys
+            .keys()
+            .filter_map(|id| self.one_time_prekey(*id))
+            .map(|k| wire_one_time_prekey(&k))
+            .collect()
+    }
+
     /// Makes `count` new one-time prekeys; returns their public halves.
     pub(crate) fn add_one_time_prekeys(&mut self, count: u32) -> Vec<proto_core::OneTimePrekey> {
         let mut rng = crate::rng::os();
@@ -206,11 +222,7 @@ impl Profile {
             let k = OneTimePrekeyPair::generate(&mut rng, id);
             self.one_time_prekeys
                 .insert(id, hex_secret(k.to_secret_bytes().as_ref()));
-            let p = k.public();
-            out.push(proto_core::OneTimePrekey {
-                id: p.id,
-                key: proto_core::Key32(p.public),
-            });
+            out.push(wire_one_time_prekey(&k));
         }
         out
     }
@@ -312,6 +324,24 @@ impl Profile {
     }
 }
 
+/// A signed prekey's public half in its wire form.
+pub(crate) fn wire_signed_prekey(spk: &SignedPrekeyPublic) -> proto_core::SignedPrekey {
+    proto_core::SignedPrekey {
+        id: spk.id,
+        key: proto_core::Key32(spk.public),
+        signature: proto_core::Sig64(spk.signature),
+    }
+}
+
+/// A one-time prekey's public half in its wire form.
+fn wire_one_time_prekey(k: &OneTimePrekeyPair) -> proto_core::OneTimePrekey {
+    let p = k.public();
+    proto_core::OneTimePrekey {
+        id: p.id,
+        key: proto_core::Key32(p.public),
+    }
+}
+
 fn decode_spk(s: &str) -> Option<SignedPrekeyPair> {
     let bytes = unhex::<{ SignedPrekeyPair::SECRET_LEN }>(s)?;
     Some(SignedPrekeyPair::from_secret_bytes(&bytes))
@@ -351,13 +381,24 @@ impl Contact {
     }
 }
 
+/// The first `n` bytes of a state buffer as hex; an error if the writer claimed more than it has.
+fn state_hex(buf: &[u8], n: usize, what: &str) -> anyhow::Result<String> {
+    match buf.get(..n) {
+        Some(state) => Ok(hex::encode(state)),
+        None => anyhow::bail!(
+            "cannot save a {what}: its state claims {n} bytes of a {}-byte buffer",
+            buf.len()
+        ),
+    }
+}
+
 /// `Session::write_state` as hex.
 pub(crate) fn session_to_hex(s: &proto_core::Session) -> anyhow::Result<String> {
     let mut buf = Zeroizing::new(vec![0u8; proto_core::Session::<64>::STATE_LEN]);
     let n = s
         .write_state(&mut buf)
         .map_err(|e| anyhow::anyhow!("cannot save a session: {e}"))?;
-    Ok(hex::encode(buf.get(..n).unwrap_or(&[])))
+    state_hex(&buf, n, "session")
 }
 
 /// A session from hex.
@@ -372,7 +413,7 @@ pub(crate) fn room_to_hex(r: &proto_core::Room) -> anyhow::Result<String> {
     let n = r
         .write_state(&mut buf)
         .map_err(|e| anyhow::anyhow!("cannot save a room: {e}"))?;
-    Ok(hex::encode(buf.get(..n).unwrap_or(&[])))
+    state_hex(&buf, n, "room")
 }
 
 /// A room from hex.

@@ -16,9 +16,9 @@ use proto_core::{
 };
 use zeroize::Zeroizing;
 
-use crate::client::{Client, Notice, refusal};
+use crate::client::{Client, Notice, expect_ok, refusal};
+use crate::direct::accepted_id;
 use crate::exit::{Exit, fail};
-use crate::link;
 use crate::profile::{Entry, RoomEntry, key32, now, room_from_hex, room_to_hex};
 
 /// The 16-byte room id the sender-key layer binds, from the room's name (PROTOCOL.md §4.4;
@@ -38,15 +38,16 @@ impl Client {
         &mut self,
         room: &str,
     ) -> anyhow::Result<(String, Vec<String>)> {
-        let reply = self.link.request(&Message::ListMembers { room }).await?;
-        match link::decode(&reply)? {
-            Message::Members { admin, members, .. } => Ok((
-                admin.to_owned(),
-                members.iter().map(str::to_owned).collect(),
-            )),
-            Message::Error { code, text } => Err(refusal(code, text)),
-            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-        }
+        self.link
+            .request(&Message::ListMembers { room }, |reply| match reply {
+                Message::Members { admin, members, .. } => Ok((
+                    admin.to_owned(),
+                    members.iter().map(str::to_owned).collect(),
+                )),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await
     }
 
     fn load_room(&self, name: &str) -> anyhow::Result<Option<(Room, RoomEntry)>> {
@@ -56,6 +57,16 @@ impl Client {
         let room = room_from_hex(&entry.state)
             .ok_or_else(|| anyhow::anyhow!("the keystore's state for #{name} is damaged"))?;
         Ok(Some((room, entry.clone())))
+    }
+
+    /// The room's saved state, or a new one at epoch 0 (not saved yet).
+    fn load_or_create_room(&self, name: &str) -> anyhow::Result<(Room, RoomEntry)> {
+        if let Some(v) = self.load_room(name)? {
+            return Ok(v);
+        }
+        let own = self.profile.identity_public()?.signing;
+        let room = Room::create(&mut crate::rng::os(), room_id(name), own, 0);
+        Ok((room, RoomEntry::default()))
     }
 
     fn store_room(&mut self, name: &str, room: &Room, mut entry: RoomEntry) -> anyhow::Result<()> {
@@ -97,16 +108,7 @@ impl Client {
             }
         };
         let me = self.profile.username.clone();
-        let (mut room, mut entry) = match self.load_room(name)? {
-            Some(v) => v,
-            None => {
-                let own = self.profile.identity_public()?.signing;
-                (
-                    Room::create(&mut crate::rng::os(), room_id(name), own, 0),
-                    RoomEntry::default(),
-                )
-            }
-        };
+        let (mut room, mut entry) = self.load_or_create_room(name)?;
         let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
         // Gone: remove from the crypto state, which starts a new epoch.
         let gone: Vec<String> = entry
@@ -254,16 +256,7 @@ impl Client {
     async fn sync_room_members_only(&mut self, name: &str) -> anyhow::Result<()> {
         let (admin, members) = self.list_members(name).await?;
         let me = self.profile.username.clone();
-        let (mut room, mut entry) = match self.load_room(name)? {
-            Some(v) => v,
-            None => {
-                let own = self.profile.identity_public()?.signing;
-                (
-                    Room::create(&mut crate::rng::os(), room_id(name), own, 0),
-                    RoomEntry::default(),
-                )
-            }
-        };
+        let (mut room, mut entry) = self.load_or_create_room(name)?;
         for m in members.iter().filter(|m| **m != me) {
             let k = self.member_key(m).await?;
             if !room.is_member(&k) {
@@ -347,7 +340,14 @@ impl Client {
             notices.push(Notice::Message(e));
             return Ok(notices);
         }
-        match Content::decode(plain.get(..got.len).unwrap_or(&[])) {
+        let plain = plain.get(..got.len).ok_or_else(|| {
+            anyhow::anyhow!(
+                "#{name}: the room reported {} plaintext bytes of a {}-byte message",
+                got.len,
+                body.len()
+            )
+        })?;
+        match Content::decode(plain) {
             Ok(Content::Text {
                 id,
                 sent_at: written,
@@ -388,9 +388,12 @@ impl Client {
         }
         .encode(&mut plain)
         .map_err(|_| anyhow::anyhow!("the message is too long"))?;
+        let plain = plain.get(..n).ok_or_else(|| {
+            anyhow::anyhow!("cannot encrypt: the encoded content claims {n} bytes of {MAX_BODY}")
+        })?;
         let mut body = vec![0u8; n + ROOM_OVERHEAD];
         let used = room
-            .encrypt(plain.get(..n).unwrap_or(&[]), &mut body)
+            .encrypt(plain, &mut body)
             .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
         body.truncate(used);
         if body.len() > MAX_BODY {
@@ -400,19 +403,12 @@ impl Client {
         self.store_room(name, &room, entry)?;
         self.save()?;
         let client_id = crate::rng::u64();
-        let reply = self
-            .link
-            .request(&Message::SendToRoom {
-                room: name,
-                client_id,
-                body: &body,
-            })
-            .await?;
-        let server_id = match link::decode(&reply)? {
-            Message::Accepted { server_id, .. } => server_id,
-            Message::Error { code, text } => return Err(refusal(code, text)),
-            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        let send = Message::SendToRoom {
+            room: name,
+            client_id,
+            body: &body,
         };
+        let server_id = self.link.request(&send, accepted_id).await?;
         let e = Entry {
             conversation: format!("#{name}"),
             from: self.profile.username.clone(),
@@ -456,11 +452,9 @@ impl Client {
 
     /// Creates a room on the server and locally.
     pub(crate) async fn create_room(&mut self, name: &str) -> anyhow::Result<()> {
-        let reply = self
-            .link
-            .request(&Message::CreateRoom { room: name })
+        self.link
+            .request(&Message::CreateRoom { room: name }, expect_ok)
             .await?;
-        crate::client::expect_ok(&reply)?;
         let own = self.profile.identity_public()?.signing;
         let room = Room::create(&mut crate::rng::os(), room_id(name), own, 0);
         let entry = RoomEntry {
@@ -475,59 +469,57 @@ impl Client {
     /// Invites `user` and hands them our sender key.
     pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
         self.check_not_blocked(user)?;
-        let reply = self
-            .link
-            .request(&Message::Invite {
-                room: name,
-                username: user,
-            })
-            .await?;
-        crate::client::expect_ok(&reply)?;
+        let invite = Message::Invite {
+            room: name,
+            username: user,
+        };
+        self.link.request(&invite, expect_ok).await?;
         self.sync_room(name, false).await
     }
 
     /// Leaves a room.
     pub(crate) async fn leave(&mut self, name: &str) -> anyhow::Result<()> {
-        let reply = self.link.request(&Message::Leave { room: name }).await?;
-        match crate::client::expect_ok(&reply) {
-            Ok(()) => {}
-            Err(e) => {
-                if let Ok(Message::Error {
-                    code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN,
-                    ..
-                }) = link::decode(&reply)
-                {
-                    self.profile.rooms.remove(name);
-                    self.save()?;
-                }
-                return Err(e);
-            }
+        // Refused as "no such room" or "not a member": we are out of it all the same.
+        let mut gone = false;
+        let left = self
+            .link
+            .request(&Message::Leave { room: name }, |reply| {
+                gone = matches!(
+                    reply,
+                    Message::Error {
+                        code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN,
+                        ..
+                    }
+                );
+                expect_ok(reply)
+            })
+            .await;
+        if left.is_ok() || gone {
+            self.profile.rooms.remove(name);
+            self.save()?;
         }
-        self.profile.rooms.remove(name);
-        self.save()
+        left
     }
 
     /// Removes `user` (admin only); the rest move to a new epoch.
     pub(crate) async fn remove(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
-        let reply = self
-            .link
-            .request(&Message::Remove {
-                room: name,
-                username: user,
-            })
-            .await?;
-        crate::client::expect_ok(&reply)?;
+        let remove = Message::Remove {
+            room: name,
+            username: user,
+        };
+        self.link.request(&remove, expect_ok).await?;
         self.sync_room(name, false).await
     }
 
     /// The rooms this account is in.
     pub(crate) async fn list_rooms(&mut self) -> anyhow::Result<Vec<String>> {
-        let reply = self.link.request(&Message::ListRooms).await?;
-        match link::decode(&reply)? {
-            Message::Rooms { rooms } => Ok(rooms.iter().map(str::to_owned).collect()),
-            Message::Error { code, text } => Err(refusal(code, text)),
-            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-        }
+        self.link
+            .request(&Message::ListRooms, |reply| match reply {
+                Message::Rooms { rooms } => Ok(rooms.iter().map(str::to_owned).collect()),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await
     }
 }
 

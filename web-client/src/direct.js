@@ -25,18 +25,27 @@ export class KeyChangedError extends Error {
 }
 
 /**
+ * A `Bundle` reply's wire bundle as the X3DH bundle (proto-core's
+ * `RemoteBundle::from(&PrekeyBundle)`, the one conversion both clients make).
+ * @param {any} b
+ * @returns {import('./x3dh.js').RemoteBundle}
+ */
+function remoteBundle(b) {
+  return {
+    identity: { signing: b.identity_sig, dh: b.identity_dh },
+    signed_prekey: { id: b.signed_prekey.id, public: b.signed_prekey.key, signature: b.signed_prekey.signature },
+    one_time_prekey: b.one_time_prekey ? { id: b.one_time_prekey.id, public: b.one_time_prekey.key } : null,
+  };
+}
+
+/**
  * Fetches `user`'s prekey bundle; records (or checks) their identity key.
  * @param {import('./client.js').Client} client
  * @param {string} user
  */
 export async function fetchBundle(client, user) {
   const r = await client.conn.request({ type: 'FetchBundle', username: user });
-  const b = r.bundle;
-  const bundle = {
-    identity: { signing: b.identity_sig, dh: b.identity_dh },
-    signed_prekey: { id: b.signed_prekey.id, public: b.signed_prekey.key, signature: b.signed_prekey.signature },
-    one_time_prekey: b.one_time_prekey ? { id: b.one_time_prekey.id, public: b.one_time_prekey.key } : null,
-  };
+  const bundle = remoteBundle(r.bundle);
   client.observeIdentity(user, bundle.identity);
   await client.save();
   return bundle;

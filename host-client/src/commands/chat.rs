@@ -163,20 +163,19 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
         }
         let next = smol::future::or(
             async { Either::Line(lines.recv().await.ok().flatten()) },
-            async { Either::Frame(client.link.next_event().await) },
+            async { Either::Push(client.link.next_push().await) },
         )
         .await;
         match next {
-            Either::Frame(Err(e)) if code_of(&e) == Exit::Network as i32 => {
+            Either::Push(Err(e)) if code_of(&e) == Exit::Network as i32 => {
                 out.line(&paint(
                     Style::Yellow,
                     &format!("connection lost ({e}); reconnecting…"),
                 ));
                 connected = false;
             }
-            Either::Frame(frame) => {
-                let frame = frame?;
-                for n in client.handle_event(&frame).await? {
+            Either::Push(push) => {
+                for n in client.handle_push(push?).await? {
                     show(&mut out, &conversation, &n);
                 }
                 mark_read(&mut client, &conversation);
@@ -253,7 +252,7 @@ async fn reconnect(
 
 enum Either {
     Line(Option<String>),
-    Frame(anyhow::Result<Vec<u8>>),
+    Push(anyhow::Result<crate::link::Push>),
 }
 
 fn show(out: &mut Out, conversation: &str, n: &Notice) {
@@ -314,7 +313,7 @@ async fn command_or_send(
         }
         ("/members", Target::User(u)) => out.line(&format!("a one-to-one chat: you and {u}")),
         ("/invite", Target::Room(r)) if !arg.is_empty() => {
-            let user = user_name(arg);
+            let user = user_name(arg)?;
             for n in client.invite(r, &user).await? {
                 out.line(&n.render());
             }

@@ -1,13 +1,12 @@
 //! `sealroom login` (password + TOTP or a recovery code; `--new-device` makes new keys) and
 //! `sealroom logout`.
 
-use proto_core::{Key32, List, Message, Sig64, SignedPrekey};
+use proto_core::{Key32, List, Message};
 
 use crate::cli::{Global, Login};
 use crate::client::{Client, Home, connect, expect_ok, refusal, unlock};
 use crate::exit::{Exit, fail};
 use crate::keystore::Keystore;
-use crate::link;
 use crate::profile::{Profile, now};
 use crate::terminal::{self, ENV_PASSWORD, Progress, Style, paint};
 
@@ -15,17 +14,11 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     let home = Home::resolve(g.home.as_deref())?;
     let new_device = args.new_device;
     let (lock, keystore, profile) = if new_device {
-        if Keystore::exists(&home.keystore()) {
-            return fail(
-                Exit::Keystore,
-                format!(
-                    "{} already holds a keystore; --new-device needs an empty --home",
-                    home.dir.display()
-                ),
-            );
-        }
-        let lock = home.lock()?;
-        let username = crate::cli::user_name(args.username.as_deref().unwrap_or_default());
+        let lock = home.lock_empty("a keystore; --new-device needs an empty --home")?;
+        let Some(username) = args.username.as_deref() else {
+            return fail(Exit::Failure, "--new-device needs --username NAME");
+        };
+        let username = crate::cli::user_name(username)?;
         let pass = terminal::new_secret(terminal::ENV_PASSPHRASE, "New keystore passphrase")?;
         let _p = Progress::start("making keys and deriving the keystore key");
         let profile = Profile::generate(&args.server, &username, now());
@@ -36,39 +29,31 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     };
     let password = terminal::secret(ENV_PASSWORD, "Account password")?;
     let mut link = connect(&home, g, &profile.server).await?;
-    let reply = {
-        let _p = Progress::start("checking the password");
-        link.request(&Message::Login {
-            username: &profile.username,
-            password: &password,
-        })
-        .await?
+    let login = Message::Login {
+        username: &profile.username,
+        password: &password,
     };
-    match link::decode(&reply)? {
-        Message::TotpRequired => {}
-        Message::Error { code, text } => return Err(refusal(code, text)),
-        other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+    {
+        let _p = Progress::start("checking the password");
+        link.request(&login, |reply| match reply {
+            Message::TotpRequired => Ok(()),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        })
+        .await?;
     }
-    let reply = match (&args.recovery_code, &args.code) {
-        (Some(r), _) => {
-            link.request(&Message::RecoveryCode { code: r.trim() })
-                .await?
-        }
-        (None, Some(c)) => link.request(&Message::TotpCode { code: c.trim() }).await?,
+    let typed;
+    let second = match (&args.recovery_code, &args.code) {
+        (Some(r), _) => Message::RecoveryCode { code: r.trim() },
+        (None, Some(c)) => Message::TotpCode { code: c.trim() },
         (None, None) => {
-            let c = terminal::ask("Code from the authenticator")?;
-            link.request(&Message::TotpCode { code: c.trim() }).await?
+            typed = terminal::ask("Code from the authenticator")?;
+            Message::TotpCode { code: typed.trim() }
         }
     };
     let mut profile = profile;
-    match link::decode(&reply)? {
-        Message::Session { token, expires_at } => {
-            profile.token = Some(hex::encode(token.0));
-            profile.token_expires = expires_at;
-        }
-        Message::Error { code, text } => return Err(refusal(code, text)),
-        other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-    }
+    link.request(&second, |reply| start_session(&mut profile, reply))
+        .await?;
     let mut client = Client::from_parts(profile, keystore, link, home, lock);
     client.save()?;
     if new_device {
@@ -90,49 +75,36 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keeps the session token of a `Session` reply (the end of a login or a registration).
+pub(super) fn start_session(profile: &mut Profile, reply: Message<'_>) -> anyhow::Result<()> {
+    match reply {
+        Message::Session { token, expires_at } => {
+            profile.token = Some(hex::encode(token.0));
+            profile.token_expires = expires_at;
+            Ok(())
+        }
+        Message::Error { code, text } => Err(refusal(code, text)),
+        other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+    }
+}
+
 /// Publishes this device's identity, signed prekey and one-time prekeys.
 async fn publish_new_device(client: &mut Client) -> anyhow::Result<()> {
     let id = client.profile.identity_public()?;
-    let reply = client
-        .link
-        .request(&Message::PublishIdentity {
-            identity_sig: Key32(id.signing),
-            identity_dh: Key32(id.dh),
-        })
-        .await?;
-    expect_ok(&reply)?;
-    let spk = client.profile.signed_prekey()?.public();
-    let reply = client
-        .link
-        .request(&Message::PublishSignedPrekey {
-            prekey: SignedPrekey {
-                id: spk.id,
-                key: Key32(spk.public),
-                signature: Sig64(spk.signature),
-            },
-        })
-        .await?;
-    expect_ok(&reply)?;
-    let opks: Vec<proto_core::OneTimePrekey> = client
-        .profile
-        .one_time_prekeys
-        .keys()
-        .filter_map(|id| client.profile.one_time_prekey(*id))
-        .map(|k| {
-            let p = k.public();
-            proto_core::OneTimePrekey {
-                id: p.id,
-                key: Key32(p.public),
-            }
-        })
-        .collect();
-    let reply = client
-        .link
-        .request(&Message::UploadPrekeys {
-            prekeys: List::from_items(&opks),
-        })
-        .await?;
-    expect_ok(&reply)
+    let identity = Message::PublishIdentity {
+        identity_sig: Key32(id.signing),
+        identity_dh: Key32(id.dh),
+    };
+    client.link.request(&identity, expect_ok).await?;
+    let signed = Message::PublishSignedPrekey {
+        prekey: client.profile.published_signed_prekey()?,
+    };
+    client.link.request(&signed, expect_ok).await?;
+    let opks = client.profile.published_one_time_prekeys();
+    let upload = Message::UploadPrekeys {
+        prekeys: List::from_items(&opks),
+    };
+    client.link.request(&upload, expect_ok).await
 }
 
 pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
@@ -145,8 +117,7 @@ pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let _ = client.drain_queued().await?;
-    let reply = client.link.request(&Message::Logout).await?;
-    expect_ok(&reply)?;
+    client.link.request(&Message::Logout, expect_ok).await?;
     client.profile.token = None;
     client.profile.token_expires = 0;
     client.save()?;

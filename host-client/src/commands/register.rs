@@ -1,12 +1,11 @@
 //! `sealroom register`: keys made here, the account created on the server, TOTP enrolled.
 
-use proto_core::{DeviceKeys, ErrorCode, Key32, List, Message, Sig64, SignedPrekey};
+use proto_core::{DeviceKeys, ErrorCode, Key32, List, Message};
 
-use crate::cli::{Global, Register};
+use crate::cli::{Global, Register, user_name};
 use crate::client::{Client, Home, connect, refusal};
 use crate::exit::{Exit, fail};
 use crate::keystore::Keystore;
-use crate::link;
 use crate::profile::{Profile, now};
 use crate::terminal::{self, ENV_PASSWORD, Progress, Style, paint};
 
@@ -15,16 +14,7 @@ const CODE_TRIES: usize = 5;
 
 pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     let home = Home::resolve(g.home.as_deref())?;
-    if Keystore::exists(&home.keystore()) {
-        return fail(
-            Exit::Keystore,
-            format!(
-                "{} already holds an account; use another --home for a second account",
-                home.dir.display()
-            ),
-        );
-    }
-    let lock = home.lock()?;
+    let lock = home.lock_empty("an account; use another --home for a second account")?;
     let tty = terminal::stdin_is_tty();
     if tty && !g.json {
         eprintln!("Creating a Sealroom account on {}.", args.server);
@@ -38,8 +28,8 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         None => terminal::ask("Email")?,
     };
     let username = match args.username {
-        Some(u) => crate::cli::user_name(&u),
-        None => crate::cli::user_name(&terminal::ask("Username (a-z, 0-9, _)")?),
+        Some(u) => user_name(&u)?,
+        None => user_name(&terminal::ask("Username (a-z, 0-9, _)")?)?,
     };
     let password = terminal::new_secret(ENV_PASSWORD, "Account password")?;
     let passphrase = terminal::new_secret(
@@ -54,19 +44,8 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         (profile, ks)
     };
     let identity = profile.identity()?.public();
-    let spk = profile.signed_prekey()?.public();
-    let opks: Vec<proto_core::OneTimePrekey> = profile
-        .one_time_prekeys
-        .keys()
-        .filter_map(|id| profile.one_time_prekey(*id))
-        .map(|k| {
-            let p = k.public();
-            proto_core::OneTimePrekey {
-                id: p.id,
-                key: Key32(p.public),
-            }
-        })
-        .collect();
+    let signed_prekey = profile.published_signed_prekey()?;
+    let opks = profile.published_one_time_prekeys();
 
     let mut link = connect(&home, g, &args.server).await?;
     let (mut username, mut password) = (username, password);
@@ -79,37 +58,40 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
             device: DeviceKeys {
                 identity_sig: Key32(identity.signing),
                 identity_dh: Key32(identity.dh),
-                signed_prekey: SignedPrekey {
-                    id: spk.id,
-                    key: Key32(spk.public),
-                    signature: Sig64(spk.signature),
-                },
+                signed_prekey,
                 one_time_prekeys: List::from_items(&opks),
             },
         };
-        let reply = {
+        let outcome = {
             let _p = Progress::start("creating the account");
-            link.request(&register).await?
+            link.request(&register, |reply| match reply {
+                Message::TotpEnrollment { uri } => Ok(Enrollment::Uri(uri.to_owned())),
+                // On a terminal, a taken name or a weak password is asked again.
+                Message::Error {
+                    code: ErrorCode::USERNAME_TAKEN,
+                    text,
+                } if tty => Ok(Enrollment::UsernameTaken(text.to_owned())),
+                Message::Error {
+                    code: ErrorCode::WEAK_PASSWORD,
+                    text,
+                } if tty && std::env::var(ENV_PASSWORD).is_err() => {
+                    Ok(Enrollment::WeakPassword(text.to_owned()))
+                }
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await?
         };
-        match link::decode(&reply)? {
-            Message::TotpEnrollment { uri } => break uri.to_owned(),
-            // On a terminal, a taken name or a weak password is asked again.
-            Message::Error {
-                code: ErrorCode::USERNAME_TAKEN,
-                text,
-            } if tty => {
-                terminal::warn(text);
-                username = crate::cli::user_name(&terminal::ask("Another username")?);
+        match outcome {
+            Enrollment::Uri(uri) => break uri,
+            Enrollment::UsernameTaken(text) => {
+                terminal::warn(&text);
+                username = user_name(&terminal::ask("Another username")?)?;
             }
-            Message::Error {
-                code: ErrorCode::WEAK_PASSWORD,
-                text,
-            } if tty && std::env::var(ENV_PASSWORD).is_err() => {
-                terminal::warn(text);
+            Enrollment::WeakPassword(text) => {
+                terminal::warn(&text);
                 password = terminal::new_secret(ENV_PASSWORD, "A stronger account password")?;
             }
-            Message::Error { code, text } => return Err(refusal(code, text)),
-            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
         }
     };
     let mut profile = profile;
@@ -134,41 +116,37 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         println!("(URI: {uri})\n");
     }
     let mut given = args.code;
-    let mut codes = None;
+    let mut codes: Option<Vec<String>> = None;
     for attempt in 0..CODE_TRIES {
         let code = match given.take() {
             Some(c) => c,
             None => terminal::ask("Code from the authenticator")?,
         };
-        let reply = link
-            .request(&Message::ConfirmTotp { code: code.trim() })
-            .await?;
-        match link::decode(&reply)? {
-            Message::EnrollmentComplete { recovery_codes } => {
-                codes = Some(recovery_codes.iter().map(str::to_owned).collect::<Vec<_>>());
-                break;
-            }
-            Message::Error { code, text } => {
-                if !tty || attempt + 1 == CODE_TRIES {
-                    return Err(refusal(code, text));
+        let last_try = !tty || attempt + 1 == CODE_TRIES;
+        let confirm = Message::ConfirmTotp { code: code.trim() };
+        codes = link
+            .request(&confirm, |reply| match reply {
+                Message::EnrollmentComplete { recovery_codes } => {
+                    Ok(Some(recovery_codes.iter().map(str::to_owned).collect()))
                 }
-                terminal::warn(text);
-            }
-            other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+                Message::Error { code, text } if last_try => Err(refusal(code, text)),
+                // A wrong code: said, and asked again.
+                Message::Error { text, .. } => {
+                    terminal::warn(text);
+                    Ok(None)
+                }
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await?;
+        if codes.is_some() {
+            break;
         }
     }
     let Some(codes) = codes else {
         return fail(Exit::Auth, "enrollment was not finished");
     };
-    let reply = link.reply().await?;
-    match link::decode(&reply)? {
-        Message::Session { token, expires_at } => {
-            profile.token = Some(hex::encode(token.0));
-            profile.token_expires = expires_at;
-        }
-        Message::Error { code, text } => return Err(refusal(code, text)),
-        other => return fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-    }
+    link.reply(|reply| super::login::start_session(&mut profile, reply))
+        .await?;
     let client = Client::from_parts(profile, keystore, link, home, lock);
     client.save()?;
     let fp = safety_fingerprint(&client)?;
@@ -208,6 +186,17 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     }
     client.close().await;
     Ok(())
+}
+
+/// The server's answer to `Register`: enrolled, or (on a terminal) a name or password to ask
+/// again with the server's reason.
+enum Enrollment {
+    /// The `otpauth://` URI to enroll TOTP with.
+    Uri(String),
+    /// The username is taken.
+    UsernameTaken(String),
+    /// The password is too weak.
+    WeakPassword(String),
 }
 
 /// Our own 30-digit half of every safety number, for display.

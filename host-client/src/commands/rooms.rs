@@ -2,9 +2,8 @@
 
 use core::time::Duration;
 
-use crate::cli::{Global, RoomsCommand, user_name};
+use crate::cli::{Global, RoomsCommand, room_arg, user_name};
 use crate::client::{Client, Notice};
-use crate::rooms::room_name;
 use crate::terminal::{self, Style, paint};
 
 fn show(notices: &[Notice]) {
@@ -23,7 +22,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
     show(&early);
     match cmd {
         RoomsCommand::Create { room } => {
-            let room = room_name(&room);
+            let room = room_arg(&room)?;
             client.create_room(room).await?;
             println!(
                 "{} Created #{room}. Invite people with `sealroom rooms invite {room} @user`.",
@@ -31,7 +30,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
             );
         }
         RoomsCommand::Invite { room, user } => {
-            let (room, user) = (room_name(&room), user_name(&user));
+            let (room, user) = (room_arg(&room)?, user_name(&user)?);
             let n = client.invite(room, &user).await?;
             show(&n);
             println!(
@@ -40,12 +39,12 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
             );
         }
         RoomsCommand::Leave { room } => {
-            let room = room_name(&room);
+            let room = room_arg(&room)?;
             client.leave(room).await?;
             println!("Left #{room}. The others switch to a new room key.");
         }
         RoomsCommand::Remove { room, user } => {
-            let (room, user) = (room_name(&room), user_name(&user));
+            let (room, user) = (room_arg(&room)?, user_name(&user)?);
             let n = client.remove(room, &user).await?;
             show(&n);
             println!("Removed {user} from #{room}; the room key was replaced.");
@@ -63,7 +62,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
             }
         }
         RoomsCommand::Members { room } => {
-            let room = room_name(&room);
+            let room = room_arg(&room)?;
             let (admin, members) = client.list_members(room).await?;
             if g.json {
                 println!(

@@ -8,7 +8,7 @@ use crate::exit::{Exit, fail};
 use crate::terminal::{self, Style, paint};
 
 pub(super) async fn run(g: &Global, user: &str, confirm: bool) -> anyhow::Result<()> {
-    let user = user_name(user);
+    let user = user_name(user)?;
     let home = Home::resolve(g.home.as_deref())?;
     let (lock, keystore, profile) = unlock(&home)?;
     if user == profile.username {
