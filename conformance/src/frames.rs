@@ -250,6 +250,22 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 nonce: 0x0123_4567_89ab_cdef,
             },
         ),
+        (
+            "accept an invitation",
+            Message::AcceptInvite { room: "family" },
+        ),
+        (
+            "decline an invitation",
+            Message::DeclineInvite { room: "family" },
+        ),
+        ("list my invitations", Message::ListInvitations),
+        (
+            "my invitations",
+            Message::Invitations {
+                rooms: List::from_items(&["family", "book-club"]),
+                from: List::from_items(&["alice", "carol"]),
+            },
+        ),
     ]
 }
 
@@ -299,7 +315,11 @@ pub fn fields(m: &Message<'_>) -> Value {
         Message::Login { username, password } => {
             json!({ "username": username, "password": password })
         }
-        Message::TotpRequired | Message::Logout | Message::ListRooms | Message::Ok => json!({}),
+        Message::TotpRequired
+        | Message::Logout
+        | Message::ListRooms
+        | Message::ListInvitations
+        | Message::Ok => json!({}),
         Message::Resume { username, token } => {
             json!({ "username": username, "token": h(&token.0) })
         }
@@ -354,8 +374,13 @@ pub fn fields(m: &Message<'_>) -> Value {
         }),
         Message::Ack { server_id } => json!({ "server_id": server_id }),
         Message::Delivered { server_id, to } => json!({ "server_id": server_id, "to": to }),
-        Message::CreateRoom { room } | Message::Leave { room } | Message::ListMembers { room } => {
-            json!({ "room": room })
+        Message::CreateRoom { room }
+        | Message::Leave { room }
+        | Message::ListMembers { room }
+        | Message::AcceptInvite { room }
+        | Message::DeclineInvite { room } => json!({ "room": room }),
+        Message::Invitations { rooms, from } => {
+            json!({ "rooms": strs(rooms), "from": strs(from) })
         }
         Message::Invite { room, username } | Message::Remove { room, username } => {
             json!({ "room": room, "username": username })
@@ -484,10 +509,10 @@ fn reject_cases() -> Vec<Value> {
         DecodeError::UnknownTag,
         None,
     );
-    // RoomChanged { room: "r", username: "u", change: 3 }
+    // RoomChanged { room: "r", username: "u", change: 4 }
     case(
         "nested enum tag out of range",
-        framed(PROTOCOL_VERSION, &[31, 1, b'r', 1, b'u', 3]),
+        framed(PROTOCOL_VERSION, &[31, 1, b'r', 1, b'u', 4]),
         DecodeError::UnknownTag,
         None,
     );

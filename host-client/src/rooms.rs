@@ -436,6 +436,12 @@ impl Client {
             RoomChange::Joined => "joined",
             RoomChange::Left => "left",
             RoomChange::Removed => "was removed from",
+            RoomChange::Invited => {
+                return Ok(vec![Notice::Room(format!(
+                    "{user} invited you to #{name}: `sealroom rooms accept '#{name}'` to join, \
+                     `sealroom rooms decline '#{name}'` to refuse"
+                ))]);
+            }
         };
         let mut notices = vec![Notice::Room(format!("{user} {what} #{name}"))];
         if user == self.profile.username && change != RoomChange::Joined {

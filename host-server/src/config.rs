@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::path::PathBuf;
 
 use crate::auth::password::DEFAULT_ROUNDS;
-use crate::auth::ratelimit::Policy;
+use crate::auth::ratelimit::{Policy, Rate};
 
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
@@ -43,6 +43,36 @@ pub struct ServerConfig {
     pub message_ttl: u64,
     /// Messages queued per recipient (and per room) before senders get `QUOTA_FULL`.
     pub recipient_quota: u64,
+    /// Messages one sender may have queued for one recipient (so no single account can fill
+    /// a recipient's queue for everyone else).
+    pub sender_quota: u64,
+    /// Messages (direct or room) one account may send.
+    pub send_rate: Rate,
+    /// Rooms one account may create.
+    pub room_create_rate: Rate,
+    /// Invitations one account may send.
+    pub invite_rate: Rate,
+    /// Invitations waiting for one account at most.
+    pub max_pending_invitations: u64,
+    /// Prekey bundles one account may fetch.
+    pub bundle_fetch_rate: Rate,
+    /// One-time prekeys of one account handed out; past it, bundles come without one (X3DH
+    /// without a one-time prekey), so nobody can drain them.
+    pub prekey_handout_rate: Rate,
+    /// Time allowed from connecting to logging in (registering: to confirming the TOTP code).
+    pub auth_deadline: Duration,
+    /// Connections kept for logged-in users: beyond `max_connections` minus this (at most half
+    /// the cap), a new connection must log in within `reserved_login_deadline` (a client
+    /// resuming its session does so at once), so idle unauthenticated connections cannot
+    /// take the last slots.
+    pub reserved_for_authenticated: usize,
+    /// The login deadline of a connection given one of the reserved slots.
+    pub reserved_login_deadline: Duration,
+    /// Connections from one IPv6 /56 (a site's prefix) at most, beside the per-/64 cap.
+    pub max_connections_per_prefix56: usize,
+    /// Password hashes waiting at most for unauthenticated requests (login, registration);
+    /// beyond it the request is refused as busy rather than queued without bound.
+    pub max_hash_queue: usize,
     /// One-time prekeys held per account at most.
     pub max_prekeys: u32,
     /// Below this many one-time prekeys the owner is sent `PrekeysLow`.
@@ -78,6 +108,33 @@ impl ServerConfig {
             outbound_queue: 64,
             message_ttl: 30 * 24 * 3600,
             recipient_quota: 10_000,
+            sender_quota: 1_000,
+            send_rate: Rate {
+                burst: 1_000,
+                per_hour: 500 * 3600,
+            },
+            room_create_rate: Rate {
+                burst: 10,
+                per_hour: 20,
+            },
+            invite_rate: Rate {
+                burst: 50,
+                per_hour: 100,
+            },
+            max_pending_invitations: 100,
+            bundle_fetch_rate: Rate {
+                burst: 100,
+                per_hour: 300,
+            },
+            prekey_handout_rate: Rate {
+                burst: 20,
+                per_hour: 60,
+            },
+            auth_deadline: Duration::from_secs(5 * 60),
+            reserved_for_authenticated: 1_000,
+            reserved_login_deadline: Duration::from_secs(10),
+            max_connections_per_prefix56: 1_024,
+            max_hash_queue: 64,
             max_prekeys: 1_000,
             prekeys_low: 10,
             account_policy: Policy::ACCOUNT,
@@ -86,5 +143,18 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_defaults_hash_passwords_at_600k_rounds() {
+        assert_eq!(
+            ServerConfig::new("/nonexistent".into()).pbkdf2_rounds,
+            600_000
+        );
     }
 }

@@ -6,7 +6,6 @@
 //! only), HSTS, `nosniff` and `no-referrer`. Nothing else is served: no API over HTTP.
 
 use core::convert::Infallible;
-use core::net::SocketAddr;
 use core::time::Duration;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use smol::io::{AsyncRead, AsyncWrite};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::Shared;
-use crate::shutdown::Shutdown;
+use crate::transport::Accepted;
 
 /// The policy for every page: same-origin scripts, styles, and WebSocket; nothing inline.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -41,10 +40,11 @@ client is not installed: build <code>web-client</code> into <code>web-client/dis
 type Body = Full<Bytes>;
 
 /// Serves HTTP/1.1 on one TLS connection; a `/ws` upgrade continues as a WebSocket.
-pub async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, shutdown: Shutdown)
+pub async fn serve_http<S>(shared: Arc<Shared>, stream: S, accepted: Accepted)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = accepted.peer;
     let (upgrade_tx, upgrade_rx) = smol::channel::bounded::<hyper::upgrade::OnUpgrade>(1);
     let web_root = shared.config.web_root.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -62,7 +62,7 @@ where
     // idle keep-alive connection cannot hold a slot forever.
     let lifetime = shared.config.idle_timeout.saturating_mul(2);
     let served = smol::future::or(async { Some(conn.await) }, async {
-        smol::future::or(shutdown.wait(), async {
+        smol::future::or(accepted.shutdown.wait(), async {
             smol::Timer::after(lifetime).await;
         })
         .await;
@@ -96,7 +96,7 @@ where
         Some(config),
     )
     .await;
-    crate::transport::ws::serve_ws(shared, ws, peer, shutdown).await;
+    crate::transport::ws::serve_ws(shared, ws, accepted).await;
 }
 
 fn is_ws_upgrade(req: &Request<Incoming>) -> bool {

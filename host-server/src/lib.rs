@@ -37,10 +37,53 @@ pub struct Shared {
     pub auth: auth::Auth,
     /// Live connections by account.
     pub hub: hub::Hub,
+    /// Request rates per account.
+    pub limits: Limits,
     /// Time.
     pub clock: clock::Clock,
     /// The executor every task of this server runs on (one thread per core).
     pub executor: Arc<smol::Executor<'static>>,
+}
+
+/// Per-account request rates (token buckets), in memory.
+#[derive(Debug)]
+pub struct Limits {
+    /// Messages sent.
+    pub sends: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// Rooms created.
+    pub rooms: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// Invitations sent.
+    pub invites: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// Bundles fetched, per requester.
+    pub bundles: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// One-time prekeys handed out, per owner (by username).
+    pub prekeys: std::sync::Mutex<auth::ratelimit::Buckets<String>>,
+}
+
+impl Limits {
+    fn new(c: &config::ServerConfig) -> Self {
+        use auth::ratelimit::Buckets;
+        use std::sync::Mutex;
+        Self {
+            sends: Mutex::new(Buckets::new(c.send_rate)),
+            rooms: Mutex::new(Buckets::new(c.room_create_rate)),
+            invites: Mutex::new(Buckets::new(c.invite_rate)),
+            bundles: Mutex::new(Buckets::new(c.bundle_fetch_rate)),
+            prekeys: Mutex::new(Buckets::new(c.prekey_handout_rate)),
+        }
+    }
+
+    /// Takes a token from `bucket` for `key`, or says when to retry.
+    pub fn take<K: Eq + core::hash::Hash + Clone>(
+        bucket: &std::sync::Mutex<auth::ratelimit::Buckets<K>>,
+        key: &K,
+        now: u64,
+    ) -> Result<(), auth::ratelimit::RetryAfter> {
+        bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(key, now)
+    }
 }
 
 impl Shared {
@@ -56,12 +99,15 @@ impl Shared {
             config.account_policy,
             config.address_policy,
             config.registration_policy,
-        );
+        )
+        .with_hash_queue(config.max_hash_queue);
+        let limits = Limits::new(&config);
         Arc::new(Self {
             config,
             db,
             auth,
             hub: hub::Hub::default(),
+            limits,
             clock,
             executor,
         })

@@ -52,6 +52,32 @@ struct Args {
     /// Messages queued per recipient before senders are refused with QUOTA_FULL.
     #[arg(long, env = "SEALROOM_RECIPIENT_QUOTA", default_value_t = 10_000)]
     recipient_quota: u64,
+    /// Messages one sender may have waiting for one recipient.
+    #[arg(long, env = "SEALROOM_SENDER_QUOTA", default_value_t = 1_000)]
+    sender_quota: u64,
+    /// Messages one account may send per second (sustained; bursts of 1,000).
+    #[arg(long, env = "SEALROOM_SEND_RATE", default_value_t = 500)]
+    send_rate: u32,
+    /// Seconds a connection may take to log in (or to confirm a registration).
+    #[arg(long, env = "SEALROOM_AUTH_DEADLINE_SECS", default_value_t = 300)]
+    auth_deadline_secs: u64,
+    /// Connections kept for logged-in users (not offered to unauthenticated ones).
+    #[arg(
+        long,
+        env = "SEALROOM_RESERVED_FOR_AUTHENTICATED",
+        default_value_t = 1_000
+    )]
+    reserved_for_authenticated: usize,
+    /// Most connections at once from one IPv6 /56.
+    #[arg(
+        long,
+        env = "SEALROOM_MAX_CONNECTIONS_PER_PREFIX56",
+        default_value_t = 1_024
+    )]
+    max_connections_per_prefix56: usize,
+    /// Password hashes that may wait for unauthenticated requests before more are refused.
+    #[arg(long, env = "SEALROOM_MAX_HASH_QUEUE", default_value_t = 64)]
+    max_hash_queue: usize,
     /// PBKDF2 iterations for new password hashes. Lower it only for tests.
     #[arg(long, env = "SEALROOM_PBKDF2_ROUNDS", default_value_t = host_server::auth::password::DEFAULT_ROUNDS, hide = true)]
     pbkdf2_rounds: u32,
@@ -79,6 +105,15 @@ fn main() -> anyhow::Result<()> {
     config.max_connections_per_address = args.max_connections_per_address;
     config.message_ttl = args.message_ttl_days.saturating_mul(24 * 3600);
     config.recipient_quota = args.recipient_quota;
+    config.sender_quota = args.sender_quota;
+    config.send_rate = host_server::auth::ratelimit::Rate {
+        burst: 1_000.max(args.send_rate),
+        per_hour: args.send_rate.saturating_mul(3_600),
+    };
+    config.auth_deadline = core::time::Duration::from_secs(args.auth_deadline_secs.max(1));
+    config.reserved_for_authenticated = args.reserved_for_authenticated;
+    config.max_connections_per_prefix56 = args.max_connections_per_prefix56;
+    config.max_hash_queue = args.max_hash_queue.max(1);
     config.pbkdf2_rounds = args.pbkdf2_rounds.max(1);
     if config.pbkdf2_rounds < host_server::auth::password::DEFAULT_ROUNDS {
         tracing::warn!(

@@ -27,6 +27,7 @@ use crate::config::ServerConfig;
 pub use crate::shutdown::Shutdown;
 use crate::store::{Db, SqliteStore, StoreError};
 use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
+use crate::transport::Accepted;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,19 @@ struct ConnGuard {
     active: Arc<AtomicUsize>,
     per_address: PerAddress,
     addr: core::net::IpAddr,
+    /// The IPv6 /56 it also counts against, if any.
+    prefix: Option<core::net::IpAddr>,
+}
+
+/// The /56 an IPv6 address belongs to (a site's usual allocation), counted besides its /64 so
+/// that one site cannot take the server with many /64s.
+fn prefix56(addr: core::net::IpAddr) -> Option<core::net::IpAddr> {
+    match addr {
+        core::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => Some(core::net::IpAddr::V6(
+            core::net::Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 72) - 1)),
+        )),
+        _ => None,
+    }
 }
 
 impl ConnGuard {
@@ -74,21 +88,31 @@ impl ConnGuard {
         active: &Arc<AtomicUsize>,
         per_address: &PerAddress,
         addr: core::net::IpAddr,
-    ) -> (Self, usize, usize) {
+    ) -> (Self, usize, usize, usize) {
         let n = active.fetch_add(1, Ordering::SeqCst) + 1;
+        let prefix = prefix56(addr);
         let mut map = per_address
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = map.entry(addr).or_insert(0);
         *slot += 1;
         let from_addr = *slot;
+        let from_prefix = match prefix {
+            Some(p) => {
+                let slot = map.entry(p).or_insert(0);
+                *slot += 1;
+                *slot
+            }
+            None => 0,
+        };
         drop(map);
         let guard = Self {
             active: active.clone(),
             per_address: per_address.clone(),
             addr,
+            prefix,
         };
-        (guard, n, from_addr)
+        (guard, n, from_addr, from_prefix)
     }
 }
 
@@ -99,10 +123,12 @@ impl Drop for ConnGuard {
             .per_address
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(slot) = map.get_mut(&self.addr) {
-            *slot = slot.saturating_sub(1);
-            if *slot == 0 {
-                map.remove(&self.addr);
+        for key in [Some(self.addr), self.prefix].into_iter().flatten() {
+            if let Some(slot) = map.get_mut(&key) {
+                *slot = slot.saturating_sub(1);
+                if *slot == 0 {
+                    map.remove(&key);
+                }
             }
         }
     }
@@ -253,6 +279,9 @@ async fn accept_loop(
 ) {
     let cap = shared.config.max_connections;
     let per_addr_cap = shared.config.max_connections_per_address;
+    let per_prefix_cap = shared.config.max_connections_per_prefix56;
+    // Connections not logged in may use all but the reserved slots (at most half the cap).
+    let unauth_cap = cap - shared.config.reserved_for_authenticated.min(cap / 2);
     let per_address = PerAddress::default();
     loop {
         let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
@@ -270,14 +299,26 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (guard, n, from_addr) = ConnGuard::new(&active, &per_address, address_key(peer.ip()));
-        if n > cap.saturating_mul(2) || from_addr > per_addr_cap.saturating_mul(2) {
+        let (guard, n, from_addr, from_prefix) =
+            ConnGuard::new(&active, &per_address, address_key(peer.ip()));
+        if n > cap.saturating_mul(2)
+            || from_addr > per_addr_cap.saturating_mul(2)
+            || from_prefix > per_prefix_cap.saturating_mul(2)
+        {
             // Far over a cap: not even a handshake.
             drop(tcp);
             continue;
         }
         let _ = tcp.get_ref().set_nodelay(true);
-        let over_cap = n > cap || from_addr > per_addr_cap;
+        // Every new connection starts unauthenticated; logged-in ones are in the hub.
+        let unauthenticated = n.saturating_sub(shared.hub.connection_count());
+        let over_cap = n > cap || from_addr > per_addr_cap || from_prefix > per_prefix_cap;
+        // Past the unauthenticated share: served, but it must log in at once.
+        let login_within = if unauthenticated > unauth_cap {
+            shared.config.reserved_login_deadline
+        } else {
+            shared.config.auth_deadline
+        };
         let shared2 = shared.clone();
         let acceptor = acceptor.clone();
         let shutdown = shutdown.clone();
@@ -286,7 +327,12 @@ async fn accept_loop(
             .spawn(tracing::Instrument::instrument(
                 async move {
                     let _guard = guard;
-                    serve_connection(shared2, acceptor, tcp, peer, shutdown, over_cap).await;
+                    let accepted = Accepted {
+                        peer,
+                        shutdown,
+                        login_within,
+                    };
+                    serve_connection(shared2, acceptor, tcp, accepted, over_cap).await;
                 },
                 span,
             ))
@@ -299,10 +345,10 @@ async fn serve_connection(
     shared: Arc<Shared>,
     acceptor: TlsAcceptor,
     tcp: Async<std::net::TcpStream>,
-    peer: SocketAddr,
-    shutdown: Shutdown,
+    accepted: Accepted,
     over_cap: bool,
 ) {
+    let peer = accepted.peer;
     let timeout = shared.config.handshake_timeout;
     let handshake = smol::future::or(async { Some(acceptor.accept(tcp).await) }, async {
         smol::Timer::after(timeout).await;
@@ -340,9 +386,9 @@ async fn serve_connection(
         return;
     }
     if native {
-        crate::transport::native::serve_native(shared, tls, peer, shutdown).await;
+        crate::transport::native::serve_native(shared, tls, accepted).await;
     } else {
-        crate::http::serve_http(shared, tls, peer, shutdown).await;
+        crate::http::serve_http(shared, tls, accepted).await;
     }
 }
 
@@ -377,5 +423,21 @@ async fn sweep_loop(shared: Arc<Shared>, shutdown: Shutdown) {
             Ok(n) => tracing::info!(messages = n, "swept expired or fully delivered messages"),
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix56;
+
+    #[test]
+    fn ipv6_sites_are_grouped_by_their_slash_56() {
+        let a = "2001:db8:1:2300::1".parse().unwrap();
+        let b = "2001:db8:1:23ff:ffff::9".parse().unwrap();
+        let c = "2001:db8:1:2400::1".parse().unwrap();
+        assert_eq!(prefix56(a), prefix56(b));
+        assert_ne!(prefix56(a), prefix56(c));
+        assert_eq!(prefix56("192.0.2.1".parse().unwrap()), None);
+        assert_eq!(prefix56("::ffff:192.0.2.1".parse().unwrap()), None);
     }
 }

@@ -219,24 +219,12 @@ fn rooms_fan_out_one_stored_copy_and_enforce_roles() {
         .await
         .unwrap();
         expect_error(&recv_reply(&mut b).await, ErrorCode::FORBIDDEN);
-        a.send(&Message::Invite {
-            room: "team",
-            username: "bob",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut b, "team", "bob").await;
         assert_eq!(
             room_change(&mut b).await,
             ("team".into(), "bob".into(), RoomChange::Joined)
         );
-        b.send(&Message::Invite {
-            room: "team",
-            username: "carol",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut b).await);
+        invite_accepted(&mut b, &mut c, "team", "carol").await;
         assert_eq!(
             room_change(&mut c).await,
             ("team".into(), "carol".into(), RoomChange::Joined)
@@ -371,13 +359,7 @@ fn new_members_do_not_receive_earlier_room_messages() {
             recv_reply(&mut a).await.msg(),
             Some(Message::Accepted { .. })
         ));
-        a.send(&Message::Invite {
-            room: "r1",
-            username: "bob",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut b, "r1", "bob").await;
         a.send(&Message::SendToRoom {
             room: "r1",
             client_id: 2,
@@ -399,17 +381,11 @@ fn offline_members_learn_membership_changes_on_return() {
     let ts = TestServer::start();
     run(async {
         let (mut a, _alice) = register(&ts, "alice", 0).await;
-        let (b, bob) = register(&ts, "bob", 0).await;
-        let (_c, _carol) = register(&ts, "carol", 0).await;
+        let (mut b, bob) = register(&ts, "bob", 0).await;
+        let (mut c, _carol) = register(&ts, "carol", 0).await;
         a.send(&Message::CreateRoom { room: "r" }).await.unwrap();
         expect_ok(&recv_reply(&mut a).await);
-        a.send(&Message::Invite {
-            room: "r",
-            username: "bob",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut b, "r", "bob").await;
         drop(b);
         // Wait until the server has seen Bob go (a push to a connection still closing is lost
         // with it, as with any transport).
@@ -418,13 +394,7 @@ fn offline_members_learn_membership_changes_on_return() {
             assert!(std::time::Instant::now() < deadline);
             smol::Timer::after(core::time::Duration::from_millis(10)).await;
         }
-        a.send(&Message::Invite {
-            room: "r",
-            username: "carol",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut c, "r", "carol").await;
         a.send(&Message::Remove {
             room: "r",
             username: "carol",

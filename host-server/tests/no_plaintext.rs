@@ -183,13 +183,7 @@ fn database_never_holds_plaintexts_or_private_keys() {
         .await
         .unwrap();
         expect_ok(&recv_reply(&mut a).await);
-        a.send(&Message::Invite {
-            room: "secret-room",
-            username: "bob",
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut b, "secret-room", "bob").await;
         let room_key = random32();
         let room_line = marker("room plaintext");
         let cipher = ChaCha20Poly1305::new((&room_key).into());

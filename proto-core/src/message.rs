@@ -304,12 +304,15 @@ pub struct PrekeyBundle<'a> {
 /// What happened to a room's membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomChange {
-    /// The user was invited and is now a member.
+    /// The user accepted an invitation and is now a member.
     Joined,
     /// The user left.
     Left,
     /// The room's admin removed the user.
     Removed,
+    /// Sent to the invitee only: `username` invited them. They are not a member until they
+    /// accept ([`Message::AcceptInvite`]); nothing of the room reaches them before.
+    Invited,
 }
 
 /// A stable numeric error code. The text beside it in [`Message::Error`] is for people; programs
@@ -594,11 +597,35 @@ pub enum Message<'a> {
         /// The ping's nonce.
         nonce: u64,
     },
+
+    // ---- invitations (appended: tags 36-39) ----
+    /// C→S: accept an invitation to a room; the user becomes a member and the members (the
+    /// user included) get `RoomChanged { change: Joined }`.
+    AcceptInvite {
+        /// The room.
+        room: &'a str,
+    },
+    /// C→S: decline an invitation to a room.
+    DeclineInvite {
+        /// The room.
+        room: &'a str,
+    },
+    /// C→S: list the invitations waiting for this user.
+    ListInvitations,
+    /// S→C: the invitations waiting for this user: `rooms[i]` from `from[i]`.
+    Invitations {
+        /// At most [`MAX_ROOMS_LISTED`] room names.
+        #[serde(borrow)]
+        rooms: List<'a, &'a str>,
+        /// Who invited, one per room, in the same order.
+        #[serde(borrow)]
+        from: List<'a, &'a str>,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 36;
+    pub const TAG_COUNT: u32 = 40;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -659,6 +686,10 @@ impl Message<'_> {
             Message::Error { .. } => "Error",
             Message::Ping { .. } => "Ping",
             Message::Pong { .. } => "Pong",
+            Message::AcceptInvite { .. } => "AcceptInvite",
+            Message::DeclineInvite { .. } => "DeclineInvite",
+            Message::ListInvitations => "ListInvitations",
+            Message::Invitations { .. } => "Invitations",
         }
     }
 
@@ -674,6 +705,15 @@ impl Message<'_> {
             Message::UploadPrekeys { prekeys } => prekeys.validate(MAX_PREKEYS_PER_UPLOAD),
             Message::Rooms { rooms } => rooms.validate(MAX_ROOMS_LISTED),
             Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),
+            Message::Invitations { rooms, from } => {
+                rooms.validate(MAX_ROOMS_LISTED)?;
+                from.validate(MAX_ROOMS_LISTED)?;
+                if rooms.len() == from.len() {
+                    Ok(())
+                } else {
+                    Err(DecodeError::Malformed)
+                }
+            }
             _ => Ok(()),
         }
     }

@@ -10,7 +10,7 @@
 )]
 
 use proptest::prelude::*;
-use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
+use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_ROOMS_LISTED};
 use proto_core::{
     DecodeError, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List, Message, NextFrame,
     OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame, decode_frame_cobs,
@@ -219,7 +219,8 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             prop_oneof![
                 Just(RoomChange::Joined),
                 Just(RoomChange::Left),
-                Just(RoomChange::Removed)
+                Just(RoomChange::Removed),
+                Just(RoomChange::Invited)
             ],
         )
             .prop_map(|(room, username, change)| Message::RoomChanged {
@@ -240,6 +241,24 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             .boxed(),
         35 => any::<u64>()
             .prop_map(|nonce| Message::Pong { nonce })
+            .boxed(),
+        36 => text()
+            .prop_map(|room| Message::AcceptInvite { room })
+            .boxed(),
+        37 => text()
+            .prop_map(|room| Message::DeclineInvite { room })
+            .boxed(),
+        38 => Just(Message::ListInvitations).boxed(),
+        39 => names(MAX_ROOMS_LISTED / 4)
+            .prop_flat_map(|rooms| {
+                let n = rooms.len();
+                proptest::collection::vec(text(), n..=n).prop_map(move |from| {
+                    Message::Invitations {
+                        rooms,
+                        from: List::from_items(leak(from)),
+                    }
+                })
+            })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

@@ -22,7 +22,7 @@ export const ErrorCode = Object.freeze({
   INTERNAL: 31,
 });
 
-export const ROOM_CHANGES = ['Joined', 'Left', 'Removed'];
+export const ROOM_CHANGES = ['Joined', 'Left', 'Removed', 'Invited'];
 
 /**
  * @typedef {'str'|'bytes'|'key32'|'sig64'|'u8'|'u16'|'u32'|'u64'|'roomchange'
@@ -82,6 +82,10 @@ export const MESSAGES = [
   ['Error', [['code', 'u16'], ['text', 'str']]],
   ['Ping', [['nonce', 'u64']]],
   ['Pong', [['nonce', 'u64']]],
+  ['AcceptInvite', [['room', 'str']]],
+  ['DeclineInvite', [['room', 'str']]],
+  ['ListInvitations', []],
+  ['Invitations', [['rooms', { list: 'str', max: MAX_ROOMS_LISTED }], ['from', { list: 'str', max: MAX_ROOMS_LISTED }]]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));
@@ -162,6 +166,8 @@ export function decodeMessage(body) {
   if (r.remaining !== 0) throw new DecodeError('TrailingBytes');
   for (const l of lists) l.items = validateList(l);
   resolveLists(msg);
+  // proto-core `Message::validate`: an invitation list names one inviter per room.
+  if (msg.type === 'Invitations' && msg.rooms.length !== msg.from.length) throw new DecodeError('Malformed');
   return msg;
 }
 

@@ -153,9 +153,96 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     }
 }
 
+/// A request rate: `burst` at once, refilled at `per_hour`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed at once (the bucket's size).
+    pub burst: u32,
+    /// Requests added back per hour.
+    pub per_hour: u32,
+}
+
+impl Rate {
+    /// No practical limit (load tests).
+    pub const UNLIMITED: Rate = Rate {
+        burst: u32::MAX,
+        per_hour: u32::MAX,
+    };
+}
+
+/// Token buckets per key: each request takes a token; tokens come back at the rate's pace.
+#[derive(Debug)]
+pub struct Buckets<K> {
+    rate: Rate,
+    /// Tokens left and the time they were counted.
+    buckets: HashMap<K, (f64, u64)>,
+}
+
+impl<K: Eq + Hash + Clone> Buckets<K> {
+    /// Full buckets for every key.
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `key`, or says how long until one is back.
+    pub fn take(&mut self, key: &K, now: u64) -> Result<(), RetryAfter> {
+        let burst = f64::from(self.rate.burst);
+        let per_sec = f64::from(self.rate.per_hour) / HOUR as f64;
+        if self.buckets.len() >= MAX_KEYS && !self.buckets.contains_key(key) {
+            // Full buckets carry no information: drop them first.
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + per_sec * (now.saturating_sub(*at) as f64) < burst
+            });
+            if self.buckets.len() >= MAX_KEYS
+                && let Some(k) = self.buckets.keys().next().cloned()
+            {
+                self.buckets.remove(&k);
+            }
+        }
+        let (tokens, at) = self.buckets.entry(key.clone()).or_insert((burst, now));
+        *tokens = (*tokens + per_sec * now.saturating_sub(*at) as f64).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else if per_sec > 0.0 {
+            Err(RetryAfter(
+                ((1.0 - *tokens) / per_sec).ceil().max(1.0) as u64
+            ))
+        } else {
+            Err(RetryAfter(HOUR))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_allow_a_burst_then_the_rate() {
+        let mut b = Buckets::new(Rate {
+            burst: 3,
+            per_hour: 3600,
+        });
+        let now = 1_000;
+        for _ in 0..3 {
+            assert_eq!(b.take(&"a", now), Ok(()));
+        }
+        assert_eq!(b.take(&"a", now), Err(RetryAfter(1)));
+        // Another key has its own bucket.
+        assert_eq!(b.take(&"b", now), Ok(()));
+        // One token a second comes back, never more than the burst.
+        assert_eq!(b.take(&"a", now + 1), Ok(()));
+        assert!(b.take(&"a", now + 1).is_err());
+        for _ in 0..3 {
+            assert_eq!(b.take(&"a", now + 100), Ok(()));
+        }
+        assert!(b.take(&"a", now + 100).is_err());
+    }
 
     #[test]
     fn delays_grow_then_lock_at_100_per_hour() {

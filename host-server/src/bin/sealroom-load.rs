@@ -224,6 +224,10 @@ fn main() -> anyhow::Result<()> {
             let mut config = ServerConfig::new(dir.clone());
             config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
             config.recipient_quota = args.messages.saturating_mul(2).max(10_000);
+            // The load is one sender per recipient at full speed: lift the per-sender quota
+            // and the send rate, which guard against abuse, not throughput.
+            config.sender_quota = config.recipient_quota;
+            config.send_rate = host_server::auth::ratelimit::Rate::UNLIMITED;
             config.max_connections_per_address = 10_000;
             // Every load user registers from 127.0.0.1.
             config.registration_policy = host_server::auth::ratelimit::Policy {

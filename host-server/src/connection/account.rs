@@ -29,6 +29,14 @@ pub(super) struct Enrolling {
     username: String,
     secret: Vec<u8>,
     attempts: u8,
+    since: std::time::Instant,
+}
+
+impl Enrolling {
+    /// The connection must confirm the registration by then (the enrollment window).
+    pub(super) fn deadline(&self) -> std::time::Instant {
+        self.since + core::time::Duration::from_secs(ENROLLMENT_WINDOW)
+    }
 }
 
 /// Password checked (or not: the answer comes only after the second factor).
@@ -45,6 +53,13 @@ fn input(e: InputError) -> Refusal {
         InputError::Invalid(t) => Refusal::new(ErrorCode::INVALID_INPUT, t),
         InputError::WeakPassword(t) => Refusal::new(ErrorCode::WEAK_PASSWORD, t),
     }
+}
+
+fn busy(_: auth::Busy) -> Refusal {
+    Refusal::new(
+        ErrorCode::BUSY,
+        "the server is busy checking passwords; try again in a few seconds",
+    )
 }
 
 fn username_taken() -> Refusal {
@@ -111,8 +126,9 @@ impl Connection {
         let phc = self
             .shared
             .auth
-            .hash(password.to_owned())
+            .hash(self.peer, password.to_owned())
             .await
+            .map_err(busy)?
             .map_err(Refusal::rng)?;
         let secret = totp::new_secret().map_err(Refusal::rng)?;
         let account = NewAccount {
@@ -143,6 +159,7 @@ impl Connection {
             username,
             secret,
             attempts: 0,
+            since: std::time::Instant::now(),
         });
         Ok(Reply::msg(&Message::TotpEnrollment { uri: &uri }))
     }
@@ -287,10 +304,12 @@ impl Connection {
             .shared
             .auth
             .verify(
+                self.peer,
                 password.to_owned(),
                 account.as_ref().map(|a| a.password_phc.clone()),
             )
-            .await;
+            .await
+            .map_err(busy)?;
         self.state = State::SecondFactor(SecondFactor {
             limiter_key,
             gate,

@@ -20,7 +20,8 @@ fn accepted(client_id: u64, server_id: u64) -> Reply {
 }
 
 impl Connection {
-    /// The logged-in sender of `body`, if the body is within [`MAX_BODY`].
+    /// The logged-in sender of `body`, if the body is within [`MAX_BODY`] and the sender within
+    /// its send rate.
     fn sender(&self, body: &[u8]) -> Result<(AccountId, String), Refusal> {
         let me = self.logged_in()?;
         if body.len() > MAX_BODY {
@@ -29,6 +30,7 @@ impl Connection {
                 "message body is too large",
             ));
         }
+        self.rate(&self.shared.limits.sends, &me.0, "messages sent")?;
         Ok(me)
     }
 
@@ -52,10 +54,18 @@ impl Connection {
             body: body.to_vec(),
         };
         let quota = self.shared.config.recipient_quota;
+        let sender_quota = self.shared.config.sender_quota;
         let (recipient, server_id) = self
             .db(move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
+                if s.pending_direct_count_from(recipient.id, me)? >= sender_quota {
+                    return Err(Refusal::new(
+                        ErrorCode::QUOTA_FULL,
+                        "too many of your messages are waiting for this recipient; try again \
+                         once they have read some",
+                    ));
+                }
                 if s.pending_direct_count(recipient.id)? >= quota {
                     return Err(Refusal::new(
                         ErrorCode::QUOTA_FULL,

@@ -77,12 +77,17 @@ impl Connection {
         Ok(Reply::msg(&Message::Ok))
     }
 
+    /// `FetchBundle`: limited per requester, and a target's one-time prekeys are handed out at
+    /// a bounded pace (past it, bundles come without one), so nobody can drain them.
     pub(super) async fn fetch_bundle(&mut self, username: &str) -> Result<Reply, Refusal> {
-        self.logged_in()?;
+        let (me, _) = self.logged_in()?;
         let name =
             crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
+        let limits = &self.shared.limits;
+        self.rate(&limits.bundles, &me, "key bundles fetched")?;
+        let one_time = self.rate(&limits.prekeys, &name, "").is_ok();
         let bundle = self
-            .db(move |s| Ok(s.take_bundle(&name)?))
+            .db(move |s| Ok(s.take_bundle(&name, one_time)?))
             .await?
             .ok_or_else(|| {
                 Refusal::new(ErrorCode::NOT_FOUND, "no such user, or no keys published")

@@ -134,16 +134,40 @@ pub struct Connection {
     pub(crate) out: Outbox,
     peer: IpAddr,
     state: State,
+    /// When the transport accepted the connection (for the login deadline).
+    connected_at: std::time::Instant,
+    /// Time allowed from connecting to logging in.
+    login_within: core::time::Duration,
 }
 
 impl Connection {
     /// A fresh connection from `peer` writing to `out`.
     pub fn new(shared: Arc<Shared>, peer: IpAddr, out: Outbox) -> Self {
+        let shared_login_within = shared.config.auth_deadline;
         Self {
             shared,
             out,
             peer,
             state: State::Fresh,
+            connected_at: std::time::Instant::now(),
+            login_within: shared_login_within,
+        }
+    }
+
+    /// Sets the time this connection has to log in (shorter for a reserved slot).
+    pub fn set_login_within(&mut self, within: core::time::Duration) {
+        self.login_within = within;
+    }
+
+    /// When the connection is closed if it has not logged in by then (`None` once logged in):
+    /// [`auth_deadline`](crate::config::ServerConfig::auth_deadline) (or a reserved slot's
+    /// shorter one) from connecting, or, while
+    /// a registration waits for its first TOTP code, the enrollment window from registering.
+    pub fn auth_deadline(&self) -> Option<std::time::Instant> {
+        match &self.state {
+            State::LoggedIn(_) => None,
+            State::Enrolling(e) => Some(e.deadline()),
+            State::Fresh | State::SecondFactor(_) => Some(self.connected_at + self.login_within),
         }
     }
 
@@ -163,6 +187,25 @@ impl Connection {
         F: FnOnce(&mut dyn Store) -> Result<R, Refusal> + Send + 'static,
     {
         self.shared.db.call(f).await
+    }
+
+    /// Takes a token from one of the per-account rate limits, or refuses `what` for now.
+    pub(crate) fn rate<K: Eq + core::hash::Hash + Clone>(
+        &self,
+        bucket: &std::sync::Mutex<crate::auth::ratelimit::Buckets<K>>,
+        key: &K,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        crate::Limits::take(bucket, key, self.shared.clock.now()).map_err(|wait| {
+            Refusal::new(
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many {what}; try again in {} {}",
+                    wait.0,
+                    if wait.0 == 1 { "second" } else { "seconds" }
+                ),
+            )
+        })
     }
 
     fn refuse(&self, r: &Refusal) {
@@ -286,6 +329,9 @@ impl Connection {
             Message::Remove { room, username } => self.remove(room, username).await,
             Message::ListRooms => self.list_rooms().await,
             Message::ListMembers { room } => self.list_members(room).await,
+            Message::AcceptInvite { room } => self.accept_invite(room).await,
+            Message::DeclineInvite { room } => self.decline_invite(room).await,
+            Message::ListInvitations => self.list_invitations().await,
 
             Message::Ping { nonce } => Ok(Reply::msg(&Message::Pong { nonce })),
             // The answer to our keep-alive ping: receiving it already reset the idle timer.

@@ -1,4 +1,5 @@
-//! Rooms: create, invite (members only), leave, remove (admin only), list, members.
+//! Rooms: create, invite (members only; the invitee accepts or declines), leave, remove
+//! (admin only), list, members.
 //!
 //! Membership changes are announced to the members with `RoomChanged` after the request's own
 //! reply, so their clients start a new sender-key epoch. Messages are stored once per room
@@ -17,6 +18,10 @@ fn no_room() -> Refusal {
 
 fn not_member() -> Refusal {
     Refusal::new(ErrorCode::FORBIDDEN, "you are not a member of this room")
+}
+
+fn no_invitation() -> Refusal {
+    Refusal::new(ErrorCode::NOT_FOUND, "no invitation to that room")
 }
 
 fn no_member() -> Refusal {
@@ -125,6 +130,7 @@ impl Connection {
 
     pub(super) async fn create_room(&mut self, room: &str) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
+        self.rate(&self.shared.limits.rooms, &me, "rooms created")?;
         check_room_name(room).map_err(|e| Refusal::new(ErrorCode::INVALID_INPUT, e.to_string()))?;
         let name = room.to_owned();
         self.db(move |s| match s.create_room(&name, me) {
@@ -139,34 +145,104 @@ impl Connection {
         Ok(Reply::msg(&Message::Ok))
     }
 
+    /// `Invite`: an invitation the invitee accepts or declines, not a membership. Only the
+    /// invitee hears of it (`RoomChanged { Invited }`, kept if offline); the room's members
+    /// hear `Joined` once it is accepted.
     pub(super) async fn invite(&mut self, room: &str, username: &str) -> Result<Reply, Refusal> {
-        let (me, _) = self.logged_in()?;
+        let (me, my_name) = self.logged_in()?;
+        self.rate(&self.shared.limits.invites, &me, "invitations")?;
         let name = room.to_owned();
         let who = crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
-        let who2 = who.clone();
-        let members = self
+        let now = self.shared.clock.now();
+        let max_pending = self.shared.config.max_pending_invitations;
+        let invitee = self
             .db(move |s| {
                 let info = member_room(s, &name, me)?;
                 let target =
-                    confirmed(s.account_by_username(&who2)?).ok_or_else(Refusal::no_such_user)?;
+                    confirmed(s.account_by_username(&who)?).ok_or_else(Refusal::no_such_user)?;
                 if info.has_member(target.id) {
                     return Err(Refusal::new(ErrorCode::INVALID_INPUT, "already a member"));
                 }
                 if info.members.len() >= MAX_ROOM_MEMBERS {
                     return Err(Refusal::new(ErrorCode::QUOTA_FULL, "the room is full"));
                 }
-                s.add_member(info.id, target.id)?;
+                if s.invitations_of(target.id)?.len() as u64 >= max_pending {
+                    return Err(Refusal::new(
+                        ErrorCode::QUOTA_FULL,
+                        "they have too many invitations waiting; try again later",
+                    ));
+                }
+                if !s.add_invitation(info.id, target.id, me, now)? {
+                    return Err(Refusal::new(ErrorCode::INVALID_INPUT, "already invited"));
+                }
+                Ok(target.id)
+            })
+            .await?;
+        let mut reply = Reply::msg(&Message::Ok);
+        reply.after = Some(super::After::Announce(Announcement {
+            to: vec![invitee],
+            room: room.to_owned(),
+            username: my_name,
+            change: RoomChange::Invited,
+        }));
+        Ok(reply)
+    }
+
+    /// `AcceptInvite`: the invitee becomes a member; every member (the invitee included) hears
+    /// `Joined`.
+    pub(super) async fn accept_invite(&mut self, room: &str) -> Result<Reply, Refusal> {
+        let (me, my_name) = self.logged_in()?;
+        let name = room.to_owned();
+        let members = self
+            .db(move |s| {
+                let info = s.room(&name)?.ok_or_else(no_invitation)?;
+                if !s.remove_invitation(info.id, me)? {
+                    return Err(no_invitation());
+                }
+                if info.members.len() >= MAX_ROOM_MEMBERS {
+                    return Err(Refusal::new(ErrorCode::QUOTA_FULL, "the room is full"));
+                }
+                s.add_member(info.id, me)?;
                 let mut ids: Vec<AccountId> = info.members.iter().map(|m| m.id).collect();
-                ids.push(target.id);
+                ids.push(me);
                 Ok(ids)
             })
             .await?;
         Ok(Reply::ok_then_announce(
             members,
             room,
-            who,
+            my_name,
             RoomChange::Joined,
         ))
+    }
+
+    /// `DeclineInvite`: the invitation goes; nobody else is told.
+    pub(super) async fn decline_invite(&mut self, room: &str) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let name = room.to_owned();
+        self.db(move |s| {
+            let info = s.room(&name)?.ok_or_else(no_invitation)?;
+            if s.remove_invitation(info.id, me)? {
+                Ok(())
+            } else {
+                Err(no_invitation())
+            }
+        })
+        .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    /// `ListInvitations`: the invitations waiting for this user.
+    pub(super) async fn list_invitations(&mut self) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let mut invitations = self.db(move |s| Ok(s.invitations_of(me)?)).await?;
+        invitations.truncate(MAX_ROOMS_LISTED);
+        let rooms: Vec<&str> = invitations.iter().map(|i| i.room.as_str()).collect();
+        let from: Vec<&str> = invitations.iter().map(|i| i.from.as_str()).collect();
+        Ok(Reply::msg(&Message::Invitations {
+            rooms: List::from_items(&rooms),
+            from: List::from_items(&from),
+        }))
     }
 
     pub(super) async fn leave(&mut self, room: &str) -> Result<Reply, Refusal> {

@@ -20,8 +20,8 @@ pub use db::Db;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 pub use types::{
-    Account, AckOutcome, Member, NewAccount, NewMessage, Receipt, RoomEvent, RoomInfo, SessionInfo,
-    StoredBundle, StoredMessage,
+    Account, AckOutcome, Invitation, Member, NewAccount, NewMessage, Receipt, RoomEvent, RoomInfo,
+    SessionInfo, StoredBundle, StoredMessage,
 };
 
 /// An account's row id.
@@ -129,13 +129,25 @@ pub trait KeyStore {
     /// Adds one-time prekeys (an id already held is replaced).
     fn add_prekeys(&mut self, id: AccountId, prekeys: &[OneTimePrekey]) -> Result<(), StoreError>;
     /// Takes a bundle for a confirmed account, removing the one-time prekey it hands out.
-    fn take_bundle(&mut self, username: &str) -> Result<Option<StoredBundle>, StoreError>;
+    /// With `one_time` false, no one-time prekey is handed out (the owner's are being fetched
+    /// faster than they should be).
+    fn take_bundle(
+        &mut self,
+        username: &str,
+        one_time: bool,
+    ) -> Result<Option<StoredBundle>, StoreError>;
 }
 
 /// Store-and-forward: queued ciphertext, receipts and kept membership changes.
 pub trait QueueStore {
     /// Direct messages queued for a recipient.
     fn pending_direct_count(&mut self, recipient: AccountId) -> Result<u64, StoreError>;
+    /// Direct messages from `sender` queued for `recipient`.
+    fn pending_direct_count_from(
+        &mut self,
+        recipient: AccountId,
+        sender: AccountId,
+    ) -> Result<u64, StoreError>;
     /// Room messages stored and not yet acknowledged by every member.
     fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError>;
     /// Queues a message; returns its server id.
@@ -190,6 +202,18 @@ pub trait RoomStore {
     fn delete_room(&mut self, room: RoomId) -> Result<(), StoreError>;
     /// Names of the rooms an account is in, sorted.
     fn rooms_of(&mut self, account: AccountId) -> Result<Vec<String>, StoreError>;
+    /// Records an invitation of `account` to `room` by `inviter`; `false` if one was pending.
+    fn add_invitation(
+        &mut self,
+        room: RoomId,
+        account: AccountId,
+        inviter: AccountId,
+        at: u64,
+    ) -> Result<bool, StoreError>;
+    /// Removes an invitation; `true` if there was one.
+    fn remove_invitation(&mut self, room: RoomId, account: AccountId) -> Result<bool, StoreError>;
+    /// The invitations waiting for `account`, oldest first.
+    fn invitations_of(&mut self, account: AccountId) -> Result<Vec<Invitation>, StoreError>;
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn exercise(s: &mut dyn Store) {
     // Bundles hand out the lowest prekey id first, each once.
     let got: Vec<Option<u32>> = (0..4)
         .map(|_| {
-            s.take_bundle("alice")
+            s.take_bundle("alice", true)
                 .unwrap()
                 .unwrap()
                 .prekey
@@ -106,7 +106,7 @@ fn exercise(s: &mut dyn Store) {
     )
     .unwrap();
     assert_eq!(s.count_prekeys(a).unwrap(), 1);
-    assert!(s.take_bundle("nobody").unwrap().is_none());
+    assert!(s.take_bundle("nobody", true).unwrap().is_none());
 
     // Direct messages: order, ack, receipts.
     let m1 = s.insert_message(&msg(Some(b), None, a, b"one")).unwrap();
@@ -200,7 +200,7 @@ fn exercise(s: &mut dyn Store) {
     s.set_identity(a, &[9; 32], &[9; 32]).unwrap();
     assert!(s.account_by_id(a).unwrap().unwrap().spk.is_none());
     assert_eq!(s.count_prekeys(a).unwrap(), 0);
-    assert!(s.take_bundle("alice").unwrap().is_none());
+    assert!(s.take_bundle("alice", true).unwrap().is_none());
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn sqlite_is_wal_full_and_migrated_once() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 2));
+    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 3));
 }
 
 #[test]

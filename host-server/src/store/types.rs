@@ -189,3 +189,12 @@ pub struct SessionInfo {
     /// Unix seconds.
     pub expires_at: u64,
 }
+
+/// An invitation waiting for its invitee.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invitation {
+    /// The room's name.
+    pub room: String,
+    /// Who invited.
+    pub from: String,
+}

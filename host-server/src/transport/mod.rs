@@ -3,8 +3,8 @@
 //! [`native`] carries frames back to back on the TLS stream (ALPN `sealroom/1`); [`ws`] carries
 //! one frame per binary WebSocket message (the browser). Both run [`drive`]: wait for the peer,
 //! the idle timer, the connection's kill switch or the server's shutdown; ping a silent peer
-//! after the idle timeout and drop it after twice that; and close the [`Connection`] however
-//! the loop ends. Waiting is cancel-safe: a transport's [`Peer::recv`] loses nothing when the
+//! after the idle timeout and drop it after twice that; close a connection that has not
+//! logged in by its deadline; and close the [`Connection`] however the loop ends. Waiting is cancel-safe: a transport's [`Peer::recv`] loses nothing when the
 //! timer wins the race, and handling is never raced.
 
 pub mod native;
@@ -12,10 +12,21 @@ pub mod ws;
 
 use core::time::Duration;
 
-use proto_core::Message;
+use proto_core::{ErrorCode, Message};
 
 use crate::connection::Connection;
 use crate::shutdown::Shutdown;
+
+/// A connection as the listener hands it to its transport.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Who connected.
+    pub peer: core::net::SocketAddr,
+    /// The server's stop signal.
+    pub shutdown: Shutdown,
+    /// Time it has to log in.
+    pub login_within: Duration,
+}
 
 /// What handling one input did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +53,8 @@ enum Event<T> {
     Input(Option<T>),
     Timeout,
     Stop,
+    /// The connection did not log in in time.
+    Deadline,
 }
 
 /// Runs a connection until the peer leaves, goes silent, is killed, or the server stops.
@@ -55,6 +68,7 @@ pub(crate) async fn drive<P: Peer>(
     let mut pinged = false;
     let mut nonce = 0u64;
     loop {
+        let deadline = conn.auth_deadline();
         let event = smol::future::or(
             async { Event::Input(peer.recv().await) },
             smol::future::or(
@@ -63,8 +77,20 @@ pub(crate) async fn drive<P: Peer>(
                     Event::Timeout
                 },
                 async {
-                    smol::future::or(out.killed(), shutdown.wait()).await;
-                    Event::Stop
+                    smol::future::or(
+                        async {
+                            smol::future::or(out.killed(), shutdown.wait()).await;
+                            Event::Stop
+                        },
+                        async {
+                            match deadline {
+                                Some(at) => smol::Timer::at(at).await,
+                                None => core::future::pending().await,
+                            };
+                            Event::Deadline
+                        },
+                    )
+                    .await
                 },
             ),
         )
@@ -83,6 +109,14 @@ pub(crate) async fn drive<P: Peer>(
             }
             Event::Timeout => {
                 tracing::debug!("idle timeout");
+                break;
+            }
+            Event::Deadline => {
+                tracing::debug!("not logged in in time");
+                out.push(&Message::Error {
+                    code: ErrorCode::BAD_STATE,
+                    text: "log in sooner: the connection was open too long without a login",
+                });
                 break;
             }
         }

@@ -5,7 +5,6 @@
 //! `TOO_LARGE` and the connection is closed (the stream cannot resync). Reads are single
 //! `read` calls, so losing the race against a timer never loses bytes.
 
-use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use crate::Shared;
 use crate::auth::address_key;
 use crate::connection::{Connection, Flow};
 use crate::outbox::{Outbox, OutboxRx};
-use crate::shutdown::Shutdown;
+use crate::transport::Accepted;
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -67,14 +66,15 @@ impl<S: AsyncRead + Unpin> Peer for Stream<S> {
 }
 
 /// Serves one native connection until it ends.
-pub async fn serve_native<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, shutdown: Shutdown)
+pub async fn serve_native<S>(shared: Arc<Shared>, stream: S, accepted: Accepted)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = smol::io::split(stream);
     let (out, rx) = Outbox::new(shared.config.outbound_queue);
     let writer_task = shared.spawn(write_frames(writer, rx, shared.config.write_timeout));
-    let mut conn = Connection::new(shared.clone(), address_key(peer.ip()), out.clone());
+    let mut conn = Connection::new(shared.clone(), address_key(accepted.peer.ip()), out.clone());
+    conn.set_login_within(accepted.login_within);
     let mut stream = Stream {
         reader,
         chunk: vec![0u8; READ_CHUNK],
@@ -83,7 +83,7 @@ where
     drive(
         &mut stream,
         &mut conn,
-        &shutdown,
+        &accepted.shutdown,
         shared.config.idle_timeout,
     )
     .await;

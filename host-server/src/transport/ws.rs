@@ -1,8 +1,7 @@
 //! The browser transport: one whole frame (prefix included) per binary WebSocket message, into
 //! the same [`Connection`] handler as the native transport. The HTTP side that upgrades to it
-//! is [`crate::http`].
+//! is the `http` module.
 
-use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use crate::Shared;
 use crate::auth::address_key;
 use crate::connection::{Connection, Flow};
 use crate::outbox::{Outbox, OutboxRx, encode};
-use crate::shutdown::Shutdown;
+use crate::transport::Accepted;
 
 enum Input {
     /// A frame of ours to send; `None` once the outbox is closed.
@@ -98,16 +97,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer for Socket<S> {
 }
 
 /// Serves one upgraded WebSocket until it ends.
-pub async fn serve_ws<S>(
-    shared: Arc<Shared>,
-    ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    shutdown: Shutdown,
-) where
+pub async fn serve_ws<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, accepted: Accepted)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (out, rx) = Outbox::new(shared.config.outbound_queue);
-    let mut conn = Connection::new(shared.clone(), address_key(peer.ip()), out);
+    let mut conn = Connection::new(shared.clone(), address_key(accepted.peer.ip()), out);
+    conn.set_login_within(accepted.login_within);
     let write_timeout = shared.config.write_timeout;
     let mut socket = Socket {
         ws,
@@ -118,7 +114,7 @@ pub async fn serve_ws<S>(
     drive(
         &mut socket,
         &mut conn,
-        &shutdown,
+        &accepted.shutdown,
         shared.config.idle_timeout,
     )
     .await;

@@ -49,6 +49,8 @@ pub fn test_config(dir: &Path) -> ServerConfig {
         max_delay: 0,
     };
     c.registration_policy = c.address_policy;
+    // Connection-cap tests count every connection alike; the reserve is tested on its own.
+    c.reserved_for_authenticated = 0;
     c
 }
 
@@ -359,4 +361,33 @@ pub fn file_bytes(path: &Path) -> Vec<u8> {
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `inviter` invites `username` to `room`; the invitee, on connection `invitee`, hears of it
+/// (`RoomChanged { Invited }`) and accepts. Their `Joined` push is left for the caller.
+pub async fn invite_accepted(
+    inviter: &mut Client,
+    invitee: &mut Client,
+    room: &str,
+    username: &str,
+) {
+    inviter
+        .send(&Message::Invite { room, username })
+        .await
+        .unwrap();
+    expect_ok(&recv_reply(inviter).await);
+    loop {
+        let f = recv(invitee).await;
+        if let Some(Message::RoomChanged {
+            room: r,
+            change: proto_core::RoomChange::Invited,
+            ..
+        }) = f.msg()
+            && r == room
+        {
+            break;
+        }
+    }
+    invitee.send(&Message::AcceptInvite { room }).await.unwrap();
+    expect_ok(&recv_reply(invitee).await);
 }

@@ -43,7 +43,11 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    fn take_bundle(&mut self, username: &str) -> Result<Option<StoredBundle>, StoreError> {
+    fn take_bundle(
+        &mut self,
+        username: &str,
+        one_time: bool,
+    ) -> Result<Option<StoredBundle>, StoreError> {
         let Some(a) = self
             .accounts
             .values()
@@ -56,7 +60,11 @@ impl KeyStore for MemoryStore {
             return Ok(None);
         };
         let held = self.prekeys.entry(a.id).or_default();
-        let prekey = held.pop_first().map(|(_, p)| p);
+        let prekey = if one_time {
+            held.pop_first().map(|(_, p)| p)
+        } else {
+            None
+        };
         let remaining = u32::try_from(held.len()).unwrap_or(u32::MAX);
         Ok(Some(StoredBundle {
             owner: a.id,

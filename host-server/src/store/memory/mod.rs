@@ -31,6 +31,8 @@ pub(super) struct Room {
     pub(super) admin: AccountId,
     /// `(account, cursor)` in joining order.
     pub(super) members: Vec<(AccountId, u64)>,
+    /// Pending invitations `(invitee, inviter, at)`, oldest first.
+    pub(super) invited: Vec<(AccountId, AccountId, u64)>,
 }
 
 /// In-memory [`Store`].

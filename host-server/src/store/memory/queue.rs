@@ -15,6 +15,18 @@ impl QueueStore for MemoryStore {
             .count() as u64)
     }
 
+    fn pending_direct_count_from(
+        &mut self,
+        recipient: AccountId,
+        sender: AccountId,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .messages
+            .values()
+            .filter(|m| m.recipient == Some(recipient) && m.sender_id == sender)
+            .count() as u64)
+    }
+
     fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError> {
         Ok(self
             .messages

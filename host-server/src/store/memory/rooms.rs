@@ -1,7 +1,7 @@
 //! Rooms and members in memory.
 
 use super::{MemoryStore, Room};
-use crate::store::{AccountId, Member, RoomId, RoomInfo, RoomStore, StoreError};
+use crate::store::{AccountId, Invitation, Member, RoomId, RoomInfo, RoomStore, StoreError};
 
 impl RoomStore for MemoryStore {
     fn create_room(&mut self, name: &str, admin: AccountId) -> Result<RoomId, StoreError> {
@@ -16,6 +16,7 @@ impl RoomStore for MemoryStore {
                 name: name.to_owned(),
                 admin,
                 members: Vec::new(),
+                invited: Vec::new(),
             },
         );
         self.add_member(id, admin)?;
@@ -83,5 +84,52 @@ impl RoomStore for MemoryStore {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn add_invitation(
+        &mut self,
+        room: RoomId,
+        account: AccountId,
+        inviter: AccountId,
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Ok(false);
+        };
+        if r.invited.iter().any(|(a, _, _)| *a == account) {
+            return Ok(false);
+        }
+        r.invited.push((account, inviter, at));
+        Ok(true)
+    }
+
+    fn remove_invitation(&mut self, room: RoomId, account: AccountId) -> Result<bool, StoreError> {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Ok(false);
+        };
+        let before = r.invited.len();
+        r.invited.retain(|(a, _, _)| *a != account);
+        Ok(r.invited.len() != before)
+    }
+
+    fn invitations_of(&mut self, account: AccountId) -> Result<Vec<Invitation>, StoreError> {
+        let mut out: Vec<(u64, Invitation)> = Vec::new();
+        for r in self.rooms.values() {
+            for (a, inviter, at) in &r.invited {
+                if *a == account
+                    && let Some(from) = self.accounts.get(inviter)
+                {
+                    out.push((
+                        *at,
+                        Invitation {
+                            room: r.name.clone(),
+                            from: from.username.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        out.sort_by(|x, y| (x.0, &x.1.room).cmp(&(y.0, &y.1.room)));
+        Ok(out.into_iter().map(|(_, i)| i).collect())
     }
 }

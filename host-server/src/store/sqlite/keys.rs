@@ -52,7 +52,11 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    fn take_bundle(&mut self, username: &str) -> Result<Option<StoredBundle>, StoreError> {
+    fn take_bundle(
+        &mut self,
+        username: &str,
+        one_time: bool,
+    ) -> Result<Option<StoredBundle>, StoreError> {
         let Some(account) = self.account_by_username(username)? else {
             return Ok(None);
         };
@@ -61,17 +65,20 @@ impl KeyStore for SqliteStore {
         };
         // Runs inside the job's savepoint: select-then-delete is atomic, so no two fetches
         // can ever receive the same one-time prekey.
-        let prekey = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM one_time_prekeys WHERE account_id = ?1 AND prekey_id = \
+        let prekey = if !one_time {
+            None
+        } else {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM one_time_prekeys WHERE account_id = ?1 AND prekey_id = \
                  (SELECT MIN(prekey_id) FROM one_time_prekeys WHERE account_id = ?1) \
                  RETURNING prekey_id, key",
-            )?
-            .query_row([account.id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .optional()?;
+                )?
+                .query_row([account.id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+        };
         let prekey = match prekey {
             Some((pid, key)) => Some(OneTimePrekey {
                 id: u32::try_from(pid).map_err(|_| StoreError::Corrupt("prekey id"))?,

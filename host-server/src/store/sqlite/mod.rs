@@ -19,6 +19,7 @@ mod rooms;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_room_events.sql"),
+    include_str!("../migrations/0003_invitations_quotas.sql"),
 ];
 
 /// How long a statement waits for a lock held by another process before failing.

@@ -18,6 +18,20 @@ impl QueueStore for SqliteStore {
         Ok(to_u64(n))
     }
 
+    fn pending_direct_count_from(
+        &mut self,
+        recipient: AccountId,
+        sender: AccountId,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE recipient_id = ?1 AND sender_id = ?2",
+            )?
+            .query_row([recipient, sender], |r| r.get(0))?;
+        Ok(to_u64(n))
+    }
+
     fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
@@ -244,6 +258,7 @@ fn change_code(change: RoomChange) -> u8 {
         RoomChange::Joined => 0,
         RoomChange::Left => 1,
         RoomChange::Removed => 2,
+        RoomChange::Invited => 3,
     }
 }
 
@@ -253,6 +268,7 @@ fn change_from_code(code: u8) -> Option<RoomChange> {
         0 => Some(RoomChange::Joined),
         1 => Some(RoomChange::Left),
         2 => Some(RoomChange::Removed),
+        3 => Some(RoomChange::Invited),
         _ => None,
     }
 }

@@ -2,8 +2,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, is_unique_violation};
-use crate::store::{AccountId, Member, RoomId, RoomInfo, RoomStore, StoreError};
+use super::{SqliteStore, is_unique_violation, to_i64};
+use crate::store::{AccountId, Invitation, Member, RoomId, RoomInfo, RoomStore, StoreError};
 
 impl RoomStore for SqliteStore {
     fn create_room(&mut self, name: &str, admin: AccountId) -> Result<RoomId, StoreError> {
@@ -92,6 +92,50 @@ impl RoomStore for SqliteStore {
              WHERE rm.account_id = ?1 ORDER BY r.name",
         )?;
         let rows = stmt.query_map([account], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    fn add_invitation(
+        &mut self,
+        room: RoomId,
+        account: AccountId,
+        inviter: AccountId,
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO room_invitations (room_id, account_id, inviter_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![room, account, inviter, to_i64(at)])?;
+        Ok(n == 1)
+    }
+
+    fn remove_invitation(&mut self, room: RoomId, account: AccountId) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM room_invitations WHERE room_id = ?1 AND account_id = ?2")?
+            .execute(params![room, account])?;
+        Ok(n == 1)
+    }
+
+    fn invitations_of(&mut self, account: AccountId) -> Result<Vec<Invitation>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.name, a.username FROM room_invitations i \
+             JOIN rooms r ON r.id = i.room_id JOIN accounts a ON a.id = i.inviter_id \
+             WHERE i.account_id = ?1 ORDER BY i.created_at, r.name",
+        )?;
+        let rows = stmt.query_map([account], |r| {
+            Ok(Invitation {
+                room: r.get(0)?,
+                from: r.get(1)?,
+            })
+        })?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?);
