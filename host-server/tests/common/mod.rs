@@ -391,3 +391,24 @@ pub async fn invite_accepted(
     invitee.send(&Message::AcceptInvite { room }).await.unwrap();
     expect_ok(&recv_reply(invitee).await);
 }
+
+/// Sends `Register` for `username` from a fresh device with no one-time prekeys.
+pub async fn send_registration(c: &mut Client, username: &str) {
+    let device = Device::new(0);
+    let email = format!("{username}@example.org");
+    c.send(&register_msg(username, PASSWORD, &device, &[], &email))
+        .await
+        .unwrap();
+}
+
+/// Registers `username` up to the TOTP enrollment; returns the connection and the secret.
+pub async fn begin_registration(ts: &TestServer, username: &str) -> (Client, Vec<u8>) {
+    let mut c = ts.connect().await;
+    send_registration(&mut c, username).await;
+    let f = recv(&mut c).await;
+    let Some(Message::TotpEnrollment { uri }) = f.msg() else {
+        panic!("expected TotpEnrollment, got {:?}", f.msg())
+    };
+    let secret = totp::secret_from_uri(uri).unwrap();
+    (c, secret)
+}
