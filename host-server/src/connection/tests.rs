@@ -187,36 +187,25 @@ fn rss_kib() -> u64 {
 async fn stray_codes(p: &mut Peer, n: usize) {
     for _ in 0..n {
         let token = Key32(p.token);
-        p.send(&Message::Resume {
+        let resume = Message::Resume {
             username: "alice",
             token,
-        })
-        .await;
-        let f = p.next().await;
-        assert!(
-            matches!(
-                decode(&f),
-                Message::Error {
-                    code: ErrorCode::BAD_STATE,
-                    ..
-                }
-            ),
-            "{:?}",
-            decode(&f)
-        );
-        p.send(&Message::TotpCode { code: "1" }).await;
-        let f = p.next().await;
-        assert!(
-            matches!(
-                decode(&f),
-                Message::Error {
-                    code: ErrorCode::BAD_STATE,
-                    ..
-                }
-            ),
-            "{:?}",
-            decode(&f)
-        );
+        };
+        for m in [resume, Message::TotpCode { code: "1" }] {
+            p.send(&m).await;
+            let f = p.next().await;
+            assert!(
+                matches!(
+                    decode(&f),
+                    Message::Error {
+                        code: ErrorCode::BAD_STATE,
+                        ..
+                    }
+                ),
+                "{:?}",
+                decode(&f)
+            );
+        }
     }
 }
 
