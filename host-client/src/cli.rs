@@ -43,7 +43,8 @@ pub(crate) struct Global {
     /// (`AA:BB:…`, as the server prints it) instead of trusting whatever answers.
     #[arg(long, global = true, value_name = "SHA256")]
     pub(crate) fingerprint: Option<String>,
-    /// Machine-readable output (register, inbox, status, send, verify, rooms list/members).
+    /// Machine-readable output (register, inbox, status, send, verify, rooms
+    /// list/members/invitations).
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }
@@ -78,7 +79,8 @@ Examples:
   sealroom chat @bob
   sealroom chat '#team'       # quote it: # starts a comment in the shell
 In the chat: type and press Enter to send. /quit leaves, /verify shows the safety number,
-/members lists the room, /invite @user adds someone to the room, /help lists these.")]
+/members lists the room, /invite @user invites someone to the room, /accept #room and
+/decline #room answer an invitation, /invitations lists them, /help lists these.")]
     Chat {
         /// `@user` or `#room`.
         target: String,
@@ -194,13 +196,32 @@ pub(crate) enum RoomsCommand {
         /// Room name: 1 to 32 of a-z, 0-9, _ and -.
         room: String,
     },
-    /// Add a user to a room and hand them the room key.
+    /// Invite a user to a room; they join (and get the room key) when they accept.
     #[command(after_help = "Example:\n  sealroom rooms invite team @bob")]
     Invite {
         /// The room.
         room: String,
         /// `@user`.
         user: String,
+    },
+    /// List the invitations waiting for you: the room and who invited you.
+    #[command(
+        after_help = "Examples:\n  sealroom rooms invitations\n  sealroom rooms invitations --json"
+    )]
+    Invitations,
+    /// Accept an invitation: you become a member and read what is sent from then on.
+    #[command(
+        after_help = "Examples:\n  sealroom rooms accept team\n  sealroom rooms accept '#team'"
+    )]
+    Accept {
+        /// The room (`room` or `#room`).
+        room: String,
+    },
+    /// Decline an invitation (nobody is told).
+    #[command(after_help = "Example:\n  sealroom rooms decline team")]
+    Decline {
+        /// The room (`room` or `#room`).
+        room: String,
     },
     /// Leave a room; the others switch to a new key.
     #[command(after_help = "Example:\n  sealroom rooms leave team")]

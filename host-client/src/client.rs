@@ -183,6 +183,8 @@ pub(crate) enum Notice {
     Delivered(Entry),
     /// Room membership changed.
     Room(String),
+    /// Someone invited us to a room.
+    Invited(crate::rooms::Invitation),
     /// A warning (key change, reset).
     Warning(String),
 }
@@ -534,6 +536,15 @@ impl Notice {
                 &format!("✓✓ delivered to {}: {}", e.conversation, short(&e.text)),
             ),
             Notice::Room(t) => paint(Style::Dim, &format!("* {t}")),
+            Notice::Invited(i) => paint(
+                Style::Yellow,
+                &format!(
+                    "* {} invited you to #{room}: `sealroom rooms accept '#{room}'` to join, \
+                     `sealroom rooms decline '#{room}'` to refuse",
+                    i.from,
+                    room = i.room
+                ),
+            ),
             Notice::Warning(t) => paint(Style::Red, t),
         }
     }

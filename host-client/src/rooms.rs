@@ -32,6 +32,31 @@ pub(crate) fn room_name(s: &str) -> &str {
     s.strip_prefix('#').unwrap_or(s)
 }
 
+/// An invitation waiting for this user (`RoomChanged { Invited }`, `Invitations`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Invitation {
+    /// The room.
+    pub(crate) room: String,
+    /// Who invited us.
+    pub(crate) from: String,
+}
+
+/// The reply to `AcceptInvite` / `DeclineInvite`: `NOT_FOUND` means no invitation waits.
+fn invitation_reply(room: &str, reply: Message<'_>) -> anyhow::Result<()> {
+    match reply {
+        Message::Error {
+            code: ErrorCode::NOT_FOUND,
+            ..
+        } => fail(
+            Exit::Refused,
+            format!(
+                "no invitation to #{room} is waiting for you (`sealroom rooms invitations` lists them)"
+            ),
+        ),
+        other => expect_ok(other),
+    }
+}
+
 impl Client {
     /// Members and admin of `room` as the server says.
     pub(crate) async fn list_members(
@@ -436,11 +461,12 @@ impl Client {
             RoomChange::Joined => "joined",
             RoomChange::Left => "left",
             RoomChange::Removed => "was removed from",
+            // Not a membership yet: nothing to sync until we accept.
             RoomChange::Invited => {
-                return Ok(vec![Notice::Room(format!(
-                    "{user} invited you to #{name}: `sealroom rooms accept '#{name}'` to join, \
-                     `sealroom rooms decline '#{name}'` to refuse"
-                ))]);
+                return Ok(vec![Notice::Invited(Invitation {
+                    room: name.to_owned(),
+                    from: user.to_owned(),
+                })]);
             }
         };
         let mut notices = vec![Notice::Room(format!("{user} {what} #{name}"))];
@@ -472,15 +498,57 @@ impl Client {
         self.save()
     }
 
-    /// Invites `user` and hands them our sender key.
-    pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
+    /// Invites `user`. They are not a member until they accept; our sender key goes to them
+    /// when we hear they joined (`RoomChanged { Joined }`, or the next `sync_room`).
+    pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<()> {
         self.check_not_blocked(user)?;
         let invite = Message::Invite {
             room: name,
             username: user,
         };
-        self.link.request(&invite, expect_ok).await?;
+        self.link.request(&invite, expect_ok).await
+    }
+
+    /// The invitations waiting for this user.
+    pub(crate) async fn list_invitations(&mut self) -> anyhow::Result<Vec<Invitation>> {
+        self.link
+            .request(&Message::ListInvitations, |reply| match reply {
+                Message::Invitations { rooms, from } => Ok(rooms
+                    .iter()
+                    .zip(from.iter())
+                    .map(|(room, from)| Invitation {
+                        room: room.to_owned(),
+                        from: from.to_owned(),
+                    })
+                    .collect()),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await
+    }
+
+    /// Accepts the invitation to `name`: we become a member, then sync the room as any member
+    /// does (member list, our new sender key to each of them; theirs come when they hear we
+    /// joined).
+    pub(crate) async fn accept_invite(&mut self, name: &str) -> anyhow::Result<Vec<Notice>> {
+        self.link
+            .request(&Message::AcceptInvite { room: name }, |reply| {
+                invitation_reply(name, reply)
+            })
+            .await?;
+        // State left from an earlier membership (a removal we never heard of) is not reused:
+        // a new member starts with a fresh sender key.
+        self.profile.rooms.remove(name);
         self.sync_room(name, false).await
+    }
+
+    /// Declines the invitation to `name` (nobody is told).
+    pub(crate) async fn decline_invite(&mut self, name: &str) -> anyhow::Result<()> {
+        self.link
+            .request(&Message::DeclineInvite { room: name }, |reply| {
+                invitation_reply(name, reply)
+            })
+            .await
     }
 
     /// Leaves a room.

@@ -146,6 +146,8 @@ fn room_member_who_left_cannot_read_later_messages() {
     alice.run(&["rooms", "create", "team"]).ok();
     alice.run(&["rooms", "invite", "team", "@bob"]).ok();
     alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    bob.run(&["rooms", "accept", "team"]).ok();
+    carol.run(&["rooms", "accept", "#team"]).ok();
     alice.run(&["send", "#team", "welcome"]).ok();
     bob.expect_inbox(&["alice: welcome"]);
     carol.expect_inbox(&["alice: welcome"]);
@@ -191,6 +193,7 @@ fn room_member_who_left_cannot_read_later_messages() {
 
     // Invited back, she reads what comes next, never what was said while she was away.
     alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    carol.run(&["rooms", "accept", "team"]).ok();
     alice.run(&["send", "#team", "welcome back"]).ok();
     carol.expect_inbox(&["alice: welcome back"]);
     bob.expect_inbox(&["alice: welcome back"]);
@@ -211,6 +214,7 @@ fn room_member_who_left_cannot_read_later_messages() {
     // Invited again, Carol writes at once, before any key reached her: her first message may
     // not be readable (shown with the reason, and the room heals), the next one is.
     alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    carol.run(&["rooms", "accept", "team"]).ok();
     carol.run(&["send", "#team", "too early?"]).ok();
     let first = bob.inbox();
     let m = &first["messages"][0];
@@ -222,6 +226,157 @@ fn room_member_who_left_cannot_read_later_messages() {
     carol.inbox();
     carol.run(&["send", "#team", "now?"]).ok();
     bob.expect_inbox(&["carol: now?"]);
+}
+
+/// `rooms invitations --json` of `u`, as (room, from) pairs.
+fn invitations(u: &User) -> Vec<(String, String)> {
+    let v = u.run(&["--json", "rooms", "invitations"]).ok().json();
+    v["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["room"].as_str().unwrap().to_owned(),
+                i["from"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn invitee_is_not_a_member_until_they_accept() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["rooms", "create", "team"]).ok();
+    let invited = alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    assert!(
+        invited.stdout.contains("Invited bob") && invited.stdout.contains("accept"),
+        "{}",
+        invited.stdout
+    );
+
+    // Invited only: Bob is not among the members, gets nothing said in the room, cannot send.
+    let members = alice
+        .run(&["--json", "rooms", "members", "team"])
+        .ok()
+        .json();
+    assert_eq!(members["members"], serde_json::json!(["alice"]));
+    alice
+        .run(&["send", "#team", "said before bob accepted"])
+        .ok();
+    let inbox = bob.inbox();
+    assert!(inbox["messages"].as_array().unwrap().is_empty(), "{inbox}");
+    assert!(
+        inbox["notices"]
+            .to_string()
+            .contains("alice invited you to #team"),
+        "the invitation is shown: {inbox}"
+    );
+    assert_eq!(
+        inbox["invitations"],
+        serde_json::json!([{ "room": "team", "from": "alice" }])
+    );
+    assert_eq!(invitations(&bob), vec![("team".into(), "alice".into())]);
+    let r = bob.run(&["send", "#team", "let me in"]);
+    assert_eq!(r.code, 8, "{}\n{}", r.stdout, r.stderr);
+    let listed = bob.run(&["--json", "rooms", "list"]).ok().json();
+    assert_eq!(listed["rooms"], serde_json::json!([]));
+
+    // Accepted: a member, reading what is said from now on (never what came before), and
+    // writing to the room both ways.
+    let joined = bob.run(&["rooms", "accept", "#team"]).ok();
+    assert!(joined.stdout.contains("Joined #team"), "{}", joined.stdout);
+    assert!(invitations(&bob).is_empty());
+    alice.run(&["send", "#team", "welcome, bob"]).ok();
+    bob.expect_inbox(&["alice: welcome, bob"]);
+    bob.run(&["send", "#team", "thanks"]).ok();
+    alice.expect_inbox(&["bob: thanks"]);
+    let all = bob
+        .run(&["--json", "inbox", "--all", "--wait", "2"])
+        .ok()
+        .json()
+        .to_string();
+    assert!(!all.contains("said before bob accepted"), "{all}");
+    // Accepting twice: no invitation is waiting any more.
+    let r = bob.run(&["rooms", "accept", "team"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("no invitation to #team"), "{}", r.stderr);
+}
+
+#[test]
+fn declined_invitation_is_gone_and_a_new_member_can_write_first() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["rooms", "create", "club"]).ok();
+    alice.run(&["rooms", "invite", "club", "@bob"]).ok();
+    assert_eq!(invitations(&bob), vec![("club".into(), "alice".into())]);
+    bob.run(&["rooms", "decline", "#club"]).ok();
+    assert!(invitations(&bob).is_empty());
+    let r = bob.run(&["rooms", "accept", "club"]);
+    assert_eq!(
+        r.code, 8,
+        "a declined invitation cannot be accepted: {}",
+        r.stderr
+    );
+    let r = bob.run(&["rooms", "decline", "club"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    let members = alice
+        .run(&["--json", "rooms", "members", "club"])
+        .ok()
+        .json();
+    assert_eq!(members["members"], serde_json::json!(["alice"]));
+    // Names are checked like everywhere else.
+    let r = bob.run(&["rooms", "accept", "#Not A Room"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+
+    // Invited again, Bob accepts and writes at once, before Alice has run anything: she
+    // reads it, and he reads her answer.
+    alice.run(&["rooms", "invite", "club", "@bob"]).ok();
+    bob.run(&["rooms", "accept", "club"]).ok();
+    bob.run(&["send", "#club", "first word from bob"]).ok();
+    alice.expect_inbox(&["bob: first word from bob"]);
+    alice.run(&["send", "#club", "heard you"]).ok();
+    bob.expect_inbox(&["alice: heard you"]);
+}
+
+#[test]
+fn invitation_is_shown_and_accepted_inside_a_chat() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["rooms", "create", "team"]).ok();
+    // Chatting with a room one is only invited to says how to join.
+    alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    let r = bob.run(&["chat", "#team"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("rooms accept"), "{}", r.stderr);
+    bob.run(&["rooms", "decline", "team"]).ok();
+
+    let mut c = bob.command();
+    c.args(["chat", "@alice"]);
+    let mut chat = Live::spawn(c);
+    chat.expect("Chat with @alice", WAIT);
+    alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    chat.expect("alice invited you to #team: /accept #team", WAIT);
+    chat.send_line("/invitations");
+    chat.expect("#team (invited by alice)", WAIT);
+    chat.send_line("/accept #team");
+    chat.expect("joined #team", WAIT);
+    alice.run(&["send", "#team", "hello in the room"]).ok();
+    chat.expect("new message in #team from alice", WAIT);
+    chat.send_line("/accept #team");
+    chat.expect("failed: no invitation to #team", WAIT);
+    assert_eq!(chat.finish(WAIT), 0);
+    bob.expect_inbox(&["alice: hello in the room"]);
 }
 
 #[test]

@@ -2,13 +2,14 @@
 //! line being typed (rustyline's external printer on a terminal; plain lines otherwise).
 //!
 //! Lines go through a channel from an input thread, so the network side never waits on the
-//! keyboard. `/quit`, `/verify`, `/members`, `/invite @user`, `/help`.
+//! keyboard. `/quit`, `/verify`, `/members`, `/invite @user`, `/accept #room`, `/decline #room`,
+//! `/invitations`, `/help`.
 
-use crate::cli::{Global, Target, user_name};
+use crate::cli::{Global, Target, room_arg, user_name};
 use crate::client::{Client, Notice, render_entry};
 use core::time::Duration;
 
-use crate::exit::{Exit, code_of};
+use crate::exit::{Exit, code_of, fail};
 use crate::terminal::{self, Style, paint};
 
 /// Where chat output goes: above the prompt on a terminal, plain stdout otherwise.
@@ -77,7 +78,9 @@ fn start_input(prompt: String) -> anyhow::Result<(smol::channel::Receiver<Option
     }
 }
 
-const HELP: &str = "/quit leave · /verify safety number · /members room members · /invite @user add to the room · /help";
+const HELP: &str = "/quit leave · /verify safety number · /members room members · /invite @user \
+                    invite to the room · /accept #room, /decline #room answer an invitation · \
+                    /invitations · /help";
 
 pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
     let target = Target::parse(target)?;
@@ -103,7 +106,21 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
         }
         Target::Room(r) => match client.sync_room(r, false).await {
             Ok(n) => early.extend(n),
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Invited but not a member yet: say how to join rather than only "forbidden".
+                let invited = client.list_invitations().await.unwrap_or_default();
+                if let Some(i) = invited.iter().find(|i| i.room == *r) {
+                    return fail(
+                        Exit::Refused,
+                        format!(
+                            "you are invited to #{r} by {} but not a member yet: accept first \
+                             with `sealroom rooms accept '#{r}'`",
+                            i.from
+                        ),
+                    );
+                }
+                return Err(e);
+            }
         },
     }
     let status = match &target {
@@ -198,8 +215,13 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
                         connected = false;
                         continue;
                     }
-                    // A refused send is shown; the chat goes on.
-                    out.line(&paint(Style::Red, &format!("not sent: {e}")));
+                    // A refused send or command is shown; the chat goes on.
+                    let what = if line.starts_with('/') && !line.starts_with("//") {
+                        "failed"
+                    } else {
+                        "not sent"
+                    };
+                    out.line(&paint(Style::Red, &format!("{what}: {e}")));
                 }
                 let queued = client.drain_queued().await?;
                 for n in queued {
@@ -257,6 +279,14 @@ enum Either {
 
 fn show(out: &mut Out, conversation: &str, n: &Notice) {
     match n {
+        Notice::Invited(i) => out.line(&paint(
+            Style::Yellow,
+            &format!(
+                "* {} invited you to #{room}: /accept #{room} to join, /decline #{room} to refuse",
+                i.from,
+                room = i.room
+            ),
+        )),
         Notice::Message(e) if e.conversation != conversation => {
             out.line(&paint(
                 Style::Dim,
@@ -314,12 +344,39 @@ async fn command_or_send(
         ("/members", Target::User(u)) => out.line(&format!("a one-to-one chat: you and {u}")),
         ("/invite", Target::Room(r)) if !arg.is_empty() => {
             let user = user_name(arg)?;
-            for n in client.invite(r, &user).await? {
-                out.line(&n.render());
-            }
-            out.line(&format!("{user} is now in #{r}"));
+            client.invite(r, &user).await?;
+            out.line(&format!(
+                "invited {user} to #{r}; they join when they accept"
+            ));
         }
         ("/invite", _) => out.line("usage in a room chat: /invite @user"),
+        ("/accept", _) if !arg.is_empty() => {
+            let room = room_arg(arg)?;
+            for n in client.accept_invite(room).await? {
+                out.line(&n.render());
+            }
+            out.line(&format!(
+                "joined #{room}; talk there with `sealroom chat '#{room}'`"
+            ));
+        }
+        ("/decline", _) if !arg.is_empty() => {
+            let room = room_arg(arg)?;
+            client.decline_invite(room).await?;
+            out.line(&format!("declined the invitation to #{room}"));
+        }
+        ("/accept" | "/decline", _) => out.line(&format!("usage: {cmd} #room")),
+        ("/invitations", _) => {
+            let waiting = client.list_invitations().await?;
+            if waiting.is_empty() {
+                out.line("no invitations waiting");
+            }
+            for i in waiting {
+                out.line(&format!(
+                    "#{} (invited by {}): /accept #{} or /decline #{}",
+                    i.room, i.from, i.room, i.room
+                ));
+            }
+        }
         (c, _) if c.starts_with('/') && !c.starts_with("//") => {
             out.line(&format!("unknown command {c}; {HELP}"));
         }

@@ -39,6 +39,14 @@ pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> 
         .iter()
         .filter_map(|n| match n {
             Notice::Warning(w) | Notice::Room(w) => Some(w.clone()),
+            Notice::Invited(i) => Some(format!("{} invited you to #{}", i.from, i.room)),
+            _ => None,
+        })
+        .collect();
+    let invitations: Vec<_> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Invited(i) => Some(serde_json::json!({ "room": i.room, "from": i.from })),
             _ => None,
         })
         .collect();
@@ -49,11 +57,16 @@ pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> 
                 "messages": shown.iter().map(entry_json).collect::<Vec<_>>(),
                 "delivered": receipts.iter().map(entry_json).collect::<Vec<_>>(),
                 "notices": warnings,
+                "invitations": invitations,
             })
         );
     } else {
-        for w in &warnings {
-            terminal::warn(w);
+        for n in &notices {
+            match n {
+                Notice::Warning(w) | Notice::Room(w) => terminal::warn(w),
+                Notice::Invited(_) => println!("{}", n.render()),
+                _ => {}
+            }
         }
         for e in &receipts {
             println!("{}", Notice::Delivered(e.clone()).render());

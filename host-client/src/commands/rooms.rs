@@ -1,4 +1,4 @@
-//! `sealroom rooms create|invite|leave|remove|list|members`.
+//! `sealroom rooms create|invite|invitations|accept|decline|leave|remove|list|members`.
 
 use core::time::Duration;
 
@@ -10,7 +10,7 @@ fn show(notices: &[Notice]) {
     for n in notices {
         match n {
             Notice::Warning(w) => terminal::warn(w),
-            Notice::Room(_) => println!("{}", n.render()),
+            Notice::Room(_) | Notice::Invited(_) => println!("{}", n.render()),
             _ => {}
         }
     }
@@ -31,12 +31,55 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         }
         RoomsCommand::Invite { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
-            let n = client.invite(room, &user).await?;
-            show(&n);
+            client.invite(room, &user).await?;
             println!(
-                "{} {user} is now in #{room} and has the room key.",
+                "{} Invited {user} to #{room}. They join, and get the room key, when they accept \
+                 (`sealroom rooms accept '#{room}'`).",
                 paint(Style::Green, "✓")
             );
+        }
+        RoomsCommand::Invitations => {
+            let waiting = client.list_invitations().await?;
+            if g.json {
+                let list: Vec<_> = waiting
+                    .iter()
+                    .map(|i| serde_json::json!({ "room": i.room, "from": i.from }))
+                    .collect();
+                println!("{}", serde_json::json!({ "invitations": list }));
+            } else if waiting.is_empty() {
+                println!("No invitations waiting.");
+            } else {
+                for i in waiting {
+                    println!("#{} (invited by {})", i.room, i.from);
+                }
+                println!(
+                    "{}",
+                    paint(
+                        Style::Dim,
+                        "`sealroom rooms accept ROOM` joins, `sealroom rooms decline ROOM` refuses."
+                    )
+                );
+            }
+        }
+        RoomsCommand::Accept { room } => {
+            let room = room_arg(&room)?;
+            let n = client.accept_invite(room).await?;
+            show(&n);
+            let members = client
+                .profile
+                .rooms
+                .get(room)
+                .map(|e| e.members.join(", "))
+                .unwrap_or_default();
+            println!(
+                "{} Joined #{room} (members: {members}). Talk there with `sealroom chat '#{room}'`.",
+                paint(Style::Green, "✓")
+            );
+        }
+        RoomsCommand::Decline { room } => {
+            let room = room_arg(&room)?;
+            client.decline_invite(room).await?;
+            println!("Declined the invitation to #{room}.");
         }
         RoomsCommand::Leave { room } => {
             let room = room_arg(&room)?;
