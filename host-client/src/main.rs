@@ -27,10 +27,7 @@ fn main() {
     if let Err(e) = result {
         let code = exit::code_of(&e);
         let text = format!("sealroom: {e:#}");
-        eprintln!(
-            "{}",
-            terminal::paint_if(terminal::color_err(), terminal::Style::Red, &text)
-        );
+        terminal::warn(&text);
         std::process::exit(code);
     }
 }

@@ -82,14 +82,54 @@ pub(crate) fn paint(style: Style, text: &str) -> String {
     paint_if(color(), style, text)
 }
 
+/// `println!` for everything the commands print: a line on stdout through [`write_line`], so
+/// a closed stdout ends the program quietly instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::terminal::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::terminal::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line to stdout (use [`outln!`]).
+///
+/// When the reader has gone (`sealroom inbox --json | head -1`: a broken pipe) the program ends
+/// at once with exit code 0, printing nothing: whoever reads stdout chose to stop, and there is
+/// nobody left to tell. Stopping here is safe because every state change (keystore, known
+/// servers) is written atomically and saved before it is shown. Any other write error ends the
+/// program with exit code 1 and a line on stderr. `println!` would panic in both cases.
+pub(crate) fn write_line(args: core::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "sealroom: cannot write to stdout: {e}");
+            std::process::exit(Exit::Failure as i32);
+        }
+    }
+}
+
+/// Writes one line to stderr; a closed stderr is ignored (there is nowhere else to say it).
+fn write_err_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// Prints a notice to stderr.
 pub(crate) fn note(text: &str) {
-    eprintln!("{text}");
+    write_err_line(text);
 }
 
 /// Prints a loud warning to stderr.
 pub(crate) fn warn(text: &str) {
-    eprintln!("{}", paint_if(color_err(), Style::Red, text));
+    write_err_line(&paint_if(color_err(), Style::Red, text));
 }
 
 /// A spinner on stderr while a slow step runs; nothing when stderr is not a terminal.

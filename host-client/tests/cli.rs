@@ -379,6 +379,59 @@ fn invitation_is_shown_and_accepted_inside_a_chat() {
     bob.expect_inbox(&["alice: hello in the room"]);
 }
 
+/// Runs `sealroom ARGS` with stdout a pipe whose reading end is closed before the program
+/// writes anything (what `| head -1` does to the lines after the first); returns the exit
+/// code and stderr.
+fn run_with_closed_stdout(u: &User, args: &[&str]) -> (i32, String) {
+    let mut c = u.command();
+    c.args(args);
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = common::wait_bounded(child, common::RUN_TIMEOUT);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    for text in ["one", "two", "three"] {
+        bob.run(&["send", "@alice", text]).ok();
+    }
+    for args in [
+        &["--json", "inbox", "--wait", "3"][..],
+        &["inbox", "--all", "--wait", "1"],
+        &["--json", "status", "--offline"],
+        &["status"],
+        &["rooms", "list"],
+        &["rooms", "invitations"],
+    ] {
+        let (code, stderr) = run_with_closed_stdout(&alice, args);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(code, 101, "{args:?} panicked: {stderr}");
+        assert_eq!(code, 0, "{args:?} should end quietly: {stderr}");
+        assert!(stderr.trim().is_empty(), "{args:?}: {stderr}");
+    }
+    // The messages fetched by the inbox whose output nobody read were kept.
+    let all = alice
+        .run(&["--json", "inbox", "--all", "--wait", "1"])
+        .ok()
+        .json();
+    let texts: Vec<&str> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+}
+
 #[test]
 fn wrong_passphrase_is_refused_and_changes_nothing() {
     let server = TestServer::start();

@@ -10,6 +10,7 @@ use crate::client::{Client, Notice, render_entry};
 use core::time::Duration;
 
 use crate::exit::{Exit, code_of, fail};
+use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
 /// Where chat output goes: above the prompt on a terminal, plain stdout otherwise.
@@ -23,10 +24,10 @@ impl Out {
         match self {
             Out::Editor(p) => {
                 if p.print(format!("{text}\n")).is_err() {
-                    println!("{text}");
+                    outln!("{text}");
                 }
             }
-            Out::Plain => println!("{text}"),
+            Out::Plain => outln!("{text}"),
         }
     }
 }
@@ -142,12 +143,12 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
             format!("members: {members}")
         }
     };
-    println!(
+    outln!(
         "{} {} ({status})",
         paint(Style::Bold, "Chat with"),
         paint(Style::Bold, &conversation)
     );
-    println!("{}", paint(Style::Dim, HELP));
+    outln!("{}", paint(Style::Dim, HELP));
     // The recent history of this conversation, then what arrived while away.
     let recent: Vec<_> = client
         .profile
@@ -159,7 +160,7 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
         .cloned()
         .collect();
     for e in recent.iter().rev() {
-        println!("{}", render_entry(e));
+        outln!("{}", render_entry(e));
     }
     let (lines, mut out) = start_input(format!("{}> ", client.profile.username))?;
     for n in early {

@@ -5,6 +5,7 @@ use core::time::Duration;
 use crate::cli::Global;
 use crate::client::{Client, Notice, entry_json, render_entry};
 use crate::terminal;
+use crate::terminal::outln;
 
 pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> {
     let mut client = Client::open(g).await?;
@@ -51,7 +52,7 @@ pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> 
         })
         .collect();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "messages": shown.iter().map(entry_json).collect::<Vec<_>>(),
@@ -64,18 +65,18 @@ pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> 
         for n in &notices {
             match n {
                 Notice::Warning(w) | Notice::Room(w) => terminal::warn(w),
-                Notice::Invited(_) => println!("{}", n.render()),
+                Notice::Invited(_) => outln!("{}", n.render()),
                 _ => {}
             }
         }
         for e in &receipts {
-            println!("{}", Notice::Delivered(e.clone()).render());
+            outln!("{}", Notice::Delivered(e.clone()).render());
         }
         if shown.is_empty() {
-            println!("No new messages.");
+            outln!("No new messages.");
         }
         for e in &shown {
-            println!("{}", render_entry(e));
+            outln!("{}", render_entry(e));
         }
     }
     client.close().await;

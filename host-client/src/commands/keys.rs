@@ -4,6 +4,7 @@
 
 use crate::cli::Global;
 use crate::client::Client;
+use crate::terminal::outln;
 use crate::terminal::{Style, paint};
 
 pub(super) async fn run(g: &Global) -> anyhow::Result<()> {
@@ -13,7 +14,7 @@ pub(super) async fn run(g: &Global) -> anyhow::Result<()> {
     // The server tells how many one-time prekeys it holds only when they run low, so a full
     // batch is offered (a server already at its maximum refuses it, which is fine).
     let added = client.refill_prekeys(0).await?;
-    println!(
+    outln!(
         "{} New signed prekey #{id} published; {added} one-time prekeys uploaded.",
         paint(Style::Green, "✓"),
     );

@@ -8,6 +8,7 @@ use crate::client::{Client, Home, connect, expect_ok, refusal, unlock};
 use crate::exit::{Exit, fail};
 use crate::keystore::Keystore;
 use crate::profile::{Profile, now};
+use crate::terminal::outln;
 use crate::terminal::{self, ENV_PASSWORD, Progress, Style, paint};
 
 pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
@@ -61,7 +62,7 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     }
     // Deliveries and receipts that came with the login are kept for `inbox`.
     let _ = client.drain_queued().await?;
-    println!(
+    outln!(
         "{} Logged in as {}{}",
         paint(Style::Green, "✓"),
         client.profile.username,
@@ -111,7 +112,7 @@ pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
     let mut client = match Client::open(g).await {
         Ok(c) => c,
         Err(e) if crate::exit::code_of(&e) == Exit::Auth as i32 => {
-            println!("Already logged out.");
+            outln!("Already logged out.");
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -121,7 +122,7 @@ pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
     client.profile.token = None;
     client.profile.token_expires = 0;
     client.save()?;
-    println!(
+    outln!(
         "Logged out. Your keys stay in {}.",
         client.home.keystore().display()
     );

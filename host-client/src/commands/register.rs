@@ -7,6 +7,7 @@ use crate::client::{Client, Home, connect, refusal};
 use crate::exit::{Exit, fail};
 use crate::keystore::Keystore;
 use crate::profile::{Profile, now};
+use crate::terminal::outln;
 use crate::terminal::{self, ENV_PASSWORD, Progress, Style, paint};
 
 /// Tries allowed for the TOTP code (the server cancels after five wrong ones).
@@ -17,7 +18,7 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     let lock = home.lock_empty("an account; use another --home for a second account")?;
     let tty = terminal::stdin_is_tty();
     if tty && !g.json {
-        eprintln!("Creating a Sealroom account on {}.", args.server);
+        terminal::note(&format!("Creating a Sealroom account on {}.", args.server));
     }
     let name = match args.name {
         Some(n) => n,
@@ -102,18 +103,18 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         .unwrap_or("")
         .to_owned();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"event": "totp_enrollment", "otpauth_uri": uri, "secret": secret})
         );
     } else {
-        println!("\nTwo-factor login: scan this QR code with an authenticator app");
-        println!("{}", terminal::qr(&uri));
-        println!(
+        outln!("\nTwo-factor login: scan this QR code with an authenticator app");
+        outln!("{}", terminal::qr(&uri));
+        outln!(
             "or enter the secret by hand: {}",
             paint(Style::Bold, &secret)
         );
-        println!("(URI: {uri})\n");
+        outln!("(URI: {uri})\n");
     }
     let mut given = args.code;
     let mut codes: Option<Vec<String>> = None;
@@ -151,7 +152,7 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     client.save()?;
     let fp = safety_fingerprint(&client)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "event": "registered",
@@ -163,24 +164,24 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!(
+        outln!(
             "{} Welcome, {}.",
             paint(Style::Green, "✓"),
             client.profile.username
         );
-        println!("\nRecovery codes (each works once if you lose the authenticator).");
-        println!(
+        outln!("\nRecovery codes (each works once if you lose the authenticator).");
+        outln!(
             "{}",
             paint(Style::Bold, "They are shown only now: write them down.")
         );
         for c in &codes {
-            println!("  {c}");
+            outln!("  {c}");
         }
-        println!(
+        outln!(
             "\nYour keys are in {} (encrypted).",
             client.home.keystore().display()
         );
-        println!(
+        outln!(
             "Next: `sealroom chat @someone`, or `sealroom verify @someone` to compare safety numbers."
         );
     }

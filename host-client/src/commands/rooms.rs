@@ -4,13 +4,14 @@ use core::time::Duration;
 
 use crate::cli::{Global, RoomsCommand, room_arg, user_name};
 use crate::client::{Client, Notice};
+use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
 fn show(notices: &[Notice]) {
     for n in notices {
         match n {
             Notice::Warning(w) => terminal::warn(w),
-            Notice::Room(_) | Notice::Invited(_) => println!("{}", n.render()),
+            Notice::Room(_) | Notice::Invited(_) => outln!("{}", n.render()),
             _ => {}
         }
     }
@@ -24,7 +25,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         RoomsCommand::Create { room } => {
             let room = room_arg(&room)?;
             client.create_room(room).await?;
-            println!(
+            outln!(
                 "{} Created #{room}. Invite people with `sealroom rooms invite {room} @user`.",
                 paint(Style::Green, "✓")
             );
@@ -32,7 +33,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         RoomsCommand::Invite { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
             client.invite(room, &user).await?;
-            println!(
+            outln!(
                 "{} Invited {user} to #{room}. They join, and get the room key, when they accept \
                  (`sealroom rooms accept '#{room}'`).",
                 paint(Style::Green, "✓")
@@ -45,14 +46,14 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|i| serde_json::json!({ "room": i.room, "from": i.from }))
                     .collect();
-                println!("{}", serde_json::json!({ "invitations": list }));
+                outln!("{}", serde_json::json!({ "invitations": list }));
             } else if waiting.is_empty() {
-                println!("No invitations waiting.");
+                outln!("No invitations waiting.");
             } else {
                 for i in waiting {
-                    println!("#{} (invited by {})", i.room, i.from);
+                    outln!("#{} (invited by {})", i.room, i.from);
                 }
-                println!(
+                outln!(
                     "{}",
                     paint(
                         Style::Dim,
@@ -71,7 +72,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                 .get(room)
                 .map(|e| e.members.join(", "))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{} Joined #{room} (members: {members}). Talk there with `sealroom chat '#{room}'`.",
                 paint(Style::Green, "✓")
             );
@@ -79,28 +80,28 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         RoomsCommand::Decline { room } => {
             let room = room_arg(&room)?;
             client.decline_invite(room).await?;
-            println!("Declined the invitation to #{room}.");
+            outln!("Declined the invitation to #{room}.");
         }
         RoomsCommand::Leave { room } => {
             let room = room_arg(&room)?;
             client.leave(room).await?;
-            println!("Left #{room}. The others switch to a new room key.");
+            outln!("Left #{room}. The others switch to a new room key.");
         }
         RoomsCommand::Remove { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
             let n = client.remove(room, &user).await?;
             show(&n);
-            println!("Removed {user} from #{room}; the room key was replaced.");
+            outln!("Removed {user} from #{room}; the room key was replaced.");
         }
         RoomsCommand::List => {
             let rooms = client.list_rooms().await?;
             if g.json {
-                println!("{}", serde_json::json!({ "rooms": rooms }));
+                outln!("{}", serde_json::json!({ "rooms": rooms }));
             } else if rooms.is_empty() {
-                println!("You are in no rooms. Create one with `sealroom rooms create NAME`.");
+                outln!("You are in no rooms. Create one with `sealroom rooms create NAME`.");
             } else {
                 for r in rooms {
-                    println!("#{r}");
+                    outln!("#{r}");
                 }
             }
         }
@@ -108,7 +109,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
             let room = room_arg(&room)?;
             let (admin, members) = client.list_members(room).await?;
             if g.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "room": room, "admin": admin, "members": members })
                 );
@@ -120,7 +121,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                         Some(c) if c.verified => paint(Style::Green, " verified"),
                         _ => String::new(),
                     };
-                    println!("{m}{tag}{flag}");
+                    outln!("{m}{tag}{flag}");
                 }
             }
         }

@@ -7,6 +7,7 @@ use crate::cli::{Global, Target};
 use crate::client::{Client, Notice};
 use crate::exit::{Exit, fail};
 use crate::terminal;
+use crate::terminal::outln;
 
 pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyhow::Result<()> {
     let target = Target::parse(target)?;
@@ -31,7 +32,7 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
         }
     };
     if !g.json {
-        println!("{}", crate::client::render_entry(&entry));
+        outln!("{}", crate::client::render_entry(&entry));
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut delivered = false;
@@ -46,7 +47,7 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
             {
                 delivered = true;
                 if !g.json {
-                    println!("{}", n.render());
+                    outln!("{}", n.render());
                 }
             } else {
                 notices.push(n);
@@ -66,7 +67,7 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
         } else {
             "sent".into()
         };
-        println!("{v}");
+        outln!("{v}");
     }
     let unread = client.profile.unread_count();
     if unread > 0 && !g.json {

@@ -3,6 +3,7 @@
 use crate::cli::Global;
 use crate::client::{Client, Home, unlock};
 use crate::known_servers::KnownServers;
+use crate::terminal::outln;
 use crate::terminal::{Style, paint};
 
 pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
@@ -48,7 +49,7 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(n, r)| serde_json::json!({"room": n, "members": r.members, "admin": r.admin}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "username": profile.username,
@@ -67,22 +68,22 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{} on {}",
         paint(Style::Bold, &profile.username),
         profile.server
     );
-    println!("  session:      {session}");
-    println!(
+    outln!("  session:      {session}");
+    outln!(
         "  certificate:  {}",
         pin.as_deref().unwrap_or("not pinned yet")
     );
-    println!("  your half of safety numbers: {half}");
-    println!("  keystore:     {}", home.keystore().display());
-    println!("  unread:       {}", profile.unread_count());
-    println!("  contacts:");
+    outln!("  your half of safety numbers: {half}");
+    outln!("  keystore:     {}", home.keystore().display());
+    outln!("  unread:       {}", profile.unread_count());
+    outln!("  contacts:");
     if profile.contacts.is_empty() {
-        println!("    (none)");
+        outln!("    (none)");
     }
     for (n, c) in &profile.contacts {
         let flag = if c.key_changed {
@@ -92,14 +93,14 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
         } else {
             "not verified".to_owned()
         };
-        println!("    {n}: {flag}");
+        outln!("    {n}: {flag}");
     }
-    println!("  rooms:");
+    outln!("  rooms:");
     if profile.rooms.is_empty() {
-        println!("    (none)");
+        outln!("    (none)");
     }
     for (n, r) in &profile.rooms {
-        println!("    #{n}: {}", r.members.join(", "));
+        outln!("    #{n}: {}", r.members.join(", "));
     }
     Ok(())
 }

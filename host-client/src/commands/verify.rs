@@ -5,6 +5,7 @@ use proto_core::{SAFETY_NUMBER_LEN, safety_number};
 use crate::cli::{Global, user_name};
 use crate::client::{Client, Home, unlock};
 use crate::exit::{Exit, fail};
+use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
 pub(super) async fn run(g: &Global, user: &str, confirm: bool) -> anyhow::Result<()> {
@@ -65,7 +66,7 @@ fn show(
         contact.key_changed = false;
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"user": user, "safety_number": digits, "verified": contact.verified,
                                "key_changed": contact.key_changed})
@@ -78,20 +79,20 @@ fn show(
              you compare these numbers and run `sealroom verify @{user} --confirm`."
         ));
     }
-    println!("Safety number with {}:\n", paint(Style::Bold, user));
+    outln!("Safety number with {}:\n", paint(Style::Bold, user));
     for row in groups.chunks(4) {
-        println!("    {}", row.join(" "));
+        outln!("    {}", row.join(" "));
     }
-    println!("\n{}", terminal::qr(&digits));
-    println!(
+    outln!("\n{}", terminal::qr(&digits));
+    outln!(
         "Compare these 60 digits with {user} (in person, or over a call you trust), or scan the code."
     );
     if confirm {
-        println!("{} {user} is now verified.", paint(Style::Green, "✓"));
+        outln!("{} {user} is now verified.", paint(Style::Green, "✓"));
     } else if contact.verified {
-        println!("{} {user} is verified.", paint(Style::Green, "✓"));
+        outln!("{} {user} is verified.", paint(Style::Green, "✓"));
     } else {
-        println!("If they match, run `sealroom verify @{user} --confirm`.");
+        outln!("If they match, run `sealroom verify @{user} --confirm`.");
     }
     Ok(())
 }
