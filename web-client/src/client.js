@@ -176,6 +176,10 @@ export class Client extends EventTarget {
     this.flushing = false;
     /** @type {Map<string, Entry[]>} the history by conversation, oldest first */
     this.byConv = new Map();
+    /** @type {Set<Entry>} entries not read yet */
+    this.unread = new Set();
+    /** @type {Map<string, Entry>} our texts sent but not yet delivered, by server id */
+    this.awaitingReceipt = new Map();
     this.indexProfile();
   }
 
@@ -192,9 +196,16 @@ export class Client extends EventTarget {
         e.seq = next++;
         this.dirty.add(e);
       }
-      this.convList(e.conv).push(e);
+      this.index(e);
     }
     p.next_seq = next;
+  }
+
+  /** Adds an entry to the lookups. @param {Entry} e */
+  index(e) {
+    this.convList(e.conv).push(e);
+    if (e.unread) this.unread.add(e);
+    if (e.outgoing && e.state === 'sent' && e.server_id) this.awaitingReceipt.set(e.server_id, e);
   }
 
   /** @param {string} conv */
@@ -599,6 +610,7 @@ export class Client extends EventTarget {
       entry.server_id = entry.conv.startsWith('#') ? await rooms.sendToRoom(this, entry.conv.slice(1), content) : await direct.sendContentTo(this, entry.conv.slice(1), content);
       entry.state = 'sent';
       delete entry.error;
+      this.awaitingReceipt.set(entry.server_id, entry);
       this.touch(entry);
       await this.save();
       return true;
@@ -655,6 +667,8 @@ export class Client extends EventTarget {
     const list = this.byConv.get(e.conv);
     const j = list ? list.indexOf(e) : -1;
     if (list && j >= 0) list.splice(j, 1);
+    this.unread.delete(e);
+    if (e.server_id) this.awaitingReceipt.delete(e.server_id);
     this.dirty.delete(e);
     if (typeof e.seq === 'number') this.removedSeqs.push(e.seq);
   }
@@ -663,7 +677,7 @@ export class Client extends EventTarget {
   pushHistory(e) {
     e.seq = this.profile.next_seq++;
     this.profile.history.push(e);
-    this.convList(e.conv).push(e);
+    this.index(e);
     this.dirty.add(e);
     if (this.profile.history.length > HISTORY_LIMIT) this.removeEntry(this.profile.history[0]);
     if (!e.outgoing && e.state !== 'event') this.dispatchEvent(new CustomEvent('incoming', { detail: e }));
@@ -755,7 +769,9 @@ export class Client extends EventTarget {
     } else if (m.type === 'Delivered') {
       this.serial(async () => {
         const sid = String(m.server_id);
-        for (const e of this.profile.history) if (e.outgoing && e.server_id === sid && e.state !== 'delivered') {
+        const e = this.awaitingReceipt.get(sid);
+        if (e) {
+          this.awaitingReceipt.delete(sid);
           e.state = 'delivered';
           this.touch(e);
         }
@@ -867,7 +883,10 @@ export class Client extends EventTarget {
       x.lastEntry = lastEntry;
       x.last = Math.max(x.last, lastEntry.at);
       x.seq = lastEntry.seq ?? -1;
-      for (let i = list.length - 1; i >= 0; i--) if (list[i].unread) x.unread++;
+    }
+    for (const e of this.unread) {
+      const x = map.get(e.conv);
+      if (x) x.unread++;
     }
     return [...map.values()].sort((a, b) => b.last - a.last || b.seq - a.seq || a.conv.localeCompare(b.conv));
   }
@@ -879,16 +898,15 @@ export class Client extends EventTarget {
 
   /** Unread entries in all conversations. */
   unreadCount() {
-    let n = 0;
-    for (const list of this.byConv.values()) for (const e of list) if (e.unread) n++;
-    return n;
+    return this.unread.size;
   }
 
   /** @param {string} conv @returns {Promise<boolean>} whether anything changed */
   async markRead(conv) {
     let any = false;
-    for (const e of this.messages(conv)) if (e.unread) {
+    for (const e of this.unread) if (e.conv === conv) {
       e.unread = false;
+      this.unread.delete(e);
       this.touch(e);
       any = true;
     }

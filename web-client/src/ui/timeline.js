@@ -55,7 +55,7 @@ export class Timeline {
     this.opts = opts;
     /** @type {Entry[]} entries drawn, in order */
     this.drawn = [];
-    /** @type {Map<Entry, {li: HTMLElement, sig: string}>} */
+    /** @type {Map<Entry, {li: HTMLElement, sig: string}>} entries whose drawing may still change (ours, not yet delivered) */
     this.items = new Map();
     this.lastDay = '';
     this.el = /** @type {HTMLOListElement} */ (h('ol', {
@@ -83,23 +83,23 @@ export class Timeline {
   update(entries, stick = false) {
     const bottom = stick || this.atBottom();
     const top = this.el.scrollTop;
-    let same = this.drawn.length <= entries.length;
-    for (let i = 0; same && i < this.drawn.length; i++) same = this.drawn[i] === entries[i];
+    // Entries are only appended, or taken out (a refused send, the oldest past the limit):
+    // comparing both ends of what is drawn tells which.
+    const n = this.drawn.length;
+    const same = n <= entries.length && (n === 0 || (this.drawn[0] === entries[0] && this.drawn[n - 1] === entries[n - 1]));
     if (!same) {
       this.el.replaceChildren();
       this.drawn = [];
       this.items.clear();
       this.lastDay = '';
     }
-    for (let i = 0; i < this.drawn.length; i++) {
-      const e = this.drawn[i];
-      const item = /** @type {{li: HTMLElement, sig: string}} */ (this.items.get(e));
+    for (const [e, item] of this.items) {
       const sig = signature(e);
-      if (item.sig !== sig) {
-        const li = this.item(e);
-        item.li.replaceWith(li);
-        this.items.set(e, { li, sig });
-      }
+      if (item.sig === sig) continue;
+      const li = this.item(e);
+      item.li.replaceWith(li);
+      if (settled(e)) this.items.delete(e);
+      else this.items.set(e, { li, sig });
     }
     const added = entries.slice(this.drawn.length);
     if (entries.length === 0 && !this.empty.isConnected) this.el.append(this.empty);
@@ -112,7 +112,7 @@ export class Timeline {
       }
       const li = this.item(e);
       this.el.append(li);
-      this.items.set(e, { li, sig: signature(e) });
+      if (!settled(e)) this.items.set(e, { li, sig: signature(e) });
       this.drawn.push(e);
     }
     if (bottom) this.scrollToBottom();
@@ -136,6 +136,11 @@ export class Timeline {
         m.state === 'failed' && m.error ? h('span', { class: 'why' }, `: ${m.error}`) : null),
       m.state === 'failed' ? h('button', { type: 'button', class: 'secondary small', on: { click: () => this.opts.onRetry(m) } }, 'Try again') : null);
   }
+}
+
+/** Whether an entry's drawing can no longer change: theirs, events, ours once delivered. @param {Entry} e */
+function settled(e) {
+  return !e.outgoing || e.state === 'delivered';
 }
 
 /** What decides an entry's drawing besides its text. @param {Entry} e */

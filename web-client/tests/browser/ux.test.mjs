@@ -389,7 +389,16 @@ test('offline: messages wait in the outbox, shown as waiting, and go when the se
   // Reloaded while the server is still down: the page itself cannot load.
   await d.goto(server.url).catch(() => {});
   await server.resume();
-  await d.goto(server.url);
+  for (let i = 0; ; i++) {
+    // The error page of the failed load may still be arriving: try again until the app loads.
+    try {
+      await d.goto(server.url);
+      break;
+    } catch (err) {
+      if (i === 5) throw err;
+      await d.waitForTimeout(500);
+    }
+  }
   await d.locator('#screen-login').waitFor();
   await d.waitForFunction(() => document.getElementById('login-username').value === 'dana', null, { timeout: 5000 });
   assert.equal(await d.getByLabel('Username').inputValue(), 'dana', 'the login remembers the username');
@@ -451,7 +460,7 @@ test('send → shown latency stays flat from message 1 to message 500 in one con
       const t0 = performance.timeOrigin + performance.now();
       let shown = 0;
       const done = () => {
-        const last = list.querySelector('li.mine:last-of-type');
+        const last = list.lastElementChild;
         if (!shown && last && last.querySelector('.text')?.textContent === text) shown = performance.timeOrigin + performance.now();
         if (shown && last && last.dataset.state !== 'waiting') {
           obs.disconnect();
@@ -471,8 +480,8 @@ test('send → shown latency stays flat from message 1 to message 500 in one con
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const f = (x) => `${x.toFixed(0)} ms`;
-  console.log(`# web latency, one conversation, send → shown at the recipient: message 1 ${f(endToEnd[0])}, message ${N} ${f(endToEnd[N - 1])}; median of 1-10 ${f(median(endToEnd.slice(0, 10)))}, of ${N - 9}-${N} ${f(median(endToEnd.slice(-10)))}`);
-  console.log(`# web latency, send → own bubble: message 1 ${f(local[0])}, message ${N} ${f(local[N - 1])}`);
+  console.log(`# web latency, one conversation, send → shown at the recipient: message 1 ${f(endToEnd[0])}, message ${N} ${f(endToEnd[N - 1])}; median of 1-50 ${f(median(endToEnd.slice(0, 50)))}, of ${N - 49}-${N} ${f(median(endToEnd.slice(-50)))}`);
+  console.log(`# web latency, send → own bubble: message 1 ${f(local[0])}, message ${N} ${f(local[N - 1])}; median of 1-50 ${f(median(local.slice(0, 50)))}, of ${N - 49}-${N} ${f(median(local.slice(-50)))}`);
   assert.equal(endToEnd.length, N);
   assert.equal(await e.locator('#messages li.theirs .text', { hasText: /^latency \d+$/ }).count(), N, 'every message shown once');
 });
