@@ -62,6 +62,10 @@ export class Timeline {
       class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
       'aria-label': `Messages in ${conv}`, tabindex: 0,
     }));
+    /** whether the reader is at the bottom, kept up to date by scrolling, so a resize keeps it */
+    this.pinned = true;
+    this.el.addEventListener('scroll', () => { this.pinned = this.atBottom(); }, { passive: true });
+    if (typeof ResizeObserver !== 'undefined') new ResizeObserver(() => { if (this.pinned) this.scrollToBottom(); }).observe(this.el);
     this.empty = h('li', { class: 'empty' }, this.isRoom ? 'No messages yet. Invite people, then say hello.' : 'No messages yet. Messages are end-to-end encrypted.');
   }
 
@@ -81,7 +85,7 @@ export class Timeline {
    * (or `stick`). @param {Entry[]} entries @param {boolean} [stick]
    */
   update(entries, stick = false) {
-    const bottom = stick || this.atBottom();
+    const bottom = stick || this.pinned || this.atBottom();
     const top = this.el.scrollTop;
     // Entries are only appended, or taken out (a refused send, the oldest past the limit):
     // comparing both ends of what is drawn tells which.
@@ -117,6 +121,7 @@ export class Timeline {
     }
     if (bottom) this.scrollToBottom();
     else if (!same) this.el.scrollTop = top;
+    this.pinned = bottom;
     return added;
   }
 

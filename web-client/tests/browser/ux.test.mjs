@@ -13,9 +13,9 @@ import assert from 'node:assert/strict';
 import { launchBrowser, nextCode, screenshot, startServer } from './harness.mjs';
 import { confirmEnrollment, createRoom, expectMessage, fillRegistration, invite, newPage, openConv, readStore, registerUser, send } from './ui.mjs';
 
-const DANA = { username: 'dana', name: 'Dana <b>Example</b>', password: 'amber falcon quarry 31 meadow' };
+const DANA = { username: 'dana', name: 'Dana Example', password: 'amber falcon quarry 31 meadow' };
 const ERIN = { username: 'erin', name: 'Erin Example', password: 'cedar lynx pavilion 58 orbit' };
-const FINN = { username: 'finn', name: 'Finn Example', password: 'harbor moth tundra 77 saffron' };
+const FINN = { username: 'finn', name: 'Finn <b>Bold</b> & <img src=x>', password: 'harbor moth tundra 77 saffron' };
 
 let server;
 let browser;
@@ -78,13 +78,15 @@ test('registration asks for the password twice and can show it; recovery codes a
   // Recovery codes: ten, each with its number inside its own box, no two boxes overlapping.
   const boxes = await page.locator('#recovery-codes li').evaluateAll((lis) => lis.map((li) => {
     const r = li.getBoundingClientRect();
-    return { x: r.left, y: r.top, w: r.width, h: r.height, text: li.textContent, fits: li.scrollWidth <= li.clientWidth + 1 };
+    const card = li.closest('.card').getBoundingClientRect();
+    const fits = li.scrollWidth <= li.clientWidth + 1 && r.left >= card.left && r.right <= card.right - 8;
+    return { x: r.left, y: r.top, w: r.width, h: r.height, text: li.textContent, fits };
   }));
   assert.equal(boxes.length, 10);
   const codes = await page.locator('#recovery-codes li code').allTextContents();
   boxes.forEach((b, i) => {
     assert.ok(b.text.startsWith(`${i + 1}.`), `code ${i + 1} shows its number: ${b.text}`);
-    assert.ok(b.fits, `code ${i + 1} fits its box`);
+    assert.ok(b.fits, `code ${i + 1} fits its box and the card`);
   });
   for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
     const a = boxes[i];
@@ -114,7 +116,6 @@ test('registration asks for the password twice and can show it; recovery codes a
   assert.deepEqual(page.failed, [], 'no failed request (favicon included)');
   // The display name, as text, beside the username.
   assert.equal(await page.locator('#me-name').textContent(), DANA.name);
-  assert.equal(await page.locator('#me-name b').count(), 0, 'the name is text, not markup');
   assert.equal(await page.locator('#me').textContent(), '@dana');
   dana = { page, context, secret, ...DANA };
   erin = await registerUser(browser, server, ERIN);
@@ -315,6 +316,8 @@ test('the member panel asks before Remove; leaves and removals show in the timel
   const d = dana.page;
   const e = erin.page;
   const finn = await registerUser(browser, server, FINN);
+  assert.equal(await finn.page.locator('#me-name').textContent(), FINN.name, 'the display name is shown as typed');
+  assert.equal(await finn.page.locator('#me-name b, #me-name img').count(), 0, 'as text, not markup');
   await d.locator('button.conv[data-conv="#team-room"]').click();
   await invite(d, '#team-room', 'finn');
   await d.locator('#messages .event', { hasText: 'finn joined' }).waitFor({ timeout: 15000 });
