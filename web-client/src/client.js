@@ -629,12 +629,15 @@ export class Client extends EventTarget {
     }
   }
 
-  /** Sends what waits in the outbox, in order, while the connection holds. */
+  /**
+   * Sends what waits in the outbox, oldest first, while the connection holds; a text queued
+   * while this runs is picked up by the same loop.
+   */
   async flushOutbox() {
     if (this.flushing) return;
     this.flushing = true;
     try {
-      for (const e of this.outbox()) {
+      for (let e = this.outbox()[0]; e; e = this.outbox()[0]) {
         let went;
         try {
           went = await this.serial(() => this.deliver(e, false));

@@ -154,10 +154,13 @@ test('texts written while offline wait in the outbox and go, in order and once, 
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['online first']);
   alice.conn.isOpen = true;
-  await alice.flushOutbox();
+  // A text written while the outbox drains goes after the older ones, by the same run.
+  const flushing = alice.flushOutbox();
+  const w3 = await alice.sendText('@bob', 'while draining');
+  await flushing;
   await settle([alice, bob]);
-  assert.deepEqual(texts(bob, '@alice'), ['online first', 'offline one', 'offline two']);
-  assert.deepEqual([w1.state, w2.state], ['sent', 'sent']);
+  assert.deepEqual(texts(bob, '@alice'), ['online first', 'offline one', 'offline two', 'while draining']);
+  assert.deepEqual([w1.state, w2.state, w3.state], ['sent', 'sent', 'sent']);
   assert.equal(alice.outbox().length, 0);
 });
 
