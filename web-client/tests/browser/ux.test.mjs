@@ -10,11 +10,12 @@
 // message 1 and message 500 of one conversation (no timing assertion).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, nextCode, screenshot, startServer } from './harness.mjs';
-import { confirmEnrollment, createRoom, expectMessage, fillRegistration, invite, newPage, openConv, readStore, registerUser, send } from './ui.mjs';
+import { launchBrowser, screenshot, startServer } from './harness.mjs';
+import { confirmEnrollment, expectMessage, invite, newPage, openConv, readStore, registerUser, send } from './ui.mjs';
 
 const DANA = { username: 'dana', name: 'Dana Example', password: 'amber falcon quarry 31 meadow' };
 const ERIN = { username: 'erin', name: 'Erin Example', password: 'cedar lynx pavilion 58 orbit' };
+const GINA = { username: 'gina', name: 'Gina Example', password: 'willow comet basalt 64 ferry' };
 const FINN = { username: 'finn', name: 'Finn <b>Bold</b> & <img src=x>', password: 'harbor moth tundra 77 saffron' };
 
 let server;
@@ -41,6 +42,9 @@ function stubNotifications() {
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
+  // Two users for the chat tests, so that each test stands on its own.
+  dana = await registerUser(browser, server, DANA, { init: stubNotifications });
+  erin = await registerUser(browser, server, ERIN);
 });
 
 after(async () => {
@@ -48,18 +52,18 @@ after(async () => {
   await server?.stop();
 });
 
-test('registration asks for the password twice and can show it; recovery codes are laid out, copied and downloaded', async () => {
-  const { page, context } = await newPage(browser, server, { init: stubNotifications });
+test('registration asks for the password twice and can show it; recovery codes are laid out, copied and downloaded; the name is shown', async () => {
+  const { page, context } = await newPage(browser, server);
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(server.url).origin });
   // A favicon, so no 404 on every load.
   assert.equal(await page.evaluate(() => document.querySelector('link[rel="icon"]')?.getAttribute('href')), 'favicon.svg');
   assert.deepEqual(await page.evaluate(() => fetch('favicon.svg').then((r) => [r.status, r.headers.get('content-type')])), [200, 'image/svg+xml']);
   await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Your name').fill(DANA.name);
-  await page.getByLabel('Email').fill('dana@example.org');
-  await page.getByLabel('Username').fill('dana');
-  await page.getByLabel('Password', { exact: true }).fill(DANA.password);
-  await page.getByLabel('Password again').fill(`${DANA.password}x`);
+  await page.getByLabel('Your name').fill(GINA.name);
+  await page.getByLabel('Email').fill('gina@example.org');
+  await page.getByLabel('Username').fill('gina');
+  await page.getByLabel('Password', { exact: true }).fill(GINA.password);
+  await page.getByLabel('Password again').fill(`${GINA.password}x`);
   await page.getByRole('button', { name: 'Create account' }).click();
   await page.locator('#reg-error', { hasText: 'differ' }).waitFor();
   assert.equal(await page.locator('#screen-register').count(), 1, 'still on the form');
@@ -67,7 +71,7 @@ test('registration asks for the password twice and can show it; recovery codes a
   await page.getByLabel('Show password').check();
   assert.equal(await page.getByLabel('Password', { exact: true }).getAttribute('type'), 'text');
   assert.equal(await page.getByLabel('Password again').getAttribute('type'), 'text');
-  await page.getByLabel('Password again').fill(DANA.password);
+  await page.getByLabel('Password again').fill(GINA.password);
   await page.getByLabel('Show password').uncheck();
   await screenshot(page, 'ux-01-register-password-twice');
   await page.getByRole('button', { name: 'Create account' }).click();
@@ -100,7 +104,7 @@ test('registration asks for the password twice and can show it; recovery codes a
   const copied = await page.evaluate(() => navigator.clipboard.readText()).catch(() => '');
   for (const c of codes) assert.ok(copied.includes(c), `clipboard holds ${c}`);
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download' }).click()]);
-  assert.match(download.suggestedFilename(), /sealroom-recovery-codes-dana\.txt/);
+  assert.match(download.suggestedFilename(), /sealroom-recovery-codes-gina\.txt/);
   const file = await new Promise(async (ok, fail) => {
     const stream = await download.createReadStream();
     let s = '';
@@ -114,11 +118,10 @@ test('registration asks for the password twice and can show it; recovery codes a
   await page.locator('#screen-chat').waitFor();
   await page.locator('#status.online').waitFor();
   assert.deepEqual(page.failed, [], 'no failed request (favicon included)');
-  // The display name, as text, beside the username.
-  assert.equal(await page.locator('#me-name').textContent(), DANA.name);
-  assert.equal(await page.locator('#me').textContent(), '@dana');
-  dana = { page, context, secret, ...DANA };
-  erin = await registerUser(browser, server, ERIN);
+  // The display name beside the username.
+  assert.equal(await page.locator('#me-name').textContent(), GINA.name);
+  assert.equal(await page.locator('#me').textContent(), '@gina');
+  await context.close();
 });
 
 test('"Team Room" becomes #team-room; joins show in the timeline; room members are not listed as chats', async () => {
