@@ -24,6 +24,8 @@ import { ErrorCode } from './message.js';
 import { MAX_BODY } from './frames.js';
 import { Room, roomIdForName } from './room.js';
 import * as rooms from './rooms.js';
+import { History } from './history.js';
+import * as outbox from './outbox.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 
@@ -31,7 +33,6 @@ export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
 
 const INITIAL_PREKEYS = 50;
-const HISTORY_LIMIT = 5000;
 /** Room for the envelope around a text (prekey header, ratchet header, tag, room signature). */
 const ENVELOPE_ROOM = 512;
 /** The longest text, in UTF-8 bytes, that fits in one message body. */
@@ -167,55 +168,11 @@ export class Client extends EventTarget {
     /** @type {string | undefined} held only until the keystore is made, then dropped */
     this.password = undefined;
     this.newDevice = false;
-    /** @type {Set<Entry>} entries changed since the last save */
-    this.dirty = new Set();
-    /** @type {number[]} sequence numbers of entries dropped since the last save */
-    this.removedSeqs = [];
     /** @type {Promise<void>} saves, one after the other, so an older state never lands last */
     this.saving = Promise.resolve();
-    this.flushing = false;
-    /** @type {Map<string, Entry[]>} the history by conversation, oldest first */
-    this.byConv = new Map();
-    /** @type {Set<Entry>} entries not read yet */
-    this.unread = new Set();
-    /** @type {Map<string, Entry>} our texts sent but not yet delivered, by server id */
-    this.awaitingReceipt = new Map();
-    this.indexProfile();
-  }
-
-  /** Fills fields older profiles lack, numbers entries that have no `seq`, builds `byConv`. */
-  indexProfile() {
-    const p = this.profile;
-    p.chats ??= {};
-    p.gone_rooms ??= {};
-    p.history ??= [];
-    let next = p.next_seq ?? 0;
-    for (const e of p.history) if (typeof e.seq === 'number' && e.seq >= next) next = e.seq + 1;
-    for (const e of p.history) {
-      if (typeof e.seq !== 'number') {
-        e.seq = next++;
-        this.dirty.add(e);
-      }
-      this.index(e);
-    }
-    p.next_seq = next;
-  }
-
-  /** Adds an entry to the lookups. @param {Entry} e */
-  index(e) {
-    this.convList(e.conv).push(e);
-    if (e.unread) this.unread.add(e);
-    if (e.outgoing && e.state === 'sent' && e.server_id) this.awaitingReceipt.set(e.server_id, e);
-  }
-
-  /** @param {string} conv */
-  convList(conv) {
-    let list = this.byConv.get(conv);
-    if (!list) {
-      list = [];
-      this.byConv.set(conv, list);
-    }
-    return list;
+    profile.chats ??= {};
+    profile.gone_rooms ??= {};
+    this.history = new History(profile);
   }
 
   changed() {
@@ -244,25 +201,16 @@ export class Client extends EventTarget {
   save() {
     const run = this.saving.then(async () => {
       if (!this.keystore) return;
-      const put = [...this.dirty];
-      const removed = this.removedSeqs;
-      this.dirty = new Set();
-      this.removedSeqs = [];
+      const changes = this.history.takeChanges();
       try {
-        await this.keystore.save(this.profile, { put: /** @type {{seq: number}[]} */ (put), removed });
+        await this.keystore.save(this.profile, { put: /** @type {{seq: number}[]} */ (changes.put), removed: changes.removed });
       } catch (e) {
-        for (const x of put) this.dirty.add(x);
-        this.removedSeqs.push(...removed);
+        this.history.restoreChanges(changes);
         throw e;
       }
     });
     this.saving = run.catch(() => {});
     return run;
-  }
-
-  /** Marks an entry changed, for the next save. @param {Entry} e */
-  touch(e) {
-    this.dirty.add(e);
   }
 
   identity() {
@@ -431,7 +379,7 @@ export class Client extends EventTarget {
       await this.runFollowUps();
     });
     this.changed();
-    await this.flushOutbox();
+    await outbox.flush(this);
   }
 
   async reconnect() {
@@ -549,9 +497,6 @@ export class Client extends EventTarget {
     return `@${user}`;
   }
 
-
-
-
   /**
    * Sends a text to `@user` or `#room` through the outbox: recorded as `waiting`, sent now if
    * the connection is up, else when it returns. Throws, recording nothing, when the text cannot
@@ -569,7 +514,7 @@ export class Client extends EventTarget {
     if (conv.startsWith('@') && this.profile.contacts[conv.slice(1)]?.key_changed) throw new direct.KeyChangedError(conv.slice(1));
     /** @type {Entry} */
     const entry = { conv, from: this.profile.username, text, at: now(), id: String(randomU64()), server_id: null, outgoing: true, state: 'waiting', unread: false };
-    const earlier = this.outbox().length > 0;
+    const earlier = this.history.waiting().length > 0;
     await this.serial(async () => {
       this.pushHistory(entry);
       await this.save();
@@ -577,79 +522,15 @@ export class Client extends EventTarget {
     this.changed();
     if (!this.canSend()) return entry;
     if (earlier) {
-      await this.flushOutbox();
+      await outbox.flush(this);
       return entry;
     }
     try {
-      await this.serial(() => this.deliver(entry, true));
+      await this.serial(() => outbox.deliver(this, entry, true));
     } finally {
       this.changed();
     }
     return entry;
-  }
-
-  /** Our texts still waiting to go, oldest first. */
-  outbox() {
-    return this.profile.history.filter((e) => e.outgoing && e.state === 'waiting');
-  }
-
-  /**
-   * Sends one waiting entry (inside `serial`). A lost connection leaves it waiting (false); any
-   * other failure either drops it and throws (`interactive`: the user still has the text) or
-   * marks it `failed` with the reason.
-   * @param {Entry} entry @param {boolean} interactive
-   * @returns {Promise<boolean>} whether it went
-   */
-  async deliver(entry, interactive) {
-    if (entry.state !== 'waiting' || !this.profile.history.includes(entry)) return true;
-    if (!this.canSend()) return false;
-    const content = /** @type {const} */ ({ type: 'Text', id: BigInt(entry.id), sent_at: BigInt(entry.at), text: entry.text });
-    try {
-      const closed = this.closedReason(entry.conv);
-      if (closed) throw new Error(closed);
-      entry.server_id = entry.conv.startsWith('#') ? await rooms.sendToRoom(this, entry.conv.slice(1), content) : await direct.sendContentTo(this, entry.conv.slice(1), content);
-      entry.state = 'sent';
-      delete entry.error;
-      this.awaitingReceipt.set(entry.server_id, entry);
-      this.touch(entry);
-      await this.save();
-      return true;
-    } catch (e) {
-      if (!this.canSend() && !(e instanceof direct.KeyChangedError) && !(e instanceof ServerError)) return false;
-      if (interactive) {
-        this.removeEntry(entry);
-        await this.save();
-      } else {
-        entry.state = 'failed';
-        entry.error = /** @type {Error} */ (e).message;
-        this.touch(entry);
-        await this.save();
-      }
-      throw e;
-    }
-  }
-
-  /**
-   * Sends what waits in the outbox, oldest first, while the connection holds; a text queued
-   * while this runs is picked up by the same loop.
-   */
-  async flushOutbox() {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      for (let e = this.outbox()[0]; e; e = this.outbox()[0]) {
-        let went;
-        try {
-          went = await this.serial(() => this.deliver(e, false));
-        } catch {
-          went = true; // marked failed; the next one may still go
-        }
-        this.changed();
-        if (!went) break;
-      }
-    } finally {
-      this.flushing = false;
-    }
   }
 
   /** Puts a failed text back in the outbox and tries again. @param {Entry} entry */
@@ -657,32 +538,25 @@ export class Client extends EventTarget {
     if (entry.state !== 'failed') return;
     entry.state = 'waiting';
     delete entry.error;
-    this.touch(entry);
+    this.history.touch(entry);
     await this.serial(() => this.save());
     this.changed();
-    await this.flushOutbox();
+    await outbox.flush(this);
   }
 
-  /** Removes an entry from the history (and, at the next save, from the keystore). @param {Entry} e */
-  removeEntry(e) {
-    const i = this.profile.history.indexOf(e);
-    if (i >= 0) this.profile.history.splice(i, 1);
-    const list = this.byConv.get(e.conv);
-    const j = list ? list.indexOf(e) : -1;
-    if (list && j >= 0) list.splice(j, 1);
-    this.unread.delete(e);
-    if (e.server_id) this.awaitingReceipt.delete(e.server_id);
-    this.dirty.delete(e);
-    if (typeof e.seq === 'number') this.removedSeqs.push(e.seq);
+  /** Our texts still waiting to go, oldest first. */
+  outbox() {
+    return this.history.waiting();
+  }
+
+  /** Sends what waits in the outbox (after a reconnect, a login, a verification). */
+  flushOutbox() {
+    return outbox.flush(this);
   }
 
   /** @param {Entry} e */
   pushHistory(e) {
-    e.seq = this.profile.next_seq++;
-    this.profile.history.push(e);
-    this.index(e);
-    this.dirty.add(e);
-    if (this.profile.history.length > HISTORY_LIMIT) this.removeEntry(this.profile.history[0]);
+    this.history.push(e);
     if (!e.outgoing && e.state !== 'event') this.dispatchEvent(new CustomEvent('incoming', { detail: e }));
   }
 
@@ -706,18 +580,7 @@ export class Client extends EventTarget {
     return true;
   }
 
-
-
-
   // ---- rooms ----
-
-
-
-
-
-
-
-
 
   /** @param {string} name */
   async createRoom(name) {
@@ -772,13 +635,7 @@ export class Client extends EventTarget {
     } else if (m.type === 'Delivered') {
       this.serial(async () => {
         const sid = String(m.server_id);
-        const e = this.awaitingReceipt.get(sid);
-        if (e) {
-          this.awaitingReceipt.delete(sid);
-          e.state = 'delivered';
-          this.touch(e);
-        }
-        await this.save();
+        if (this.history.markDelivered(sid)) await this.save();
       }).finally(() => this.changed());
     } else if (m.type === 'RoomChanged') {
       this.serial(async () => {
@@ -879,7 +736,7 @@ export class Client extends EventTarget {
     };
     for (const c of Object.keys(this.profile.chats)) add(c);
     for (const r of Object.keys(this.profile.rooms)) add(`#${r}`);
-    for (const [conv, list] of this.byConv) {
+    for (const [conv, list] of this.history.byConv) {
       if (!list.length) continue;
       const x = add(conv);
       const lastEntry = list[list.length - 1];
@@ -887,7 +744,7 @@ export class Client extends EventTarget {
       x.last = Math.max(x.last, lastEntry.at);
       x.seq = lastEntry.seq ?? -1;
     }
-    for (const e of this.unread) {
+    for (const e of this.history.unread) {
       const x = map.get(e.conv);
       if (x) x.unread++;
     }
@@ -896,23 +753,17 @@ export class Client extends EventTarget {
 
   /** The entries of a conversation, oldest first (the live list: do not change it). @param {string} conv */
   messages(conv) {
-    return this.byConv.get(conv) ?? [];
+    return this.history.byConv.get(conv) ?? [];
   }
 
   /** Unread entries in all conversations. */
   unreadCount() {
-    return this.unread.size;
+    return this.history.unread.size;
   }
 
   /** @param {string} conv @returns {Promise<boolean>} whether anything changed */
   async markRead(conv) {
-    let any = false;
-    for (const e of this.unread) if (e.conv === conv) {
-      e.unread = false;
-      this.unread.delete(e);
-      this.touch(e);
-      any = true;
-    }
+    const any = this.history.markRead(conv);
     if (any) await this.serial(() => this.save());
     return any;
   }

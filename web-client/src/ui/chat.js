@@ -402,7 +402,7 @@ export function showChat(root, client, nav) {
       h('div', { class: 'card' },
         contact.key_changed ? h('p', { class: 'banner', role: 'alert' }, `${user}'s key changed since you last talked. Compare again before sending.`) : null,
         h('p', null, `Compare these 60 digits with ${user}: read them to each other in person or over a call you trust, or compare them with what ${user}'s Sealroom shows. If every group matches, nobody is in the middle.`),
-        h('p', { class: 'safety', id: 'safety-number', 'aria-label': `Safety number: ${rows.join(', ')}` }, groups.map((g) => h('span', { 'aria-hidden': 'true' }, g))),
+        h('p', { class: 'safety', id: 'safety-number', role: 'group', 'aria-label': `Safety number: ${rows.join(', ')}` }, groups.map((g) => h('span', { 'aria-hidden': 'true' }, g))),
         h('p', { class: 'hint' }, 'The same number as a QR code, for a phone that can read it:'),
         qrImage(`sealroom-safety:${number}`, `QR code of the safety number with ${user}`),
         contact.verified && !contact.key_changed
@@ -425,7 +425,18 @@ export function showChat(root, client, nav) {
 
   // ---- every change ----
 
+  // Changes often come several to an event (recorded, sent, saved): draw once for all of them.
+  let drawQueued = false;
   const render = () => {
+    if (drawQueued) return;
+    drawQueued = true;
+    queueMicrotask(() => {
+      drawQueued = false;
+      draw();
+    });
+  };
+
+  const draw = () => {
     if (!active) return;
     const up = client.online && client.loggedIn;
     setText(status, up ? 'Connected' : client.online ? 'Connecting…' : 'Offline — messages wait until the connection is back');

@@ -85,7 +85,8 @@ export class Timeline {
    * (or `stick`). @param {Entry[]} entries @param {boolean} [stick]
    */
   update(entries, stick = false) {
-    const bottom = stick || this.pinned || this.atBottom();
+    // `pinned` follows the reader's scrolling, so no layout is forced here to ask.
+    const bottom = stick || this.pinned;
     const top = this.el.scrollTop;
     // Entries are only appended, or taken out (a refused send, the oldest past the limit):
     // comparing both ends of what is drawn tells which.
