@@ -515,21 +515,20 @@ export class Client extends EventTarget {
     /** @type {Entry} */
     const entry = { conv, from: this.profile.username, text, at: now(), id: String(randomU64()), server_id: null, outgoing: true, state: 'waiting', unread: false };
     const earlier = this.history.waiting().length > 0;
-    await this.serial(async () => {
-      this.pushHistory(entry);
-      await this.save();
-    });
-    this.changed();
-    if (!this.canSend()) return entry;
-    if (earlier) {
-      await outbox.flush(this);
-      return entry;
-    }
+    const sendNow = !earlier && this.canSend();
     try {
-      await this.serial(() => outbox.deliver(this, entry, true));
+      await this.serial(async () => {
+        this.pushHistory(entry);
+        this.changed();
+        // Sending saves the entry with the advanced session before anything goes out; a text
+        // that does not go (offline, or the connection lost) is saved here, waiting.
+        const went = sendNow && (await outbox.deliver(this, entry, true));
+        if (!went) await this.save();
+      });
     } finally {
       this.changed();
     }
+    if (!sendNow && this.canSend()) await outbox.flush(this);
     return entry;
   }
 
