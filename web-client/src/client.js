@@ -638,8 +638,7 @@ export class Client extends EventTarget {
       }).finally(() => this.changed());
     } else if (m.type === 'RoomChanged') {
       this.serial(async () => {
-        const what = { Joined: 'joined', Left: 'left', Removed: 'was removed from' }[/** @type {'Joined'} */ (m.change)];
-        this.notice(`${m.username} ${what} #${m.room}`);
+        // Shown in the room's timeline (not as a notice too).
         const mine = m.username === this.profile.username;
         const line = {
           Joined: mine ? 'You joined the room' : `${m.username} joined`,
