@@ -1,4 +1,4 @@
-// Builds the web client into dist/: one esbuild bundle (app.js), the page and its stylesheet.
+// Builds the web client into dist/: one esbuild bundle (app.js), the page, its stylesheet and icon.
 // Plain files only: the server serves dist/ as static files under a strict CSP.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -18,4 +18,5 @@ await build({
 });
 copyFileSync(`${root}index.html`, `${root}dist/index.html`);
 copyFileSync(`${root}css/app.css`, `${root}dist/app.css`);
+copyFileSync(`${root}favicon.svg`, `${root}dist/favicon.svg`);
 console.log('web-client built into dist/');

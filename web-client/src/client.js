@@ -8,15 +8,24 @@
  *
  * Every change of state runs through one queue (`serial`), so a message arriving while the
  * user sends never sees a half-updated session; each is saved before it is acknowledged or
- * sent, so a reload never reuses a key.
+ * sent, so a reload never reuses a key. A save writes the profile and only the history entries
+ * that changed (keystore.js keeps one encrypted record per entry).
+ *
+ * Texts go through an outbox: each is recorded as `waiting` first, sent when the connection is
+ * up (at once, or after a reconnect or the next login), and only then marked `sent`. A text that
+ * cannot be sent at all (too long, a room we left, a safety number to verify) is refused before
+ * it is recorded, so the interface can hand it back to the user.
  */
 import { fromHex, randomU64, toHex } from './bytes.js';
 import { Connection, ServerError } from './connection.js';
 import * as direct from './direct.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { ErrorCode } from './message.js';
+import { MAX_BODY } from './frames.js';
 import { Room, roomIdForName } from './room.js';
 import * as rooms from './rooms.js';
+import { History } from './history.js';
+import * as outbox from './outbox.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 
@@ -24,7 +33,10 @@ export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
 
 const INITIAL_PREKEYS = 50;
-const HISTORY_LIMIT = 5000;
+/** Room for the envelope around a text (prekey header, ratchet header, tag, room signature). */
+const ENVELOPE_ROOM = 512;
+/** The longest text, in UTF-8 bytes, that fits in one message body. */
+export const MAX_TEXT_BYTES = MAX_BODY - ENVELOPE_ROOM;
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -57,14 +69,30 @@ function releaseTabLock(username) {
   tabLocks.delete(username);
 }
 
+/**
+ * A room name as the server accepts it (`[a-z0-9_-]{1,32}`) from what people type:
+ * "Team Room" becomes `team-room`, accents are dropped; throws when nothing usable is left.
+ * @param {string} input
+ */
+export function roomNameFrom(input) {
+  const name = input.trim().replace(/^#/, '').normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
+    .replace(/[\s.]+/g, '-').replace(/[^a-z0-9_-]/g, '').replace(/-{2,}/g, '-').replace(/^-+|-+$/g, '');
+  if (!name) throw new Error('A room name needs at least one letter or digit.');
+  if (name.length > 32) throw new Error(`"${name}" is too long: room names have at most 32 characters.`);
+  return name;
+}
+
 /** The WebSocket URL of the page's own server. */
 export function defaultServerUrl() {
   return `wss://${location.host}/ws`;
 }
 
 /**
+ * One line of a conversation. `kind` is absent for a text and `event` for a membership change;
+ * `state` is `waiting` | `sent` | `delivered` | `failed` for ours, `received` | `undecryptable`
+ * for theirs, `event` for events; `seq` orders entries and names their record in the keystore.
  * @typedef {{conv: string, from: string, text: string, at: number, id: string, server_id: string | null,
- *   outgoing: boolean, state: string, unread: boolean}} Entry
+ *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string}} Entry
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean,
  *   session: any, previous_session: any}} Contact
  */
@@ -97,6 +125,11 @@ function newProfile(username, name) {
     /** @type {string | null} */
     token: null,
     token_expires: 0,
+    next_seq: 0,
+    /** @type {Record<string, number>} conversations opened by hand (shown before their first message), and when */
+    chats: {},
+    /** @type {Record<string, string>} rooms we are no longer in, and why (`left` | `removed`) */
+    gone_rooms: {},
   };
 }
 
@@ -135,10 +168,20 @@ export class Client extends EventTarget {
     /** @type {string | undefined} held only until the keystore is made, then dropped */
     this.password = undefined;
     this.newDevice = false;
+    /** @type {Promise<void>} saves, one after the other, so an older state never lands last */
+    this.saving = Promise.resolve();
+    profile.chats ??= {};
+    profile.gone_rooms ??= {};
+    this.history = new History(profile);
   }
 
   changed() {
     this.dispatchEvent(new Event('change'));
+  }
+
+  /** Whether requests can go out now. */
+  canSend() {
+    return this.conn.isOpen && this.loggedIn;
   }
 
   /** @param {string} text */
@@ -154,8 +197,20 @@ export class Client extends EventTarget {
     return run;
   }
 
-  async save() {
-    if (this.keystore) await this.keystore.save(this.profile);
+  /** Writes the profile and the entries changed since the last save (one at a time, in order). */
+  save() {
+    const run = this.saving.then(async () => {
+      if (!this.keystore) return;
+      const changes = this.history.takeChanges();
+      try {
+        await this.keystore.save(this.profile, { put: /** @type {{seq: number}[]} */ (changes.put), removed: changes.removed });
+      } catch (e) {
+        this.history.restoreChanges(changes);
+        throw e;
+      }
+    });
+    this.saving = run.catch(() => {});
+    return run;
   }
 
   identity() {
@@ -312,8 +367,11 @@ export class Client extends EventTarget {
       try {
         const r = await this.conn.request({ type: 'ListRooms' });
         const names = /** @type {string[]} */ (r.rooms);
-        for (const name of Object.keys(this.profile.rooms)) if (!names.includes(name)) delete this.profile.rooms[name];
-        for (const name of names) if (!this.profile.rooms[name]) this.roomsToSync.push(name);
+        for (const name of Object.keys(this.profile.rooms)) if (!names.includes(name)) this.roomGone(name, 'removed');
+        for (const name of names) {
+          if (!this.profile.rooms[name]) this.roomsToSync.push(name);
+          delete this.profile.gone_rooms[name];
+        }
         await this.save();
       } catch (e) {
         this.notice(`could not list rooms: ${/** @type {Error} */ (e).message}`);
@@ -321,6 +379,7 @@ export class Client extends EventTarget {
       await this.runFollowUps();
     });
     this.changed();
+    await outbox.flush(this);
   }
 
   async reconnect() {
@@ -337,6 +396,15 @@ export class Client extends EventTarget {
         this.dispatchEvent(new Event('expired'));
       }
     }
+  }
+
+  /** Logs out and deletes this account's keys and history from this browser. */
+  async forgetThisBrowser() {
+    await this.logout();
+    await this.queue;
+    await this.saving;
+    this.keystore = null;
+    await Keystore.remove(this.profile.username);
   }
 
   async logout() {
@@ -404,6 +472,15 @@ export class Client extends EventTarget {
     this.changed();
   }
 
+  /** Whether a conversation is closed to new texts, and why (null when one can write). @param {string} conv */
+  closedReason(conv) {
+    if (!conv.startsWith('#')) return null;
+    const name = conv.slice(1);
+    if (this.profile.rooms[name]) return null;
+    const why = this.profile.gone_rooms[name];
+    return why === 'left' ? `You left #${name}.` : `You are no longer a member of #${name}.`;
+  }
+
 
   // ---- one-to-one ----
 
@@ -413,35 +490,84 @@ export class Client extends EventTarget {
     if (user === this.profile.username) throw new Error('that is you');
     await this.serial(async () => {
       if (!this.profile.contacts[user]) await direct.fetchBundleForSession(this, user);
+      this.profile.chats[`@${user}`] ??= now();
+      await this.save();
     });
     this.changed();
     return `@${user}`;
   }
 
-
-
-
   /**
-   * Sends a text to `@user` or `#room`.
+   * Sends a text to `@user` or `#room` through the outbox: recorded as `waiting`, sent now if
+   * the connection is up, else when it returns. Throws, recording nothing, when the text cannot
+   * be sent (too long, a room we are not in, a changed safety number) or when the server
+   * refuses it now; the caller keeps the text.
    * @param {string} conv @param {string} text
+   * @returns {Promise<Entry | undefined>}
    */
   async sendText(conv, text) {
-    if (!text.trim()) return;
-    await this.serial(async () => {
-      const id = randomU64();
-      const at = now();
-      const content = /** @type {const} */ ({ type: 'Text', id, sent_at: BigInt(at), text });
-      const serverId = conv.startsWith('#') ? await rooms.sendToRoom(this, conv.slice(1), content) : await direct.sendContentTo(this, conv.slice(1), content);
-      this.pushHistory({ conv, from: this.profile.username, text, at, id: String(id), server_id: serverId, outgoing: true, state: 'sent', unread: false });
-      await this.save();
-    });
+    if (!text.trim()) return undefined;
+    const size = new TextEncoder().encode(text).length;
+    if (size > MAX_TEXT_BYTES) throw new Error(`the message is too long (${size.toLocaleString('en')} bytes; at most ${MAX_TEXT_BYTES.toLocaleString('en')})`);
+    const closed = this.closedReason(conv);
+    if (closed) throw new Error(closed);
+    if (conv.startsWith('@') && this.profile.contacts[conv.slice(1)]?.key_changed) throw new direct.KeyChangedError(conv.slice(1));
+    /** @type {Entry} */
+    const entry = { conv, from: this.profile.username, text, at: now(), id: String(randomU64()), server_id: null, outgoing: true, state: 'waiting', unread: false };
+    const earlier = this.history.waiting().length > 0;
+    const sendNow = !earlier && this.canSend();
+    try {
+      await this.serial(async () => {
+        this.pushHistory(entry);
+        this.changed();
+        // Sending saves the entry with the advanced session before anything goes out; a text
+        // that does not go (offline, or the connection lost) is saved here, waiting.
+        const went = sendNow && (await outbox.deliver(this, entry, true));
+        if (!went) await this.save();
+      });
+    } finally {
+      this.changed();
+    }
+    if (!sendNow && this.canSend()) await outbox.flush(this);
+    return entry;
+  }
+
+  /** Puts a failed text back in the outbox and tries again. @param {Entry} entry */
+  async retry(entry) {
+    if (entry.state !== 'failed') return;
+    entry.state = 'waiting';
+    delete entry.error;
+    this.history.touch(entry);
+    await this.serial(() => this.save());
     this.changed();
+    await outbox.flush(this);
+  }
+
+  /** Our texts still waiting to go, oldest first. */
+  outbox() {
+    return this.history.waiting();
+  }
+
+  /** Sends what waits in the outbox (after a reconnect, a login, a verification). */
+  flushOutbox() {
+    return outbox.flush(this);
   }
 
   /** @param {Entry} e */
   pushHistory(e) {
-    this.profile.history.push(e);
-    if (this.profile.history.length > HISTORY_LIMIT) this.profile.history.shift();
+    this.history.push(e);
+    if (!e.outgoing && e.state !== 'event') this.dispatchEvent(new CustomEvent('incoming', { detail: e }));
+  }
+
+  /** Records a membership change in the room's timeline. @param {string} room @param {string} text */
+  roomEvent(room, text) {
+    this.pushHistory({ conv: `#${room}`, from: '', text, at: now(), id: '0', server_id: null, outgoing: false, state: 'event', unread: false, kind: 'event' });
+  }
+
+  /** We are out of a room: keep its history, close it to new texts. @param {string} name @param {'left' | 'removed'} why */
+  roomGone(name, why) {
+    delete this.profile.rooms[name];
+    this.profile.gone_rooms[name] = why;
   }
 
   /** Whether a text id from `from` is new (and remember it). @param {string} from @param {bigint} id */
@@ -453,26 +579,18 @@ export class Client extends EventTarget {
     return true;
   }
 
-
-
-
   // ---- rooms ----
-
-
-
-
-
-
-
-
 
   /** @param {string} name */
   async createRoom(name) {
-    name = name.replace(/^#/, '').trim().toLowerCase();
+    name = roomNameFrom(name);
     await this.serial(async () => {
       await this.conn.request({ type: 'CreateRoom', room: name });
       const room = Room.create(roomIdForName(name), this.identity().public().signing, 0);
       rooms.storeRoom(this, name, room, { state: null, members: [this.profile.username], admin: this.profile.username, key_sent: {} });
+      delete this.profile.gone_rooms[name];
+      this.profile.chats[`#${name}`] = now();
+      this.roomEvent(name, `You created #${name}`);
       await this.save();
     });
     this.changed();
@@ -492,7 +610,8 @@ export class Client extends EventTarget {
   async leave(name) {
     await this.serial(async () => {
       await this.conn.request({ type: 'Leave', room: name });
-      delete this.profile.rooms[name];
+      this.roomGone(name, 'left');
+      this.roomEvent(name, 'You left the room');
       await this.save();
     });
     this.changed();
@@ -515,17 +634,26 @@ export class Client extends EventTarget {
     } else if (m.type === 'Delivered') {
       this.serial(async () => {
         const sid = String(m.server_id);
-        for (const e of this.profile.history) if (e.outgoing && e.server_id === sid) e.state = 'delivered';
-        await this.save();
+        if (this.history.markDelivered(sid)) await this.save();
       }).finally(() => this.changed());
     } else if (m.type === 'RoomChanged') {
       this.serial(async () => {
-        const what = { Joined: 'joined', Left: 'left', Removed: 'was removed from' }[/** @type {'Joined'} */ (m.change)];
-        this.notice(`${m.username} ${what} #${m.room}`);
-        if (m.username === this.profile.username && m.change !== 'Joined') {
-          delete this.profile.rooms[m.room];
+        // Shown in the room's timeline (not as a notice too).
+        const mine = m.username === this.profile.username;
+        const line = {
+          Joined: mine ? 'You joined the room' : `${m.username} joined`,
+          Left: mine ? 'You left the room' : `${m.username} left`,
+          Removed: mine ? 'You were removed from the room' : `${m.username} was removed`,
+        }[/** @type {'Joined'} */ (m.change)];
+        if (line) this.roomEvent(m.room, line);
+        if (mine && m.change !== 'Joined') {
+          this.roomGone(m.room, m.change === 'Left' ? 'left' : 'removed');
           await this.save();
           return;
+        }
+        if (mine) {
+          delete this.profile.gone_rooms[m.room];
+          this.profile.chats[`#${m.room}`] ??= now();
         }
         try {
           await rooms.syncRoom(this, m.room);
@@ -589,33 +717,52 @@ export class Client extends EventTarget {
 
   // ---- views for the UI ----
 
-  /** Conversations, most recent first, with unread counts. */
+  /**
+   * Conversations, most recent activity first: chats opened by hand or with history (a room's
+   * members are contacts, not chats), and our rooms; with the last entry and unread counts.
+   */
   conversations() {
-    /** @type {Map<string, {conv: string, last: number, unread: number}>} */
+    /** @type {Map<string, {conv: string, last: number, seq: number, unread: number, lastEntry: Entry | null, active: boolean}>} */
     const map = new Map();
-    for (const c of Object.keys(this.profile.contacts)) map.set(`@${c}`, { conv: `@${c}`, last: 0, unread: 0 });
-    for (const r of Object.keys(this.profile.rooms)) map.set(`#${r}`, { conv: `#${r}`, last: 0, unread: 0 });
-    for (const e of this.profile.history) {
-      const x = map.get(e.conv) ?? { conv: e.conv, last: 0, unread: 0 };
-      x.last = Math.max(x.last, e.at);
-      if (e.unread) x.unread++;
-      map.set(e.conv, x);
+    const add = (/** @type {string} */ conv) => {
+      let x = map.get(conv);
+      if (!x) {
+        x = { conv, last: this.profile.chats[conv] ?? 0, seq: -1, unread: 0, lastEntry: null, active: this.closedReason(conv) === null };
+        map.set(conv, x);
+      }
+      return x;
+    };
+    for (const c of Object.keys(this.profile.chats)) add(c);
+    for (const r of Object.keys(this.profile.rooms)) add(`#${r}`);
+    for (const [conv, list] of this.history.byConv) {
+      if (!list.length) continue;
+      const x = add(conv);
+      const lastEntry = list[list.length - 1];
+      x.lastEntry = lastEntry;
+      x.last = Math.max(x.last, lastEntry.at);
+      x.seq = lastEntry.seq ?? -1;
     }
-    return [...map.values()].sort((a, b) => b.last - a.last || a.conv.localeCompare(b.conv));
+    for (const e of this.history.unread) {
+      const x = map.get(e.conv);
+      if (x) x.unread++;
+    }
+    return [...map.values()].sort((a, b) => b.last - a.last || b.seq - a.seq || a.conv.localeCompare(b.conv));
   }
 
-  /** @param {string} conv */
+  /** The entries of a conversation, oldest first (the live list: do not change it). @param {string} conv */
   messages(conv) {
-    return this.profile.history.filter((e) => e.conv === conv);
+    return this.history.byConv.get(conv) ?? [];
   }
 
-  /** @param {string} conv */
+  /** Unread entries in all conversations. */
+  unreadCount() {
+    return this.history.unread.size;
+  }
+
+  /** @param {string} conv @returns {Promise<boolean>} whether anything changed */
   async markRead(conv) {
-    let any = false;
-    for (const e of this.profile.history) if (e.conv === conv && e.unread) {
-      e.unread = false;
-      any = true;
-    }
+    const any = this.history.markRead(conv);
     if (any) await this.serial(() => this.save());
+    return any;
   }
 }

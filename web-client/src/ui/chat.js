@@ -1,197 +1,314 @@
 // @ts-check
 /**
- * The chat: conversations and rooms in a side list with unread counts, the open conversation
- * with its messages (always text), a composer, room management, the key-change warning, and the
- * safety-number view. On narrow screens (360 px) the list and the conversation take turns.
+ * The chat: conversations and rooms in a side list (last message, time, unread count, most
+ * recent first), the open conversation with its timeline (always text), a composer with one
+ * draft per conversation, the room's member panel, the key-change warning and the
+ * safety-number view. On narrow screens the list and the conversation take turns.
+ *
+ * Built once and then updated in place: an event changes only the nodes it concerns, so what
+ * the user types, selects or scrolls to stays where it is.
  */
-import { KeyChangedError } from '../client.js';
+import { KeyChangedError, roomNameFrom } from '../client.js';
+import { confirmAction } from './dialog.js';
 import { describe, h, replace } from './dom.js';
 import { qrImage } from './register.js';
+import { Timeline, listTime } from './timeline.js';
 
-/** @param {number} at */
-function time(at) {
-  return new Date(at * 1000).toLocaleString(undefined, { hour: '2-digit', minute: '2-digit', day: 'numeric', month: 'short' });
+/** @typedef {import('../client.js').Entry} Entry */
+
+const BASE_TITLE = 'Sealroom';
+
+/** Sets a node's text only when it differs (no needless DOM writes). @param {Element} el @param {string} text */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
 
-const STATE_LABEL = /** @type {Record<string, string>} */ ({ sent: 'sent to server', delivered: 'delivered', received: '', undecryptable: 'could not decrypt' });
+/** Grows a textarea with its text, up to its CSS max-height. @param {HTMLTextAreaElement} ta */
+function autosize(ta) {
+  ta.style.height = 'auto';
+  ta.style.height = `${ta.scrollHeight + 2}px`;
+}
 
 /**
  * @param {HTMLElement} root @param {import('../client.js').Client} client
  * @param {{onLoggedOut: (message?: string) => void}} nav
  */
 export function showChat(root, client, nav) {
-  /** @type {{conv: string | null, safety: boolean, error: string}} */
-  const view = { conv: null, safety: false, error: '' };
+  /** @type {{conv: string | null, panel: 'chat' | 'safety'}} */
+  const view = { conv: null, panel: 'chat' };
+  /** @type {Map<string, string>} what is typed in each conversation's composer */
+  const drafts = new Map();
+  /** @type {Map<string, string>} the last send error in each conversation */
+  const sendErrors = new Map();
   const status = /** @type {HTMLElement} */ (document.getElementById('status'));
-  let draft = '';
+  const me = client.profile.username;
   let active = true;
-  /** @param {string} [message] */
-  const leave = (message) => {
-    active = false;
-    client.removeEventListener('change', render);
-    nav.onLoggedOut(message);
-  };
+  /** the next timeline update scrolls to the bottom (we just sent) */
+  let stick = false;
 
-  const render = () => {
-    if (!active) return;
-    status.textContent = client.online && client.loggedIn ? 'Connected' : client.online ? 'Connecting…' : 'Offline — reconnecting';
-    status.className = `status ${client.online && client.loggedIn ? 'online' : 'offline'}`;
-    // The whole view is rebuilt on every change: keep what the user is typing, and where.
-    const focused = /** @type {HTMLInputElement | null} */ (document.activeElement);
-    const focusedId = focused?.id;
-    const caret = focused && 'selectionStart' in focused ? [focused.selectionStart, focused.selectionEnd] : null;
-    /** @type {Map<string, string>} */
-    const typed = new Map();
-    for (const el of root.querySelectorAll('input[id], textarea[id]')) typed.set(el.id, /** @type {HTMLInputElement} */ (el).value);
-    if (typed.has('composer-text')) draft = /** @type {string} */ (typed.get('composer-text'));
-    if (view.conv) client.markRead(view.conv);
-    replace(root, h('div', { class: `chat${view.conv ? ' in-conv' : ''}`, id: 'screen-chat' }, sidebar(), pane()));
-    for (const [id, value] of typed) {
-      const el = /** @type {HTMLInputElement | null} */ (document.getElementById(id));
-      if (el && !el.value) el.value = value;
-    }
-    if (focusedId) {
-      const el = /** @type {HTMLInputElement | null} */ (document.getElementById(focusedId));
-      el?.focus();
-      if (el && caret && caret[0] !== null) el.setSelectionRange(caret[0], caret[1]);
-    }
-    const list = document.getElementById('messages');
-    if (list) list.scrollTop = list.scrollHeight;
-  };
+  // ---- the frame, built once ----
 
-  /** @param {string} conv */
-  const open = async (conv) => {
-    view.conv = conv;
-    view.safety = false;
-    view.error = '';
-    await client.markRead(conv);
+  const announcer = h('p', { class: 'sr-only', id: 'announcer', role: 'status', 'aria-live': 'polite' });
+  const convList = h('ul', { class: 'convs', 'aria-labelledby': 'conv-heading', id: 'conv-list' });
+  const emptyList = h('p', { class: 'hint pad', id: 'no-convs' }, 'No chats yet. Start one with a username, or create a room.');
+  const sidebarError = h('p', { class: 'error pad', id: 'sidebar-error', role: 'alert' });
+  const notices = h('ul', { class: 'notices', 'aria-label': 'Notices', id: 'notices' });
+  const notifyButton = h('button', { class: 'secondary small', type: 'button', id: 'enable-notifications', on: { click: async () => {
+    await Notification.requestPermission();
     render();
-    document.getElementById('composer-text')?.focus();
-  };
+  } } }, 'Turn on notifications');
 
-  const sidebar = () => {
-    const convs = client.conversations();
-    const newChat = h('input', { id: 'new-chat', 'aria-label': 'Username to message', placeholder: '@username', autocapitalize: 'none' });
-    const newRoom = h('input', { id: 'new-room', 'aria-label': 'New room name', placeholder: '#room-name', autocapitalize: 'none' });
-    const err = h('p', { class: 'error', id: 'sidebar-error', role: 'alert' });
-    return h('nav', { class: 'sidebar', 'aria-label': 'Conversations' },
-      h('div', { class: 'me' },
-        h('span', null, 'Signed in as ', h('strong', { id: 'me' }, client.profile.username)),
-        h('button', { class: 'secondary', type: 'button', id: 'logout', on: { click: async () => { active = false; await client.logout(); leave(); } } }, 'Log out')),
-      h('h2', { id: 'conv-heading' }, 'Chats and rooms'),
-      convs.length === 0 ? h('p', { class: 'hint', style: null }, ' ') : null,
-      h('ul', { class: 'convs', 'aria-labelledby': 'conv-heading' }, convs.map((c) => h('li', null,
-        h('button', {
-          class: 'conv', type: 'button', 'aria-current': c.conv === view.conv ? 'true' : 'false',
-          'data-conv': c.conv,
-          'aria-label': `${c.conv}${c.unread ? `, ${c.unread} unread` : ''}`,
-          on: { click: () => open(c.conv) },
-        }, h('span', null, c.conv), c.unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, c.unread) : null)))),
-      h('h2', null, 'Start a chat'),
-      h('form', { on: { submit: async (/** @type {Event} */ ev) => {
-        ev.preventDefault();
-        const input = /** @type {HTMLInputElement} */ (newChat);
-        const who = input.value;
-        input.value = '';
-        try {
-          await open(await client.startConversation(who));
-        } catch (e) {
-          input.value = who;
-          err.textContent = describe(e);
-        }
-      } } }, newChat, h('button', { type: 'submit' }, 'Chat')),
-      h('h2', null, 'Create a room'),
-      h('form', { on: { submit: async (/** @type {Event} */ ev) => {
-        ev.preventDefault();
-        const input = /** @type {HTMLInputElement} */ (newRoom);
-        const name = input.value;
-        input.value = '';
-        try {
-          await open(await client.createRoom(name));
-        } catch (e) {
-          input.value = name;
-          err.textContent = describe(e);
-        }
-      } } }, newRoom, h('button', { type: 'submit' }, 'Create')),
-      err,
-      client.notices.length ? h('ul', { class: 'notices', 'aria-label': 'Notices', id: 'notices' }, client.notices.slice(-5).map((n) => h('li', null, n))) : null);
-  };
+  const newChat = /** @type {HTMLInputElement} */ (h('input', { id: 'new-chat', 'aria-label': 'Username to message', placeholder: '@username', autocapitalize: 'none', spellcheck: 'false' }));
+  const newRoom = /** @type {HTMLInputElement} */ (h('input', { id: 'new-room', 'aria-label': 'New room name', placeholder: 'Room name', autocapitalize: 'none', 'aria-describedby': 'room-name-hint' }));
+  const roomHint = h('p', { class: 'hint pad', id: 'room-name-hint' }, 'Letters, digits, - and _; spaces become dashes.');
+  newRoom.addEventListener('input', () => {
+    if (!newRoom.value.trim()) {
+      setText(roomHint, 'Letters, digits, - and _; spaces become dashes.');
+      return;
+    }
+    try {
+      setText(roomHint, `Will be created as #${roomNameFrom(newRoom.value)}`);
+    } catch (e) {
+      setText(roomHint, describe(e));
+    }
+  });
 
-  const pane = () => {
-    const conv = view.conv;
-    if (!conv) return h('section', { class: 'pane' }, h('p', { class: 'empty' }, 'Pick a chat, start one with a username, or create a room.'));
-    if (view.safety) return safetyPane(conv.slice(1));
-    const isRoom = conv.startsWith('#');
-    const name = conv.slice(1);
-    const contact = isRoom ? null : client.profile.contacts[name];
-    const room = isRoom ? client.profile.rooms[name] : null;
-    const back = h('button', { class: 'secondary back', type: 'button', on: { click: () => { view.conv = null; render(); } } }, '‹ Chats');
-    const head = h('header', { class: 'pane-head' }, back, h('h2', { id: 'conv-title' }, conv),
-      !isRoom ? h('button', { class: 'secondary', type: 'button', id: 'open-safety', on: { click: () => { view.safety = true; render(); } } },
-        contact?.verified ? 'Verified ✓' : 'Safety number') : null);
-    const banner = contact?.key_changed ? h('div', { class: 'banner', role: 'alert', id: 'key-change-banner' },
-      h('strong', null, `${name}'s safety number has changed. This can mean a new device — or someone intercepting. Messages to ${name} are held until you verify.`),
-      h('button', { type: 'button', on: { click: () => { view.safety = true; render(); } } }, 'Verify')) : null;
-    const tools = room ? roomTools(name, room) : null;
-    const msgs = client.messages(conv);
-    const list = h('ol', { class: 'messages', id: 'messages', 'aria-label': `Messages in ${conv}`, 'aria-live': 'polite', tabindex: 0 },
-      msgs.length === 0 ? h('li', { class: 'empty' }, isRoom ? 'No messages yet. Invite people, then say hello.' : 'No messages yet. Messages are end-to-end encrypted.') : null,
-      msgs.map((m) => h('li', { class: `msg${m.outgoing ? ' mine' : ''}${m.state === 'undecryptable' ? ' undecryptable' : ''}`, 'data-state': m.state },
-        isRoom && !m.outgoing ? h('strong', null, `${m.from}: `) : null,
-        h('span', { class: 'text' }, m.text),
-        h('span', { class: 'meta' }, time(m.at), m.outgoing ? ` · ${STATE_LABEL[m.state] ?? m.state}` : ''))));
-    const text = h('textarea', { id: 'composer-text', 'aria-label': `Message ${conv}`, rows: 1, placeholder: 'Write a message', value: draft });
-    const err = h('p', { class: 'error', id: 'send-error', role: 'alert' }, view.error);
-    const send = async () => {
-      const t = /** @type {HTMLTextAreaElement} */ (text).value;
-      if (!t.trim()) return;
-      view.error = '';
-      draft = '';
-      /** @type {HTMLTextAreaElement} */ (text).value = '';
+  const sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Conversations' },
+    h('div', { class: 'me' },
+      h('div', { class: 'who' }, h('strong', { id: 'me-name' }, client.profile.name || me), ' ', h('span', { class: 'handle', id: 'me' }, `@${me}`)),
+      h('button', { class: 'secondary', type: 'button', id: 'logout', on: { click: async () => {
+        active = false;
+        await client.logout();
+        leave();
+      } } }, 'Log out')),
+    typeof Notification !== 'undefined' ? notifyButton : null,
+    h('h2', { id: 'conv-heading' }, 'Chats and rooms'),
+    emptyList,
+    convList,
+    h('h2', null, 'Start a chat'),
+    h('form', { on: { submit: async (/** @type {Event} */ ev) => {
+      ev.preventDefault();
+      const who = newChat.value;
+      if (!who.trim()) return;
+      setText(sidebarError, '');
       try {
-        await client.sendText(conv, t);
+        const conv = await client.startConversation(who);
+        newChat.value = '';
+        await open(conv);
       } catch (e) {
-        view.error = e instanceof KeyChangedError ? e.message : `Not sent: ${describe(e)}`;
-        draft = t;
+        sidebarError.textContent = describe(e);
       }
-      render();
-      document.getElementById('composer-text')?.focus();
-    };
+    } } }, newChat, h('button', { type: 'submit' }, 'Chat')),
+    h('h2', null, 'Create a room'),
+    h('form', { on: { submit: async (/** @type {Event} */ ev) => {
+      ev.preventDefault();
+      const name = newRoom.value;
+      if (!name.trim()) return;
+      setText(sidebarError, '');
+      try {
+        const conv = await client.createRoom(name);
+        newRoom.value = '';
+        newRoom.dispatchEvent(new Event('input'));
+        openPanels.add(conv);
+        await open(conv);
+      } catch (e) {
+        sidebarError.textContent = describe(e);
+      }
+    } } }, newRoom, h('button', { type: 'submit' }, 'Create')),
+    roomHint,
+    sidebarError,
+    notices,
+    h('div', { class: 'pad footer' },
+      h('button', { class: 'link danger-link', type: 'button', id: 'forget-browser', on: { click: forget } }, 'Forget this browser…')));
+
+  let pane = h('section', { class: 'pane' });
+  const frame = h('div', { class: 'chat', id: 'screen-chat' }, sidebar, pane);
+  replace(root, frame, announcer);
+
+  // ---- the side list ----
+
+  /** @type {Map<string, {li: HTMLElement, button: HTMLElement, name: HTMLElement, time: HTMLElement, preview: HTMLElement, badge: HTMLElement}>} */
+  const convItems = new Map();
+
+  const renderSidebar = () => {
+    const convs = client.conversations();
+    emptyList.hidden = convs.length > 0;
+    const wanted = new Set(convs.map((c) => c.conv));
+    for (const [conv, item] of convItems) if (!wanted.has(conv)) {
+      item.li.remove();
+      convItems.delete(conv);
+    }
+    /** @type {ChildNode | null} */
+    let prev = null;
+    for (const c of convs) {
+      let item = convItems.get(c.conv);
+      if (!item) {
+        const name = h('span', { class: 'conv-name' }, c.conv);
+        const time = h('time', { class: 'conv-time' });
+        const preview = h('span', { class: 'conv-preview' });
+        const badge = h('span', { class: 'badge', 'aria-hidden': 'true' });
+        const button = h('button', { class: 'conv', type: 'button', 'data-conv': c.conv, on: { click: () => open(c.conv) } },
+          h('span', { class: 'conv-top' }, name, time), h('span', { class: 'conv-bottom' }, preview, badge));
+        item = { li: h('li', null, button), button, name, time, preview, badge };
+        convItems.set(c.conv, item);
+      }
+      const last = c.lastEntry;
+      let text = '';
+      if (last) {
+        const prefix = last.kind === 'event' ? '' : last.outgoing ? 'You: ' : c.conv.startsWith('#') ? `${last.from}: ` : '';
+        text = `${prefix}${last.text.replace(/\s+/g, ' ').slice(0, 120)}`;
+      } else {
+        text = c.conv.startsWith('#') ? 'No messages yet' : 'New chat';
+      }
+      if (!c.active) text = `${client.closedReason(c.conv)} ${text}`;
+      setText(item.preview, text);
+      setText(item.time, last ? listTime(last.at) : '');
+      setText(item.badge, c.unread ? String(c.unread) : '');
+      item.badge.hidden = !c.unread;
+      item.button.setAttribute('aria-current', c.conv === view.conv ? 'true' : 'false');
+      item.button.setAttribute('aria-label', `${c.conv}${c.unread ? `, ${c.unread} unread` : ''}${c.active ? '' : ', closed'}`);
+      item.li.classList.toggle('inactive', !c.active);
+      /** @type {ChildNode | null} */
+      const expected = prev ? prev.nextSibling : convList.firstChild;
+      if (item.li !== expected) convList.insertBefore(item.li, expected);
+      prev = item.li;
+    }
+    const shown = client.notices.slice(-5);
+    if (notices.childNodes.length !== shown.length || shown.some((n, i) => notices.childNodes[i].textContent !== n)) {
+      replace(notices, shown.map((n) => h('li', null, n)));
+    }
+    notifyButton.hidden = typeof Notification === 'undefined' || Notification.permission !== 'default';
+  };
+
+  // ---- the open conversation ----
+
+  /** @type {Set<string>} rooms whose member panel is open */
+  const openPanels = new Set();
+  /** @type {{conv: string, timeline: Timeline, head: HTMLElement, banner: HTMLElement, roomPanel: HTMLElement | null, members: HTMLElement | null, error: HTMLElement, composer: HTMLElement, text: HTMLTextAreaElement, sig: string} | null} */
+  let current = null;
+
+  /** Everything about the conversation's frame that is not the timeline. @param {string} conv */
+  const paneSignature = (conv) => {
+    if (conv.startsWith('#')) {
+      const r = client.profile.rooms[conv.slice(1)];
+      return JSON.stringify([client.closedReason(conv), r?.members ?? [], r?.admin ?? '']);
+    }
+    const c = client.profile.contacts[conv.slice(1)];
+    return JSON.stringify([!!c?.verified, !!c?.key_changed]);
+  };
+
+  const buildPane = () => {
+    const conv = view.conv;
+    current = null;
+    if (!conv) {
+      const section = h('section', { class: 'pane' }, h('p', { class: 'empty' }, 'Pick a chat, start one with a username, or create a room.'));
+      pane.replaceWith(section);
+      pane = section;
+      return;
+    }
+    if (view.panel === 'safety') {
+      const section = safetyPane(conv.slice(1));
+      pane.replaceWith(section);
+      pane = section;
+      return;
+    }
+    const isRoom = conv.startsWith('#');
+    const timeline = new Timeline(conv, { me, onRetry: (e) => { client.retry(e).catch(() => {}); } });
+    const head = h('header', { class: 'pane-head' });
+    const banner = h('div', { class: 'banner-slot' });
+    const text = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'composer-text', 'aria-label': `Message ${conv}`, rows: 1, placeholder: 'Write a message', value: drafts.get(conv) ?? '' }));
+    const error = h('p', { class: 'error', id: 'send-error', role: 'alert' }, sendErrors.get(conv) ?? '');
+    const send = () => sendFrom(conv, text, error);
+    text.addEventListener('input', () => {
+      if (text.value) drafts.set(conv, text.value);
+      else drafts.delete(conv);
+      autosize(text);
+    });
     text.addEventListener('keydown', (/** @type {KeyboardEvent} */ ev) => {
-      if (ev.key === 'Enter' && !ev.shiftKey) {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
         send();
       }
     });
-    const composer = h('form', { class: 'composer', on: { submit: (/** @type {Event} */ ev) => { ev.preventDefault(); send(); } } }, text, h('button', { type: 'submit', id: 'send' }, 'Send'));
-    return h('section', { class: 'pane', 'aria-labelledby': 'conv-title' }, head, banner, tools, list, err, composer);
+    const composer = h('form', { class: 'composer', on: { submit: (/** @type {Event} */ ev) => { ev.preventDefault(); send(); } } },
+      text, h('button', { type: 'submit', id: 'send' }, 'Send'));
+    const members = isRoom ? h('ul', { class: 'members', id: 'room-members-list', 'aria-label': 'Members' }) : null;
+    const roomPanel = isRoom ? roomPanelFor(conv.slice(1), /** @type {HTMLElement} */ (members)) : null;
+    const section = h('section', { class: 'pane', 'aria-labelledby': 'conv-title' }, head, banner, roomPanel, timeline.el, error, composer);
+    pane.replaceWith(section);
+    pane = section;
+    current = { conv, timeline, head, banner, roomPanel, members, error, composer, text, sig: '' };
+    updatePane();
+    timeline.update(client.messages(conv), true);
+    autosize(text);
   };
 
-  /** @param {string} name @param {{members: string[], admin: string}} room */
-  const roomTools = (name, room) => {
-    const who = h('input', { id: 'invite-user', 'aria-label': `Username to invite to #${name}`, placeholder: 'username', autocapitalize: 'none' });
-    const err = h('span', { class: 'error', role: 'alert', id: 'room-error' });
-    const me = client.profile.username;
-    return h('div', { class: 'room-tools', 'aria-label': 'Room' },
-      h('span', { id: 'room-members' }, `Members: ${room.members.join(', ')}`, room.admin ? ` (admin ${room.admin})` : ''),
-      h('form', { on: { submit: async (/** @type {Event} */ ev) => {
+  /** Redraws the head, banner and member panel when what they show changed. */
+  const updatePane = () => {
+    if (!current) return;
+    const { conv } = current;
+    const sig = paneSignature(conv);
+    if (sig === current.sig) return;
+    current.sig = sig;
+    const isRoom = conv.startsWith('#');
+    const name = conv.slice(1);
+    const closed = client.closedReason(conv);
+    const back = h('button', { class: 'secondary back', type: 'button', on: { click: () => { view.conv = null; buildPane(); render(); } } }, '‹ Chats');
+    if (isRoom) {
+      const room = client.profile.rooms[name];
+      const count = room ? room.members.length : 0;
+      replace(current.head, back, h('h2', { id: 'conv-title' }, conv),
+        room ? h('button', { class: 'secondary', type: 'button', id: 'toggle-members', 'aria-expanded': String(openPanels.has(conv)), 'aria-controls': 'room-panel', on: { click: () => toggleMembers(conv) } },
+          `Members (${count})`) : null);
+      if (current.roomPanel) current.roomPanel.hidden = !room || !openPanels.has(conv);
+      if (room && current.members) renderMembers(name, room, current.members);
+      replace(current.banner, closed ? h('div', { class: 'banner', role: 'status', id: 'room-closed' },
+        h('strong', null, `${closed} You can read what was said here, but not write.`)) : null);
+    } else {
+      const contact = client.profile.contacts[name];
+      replace(current.head, back, h('h2', { id: 'conv-title' }, conv),
+        h('button', { class: 'secondary', type: 'button', id: 'open-safety', on: { click: () => showSafety() } }, contact?.verified ? 'Verified ✓' : 'Safety number'));
+      replace(current.banner, contact?.key_changed ? h('div', { class: 'banner', role: 'alert', id: 'key-change-banner' },
+        h('strong', null, `${name}'s safety number has changed. This can mean a new device — or someone intercepting. Messages to ${name} are held until you verify.`),
+        h('button', { type: 'button', on: { click: () => showSafety() } }, 'Verify')) : null);
+    }
+    current.composer.hidden = !!closed;
+  };
+
+  /** @param {string} conv */
+  const toggleMembers = (conv) => {
+    if (openPanels.has(conv)) openPanels.delete(conv);
+    else openPanels.add(conv);
+    if (!current) return;
+    const open = openPanels.has(conv);
+    if (current.roomPanel) current.roomPanel.hidden = !open;
+    document.getElementById('toggle-members')?.setAttribute('aria-expanded', String(open));
+    if (open) document.getElementById('invite-user')?.focus();
+  };
+
+  /** @param {string} name @param {HTMLElement} members */
+  const roomPanelFor = (name, members) => {
+    const who = /** @type {HTMLInputElement} */ (h('input', { id: 'invite-user', 'aria-label': `Username to invite to #${name}`, placeholder: 'username', autocapitalize: 'none', spellcheck: 'false' }));
+    const err = h('p', { class: 'error', role: 'alert', id: 'room-error' });
+    return h('div', { class: 'room-panel', id: 'room-panel', role: 'region', 'aria-label': `Members of #${name}` },
+      members,
+      h('form', { class: 'invite', on: { submit: async (/** @type {Event} */ ev) => {
         ev.preventDefault();
-        const input = /** @type {HTMLInputElement} */ (who);
-        const user = input.value;
-        input.value = '';
+        const user = who.value;
+        if (!user.trim()) return;
+        setText(err, '');
         try {
           await client.invite(name, user);
+          who.value = '';
         } catch (e) {
-          input.value = user;
           err.textContent = describe(e);
         }
       } } }, who, h('button', { type: 'submit', id: 'invite' }, 'Invite')),
-      room.admin === me ? room.members.filter((m) => m !== me).map((m) => h('button', { class: 'danger', type: 'button', on: { click: () => client.remove(name, m).catch((e) => { err.textContent = describe(e); }) } }, `Remove ${m}`)) : null,
       h('button', { class: 'danger', type: 'button', id: 'leave-room', on: { click: async () => {
+        const ok = await confirmAction({ title: `Leave #${name}?`, body: 'You will stop receiving its messages. Someone must invite you again to come back.', action: 'Leave room', danger: true });
+        if (!ok) return;
         try {
           await client.leave(name);
-          view.conv = null;
-          render();
         } catch (e) {
           err.textContent = describe(e);
         }
@@ -199,27 +316,183 @@ export function showChat(root, client, nav) {
       err);
   };
 
+  /** @param {string} name @param {{members: string[], admin: string}} room @param {HTMLElement} list */
+  const renderMembers = (name, room, list) => {
+    const err = () => document.getElementById('room-error');
+    replace(list, room.members.map((m) => h('li', { 'data-member': m },
+      h('span', { class: 'member-name' }, m === me ? `${m} (you)` : m),
+      m === room.admin ? h('span', { class: 'tag' }, 'admin') : null,
+      room.admin === me && m !== me ? h('button', { class: 'danger small', type: 'button', on: { click: async () => {
+        const ok = await confirmAction({ title: `Remove ${m} from #${name}?`, body: `${m} will no longer receive new messages in #${name}. The room moves to a new key.`, action: `Remove ${m}`, danger: true });
+        if (!ok) return;
+        try {
+          await client.remove(name, m);
+        } catch (e) {
+          const el = err();
+          if (el) el.textContent = describe(e);
+        }
+      } } }, `Remove ${m}`) : null)));
+    // One line for a quick look and for the tests of the old layout.
+    const summary = document.getElementById('room-members');
+    if (summary) summary.remove();
+    list.before(h('p', { class: 'hint', id: 'room-members' }, `Members: ${room.members.join(', ')}`, room.admin ? ` (admin ${room.admin})` : ''));
+  };
+
+  /** @param {string} conv @param {HTMLTextAreaElement} text @param {HTMLElement} error */
+  const sendFrom = async (conv, text, error) => {
+    const t = text.value;
+    if (!t.trim()) return;
+    sendErrors.delete(conv);
+    setText(error, '');
+    text.value = '';
+    drafts.delete(conv);
+    autosize(text);
+    stick = true;
+    try {
+      await client.sendText(conv, t);
+    } catch (e) {
+      const msg = e instanceof KeyChangedError ? e.message : `Not sent: ${describe(e)}`;
+      sendErrors.set(conv, msg);
+      // Give the text back: into the box if it is still this conversation's and empty, else
+      // into that conversation's draft. Nothing typed is lost.
+      const live = current && current.conv === conv && current.text === text;
+      if (live && !text.value) {
+        text.value = t;
+        autosize(text);
+      }
+      if (!live || text.value !== t) {
+        const d = drafts.get(conv);
+        drafts.set(conv, d ? `${t}\n${d}` : t);
+      } else {
+        drafts.set(conv, t);
+      }
+      if (live) setText(error, msg);
+    }
+    render();
+  };
+
+  /** @param {string} conv */
+  const open = async (conv) => {
+    if (view.conv !== conv || view.panel !== 'chat') {
+      view.conv = conv;
+      view.panel = 'chat';
+      buildPane();
+    }
+    render();
+    document.getElementById('composer-text')?.focus();
+  };
+
+  const showSafety = () => {
+    view.panel = 'safety';
+    buildPane();
+    render();
+    document.getElementById('safety-title')?.focus();
+  };
+
   /** @param {string} user */
   const safetyPane = (user) => {
     const number = client.safetyNumber(user);
     const contact = client.profile.contacts[user];
-    const back = h('button', { class: 'secondary', type: 'button', on: { click: () => { view.safety = false; render(); } } }, '‹ Back');
+    const back = h('button', { class: 'secondary', type: 'button', on: { click: () => { view.panel = 'chat'; buildPane(); render(); } } }, '‹ Back');
     if (!number || !contact) return h('section', { class: 'pane' }, h('header', { class: 'pane-head' }, back), h('p', { class: 'empty' }, 'No key known yet for this contact.'));
     const groups = number.match(/.{5}/g) ?? [];
-    return h('section', { class: 'pane', id: 'screen-safety', 'aria-labelledby': 'safety-title' },
-      h('header', { class: 'pane-head' }, back, h('h2', { id: 'safety-title' }, `Safety number with ${user}`)),
+    const rows = [0, 4, 8].map((i) => groups.slice(i, i + 4).join(' '));
+    return h('section', { class: 'pane scroll', id: 'screen-safety', 'aria-labelledby': 'safety-title' },
+      h('header', { class: 'pane-head' }, back, h('h2', { id: 'safety-title', tabindex: -1 }, `Safety number with ${user}`)),
       h('div', { class: 'card' },
         contact.key_changed ? h('p', { class: 'banner', role: 'alert' }, `${user}'s key changed since you last talked. Compare again before sending.`) : null,
-        h('p', null, `Compare these numbers with ${user} in person or over a call you trust, or scan each other's code. If they match, nobody is in the middle.`),
-        h('p', { class: 'safety', id: 'safety-number', 'aria-label': `Safety number ${groups.join(' ')}` }, groups.map((g) => h('span', null, g))),
+        h('p', null, `Compare these 60 digits with ${user}: read them to each other in person or over a call you trust, or compare them with what ${user}'s Sealroom shows. If every group matches, nobody is in the middle.`),
+        h('p', { class: 'safety', id: 'safety-number', role: 'group', 'aria-label': `Safety number: ${rows.join(', ')}` }, groups.map((g) => h('span', { 'aria-hidden': 'true' }, g))),
+        h('p', { class: 'hint' }, 'The same number as a QR code, for a phone that can read it:'),
         qrImage(`sealroom-safety:${number}`, `QR code of the safety number with ${user}`),
         contact.verified && !contact.key_changed
           ? h('p', { class: 'verified', id: 'verified-note' }, `You have verified ${user}.`)
-          : h('button', { type: 'button', id: 'mark-verified', on: { click: async () => { await client.markVerified(user); render(); } } }, 'They match — mark as verified')));
+          : h('button', { type: 'button', id: 'mark-verified', on: { click: async () => { await client.markVerified(user); buildPane(); render(); } } }, 'They match — mark as verified')));
   };
 
+  async function forget() {
+    const ok = await confirmAction({
+      title: 'Forget this browser?',
+      body: `This deletes ${me}'s keys and all message history from this browser, then logs out. Messages still waiting to be sent are lost. Logging in here again makes a new device: your contacts will see your safety number change. Your account stays.`,
+      action: 'Forget this browser',
+      danger: true,
+    });
+    if (!ok) return;
+    active = false;
+    await client.forgetThisBrowser();
+    leave('This browser no longer holds your keys or history.');
+  }
+
+  // ---- every change ----
+
+  // Changes often come several to an event (recorded, sent, saved): draw once for all of them.
+  let drawQueued = false;
+  const render = () => {
+    if (drawQueued) return;
+    drawQueued = true;
+    queueMicrotask(() => {
+      drawQueued = false;
+      draw();
+    });
+  };
+
+  const draw = () => {
+    if (!active) return;
+    const up = client.online && client.loggedIn;
+    setText(status, up ? 'Connected' : client.online ? 'Connecting…' : 'Offline — messages wait until the connection is back');
+    status.className = `status ${up ? 'online' : 'offline'}`;
+    frame.classList.toggle('in-conv', view.conv !== null);
+    if (current && current.conv === view.conv) {
+      updatePane();
+      current.timeline.update(client.messages(current.conv), stick);
+      stick = false;
+      if (document.visibilityState === 'visible') {
+        client.markRead(current.conv).then((any) => { if (any) render(); }).catch(() => {});
+      }
+    }
+    renderSidebar();
+    const unread = client.unreadCount();
+    const title = unread ? `(${unread}) ${BASE_TITLE}` : BASE_TITLE;
+    if (document.title !== title) document.title = title;
+  };
+
+  /** A new message: announced to screen readers and notified when not in view. @param {Event} ev */
+  const onIncoming = (ev) => {
+    const e = /** @type {CustomEvent<Entry>} */ (ev).detail;
+    const inView = e.conv === view.conv && view.panel === 'chat' && document.visibilityState === 'visible';
+    if (!inView) setText(announcer, `New message from ${e.from}${e.conv.startsWith('#') ? ` in ${e.conv}` : ''}`);
+    if (typeof Notification !== 'undefined' && Notification.permission === 'granted' && (!inView || !document.hasFocus())) {
+      try {
+        const n = new Notification(e.conv.startsWith('#') ? `${e.from} in ${e.conv}` : e.from, { body: e.text, tag: e.conv });
+        n.onclick = () => {
+          window.focus();
+          open(e.conv);
+        };
+      } catch {
+        // Some browsers allow notifications only from a service worker: the title count remains.
+      }
+    }
+  };
+
+  const onVisible = () => render();
+  const onExpired = () => leave('Your session expired. Log in again.');
+
+  /** @param {string} [message] */
+  function leave(message) {
+    active = false;
+    client.removeEventListener('change', render);
+    client.removeEventListener('incoming', onIncoming);
+    client.removeEventListener('expired', onExpired);
+    document.removeEventListener('visibilitychange', onVisible);
+    document.title = BASE_TITLE;
+    nav.onLoggedOut(message);
+  }
+
   client.addEventListener('change', render);
-  client.addEventListener('expired', () => leave('Your session expired. Log in again.'));
+  client.addEventListener('incoming', onIncoming);
+  client.addEventListener('expired', onExpired);
+  document.addEventListener('visibilitychange', onVisible);
+  buildPane();
   render();
   return { open, render };
 }

@@ -1,7 +1,9 @@
 // @ts-check
 /** The login screen: username and password, then the authenticator code. */
 import { Client, defaultServerUrl } from '../client.js';
+import { Keystore } from '../keystore.js';
 import { describe, field, h, replace } from './dom.js';
+import { showPasswordToggle } from './register.js';
 
 /**
  * @param {HTMLElement} root
@@ -23,6 +25,7 @@ export function showLogin(root, nav) {
         submit.textContent = 'Checking…';
         try {
           const { client, needsCode } = await Client.login(defaultServerUrl(), user.input.value, pass.input.value);
+          Keystore.rememberUsername(client.profile.username).catch(() => {});
           if (needsCode) showCode(root, client, nav);
           else nav.onLoggedIn(client);
         } catch (e) {
@@ -32,13 +35,19 @@ export function showLogin(root, nav) {
         }
       },
     },
-  }, user.el, pass.el, error, submit);
+  }, user.el, pass.el, showPasswordToggle([pass.input], 'login-show-password'), error, submit);
   replace(root, h('section', { class: 'card', id: 'screen-login' },
     h('h2', { id: 'login-title' }, 'Log in'),
     h('p', { class: 'hint' }, 'Your keys stay in this browser, encrypted with your password.'),
     form,
     h('p', null, 'New here? ', h('button', { class: 'link', type: 'button', on: { click: nav.onRegister } }, 'Create an account'))));
   user.input.focus();
+  // The username typed last time on this browser, so only the password is left to type.
+  Keystore.lastUsername().then((last) => {
+    if (!last || user.input.value || !user.input.isConnected) return;
+    user.input.value = last;
+    if (document.activeElement === user.input || document.activeElement === document.body) pass.input.focus();
+  }).catch(() => {});
 }
 
 /**

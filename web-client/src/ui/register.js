@@ -5,6 +5,7 @@
  */
 import qrcode from 'qrcode-generator';
 import { Client, defaultServerUrl } from '../client.js';
+import { Keystore } from '../keystore.js';
 import { describe, field, h, replace } from './dom.js';
 
 /**
@@ -35,6 +36,18 @@ export function qrImage(text, alt) {
 }
 
 /**
+ * A "Show password" checkbox for the given password fields.
+ * @param {HTMLInputElement[]} inputs @param {string} id
+ */
+export function showPasswordToggle(inputs, id) {
+  const box = /** @type {HTMLInputElement} */ (h('input', { type: 'checkbox', id }));
+  box.addEventListener('change', () => {
+    for (const i of inputs) i.type = box.checked ? 'text' : 'password';
+  });
+  return h('label', { class: 'check' }, box, 'Show password');
+}
+
+/**
  * @param {HTMLElement} root
  * @param {{onLoggedIn: (c: Client) => void, onLogin: () => void}} nav
  */
@@ -43,6 +56,16 @@ export function showRegister(root, nav) {
   const email = field('Email', { id: 'reg-email', name: 'email', type: 'email', autocomplete: 'email', required: true });
   const user = field('Username', { id: 'reg-username', name: 'username', autocomplete: 'username', required: true, pattern: '[a-z0-9_]{3,32}', autocapitalize: 'none', spellcheck: 'false' }, '3 to 32 of a–z, 0–9 and _.');
   const pass = field('Password', { id: 'reg-password', name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 10, 'aria-describedby': 'pw-strength' });
+  const again = field('Password again', { id: 'reg-password2', name: 'password2', type: 'password', autocomplete: 'new-password', required: true, 'aria-describedby': 'pw-match' });
+  const match = h('span', { class: 'hint', id: 'pw-match', 'aria-live': 'polite' });
+  const show = showPasswordToggle([pass.input, again.input], 'reg-show-password');
+  const checkMatch = () => {
+    const differs = again.input.value !== '' && again.input.value !== pass.input.value;
+    match.textContent = differs ? 'The two passwords differ.' : '';
+    again.input.setAttribute('aria-invalid', String(differs));
+  };
+  again.input.addEventListener('input', checkMatch);
+  pass.input.addEventListener('input', checkMatch);
   const meter = h('meter', { min: 0, max: 4, value: 0, low: 2, high: 3, optimum: 4, 'aria-hidden': 'true' });
   const strength = h('span', { class: 'hint', id: 'pw-strength', 'aria-live': 'polite' }, passwordStrength('').text);
   pass.input.addEventListener('input', () => {
@@ -58,6 +81,11 @@ export function showRegister(root, nav) {
       submit: async (/** @type {Event} */ ev) => {
         ev.preventDefault();
         error.textContent = '';
+        if (pass.input.value !== again.input.value) {
+          error.textContent = 'The two passwords differ: type the same password twice.';
+          again.input.focus();
+          return;
+        }
         submit.setAttribute('disabled', '');
         submit.textContent = 'Making your keys…';
         try {
@@ -70,7 +98,7 @@ export function showRegister(root, nav) {
         }
       },
     },
-  }, name.el, email.el, user.el, pass.el, meter, strength, error, submit);
+  }, name.el, email.el, user.el, pass.el, meter, strength, again.el, match, show, error, submit);
   replace(root, h('section', { class: 'card', id: 'screen-register' },
     h('h2', null, 'Create an account'),
     h('p', { class: 'hint' }, 'Your encryption keys are made in this browser and never leave it.'),
@@ -122,11 +150,40 @@ function showEnrollment(root, client, uri, nav) {
  * @param {{onLoggedIn: (c: Client) => void}} nav
  */
 function showRecoveryCodes(root, client, codes, nav) {
+  Keystore.rememberUsername(client.profile.username).catch(() => {});
+  const username = client.profile.username;
+  const asText = `Sealroom recovery codes for ${username}\nEach code logs you in once if you lose your authenticator.\n\n${codes.map((c, i) => `${i + 1}. ${c}`).join('\n')}\n`;
+  const feedback = h('span', { class: 'hint', id: 'codes-feedback', role: 'status' });
+  const list = h('ol', { class: 'codes', id: 'recovery-codes' }, codes.map((c, i) => h('li', null, h('span', { class: 'n', 'aria-hidden': 'true' }, `${i + 1}.`), h('code', null, c))));
+  const copy = h('button', { type: 'button', class: 'secondary', id: 'codes-copy', on: { click: async () => {
+    try {
+      await navigator.clipboard.writeText(asText);
+      feedback.textContent = 'Copied.';
+    } catch {
+      // No clipboard permission: select the codes so Ctrl+C copies them.
+      const range = document.createRange();
+      range.selectNodeContents(list);
+      const sel = window.getSelection();
+      sel?.removeAllRanges();
+      sel?.addRange(range);
+      feedback.textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+    }
+  } } }, 'Copy');
+  const download = h('button', { type: 'button', class: 'secondary', id: 'codes-download', on: { click: () => {
+    const url = URL.createObjectURL(new Blob([asText], { type: 'text/plain' }));
+    const a = /** @type {HTMLAnchorElement} */ (h('a', { href: url, download: `sealroom-recovery-codes-${username}.txt`, hidden: true }));
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    feedback.textContent = 'Downloaded.';
+  } } }, 'Download');
   const done = h('button', { type: 'button', id: 'codes-done', on: { click: () => nav.onLoggedIn(client) } }, 'I have saved them — continue');
   replace(root, h('section', { class: 'card', id: 'screen-recovery' },
     h('h2', null, 'Your recovery codes'),
     h('p', null, 'If you lose your authenticator, each of these lets you log in once. Save them somewhere safe now: they are shown only this once.'),
-    h('ol', { class: 'codes', id: 'recovery-codes' }, codes.map((c) => h('li', null, c))),
+    list,
+    h('div', { class: 'row' }, copy, download, feedback),
     done));
   done.focus();
 }

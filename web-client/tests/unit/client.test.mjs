@@ -3,7 +3,7 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, newProfileForTests } from '../../src/client.js';
+import { Client, MAX_TEXT_BYTES, newProfileForTests, roomNameFrom } from '../../src/client.js';
 import { fromHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
 
@@ -138,4 +138,57 @@ test('a changed identity key is recorded and sending waits for verification', as
   await alice.sendText('@bob', 'verified now');
   await settle([alice, bob2]);
   assert.equal(bob2.messages('@alice').at(-1).text, 'verified now');
+});
+
+test('texts written while offline wait in the outbox and go, in order and once, when the connection returns', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'online first');
+  await settle([alice, bob]);
+  alice.conn.isOpen = false;
+  const w1 = await alice.sendText('@bob', 'offline one');
+  const w2 = await alice.sendText('@bob', 'offline two');
+  assert.deepEqual([w1.state, w2.state], ['waiting', 'waiting']);
+  assert.deepEqual(alice.outbox().map((e) => e.text), ['offline one', 'offline two']);
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['online first']);
+  alice.conn.isOpen = true;
+  // A text written while the outbox drains goes after the older ones, by the same run.
+  const flushing = alice.flushOutbox();
+  const w3 = await alice.sendText('@bob', 'while draining');
+  await flushing;
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['online first', 'offline one', 'offline two', 'while draining']);
+  assert.deepEqual([w1.state, w2.state, w3.state], ['sent', 'sent', 'sent']);
+  assert.equal(alice.outbox().length, 0);
+});
+
+test('a text that cannot be sent is refused before it is recorded', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  await newClient(server, 'bob');
+  await assert.rejects(alice.sendText('@bob', 'x'.repeat(MAX_TEXT_BYTES + 1)), /too long/);
+  await assert.rejects(alice.sendText('#gone', 'hello'), /no longer a member of #gone/);
+  assert.equal(alice.profile.history.length, 0);
+});
+
+test('room names people type become names the server accepts', () => {
+  assert.equal(roomNameFrom('Team Room'), 'team-room');
+  assert.equal(roomNameFrom('  #Équipe  Café! '), 'equipe-cafe');
+  assert.equal(roomNameFrom('ops_2026'), 'ops_2026');
+  assert.throws(() => roomNameFrom('!!!'), /at least one letter/);
+  assert.throws(() => roomNameFrom('a'.repeat(33)), /at most 32/);
+});
+
+test('room members are contacts, not chats; a chat opened by hand is listed before its first message', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  await newClient(server, 'bob');
+  await newClient(server, 'carol');
+  await alice.serial(() => alice.conn.request({ type: 'FetchBundle', username: 'bob' }).then((r) => alice.observeIdentity('bob', { signing: r.bundle.identity_sig, dh: r.bundle.identity_dh })));
+  assert.ok(alice.profile.contacts.bob);
+  assert.deepEqual(alice.conversations().map((c) => c.conv), []);
+  await alice.startConversation('carol');
+  assert.deepEqual(alice.conversations().map((c) => c.conv), ['@carol']);
 });
