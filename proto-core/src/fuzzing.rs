@@ -646,33 +646,30 @@ const ROOM_TARGET_MEMBERS: usize = 2;
 const ROOM_TARGET_SKIP: usize = 8;
 type FuzzRoom = crate::Room<ROOM_TARGET_MEMBERS, ROOM_TARGET_SKIP>;
 
-/// One member of the `room` target: its room, and its current epoch signing secret (the harness
+/// One member of the `room` target: its room, and its current epoch signing key (the harness
 /// holds it to play a member that re-signs altered messages).
 struct RoomMember {
     room: FuzzRoom,
-    signing: [u8; 32],
+    signing: ed25519_dalek::SigningKey,
 }
 
 impl RoomMember {
     /// `Room::create` and `Room::start_epoch` draw the chain key, then the signing secret: read
     /// the same two draws from a copy of the generator.
-    fn next_signing_secret(rng: &FuzzRng) -> [u8; 32] {
+    fn next_signing_key(rng: &FuzzRng) -> ed25519_dalek::SigningKey {
         use rand_core::Rng as _;
         let mut probe = rng.clone();
         let mut chain = [0u8; 32];
         let mut signing = [0u8; 32];
         probe.fill_bytes(&mut chain);
         probe.fill_bytes(&mut signing);
-        signing
+        ed25519_dalek::SigningKey::from_bytes(&signing)
     }
 
     fn check_signing(&self) {
-        let public = ed25519_dalek::SigningKey::from_bytes(&self.signing)
-            .verifying_key()
-            .to_bytes();
         assert_eq!(
             self.room.distribution().signing_public(),
-            &public,
+            self.signing.verifying_key().as_bytes(),
             "the harness no longer knows the members' signing keys"
         );
     }
@@ -728,8 +725,7 @@ pub fn room(data: &[u8]) {
             }
         }
 
-        fn resign(&mut self, secret: &[u8; 32]) {
-            let key = ed25519_dalek::SigningKey::from_bytes(secret);
+        fn resign(&mut self, key: &ed25519_dalek::SigningKey) {
             if let Some((signed, signature)) = self
                 .bytes
                 .get_mut(..self.len)
@@ -822,7 +818,7 @@ pub fn room(data: &[u8]) {
     };
     let mut rng = FuzzRng::new(seed);
     let mut make = |me: usize| {
-        let signing = RoomMember::next_signing_secret(&rng);
+        let signing = RoomMember::next_signing_key(&rng);
         let mut room = FuzzRoom::create(
             &mut rng,
             ROOM_ID,
@@ -1010,8 +1006,7 @@ pub fn room(data: &[u8]) {
                         }
                     }
                 }
-                let signing = member(&mut world.members, p.from).signing;
-                p.resign(&signing);
+                p.resign(&member(&mut world.members, p.from).signing);
                 let altered = p.message() != original.message();
                 let fresh = !world
                     .accepted
@@ -1057,7 +1052,7 @@ pub fn room(data: &[u8]) {
                 for k in 0..2 {
                     let me = (k + usize::from(b)) % 2;
                     let m = member(&mut world.members, me);
-                    m.signing = RoomMember::next_signing_secret(&rng);
+                    m.signing = RoomMember::next_signing_key(&rng);
                     if m.room.start_epoch(&mut rng, next).is_err() {
                         panic!("a later epoch was refused");
                     }
