@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| proto_core::fuzzing::interaction(data));
+use proto_core::fuzzing::{InteractionStart, interaction_from, interaction_start};
+static START: std::sync::LazyLock<InteractionStart> = std::sync::LazyLock::new(interaction_start);
+libfuzzer_sys::fuzz_target!(|data: &[u8]| interaction_from(&START, data));

@@ -59,6 +59,7 @@ pub fn frame(data: &[u8]) {
 ///
 /// Not random at all (HMAC-SHA256 of a counter under the fuzz input's first bytes): the fuzzer
 /// needs reproducible runs. It exists only in this hidden module; nothing else may use it.
+#[derive(Clone)]
 struct FuzzRng {
     seed: [u8; 32],
     counter: u64,
@@ -91,14 +92,76 @@ impl rand_core::TryRng for FuzzRng {
 
 impl rand_core::TryCryptoRng for FuzzRng {}
 
+impl FuzzRng {
+    fn new(seed: &[u8]) -> Self {
+        let mut key = [0u8; 32];
+        for (k, s) in key.iter_mut().zip(seed) {
+            *k = *s;
+        }
+        Self {
+            seed: key,
+            counter: 0,
+        }
+    }
+}
+
+/// Skipped-key capacity of the `interaction` sessions: small, so the fuzzer reaches it.
+const INTERACTION_CAP: usize = 8;
+
+/// Where every `interaction` run starts: Alice right after X3DH, Bob right after answering her
+/// prekey header, as state bytes.
+///
+/// X3DH and key generation are most of a run's cost, and the keys do not steer any branch, so
+/// the target computes this once ([`interaction_start`]) and each run restores from it
+/// ([`interaction_from`]).
+pub struct InteractionStart {
+    alice: [u8; crate::Session::<INTERACTION_CAP>::STATE_LEN],
+    bob: [u8; crate::Session::<INTERACTION_CAP>::STATE_LEN],
+}
+
+/// Runs X3DH between two fresh (deterministic) identities; see [`InteractionStart`].
+pub fn interaction_start() -> InteractionStart {
+    use crate::{IdentityKeyPair, RemoteBundle, Session, SignedPrekeyPair};
+
+    let mut rng = FuzzRng::new(b"interaction start");
+    let alice_id = IdentityKeyPair::generate(&mut rng);
+    let bob_id = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPrekeyPair::generate(&mut rng, 1, &bob_id);
+    let bundle = RemoteBundle {
+        identity: bob_id.public(),
+        signed_prekey: spk.public(),
+        one_time_prekey: None,
+    };
+    let Ok((alice, header)) = Session::<INTERACTION_CAP>::initiate(&mut rng, &alice_id, &bundle)
+    else {
+        panic!("X3DH failed on honest keys");
+    };
+    let Ok(bob) = Session::<INTERACTION_CAP>::respond(&bob_id, &spk, None, &header) else {
+        panic!("X3DH respond failed on honest keys");
+    };
+    let mut start = InteractionStart {
+        alice: [0; Session::<INTERACTION_CAP>::STATE_LEN],
+        bob: [0; Session::<INTERACTION_CAP>::STATE_LEN],
+    };
+    if alice.write_state(&mut start.alice).is_err() || bob.write_state(&mut start.bob).is_err() {
+        panic!("state did not fit its documented size");
+    }
+    start
+}
+
+/// [`interaction_from`] a fresh [`interaction_start`] (slow: runs X3DH each call).
+pub fn interaction(data: &[u8]) {
+    interaction_from(&interaction_start(), data);
+}
+
 /// Two Double Ratchet sessions over a hostile network driven by fuzz bytes: send, deliver,
 /// drop, duplicate, reorder, corrupt, replay. Panics if an accepted plaintext differs from what
 /// was sent, a message is accepted twice, a corrupted one is accepted, a rejection changes the
 /// session, or skipped-key storage passes its capacity. Allocation-free.
-pub fn interaction(data: &[u8]) {
-    use crate::{IdentityKeyPair, RATCHET_OVERHEAD, RemoteBundle, Session, SignedPrekeyPair};
+pub fn interaction_from(start: &InteractionStart, data: &[u8]) {
+    use crate::{RATCHET_OVERHEAD, Session};
 
-    const CAP: usize = 8;
+    const CAP: usize = INTERACTION_CAP;
     const SLOTS: usize = 16;
     const MAX_PT: usize = 48;
     const MAX_MSG: usize = MAX_PT + 8 + RATCHET_OVERHEAD;
@@ -188,24 +251,12 @@ pub fn interaction(data: &[u8]) {
     let Some((seed, mut ops)) = data.split_first_chunk::<8>() else {
         return;
     };
-    let mut key = [0u8; 32];
-    key.get_mut(..8).unwrap_or_default().copy_from_slice(seed);
-    let mut rng = FuzzRng {
-        seed: key,
-        counter: 0,
+    let mut rng = FuzzRng::new(seed);
+    let Ok(alice) = Session::<CAP>::read_state(&start.alice) else {
+        panic!("the start state did not restore");
     };
-    let alice_id = IdentityKeyPair::generate(&mut rng);
-    let bob_id = IdentityKeyPair::generate(&mut rng);
-    let spk = SignedPrekeyPair::generate(&mut rng, 1, &bob_id);
-    let bundle = RemoteBundle {
-        identity: bob_id.public(),
-        signed_prekey: spk.public(),
-        one_time_prekey: None,
-    };
-    let Ok((alice, header)) = Session::<CAP>::initiate(&mut rng, &alice_id, &bundle) else {
-        panic!("X3DH failed on honest keys");
-    };
-    let responder = || Session::<CAP>::respond(&bob_id, &spk, None, &header).ok();
+    // Bob appears when the first message reaches him, as a responder would.
+    let responder = || Session::<CAP>::read_state(&start.bob).ok();
     let mut world = World {
         alice,
         bob: None,
@@ -339,6 +390,676 @@ pub fn interaction(data: &[u8]) {
                 };
                 if let Some(p) = delivered.get(pick(n)).copied().filter(replayable) {
                     assert!(!world.deliver(&p, false, &responder), "replay accepted");
+                }
+            }
+        }
+    }
+}
+
+// ---- decoders of bytes from outside (issue 12) ----
+
+/// The envelope of a one-to-one body, and the prekey header inside it.
+///
+/// Whatever parses is re-emitted byte for byte (both layouts are fixed, so there is exactly one
+/// encoding); a rejection names the reason the bytes give.
+pub fn envelope(data: &[u8]) {
+    use crate::{
+        ENVELOPE_PREKEY, ENVELOPE_RATCHET, Envelope, EnvelopeError, PREKEY_HEADER_LEN,
+        PrekeyHeader, PrekeyHeaderError,
+    };
+
+    // The header on its own.
+    match PrekeyHeader::parse(data) {
+        Ok((header, rest)) => {
+            assert_eq!(
+                data.get(..PREKEY_HEADER_LEN),
+                Some(&header.to_bytes()[..]),
+                "a prekey header did not re-encode to its bytes"
+            );
+            assert_eq!(rest.len() + PREKEY_HEADER_LEN, data.len());
+        }
+        Err(PrekeyHeaderError::Truncated) => assert!(data.len() < PREKEY_HEADER_LEN),
+        Err(PrekeyHeaderError::UnknownVersion) => {
+            assert_ne!(data.first(), Some(&crate::PREKEY_HEADER_VERSION));
+        }
+        Err(PrekeyHeaderError::Malformed) => {}
+    }
+
+    let rest = data.get(1..).unwrap_or_default();
+    match Envelope::parse(data) {
+        Ok(envelope) => {
+            let header = match &envelope {
+                Envelope::Prekey { header, .. } => Some(header),
+                Envelope::Ratchet { .. } => None,
+            };
+            let mut prefix = [0u8; 1 + PREKEY_HEADER_LEN];
+            let n = match Envelope::emit_prefix(header, &mut prefix) {
+                Ok(n) => n,
+                Err(e) => panic!("a parsed envelope did not re-emit: {e}"),
+            };
+            let Some((head, message)) = data.split_at_checked(n) else {
+                panic!("a parsed envelope is shorter than its own prefix");
+            };
+            assert_eq!(prefix.get(..n), Some(head), "envelope prefix differs");
+            assert_eq!(envelope.message(), message, "envelope message differs");
+            assert!(!message.is_empty(), "an envelope with no message parsed");
+        }
+        Err(EnvelopeError::Truncated) => match data.first() {
+            None | Some(&ENVELOPE_RATCHET) => assert!(rest.is_empty()),
+            Some(&ENVELOPE_PREKEY) => assert!(rest.len() <= PREKEY_HEADER_LEN),
+            Some(_) => panic!("an unknown kind reported as truncated"),
+        },
+        Err(EnvelopeError::UnknownKind) => {
+            assert!(!matches!(
+                data.first(),
+                None | Some(&ENVELOPE_PREKEY | &ENVELOPE_RATCHET)
+            ));
+        }
+        Err(EnvelopeError::BadPrekeyHeader) => {
+            assert_eq!(data.first(), Some(&ENVELOPE_PREKEY));
+            assert!(PrekeyHeader::parse(rest).is_err());
+        }
+        Err(EnvelopeError::BufferTooSmall) => panic!("parsing reported an encoding error"),
+    }
+}
+
+/// The decrypted content of a message (postcard).
+///
+/// Whatever decodes re-encodes to at most as many bytes (postcard reads some non-minimal
+/// varints; the encoder writes minimal ones) that decode to the same content and re-encode
+/// identically.
+pub fn content(data: &[u8]) {
+    use crate::Content;
+    use crate::limits::MAX_FRAME;
+
+    let Ok(content) = Content::decode(data) else {
+        return;
+    };
+    let mut buf = [0u8; MAX_FRAME];
+    let Some(out) = buf.get_mut(..data.len()) else {
+        return; // longer than any frame could carry
+    };
+    let n = match content.encode(out) {
+        Ok(n) => n,
+        Err(e) => panic!("a decoded content did not re-encode into as many bytes: {e}"),
+    };
+    let encoded = out.get(..n).unwrap_or_default();
+    assert_eq!(Content::decode(encoded), Ok(content), "content round trip");
+    let mut again = [0u8; MAX_FRAME];
+    let m = match content.encode(&mut again) {
+        Ok(m) => m,
+        Err(e) => panic!("re-encoding failed: {e}"),
+    };
+    assert_eq!(
+        again.get(..m),
+        Some(encoded),
+        "content encoding is not stable"
+    );
+}
+
+/// The sender-key distribution message: a fixed 121-byte layout, so whatever decodes
+/// re-encodes to exactly its bytes, and a rejection names the reason the bytes give.
+pub fn distribution(data: &[u8]) {
+    use crate::{DISTRIBUTION_LEN, DistributionError, ROOM_VERSION, SenderKeyDistribution};
+
+    match SenderKeyDistribution::from_bytes(data) {
+        Ok(d) => assert_eq!(&d.to_bytes()[..], data, "distribution round trip"),
+        Err(DistributionError::Malformed) => assert_ne!(data.len(), DISTRIBUTION_LEN),
+        Err(DistributionError::UnknownVersion) => {
+            assert_eq!(data.len(), DISTRIBUTION_LEN);
+            assert_ne!(data.first(), Some(&ROOM_VERSION));
+        }
+        Err(e) => panic!("decoding alone reported {e:?}"),
+    }
+}
+
+/// The session type the clients save (default capacity).
+type SavedSession = crate::Session<{ crate::DEFAULT_MAX_SKIP }>;
+/// The room type the clients save (default capacities).
+type SavedRoom = crate::Room<{ crate::DEFAULT_ROOM_MEMBERS }, { crate::DEFAULT_MAX_SKIP }>;
+
+/// Largest message the state targets try to decrypt.
+const STATE_TARGET_MAX_MESSAGE: usize = 2048;
+
+/// Saved session state (`Session::read_state`), then a ratchet message for the restored session.
+///
+/// The input is the state bytes (the first `STATE_LEN`) and then a message. Checks that what
+/// restores re-serializes to bytes that restore and re-serialize identically (so a state
+/// written by `write_state` round-trips exactly); that the original and its copy give the same
+/// answer to the message and to an encrypt; that a rejected message leaves the session as it
+/// was; and that skipped-key storage stays within capacity.
+pub fn session_state(data: &[u8]) {
+    const LEN: usize = SavedSession::STATE_LEN;
+    let (state, message) = data.split_at(data.len().min(LEN));
+    let Ok(mut first) = SavedSession::read_state(state) else {
+        return;
+    };
+    let mut written = [0u8; LEN];
+    if first.write_state(&mut written).is_err() {
+        panic!("a restored session did not write its state");
+    }
+    let Ok(mut second) = SavedSession::read_state(&written) else {
+        panic!("written state did not restore");
+    };
+    let mut rewritten = [0u8; LEN];
+    if second.write_state(&mut rewritten).is_err() {
+        panic!("a restored session did not write its state");
+    }
+    assert!(
+        written == rewritten,
+        "state does not re-serialize identically"
+    );
+    assert!(first.skipped_key_count() <= SavedSession::MAX_SKIP);
+
+    if message.len() > STATE_TARGET_MAX_MESSAGE {
+        return;
+    }
+    let mut out1 = [0u8; STATE_TARGET_MAX_MESSAGE];
+    let mut out2 = [0u8; STATE_TARGET_MAX_MESSAGE];
+    let r1 = first.decrypt(message, &mut out1);
+    let r2 = second.decrypt(message, &mut out2);
+    assert_eq!(r1, r2, "a restored copy answered differently");
+    let mut after1 = [0u8; LEN];
+    let mut after2 = [0u8; LEN];
+    if first.write_state(&mut after1).is_err() || second.write_state(&mut after2).is_err() {
+        panic!("state did not fit its documented size");
+    }
+    assert!(after1 == after2, "a restored copy moved differently");
+    match r1 {
+        Ok(n) => assert_eq!(out1.get(..n), out2.get(..n)),
+        Err(_) => assert!(after1 == written, "a rejection changed the session"),
+    }
+    assert!(first.skipped_key_count() <= SavedSession::MAX_SKIP);
+
+    let mut rng1 = FuzzRng::new(b"session state");
+    let mut rng2 = rng1.clone();
+    let mut sealed1 = [0u8; 8 + crate::RATCHET_OVERHEAD];
+    let mut sealed2 = [0u8; 8 + crate::RATCHET_OVERHEAD];
+    let e1 = first.encrypt(&mut rng1, b"fuzzing!", &mut sealed1);
+    let e2 = second.encrypt(&mut rng2, b"fuzzing!", &mut sealed2);
+    assert_eq!(e1, e2, "a restored copy encrypted differently");
+    assert!(sealed1 == sealed2, "a restored copy encrypted differently");
+}
+
+/// Saved room state (`Room::read_state`), then a room message for the restored room.
+///
+/// The input is the state bytes (the first `STATE_LEN`) and then a message. The same checks as
+/// [`session_state`]: identical re-serialization, the copy behaves as the original (decrypt and
+/// encrypt), a rejection changes nothing, skipped keys within capacity.
+pub fn room_state(data: &[u8]) {
+    const LEN: usize = SavedRoom::STATE_LEN;
+    let (state, message) = data.split_at(data.len().min(LEN));
+    let Ok(mut first) = SavedRoom::read_state(state) else {
+        return;
+    };
+    let mut written = [0u8; LEN];
+    if first.write_state(&mut written).is_err() {
+        panic!("a restored room did not write its state");
+    }
+    let Ok(mut second) = SavedRoom::read_state(&written) else {
+        panic!("written state did not restore");
+    };
+    let mut rewritten = [0u8; LEN];
+    if second.write_state(&mut rewritten).is_err() {
+        panic!("a restored room did not write its state");
+    }
+    assert!(
+        written == rewritten,
+        "state does not re-serialize identically"
+    );
+    assert!(first.skipped_key_count() <= crate::DEFAULT_MAX_SKIP);
+    assert!(first.member_count() <= crate::DEFAULT_ROOM_MEMBERS);
+
+    if message.len() > STATE_TARGET_MAX_MESSAGE {
+        return;
+    }
+    let mut out1 = [0u8; STATE_TARGET_MAX_MESSAGE];
+    let mut out2 = [0u8; STATE_TARGET_MAX_MESSAGE];
+    let r1 = first.decrypt(message, &mut out1);
+    let r2 = second.decrypt(message, &mut out2);
+    assert_eq!(r1, r2, "a restored copy answered differently");
+    let mut after1 = [0u8; LEN];
+    let mut after2 = [0u8; LEN];
+    if first.write_state(&mut after1).is_err() || second.write_state(&mut after2).is_err() {
+        panic!("state did not fit its documented size");
+    }
+    assert!(after1 == after2, "a restored copy moved differently");
+    match r1 {
+        Ok(p) => assert_eq!(out1.get(..p.len), out2.get(..p.len)),
+        Err(_) => assert!(after1 == written, "a rejection changed the room"),
+    }
+    assert!(first.skipped_key_count() <= crate::DEFAULT_MAX_SKIP);
+
+    let mut sealed1 = [0u8; 8 + crate::ROOM_OVERHEAD];
+    let mut sealed2 = [0u8; 8 + crate::ROOM_OVERHEAD];
+    let e1 = first.encrypt(b"fuzzing!", &mut sealed1);
+    let e2 = second.encrypt(b"fuzzing!", &mut sealed2);
+    assert_eq!(e1, e2, "a restored copy encrypted differently");
+    assert!(sealed1 == sealed2, "a restored copy encrypted differently");
+}
+
+// ---- rooms over a hostile network (issue 12): the `room` target ----
+
+/// Members each `room` run's rooms track: each other. Small, so capacity edges are reached.
+const ROOM_TARGET_MEMBERS: usize = 2;
+/// Skipped-key capacity of the `room` target's rooms.
+const ROOM_TARGET_SKIP: usize = 8;
+type FuzzRoom = crate::Room<ROOM_TARGET_MEMBERS, ROOM_TARGET_SKIP>;
+
+/// One member of the `room` target: its room, and its current epoch signing key (the harness
+/// holds it to play a member that re-signs altered messages).
+struct RoomMember {
+    room: FuzzRoom,
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl RoomMember {
+    /// `Room::create` and `Room::start_epoch` draw the chain key, then the signing secret: read
+    /// the same two draws from a copy of the generator.
+    fn next_signing_key(rng: &FuzzRng) -> ed25519_dalek::SigningKey {
+        use rand_core::Rng as _;
+        let mut probe = rng.clone();
+        let mut chain = [0u8; 32];
+        let mut signing = [0u8; 32];
+        probe.fill_bytes(&mut chain);
+        probe.fill_bytes(&mut signing);
+        ed25519_dalek::SigningKey::from_bytes(&signing)
+    }
+
+    fn check_signing(&self) {
+        assert_eq!(
+            self.room.distribution().signing_public(),
+            self.signing.verifying_key().as_bytes(),
+            "the harness no longer knows the members' signing keys"
+        );
+    }
+}
+
+/// Two members of a room over a hostile network driven by fuzz bytes: send, deliver, drop,
+/// duplicate, reorder, corrupt, replay; a member re-signing altered messages (it holds its own
+/// signing key); raw bytes as a room message; raw bytes as a sender-key distribution; a new
+/// epoch for both. Panics if an accepted plaintext or sender differs from what was sent, a
+/// message is accepted twice, an altered one is accepted, a rejected message or distribution
+/// changes the room, or skipped-key storage passes its capacity. Allocation-free.
+pub fn room(data: &[u8]) {
+    use crate::{DISTRIBUTION_LEN, ROOM_OVERHEAD, SenderKeyDistribution};
+    use ed25519_dalek::Signer as _;
+
+    const MAX_PT: usize = 40;
+    const MAX_MSG: usize = MAX_PT + ROOM_OVERHEAD;
+    const MAX_IDS: usize = 256;
+    const SLOTS: usize = 16;
+    const ROOM_ID: [u8; crate::ROOM_ID_LEN] = [0x52; crate::ROOM_ID_LEN];
+    /// The members' sender ids (their `IKs`); any 32 bytes do, rooms do not check them.
+    const IDS: [[u8; 32]; 2] = [[0xA1; 32], [0xB0; 32]];
+    /// Offsets in a room message (see the room module's layout).
+    const EPOCH_AT: usize = 49;
+    const ITERATION_AT: usize = 53;
+
+    #[derive(Clone, Copy)]
+    struct Packet {
+        from: usize,
+        id: u8,
+        len: usize,
+        bytes: [u8; MAX_MSG],
+    }
+
+    impl Packet {
+        fn message(&self) -> &[u8] {
+            self.bytes.get(..self.len).unwrap_or_default()
+        }
+
+        fn field(&self, at: usize) -> u32 {
+            let mut b = [0u8; 4];
+            for (i, v) in b.iter_mut().enumerate() {
+                *v = self.bytes.get(at + i).copied().unwrap_or(0);
+            }
+            u32::from_be_bytes(b)
+        }
+
+        fn set_field(&mut self, at: usize, value: u32) {
+            for (i, v) in value.to_be_bytes().into_iter().enumerate() {
+                if let Some(b) = self.bytes.get_mut(at + i) {
+                    *b = v;
+                }
+            }
+        }
+
+        fn resign(&mut self, key: &ed25519_dalek::SigningKey) {
+            if let Some((signed, signature)) = self
+                .bytes
+                .get_mut(..self.len)
+                .and_then(|m| m.split_last_chunk_mut::<64>())
+            {
+                *signature = key.sign(signed).to_bytes();
+            }
+        }
+    }
+
+    fn plaintext(id: u8, len: u8, out: &mut [u8; MAX_PT]) -> usize {
+        let n = usize::from(len) % MAX_PT;
+        for (i, b) in out.iter_mut().enumerate().take(n) {
+            *b = id ^ (i as u8).wrapping_mul(29);
+        }
+        n
+    }
+
+    fn snapshot(room: &FuzzRoom) -> [u8; FuzzRoom::STATE_LEN] {
+        let mut out = [0u8; FuzzRoom::STATE_LEN];
+        if room.write_state(&mut out).is_err() {
+            panic!("room state did not fit its documented size");
+        }
+        out
+    }
+
+    fn member(members: &mut [RoomMember; 2], i: usize) -> &mut RoomMember {
+        let [a, b] = members;
+        if i == 0 { a } else { b }
+    }
+
+    struct World {
+        members: [RoomMember; 2],
+        lens: [u8; MAX_IDS],
+        accepted: [bool; MAX_IDS],
+    }
+
+    impl World {
+        /// Delivers `p` to the member that did not send it; whether it was accepted.
+        fn deliver(&mut self, p: &Packet, altered: bool) -> bool {
+            let to = 1 - p.from;
+            let room = &mut member(&mut self.members, to).room;
+            let before = snapshot(room);
+            let mut out = [0u8; MAX_MSG];
+            let result = room.decrypt(p.message(), &mut out);
+            assert!(
+                room.skipped_key_count() <= ROOM_TARGET_SKIP,
+                "skipped storage over capacity"
+            );
+            match result {
+                Ok(got) => {
+                    assert!(!altered, "an altered room message was accepted");
+                    assert_eq!(got.sender, IDS.get(p.from).copied().unwrap_or_default());
+                    assert_eq!(got.iteration, p.field(ITERATION_AT));
+                    let mut expect = [0u8; MAX_PT];
+                    let id = usize::from(p.id);
+                    let n = plaintext(p.id, self.lens.get(id).copied().unwrap_or(0), &mut expect);
+                    assert_eq!(out.get(..got.len), expect.get(..n), "wrong plaintext");
+                    match self.accepted.get_mut(id) {
+                        Some(seen) => {
+                            assert!(!*seen, "room message accepted twice");
+                            *seen = true;
+                        }
+                        None => panic!("unknown message id"),
+                    }
+                    true
+                }
+                Err(_) => {
+                    assert!(snapshot(room) == before, "a rejection changed the room");
+                    false
+                }
+            }
+        }
+
+        /// Hands `dist` to member `to` as if it came through their pairwise session with `from`.
+        fn distribute(&mut self, to: usize, dist: &SenderKeyDistribution, from: &[u8; 32]) {
+            let room = &mut member(&mut self.members, to).room;
+            let before = snapshot(room);
+            if room.handle_distribution(dist, from).is_err() {
+                assert!(
+                    snapshot(room) == before,
+                    "a refused distribution changed the room"
+                );
+            }
+        }
+    }
+
+    let Some((seed, mut ops)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let mut rng = FuzzRng::new(seed);
+    let mut make = |me: usize| {
+        let signing = RoomMember::next_signing_key(&rng);
+        let mut room = FuzzRoom::create(
+            &mut rng,
+            ROOM_ID,
+            IDS.get(me).copied().unwrap_or_default(),
+            0,
+        );
+        if room
+            .add_member(IDS.get(1 - me).unwrap_or(&[0; 32]))
+            .is_err()
+        {
+            panic!("could not add the other member");
+        }
+        let m = RoomMember { room, signing };
+        m.check_signing();
+        m
+    };
+    let mut world = World {
+        members: [make(0), make(1)],
+        lens: [0; MAX_IDS],
+        accepted: [false; MAX_IDS],
+    };
+    for from in 0..2 {
+        let dist = member(&mut world.members, from).room.distribution();
+        let room = &mut member(&mut world.members, 1 - from).room;
+        if room.handle_distribution(&dist, dist.sender()).is_err() {
+            panic!("an honest distribution was refused");
+        }
+    }
+
+    let empty = Packet {
+        from: 0,
+        id: 0,
+        len: 0,
+        bytes: [0; MAX_MSG],
+    };
+    let mut network = [empty; SLOTS];
+    let mut in_flight = 0usize;
+    let mut delivered = [empty; 4];
+    let mut delivered_count = 0usize;
+    let mut next_id = 0usize;
+
+    while let Some((&[op, a, b], rest)) = ops.split_first_chunk::<3>() {
+        ops = rest;
+        let pick = |n: usize| if n == 0 { 0 } else { usize::from(a) % n };
+        match op % 12 {
+            0 | 1 => {
+                // Send.
+                if in_flight == SLOTS || next_id == MAX_IDS {
+                    continue;
+                }
+                let from = usize::from(op % 2);
+                let mut pt = [0u8; MAX_PT];
+                let id = next_id as u8;
+                let n = plaintext(id, b, &mut pt);
+                let mut p = Packet {
+                    from,
+                    id,
+                    len: 0,
+                    bytes: [0; MAX_MSG],
+                };
+                let room = &mut member(&mut world.members, from).room;
+                match room.encrypt(pt.get(..n).unwrap_or_default(), &mut p.bytes) {
+                    Ok(len) => p.len = len,
+                    Err(e) => panic!("room encrypt failed: {e}"),
+                }
+                if let Some(l) = world.lens.get_mut(next_id) {
+                    *l = b;
+                }
+                if let Some(slot) = network.get_mut(in_flight) {
+                    *slot = p;
+                }
+                in_flight += 1;
+                next_id += 1;
+            }
+            2 | 3 => {
+                // Deliver (and remember it for a later replay).
+                if in_flight == 0 {
+                    continue;
+                }
+                let i = pick(in_flight);
+                let Some(p) = network.get(i).copied() else {
+                    continue;
+                };
+                network.copy_within(i + 1..in_flight, i);
+                in_flight -= 1;
+                let fresh = !world
+                    .accepted
+                    .get(usize::from(p.id))
+                    .copied()
+                    .unwrap_or(true);
+                let ok = world.deliver(&p, false);
+                assert!(fresh || !ok, "duplicate accepted");
+                if let Some(slot) = delivered.get_mut(delivered_count % 4) {
+                    *slot = p;
+                }
+                delivered_count += 1;
+            }
+            4 => {
+                // Drop.
+                if in_flight > 0 {
+                    let i = pick(in_flight);
+                    network.copy_within(i + 1..in_flight, i);
+                    in_flight -= 1;
+                }
+            }
+            5 => {
+                // Duplicate, or reorder when the network is full.
+                if in_flight > 0 && in_flight < SLOTS {
+                    if let Some(p) = network.get(pick(in_flight)).copied() {
+                        if let Some(slot) = network.get_mut(in_flight) {
+                            *slot = p;
+                        }
+                        in_flight += 1;
+                    }
+                } else if in_flight > 1 {
+                    network.swap(pick(in_flight), usize::from(b) % in_flight);
+                }
+            }
+            6 => {
+                // Corrupt one bit of an in-flight message (signature included) and deliver it.
+                let Some(mut p) = network
+                    .get(pick(in_flight))
+                    .copied()
+                    .filter(|_| in_flight > 0)
+                else {
+                    continue;
+                };
+                let at = usize::from(b) * 3 % p.len.max(1);
+                if let Some(byte) = p.bytes.get_mut(at) {
+                    *byte ^= 1 << (op >> 5);
+                }
+                assert!(!world.deliver(&p, true), "corrupted room message accepted");
+            }
+            7 => {
+                // Replay something already delivered.
+                let n = delivered_count.min(4);
+                let replayable = |p: &Packet| {
+                    n > 0
+                        && world
+                            .accepted
+                            .get(usize::from(p.id))
+                            .copied()
+                            .unwrap_or(false)
+                };
+                if let Some(p) = delivered.get(pick(n)).copied().filter(replayable) {
+                    assert!(!world.deliver(&p, false), "room replay accepted");
+                }
+            }
+            8 => {
+                // The sender alters its own in-flight message and signs it again: the
+                // signature verifies, so this reaches the epoch, iteration and AEAD checks.
+                let Some(original) = network
+                    .get(pick(in_flight))
+                    .copied()
+                    .filter(|_| in_flight > 0)
+                else {
+                    continue;
+                };
+                let mut p = original;
+                match (op >> 4) % 4 {
+                    0 => {
+                        let iteration = p.field(ITERATION_AT);
+                        let new = if b >= 0xF0 {
+                            u32::MAX - u32::from(b & 0x0F)
+                        } else {
+                            iteration.wrapping_add(u32::from(b)).wrapping_sub(8)
+                        };
+                        p.set_field(ITERATION_AT, new);
+                    }
+                    1 => {
+                        let epoch = p.field(EPOCH_AT);
+                        p.set_field(EPOCH_AT, epoch ^ u32::from(b));
+                    }
+                    2 => {
+                        if let Some(byte) = p.bytes.get_mut(usize::from(b) % EPOCH_AT) {
+                            *byte ^= 1;
+                        }
+                    }
+                    _ => {
+                        let body = p.len.saturating_sub(64 + ITERATION_AT + 4).max(1);
+                        if let Some(byte) =
+                            p.bytes.get_mut(ITERATION_AT + 4 + usize::from(b) % body)
+                        {
+                            *byte ^= 0x80;
+                        }
+                    }
+                }
+                p.resign(&member(&mut world.members, p.from).signing);
+                let altered = p.message() != original.message();
+                let fresh = !world
+                    .accepted
+                    .get(usize::from(p.id))
+                    .copied()
+                    .unwrap_or(true);
+                let ok = world.deliver(&p, altered);
+                assert!(fresh || !ok, "duplicate accepted");
+            }
+            9 => {
+                // Raw bytes from the input as a room message to either member.
+                let (raw, tail) = ops.split_at(ops.len().min(usize::from(a)));
+                ops = tail;
+                let mut p = Packet {
+                    from: usize::from(b % 2),
+                    id: 0,
+                    len: raw.len().min(MAX_MSG),
+                    bytes: [0; MAX_MSG],
+                };
+                for (dst, src) in p.bytes.iter_mut().zip(raw) {
+                    *dst = *src;
+                }
+                assert!(
+                    !world.deliver(&p, true),
+                    "raw bytes accepted as a room message"
+                );
+            }
+            10 => {
+                // Raw bytes from the input as a distribution, from the session peer it names.
+                let (raw, tail) = ops.split_at(ops.len().min(DISTRIBUTION_LEN));
+                ops = tail;
+                if let Ok(dist) = SenderKeyDistribution::from_bytes(raw) {
+                    let from = *dist.sender();
+                    world.distribute(usize::from(b % 2), &dist, &from);
+                }
+            }
+            _ => {
+                // Both members move to the next epoch, in either order, and exchange keys.
+                let epochs = world.members.each_ref().map(|m| m.room.epoch());
+                let Some(next) = epochs[0].max(epochs[1]).checked_add(1) else {
+                    continue;
+                };
+                for k in 0..2 {
+                    let me = (k + usize::from(b)) % 2;
+                    let m = member(&mut world.members, me);
+                    m.signing = RoomMember::next_signing_key(&rng);
+                    if m.room.start_epoch(&mut rng, next).is_err() {
+                        panic!("a later epoch was refused");
+                    }
+                    m.check_signing();
+                    let dist = m.room.distribution();
+                    let id = IDS.get(me).copied().unwrap_or_default();
+                    world.distribute(1 - me, &dist, &id);
                 }
             }
         }
