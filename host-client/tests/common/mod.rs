@@ -348,7 +348,12 @@ impl User {
             .write_all(format!("{code}\n").as_bytes())
             .unwrap();
         let out = wait_bounded(child, RUN_TIMEOUT);
-        let rest: Vec<String> = rx.try_iter().collect();
+        // The reader thread may still hold the last lines when the child has exited: take
+        // them until it reaches end of file (the channel closes), bounded.
+        let mut rest: Vec<String> = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+            rest.push(l);
+        }
         assert!(
             out.status.success(),
             "register failed: {}\n{}",
