@@ -28,9 +28,11 @@ import { History } from './history.js';
 import * as outbox from './outbox.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
+import { checkRoomName, foldUsername, roomNameFrom, usernameFrom } from './names.js';
 
 export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
+export { roomNameFrom, usernameFrom } from './names.js';
 
 const INITIAL_PREKEYS = 50;
 /** Room for the envelope around a text (prekey header, ratchet header, tag, room signature). */
@@ -67,19 +69,6 @@ async function holdTabLock(username) {
 function releaseTabLock(username) {
   tabLocks.get(username)?.();
   tabLocks.delete(username);
-}
-
-/**
- * A room name as the server accepts it (`[a-z0-9_-]{1,32}`) from what people type:
- * "Team Room" becomes `team-room`, accents are dropped; throws when nothing usable is left.
- * @param {string} input
- */
-export function roomNameFrom(input) {
-  const name = input.trim().replace(/^#/, '').normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
-    .replace(/[\s.]+/g, '-').replace(/[^a-z0-9_-]/g, '').replace(/-{2,}/g, '-').replace(/^-+|-+$/g, '');
-  if (!name) throw new Error('A room name needs at least one letter or digit.');
-  if (name.length > 32) throw new Error(`"${name}" is too long: room names have at most 32 characters.`);
-  return name;
 }
 
 /** The WebSocket URL of the page's own server. */
@@ -157,6 +146,12 @@ export class Client extends EventTarget {
     this.resets = [];
     /** @type {string[]} notices for the user (newest last) */
     this.notices = [];
+    /**
+     * Invitations waiting for our answer: room → who invited us. The server holds them
+     * (`ListInvitations` after every login); a live `RoomChanged { Invited }` adds one.
+     * @type {Map<string, string>}
+     */
+    this.invitations = new Map();
     conn.onPush = (m) => this.handlePush(m);
     conn.onStatus = (open) => {
       this.online = open;
@@ -226,7 +221,7 @@ export class Client extends EventTarget {
    * @returns {Promise<{client: Client, uri: string}>}
    */
   static async register(url, form) {
-    const username = form.username.trim().toLowerCase();
+    const username = foldUsername(form.username);
     await holdTabLock(username);
     const profile = newProfile(username, form.name);
     const conn = new Connection(url);
@@ -286,7 +281,7 @@ export class Client extends EventTarget {
    * @returns {Promise<{client: Client, needsCode: boolean}>}
    */
   static async login(url, username, password) {
-    username = username.trim().toLowerCase();
+    username = foldUsername(username);
     await holdTabLock(username);
     let keystore = null;
     let profile = null;
@@ -375,6 +370,11 @@ export class Client extends EventTarget {
         await this.save();
       } catch (e) {
         this.notice(`could not list rooms: ${/** @type {Error} */ (e).message}`);
+      }
+      try {
+        this.invitations = await rooms.listInvitations(this);
+      } catch (e) {
+        this.notice(`could not list invitations: ${/** @type {Error} */ (e).message}`);
       }
       await this.runFollowUps();
     });
@@ -486,7 +486,7 @@ export class Client extends EventTarget {
 
   /** Opens a conversation with `user` (checks the account exists and learns their key). @param {string} user */
   async startConversation(user) {
-    user = user.replace(/^@/, '').trim().toLowerCase();
+    user = usernameFrom(user);
     if (user === this.profile.username) throw new Error('that is you');
     await this.serial(async () => {
       if (!this.profile.contacts[user]) await direct.fetchBundleForSession(this, user);
@@ -597,13 +597,48 @@ export class Client extends EventTarget {
     return `#${name}`;
   }
 
-  /** @param {string} name @param {string} user */
+  /**
+   * Invites `user` to a room we are in. They are not a member until they accept (their
+   * `Joined` then reaches every member and the room keys are exchanged); returns the folded name.
+   * @param {string} name @param {string} user
+   */
   async invite(name, user) {
-    user = user.replace(/^@/, '').trim().toLowerCase();
+    user = usernameFrom(user);
+    checkRoomName(name);
     await this.serial(async () => {
       await this.conn.request({ type: 'Invite', room: name, username: user });
+      this.roomEvent(name, `You invited ${user}; they join when they accept`);
+      await this.save();
     });
     this.changed();
+    return user;
+  }
+
+  /** The invitations waiting for us, by room name. */
+  pendingInvitations() {
+    return [...this.invitations].map(([room, from]) => ({ room, from })).sort((a, b) => a.room.localeCompare(b.room));
+  }
+
+  /**
+   * Accepts the invitation to `name` (rooms.js `acceptInvite`); returns the room's conversation.
+   * @param {string} name
+   */
+  async acceptInvite(name) {
+    try {
+      await this.serial(() => rooms.acceptInvite(this, name));
+    } finally {
+      this.changed();
+    }
+    return `#${name}`;
+  }
+
+  /** Declines the invitation to `name` (nobody is told). @param {string} name */
+  async declineInvite(name) {
+    try {
+      await this.serial(() => rooms.declineInvite(this, name));
+    } finally {
+      this.changed();
+    }
   }
 
   /** @param {string} name */
@@ -636,6 +671,12 @@ export class Client extends EventTarget {
         const sid = String(m.server_id);
         if (this.history.markDelivered(sid)) await this.save();
       }).finally(() => this.changed());
+    } else if (m.type === 'RoomChanged' && m.change === 'Invited') {
+      // An invitation, not a membership: nothing of the room is ours until we accept.
+      const fresh = !this.invitations.has(m.room);
+      this.invitations.set(m.room, m.username);
+      if (fresh) this.dispatchEvent(new CustomEvent('invited', { detail: { room: m.room, from: m.username } }));
+      this.changed();
     } else if (m.type === 'RoomChanged') {
       this.serial(async () => {
         // Shown in the room's timeline (not as a notice too).

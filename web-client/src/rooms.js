@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * Rooms on the client (host-client `rooms.rs`): sender keys per room and epoch, handed to each
+ * Rooms on the client (host-client `rooms.rs`): invitations we accept or decline (an invitation
+ * is not a membership: nothing of the room reaches us before we accept), sender keys per room and epoch, handed to each
  * member inside the pairwise sessions (`Content::RoomKey`), reconciled with the server's member
  * list before every send and on every membership change; a member who is gone starts a new
  * epoch, so they never get a key for anything sent after. Members converge on the highest
@@ -11,6 +12,8 @@ import { ServerError } from './connection.js';
 import { decodeContent, encodeContent } from './envelope.js';
 import * as direct from './direct.js';
 import { MAX_BODY } from './frames.js';
+import { ErrorCode } from './message.js';
+import { checkRoomName } from './names.js';
 import { Room, SenderKeyDistribution, roomIdForName } from './room.js';
 
 /**
@@ -223,4 +226,74 @@ export async function sendToRoom(client, name, content) {
   await client.save();
   const r = await client.conn.request({ type: 'SendToRoom', room: name, client_id: randomU64(), body });
   return String(r.server_id);
+}
+
+/**
+ * The invitations waiting for us, as the server lists them: room → who invited us.
+ * @param {import('./client.js').Client} client
+ * @returns {Promise<Map<string, string>>}
+ */
+export async function listInvitations(client) {
+  const r = await client.conn.request({ type: 'ListInvitations' });
+  const names = /** @type {string[]} */ (r.rooms);
+  const from = /** @type {string[]} */ (r.from);
+  return new Map(names.map((room, i) => [room, from[i]]));
+}
+
+/**
+ * Accepts the invitation to `name`: we become a member (the server then tells every member,
+ * us included, `Joined`), and sync the room as any member does: the member list, and our new
+ * sender key to each of them; theirs come when they hear we joined.
+ * @param {import('./client.js').Client} client
+ * @param {string} name
+ */
+export async function acceptInvite(client, name) {
+  checkRoomName(name);
+  try {
+    await client.conn.request({ type: 'AcceptInvite', room: name });
+  } catch (e) {
+    throw invitationGone(client, name, e);
+  }
+  client.invitations.delete(name);
+  // State left from an earlier membership is not reused: a new member starts with a fresh
+  // sender key (as host-client's accept_invite does).
+  delete client.profile.rooms[name];
+  delete client.profile.gone_rooms[name];
+  client.profile.chats[`#${name}`] = Math.floor(Date.now() / 1000);
+  await client.save();
+  try {
+    await syncRoom(client, name);
+  } catch (e) {
+    client.notice(`#${name}: ${/** @type {Error} */ (e).message}`);
+  }
+}
+
+/**
+ * Declines the invitation to `name`; nobody is told.
+ * @param {import('./client.js').Client} client
+ * @param {string} name
+ */
+export async function declineInvite(client, name) {
+  checkRoomName(name);
+  try {
+    await client.conn.request({ type: 'DeclineInvite', room: name });
+  } catch (e) {
+    throw invitationGone(client, name, e);
+  }
+  client.invitations.delete(name);
+}
+
+/**
+ * A refused answer to an invitation: `NOT_FOUND` means none waits (any more), so it leaves the
+ * list; returns the error to show.
+ * @param {import('./client.js').Client} client
+ * @param {string} name
+ * @param {unknown} e
+ */
+function invitationGone(client, name, e) {
+  if (e instanceof ServerError && e.code === ErrorCode.NOT_FOUND) {
+    client.invitations.delete(name);
+    return new Error(`The invitation to #${name} is no longer open.`);
+  }
+  return e;
 }

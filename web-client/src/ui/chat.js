@@ -1,9 +1,10 @@
 // @ts-check
 /**
- * The chat: conversations and rooms in a side list (last message, time, unread count, most
- * recent first), the open conversation with its timeline (always text), a composer with one
- * draft per conversation, the room's member panel, the key-change warning and the
- * safety-number view. On narrow screens the list and the conversation take turns.
+ * The chat: invitations waiting for an answer (Accept / Decline) above the conversations and
+ * rooms in a side list (last message, time, unread count, most recent first), the open
+ * conversation with its timeline (always text), a composer with one draft per conversation,
+ * the room's member panel, the key-change warning and the safety-number view. On narrow
+ * screens the list and the conversation take turns.
  *
  * Built once and then updated in place: an event changes only the nodes it concerns, so what
  * the user types, selects or scrolls to stays where it is.
@@ -51,6 +52,11 @@ export function showChat(root, client, nav) {
   const announcer = h('p', { class: 'sr-only', id: 'announcer', role: 'status', 'aria-live': 'polite' });
   const convList = h('ul', { class: 'convs', 'aria-labelledby': 'conv-heading', id: 'conv-list' });
   const emptyList = h('p', { class: 'hint pad', id: 'no-convs' }, 'No chats yet. Start one with a username, or create a room.');
+  const invitationList = h('ul', { class: 'invitations', 'aria-labelledby': 'invitations-heading', id: 'invitations' });
+  const invitationHeading = h('h2', { id: 'invitations-heading' }, 'Invitations');
+  const invitationError = h('p', { class: 'error pad', id: 'invitation-error', role: 'alert' });
+  const invitationSection = h('section', { class: 'invitation-section', 'aria-labelledby': 'invitations-heading', hidden: true },
+    invitationHeading, invitationList, invitationError);
   const sidebarError = h('p', { class: 'error pad', id: 'sidebar-error', role: 'alert' });
   const notices = h('ul', { class: 'notices', 'aria-label': 'Notices', id: 'notices' });
   const notifyButton = h('button', { class: 'secondary small', type: 'button', id: 'enable-notifications', on: { click: async () => {
@@ -82,6 +88,7 @@ export function showChat(root, client, nav) {
         leave();
       } } }, 'Log out')),
     typeof Notification !== 'undefined' ? notifyButton : null,
+    invitationSection,
     h('h2', { id: 'conv-heading' }, 'Chats and rooms'),
     emptyList,
     convList,
@@ -130,7 +137,67 @@ export function showChat(root, client, nav) {
   /** @type {Map<string, {li: HTMLElement, button: HTMLElement, name: HTMLElement, time: HTMLElement, preview: HTMLElement, badge: HTMLElement}>} */
   const convItems = new Map();
 
+  /** @type {Map<string, {li: HTMLElement, from: string}>} */
+  const invitationItems = new Map();
+
+  /** Answers an invitation; the list item goes once the client forgets it. @param {string} room @param {boolean} accept */
+  const answerInvitation = async (room, accept) => {
+    setText(invitationError, '');
+    const item = invitationItems.get(room);
+    const buttons = item ? [...item.li.querySelectorAll('button')] : [];
+    const next = item?.li.nextElementSibling ?? item?.li.previousElementSibling;
+    for (const b of buttons) b.setAttribute('disabled', '');
+    try {
+      if (accept) {
+        const conv = await client.acceptInvite(room);
+        setText(announcer, `You joined #${room}`);
+        await open(conv);
+      } else {
+        await client.declineInvite(room);
+        setText(announcer, `Declined the invitation to #${room}`);
+        // Keep the keyboard where it was: the next invitation, else the chat list.
+        const focus = next?.querySelector('button') ?? convList.querySelector('button') ?? newChat;
+        render();
+        queueMicrotask(() => /** @type {HTMLElement} */ (focus).focus());
+      }
+    } catch (e) {
+      invitationError.textContent = describe(e);
+      for (const b of buttons) b.removeAttribute('disabled');
+      render();
+    }
+  };
+
+  const renderInvitations = () => {
+    const waiting = client.pendingInvitations();
+    invitationSection.hidden = waiting.length === 0;
+    const wanted = new Map(waiting.map((i) => [i.room, i.from]));
+    for (const [room, item] of invitationItems) if (wanted.get(room) !== item.from) {
+      item.li.remove();
+      invitationItems.delete(room);
+    }
+    /** @type {ChildNode | null} */
+    let prev = null;
+    for (const { room, from } of waiting) {
+      let item = invitationItems.get(room);
+      if (!item) {
+        const id = `invitation-${room}`;
+        const li = h('li', { class: 'invitation', 'data-room': room },
+          h('p', { class: 'invitation-text', id }, `${from} invited you to #${room}`),
+          h('div', { class: 'invitation-actions' },
+            h('button', { class: 'small', type: 'button', 'aria-label': `Accept invitation to #${room}`, 'aria-describedby': id, on: { click: () => answerInvitation(room, true) } }, 'Accept'),
+            h('button', { class: 'secondary small', type: 'button', 'aria-label': `Decline invitation to #${room}`, 'aria-describedby': id, on: { click: () => answerInvitation(room, false) } }, 'Decline')));
+        item = { li, from };
+        invitationItems.set(room, item);
+      }
+      /** @type {ChildNode | null} */
+      const expected = prev ? prev.nextSibling : invitationList.firstChild;
+      if (item.li !== expected) invitationList.insertBefore(item.li, expected);
+      prev = item.li;
+    }
+  };
+
   const renderSidebar = () => {
+    renderInvitations();
     const convs = client.conversations();
     emptyList.hidden = convs.length > 0;
     const wanted = new Set(convs.map((c) => c.conv));
@@ -290,6 +357,7 @@ export function showChat(root, client, nav) {
   const roomPanelFor = (name, members) => {
     const who = /** @type {HTMLInputElement} */ (h('input', { id: 'invite-user', 'aria-label': `Username to invite to #${name}`, placeholder: 'username', autocapitalize: 'none', spellcheck: 'false' }));
     const err = h('p', { class: 'error', role: 'alert', id: 'room-error' });
+    const invited = h('p', { class: 'hint', role: 'status', id: 'invite-status' });
     return h('div', { class: 'room-panel', id: 'room-panel', role: 'region', 'aria-label': `Members of #${name}` },
       members,
       h('form', { class: 'invite', on: { submit: async (/** @type {Event} */ ev) => {
@@ -297,13 +365,16 @@ export function showChat(root, client, nav) {
         const user = who.value;
         if (!user.trim()) return;
         setText(err, '');
+        setText(invited, '');
         try {
-          await client.invite(name, user);
+          const folded = await client.invite(name, user);
           who.value = '';
+          setText(invited, `Invited ${folded}; they join when they accept.`);
         } catch (e) {
           err.textContent = describe(e);
         }
       } } }, who, h('button', { type: 'submit', id: 'invite' }, 'Invite')),
+      invited,
       h('button', { class: 'danger', type: 'button', id: 'leave-room', on: { click: async () => {
         const ok = await confirmAction({ title: `Leave #${name}?`, body: 'You will stop receiving its messages. Someone must invite you again to come back.', action: 'Leave room', danger: true });
         if (!ok) return;
@@ -474,6 +545,29 @@ export function showChat(root, client, nav) {
     }
   };
 
+  /** A new invitation: announced, and notified when permitted. @param {Event} ev */
+  const onInvited = (ev) => {
+    const { room, from } = /** @type {CustomEvent<{room: string, from: string}>} */ (ev).detail;
+    const line = `${from} invited you to #${room}`;
+    setText(announcer, line);
+    if (typeof Notification !== 'undefined' && Notification.permission === 'granted') {
+      try {
+        const n = new Notification(`Invitation to #${room}`, { body: line, tag: `invite:${room}` });
+        n.onclick = () => {
+          window.focus();
+          if (view.conv) {
+            view.conv = null;
+            buildPane();
+          }
+          render();
+          queueMicrotask(() => invitationItems.get(room)?.li.querySelector('button')?.focus());
+        };
+      } catch {
+        // Notifications only from a service worker here: the Invitations list still shows it.
+      }
+    }
+  };
+
   const onVisible = () => render();
   const onExpired = () => leave('Your session expired. Log in again.');
 
@@ -482,6 +576,7 @@ export function showChat(root, client, nav) {
     active = false;
     client.removeEventListener('change', render);
     client.removeEventListener('incoming', onIncoming);
+    client.removeEventListener('invited', onInvited);
     client.removeEventListener('expired', onExpired);
     document.removeEventListener('visibilitychange', onVisible);
     document.title = BASE_TITLE;
@@ -490,6 +585,7 @@ export function showChat(root, client, nav) {
 
   client.addEventListener('change', render);
   client.addEventListener('incoming', onIncoming);
+  client.addEventListener('invited', onInvited);
   client.addEventListener('expired', onExpired);
   document.addEventListener('visibilitychange', onVisible);
   buildPane();

@@ -94,13 +94,33 @@ export async function createRoom(page, typed, conv) {
   await page.locator('#conv-title', { hasText: conv }).waitFor();
 }
 
-/** Invites from the open room's member panel (opening it if closed). */
+/**
+ * Invites from the open room's member panel (opening it if closed); resolves when the page says
+ * the invitation went. The invitee is not a member until it accepts (`acceptInvitation`).
+ */
 export async function invite(page, room, user) {
   const toggle = page.locator('#toggle-members[aria-expanded="false"]');
   if (await toggle.count()) await toggle.click();
   await page.getByLabel(`Username to invite to ${room}`).fill(user);
   await page.getByRole('button', { name: 'Invite', exact: true }).click();
-  await page.locator('#room-members', { hasText: user }).waitFor({ timeout: 15000 });
+  await page.locator('#invite-status', { hasText: `Invited ${user}; they join when they accept.` }).waitFor({ timeout: 15000 });
+}
+
+/** The invitee accepts from the Invitations list; resolves when the room is open and lists them. */
+export async function acceptInvitation(page, room, from) {
+  const item = page.locator(`#invitations li[data-room="${room.slice(1)}"]`);
+  await item.waitFor({ timeout: 15000 });
+  if (from) assert.equal(await item.locator('.invitation-text').textContent(), `${from} invited you to ${room}`);
+  await page.getByRole('button', { name: `Accept invitation to ${room}` }).click();
+  await page.locator('#conv-title', { hasText: room }).waitFor({ timeout: 15000 });
+  await item.waitFor({ state: 'detached' });
+}
+
+/** Invites `invitee` (a page) and has it accept; resolves when the inviter lists the new member. */
+export async function inviteAndAccept(page, room, invitee) {
+  await invite(page, room, invitee.username);
+  await acceptInvitation(invitee.page, room);
+  await page.locator('#room-members', { hasText: invitee.username }).waitFor({ timeout: 15000 });
 }
 
 /** Reads one account's records from IndexedDB: the profile record's size and the entry records. */

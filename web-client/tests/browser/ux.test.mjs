@@ -11,7 +11,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, screenshot, startServer } from './harness.mjs';
-import { confirmEnrollment, expectMessage, invite, newPage, openConv, readStore, registerUser, send } from './ui.mjs';
+import { acceptInvitation, confirmEnrollment, expectMessage, invite, newPage, openConv, readStore, registerUser, send } from './ui.mjs';
 
 const DANA = { username: 'dana', name: 'Dana Example', password: 'amber falcon quarry 31 meadow' };
 const ERIN = { username: 'erin', name: 'Erin Example', password: 'cedar lynx pavilion 58 orbit' };
@@ -132,6 +132,7 @@ test('"Team Room" becomes #team-room; joins show in the timeline; room members a
   await d.locator('#conv-title', { hasText: '#team-room' }).waitFor();
   assert.equal(await d.locator('#sidebar-error').textContent(), '');
   await invite(d, '#team-room', 'erin');
+  await acceptInvitation(erin.page, '#team-room', 'dana');
   await d.locator('#messages .event', { hasText: 'erin joined' }).waitFor({ timeout: 15000 });
   await erin.page.locator('button.conv[data-conv="#team-room"]').click();
   await erin.page.locator('#messages .event', { hasText: 'You joined the room' }).waitFor({ timeout: 15000 });
@@ -323,6 +324,7 @@ test('the member panel asks before Remove; leaves and removals show in the timel
   assert.equal(await finn.page.locator('#me-name b, #me-name img').count(), 0, 'as text, not markup');
   await d.locator('button.conv[data-conv="#team-room"]').click();
   await invite(d, '#team-room', 'finn');
+  await acceptInvitation(finn.page, '#team-room', 'dana');
   await d.locator('#messages .event', { hasText: 'finn joined' }).waitFor({ timeout: 15000 });
   await d.locator('#room-members-list li[data-member="finn"]').waitFor();
   assert.equal(await d.locator('#room-members-list li[data-member="dana"] .tag').textContent(), 'admin');

@@ -1,7 +1,9 @@
 // The web client in Debian's chromium against a real sealroom-server: two browser users
-// register with TOTP, log in, chat both ways, use a room, reload and keep their history; a
-// wrong code is refused on screen; hostile message text stays text; the CSP is sent; a key
-// change is shown; a CLI user and a browser user talk. Screenshots go to target/web-screenshots/.
+// register with TOTP, log in, chat both ways, use a room (an invitee joins when it accepts),
+// reload and keep their history; a wrong code is refused on screen; hostile message text stays
+// text; the CSP is sent; a key change is shown; a CLI user and a browser user talk, and invite
+// each other to rooms (the CLI accepts with `rooms accept`, the page with its Accept button).
+// Screenshots go to target/web-screenshots/.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
@@ -188,6 +190,22 @@ async function expectMessage(page, conv, text) {
   await page.locator('#messages .text', { hasText: text }).first().waitFor({ timeout: 15000 });
 }
 
+/** Invites from the open room's panel; the page says they join when they accept. */
+async function invite(page, room, user) {
+  await page.getByLabel(`Username to invite to ${room}`).fill(user);
+  await page.getByRole('button', { name: 'Invite', exact: true }).click();
+  await page.locator('#invite-status', { hasText: `Invited ${user}; they join when they accept.` }).waitFor({ timeout: 15000 });
+}
+
+/** The invitee accepts in its Invitations list; resolves with the room open. */
+async function accept(page, room, from) {
+  const item = page.locator(`#invitations li[data-room="${room.slice(1)}"]`);
+  await item.waitFor({ timeout: 15000 });
+  assert.equal(await item.locator('.invitation-text').textContent(), `${from} invited you to ${room}`);
+  await page.getByRole('button', { name: `Accept invitation to ${room}` }).click();
+  await page.locator('#conv-title', { hasText: room }).waitFor({ timeout: 15000 });
+}
+
 test('alice and bob message each other both ways; delivery receipts show', async () => {
   const a = users.alice.page;
   const b = users.bob.page;
@@ -279,8 +297,8 @@ test('a room: alice creates it, invites bob, both write and read', async () => {
   await a.getByLabel('New room name').fill('team');
   await a.getByRole('button', { name: 'Create', exact: true }).click();
   await a.locator('#conv-title', { hasText: '#team' }).waitFor();
-  await a.getByLabel('Username to invite to #team').fill('bob');
-  await a.getByRole('button', { name: 'Invite', exact: true }).click();
+  await invite(a, '#team', 'bob');
+  await accept(b, '#team', 'alice');
   await a.locator('#room-members', { hasText: 'bob' }).waitFor({ timeout: 15000 });
   await b.locator('button.conv[data-conv="#team"]').waitFor({ timeout: 15000 });
   // Let both sender keys cross before the first room message.
@@ -297,8 +315,9 @@ test('the admin removes a member: the others move to a new epoch and the removed
   const b = users.bob.page;
   await a.getByLabel('New room name').fill('ops');
   await a.getByRole('button', { name: 'Create', exact: true }).click();
-  await a.getByLabel('Username to invite to #ops').fill('bob');
-  await a.getByRole('button', { name: 'Invite', exact: true }).click();
+  await invite(a, '#ops', 'bob');
+  await accept(b, '#ops', 'alice');
+  await a.locator('#room-members', { hasText: 'bob' }).waitFor({ timeout: 15000 });
   await b.locator('button.conv[data-conv="#ops"]').waitFor({ timeout: 15000 });
   await a.waitForTimeout(1000);
   await send(a, 'Before the removal.');
@@ -446,8 +465,13 @@ test('a CLI user in a browser-made room reads and writes', {
   const a = users.alice.page;
   await a.locator('button.conv[data-conv="#team"]').click();
   await a.locator('#toggle-members[aria-expanded="false"]').click();
-  await a.getByLabel('Username to invite to #team').fill('carol');
-  await a.getByRole('button', { name: 'Invite', exact: true }).click();
+  await invite(a, '#team', 'carol');
+  // carol is not a member until she accepts on the command line.
+  const out = await cli(home, ['--json', 'rooms', 'invitations']);
+  const waiting = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((o) => o.invitations);
+  assert.deepEqual(waiting?.invitations, [{ room: 'team', from: 'alice' }], out);
+  assert.equal(await a.locator('#room-members', { hasText: 'carol' }).count(), 0, 'not a member before accepting');
+  await cli(home, ['rooms', 'accept', '#team']);
   await a.locator('#room-members', { hasText: 'carol' }).waitFor({ timeout: 15000 });
   // carol picks up the room keys (and sends hers) before the first message.
   await cli(home, ['--json', 'inbox', '--wait', '3']);
@@ -459,4 +483,30 @@ test('a CLI user in a browser-made room reads and writes', {
   // Only alice reads it here: bob's browsers are closed since his new-device test above.
   await expectMessage(a, '#team', 'Hello room, from the command line.');
   await screenshot(a, '15-cli-in-room');
+});
+
+test('a CLI user invites a browser user, who accepts in the page; they talk in the room both ways', {
+  skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
+}, async () => {
+  const { cli } = await import('./cli.mjs');
+  const home = carolHome;
+  assert.ok(home, 'carol was registered by an earlier test');
+  const a = users.alice.page;
+  await cli(home, ['rooms', 'create', 'cli-made']);
+  const said = await cli(home, ['rooms', 'invite', 'cli-made', '@alice']);
+  assert.match(said, /they join.*when they accept/i);
+  await accept(a, '#cli-made', 'carol');
+  await a.locator('#messages .event', { hasText: 'You joined the room' }).waitFor({ timeout: 15000 });
+  await a.locator('#toggle-members').click();
+  await a.locator('#room-members', { hasText: /carol.*alice|alice.*carol/ }).waitFor({ timeout: 15000 });
+  assert.equal(await a.locator('#invitations li').count(), 0, 'the invitation is gone once accepted');
+  // carol hears alice joined and sends her room key; alice's arrived with her accept.
+  await cli(home, ['--json', 'inbox', '--wait', '3']);
+  await a.waitForTimeout(1000);
+  await cli(home, ['send', '#cli-made', 'Welcome, Alice, to a room made on the command line.']);
+  await expectMessage(a, '#cli-made', 'Welcome, Alice, to a room made on the command line.');
+  await send(a, 'Thanks Carol, writing from the browser.');
+  const inbox = await cli(home, ['--json', 'inbox', '--wait', '5']);
+  assert.match(inbox, /Thanks Carol, writing from the browser\./);
+  await screenshot(a, '18-cli-invited-browser');
 });

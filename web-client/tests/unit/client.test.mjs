@@ -3,7 +3,8 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, MAX_TEXT_BYTES, newProfileForTests, roomNameFrom } from '../../src/client.js';
+import { Client, MAX_TEXT_BYTES, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
+import { ErrorCode } from '../../src/message.js';
 import { fromHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
 
@@ -179,6 +180,50 @@ test('room names people type become names the server accepts', () => {
   assert.equal(roomNameFrom('ops_2026'), 'ops_2026');
   assert.throws(() => roomNameFrom('!!!'), /at least one letter/);
   assert.throws(() => roomNameFrom('a'.repeat(33)), /at most 32/);
+});
+
+test('usernames fold as the protocol folds them (ASCII only), never by Unicode lower-casing', () => {
+  assert.equal(usernameFrom(' @Bob_2 '), 'bob_2');
+  assert.equal(usernameFrom('ALICE'), 'alice');
+  // "\u212Aelvin".toLowerCase() is "kelvin"; proto-core refuses it, and so must we.
+  assert.throws(() => usernameFrom('\u212Aelvin'), { name: 'NameError' });
+  assert.throws(() => usernameFrom('İpek'), { name: 'NameError' });
+  assert.throws(() => usernameFrom('ab'), { name: 'NameError' });
+});
+
+test('an Invited push is an invitation, not a membership; decline drops it; a stale one is dropped on accept', async () => {
+  const server = new FakeServer();
+  const bob = await newClient(server, 'bob');
+  const base = bob.conn.request;
+  bob.conn.request = async (msg) => {
+    if (msg.type === 'DeclineInvite') {
+      server.log.push(['bob', msg.type]);
+      return { type: 'Ok' };
+    }
+    if (msg.type === 'AcceptInvite') {
+      server.log.push(['bob', msg.type]);
+      throw new ServerError(ErrorCode.NOT_FOUND, 'no such invitation');
+    }
+    return base(msg);
+  };
+  const heard = [];
+  bob.addEventListener('invited', (e) => heard.push(e.detail));
+  bob.handlePush({ type: 'RoomChanged', room: 'team', username: 'alice', change: 'Invited' });
+  bob.handlePush({ type: 'RoomChanged', room: 'ops', username: 'carol', change: 'Invited' });
+  bob.handlePush({ type: 'RoomChanged', room: 'team', username: 'alice', change: 'Invited' });
+  await settle([bob]);
+  assert.deepEqual(bob.pendingInvitations(), [{ room: 'ops', from: 'carol' }, { room: 'team', from: 'alice' }]);
+  assert.deepEqual(heard, [{ room: 'team', from: 'alice' }, { room: 'ops', from: 'carol' }], 'one event per new invitation');
+  // Nothing of the room: no member list asked for, no room state, no conversation.
+  assert.deepEqual(server.log, []);
+  assert.deepEqual(Object.keys(bob.profile.rooms), []);
+  assert.deepEqual(bob.conversations(), []);
+  await bob.declineInvite('ops');
+  assert.deepEqual(bob.pendingInvitations(), [{ room: 'team', from: 'alice' }]);
+  await assert.rejects(bob.acceptInvite('team'), /no longer open/);
+  assert.deepEqual(bob.pendingInvitations(), []);
+  assert.deepEqual(server.log, [['bob', 'DeclineInvite'], ['bob', 'AcceptInvite']]);
+  await assert.rejects(bob.acceptInvite('Not A Room'), { name: 'NameError' });
 });
 
 test('room members are contacts, not chats; a chat opened by hand is listed before its first message', async () => {
