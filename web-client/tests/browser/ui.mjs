@@ -116,13 +116,6 @@ export async function acceptInvitation(page, room, from) {
   await item.waitFor({ state: 'detached' });
 }
 
-/** Invites `invitee` (a page) and has it accept; resolves when the inviter lists the new member. */
-export async function inviteAndAccept(page, room, invitee) {
-  await invite(page, room, invitee.username);
-  await acceptInvitation(invitee.page, room);
-  await page.locator('#room-members', { hasText: invitee.username }).waitFor({ timeout: 15000 });
-}
-
 /** Reads one account's records from IndexedDB: the profile record's size and the entry records. */
 export function readStore(page, username) {
   return page.evaluate((username) => new Promise((ok, fail) => {
