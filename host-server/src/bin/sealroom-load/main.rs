@@ -7,13 +7,19 @@
 //! sends in flight, acknowledging what it receives. It prints the login cost (one PBKDF2), the
 //! throughput, and the latencies from send to `Accepted` (durable commit) and to `Deliver` at
 //! the recipient. Everything is bounded: users ≤ 500, messages ≤ 100,000 each, and a deadline.
+//!
+//! `--scenario` picks one of the side-by-side benchmark's loads instead (see `peer.rs` and
+//! `bench/peer`): `seed` prepares a data folder, then `pair`, `paced`, `room` and `idle` load a
+//! separate `sealroom-server` process on that folder.
+
+mod peer;
 
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use host_server::auth::totp;
 use host_server::client::Client;
 use host_server::clock::Clock;
@@ -51,6 +57,47 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
+    /// A load of the side-by-side benchmark instead of the default mixed load.
+    #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
+    scenario: Scenario,
+    /// `seed`: the data folder to fill (before the server starts on it).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// The seed `--scenario seed` printed (hex), from which the session tokens derive.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Seconds of sending for `pair`, `paced` and `room`.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Messages per second for `paced`.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Room members besides the sender, for `seed` and `room`.
+    #[arg(long, default_value_t = 50)]
+    members: u64,
+    /// Idle connections, for `seed` and `idle`.
+    #[arg(long, default_value_t = 5000)]
+    conns: u64,
+    /// The server's process id, to read its RSS for `idle`.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Registers `--users` users who each send `--messages` to the next (the default).
+    Mixed,
+    /// Writes the benchmark's accounts, sessions and room into `--data-dir`; prints the seed.
+    Seed,
+    /// One sender → one receiver, as fast as `--window` allows.
+    Pair,
+    /// One → one at `--rate` per second: end-to-end latency.
+    Paced,
+    /// One sender → a room of `--members`: deliveries per second.
+    Room,
+    /// `--conns` idle logged-in connections: server RSS per connection.
+    Idle,
 }
 
 const PASSWORD: &str = "load generator passphrase: seven tall giraffes";
@@ -211,6 +258,9 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if args.scenario != Scenario::Mixed {
+        return run_peer(&args);
+    }
     let mut local: Option<(Server, std::path::PathBuf)> = None;
     let (addr, fp) = match (args.addr, args.fingerprint.clone()) {
         (Some(a), Some(f)) => {
@@ -259,6 +309,59 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The side-by-side benchmark's loads (`bench/peer`).
+fn run_peer(args: &Args) -> anyhow::Result<()> {
+    if args.scenario == Scenario::Seed {
+        let dir = args
+            .data_dir
+            .as_deref()
+            .context("--data-dir is needed for seed")?;
+        let seed = peer::seed(dir, args.members, args.conns)?;
+        println!("seed={}", hex::encode(seed));
+        return Ok(());
+    }
+    let (Some(addr), Some(fingerprint)) = (args.addr, args.fingerprint.clone()) else {
+        bail!("--addr and --fingerprint are needed: these loads run against a separate server");
+    };
+    if !addr.ip().is_loopback() {
+        bail!("sealroom-load only talks to 127.0.0.1 / ::1; {addr} is not loopback");
+    }
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(args.seed.as_deref().context("--seed is needed")?, &mut seed)
+        .context("--seed must be 64 hex digits")?;
+    let load = peer::Load {
+        addr,
+        fingerprint,
+        seed,
+        window: args.window,
+        body: usize::try_from(args.body).unwrap_or(256),
+        seconds: args.seconds,
+        rate: args.rate,
+        members: args.members,
+        conns: args.conns,
+        server_pid: args.server_pid,
+    };
+    let deadline = Duration::from_secs(args.max_seconds);
+    smol::block_on(smol::future::or(
+        async {
+            match args.scenario {
+                Scenario::Pair => peer::pair(&load, false).await,
+                Scenario::Paced => peer::pair(&load, true).await,
+                Scenario::Room => peer::room(&load).await,
+                Scenario::Idle => peer::idle(&load).await,
+                Scenario::Mixed | Scenario::Seed => Ok(()),
+            }
+        },
+        async {
+            smol::Timer::after(deadline).await;
+            Err(anyhow::anyhow!(
+                "gave up after {} s (the deadline)",
+                deadline.as_secs()
+            ))
+        },
+    ))
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
