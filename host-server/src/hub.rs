@@ -99,6 +99,21 @@ impl Hub {
         any
     }
 
+    /// As [`push`](Self::push), but a connection whose queue is full is left alone (and does
+    /// not count as having taken it): for receipts, which a sender working through a burst
+    /// of them must not be disconnected for.
+    pub fn offer(&self, account: AccountId, msg: &Message<'_>) -> bool {
+        let Some(frame) = encode(msg) else {
+            return false;
+        };
+        match self.lock().get(&account) {
+            Some(list) => list
+                .iter()
+                .fold(false, |any, p| p.out.offer_frame(frame.clone()) | any),
+            None => false,
+        }
+    }
+
     /// Live connections in all.
     pub fn connection_count(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
@@ -116,23 +131,42 @@ pub async fn run_delivery(
     let mut last = 0u64;
     loop {
         let now = shared.clock.now();
+        // Committed messages only, read without waiting for the writer's commit in progress:
+        // a message is delivered only once it is durable.
         let read = shared
             .db
-            .call(move |s| -> Result<_, StoreError> {
+            .read(move |s| {
                 Ok((
-                    s.take_receipts(account)?,
-                    s.take_room_events(account)?,
+                    s.has_kept(account)?,
                     s.pending_for(account, last, now, BATCH)?,
                 ))
             })
             .await;
-        let (receipts, events, batch) = match read {
+        let (kept, batch) = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "delivery read failed");
                 out.kill();
                 return;
             }
+        };
+        let (receipts, events) = if kept {
+            let taken = shared
+                .db
+                .call(move |s| -> Result<_, StoreError> {
+                    Ok((s.take_receipts(account)?, s.take_room_events(account)?))
+                })
+                .await;
+            match taken {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery read failed");
+                    out.kill();
+                    return;
+                }
+            }
+        } else {
+            (Vec::new(), Vec::new())
         };
         // Receipts and membership changes kept while this user was away (or racing a login).
         for r in &receipts {

@@ -79,6 +79,20 @@ impl Outbox {
         }
     }
 
+    /// Queues a frame if the queue is below the delivery limit (see
+    /// [`send_frame`](Self::send_frame)), never killing the connection; `false` if it was not
+    /// queued. For pushes that have somewhere else to go (a receipt that can be stored) or may
+    /// be dropped (a room receipt, best-effort by protocol): they never take the headroom
+    /// kept for replies.
+    pub fn offer_frame(&self, frame: Vec<u8>) -> bool {
+        self.frames.len() < self.delivery_limit() && self.frames.try_send(frame).is_ok()
+    }
+
+    fn delivery_limit(&self) -> usize {
+        let capacity = self.frames.capacity().unwrap_or(usize::MAX);
+        capacity - capacity / 4
+    }
+
     /// Queues a frame, waiting for room (used by delivery, whose messages stay in the store).
     ///
     /// Delivery never fills the last quarter of the queue: that headroom is kept for replies
@@ -86,8 +100,7 @@ impl Outbox {
     /// mistaken for one that stopped reading. A peer that truly stops reading still fills the
     /// headroom with its own requests' replies and is disconnected.
     pub async fn send_frame(&self, frame: Vec<u8>) -> bool {
-        let capacity = self.frames.capacity().unwrap_or(usize::MAX);
-        let limit = capacity - capacity / 4;
+        let limit = self.delivery_limit();
         let wait_for_room = async {
             // async-channel offers no "below a threshold" wake-up; poll briefly while the
             // queue sits above the delivery limit (only ever the case for a slow reader).

@@ -4,19 +4,72 @@
 //! Delivery is pulled from the store, never copied around in memory: a send only *wakes* the
 //! recipient's live connections, and each one's delivery task ([`crate::hub::run_delivery`])
 //! reads the queue after the last id it sent.
+//!
+//! Sends and acknowledgements are *pipelined*: the handler queues its job to the storage thread
+//! and returns at once, so the connection reads its next request while the commit is under way
+//! and a client's whole window of sends lands in one commit. The reply (`Accepted`, or an
+//! `Error`) is queued by the storage thread once the transaction holding the job is durable;
+//! any other request first waits for those replies ([`InFlight::settle`]), so replies still
+//! leave in request order. An acknowledgement does not wait for its own commit: its "delivered"
+//! goes out as soon as the deletion has run, because losing it in a crash only brings a
+//! redelivery that clients already drop.
+
+use std::sync::Arc;
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{ErrorCode, Message};
+use smol::lock::{RwLock, RwLockReadGuardArc, Semaphore, SemaphoreGuardArc};
 
 use super::rooms::member_room;
 use super::{Connection, Refusal, Reply, confirmed};
+use crate::outbox::Outbox;
 use crate::store::{AccountId, AckOutcome, NewMessage};
 
-fn accepted(client_id: u64, server_id: u64) -> Reply {
-    Reply::msg(&Message::Accepted {
-        client_id,
-        server_id,
-    })
+/// A connection's pipelined requests: a bound on their number, and a fence that lets any
+/// other request wait until all their replies are queued.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    fence: Arc<RwLock<()>>,
+    permits: Arc<Semaphore>,
+}
+
+/// One pipelined request's place: dropped once its reply is queued.
+struct Ticket {
+    _order: RwLockReadGuardArc<()>,
+    _permit: SemaphoreGuardArc,
+}
+
+impl InFlight {
+    /// At most `outbound_queue / 4` requests in flight: past it, the connection stops reading
+    /// until commits answer some (back-pressure). Their replies then always fit in the quarter
+    /// of the outbound queue kept for replies and pushes, so a client's own window never gets
+    /// it disconnected as a peer that stopped reading.
+    pub(crate) fn new(outbound_queue: usize) -> Self {
+        Self {
+            fence: Arc::new(RwLock::new(())),
+            permits: Arc::new(Semaphore::new((outbound_queue / 4).max(1))),
+        }
+    }
+
+    /// Waits until every earlier pipelined request's reply is queued.
+    pub(crate) async fn settle(&self) {
+        drop(self.fence.write().await);
+    }
+
+    async fn enter(&self) -> Ticket {
+        let permit = self.permits.acquire_arc().await;
+        Ticket {
+            _order: self.fence.read_arc().await,
+            _permit: permit,
+        }
+    }
+}
+
+fn refuse(out: &Outbox, r: &Refusal) {
+    out.push(&Message::Error {
+        code: r.code,
+        text: &r.text,
+    });
 }
 
 impl Connection {
@@ -34,7 +87,8 @@ impl Connection {
         Ok(me)
     }
 
-    /// `SendToUser`: commit, then answer `Accepted`, then wake the recipient.
+    /// `SendToUser`: queued to the store; once committed, `Accepted` and a wake for the
+    /// recipient (see the module doc: the connection does not wait).
     pub(super) async fn send_to_user(
         &mut self,
         to: &str,
@@ -55,8 +109,10 @@ impl Connection {
         };
         let quota = self.shared.config.recipient_quota;
         let sender_quota = self.shared.config.sender_quota;
-        let (recipient, server_id) = self
-            .db(move |s| {
+        let ticket = self.in_flight.enter().await;
+        let (out, shared) = (self.out.clone(), self.shared.clone());
+        self.shared.db.submit(
+            move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
                 if s.pending_direct_count_from(recipient.id, me)? >= sender_quota {
@@ -77,10 +133,22 @@ impl Connection {
                     ..message
                 })?;
                 Ok((recipient.id, id))
-            })
-            .await?;
-        self.shared.hub.wake(recipient);
-        Ok(accepted(client_id, server_id))
+            },
+            move |done: Result<_, Refusal>| {
+                match done {
+                    Ok((recipient, server_id)) => {
+                        out.push(&Message::Accepted {
+                            client_id,
+                            server_id,
+                        });
+                        shared.hub.wake(recipient);
+                    }
+                    Err(r) => refuse(&out, &r),
+                }
+                drop(ticket);
+            },
+        )?;
+        Ok(Reply::none())
     }
 
     /// `SendToRoom`: stored once; each other member's delivery task picks it up.
@@ -96,8 +164,10 @@ impl Connection {
         let ttl = self.shared.config.message_ttl;
         let quota = self.shared.config.recipient_quota;
         let body = body.to_vec();
-        let (members, server_id) = self
-            .db(move |s| {
+        let ticket = self.in_flight.enter().await;
+        let (out, shared) = (self.out.clone(), self.shared.clone());
+        self.shared.db.submit(
+            move |s| {
                 let info = member_room(s, &room, me)?;
                 if s.pending_room_count(info.id)? >= quota {
                     return Err(Refusal::new(
@@ -115,54 +185,73 @@ impl Connection {
                     body,
                 })?;
                 Ok((info.members, id))
-            })
-            .await?;
-        for m in members {
-            if m.id != me {
-                self.shared.hub.wake(m.id);
-            }
-        }
-        Ok(accepted(client_id, server_id))
+            },
+            move |done: Result<_, Refusal>| {
+                match done {
+                    Ok((members, server_id)) => {
+                        out.push(&Message::Accepted {
+                            client_id,
+                            server_id,
+                        });
+                        for m in members {
+                            if m.id != me {
+                                shared.hub.wake(m.id);
+                            }
+                        }
+                    }
+                    Err(r) => refuse(&out, &r),
+                }
+                drop(ticket);
+            },
+        )?;
+        Ok(Reply::none())
     }
 
-    /// `Ack`: delete (or move the room cursor), then tell the sender "delivered".
+    /// `Ack`: delete (or move the room cursor), then tell the sender "delivered" without
+    /// waiting for the commit (see the module doc).
     ///
     /// No reply on success; an unknown id is ignored, so acknowledging twice is harmless.
     pub(super) async fn ack(&mut self, server_id: u64) -> Result<Reply, Refusal> {
         let (me, my_name) = self.logged_in()?;
-        let shared = self.shared.clone();
-        let name = my_name.clone();
         let expires = self
             .shared
             .clock
             .now()
             .saturating_add(self.shared.config.message_ttl);
-        let outcome = self
-            .db(move |s| {
-                let outcome = s.ack(me, server_id)?;
-                if let AckOutcome::Direct { sender_id } = outcome
-                    && !shared.hub.is_online(sender_id)
-                {
-                    s.add_receipt(sender_id, server_id, &name, expires)?;
+        let ticket = self.in_flight.enter().await;
+        let (out, shared) = (self.out.clone(), self.shared.clone());
+        let hub_now = self.shared.clone();
+        self.shared.db.submit(
+            move |s| {
+                let (sender_id, direct) = match s.ack(me, server_id)? {
+                    AckOutcome::Direct { sender_id } => (sender_id, true),
+                    AckOutcome::Room { sender_id } => (sender_id, false),
+                    AckOutcome::Unknown => return Ok(None),
+                };
+                let delivered = Message::Delivered {
+                    server_id,
+                    to: &my_name,
+                };
+                // Room receipts are best-effort (never stored); one that finds the sender's
+                // queue full is dropped rather than the sender's connection.
+                if hub_now.hub.offer(sender_id, &delivered) || !direct {
+                    return Ok(None);
                 }
-                Ok(outcome)
-            })
-            .await?;
-        match outcome {
-            AckOutcome::Direct { sender_id } | AckOutcome::Room { sender_id } => {
-                // If the receipt was kept for an offline sender who has just logged in, the
-                // wake makes their delivery task pick it up.
-                self.shared.hub.wake(sender_id);
-                self.shared.hub.push(
-                    sender_id,
-                    &Message::Delivered {
-                        server_id,
-                        to: &my_name,
-                    },
-                );
-            }
-            AckOutcome::Unknown => {}
-        }
+                // The sender is offline, or its queue is full: keep the receipt; its delivery
+                // task sends it (woken below, after the commit).
+                s.add_receipt(sender_id, server_id, &my_name, expires)?;
+                Ok(Some(sender_id))
+            },
+            move |done: Result<Option<AccountId>, Refusal>| {
+                match done {
+                    // A sender who logged in meanwhile reads the kept receipt on this wake.
+                    Ok(Some(sender_id)) => shared.hub.wake(sender_id),
+                    Ok(None) => {}
+                    Err(r) => refuse(&out, &r),
+                }
+                drop(ticket);
+            },
+        )?;
         Ok(Reply::none())
     }
 }

@@ -138,12 +138,15 @@ pub struct Connection {
     connected_at: std::time::Instant,
     /// Time allowed from connecting to logging in.
     login_within: core::time::Duration,
+    /// Sends and acknowledgements whose replies come after their commit.
+    in_flight: delivery::InFlight,
 }
 
 impl Connection {
     /// A fresh connection from `peer` writing to `out`.
     pub fn new(shared: Arc<Shared>, peer: IpAddr, out: Outbox) -> Self {
         let shared_login_within = shared.config.auth_deadline;
+        let in_flight = delivery::InFlight::new(shared.config.outbound_queue);
         Self {
             shared,
             out,
@@ -151,6 +154,7 @@ impl Connection {
             state: State::Fresh,
             connected_at: std::time::Instant::now(),
             login_within: shared_login_within,
+            in_flight,
         }
     }
 
@@ -231,6 +235,15 @@ impl Connection {
     /// Handles one frame as the transport decoded it: answers it, or refuses it (a frame over
     /// the size limit ends the connection).
     pub async fn handle_message(&mut self, decoded: Result<Message<'_>, DecodeError>) -> Flow {
+        // Sends and acknowledgements are pipelined (see `delivery`); anything else is answered
+        // only after their replies, so replies leave in request order.
+        let pipelined = matches!(
+            decoded,
+            Ok(Message::SendToUser { .. } | Message::SendToRoom { .. } | Message::Ack { .. })
+        );
+        if !pipelined {
+            self.in_flight.settle().await;
+        }
         let msg = match decoded {
             Ok(msg) => msg,
             Err(DecodeError::Oversized) => {
@@ -267,7 +280,12 @@ impl Connection {
                     None => {}
                 }
             }
-            Err(r) => self.refuse(&r),
+            Err(r) => {
+                if pipelined {
+                    self.in_flight.settle().await;
+                }
+                self.refuse(&r);
+            }
         }
         if self.out.is_killed() {
             Flow::Close

@@ -4,23 +4,28 @@ use core::fmt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Store, StoreError};
+use super::{QueueStore, Store, StoreError};
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut dyn Store) -> Completion + Send>;
-
-/// Most jobs in one transaction: bounds the latency of the first job in a busy batch.
-const MAX_BATCH: usize = 256;
+type ReadJob = Box<dyn FnOnce(&mut dyn QueueStore) + Send>;
 
 /// A store running on its own thread; async callers queue closures to it.
 ///
-/// Jobs that queue while a transaction commits are taken together into the next one, so
-/// under load one `fsync` covers many messages. Dropping every `Db` clone (or calling
+/// Every job waiting when a transaction begins goes into it, and jobs that queue while it
+/// commits are taken together into the next one, so under load one `fsync` covers many
+/// messages. (The queue is bounded by its callers: each connection has a bounded number of
+/// requests in flight.) Dropping every `Db` clone (or calling
 /// [`Db::shutdown`]) lets the thread finish the queued jobs, commit, and stop.
+///
+/// Reads that need only committed data ([`Db::read`]: what delivery sends) go to a second
+/// thread with a connection of its own, when the backend offers one, so they never wait for
+/// a commit of the writer.
 #[derive(Clone)]
 pub struct Db {
     jobs: smol::channel::Sender<Job>,
-    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    reads: Option<smol::channel::Sender<ReadJob>>,
+    threads: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl fmt::Debug for Db {
@@ -32,15 +37,52 @@ impl fmt::Debug for Db {
 impl Db {
     /// Starts the storage thread.
     pub fn spawn<S: Store + 'static>(store: S) -> Result<Self, StoreError> {
+        let mut threads = Vec::new();
+        let reads = match store.open_reader()? {
+            Some(mut reader) => {
+                let (tx, rx) = smol::channel::unbounded::<ReadJob>();
+                let thread = std::thread::Builder::new()
+                    .name("sealroom-db-read".into())
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv_blocking() {
+                            job(&mut *reader);
+                        }
+                    })
+                    .map_err(|e| StoreError::Open(format!("cannot start the read thread: {e}")))?;
+                threads.push(thread);
+                Some(tx)
+            }
+            None => None,
+        };
         let (tx, rx) = smol::channel::unbounded::<Job>();
         let thread = std::thread::Builder::new()
             .name("sealroom-db".into())
             .spawn(move || run_jobs(store, rx))
             .map_err(|e| StoreError::Open(format!("cannot start the storage thread: {e}")))?;
+        threads.push(thread);
         Ok(Self {
             jobs: tx,
-            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            reads,
+            threads: Arc::new(std::sync::Mutex::new(threads)),
         })
+    }
+
+    /// Runs `f`, which must only read, on committed data: on the read thread if there is one
+    /// (without waiting for the writer), else queued behind the writes like [`Db::call`].
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn QueueStore) -> Result<R, StoreError> + Send + 'static,
+    {
+        let Some(reads) = &self.reads else {
+            return self.call(move |s: &mut dyn Store| f(s)).await;
+        };
+        let (done_tx, done_rx) = smol::channel::bounded::<Result<R, StoreError>>(1);
+        let job: ReadJob = Box::new(move |s: &mut dyn QueueStore| {
+            let _ = done_tx.try_send(f(s));
+        });
+        reads.send(job).await.map_err(|_| StoreError::Closed)?;
+        done_rx.recv().await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` atomically on the store and returns its result once it is durable.
@@ -55,6 +97,28 @@ impl Db {
         F: FnOnce(&mut dyn Store) -> Result<R, E> + Send + 'static,
     {
         let (done_tx, done_rx) = smol::channel::bounded::<Result<R, E>>(1);
+        self.submit(f, move |out| {
+            // The caller may have gone (connection closed); nothing to do then.
+            let _ = done_tx.try_send(out);
+        })?;
+        done_rx
+            .recv()
+            .await
+            .map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Queues `f` without waiting: `done` gets its result on the storage thread once the
+    /// transaction holding it is durable (or has failed), in the order jobs were queued.
+    ///
+    /// This lets one connection have many requests in one commit; `done` must be quick (it
+    /// runs between commits), so it only queues frames and wakes tasks.
+    pub fn submit<R, E, F, D>(&self, f: F, done: D) -> Result<(), E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<R, E> + Send + 'static,
+        D: FnOnce(Result<R, E>) + Send + 'static,
+    {
         let job: Job = Box::new(move |store: &mut dyn Store| {
             let result = match store.begin_job() {
                 Ok(()) => {
@@ -67,39 +131,35 @@ impl Db {
                 Err(e) => Err(E::from(e)),
             };
             Box::new(move |committed: Result<(), StoreError>| {
-                let out = match committed {
+                done(match committed {
                     Ok(()) => result,
                     Err(e) => Err(E::from(e)),
-                };
-                // The caller may have gone (connection closed); nothing to do then.
-                let _ = done_tx.try_send(out);
+                });
             })
         });
         self.jobs
-            .send(job)
-            .await
-            .map_err(|_| E::from(StoreError::Closed))?;
-        done_rx
-            .recv()
-            .await
-            .map_err(|_| E::from(StoreError::Closed))?
+            .try_send(job)
+            .map_err(|_| E::from(StoreError::Closed))
     }
 
-    /// Stops taking jobs, lets the thread commit what is queued, and waits for it.
+    /// Stops taking jobs, lets the threads finish (and commit) what is queued, and waits.
     pub fn shutdown(&self) {
         self.jobs.close();
-        let handle = match self.thread.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        if let Some(reads) = &self.reads {
+            reads.close();
+        }
+        let handles = match self.threads.lock() {
+            Ok(mut guard) => core::mem::take(&mut *guard),
+            Err(poisoned) => core::mem::take(&mut *poisoned.into_inner()),
         };
-        if let Some(handle) = handle {
+        for handle in handles {
             let _ = handle.join();
         }
     }
 }
 
 fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
-    let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
+    let mut completions: Vec<Completion> = Vec::new();
     let (mut commits, mut jobs) = (0u64, 0u64);
     // recv_blocking fails only once the channel is closed *and* empty: queued jobs still run.
     while let Ok(first) = rx.recv_blocking() {
@@ -112,11 +172,9 @@ fn run_jobs<S: Store>(mut store: S, rx: smol::channel::Receiver<Job>) {
             continue;
         }
         completions.push(first(&mut store));
-        while completions.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => completions.push(job(&mut store)),
-                Err(_) => break,
-            }
+        // Everything waiting, including jobs queued while these ran.
+        while let Ok(job) = rx.try_recv() {
+            completions.push(job(&mut store));
         }
         commits += 1;
         jobs += completions.len() as u64;

@@ -71,6 +71,12 @@ pub trait Store: AccountStore + KeyStore + QueueStore + RoomStore + Send {
     fn begin_job(&mut self) -> Result<(), StoreError>;
     /// Ends a job: keeps its writes if `ok`, undoes them otherwise.
     fn end_job(&mut self, ok: bool) -> Result<(), StoreError>;
+    /// A second handle that sees only committed data, for reads that must not wait for the
+    /// writer's commits ([`Db::read`]); `None` if the backend has no such thing (then reads
+    /// queue behind the writes).
+    fn open_reader(&self) -> Result<Option<Box<dyn QueueStore + Send>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Accounts, their second factor and their sessions.
@@ -170,6 +176,8 @@ pub trait QueueStore {
         recipient: &str,
         expires_at: u64,
     ) -> Result<(), StoreError>;
+    /// Whether receipts or membership changes are kept for `account`.
+    fn has_kept(&mut self, account: AccountId) -> Result<bool, StoreError>;
     /// Takes (removes) a sender's stored receipts, oldest first.
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError>;
     /// Keeps a membership change for an offline member.

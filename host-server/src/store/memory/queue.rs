@@ -129,6 +129,11 @@ impl QueueStore for MemoryStore {
         Ok(())
     }
 
+    fn has_kept(&mut self, account: AccountId) -> Result<bool, StoreError> {
+        Ok(self.receipts.iter().any(|(s, _, _)| *s == account)
+            || self.room_events.iter().any(|(a, _, _)| *a == account))
+    }
+
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
         let mut out = Vec::new();
         self.receipts.retain(|(s, r, _)| {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use proto_core::{Key32, Sig64, SignedPrekey};
 
-use super::{Account, Store, StoreError};
+use super::{Account, QueueStore, Store, StoreError};
 
 mod accounts;
 mod keys;
@@ -216,12 +216,12 @@ pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 impl Store for SqliteStore {
     fn begin_batch(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(())
     }
 
     fn commit_batch(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     }
 
@@ -232,16 +232,29 @@ impl Store for SqliteStore {
     }
 
     fn begin_job(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("SAVEPOINT job")?;
+        // Cached like every statement: a savepoint per request is the hottest SQL there is.
+        self.conn.prepare_cached("SAVEPOINT job")?.execute([])?;
         Ok(())
     }
 
     fn end_job(&mut self, ok: bool) -> Result<(), StoreError> {
         if ok {
-            self.conn.execute_batch("RELEASE job")?;
+            self.conn.prepare_cached("RELEASE job")?.execute([])?;
         } else {
             self.conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
         }
         Ok(())
+    }
+
+    /// A second connection to the same file: in WAL mode it reads the last committed state
+    /// while the writer's transaction is open, and `query_only` keeps it from writing.
+    fn open_reader(&self) -> Result<Option<Box<dyn QueueStore + Send>>, StoreError> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA query_only=ON;")?;
+        Ok(Some(Box::new(Self { conn })))
     }
 }

@@ -146,6 +146,16 @@ impl QueueStore for SqliteStore {
         Ok(())
     }
 
+    fn has_kept(&mut self, account: AccountId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM receipts WHERE sender_id = ?1) \
+                 OR EXISTS (SELECT 1 FROM room_events WHERE account_id = ?1)",
+            )?
+            .query_row([account], |r| r.get(0))?)
+    }
+
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "DELETE FROM receipts WHERE sender_id = ?1 RETURNING id, server_id, recipient",
