@@ -39,9 +39,9 @@ pub(crate) struct Global {
     /// Trust the server's certificate through this CA (PEM) instead of pinning it on first use.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
-    /// On first contact, accept only a server certificate with this SHA-256 fingerprint
-    /// (`AA:BB:…`, as the server prints it) instead of trusting whatever answers.
-    #[arg(long, global = true, value_name = "SHA256")]
+    /// On first contact, accept only a server with this key pin (`sha256/…`) or certificate
+    /// fingerprint (`AA:BB:…`), as the server prints them, instead of trusting whatever answers.
+    #[arg(long, global = true, value_name = "PIN")]
     pub(crate) fingerprint: Option<String>,
     /// Machine-readable output (register, inbox, status, send, verify, rooms
     /// list/members/invitations).

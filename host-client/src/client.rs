@@ -11,6 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use cert_pin::Pin;
 use proto_core::{ErrorCode, Key32, Message};
 
 use crate::cli::Global;
@@ -102,51 +103,96 @@ impl Home {
     }
 }
 
-/// How the server is trusted for `server`, and whether this is the first use.
-pub(crate) fn trust_for(
-    home: &Home,
-    global: &Global,
-    server: &str,
-) -> anyhow::Result<(Trust, bool)> {
-    if let Some(ca) = &global.ca {
-        return Ok((Trust::Ca(ca.clone()), false));
-    }
-    let known = KnownServers::load(&home.known_servers())?;
-    match (known.get(server), &global.fingerprint) {
-        (Some(pin), Some(given)) if !pin.eq_ignore_ascii_case(given) => fail(
-            Exit::CertificateChanged,
-            format!(
-                "--fingerprint {given} differs from the pin kept for {server} ({pin}) in {}",
-                known.path().display()
-            ),
-        ),
-        (Some(pin), _) => Ok((Trust::Pin(Some(pin.to_owned())), false)),
-        (None, Some(given)) => Ok((Trust::Pin(Some(given.clone())), true)),
-        (None, None) => Ok((Trust::Pin(None), true)),
-    }
+/// How `server` is to be trusted on this connection.
+#[derive(Debug)]
+pub(crate) struct ServerTrust {
+    /// What the handshake applies.
+    pub(crate) trust: Trust,
+    /// The pin kept in known_servers (`None`: first use, or `--ca`).
+    pub(crate) kept: Option<Pin>,
+    /// A `--fingerprint` of the other kind than the kept pin, checked once the certificate is
+    /// known (a key pin and a certificate pin cannot be compared without it).
+    pub(crate) also: Option<Pin>,
 }
 
-/// Connects to `server`, pinning its certificate on first use.
+/// How `server` is trusted: `--ca`, else the kept pin, else `--fingerprint`, else first use.
+pub(crate) fn trust_for(home: &Home, global: &Global, server: &str) -> anyhow::Result<ServerTrust> {
+    if let Some(ca) = &global.ca {
+        return Ok(ServerTrust {
+            trust: Trust::Ca(ca.clone()),
+            kept: None,
+            also: None,
+        });
+    }
+    let given = match &global.fingerprint {
+        Some(g) => Some(
+            g.parse::<Pin>()
+                .map_err(|e| Failure::new(Exit::Failure, format!("--fingerprint {g}: {e}")))?,
+        ),
+        None => None,
+    };
+    let known = KnownServers::load(&home.known_servers())?;
+    let kept = known.get(server)?;
+    let also = match (kept, given) {
+        (Some(pin), Some(given)) if pin.is_key() == given.is_key() && pin != given => {
+            return fail(
+                Exit::CertificateChanged,
+                format!(
+                    "--fingerprint {given} differs from the pin kept for {server} ({pin}) in {}",
+                    known.path().display()
+                ),
+            );
+        }
+        (Some(pin), Some(given)) if pin != given => Some(given),
+        _ => None,
+    };
+    Ok(ServerTrust {
+        trust: Trust::Pin(kept.or(given)),
+        kept,
+        also,
+    })
+}
+
+/// Connects to `server`, pinning its key on first use, and upgrading a kept certificate pin
+/// (older versions pinned the certificate) to the key pin once the certificate matched it.
 pub(crate) async fn connect(home: &Home, global: &Global, server: &str) -> anyhow::Result<Link> {
-    let (trust, first_use) = trust_for(home, global, server)?;
+    let t = trust_for(home, global, server)?;
     let link = {
         let _p = Progress::start(&format!("connecting to {server}"));
-        Link::connect(server, &trust).await?
+        Link::connect(server, &t.trust).await?
     };
-    if first_use {
-        let mut known = KnownServers::load(&home.known_servers())?;
-        known.pin(server, &link.fingerprint)?;
-        let checked = if global.fingerprint.is_some() {
-            "It matches --fingerprint."
-        } else {
-            "Compare it with the fingerprint the server printed at start."
-        };
-        terminal::note(&format!(
-            "First connection to {server}: pinned its certificate\n  SHA-256 {}\n\
-             {checked} It is kept in {}.",
-            link.fingerprint,
-            known.path().display()
-        ));
+    if let Some(given) = t.also
+        && !link.presented.matches(&given)
+    {
+        return Err(crate::link::changed(server, &given, &link.presented));
+    }
+    let key = link.presented.key;
+    match (&t.trust, t.kept) {
+        (Trust::Ca(_), _) | (_, Some(Pin::Key(_))) => {}
+        (_, None) => {
+            let mut known = KnownServers::load(&home.known_servers())?;
+            known.pin(server, &key)?;
+            let checked = if global.fingerprint.is_some() {
+                "It matches --fingerprint."
+            } else {
+                "Compare it with the key pin the server printed at start."
+            };
+            terminal::note(&format!(
+                "First connection to {server}: pinned its key\n  {key}\n  \
+                 (certificate SHA-256 {})\n{checked} It is kept in {}.",
+                link.presented.certificate,
+                known.path().display()
+            ));
+        }
+        (_, Some(Pin::Certificate(_))) => {
+            let mut known = KnownServers::load(&home.known_servers())?;
+            known.pin(server, &key)?;
+            terminal::note(&format!(
+                "{server}: the certificate pin kept in {} now pins the certificate's key,\n  \
+                 {key}\nwhich stays the same when the server renews its certificate.",
+                known.path().display()
+            ));
+        }
     }
     Ok(link)
 }

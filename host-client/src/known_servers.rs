@@ -1,10 +1,17 @@
-//! The known-servers file: one line per server, `host:port SHA256-FINGERPRINT`, like ssh's
-//! known_hosts. The first connection to a server pins its certificate; a later connection
-//! that sees another certificate is refused until the line is removed by hand.
+//! The known-servers file: one line per server, `host:port PIN`, like ssh's known_hosts. PIN is
+//! the server's key pin, `sha256/<base64>` (SHA-256 of its SubjectPublicKeyInfo, see
+//! `cert_pin`); files written by older versions hold a certificate fingerprint `AA:BB:…`,
+//! which is still honoured and replaced by the key pin on the next connection it matches. The
+//! first connection to a server pins its key; a later connection that sees another key is
+//! refused until the line is removed by hand.
 
 use std::path::{Path, PathBuf};
 
-/// The pinned fingerprints of a home folder.
+use cert_pin::Pin;
+
+use crate::exit::{Exit, fail};
+
+/// The pins of a home folder.
 #[derive(Debug)]
 pub(crate) struct KnownServers {
     path: PathBuf,
@@ -34,21 +41,31 @@ impl KnownServers {
         })
     }
 
-    /// The pinned fingerprint of `server`.
-    pub(crate) fn get(&self, server: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(s, _)| s == server)
-            .map(|(_, f)| f.as_str())
+    /// The pin kept for `server`; a line that holds no pin is an error naming the file.
+    pub(crate) fn get(&self, server: &str) -> anyhow::Result<Option<Pin>> {
+        let Some((_, text)) = self.entries.iter().find(|(s, _)| s == server) else {
+            return Ok(None);
+        };
+        match text.parse() {
+            Ok(pin) => Ok(Some(pin)),
+            Err(e) => fail(
+                Exit::CertificateChanged,
+                format!(
+                    "the line for {server} in {} is damaged ({e}); remove it and connect again, \
+                     comparing the pin shown with the one the server printed",
+                    self.path.display()
+                ),
+            ),
+        }
     }
 
-    /// Pins `fingerprint` for `server` and writes the file.
-    pub(crate) fn pin(&mut self, server: &str, fingerprint: &str) -> anyhow::Result<()> {
+    /// Pins `pin` for `server` (replacing its line) and writes the file.
+    pub(crate) fn pin(&mut self, server: &str, pin: &Pin) -> anyhow::Result<()> {
         self.entries.retain(|(s, _)| s != server);
-        self.entries
-            .push((server.to_owned(), fingerprint.to_owned()));
-        let mut text =
-            String::from("# sealroom known servers: host:port SHA-256 certificate fingerprint\n");
+        self.entries.push((server.to_owned(), pin.to_string()));
+        let mut text = String::from(
+            "# sealroom known servers: host:port sha256/<base64 SHA-256 of the server key (SPKI)>\n",
+        );
         for (s, f) in &self.entries {
             text.push_str(&format!("{s} {f}\n"));
         }
@@ -71,13 +88,26 @@ mod tests {
     fn pins_survive_a_reload_and_replace_per_server() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_servers");
+        let (a, b, c) = (Pin::Key([1; 32]), Pin::Key([2; 32]), Pin::Key([3; 32]));
         let mut k = KnownServers::load(&path).unwrap();
-        assert_eq!(k.get("a:1"), None);
-        k.pin("a:1", "AA:BB").unwrap();
-        k.pin("b:2", "CC:DD").unwrap();
-        k.pin("a:1", "EE:FF").unwrap();
+        assert_eq!(k.get("a:1").unwrap(), None);
+        k.pin("a:1", &a).unwrap();
+        k.pin("b:2", &b).unwrap();
+        k.pin("a:1", &c).unwrap();
         let k = KnownServers::load(&path).unwrap();
-        assert_eq!(k.get("a:1"), Some("EE:FF"));
-        assert_eq!(k.get("b:2"), Some("CC:DD"));
+        assert_eq!(k.get("a:1").unwrap(), Some(c));
+        assert_eq!(k.get("b:2").unwrap(), Some(b));
+    }
+
+    #[test]
+    fn older_certificate_fingerprints_are_read_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        let fp = Pin::Certificate([0xAB; 32]).to_string();
+        std::fs::write(&path, format!("# old\nold:1 {fp}\nbad:2 AA:BB\n")).unwrap();
+        let k = KnownServers::load(&path).unwrap();
+        assert_eq!(k.get("old:1").unwrap(), Some(Pin::Certificate([0xAB; 32])));
+        let e = k.get("bad:2").unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Exit::CertificateChanged as i32);
     }
 }

@@ -1,5 +1,6 @@
-//! The connection to the server: TLS 1.3 with ALPN `sealroom/1`, the certificate either pinned
-//! (trust on first use, see `known_servers`) or checked against a CA file, and frames in and
+//! The connection to the server: TLS 1.3 with ALPN `sealroom/1`, the server's key either pinned
+//! (trust on first use, see `known_servers` and `cert_pin`) or its certificate checked against
+//! a CA file, and frames in and
 //! out (docs/PROTOCOL.md §2), split and decoded by proto-core, once per frame.
 //!
 //! Replies come back in request order and go to the request's handler decoded; what the server
@@ -12,7 +13,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cert_pin::PinVerifier;
+use cert_pin::{Pin, PinVerifier, Presented};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use proto_core::limits::MAX_FRAME_WIRE;
@@ -34,13 +35,12 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How the server's certificate is trusted.
 #[derive(Clone, Debug)]
 pub(crate) enum Trust {
-    /// Pinned by fingerprint; `None` on first use (any certificate is accepted and recorded).
-    Pin(Option<String>),
+    /// Pinned (key pin, or an older certificate pin); `None` on first use (any certificate is
+    /// accepted and recorded).
+    Pin(Option<Pin>),
     /// Verified against the CA certificates in this PEM file (and the host name).
     Ca(PathBuf),
 }
-
-pub(crate) use cert_pin::fingerprint;
 
 /// A live connection.
 pub(crate) struct Link {
@@ -53,14 +53,14 @@ pub(crate) struct Link {
     /// a read cancelled while answering still answers on the next one (the server ignores a
     /// second pong).
     pong_due: Option<u64>,
-    /// The server certificate's fingerprint.
-    pub(crate) fingerprint: String,
+    /// The key and certificate digests of the server's certificate.
+    pub(crate) presented: Presented,
 }
 
 impl core::fmt::Debug for Link {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Link")
-            .field("fingerprint", &self.fingerprint)
+            .field("presented", &self.presented)
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +97,7 @@ impl Link {
             .with_protocol_versions(&[&rustls::version::TLS13])?;
         let mut config = match trust {
             Trust::Pin(expected) => {
-                let verifier = PinVerifier::new(expected.clone(), provider);
+                let verifier = PinVerifier::new(*expected, provider);
                 seen = verifier.seen();
                 builder
                     .dangerous()
@@ -140,38 +140,26 @@ impl Link {
             connecting,
         )
         .await?;
-        let seen_fp = seen.lock().ok().and_then(|s| s.clone());
+        let seen = seen.lock().ok().and_then(|s| *s);
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                if let (Trust::Pin(Some(want)), Some(got)) = (trust, &seen_fp)
-                    && !want.eq_ignore_ascii_case(got)
+                if let (Trust::Pin(Some(want)), Some(got)) = (trust, &seen)
+                    && !got.matches(want)
                 {
-                    return Err(Failure::new(
-                        Exit::CertificateChanged,
-                        format!(
-                            "@@@ THE SERVER'S CERTIFICATE HAS CHANGED @@@\n\
-                             {server} presented  {got}\n\
-                             but it was pinned as {want}.\n\
-                             Someone may be intercepting the connection, or the server got a new \
-                             certificate. Ask the server's operator for the new fingerprint; if it \
-                             matches, remove the line for {server} from the known-servers file and \
-                             connect again. Nothing was sent."
-                        ),
-                    )
-                    .into());
+                    return Err(changed(server, want, got));
                 }
                 return Err(net(format!("TLS handshake with {server} failed: {e}")));
             }
         };
-        let fingerprint = match stream
+        let presented = match stream
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
         {
-            Some(c) => fingerprint(c),
-            None => seen_fp.ok_or_else(|| net(format!("{server} presented no certificate")))?,
+            Some(c) => Presented::of(c).map_err(|e| net(format!("{server}: {e}")))?,
+            None => seen.ok_or_else(|| net(format!("{server} presented no certificate")))?,
         };
         if stream.get_ref().1.alpn_protocol() != Some(ALPN) {
             return Err(net(format!(
@@ -183,7 +171,7 @@ impl Link {
             buf: Vec::new(),
             pushes: VecDeque::new(),
             pong_due: None,
-            fingerprint,
+            presented,
         })
     }
 
@@ -329,6 +317,25 @@ impl Link {
     pub(crate) async fn close(mut self) {
         let _ = self.stream.close().await;
     }
+}
+
+/// The refusal when the server's certificate does not match the pin `want`.
+pub(crate) fn changed(server: &str, want: &Pin, got: &Presented) -> anyhow::Error {
+    Failure::new(
+        Exit::CertificateChanged,
+        format!(
+            "@@@ THE SERVER'S CERTIFICATE HAS CHANGED @@@\n\
+             {server} presented the key {}\n\
+             (certificate SHA-256 {})\n\
+             but it was pinned as {want}.\n\
+             Someone may be intercepting the connection, or the server got a new key. Ask the \
+             server's operator for its key pin (the \"key (SPKI) SHA-256 pin\" line it prints); if \
+             it matches, remove the line for {server} from the known-servers file and connect \
+             again. Nothing was sent.",
+            got.key, got.certificate
+        ),
+    )
+    .into()
 }
 
 /// A frame taken off the wire, decoded.

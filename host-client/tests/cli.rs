@@ -33,9 +33,9 @@ fn two_users_verify_and_exchange_messages_online_and_offline() {
     assert_eq!(reg["recovery_codes"].as_array().unwrap().len(), 10);
     bob.register();
 
-    // The certificate was pinned on first use.
+    // The server's key was pinned on first use.
     let pins = std::fs::read_to_string(alice.home().join("known_servers")).unwrap();
-    assert!(pins.contains(&server.fingerprint()), "{pins}");
+    assert!(pins.contains(&server.key_pin()), "{pins}");
 
     // Both see the same 60-digit safety number, and confirm it.
     let a = safety_number(&alice, "@bob", true);
@@ -476,17 +476,19 @@ fn changed_server_certificate_is_refused() {
     let mut alice = User::new("alice", &server);
     alice.register();
     alice.run(&["status"]).ok();
-    let old = server.fingerprint();
+    let (old, old_key) = (server.fingerprint(), server.key_pin());
     server.restart_with_new_certificate();
     assert_ne!(old, server.fingerprint());
+    assert_ne!(old_key, server.key_pin());
     let r = alice.run(&["inbox"]);
     assert_eq!(r.code, 6, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("CERTIFICATE HAS CHANGED"), "{}", r.stderr);
     assert!(r.stderr.contains(&server.fingerprint()), "{}", r.stderr);
+    assert!(r.stderr.contains(&server.key_pin()), "{}", r.stderr);
     // The pin is unchanged.
     let pins = std::fs::read_to_string(alice.home().join("known_servers")).unwrap();
     assert!(
-        pins.contains(&old) && !pins.contains(&server.fingerprint()),
+        pins.contains(&old_key) && !pins.contains(&server.key_pin()),
         "{pins}"
     );
     // A first contact given the wrong --fingerprint refuses to go on (and pins nothing).
@@ -509,6 +511,102 @@ fn changed_server_certificate_is_refused() {
     // With --ca the operator's certificate is checked instead of the pin.
     let cert = server.dir.path().join("cert.pem");
     alice.run(&["--ca", cert.to_str().unwrap(), "status"]).ok();
+}
+
+#[test]
+fn the_key_pin_survives_a_renewed_certificate_but_not_a_new_key() {
+    let mut server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    alice.register();
+    let key = server.key_pin();
+    let pins = alice.home().join("known_servers");
+    let pinned = std::fs::read_to_string(&pins).unwrap();
+    assert!(pinned.contains(&key), "{pinned}");
+
+    // Renewed with the same key: a new certificate, the same pin; the CLI goes on.
+    let first = server.fingerprint();
+    server.restart_with_renewed_certificate();
+    assert_ne!(server.fingerprint(), first, "the certificate was renewed");
+    assert_eq!(server.key_pin(), key, "with the same key");
+    let status = alice.run(&["--json", "status"]).ok().json();
+    assert_eq!(status["session"], "active", "{status}");
+    assert_eq!(status["certificate_pin"], key.as_str());
+    assert_eq!(std::fs::read_to_string(&pins).unwrap(), pinned);
+    // A first contact given the certificate's fingerprint goes ahead, and keeps the key pin.
+    let mut bob = User::new("bob", &server);
+    bob.register_with(&["--fingerprint", &server.fingerprint()]);
+    let kept = std::fs::read_to_string(bob.home().join("known_servers")).unwrap();
+    assert!(kept.contains(&key), "{kept}");
+
+    // A new key: refused with the changed-certificate exit code, the pin kept.
+    server.restart_with_new_certificate();
+    assert_ne!(server.key_pin(), key);
+    let r = alice.run(&["inbox"]);
+    assert_eq!(r.code, 6, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("CERTIFICATE HAS CHANGED"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&pins).unwrap(), pinned);
+    // So is a first contact given the old key pin.
+    let mut carol = User::new("carol", &server);
+    let r = carol.run(&[
+        "--fingerprint",
+        &key,
+        "register",
+        "--server",
+        &server.addr(),
+        "--name",
+        "Carol",
+        "--email",
+        "carol@example.org",
+        "--username",
+        "carol",
+    ]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(!carol.home().join("known_servers").exists());
+    // And the right one is accepted, and kept.
+    carol.register_with(&["--fingerprint", &server.key_pin()]);
+    let kept = std::fs::read_to_string(carol.home().join("known_servers")).unwrap();
+    assert!(kept.contains(&server.key_pin()), "{kept}");
+}
+
+#[test]
+fn an_older_certificate_pin_still_connects_and_becomes_a_key_pin() {
+    let mut server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    alice.register();
+    // What older versions kept: the certificate's fingerprint.
+    let pins = alice.home().join("known_servers");
+    std::fs::write(
+        &pins,
+        format!("{} {}\n", server.addr(), server.fingerprint()),
+    )
+    .unwrap();
+    let r = alice.run(&["--json", "status"]).ok();
+    assert_eq!(r.json()["session"], "active", "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("now pins the certificate's key"),
+        "{}",
+        r.stderr
+    );
+    let upgraded = std::fs::read_to_string(&pins).unwrap();
+    assert!(
+        upgraded.contains(&server.key_pin()) && !upgraded.contains(&server.fingerprint()),
+        "{upgraded}"
+    );
+    // From then on a renewal does not trip it.
+    server.restart_with_renewed_certificate();
+    alice.run(&["inbox"]).ok();
+    // A `--fingerprint` of either kind that matches is fine beside the kept pin; one that does
+    // not is refused.
+    alice
+        .run(&["--fingerprint", &server.fingerprint(), "inbox"])
+        .ok();
+    alice
+        .run(&["--fingerprint", &server.key_pin(), "inbox"])
+        .ok();
+    let r = alice.run(&["--fingerprint", &"AB:".repeat(32)[..95], "inbox"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let r = alice.run(&["--fingerprint", "sha256/nonsense", "inbox"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
 }
 
 #[test]

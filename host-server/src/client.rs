@@ -1,6 +1,6 @@
-//! A minimal native client: TLS 1.3 with ALPN `sealroom/1`, the server pinned by its
-//! certificate's SHA-256 fingerprint, frames in and out. Used by the tests and the load
-//! generator; the real client lives in host-client.
+//! A minimal native client: TLS 1.3 with ALPN `sealroom/1`, the server pinned by its key pin
+//! (`sha256/…`) or certificate fingerprint (`AA:BB:…`, see `cert_pin`), frames in and out.
+//! Used by the tests and the load generator; the real client lives in host-client.
 
 use core::time::Duration;
 use std::io;
@@ -16,20 +16,21 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::tls::ALPN_SEALROOM;
 
-/// A client TLS configuration pinning `fingerprint`, offering `alpn`, for these versions.
+/// A client TLS configuration pinning `fingerprint` (either form of `cert_pin::Pin`), offering
+/// `alpn`, for these versions.
 pub fn client_config(
     fingerprint: &str,
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let pin: cert_pin::Pin = fingerprint
+        .parse()
+        .map_err(|e: cert_pin::PinError| rustls::Error::General(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(
-            Some(fingerprint.to_owned()),
-            provider,
-        )))
+        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(Some(pin), provider)))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     Ok(Arc::new(config))

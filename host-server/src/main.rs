@@ -1,7 +1,7 @@
 //! `sealroom-server`: relays and stores only ciphertext for Sealroom clients.
 //!
 //! This file only wires: flags → [`ServerConfig`], logging, signals, and the printout a person
-//! needs (the URL to open and the certificate fingerprint to pin).
+//! needs (the URL to open, the certificate fingerprint and the key pin clients keep).
 
 use std::path::PathBuf;
 
@@ -134,10 +134,17 @@ fn main() -> anyhow::Result<()> {
     } else {
         addr.ip().to_string()
     };
+    // What clients pin: the key, which survives the yearly renewal of a self-signed certificate.
+    let key_pin = match server.identity.chain.first() {
+        Some(leaf) => cert_pin::Pin::of_key(leaf)
+            .map_or_else(|e| format!("unavailable ({e})"), |p| p.to_string()),
+        None => "unavailable (no certificate)".to_owned(),
+    };
     // The lines a person (or a script) needs; a closed stdout must not stop the server.
     let banner = format!(
         "sealroom-server listening on {addr}\nopen https://{host}:{port}/\n\
-         certificate SHA-256 fingerprint{kind}: {fp}\ncertificate: {cert}\ndata: {data}\n",
+         certificate SHA-256 fingerprint{kind}: {fp}\nkey (SPKI) SHA-256 pin: {key_pin}\n\
+         certificate: {cert}\ndata: {data}\n",
         port = addr.port(),
         kind = if server.identity.self_signed {
             " (self-signed)"

@@ -9,9 +9,10 @@ use crate::terminal::{Style, paint};
 pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
     let home = Home::resolve(g.home.as_deref())?;
     let (lock, keystore, profile) = unlock(&home)?;
-    let pin = KnownServers::load(&home.known_servers())?
-        .get(&profile.server)
-        .map(str::to_owned);
+    let pin = match KnownServers::load(&home.known_servers())?.get(&profile.server) {
+        Ok(p) => p.map(|p| p.to_string()),
+        Err(e) => Some(format!("{e:#}")),
+    };
     let (profile, session) = if offline || profile.token.is_none() {
         let s = if profile.token.is_none() {
             "logged out"
@@ -75,7 +76,7 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
     );
     outln!("  session:      {session}");
     outln!(
-        "  certificate:  {}",
+        "  server key:   {}",
         pin.as_deref().unwrap_or("not pinned yet")
     );
     outln!("  your half of safety numbers: {half}");

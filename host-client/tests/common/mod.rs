@@ -100,6 +100,27 @@ impl TestServer {
         }
     }
 
+    /// The key pin (`sha256/…`) of the server's certificate, as `sealroom-server` prints it.
+    pub fn key_pin(&self) -> String {
+        let leaf = self.server.as_ref().unwrap().identity.chain[0].clone();
+        cert_pin::Pin::of_key(&leaf).unwrap().to_string()
+    }
+
+    /// Stops the server and starts it again with its self-signed certificate renewed (same
+    /// key): its recorded expiry is moved to ten days from now, which the server renews.
+    pub fn restart_with_renewed_certificate(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        let soon = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 10 * 86_400;
+        std::fs::write(self.dir.path().join("cert.expires"), soon.to_string()).unwrap();
+        self.start_again();
+    }
+
     /// Stops the server and starts it again on the same port and data, but with a new
     /// certificate (as if someone else answered on that address).
     pub fn restart_with_new_certificate(&mut self) {
@@ -297,22 +318,28 @@ impl User {
     /// Registers through `register --json`, answering the TOTP prompt on stdin with a code
     /// computed from the printed otpauth URI.
     pub fn register(&mut self) -> serde_json::Value {
+        self.register_with(&[])
+    }
+
+    /// [`User::register`] with extra global options (`--fingerprint …`).
+    pub fn register_with(&mut self, global: &[&str]) -> serde_json::Value {
         let mut c = self.command();
-        c.args([
-            "--json",
-            "register",
-            "--server",
-            &self.server,
-            "--name",
-            "Test Person",
-        ])
-        .args([
-            "--email",
-            &format!("{}@example.org", self.name),
-            "--username",
-            &self.name,
-        ])
-        .stdin(Stdio::piped());
+        c.args(global)
+            .args([
+                "--json",
+                "register",
+                "--server",
+                &self.server,
+                "--name",
+                "Test Person",
+            ])
+            .args([
+                "--email",
+                &format!("{}@example.org", self.name),
+                "--username",
+                &self.name,
+            ])
+            .stdin(Stdio::piped());
         let mut child = c.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
