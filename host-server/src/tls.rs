@@ -121,6 +121,9 @@ pub fn load_or_create(
 pub const SELF_SIGNED_DAYS: i64 = 365;
 /// A self-signed certificate is renewed (same key) when it has less than this left.
 pub const RENEW_WITHIN_DAYS: i64 = 30;
+/// Days a certificate made by an older server (no recorded expiry) is kept before renewal, so
+/// clients that pinned the certificate itself can connect once and move to the key pin.
+pub const LEGACY_TRANSITION_DAYS: i64 = 30;
 
 /// Where the expiry of the self-signed certificate is kept (Unix seconds), beside it.
 fn expiry_path(cert_path: &Path) -> PathBuf {
@@ -128,9 +131,10 @@ fn expiry_path(cert_path: &Path) -> PathBuf {
 }
 
 /// Makes the self-signed certificate (and its key) on first start; later, renews the
-/// certificate with the same key when it is within [`RENEW_WITHIN_DAYS`] of expiring (or its
-/// expiry is unknown: certificates made by older versions were valid until 4096). Clients pin
-/// the key (SPKI), so a renewal does not trip their pin.
+/// certificate with the same key when it is within [`RENEW_WITHIN_DAYS`] of expiring. A
+/// certificate from an older server (no recorded expiry; valid until 4096) is kept for
+/// [`LEGACY_TRANSITION_DAYS`] more, then renewed. Clients pin the key (SPKI), so a renewal
+/// does not trip their pin.
 fn make_or_renew(cert_path: &Path, key_path: &Path, hostnames: &[String]) -> Result<(), TlsError> {
     let now = time::OffsetDateTime::now_utc();
     let have_pair = cert_path.exists() && key_path.exists();
@@ -139,8 +143,26 @@ fn make_or_renew(cert_path: &Path, key_path: &Path, hostnames: &[String]) -> Res
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
-        if expires.is_some_and(|e| e - now > time::Duration::days(RENEW_WITHIN_DAYS)) {
-            return Ok(());
+        match expires {
+            Some(e) if e - now > time::Duration::days(RENEW_WITHIN_DAYS) => return Ok(()),
+            Some(_) => {}
+            None => {
+                // Made by a server that kept no expiry (its certificate runs to 4096). Clients
+                // that pinned that certificate switch to pinning its key the next time they
+                // connect; keep it for a transition so they can, then renew as usual.
+                let until = now + time::Duration::days(RENEW_WITHIN_DAYS + LEGACY_TRANSITION_DAYS);
+                write_atomic(
+                    &expiry_path(cert_path),
+                    until.unix_timestamp().to_string().as_bytes(),
+                    0o644,
+                )?;
+                tracing::info!(
+                    days = LEGACY_TRANSITION_DAYS,
+                    "certificate from an older server: kept for a transition, then renewed with \
+                     its key"
+                );
+                return Ok(());
+            }
         }
     }
     let mut names = vec![

@@ -86,6 +86,19 @@ fn the_self_signed_certificate_lasts_a_year_and_renews_with_the_same_key() {
     server.shutdown();
     assert_eq!(std::fs::read(data.join("cert.pem")).unwrap(), cert);
 
+    // A certificate from an older server (no recorded expiry) is kept for a transition, so
+    // clients that pinned it can connect and move to the key pin; then renewed as usual.
+    std::fs::remove_file(&expires_file).unwrap();
+    let server = start(&data);
+    assert_eq!(server.identity.fingerprint, first_fp);
+    server.shutdown();
+    let transition: i64 = std::fs::read_to_string(&expires_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((59 * 86_400..=61 * 86_400).contains(&(transition - now())));
+
     // Ten days before expiry: a new certificate for the same key, valid a year again.
     std::fs::write(&expires_file, (now() + 10 * 86_400).to_string()).unwrap();
     let server = start(&data);
