@@ -22,6 +22,24 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_invitations_quotas.sql"),
 ];
 
+/// Prepared statements kept per connection: more than the store has distinct statements
+/// (≈ 60), so none is ever parsed twice (rusqlite's default keeps 16, and the hot path
+/// alone uses more, so statements were evicted and re-parsed on every message).
+const STATEMENT_CACHE: usize = 128;
+
+/// Per connection: the statement cache, and the query planner stability guarantee. Without
+/// QPSG, SQLite lets bound values steer the plan (here, the partial indexes on `messages`)
+/// and then re-parses and re-plans the statement at every run whose values change: perf
+/// showed `sqlite3Reprepare` under every delivery read. The plans do not depend on values.
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 /// How long a statement waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,6 +108,7 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        tune(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Open(format!("journal_mode is {mode}, not WAL")));
@@ -254,6 +273,7 @@ impl Store for SqliteStore {
         };
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        tune(&conn)?;
         conn.execute_batch("PRAGMA query_only=ON;")?;
         Ok(Some(Box::new(Self { conn })))
     }
