@@ -88,6 +88,16 @@ impl Outbox {
         self.frames.len() < self.delivery_limit() && self.frames.try_send(frame).is_ok()
     }
 
+    /// Waits until the queue is below the delivery limit (or closed).
+    pub async fn below_delivery_limit(&self) {
+        let limit = self.delivery_limit();
+        // async-channel offers no "below a threshold" wake-up; poll briefly while the
+        // queue sits above the delivery limit (only ever the case for a slow reader).
+        while self.frames.len() >= limit && !self.frames.is_closed() {
+            smol::Timer::after(core::time::Duration::from_millis(2)).await;
+        }
+    }
+
     fn delivery_limit(&self) -> usize {
         let capacity = self.frames.capacity().unwrap_or(usize::MAX);
         capacity - capacity / 4
@@ -100,13 +110,8 @@ impl Outbox {
     /// mistaken for one that stopped reading. A peer that truly stops reading still fills the
     /// headroom with its own requests' replies and is disconnected.
     pub async fn send_frame(&self, frame: Vec<u8>) -> bool {
-        let limit = self.delivery_limit();
         let wait_for_room = async {
-            // async-channel offers no "below a threshold" wake-up; poll briefly while the
-            // queue sits above the delivery limit (only ever the case for a slow reader).
-            while self.frames.len() >= limit && !self.frames.is_closed() {
-                smol::Timer::after(core::time::Duration::from_millis(2)).await;
-            }
+            self.below_delivery_limit().await;
             self.frames.send(frame).await.is_ok()
         };
         smol::future::or(wait_for_room, async {

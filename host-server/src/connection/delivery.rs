@@ -56,8 +56,16 @@ impl InFlight {
         drop(self.fence.write().await);
     }
 
-    async fn enter(&self) -> Ticket {
+    /// A place for one more request, once fewer than the limit are in flight and, for a
+    /// request answered on success (`replies_to`), its outbox is below the delivery limit:
+    /// replies of requests admitted then always fit in the quarter kept for them, even when
+    /// the peer reads slowly (the permit is returned when the reply is queued, not when it is
+    /// written). An ack, answered only if the store fails, does not wait for the outbox.
+    async fn enter(&self, replies_to: Option<&Outbox>) -> Ticket {
         let permit = self.permits.acquire_arc().await;
+        if let Some(out) = replies_to {
+            out.below_delivery_limit().await;
+        }
         Ticket {
             _order: self.fence.read_arc().await,
             _permit: permit,
@@ -109,7 +117,7 @@ impl Connection {
         };
         let quota = self.shared.config.recipient_quota;
         let sender_quota = self.shared.config.sender_quota;
-        let ticket = self.in_flight.enter().await;
+        let ticket = self.in_flight.enter(Some(&self.out)).await;
         let (out, shared) = (self.out.clone(), self.shared.clone());
         self.shared.db.submit(
             move |s| {
@@ -164,7 +172,7 @@ impl Connection {
         let ttl = self.shared.config.message_ttl;
         let quota = self.shared.config.recipient_quota;
         let body = body.to_vec();
-        let ticket = self.in_flight.enter().await;
+        let ticket = self.in_flight.enter(Some(&self.out)).await;
         let (out, shared) = (self.out.clone(), self.shared.clone());
         self.shared.db.submit(
             move |s| {
@@ -218,7 +226,7 @@ impl Connection {
             .clock
             .now()
             .saturating_add(self.shared.config.message_ttl);
-        let ticket = self.in_flight.enter().await;
+        let ticket = self.in_flight.enter(None).await;
         let (out, shared) = (self.out.clone(), self.shared.clone());
         let hub_now = self.shared.clone();
         self.shared.db.submit(
