@@ -233,3 +233,38 @@ fn stray_second_factor_codes_leave_a_session_and_the_hub_alone() {
     }));
     shared.db.shutdown();
 }
+
+/// Sends are pipelined (answered from the storage thread after their commit), yet replies keep
+/// request order: a burst of sends, one refused by the store, then a `Ping`, is answered
+/// `Accepted`, `Error`, `Accepted`…, then `Pong`.
+#[test]
+fn pipelined_sends_are_answered_in_request_order() {
+    let (shared, ex) = harness();
+    smol::block_on(ex.run(async {
+        let mut a = register(&shared, "alice").await;
+        let _b = register(&shared, "bob").await;
+        for i in 0..8u64 {
+            let to = if i == 3 { "nobody" } else { "bob" };
+            let m = Message::SendToUser {
+                to,
+                client_id: i,
+                body: &[1],
+            };
+            assert_eq!(a.send(&m).await, Flow::Continue);
+        }
+        a.send(&Message::Ping { nonce: 9 }).await;
+        for i in 0..8u64 {
+            match decode(&a.next().await) {
+                Message::Accepted { client_id, .. } => assert_eq!(client_id, i),
+                Message::Error { code, .. } => {
+                    assert_eq!((i, code), (3, ErrorCode::NOT_FOUND));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            decode(&a.next().await),
+            Message::Pong { nonce: 9 }
+        ));
+    }));
+}
