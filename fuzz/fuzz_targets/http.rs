@@ -19,6 +19,7 @@ use host_server::clock::Clock;
 use host_server::config::ServerConfig;
 use host_server::server::Shutdown;
 use host_server::store::{Db, MemoryStore};
+use host_server::transport::Accepted;
 use smol::io::{AsyncRead, AsyncWrite};
 
 /// Bytes of a file outside the web root: they must never be served.
@@ -97,12 +98,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         reply: reply.clone(),
     };
     let addr = SocketAddr::from(([192, 0, 2, 1], 50_000));
-    smol::block_on(executor.run(host_server::http::serve_http(
-        shared,
-        peer,
-        addr,
-        Shutdown::new(),
-    )));
+    let accepted = Accepted {
+        peer: addr,
+        shutdown: Shutdown::new(),
+        login_within: Duration::from_secs(3),
+    };
+    smol::block_on(executor.run(host_server::http::serve_http(shared, peer, accepted)));
     db.shutdown();
 
     let reply = reply.lock().expect("reply lock");

@@ -281,6 +281,9 @@ pub(crate) fn unlock(home: &Home) -> anyhow::Result<(File, Keystore, Profile)> {
         let _p = Progress::start("unlocking the keystore");
         Keystore::open::<Profile>(&path, &pass)?
     };
+    if let Err(e) = profile.check() {
+        return fail(Exit::Keystore, format!("{}: {e:#}", path.display()));
+    }
     Ok((lock, ks, profile))
 }
 

@@ -97,6 +97,69 @@ fn derive(passphrase: &str, salt: &[u8; SALT_LEN], rounds: u32) -> Zeroizing<[u8
     key
 }
 
+/// A keystore file's parts, as read back from disk (nothing decrypted yet).
+#[derive(Debug)]
+pub(crate) struct File<'a> {
+    /// The header bytes: the AEAD's associated data.
+    header: &'a [u8],
+    /// PBKDF2 rounds, within [`MIN_ROUNDS`]..=[`MAX_ROUNDS`].
+    rounds: u32,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+    ciphertext: &'a [u8],
+    tag: [u8; TAG_LEN],
+}
+
+impl<'a> File<'a> {
+    /// Splits a keystore file; `None` when it is not one this version reads (wrong magic or
+    /// version, a round count out of bounds, too short to hold a tag).
+    pub(crate) fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let (header, body) = bytes.split_at_checked(HEADER_LEN)?;
+        let (magic, rest) = header.split_first_chunk::<4>()?;
+        let (&version, rest) = rest.split_first()?;
+        if magic != MAGIC || version != VERSION {
+            return None;
+        }
+        let (rounds, rest) = rest.split_first_chunk::<4>()?;
+        let rounds = u32::from_be_bytes(*rounds);
+        let (salt, rest) = rest.split_first_chunk::<SALT_LEN>()?;
+        let nonce: [u8; NONCE_LEN] = rest.try_into().ok()?;
+        if !(MIN_ROUNDS..=MAX_ROUNDS).contains(&rounds) {
+            return None;
+        }
+        let (ciphertext, tag) = body.split_last_chunk::<TAG_LEN>()?;
+        Some(Self {
+            header,
+            rounds,
+            salt: *salt,
+            nonce,
+            ciphertext,
+            tag: *tag,
+        })
+    }
+
+    /// Decrypts with `key` and parses the state. A wrong key (or an altered file) is
+    /// [`KeystoreError::WrongPassphrase`]; contents that do not parse are
+    /// [`KeystoreError::Damaged`].
+    pub(crate) fn decrypt<T: DeserializeOwned>(&self, key: &[u8; 32]) -> Result<T, KeystoreError> {
+        let mut plain = Zeroizing::new(self.ciphertext.to_vec());
+        open_in_place(
+            key,
+            &self.nonce,
+            self.header,
+            plain.as_mut_slice(),
+            &self.tag,
+        )
+        .map_err(|_| KeystoreError::WrongPassphrase)?;
+        decode_state(&plain)
+    }
+}
+
+/// Parses decrypted keystore contents.
+pub(crate) fn decode_state<T: DeserializeOwned>(plain: &[u8]) -> Result<T, KeystoreError> {
+    serde_json::from_slice(plain).map_err(|e| KeystoreError::Damaged(e.to_string()))
+}
+
 impl Keystore {
     /// A new keystore at `path` under `passphrase` (slow: derives the key). Nothing is written
     /// until [`save`](Self::save).
@@ -129,29 +192,11 @@ impl Keystore {
             }
             Err(e) => return Err(io_err(path)(e)),
         };
-        let not_ks = || KeystoreError::NotAKeystore(path.to_owned());
-        let (header, body) = bytes.split_at_checked(HEADER_LEN).ok_or_else(not_ks)?;
-        let (magic, rest) = header.split_at(4);
-        let (&version, rest) = rest.split_first().ok_or_else(not_ks)?;
-        if magic != MAGIC || version != VERSION {
-            return Err(not_ks());
-        }
-        let (rounds, rest) = rest.split_at(4);
-        let rounds = u32::from_be_bytes(rounds.try_into().map_err(|_| not_ks())?);
-        let (salt, nonce) = rest.split_at(SALT_LEN);
-        let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| not_ks())?;
-        if !(MIN_ROUNDS..=MAX_ROUNDS).contains(&rounds) || body.len() < TAG_LEN {
-            return Err(not_ks());
-        }
+        let file =
+            File::parse(&bytes).ok_or_else(|| KeystoreError::NotAKeystore(path.to_owned()))?;
+        let (rounds, salt) = (file.rounds, file.salt);
         let key = derive(passphrase, &salt, rounds);
-        let (ct, tag) = body.split_at(body.len() - TAG_LEN);
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| not_ks())?;
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| not_ks())?;
-        let mut plain = Zeroizing::new(ct.to_vec());
-        open_in_place(&key, &nonce, header, plain.as_mut_slice(), &tag)
-            .map_err(|_| KeystoreError::WrongPassphrase)?;
-        let state =
-            serde_json::from_slice(&plain).map_err(|e| KeystoreError::Damaged(e.to_string()))?;
+        let state = file.decrypt(&key)?;
         Ok((
             Self {
                 path: path.to_owned(),

@@ -20,6 +20,9 @@ pub(crate) const SEEN_LIMIT: usize = 4_096;
 /// One-time prekeys published at registration and topped up to by `keys`.
 pub(crate) const PREKEY_BATCH: u32 = 100;
 
+/// The layout version of [`Profile`] this build writes and reads.
+pub(crate) const PROFILE_VERSION: u32 = 1;
+
 /// The whole keystore content.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Profile {
@@ -140,7 +143,7 @@ impl Profile {
         let identity = IdentityKeyPair::generate(&mut rng);
         let spk = SignedPrekeyPair::generate(&mut rng, 1, &identity);
         let mut profile = Self {
-            version: 1,
+            version: PROFILE_VERSION,
             server: server.to_owned(),
             username: username.to_owned(),
             identity: hex_secret(identity.to_secret_bytes().as_ref()),
@@ -159,6 +162,21 @@ impl Profile {
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile
+    }
+
+    /// Refuses a profile this version cannot use: a newer layout, or damaged own keys (said
+    /// when the keystore is opened rather than at the first use of a key).
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.version != PROFILE_VERSION {
+            anyhow::bail!(
+                "the keystore holds profile version {}; this sealroom reads version {PROFILE_VERSION} \
+                 (was it written by a newer sealroom?)",
+                self.version
+            );
+        }
+        self.identity()?;
+        self.signed_prekey()?;
+        Ok(())
     }
 
     /// Our identity key pair.
@@ -448,6 +466,22 @@ mod tests {
         // Two profiles never share keys (OS RNG).
         let q = Profile::generate("localhost:8443", "alice", 1);
         assert_ne!(p.identity, q.identity);
+    }
+
+    #[test]
+    fn a_newer_layout_or_a_damaged_key_is_refused_when_opened() {
+        let good = Profile::generate("s", "u", 0);
+        good.check().unwrap();
+        let mut newer = good.clone();
+        newer.version = PROFILE_VERSION + 1;
+        let err = newer.check().unwrap_err().to_string();
+        assert!(err.contains("newer sealroom"), "{err}");
+        let mut damaged = good.clone();
+        damaged.identity.truncate(10);
+        assert!(damaged.check().is_err());
+        let mut damaged = good;
+        damaged.signed_prekey = "zz".into();
+        assert!(damaged.check().is_err());
     }
 
     #[test]

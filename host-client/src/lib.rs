@@ -1,0 +1,41 @@
+//! `sealroom`: the command-line client (this library is the whole program; `main.rs` calls
+//! [`main`]). Keys are generated and kept on the device.
+//!
+//! A tour: [`cli`] is the command line; `commands/` has one file per subcommand; [`client`]
+//! unlocks the keystore, connects ([`link`], pinned via [`known_servers`]) and handles what the
+//! server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
+//! proto-core; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
+//! [`exit`] lists the exit codes.
+//!
+//! [`fuzzing`] exposes the decoders of files the client reads back (the keystore) to the
+//! fuzz targets in `fuzz/`; nothing else is public.
+
+mod cli;
+mod client;
+mod commands;
+mod direct;
+mod exit;
+mod keystore;
+mod known_servers;
+mod link;
+mod profile;
+mod rng;
+mod rooms;
+mod terminal;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+use clap::Parser;
+
+/// Runs `sealroom` with the process's arguments and exits with the code of [`exit`].
+pub fn main() {
+    let cli = cli::Cli::parse();
+    let result = smol::block_on(commands::run(cli));
+    if let Err(e) = result {
+        let code = exit::code_of(&e);
+        let text = format!("sealroom: {e:#}");
+        terminal::warn(&text);
+        std::process::exit(code);
+    }
+}
