@@ -8,19 +8,22 @@
 //! PROTOCOL.md §4 step by step, and once through proto-core's protocol API (sessions, rooms, with
 //! the `vectors` test hooks for fixed keys). The two must agree byte for byte, and with the file.
 //!
-//! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`.
+//! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`,
+//! `devices.json`.
 
 use proto_core::primitives::{hkdf_sha256, hmac_sha256};
 use serde_json::{Value, json};
 
 use crate::{cases, hex_field};
 
+mod devices;
 mod fingerprint;
 mod ratchet;
 mod reject;
 mod room;
 mod x3dh;
 
+use devices::{check_devices, gen_devices};
 use fingerprint::{check_fingerprint, gen_fingerprint};
 use ratchet::{check_ratchet, gen_ratchet};
 use reject::{check_reject, gen_reject};
@@ -35,12 +38,13 @@ type EpochKeys = Box<dyn Fn(u32, usize) -> Option<([u8; 32], [u8; 32])>>;
 
 /// The crypto vector files.
 pub fn generate() -> Vec<(&'static str, Value)> {
-    let files: [(&'static str, Generator); 5] = [
+    let files: [(&'static str, Generator); 6] = [
         ("x3dh.json", gen_x3dh),
         ("ratchet.json", gen_ratchet),
         ("room.json", gen_room),
         ("fingerprint.json", gen_fingerprint),
         ("crypto-reject.json", gen_reject),
+        ("devices.json", gen_devices),
     ];
     files
         .into_iter()
@@ -64,6 +68,7 @@ pub fn check(file: &str, v: &Value) -> Option<Result<usize, String>> {
         "room.json" => check_room,
         "fingerprint.json" => check_fingerprint,
         "crypto-reject.json" => check_reject,
+        "devices.json" => check_devices,
         _ => return None,
     };
     Some((|| {

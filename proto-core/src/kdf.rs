@@ -19,6 +19,11 @@ pub const MESSAGE_INFO: &[u8] = b"Sealroom Message v1";
 pub const ROOM_INFO: &[u8] = b"Sealroom Room v1";
 /// The prefix an identity key signs in front of a signed prekey's public key.
 pub const SIGNED_PREKEY_LABEL: &[u8] = b"Sealroom SPK v1";
+/// The prefix an identity key signs in front of a linked device's id and signed prekey
+/// (`"Sealroom SPK v2" || device_id || SPK`, PROTOCOL.md §4.6).
+pub const DEVICE_PREKEY_LABEL: &[u8] = b"Sealroom SPK v2";
+/// HKDF `info` for the key and nonce of a device link message (PROTOCOL.md §4.6).
+pub const LINK_INFO: &[u8] = b"Sealroom Link v1";
 
 /// The all-zero HKDF salt PROTOCOL.md §4 uses wherever it says "salt = 32 zero bytes".
 pub(crate) const ZERO_SALT: [u8; 32] = [0; 32];
@@ -102,6 +107,8 @@ mod tests {
         assert_eq!(MESSAGE_INFO, b"Sealroom Message v1");
         assert_eq!(ROOM_INFO, b"Sealroom Room v1");
         assert_eq!(SIGNED_PREKEY_LABEL, b"Sealroom SPK v1");
+        assert_eq!(DEVICE_PREKEY_LABEL, b"Sealroom SPK v2");
+        assert_eq!(LINK_INFO, b"Sealroom Link v1");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-use crate::kdf::SIGNED_PREKEY_LABEL;
+use crate::kdf::{DEVICE_PREKEY_LABEL, SIGNED_PREKEY_LABEL};
 
 /// Length of an X25519 or Ed25519 public key, and of their secret keys.
 pub const KEY_LEN: usize = 32;
@@ -90,6 +90,18 @@ fn signed_prekey_message(public: &[u8; 32]) -> [u8; 15 + 32] {
     let mut msg = [0u8; 15 + 32];
     let (label, key) = msg.split_at_mut(SIGNED_PREKEY_LABEL.len());
     label.copy_from_slice(SIGNED_PREKEY_LABEL);
+    key.copy_from_slice(public);
+    msg
+}
+
+/// The message a linked device's signed prekey signature covers:
+/// `"Sealroom SPK v2" || device_id (u32 BE) || SPK` (PROTOCOL.md §4.6).
+fn device_prekey_message(device_id: u32, public: &[u8; 32]) -> [u8; 15 + 4 + 32] {
+    let mut msg = [0u8; 15 + 4 + 32];
+    let (label, rest) = msg.split_at_mut(DEVICE_PREKEY_LABEL.len());
+    label.copy_from_slice(DEVICE_PREKEY_LABEL);
+    let (id, key) = rest.split_at_mut(4);
+    id.copy_from_slice(&device_id.to_be_bytes());
     key.copy_from_slice(public);
     msg
 }
@@ -220,6 +232,23 @@ impl SignedPrekeyPublic {
     }
 }
 
+impl SignedPrekeyPublic {
+    /// Check a linked device's signature (PROTOCOL.md §4.6): `IKs` signed this prekey for
+    /// `device_id`. A signature made for another device, or a v1 signature (no device id),
+    /// does not verify: the server cannot move a prekey from one device to another.
+    pub fn verify_for_device(
+        &self,
+        identity_signing: &[u8; 32],
+        device_id: u32,
+    ) -> Result<(), SignatureError> {
+        ed25519_verify(
+            identity_signing,
+            &device_prekey_message(device_id, &self.public),
+            &self.signature,
+        )
+    }
+}
+
 impl From<&crate::message::SignedPrekey> for SignedPrekeyPublic {
     fn from(w: &crate::message::SignedPrekey) -> Self {
         Self {
@@ -271,6 +300,43 @@ impl SignedPrekeyPair {
     fn from_secret(id: u32, secret: StaticSecret, identity: &IdentityKeyPair) -> Self {
         let public = PublicKey::from(&secret).to_bytes();
         let signature = identity.sign(&signed_prekey_message(&public));
+        Self {
+            id,
+            secret,
+            public,
+            signature,
+        }
+    }
+
+    /// A fresh signed prekey for the linked device `device_id`, signed by the account's
+    /// `identity` over `"Sealroom SPK v2" || device_id || SPK` (PROTOCOL.md §4.6).
+    pub fn generate_for_device<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        id: u32,
+        device_id: u32,
+        identity: &IdentityKeyPair,
+    ) -> Self {
+        Self::from_secret_for_device(id, device_id, StaticSecret::random_from_rng(rng), identity)
+    }
+
+    /// [`generate_for_device`](Self::generate_for_device) from a known secret (test vectors).
+    pub fn from_secret_key_for_device(
+        id: u32,
+        device_id: u32,
+        secret: &[u8; 32],
+        identity: &IdentityKeyPair,
+    ) -> Self {
+        Self::from_secret_for_device(id, device_id, StaticSecret::from(*secret), identity)
+    }
+
+    fn from_secret_for_device(
+        id: u32,
+        device_id: u32,
+        secret: StaticSecret,
+        identity: &IdentityKeyPair,
+    ) -> Self {
+        let public = PublicKey::from(&secret).to_bytes();
+        let signature = identity.sign(&device_prekey_message(device_id, &public));
         Self {
             id,
             secret,
@@ -436,6 +502,24 @@ mod tests {
         let mut bad = spk;
         bad.public[0] ^= 1;
         assert_eq!(bad.verify(&alice.public().signing), Err(SignatureError));
+    }
+
+    #[test]
+    fn a_device_prekey_is_bound_to_its_device() {
+        let alice = IdentityKeyPair::from_secrets(&[1; 32], &[2; 32]);
+        let signing = alice.public().signing;
+        let spk = SignedPrekeyPair::from_secret_key_for_device(7, 3, &[5; 32], &alice).public();
+        spk.verify_for_device(&signing, 3).unwrap();
+        // The server cannot move it to another device, or pass it off as a v1 prekey.
+        assert_eq!(spk.verify_for_device(&signing, 4), Err(SignatureError));
+        assert_eq!(spk.verify(&signing), Err(SignatureError));
+        // Nor pass a v1 prekey off as a device's.
+        let v1 = SignedPrekeyPair::from_secret_key(7, &[5; 32], &alice).public();
+        assert_eq!(v1.verify_for_device(&signing, 3), Err(SignatureError));
+        // The keystore form keeps the device signature.
+        let pair = SignedPrekeyPair::from_secret_key_for_device(7, 3, &[5; 32], &alice);
+        let back = SignedPrekeyPair::from_secret_bytes(&pair.to_secret_bytes()).public();
+        back.verify_for_device(&signing, 3).unwrap();
     }
 
     #[test]

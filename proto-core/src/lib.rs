@@ -31,6 +31,7 @@ pub mod names;
 // ---- crypto modules ----
 mod aead;
 mod caller;
+mod device;
 mod fingerprint;
 mod kdf;
 mod keys;
@@ -89,6 +90,11 @@ pub use room::{
 // same rand_core version proto-core uses.
 pub use caller::CallerError;
 pub use rand_core;
+// Linked devices: the link code and the link message (PROTOCOL.md §4.6).
+pub use device::{
+    LINK_CODE_LEN, LINK_CODE_VERSION, LINK_ID_LEN, LINK_OVERHEAD, LINK_SECRET_LEN, LinkCode,
+    LinkError, LinkKeyPair, seal_link, seal_link_with_ephemeral,
+};
 // Safety numbers.
 pub use fingerprint::{FINGERPRINT_DIGITS, SAFETY_NUMBER_LEN, party_fingerprint, safety_number};
 
@@ -103,8 +109,8 @@ pub mod primitives {
         AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN, AuthError, open_in_place, seal_in_place,
     };
     pub use crate::kdf::{
-        MESSAGE_INFO, OutputTooLong, RATCHET_INFO, ROOM_INFO, SIGNED_PREKEY_LABEL, X3DH_INFO,
-        hkdf_sha256, hmac_sha256,
+        DEVICE_PREKEY_LABEL, LINK_INFO, MESSAGE_INFO, OutputTooLong, RATCHET_INFO, ROOM_INFO,
+        SIGNED_PREKEY_LABEL, X3DH_INFO, hkdf_sha256, hmac_sha256,
     };
     pub use crate::keys::{
         KEY_LEN, SIGNATURE_LEN, ed25519_check_public, ed25519_public, ed25519_sign, ed25519_verify,
