@@ -14,6 +14,8 @@ export const RATCHET_INFO = ascii('Sealroom Ratchet v1');
 export const MESSAGE_INFO = ascii('Sealroom Message v1');
 export const ROOM_INFO = ascii('Sealroom Room v1');
 export const SIGNED_PREKEY_LABEL = ascii('Sealroom SPK v1');
+export const DEVICE_PREKEY_LABEL = ascii('Sealroom SPK v2');
+export const LINK_INFO = ascii('Sealroom Link v1');
 export const ZERO_SALT = new Uint8Array(32);
 
 /**

@@ -15,6 +15,8 @@ import { partyFingerprint, safetyNumber } from '../../src/fingerprint.js';
 import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
 import { PUSHES } from '../../src/connection.js';
+import { IdentityKeyPair as Identity } from '../../src/keys.js';
+import { LinkCode, LinkError, LinkKeyPair, devicePrekeyMessage, sealLink, signDevicePrekey, verifyDevicePrekey } from '../../src/devices.js';
 
 const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
 
@@ -56,7 +58,7 @@ function toMessage(type, fields) {
 
 test('every vector file is covered by this test', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'x3dh.json']);
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'x3dh.json']);
 });
 
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
@@ -329,5 +331,50 @@ test('names.json: usernames fold and room names check exactly as proto-core does
       got = `reject:${e.kind}`;
     }
     assert.equal(got, c.expect, `${c.kind} ${JSON.stringify(c.input)}: ${c.description}`);
+  }
+});
+
+test('devices.json: device prekeys, link codes and link messages byte for byte; each refusal by name', () => {
+  const v = load('devices.json');
+  assert.ok(v.cases.length >= 16);
+  for (const c of v.cases) {
+    const what = `${c.kind}: ${c.description}`;
+    let got;
+    try {
+      if (c.kind === 'device_prekey' && c.expect === 'accept') {
+        const id = new Identity(fromHex(c.identity_sig_private), fromHex(c.identity_dh_private));
+        assert.equal(toHex(id.public().signing), c.identity_sig_public, what);
+        const spk = fromHex(c.signed_prekey_public);
+        assert.equal(toHex(devicePrekeyMessage(c.device_id, spk)), c.signed_message, what);
+        assert.equal(toHex(signDevicePrekey(id, c.device_id, spk)), c.signature, what);
+      }
+      if (c.kind === 'device_prekey') {
+        const spk = { public: fromHex(c.signed_prekey_public), signature: fromHex(c.signature) };
+        if (!verifyDevicePrekey(spk, fromHex(c.identity_sig_public), c.device_id)) throw Object.assign(new Error('bad signature'), { name: 'SignatureError' });
+      } else if (c.kind === 'link_code') {
+        const code = LinkCode.decode(fromHex(c.code));
+        if (c.expect === 'accept') {
+          const pair = new LinkKeyPair(fromHex(c.link_private), fromHex(c.link_secret));
+          assert.equal(toHex(pair.code.encode()), c.code, what);
+          assert.equal(toHex(code.linkId()), c.link_id, what);
+          assert.equal(toHex(code.publicKey), c.link_public, what);
+        }
+      } else if (c.kind === 'link_message') {
+        const pair = new LinkKeyPair(fromHex(c.link_private), fromHex(c.link_secret));
+        if (c.expect === 'accept') {
+          assert.equal(toHex(sealLink(pair.code, fromHex(c.state), fromHex(c.ephemeral_private))), c.message, what);
+        }
+        const state = pair.open(fromHex(c.message));
+        assert.equal(toHex(state), c.state, what);
+      } else if (c.kind !== 'device_prekey') {
+        assert.fail(`unknown kind ${c.kind}`);
+      }
+      got = 'accept';
+    } catch (e) {
+      if (e instanceof assert.AssertionError) throw e;
+      if (e instanceof LinkError) got = `reject:${e.kind}`;
+      else got = `reject:${kindOf(e)}`;
+    }
+    assert.equal(got, c.expect, what);
   }
 });
