@@ -513,6 +513,42 @@ pub fn distribution(data: &[u8]) {
     }
 }
 
+/// Linked devices (PROTOCOL.md §4.6): the input as a link code, and as a link message for a
+/// fixed new device. A code decodes only at 49 bytes with version 1, and re-encodes to its
+/// bytes; a message that opens yields exactly its length minus 48, and a refusal leaves the
+/// output buffer clean.
+pub fn link(data: &[u8]) {
+    use crate::{
+        LINK_CODE_LEN, LINK_CODE_VERSION, LINK_OVERHEAD, LinkCode, LinkError, LinkKeyPair,
+    };
+
+    match LinkCode::decode(data) {
+        Ok(code) => assert_eq!(&code.encode()[..], data, "link code round trip"),
+        Err(LinkError::CodeLength) => assert_ne!(data.len(), LINK_CODE_LEN),
+        Err(LinkError::UnknownCodeVersion(v)) => {
+            assert_eq!(data.len(), LINK_CODE_LEN);
+            assert_ne!(v, LINK_CODE_VERSION);
+        }
+        Err(e) => panic!("decoding a code reported {e:?}"),
+    }
+    let device = LinkKeyPair::from_secrets(&[0x4c; 32], &[0x53; 16]);
+    let mut out = [0u8; 4096];
+    let Some(out) = out.get_mut(..data.len().saturating_sub(LINK_OVERHEAD)) else {
+        return;
+    };
+    match device.open(data, out) {
+        Ok(n) => assert_eq!(n + LINK_OVERHEAD, data.len(), "opened length"),
+        Err(LinkError::Truncated) => assert!(data.len() < LINK_OVERHEAD),
+        Err(LinkError::NonContributory | LinkError::Authentication) => {
+            assert!(
+                out.iter().all(|&b| b == 0),
+                "a refused link message left bytes behind"
+            );
+        }
+        Err(e) => panic!("opening reported {e:?}"),
+    }
+}
+
 /// The session type the clients save (default capacity).
 type SavedSession = crate::Session<{ crate::DEFAULT_MAX_SKIP }>;
 /// The room type the clients save (default capacities).
