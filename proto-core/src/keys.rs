@@ -72,6 +72,30 @@ pub fn ed25519_verify(
         .map_err(|_| SignatureError)
 }
 
+/// [`ed25519_verify`] over a message given in parts and hashed as it comes, for messages too long
+/// to copy onto the stack (rosters). The same strict checks, in the same order as
+/// ed25519-dalek's `verify_strict`: a canonical `S`, a decompressible `R`, neither `A` nor `R`
+/// of small order; then the stream verification.
+pub(crate) fn ed25519_verify_parts(
+    public: &[u8; 32],
+    parts: &[&[u8]],
+    signature: &[u8; 64],
+) -> Result<(), SignatureError> {
+    let key = VerifyingKey::from_bytes(public).map_err(|_| SignatureError)?;
+    let signature = Signature::from_bytes(signature);
+    let mut stream = key.verify_stream(&signature).map_err(|_| SignatureError)?;
+    let r = curve25519_dalek::edwards::CompressedEdwardsY(*signature.r_bytes())
+        .decompress()
+        .ok_or(SignatureError)?;
+    if r.is_small_order() || key.is_weak() {
+        return Err(SignatureError);
+    }
+    for part in parts {
+        stream.update(part);
+    }
+    stream.finalize_and_verify().map_err(|_| SignatureError)
+}
+
 /// X25519 between our secret and a peer's public key, rejecting an all-zero output.
 pub(crate) fn dh(
     secret: &StaticSecret,
@@ -502,6 +526,63 @@ mod tests {
         let mut bad = spk;
         bad.public[0] ^= 1;
         assert_eq!(bad.verify(&alice.public().signing), Err(SignatureError));
+    }
+
+    #[test]
+    fn streamed_verification_is_as_strict_as_verify_strict() {
+        let seed = [0x42u8; 32];
+        let public = ed25519_public(&seed);
+        let (a, b) = (&b"Sealroom Roster v1"[..], &b"some roster bytes"[..]);
+        let whole = [a, b].concat();
+        let good = ed25519_sign(&seed, &whole);
+        let same = |key: &[u8; 32], sig: &[u8; 64]| {
+            let one = ed25519_verify(key, &whole, sig);
+            let parts = ed25519_verify_parts(key, &[a, b], sig);
+            assert_eq!(one, parts, "key {key:02x?} sig {sig:02x?}");
+            parts
+        };
+        assert_eq!(same(&public, &good), Ok(()));
+        // Split anywhere, the same message verifies.
+        for cut in 0..=whole.len() {
+            let (x, y) = whole.split_at(cut);
+            assert_eq!(ed25519_verify_parts(&public, &[x, y], &good), Ok(()));
+        }
+        for i in 0..64 {
+            let mut sig = good;
+            sig[i] ^= 0x01;
+            assert_eq!(
+                same(&public, &sig),
+                Err(SignatureError),
+                "flip in signature byte {i}"
+            );
+        }
+        for i in 0..32 {
+            let mut key = public;
+            key[i] ^= 0x01;
+            assert_eq!(
+                same(&key, &good),
+                Err(SignatureError),
+                "flip in key byte {i}"
+            );
+        }
+        // The identity point as key and R with S = 0 satisfies the lenient equation for every
+        // message; strict verification refuses the small-order points.
+        let identity = {
+            let mut p = [0u8; 32];
+            p[0] = 1;
+            p
+        };
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity);
+        assert_eq!(same(&identity, &forged), Err(SignatureError));
+        // S = ℓ (not reduced) is refused.
+        let ell: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut unreduced = good;
+        unreduced[32..].copy_from_slice(&ell);
+        assert_eq!(same(&public, &unreduced), Err(SignatureError));
     }
 
     #[test]

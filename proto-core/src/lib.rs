@@ -37,6 +37,7 @@ mod kdf;
 mod keys;
 mod ratchet;
 mod room;
+mod roster;
 mod x3dh;
 // ---- end crypto modules ----
 
@@ -90,6 +91,11 @@ pub use room::{
 // same rand_core version proto-core uses.
 pub use caller::CallerError;
 pub use rand_core;
+// Signed rosters: room membership the server cannot forge (PROTOCOL.md §4.7).
+pub use roster::{
+    Members, ROSTER_LABEL, ROSTER_MAX_ADMINS, ROSTER_MAX_LEN, ROSTER_MAX_MEMBERS, Roster,
+    RosterError, RosterFields, RosterMember, write_roster,
+};
 // Linked devices: the link code and the link message (PROTOCOL.md §4.6).
 pub use device::{
     LINK_CODE_LEN, LINK_CODE_VERSION, LINK_ID_LEN, LINK_OVERHEAD, LINK_SECRET_LEN, LinkCode,
