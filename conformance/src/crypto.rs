@@ -9,7 +9,7 @@
 //! the `vectors` test hooks for fixed keys). The two must agree byte for byte, and with the file.
 //!
 //! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`,
-//! `devices.json`.
+//! `devices.json`, `roster.json`.
 
 use proto_core::primitives::{hkdf_sha256, hmac_sha256};
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ mod fingerprint;
 mod ratchet;
 mod reject;
 mod room;
+mod roster;
 mod x3dh;
 
 use devices::{check_devices, gen_devices};
@@ -28,6 +29,7 @@ use fingerprint::{check_fingerprint, gen_fingerprint};
 use ratchet::{check_ratchet, gen_ratchet};
 use reject::{check_reject, gen_reject};
 use room::{check_room, gen_room};
+use roster::{check_roster, gen_roster};
 use x3dh::{check_x3dh, gen_x3dh};
 
 /// A generator of one vector file.
@@ -38,13 +40,14 @@ type EpochKeys = Box<dyn Fn(u32, usize) -> Option<([u8; 32], [u8; 32])>>;
 
 /// The crypto vector files.
 pub fn generate() -> Vec<(&'static str, Value)> {
-    let files: [(&'static str, Generator); 6] = [
+    let files: [(&'static str, Generator); 7] = [
         ("x3dh.json", gen_x3dh),
         ("ratchet.json", gen_ratchet),
         ("room.json", gen_room),
         ("fingerprint.json", gen_fingerprint),
         ("crypto-reject.json", gen_reject),
         ("devices.json", gen_devices),
+        ("roster.json", gen_roster),
     ];
     files
         .into_iter()
@@ -69,6 +72,7 @@ pub fn check(file: &str, v: &Value) -> Option<Result<usize, String>> {
         "fingerprint.json" => check_fingerprint,
         "crypto-reject.json" => check_reject,
         "devices.json" => check_devices,
+        "roster.json" => check_roster,
         _ => return None,
     };
     Some((|| {

@@ -16,6 +16,7 @@ import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
 import { PUSHES } from '../../src/connection.js';
 import { IdentityKeyPair as Identity } from '../../src/keys.js';
+import { RosterError, checkFirst, checkNext, departed, parseRoster, rosterHash } from '../../src/roster.js';
 import { LinkCode, LinkError, LinkKeyPair, devicePrekeyMessage, sealLink, signDevicePrekey, verifyDevicePrekey } from '../../src/devices.js';
 
 const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
@@ -58,7 +59,7 @@ function toMessage(type, fields) {
 
 test('every vector file is covered by this test', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'x3dh.json']);
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'roster.json', 'x3dh.json']);
 });
 
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
@@ -377,4 +378,38 @@ test('devices.json: device prekeys, link codes and link messages byte for byte; 
     }
     assert.equal(got, c.expect, what);
   }
+});
+
+test('roster.json: chains of signed rosters accepted or refused by name; what each says', () => {
+  const v = load('roster.json');
+  assert.ok(v.cases.length >= 26);
+  const kinds = new Set();
+  for (const c of v.cases) {
+    let got;
+    let rosters = [];
+    try {
+      rosters = c.rosters.map((r) => parseRoster(fromHex(r)));
+      checkFirst(rosters[0]);
+      for (let i = 1; i < rosters.length; i++) checkNext(rosters[i - 1], rosters[i]);
+      got = 'accept';
+    } catch (e) {
+      if (!(e instanceof RosterError)) throw e;
+      got = `reject:${e.kind}`;
+      kinds.add(e.kind);
+    }
+    assert.equal(got, c.expect, c.description);
+    if (got !== 'accept') continue;
+    rosters.forEach((r, i) => {
+      const want = c.parsed[i];
+      assert.equal(r.version, BigInt(want.version), c.description);
+      assert.equal(r.epoch, want.epoch, c.description);
+      assert.equal(toHex(r.signer), want.signer, c.description);
+      assert.deepEqual(r.admins.map(toHex), want.admins, c.description);
+      assert.deepEqual(r.members.map((m) => ({ username: m.username, identity: toHex(m.identity) })), want.members, c.description);
+      assert.equal(toHex(rosterHash(r)), want.hash, c.description);
+      if (i > 0) assert.deepEqual(departed(rosters[i - 1], r).map((m) => m.username), c.departed[i - 1], c.description);
+    });
+  }
+  // Every refusal proto-core names is exercised here.
+  assert.equal(kinds.size, 16);
 });
