@@ -81,7 +81,7 @@ export function showChat(root, client, nav) {
 
   const sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Conversations' },
     h('div', { class: 'me' },
-      h('div', { class: 'who' }, h('strong', { id: 'me-name' }, client.profile.name || me), ' ', h('span', { class: 'handle', id: 'me' }, `@${me}`)),
+      h('div', { class: 'who' }, h('strong', { id: 'me-name', dir: 'auto' }, client.profile.name || me), ' ', h('span', { class: 'handle', id: 'me' }, `@${me}`)),
       h('button', { class: 'secondary', type: 'button', id: 'logout', on: { click: async () => {
         active = false;
         await client.logout();
@@ -212,7 +212,7 @@ export function showChat(root, client, nav) {
       if (!item) {
         const name = h('span', { class: 'conv-name' }, c.conv);
         const time = h('time', { class: 'conv-time' });
-        const preview = h('span', { class: 'conv-preview' });
+        const preview = h('span', { class: 'conv-preview', dir: 'auto' });
         const badge = h('span', { class: 'badge', 'aria-hidden': 'true' });
         const button = h('button', { class: 'conv', type: 'button', 'data-conv': c.conv, on: { click: () => open(c.conv) } },
           h('span', { class: 'conv-top' }, name, time), h('span', { class: 'conv-bottom' }, preview, badge));
@@ -223,7 +223,8 @@ export function showChat(root, client, nav) {
       let text = '';
       if (last) {
         const prefix = last.kind === 'event' ? '' : last.outgoing ? 'You: ' : c.conv.startsWith('#') ? `${last.from}: ` : '';
-        text = `${prefix}${last.text.replace(/\s+/g, ' ').slice(0, 120)}`;
+        // One line, without bidi controls, so that the text cannot reorder the name before it.
+        text = `${prefix}${last.text.replace(/[\u202a-\u202e\u2066-\u2069]/g, '').replace(/\s+/g, ' ').slice(0, 120)}`;
       } else {
         text = c.conv.startsWith('#') ? 'No messages yet' : 'New chat';
       }

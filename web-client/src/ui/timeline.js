@@ -129,13 +129,13 @@ export class Timeline {
   /** One entry's `<li>`. @param {Entry} m */
   item(m) {
     if (m.kind === 'event') {
-      return h('li', { class: 'event', 'data-kind': 'event' }, h('span', { class: 'text' }, m.text), ' · ', h('time', { class: 'meta-inline', title: longTime(m.at) }, shortTime(m.at)));
+      return h('li', { class: 'event', 'data-kind': 'event' }, h('span', { class: 'text', dir: 'auto' }, m.text), ' · ', h('time', { class: 'meta-inline', title: longTime(m.at) }, shortTime(m.at)));
     }
     const who = m.outgoing ? 'You' : m.from;
     const label = STATE_LABEL[m.state] ?? m.state;
     return h('li', { class: `msg${m.outgoing ? ' mine' : ' theirs'}${m.state === 'undecryptable' ? ' undecryptable' : ''}${m.state === 'failed' ? ' failed' : ''}`, 'data-state': m.state },
-      this.isRoom && !m.outgoing ? h('strong', { class: 'from' }, m.from, h('span', { class: 'sr-only' }, ':'), ' ') : h('span', { class: 'sr-only' }, `${who}: `),
-      h('span', { class: 'text' }, m.text),
+      this.isRoom && !m.outgoing ? h('strong', { class: 'from', dir: 'auto' }, m.from, h('span', { class: 'sr-only' }, ':'), ' ') : h('span', { class: 'sr-only' }, `${who}: `),
+      h('span', { class: 'text', dir: 'auto' }, m.text),
       h('span', { class: 'meta' },
         h('time', { title: longTime(m.at) }, shortTime(m.at)),
         m.outgoing && label ? h('span', { class: 'state' }, ` · ${label}`) : null,

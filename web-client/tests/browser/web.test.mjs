@@ -291,6 +291,41 @@ test('markup in messages is shown as text and runs nothing', async () => {
   await screenshot(b, '08-markup-as-text');
 });
 
+test('hostile text cannot reorder or spoof the page: bidi overrides are isolated, control characters stay inside one message', async () => {
+  const a = users.alice.page;
+  const b = users.bob.page;
+  const payloads = [
+    'invoice\u202Egnp.exe',
+    'left \u2067right\u2069 and \u2066isolate',
+    'clear\u001b[2J\u001b]0;pwned\u0007 title',
+    'first line\r\n23:59 carol: this line is not from carol',
+  ];
+  await openConv(a, '@bob');
+  await b.locator('button.conv[data-conv="@alice"]').click();
+  const before = await b.locator('#messages li.msg').count();
+  for (const p of payloads) await send(a, p);
+  await b.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length >= n, before + payloads.length, { timeout: 15000 });
+  // One bubble per message: a newline and "23:59 carol:" do not make a second one.
+  assert.equal(await b.locator('#messages li.msg').count(), before + payloads.length);
+  const shown = await b.evaluate(() => [...document.querySelectorAll('#messages li.msg')].slice(-4).map((li) => {
+    const text = li.querySelector('.text');
+    return { text: text?.textContent, dir: text?.getAttribute('dir'), bidi: text ? getComputedStyle(text).unicodeBidi : null, time: li.querySelector('time')?.textContent };
+  }));
+  shown.forEach((m, i) => {
+    assert.equal(m.text, payloads[i].replace(/\r\n?/g, '\n'));
+    assert.equal(m.dir, 'auto');
+    assert.equal(m.bidi, 'isolate');
+    assert.match(m.time ?? '', /\d/);
+  });
+  assert.ok(shown[3].text?.startsWith('first line') && shown[3].text.includes('23:59 carol'));
+  // The chat list's preview drops the bidi controls, so the name before it keeps its place.
+  const preview = await a.evaluate(() => document.querySelector('button.conv[data-conv="@bob"] .conv-preview')?.textContent ?? '');
+  assert.ok(!/[\u202a-\u202e\u2066-\u2069]/.test(preview), preview);
+  // ESC ] 0; … BEL is text in a page: nothing retitles it.
+  assert.ok(!(await b.title()).includes('pwned'));
+  await screenshot(b, '08b-hostile-text');
+});
+
 test('a room: alice creates it, invites bob, both write and read', async () => {
   const a = users.alice.page;
   const b = users.bob.page;
