@@ -35,6 +35,8 @@ export { KeyChangedError } from './direct.js';
 export { roomNameFrom, usernameFrom } from './names.js';
 
 const INITIAL_PREKEYS = 50;
+/** A signed prekey is replaced after a week (the CLI's figure). */
+export const SIGNED_PREKEY_LIFETIME = 7 * 24 * 3600;
 /** Room for the envelope around a text (prekey header, ratchet header, tag, room signature). */
 const ENVELOPE_ROOM = 512;
 /** The longest text, in UTF-8 bytes, that fits in one message body. */
@@ -83,7 +85,7 @@ export function defaultServerUrl() {
  * @typedef {{conv: string, from: string, text: string, at: number, id: string, server_id: string | null,
  *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string}} Entry
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean,
- *   session: any, previous_session: any}} Contact
+ *   session: any, previous_session: any, base_keys?: string[]}} Contact
  */
 
 /** A fresh profile with new device keys. @param {string} username @param {string} name */
@@ -99,6 +101,8 @@ function newProfile(username, name) {
     name,
     identity: { sig: toHex(identity.signingSecret), dh: toHex(identity.dhSecret) },
     spks: [{ id: spk.id, secret: toHex(spk.secret), signature: toHex(spk.signature) }],
+    /** when the current signed prekey (`spks[0]`) was made, Unix seconds */
+    spk_at: Math.floor(Date.now() / 1000),
     opks,
     next_opk_id: INITIAL_PREKEYS + 1,
     /** @type {Record<string, Contact>} */
@@ -355,10 +359,33 @@ export class Client extends EventTarget {
     await this.conn.request({ type: 'UploadPrekeys', prekeys: Object.entries(this.profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey })) });
   }
 
-  /** After any login: learn our rooms from the server. */
+  /**
+   * Replaces the signed prekey when it is older than a week, as the CLI does: the new one is
+   * saved before it is published (its secret is never lost), and the previous one is kept for
+   * first messages still in flight. Returns whether it rotated.
+   * @param {number} [now] Unix seconds
+   */
+  async rotateSignedPrekeyIfOld(now = Math.floor(Date.now() / 1000)) {
+    const p = this.profile;
+    if (p.spk_at !== undefined && now - p.spk_at <= SIGNED_PREKEY_LIFETIME) return false;
+    const id = this.identity();
+    const spk = SignedPrekeyPair.generate(Math.max(...p.spks.map((k) => k.id)) + 1, id);
+    p.spks = [{ id: spk.id, secret: toHex(spk.secret), signature: toHex(spk.signature) }, ...p.spks.slice(0, 1)];
+    p.spk_at = now;
+    await this.save();
+    await this.conn.request({ type: 'PublishSignedPrekey', prekey: { id: spk.id, key: spk.publicKey, signature: spk.signature } });
+    return true;
+  }
+
+  /** After any login: learn our rooms from the server; rotate an old signed prekey. */
   async afterLogin() {
     this.changed();
     await this.serial(async () => {
+      try {
+        await this.rotateSignedPrekeyIfOld();
+      } catch (e) {
+        this.notice(`could not publish a new signed prekey: ${/** @type {Error} */ (e).message}`);
+      }
       try {
         const r = await this.conn.request({ type: 'ListRooms' });
         const names = /** @type {string[]} */ (r.rooms);

@@ -7,7 +7,7 @@
  * `SessionReset` goes out in a new session. Functions take the `Client` whose state they change;
  * call them inside `client.serial`.
  */
-import { fromHex, randomU64 } from './bytes.js';
+import { fromHex, randomU64, toHex } from './bytes.js';
 import { decodeContent, emitEnvelope, encodeContent, parseEnvelope } from './envelope.js';
 import { MAX_BODY } from './frames.js';
 import { OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
@@ -97,6 +97,9 @@ export async function sendContentTo(client, user, content) {
   return String(r.server_id);
 }
 
+/** How many accepted first-message base keys each contact keeps, to know replays. */
+export const MAX_BASE_KEYS = 64;
+
 /**
  * Records a message that could not be read, with the reason.
  * @param {import('./client.js').Client} client
@@ -162,7 +165,10 @@ export async function receiveDirect(client, from, body, at, sid) {
   let fresh = false;
   if (!outcome && env.kind === 'Prekey') {
     const header = env.header;
-    client.observeIdentity(from, header.identity);
+    // A first message whose base key we already took in is a copy (the server replaying it):
+    // it must neither re-install the session it started nor, its one-time prekey gone, force
+    // a reset. Dropped, and acknowledged like any duplicate.
+    if (c?.base_keys?.includes(toHex(header.ephemeral))) return;
     const id = client.identity();
     const spkRec = client.profile.spks.find((k) => k.id === header.signed_prekey_id);
     if (!spkRec) return heal(client, from, at, sid, 'it names a signed prekey this device no longer has');
@@ -181,8 +187,20 @@ export async function receiveDirect(client, from, body, at, sid) {
     } catch (e) {
       failure = /** @type {Error} */ (e).message;
     }
+    if (outcome) {
+      // Only now, the message authenticated, is its identity key recorded (a changed key is
+      // flagged here, never on the word of bytes that did not decrypt).
+      client.observeIdentity(from, header.identity);
+      const contact = client.profile.contacts[from];
+      contact.base_keys = [...(contact.base_keys ?? []), toHex(header.ephemeral)].slice(-MAX_BASE_KEYS);
+    }
   }
-  if (!outcome) return heal(client, from, at, sid, failure);
+  if (!outcome) {
+    // A first message that fails while a session with `from` works is not theirs to break it
+    // with (the server can forge one): shown as unreadable, the session kept.
+    if (env.kind === 'Prekey' && c?.session) return undecryptable(client, `@${from}`, from, at, sid, failure);
+    return heal(client, from, at, sid, failure);
+  }
   const contact = client.profile.contacts[from];
   if (!outcome.current) contact.previous_session = contact.session;
   contact.session = outcome.session.toState();

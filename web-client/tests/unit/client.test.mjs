@@ -3,10 +3,11 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, MAX_TEXT_BYTES, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
+import { Client, MAX_TEXT_BYTES, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
 import { fromHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { prekeyHeaderToBytes } from '../../src/x3dh.js';
 
 /** A stand-in server: a key directory and a relay that delivers at once. */
 class FakeServer {
@@ -45,6 +46,10 @@ class FakeServer {
               one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
             },
           };
+        }
+        if (msg.type === 'PublishSignedPrekey') {
+          server.accounts.get(username).spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
+          return { type: 'Ok' };
         }
         if (msg.type === 'SendToUser') {
           const server_id = server.nextId++;
@@ -120,6 +125,87 @@ test('a broken session is shown, reset, and heals by itself', async () => {
   await alice.sendText('@bob', 'four');
   await settle([alice, bob]);
   assert.equal(bob.messages('@alice').at(-1).text, 'four');
+});
+
+test('a replayed first message changes no session and forces no reset (with or without a one-time prekey)', async () => {
+  for (const withOpk of [true, false]) {
+    const server = new FakeServer();
+    const alice = await newClient(server, 'alice');
+    const bob = await newClient(server, 'bob');
+    if (!withOpk) server.accounts.get('bob').opks = [];
+    await alice.sendText('@bob', 'one');
+    await settle([alice, bob]);
+    const first = server.last;
+    assert.equal(first.body[0], 0x01, 'a prekey envelope');
+    // The conversation moves on: both directions, several ratchet steps.
+    for (const [from, to, text] of [[bob, '@alice', 'two'], [alice, '@bob', 'three'], [bob, '@alice', 'four']]) {
+      await from.sendText(to, text);
+      await settle([alice, bob]);
+    }
+    const before = JSON.stringify(bob.profile.contacts.alice);
+    const shown = bob.messages('@alice').length;
+    // The server plays the first message again, as a new delivery.
+    bob.handlePush({ ...first, server_id: 999n });
+    await settle([alice, bob]);
+    assert.equal(JSON.stringify(bob.profile.contacts.alice), before, `withOpk=${withOpk}: the session changed`);
+    assert.equal(bob.messages('@alice').length, shown, 'nothing new shown');
+    assert.ok(!alice.notices.some((n) => /could not decrypt/.test(n)), 'no reset was asked');
+    // And the conversation goes on.
+    await alice.sendText('@bob', 'five');
+    await settle([alice, bob]);
+    assert.equal(bob.messages('@alice').at(-1).text, 'five');
+  }
+});
+
+test('a first message that does not decrypt neither marks its sender\'s key as changed nor breaks the session', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hi');
+  await settle([alice, bob]);
+  await bob.sendText('@alice', 'hello');
+  await settle([alice, bob]);
+  // The server forges a first message "from alice" carrying another identity key, naming
+  // bob's real signed prekey, so it gets as far as decryption (which fails).
+  const mallory = IdentityKeyPair.generate().public();
+  const header = prekeyHeaderToBytes({
+    identity: mallory, ephemeral: IdentityKeyPair.generate().public().dh,
+    signed_prekey_id: bob.profile.spks[0].id, one_time_prekey_id: null,
+  });
+  const body = new Uint8Array([0x01, ...header, ...Uint8Array.from(server.last.body).subarray(1)]);
+  bob.handlePush({ type: 'Deliver', server_id: 77n, from: 'alice', room: null, sent_at: 1764000000n, body });
+  await settle([alice, bob]);
+  assert.equal(bob.profile.contacts.alice.key_changed, false);
+  const last = bob.messages('@alice').at(-1);
+  assert.equal(last.state, 'undecryptable');
+  assert.doesNotMatch(last.text, /signed prekey/, 'it reached decryption');
+  assert.ok(bob.profile.contacts.alice.session, 'the working session is kept');
+  await alice.sendText('@bob', 'still here');
+  await settle([alice, bob]);
+  assert.equal(bob.messages('@alice').at(-1).text, 'still here');
+  assert.ok(!alice.notices.some((n) => /could not decrypt/.test(n)), 'no reset was asked');
+});
+
+test('the signed prekey is replaced after a week; first messages to the previous one still open', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const now = Math.floor(Date.now() / 1000);
+  assert.equal(await bob.rotateSignedPrekeyIfOld(now), false, 'a fresh prekey stays');
+  const oldId = bob.profile.spks[0].id;
+  // Alice fetches bob's bundle (the current prekey), then bob rotates before her message lands.
+  server.accounts.get('bob').opks = [];
+  const bundleBefore = structuredClone(server.accounts.get('bob').spk);
+  assert.equal(await bob.rotateSignedPrekeyIfOld(now + SIGNED_PREKEY_LIFETIME + 1), true);
+  assert.deepEqual(bob.profile.spks.map((k) => k.id), [oldId + 1, oldId]);
+  assert.equal(server.accounts.get('bob').spk.id, oldId + 1, 'the new one is published');
+  server.accounts.get('bob').spk = bundleBefore;
+  await alice.sendText('@bob', 'to the previous prekey');
+  await settle([alice, bob]);
+  assert.equal(bob.messages('@alice').at(-1).text, 'to the previous prekey');
+  // A second rotation drops the oldest one.
+  await bob.rotateSignedPrekeyIfOld(now + 2 * SIGNED_PREKEY_LIFETIME + 2);
+  assert.deepEqual(bob.profile.spks.map((k) => k.id), [oldId + 2, oldId + 1]);
 });
 
 test('a changed identity key is recorded and sending waits for verification', async () => {
