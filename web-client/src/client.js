@@ -632,6 +632,9 @@ export class Client extends EventTarget {
   async invite(name, user) {
     user = usernameFrom(user);
     checkRoomName(name);
+    // Our sender key would go to whatever key the server now gives for them: not before the
+    // change is verified (the CLI refuses the same way, exit 7).
+    if (this.profile.contacts[user]?.key_changed) throw new direct.KeyChangedError(user);
     await this.serial(async () => {
       await this.conn.request({ type: 'Invite', room: name, username: user });
       this.roomEvent(name, `You invited ${user}; they join when they accept`);
@@ -744,7 +747,17 @@ export class Client extends EventTarget {
       batch.push({ id, key: k.publicKey });
     }
     await this.save();
-    await this.conn.request({ type: 'UploadPrekeys', prekeys: batch });
+    try {
+      await this.conn.request({ type: 'UploadPrekeys', prekeys: batch });
+    } catch (e) {
+      if (e instanceof ServerError && e.code === ErrorCode.QUOTA_FULL) {
+        // The server keeps no more: secrets of keys nobody can ever use are dropped.
+        for (const { id } of batch) delete this.profile.opks[id];
+        await this.save();
+        return;
+      }
+      throw e;
+    }
   }
 
   /** One delivered message: decrypt, record, save, then acknowledge. @param {any} m */

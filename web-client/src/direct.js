@@ -218,6 +218,12 @@ export async function receiveDirect(client, from, body, at, sid) {
     await rooms.receiveRoomKey(client, from, content.room, content.distribution);
   } else {
     if (!fresh) contact.session = null;
+    // They may have failed on a room message too: hand them our room keys again.
+    for (const [name, entry] of Object.entries(client.profile.rooms)) {
+      if (!entry.members.includes(from)) continue;
+      delete entry.key_sent[from];
+      if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+    }
     client.notice(`${from} could not decrypt a message from you; the session was reset. Resend your last message if ${from} did not get it.`);
   }
 }

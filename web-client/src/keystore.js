@@ -23,6 +23,19 @@ const STORE = 'keystores';
 const ENTRIES = 'entries';
 const META = 'meta';
 export const DEFAULT_ROUNDS = 600_000;
+/** The fewest rounds a stored keystore may claim (a tampered record cannot cheapen the key). */
+export const MIN_ROUNDS = 1_000;
+/** The most rounds a stored keystore may claim (a tampered record cannot make opening take hours). */
+export const MAX_ROUNDS = 10_000_000;
+
+/**
+ * The round count a stored record claims, if this version accepts it (proto-core's CLI
+ * keystore takes the same bounds).
+ * @param {unknown} rounds
+ */
+export function acceptableRounds(rounds) {
+  return Number.isInteger(rounds) && /** @type {number} */ (rounds) >= MIN_ROUNDS && /** @type {number} */ (rounds) <= MAX_ROUNDS;
+}
 
 /** @type {Promise<IDBDatabase> | null} */
 let dbPromise = null;
@@ -146,6 +159,7 @@ export class Keystore {
     const rec = await recP;
     const records = /** @type {any[]} */ (await entriesP);
     if (!rec) throw new KeystoreError('no keystore for this account in this browser');
+    if (!acceptableRounds(rec.rounds)) throw new KeystoreError(`the keys kept in this browser claim ${rec.rounds} rounds, outside ${MIN_ROUNDS}–${MAX_ROUNDS}: not opened`);
     const salt = new Uint8Array(rec.salt);
     const key = await deriveKey(password, salt, rec.rounds);
     let plain;

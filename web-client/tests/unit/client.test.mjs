@@ -8,6 +8,8 @@ import { ErrorCode } from '../../src/message.js';
 import { fromHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
 import { prekeyHeaderToBytes } from '../../src/x3dh.js';
+import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
+import { sendContentTo } from '../../src/direct.js';
 
 /** A stand-in server: a key directory and a relay that delivers at once. */
 class FakeServer {
@@ -46,6 +48,11 @@ class FakeServer {
               one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
             },
           };
+        }
+        if (msg.type === 'UploadPrekeys') {
+          if (server.prekeysFull) throw new ServerError(ErrorCode.QUOTA_FULL, 'the server holds as many one-time prekeys as it keeps');
+          server.accounts.get(username).opks.push(...msg.prekeys.map((k) => ({ id: k.id, public: k.key })));
+          return { type: 'Ok' };
         }
         if (msg.type === 'PublishSignedPrekey') {
           server.accounts.get(username).spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
@@ -206,6 +213,43 @@ test('the signed prekey is replaced after a week; first messages to the previous
   // A second rotation drops the oldest one.
   await bob.rotateSignedPrekeyIfOld(now + 2 * SIGNED_PREKEY_LIFETIME + 2);
   assert.deepEqual(bob.profile.spks.map((k) => k.id), [oldId + 2, oldId + 1]);
+});
+
+test('refusals the CLI makes, the page makes: inviting a changed key, unpublished prekeys, keystore rounds', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hi');
+  await settle([alice, bob]);
+  alice.profile.contacts.bob.key_changed = true;
+  await assert.rejects(alice.invite('team', 'bob'), { name: 'KeyChangedError' });
+  assert.ok(!server.log.some(([, type]) => type === 'Invite'), 'nothing was sent');
+
+  // A refill the server refuses as full leaves no secret of a key nobody can use.
+  const held = Object.keys(alice.profile.opks).length;
+  server.prekeysFull = true;
+  await alice.refillPrekeys();
+  assert.equal(Object.keys(alice.profile.opks).length, held);
+  server.prekeysFull = false;
+  await alice.refillPrekeys();
+  assert.ok(Object.keys(alice.profile.opks).length > held);
+
+  // A stored keystore record claiming too few or too many rounds is not opened.
+  for (const bad of [0, MIN_ROUNDS - 1, MAX_ROUNDS + 1, 1.5, '600000', NaN, undefined]) assert.equal(acceptableRounds(bad), false, String(bad));
+  for (const good of [MIN_ROUNDS, 600_000, MAX_ROUNDS]) assert.equal(acceptableRounds(good), true);
+});
+
+test('a session reset from a room member hands them our room key again', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hi');
+  await settle([alice, bob]);
+  alice.profile.rooms.team = { state: null, members: ['alice', 'bob'], admin: 'alice', key_sent: { bob: 0 } };
+  await bob.serial(() => sendContentTo(bob, 'alice', { type: 'SessionReset' }));
+  await settle([alice, bob]);
+  assert.equal(alice.profile.rooms.team.key_sent.bob, undefined, 'our key is owed to bob again');
+  assert.ok(server.log.some(([who, type]) => who === 'alice' && type === 'ListMembers'), 'the room was synced');
 });
 
 test('a changed identity key is recorded and sending waits for verification', async () => {
