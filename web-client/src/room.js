@@ -21,6 +21,8 @@ export const ROOM_VERSION = 1;
 export const ROOM_HEADER_LEN = 57;
 export const ROOM_OVERHEAD = ROOM_HEADER_LEN + AEAD_TAG_LEN + 64;
 export const DEFAULT_ROOM_MEMBERS = 32;
+/** The last epoch a room can reach (a u32 on the wire and in saved state). */
+export const MAX_EPOCH = 0xffffffff;
 
 /**
  * The 16-byte room id of a server room name (proto-core `room_id_for_name`, PROTOCOL.md §4.4):
@@ -122,6 +124,8 @@ export class Room {
    * @param {Uint8Array} sender @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
    */
   removeMember(sender, chainKey, signingSecret) {
+    // No epoch after 2³² − 1 (proto-core's checked_add): refused before anything changes.
+    if (this.epoch >= MAX_EPOCH) throw new RoomError('MembershipError', 'StaleEpoch');
     const i = this.members.findIndex((m) => equal(m.sender, sender));
     if (i < 0) throw new RoomError('MembershipError', 'NotMember');
     this.members.splice(i, 1);
@@ -134,6 +138,7 @@ export class Room {
    * @param {number} epoch @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
    */
   startEpoch(epoch, chainKey, signingSecret) {
+    if (!Number.isInteger(epoch) || epoch > MAX_EPOCH) throw new RoomError('MembershipError', 'StaleEpoch');
     if (epoch <= this.epoch) throw new RoomError('MembershipError', 'StaleEpoch');
     this.epoch = epoch;
     this.own = { key: chainKey ?? randomBytes(32), iteration: 0, signing: signingSecret ?? randomBytes(32) };

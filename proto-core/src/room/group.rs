@@ -215,13 +215,16 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
         rng: &mut R,
         sender: &[u8; 32],
     ) -> Result<(), MembershipError> {
-        let slot = self.slot_mut(sender).ok_or(MembershipError::NotMember)?;
-        *slot = MemberSlot::EMPTY;
-        self.skipped.remove_chain(sender);
+        // The next epoch is checked first: a member who cannot be moved past (the room at
+        // epoch 2³² − 1) must not be dropped from the slots while everyone keeps the keys they
+        // already hold.
         let next = self
             .epoch
             .checked_add(1)
             .ok_or(MembershipError::StaleEpoch)?;
+        let slot = self.slot_mut(sender).ok_or(MembershipError::NotMember)?;
+        *slot = MemberSlot::EMPTY;
+        self.skipped.remove_chain(sender);
         self.start_epoch(rng, next)
     }
 
@@ -234,13 +237,13 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
         chain_key: &[u8; 32],
         signing_secret: &[u8; 32],
     ) -> Result<(), MembershipError> {
-        let slot = self.slot_mut(sender).ok_or(MembershipError::NotMember)?;
-        *slot = MemberSlot::EMPTY;
-        self.skipped.remove_chain(sender);
         let next = self
             .epoch
             .checked_add(1)
             .ok_or(MembershipError::StaleEpoch)?;
+        let slot = self.slot_mut(sender).ok_or(MembershipError::NotMember)?;
+        *slot = MemberSlot::EMPTY;
+        self.skipped.remove_chain(sender);
         self.start_epoch_with(next, chain_key, signing_secret)
     }
 

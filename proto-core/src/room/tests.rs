@@ -161,6 +161,22 @@ fn distribution_checks() {
 }
 
 #[test]
+fn a_room_at_the_last_epoch_refuses_a_removal_and_changes_nothing() {
+    let mut rng = ChaCha20Rng::from_seed([6; 32]);
+    let mut room = Small::create(&mut rng, ROOM, [1; 32], u32::MAX);
+    room.add_member(&[2; 32]).unwrap();
+    let before = room.distribution();
+    assert_eq!(
+        room.remove_member(&mut rng, &[2; 32]),
+        Err(MembershipError::StaleEpoch)
+    );
+    // Still a member, same epoch, same keys: nothing half-done.
+    assert!(room.is_member(&[2; 32]));
+    assert_eq!(room.epoch(), u32::MAX);
+    assert_eq!(room.distribution().to_bytes(), before.to_bytes());
+}
+
+#[test]
 fn membership_limits() {
     let mut rng = ChaCha20Rng::from_seed([5; 32]);
     let mut room = Room::<2, 4>::create(&mut rng, ROOM, [1; 32], 0);

@@ -68,3 +68,18 @@ test('room state: 7,839 bytes, stable through a round trip, and still decrypts',
   assert.equal(new TextDecoder().decode(rb.decrypt(m0).plaintext), 'zero');
   assert.throws(() => rb.decrypt(m0), (e) => e.kind === 'Replay');
 });
+
+test('a room at the last epoch refuses a removal and changes nothing; no epoch past 2^32 - 1', () => {
+  const room = Room.create(roomIdForName('top'), new Uint8Array(32).fill(1), 0xffffffff);
+  const bob = new Uint8Array(32).fill(2);
+  room.addMember(bob);
+  const before = toHex(room.distribution().toBytes());
+  assert.throws(() => room.removeMember(bob), { name: 'MembershipError', kind: 'StaleEpoch' });
+  assert.ok(room.isMember(bob));
+  assert.equal(room.epoch, 0xffffffff);
+  assert.equal(toHex(room.distribution().toBytes()), before);
+  const low = Room.create(roomIdForName('low'), new Uint8Array(32).fill(1), 5);
+  assert.throws(() => low.startEpoch(2 ** 32), { name: 'MembershipError' });
+  assert.throws(() => low.startEpoch(6.5), { name: 'MembershipError' });
+  assert.equal(low.epoch, 5);
+});
