@@ -133,6 +133,15 @@ export function newProfileForTests(username) {
   return newProfile(username, username);
 }
 
+/** The safety number a person compared is not the current one: their key changed meanwhile. */
+export class SafetyNumberChangedError extends Error {
+  /** @param {string} user */
+  constructor(user) {
+    super(`${user}'s key changed while you were comparing: compare the new safety number.`);
+    this.name = 'SafetyNumberChangedError';
+  }
+}
+
 export class Client extends EventTarget {
   /** @param {Connection} conn @param {Profile} profile @param {Keystore | null} keystore */
   constructor(conn, profile, keystore) {
@@ -487,11 +496,17 @@ export class Client extends EventTarget {
     return safetyNumber(this.identity().public(), this.profile.username, theirs, user);
   }
 
-  /** The numbers matched: trust the current key and unblock sending. @param {string} user */
-  async markVerified(user) {
+  /**
+   * The numbers matched: trust the key they were computed from and unblock sending. `shown` is
+   * the safety number the person compared; if the key changed since it was shown (a message
+   * with a new key arrived meanwhile), nothing is marked and `SafetyNumberChangedError` says so.
+   * @param {string} user @param {string} shown
+   */
+  async markVerified(user, shown) {
     await this.serial(async () => {
       const c = this.profile.contacts[user];
       if (!c) return;
+      if (this.safetyNumber(user) !== shown) throw new SafetyNumberChangedError(user);
       c.verified = true;
       c.key_changed = false;
       await this.save();

@@ -479,7 +479,15 @@ export function showChat(root, client, nav) {
         qrImage(`sealroom-safety:${number}`, `QR code of the safety number with ${user}`),
         contact.verified && !contact.key_changed
           ? h('p', { class: 'verified', id: 'verified-note' }, `You have verified ${user}.`)
-          : h('button', { type: 'button', id: 'mark-verified', on: { click: async () => { await client.markVerified(user); buildPane(); render(); } } }, 'They match — mark as verified')));
+          : h('button', { type: 'button', id: 'mark-verified', on: { click: async () => {
+            try {
+              await client.markVerified(user, number);
+            } catch (e) {
+              client.notice(describe(e));
+            }
+            buildPane();
+            render();
+          } } }, 'They match — mark as verified')));
   };
 
   async function forget() {

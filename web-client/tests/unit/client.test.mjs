@@ -258,6 +258,7 @@ test('a changed identity key is recorded and sending waits for verification', as
   const bob = await newClient(server, 'bob');
   await alice.sendText('@bob', 'hi');
   await settle([alice, bob]);
+  const shownBefore = alice.safetyNumber('bob');
   // Bob reinstalls: new keys under the same name.
   const bob2 = await newClient(server, 'bob');
   await bob2.sendText('@alice', 'new phone');
@@ -265,7 +266,10 @@ test('a changed identity key is recorded and sending waits for verification', as
   assert.equal(alice.messages('@bob').at(-1).text, 'new phone');
   assert.equal(alice.profile.contacts.bob.key_changed, true);
   await assert.rejects(alice.sendText('@bob', 'blocked'), { name: 'KeyChangedError' });
-  await alice.markVerified('bob');
+  // The number alice compared was computed from bob's first key: it no longer confirms anything.
+  await assert.rejects(alice.markVerified('bob', shownBefore), { name: 'SafetyNumberChangedError' });
+  assert.equal(alice.profile.contacts.bob.key_changed, true);
+  await alice.markVerified('bob', alice.safetyNumber('bob'));
   await alice.sendText('@bob', 'verified now');
   await settle([alice, bob2]);
   assert.equal(bob2.messages('@alice').at(-1).text, 'verified now');
