@@ -86,7 +86,11 @@ export function defaultServerUrl() {
  *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string}} Entry
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean,
  *   session: any, previous_session: any, base_keys?: string[]}} Contact
+ * @typedef {{kind: 'key' | 'message', from: string, room: string, bytes: string, at?: number, sid?: string}} Held
  */
+
+/** The most room keys and messages held for unverified contacts (the oldest go first). */
+export const MAX_HELD = 500;
 
 /** A fresh profile with new device keys. @param {string} username @param {string} name */
 function newProfile(username, name) {
@@ -123,6 +127,8 @@ function newProfile(username, name) {
     chats: {},
     /** @type {Record<string, string>} rooms we are no longer in, and why (`left` | `removed`) */
     gone_rooms: {},
+    /** @type {Held[]} room keys and room messages from contacts whose key changed, until verified */
+    held: [],
   };
 }
 
@@ -497,6 +503,31 @@ export class Client extends EventTarget {
   }
 
   /**
+   * Holds a room key or room message from `from` while their identity key changed and is not
+   * verified: a server that substitutes a contact's key must not be able to hand us a sender
+   * key, or room messages, in their name. Returns whether it was held.
+   * @param {string} from @param {Held} item
+   */
+  holdIfKeyChanged(from, item) {
+    if (!this.profile.contacts[from]?.key_changed) return false;
+    const held = (this.profile.held ??= []);
+    if (!held.some((h) => h.from === from && h.room === item.room)) {
+      this.notice(`#${item.room}: ${item.kind === 'key' ? 'a room key' : 'messages'} from ${from} held until you compare ${from}'s new safety number`);
+    }
+    held.push(item);
+    if (held.length > MAX_HELD) held.shift();
+    return true;
+  }
+
+  /** After `user` is verified: their held room keys, then their held messages, in order. @param {string} user */
+  async releaseHeld(user) {
+    const mine = (this.profile.held ?? []).filter((h) => h.from === user);
+    this.profile.held = (this.profile.held ?? []).filter((h) => h.from !== user);
+    for (const h of mine.filter((x) => x.kind === 'key')) await rooms.receiveRoomKey(this, h.from, h.room, fromHex(h.bytes));
+    for (const h of mine.filter((x) => x.kind === 'message')) rooms.receiveRoom(this, h.room, h.from, fromHex(h.bytes), h.at ?? 0, h.sid ?? '0');
+  }
+
+  /**
    * The numbers matched: trust the key they were computed from and unblock sending. `shown` is
    * the safety number the person compared; if the key changed since it was shown (a message
    * with a new key arrived meanwhile), nothing is marked and `SafetyNumberChangedError` says so.
@@ -509,7 +540,9 @@ export class Client extends EventTarget {
       if (this.safetyNumber(user) !== shown) throw new SafetyNumberChangedError(user);
       c.verified = true;
       c.key_changed = false;
+      await this.releaseHeld(user);
       await this.save();
+      await this.runFollowUps();
     });
     this.changed();
   }

@@ -115,6 +115,7 @@ export async function syncRoom(client, name) {
  * @param {Uint8Array} distribution
  */
 export async function receiveRoomKey(client, from, name, distribution) {
+  if (client.holdIfKeyChanged(from, { kind: 'key', from, room: name, bytes: toHex(distribution) })) return;
   let dist;
   try {
     dist = SenderKeyDistribution.fromBytes(distribution);
@@ -174,6 +175,7 @@ export async function receiveRoomKey(client, from, name, distribution) {
  */
 export function receiveRoom(client, name, from, body, at, sid) {
   const conv = `#${name}`;
+  if (client.holdIfKeyChanged(from, { kind: 'message', from, room: name, bytes: toHex(body), at, sid })) return;
   const loaded = loadRoom(client, name);
   if (!loaded) {
     direct.undecryptable(client, conv, from, at, sid, 'no key for this room yet');

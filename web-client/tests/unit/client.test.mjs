@@ -10,6 +10,7 @@ import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/
 import { prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
 import { sendContentTo } from '../../src/direct.js';
+import { Room, roomIdForName } from '../../src/room.js';
 
 /** A stand-in server: a key directory and a relay that delivers at once. */
 class FakeServer {
@@ -250,6 +251,30 @@ test('a session reset from a room member hands them our room key again', async (
   await settle([alice, bob]);
   assert.equal(alice.profile.rooms.team.key_sent.bob, undefined, 'our key is owed to bob again');
   assert.ok(server.log.some(([who, type]) => who === 'alice' && type === 'ListMembers'), 'the room was synced');
+});
+
+test('room keys and room messages from a contact whose key changed are held until verified', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'hi');
+  await settle([alice, bob]);
+  // "bob" comes back with another key (a new device, or the server substituting one).
+  const bob2 = await newClient(server, 'bob');
+  await bob2.sendText('@alice', 'new key');
+  await settle([alice, bob2]);
+  assert.equal(alice.profile.contacts.bob.key_changed, true);
+  const room = Room.create(roomIdForName('team'), bob2.identity().public().signing, 0);
+  await bob2.serial(() => sendContentTo(bob2, 'alice', { type: 'RoomKey', room: 'team', distribution: room.distribution().toBytes() }));
+  alice.handlePush({ type: 'Deliver', server_id: 500n, from: 'bob', room: 'team', sent_at: 1764000000n, body: room.encrypt(new Uint8Array([1, 2, 3])) });
+  await settle([alice, bob2]);
+  assert.deepEqual(alice.profile.held.map((h) => h.kind).sort(), ['key', 'message']);
+  assert.equal(alice.profile.rooms.team, undefined, 'no sender key taken in');
+  assert.equal(alice.messages('#team').length, 0, 'nothing shown as from bob');
+  assert.ok(alice.notices.some((n) => /#team: .* from bob held until you compare/.test(n)));
+  await alice.markVerified('bob', alice.safetyNumber('bob'));
+  await settle([alice, bob2]);
+  assert.deepEqual(alice.profile.held, [], 'released once verified');
 });
 
 test('a changed identity key is recorded and sending waits for verification', async () => {
