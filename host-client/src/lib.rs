@@ -29,11 +29,28 @@ pub mod fuzzing;
 use clap::Parser;
 
 /// Runs `sealroom` with the process's arguments and exits with the code of [`exit`].
+///
+/// With `--json`, a failure is one JSON line on stdout too (`{"error": …, "exit_code": …}`),
+/// including a bad command line, so a script reads one stream; the text still goes to stderr.
 pub fn main() {
-    let cli = cli::Cli::parse();
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if json && e.use_stderr() {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("bad command line");
+                terminal::json_error(first.trim_start_matches("error: "), e.exit_code());
+            }
+            e.exit()
+        }
+    };
     let result = smol::block_on(commands::run(cli));
     if let Err(e) = result {
         let code = exit::code_of(&e);
+        if json {
+            terminal::json_error(&format!("{e:#}"), code);
+        }
         let text = format!("sealroom: {e:#}");
         terminal::warn(&text);
         std::process::exit(code);

@@ -1,87 +1,24 @@
 //! `sealroom chat @user|#room`: a live conversation. Incoming messages are printed above the
 //! line being typed (rustyline's external printer on a terminal; plain lines otherwise).
 //!
-//! Lines go through a channel from an input thread, so the network side never waits on the
-//! keyboard. `/quit`, `/verify`, `/members`, `/invite @user`, `/accept #room`, `/decline #room`,
-//! `/invitations`, `/help`.
+//! Lines go through a channel from an input thread ([`input`]), so the network side never
+//! waits on the keyboard; [`slash`] runs each line (a `/command` or a text). While the
+//! connection is down, texts wait in the outbox (`super::outbox`) and Enter retries at once.
 
-use crate::cli::{Global, Target, room_arg, user_name};
-use crate::client::{Client, Notice, render_entry};
+mod input;
+mod slash;
+
 use core::time::Duration;
 
+use crate::cli::{Global, Target};
+use crate::client::{Client, Notice, render_entry};
 use crate::exit::{Exit, code_of, fail};
 use crate::terminal::outln;
-use crate::terminal::{self, Style, paint};
+use crate::terminal::{Style, paint};
 
-/// Where chat output goes: above the prompt on a terminal, plain stdout otherwise.
-enum Out {
-    Editor(Box<dyn rustyline::ExternalPrinter + Send>),
-    Plain,
-}
-
-impl Out {
-    fn line(&mut self, text: &str) {
-        match self {
-            Out::Editor(p) => {
-                if p.print(format!("{text}\n")).is_err() {
-                    outln!("{text}");
-                }
-            }
-            Out::Plain => outln!("{text}"),
-        }
-    }
-}
-
-/// Starts the input thread; returns the line receiver and the output.
-fn start_input(prompt: String) -> anyhow::Result<(smol::channel::Receiver<Option<String>>, Out)> {
-    let (tx, rx) = smol::channel::unbounded();
-    if terminal::stdin_is_tty() {
-        let mut editor = rustyline::DefaultEditor::new()?;
-        let printer = editor.create_external_printer()?;
-        std::thread::spawn(move || {
-            loop {
-                match editor.readline(&prompt) {
-                    Ok(line) => {
-                        let _ = editor.add_history_entry(line.as_str());
-                        if tx.send_blocking(Some(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(rustyline::error::ReadlineError::Interrupted) => {
-                        let _ = tx.send_blocking(Some("/quit".into()));
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = tx.send_blocking(None);
-                        return;
-                    }
-                }
-            }
-        });
-        Ok((rx, Out::Editor(Box::new(printer))))
-    } else {
-        std::thread::spawn(move || {
-            loop {
-                match terminal::read_line() {
-                    Ok(Some(line)) => {
-                        if tx.send_blocking(Some(line.to_string())).is_err() {
-                            return;
-                        }
-                    }
-                    _ => {
-                        let _ = tx.send_blocking(None);
-                        return;
-                    }
-                }
-            }
-        });
-        Ok((rx, Out::Plain))
-    }
-}
-
-const HELP: &str = "/quit leave · /verify safety number · /members room members · /invite @user \
-                    invite to the room · /accept #room, /decline #room answer an invitation · \
-                    /invitations · /help";
+use super::outbox;
+use input::{Out, start_input};
+use slash::{Flow, HELP, command_or_send, is_command, text_of};
 
 pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
     let target = Target::parse(target)?;
@@ -93,6 +30,25 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
     let mut early = client.drain_queued().await?;
     match &target {
         Target::User(u) => {
+            if *u == client.profile.username {
+                return fail(Exit::Usage, "that is you: chat with someone else");
+            }
+            if !client.profile.contacts.contains_key(u) {
+                // A first chat: learn their key now, so a name that does not exist fails at
+                // once rather than at the first line sent.
+                client.fetch_bundle(u).await.map_err(|e| {
+                    if code_of(&e) == Exit::Refused as i32 {
+                        crate::exit::Failure::new(
+                            Exit::Refused,
+                            format!("cannot chat with @{u}: {e:#}"),
+                        )
+                        .into()
+                    } else {
+                        e
+                    }
+                })?;
+                client.save()?;
+            }
             if client
                 .profile
                 .contacts
@@ -167,23 +123,28 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
         show(&mut out, &conversation, &n);
     }
     mark_read(&mut client, &conversation);
-    let mut connected = true;
+    // Lines an earlier chat queued while offline go first.
+    let mut connected = send_outbox(&mut client, &mut out).await?;
     loop {
         if !connected {
-            if !reconnect(&mut client, g, &lines, &mut out).await? {
+            if !reconnect(&mut client, g, &lines, &mut out, &conversation).await? {
                 break;
             }
-            connected = true;
             for n in client.drain_queued().await? {
                 show(&mut out, &conversation, &n);
             }
+            connected = send_outbox(&mut client, &mut out).await?;
             continue;
         }
+        // Idle: other `sealroom` processes (a `send` in another terminal) may use the
+        // keystore until something happens here.
+        client.release()?;
         let next = smol::future::or(
             async { Either::Line(lines.recv().await.ok().flatten()) },
             async { Either::Push(client.link.next_push().await) },
         )
         .await;
+        client.hold().await?;
         match next {
             Either::Push(Err(e)) if code_of(&e) == Exit::Network as i32 => {
                 out.line(&paint(
@@ -207,22 +168,35 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
                 if line == "/quit" || line == "/exit" {
                     break;
                 }
-                if let Err(e) = command_or_send(&mut client, &target, &line, &mut out).await {
-                    if code_of(&e) == Exit::Network as i32 {
-                        out.line(&paint(
-                            Style::Yellow,
-                            &format!("not sent: connection lost ({e}); reconnecting…"),
-                        ));
-                        connected = false;
-                        continue;
+                match command_or_send(&mut client, &target, &line, &mut out).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::End) => break,
+                    Err(e) => {
+                        if code_of(&e) == Exit::Network as i32 {
+                            out.line(&paint(
+                                Style::Yellow,
+                                &format!("connection lost ({e}); reconnecting…"),
+                            ));
+                            if !is_command(&line) {
+                                // Kept, and sent again once the connection is back.
+                                let waiting =
+                                    outbox::queue(&mut client, &conversation, text_of(&line))?;
+                                out.line(&paint(
+                                    Style::Yellow,
+                                    &outbox::queued_line(text_of(&line), waiting),
+                                ));
+                            }
+                            connected = false;
+                            continue;
+                        }
+                        // A refused send or command is shown; the chat goes on.
+                        let what = if is_command(&line) {
+                            "failed"
+                        } else {
+                            "not sent"
+                        };
+                        out.line(&paint(Style::Red, &format!("{what}: {e}")));
                     }
-                    // A refused send or command is shown; the chat goes on.
-                    let what = if line.starts_with('/') && !line.starts_with("//") {
-                        "failed"
-                    } else {
-                        "not sent"
-                    };
-                    out.line(&paint(Style::Red, &format!("{what}: {e}")));
                 }
                 let queued = client.drain_queued().await?;
                 for n in queued {
@@ -237,16 +211,45 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reconnects with growing pauses until it works; `/quit` meanwhile ends the chat
-/// (`Ok(false)`). A changed certificate or an expired session ends it with that error.
+/// Sends the outbox; `Ok(false)` when the connection dropped meanwhile (the rest waits).
+async fn send_outbox(client: &mut Client, out: &mut Out) -> anyhow::Result<bool> {
+    if client.profile.outbox.is_empty() {
+        return Ok(true);
+    }
+    let waiting = client.profile.outbox.len();
+    out.line(&paint(
+        Style::Dim,
+        &format!("sending {waiting} queued from the outbox…"),
+    ));
+    match outbox::flush(client, |l| out.line(&l)).await {
+        Ok(_) => Ok(true),
+        Err(e) if code_of(&e) == Exit::Network as i32 => {
+            out.line(&paint(
+                Style::Yellow,
+                &format!("connection lost ({e}); reconnecting…"),
+            ));
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reconnects with growing pauses (1 s, doubling to 15 s) until it works; a line typed
+/// meanwhile is queued in the outbox and, like a bare Enter, retries at once. `/quit` (or the
+/// end of input) ends the chat (`Ok(false)`), the outbox kept for the next one. A changed
+/// certificate or an expired session ends it with that error.
 async fn reconnect(
     client: &mut Client,
     g: &Global,
     lines: &smol::channel::Receiver<Option<String>>,
     out: &mut Out,
+    conversation: &str,
 ) -> anyhow::Result<bool> {
     let mut pause = Duration::from_secs(1);
+    // Each turn is one attempt, then a pause that the person can cut short; it ends when the
+    // connection is back or the person leaves.
     loop {
+        client.hold().await?;
         match client.reconnect(g).await {
             Ok(()) => {
                 out.line(&paint(Style::Green, "reconnected"));
@@ -255,8 +258,19 @@ async fn reconnect(
             Err(e) if code_of(&e) == Exit::Network as i32 => {}
             Err(e) => return Err(e),
         }
+        out.line(&paint(
+            Style::Dim,
+            &format!(
+                "offline; retrying in {} s (Enter retries now)",
+                pause.as_secs()
+            ),
+        ));
+        client.release()?;
         let deadline = std::time::Instant::now() + pause;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let mut now_please = false;
+        while !now_please
+            && let Some(left) = deadline.checked_duration_since(std::time::Instant::now())
+        {
             let line = smol::future::or(async { Some(lines.recv().await.ok().flatten()) }, async {
                 smol::Timer::after(left).await;
                 None
@@ -264,12 +278,36 @@ async fn reconnect(
             .await;
             match line {
                 None => break,
-                Some(None) => return Ok(false),
-                Some(Some(l)) if l.trim() == "/quit" || l.trim() == "/exit" => return Ok(false),
-                Some(Some(l)) => out.line(&paint(Style::Red, &format!("offline, not sent: {l}"))),
+                Some(None) => {
+                    client.hold().await?;
+                    return Ok(false);
+                }
+                Some(Some(l)) => {
+                    client.hold().await?;
+                    let l = l.trim();
+                    if l == "/quit" || l == "/exit" {
+                        return Ok(false);
+                    }
+                    if is_command(l) {
+                        out.line(&paint(
+                            Style::Yellow,
+                            &format!("offline: {l} needs the connection; try it once reconnected"),
+                        ));
+                    } else if !l.is_empty() {
+                        let waiting = outbox::queue(client, conversation, text_of(l))?;
+                        out.line(&paint(
+                            Style::Yellow,
+                            &outbox::queued_line(text_of(l), waiting),
+                        ));
+                    }
+                    out.line(&paint(Style::Dim, "retrying now…"));
+                    now_please = true;
+                }
             }
         }
-        pause = (pause * 2).min(Duration::from_secs(15));
+        if !now_please {
+            pause = (pause * 2).min(Duration::from_secs(15));
+        }
     }
 }
 
@@ -307,98 +345,4 @@ fn mark_read(client: &mut Client, conversation: &str) {
     {
         e.unread = false;
     }
-}
-
-async fn command_or_send(
-    client: &mut Client,
-    target: &Target,
-    line: &str,
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let (cmd, arg) = line
-        .split_once(' ')
-        .map_or((line, ""), |(c, a)| (c, a.trim()));
-    match (cmd, target) {
-        ("/help", _) => out.line(HELP),
-        ("/verify", Target::User(u)) => {
-            for l in super::verify::describe(&client.profile, u)? {
-                out.line(&l);
-            }
-        }
-        ("/verify", Target::Room(_)) => {
-            out.line("use /verify in a one-to-one chat, or `sealroom verify @user`")
-        }
-        ("/members", Target::Room(r)) => {
-            let (admin, members) = client.list_members(r).await?;
-            let list: Vec<String> = members
-                .iter()
-                .map(|m| {
-                    if *m == admin {
-                        format!("{m} (admin)")
-                    } else {
-                        m.clone()
-                    }
-                })
-                .collect();
-            out.line(&format!("members of #{r}: {}", list.join(", ")));
-        }
-        ("/members", Target::User(u)) => out.line(&format!("a one-to-one chat: you and {u}")),
-        ("/invite", Target::Room(r)) if !arg.is_empty() => {
-            let user = user_name(arg)?;
-            client.invite(r, &user).await?;
-            out.line(&format!(
-                "invited {user} to #{r}; they join when they accept"
-            ));
-        }
-        ("/invite", _) => out.line("usage in a room chat: /invite @user"),
-        ("/accept", _) if !arg.is_empty() => {
-            let room = room_arg(arg)?;
-            for n in client.accept_invite(room).await? {
-                out.line(&n.render());
-            }
-            out.line(&format!(
-                "joined #{room}; talk there with `sealroom chat '#{room}'`"
-            ));
-        }
-        ("/decline", _) if !arg.is_empty() => {
-            let room = room_arg(arg)?;
-            client.decline_invite(room).await?;
-            out.line(&format!("declined the invitation to #{room}"));
-        }
-        ("/accept" | "/decline", _) => out.line(&format!("usage: {cmd} #room")),
-        ("/invitations", _) => {
-            let waiting = client.list_invitations().await?;
-            if waiting.is_empty() {
-                out.line("no invitations waiting");
-            }
-            for i in waiting {
-                out.line(&format!(
-                    "#{} (invited by {}): /accept #{} or /decline #{}",
-                    i.room, i.from, i.room, i.room
-                ));
-            }
-        }
-        (c, _) if c.starts_with('/') && !c.starts_with("//") => {
-            out.line(&format!("unknown command {c}; {HELP}"));
-        }
-        _ => {
-            // `//text` sends a text that starts with a slash.
-            let text = line
-                .strip_prefix('/')
-                .filter(|t| t.starts_with('/'))
-                .unwrap_or(line);
-            let entry = match target {
-                Target::User(u) => client.send_text_to(u, text).await?,
-                Target::Room(r) => {
-                    let (e, notices) = client.send_text_to_room(r, text).await?;
-                    for n in notices {
-                        out.line(&n.render());
-                    }
-                    e
-                }
-            };
-            out.line(&render_entry(&entry));
-        }
-    }
-    Ok(())
 }
