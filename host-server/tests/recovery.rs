@@ -22,14 +22,14 @@ type Tls = futures_rustls::client::TlsStream<Async<std::net::TcpStream>>;
 
 /// One connection, over either transport.
 enum Conn {
-    Native(Client),
+    Native(Box<Client>),
     Web(Box<async_tungstenite::WebSocketStream<Tls>>),
 }
 
 impl Conn {
     async fn open(ts: &TestServer, web: bool) -> Self {
         if !web {
-            return Conn::Native(ts.connect().await);
+            return Conn::Native(Box::new(ts.connect().await));
         }
         let config =
             client_config(&ts.fingerprint(), &[ALPN_HTTP1], &[&rustls::version::TLS13]).unwrap();
