@@ -213,3 +213,26 @@ fn a_changed_server_key_is_trusted_again_only_with_its_pin() {
     let v = alice.run(&["--json", "servers", "list"]).ok().json();
     assert_eq!(v["servers"][0]["pin"], new.as_str());
 }
+
+#[test]
+fn the_help_lists_the_new_commands_and_exit_codes() {
+    let server = TestServer::start();
+    let alice = User::new("alice", &server);
+    let help = alice.run(&["--help"]).ok().stdout;
+    for needle in [
+        "account",
+        "servers",
+        "2 bad input",
+        "6 server certificate changed",
+        "Several terminals",
+    ] {
+        assert!(
+            help.contains(needle),
+            "{needle:?} missing from --help:\n{help}"
+        );
+    }
+    let account = alice.run(&["account", "--help"]).ok().stdout;
+    for sub in ["password", "totp", "recovery-codes", "delete"] {
+        assert!(account.contains(sub), "{sub:?} missing:\n{account}");
+    }
+}
