@@ -2,8 +2,8 @@
 //! [`main`]). Keys are generated and kept on the device.
 //!
 //! A tour: [`cli`] is the command line; `commands/` has one file per subcommand; [`client`]
-//! unlocks the keystore, connects ([`link`], pinned via [`known_servers`]) and handles what the
-//! server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
+//! unlocks the keystore (in the account's [`home`] folder, under its lock), connects
+//! ([`link`], pinned via [`known_servers`]) and handles what the server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
 //! proto-core; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
 //! [`exit`] lists the exit codes.
 //!
@@ -15,6 +15,7 @@ mod client;
 mod commands;
 mod direct;
 mod exit;
+mod home;
 mod keystore;
 mod known_servers;
 mod link;
