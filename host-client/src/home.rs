@@ -69,7 +69,8 @@ impl Home {
     /// process holds it. A running `chat` holds it only while it handles an event, so a
     /// command from another terminal waits a moment at most.
     pub(crate) fn lock(&self) -> anyhow::Result<File> {
-        let deadline = Instant::now() + LOCK_WAIT;
+        let started = Instant::now();
+        let deadline = started + LOCK_WAIT;
         let mut told = false;
         // Bounded by the deadline.
         loop {
@@ -86,7 +87,8 @@ impl Home {
                     ),
                 );
             }
-            if !told {
+            // A chat holds the lock for a moment at a time: say so only when it lasts.
+            if !told && started.elapsed() >= LOCK_NOTE_AFTER {
                 terminal::note(&format!(
                     "waiting for another sealroom using {}…",
                     self.dir.display()
@@ -144,5 +146,7 @@ impl Home {
 
 /// The longest a command waits for another `sealroom` process to let go of the keystore.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How long a wait for the lock goes unmentioned.
+const LOCK_NOTE_AFTER: Duration = Duration::from_secs(1);
 /// How often the lock is tried while waiting.
 const LOCK_POLL: Duration = Duration::from_millis(50);
