@@ -88,8 +88,10 @@ Examples:
   sealroom chat @bob
   sealroom chat '#team'       # quote it: # starts a comment in the shell
 In the chat: type and press Enter to send. /quit leaves, /verify shows the safety number,
-/members lists the room, /invite @user invites someone to the room, /accept #room and
-/decline #room answer an invitation, /invitations lists them, /help lists these.")]
+/members lists the room, /invite @user invites someone to the room, /remove @user removes a
+member (admin), /leave leaves the room, /accept #room and /decline #room answer an
+invitation, /invitations lists them, /help lists these. While offline, lines wait in an
+outbox (kept in the keystore) and go once reconnected; Enter retries at once.")]
     Chat {
         /// `@user` or `#room`.
         target: String,
