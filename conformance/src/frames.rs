@@ -266,6 +266,53 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 from: List::from_items(&["alice", "carol"]),
             },
         ),
+        (
+            "change the password",
+            Message::ChangePassword {
+                current: "correct horse battery staple",
+                new: "a new and longer passphrase 7",
+                code: "287082",
+            },
+        ),
+        (
+            "enroll a new authenticator",
+            Message::ReenrollTotp {
+                password: "correct horse battery staple",
+                code: "abcd-efgh-ijkl-mnop",
+            },
+        ),
+        (
+            "confirm the new authenticator",
+            Message::ConfirmNewTotp { code: "287082" },
+        ),
+        (
+            "new recovery codes, please",
+            Message::RegenerateRecoveryCodes {
+                password: "correct horse battery staple",
+                code: "287082",
+            },
+        ),
+        (
+            "new recovery codes",
+            Message::RecoveryCodes {
+                codes: List::from_items(&["abcd-efgh-ijkl-mnop", "qrst-uvwx-yz23-4567"]),
+            },
+        ),
+        (
+            "how many recovery codes are left",
+            Message::CountRecoveryCodes,
+        ),
+        (
+            "recovery codes left",
+            Message::RecoveryCodesLeft { remaining: 9 },
+        ),
+        (
+            "delete the account",
+            Message::DeleteAccount {
+                password: "correct horse battery staple",
+                code: "287082",
+            },
+        ),
     ]
 }
 
@@ -319,7 +366,19 @@ pub fn fields(m: &Message<'_>) -> Value {
         | Message::Logout
         | Message::ListRooms
         | Message::ListInvitations
+        | Message::CountRecoveryCodes
         | Message::Ok => json!({}),
+        Message::ChangePassword { current, new, code } => {
+            json!({ "current": current, "new": new, "code": code })
+        }
+        Message::ReenrollTotp { password, code }
+        | Message::RegenerateRecoveryCodes { password, code }
+        | Message::DeleteAccount { password, code } => {
+            json!({ "password": password, "code": code })
+        }
+        Message::ConfirmNewTotp { code } => json!({ "code": code }),
+        Message::RecoveryCodes { codes } => json!({ "codes": strs(codes) }),
+        Message::RecoveryCodesLeft { remaining } => json!({ "remaining": remaining }),
         Message::Resume { username, token } => {
             json!({ "username": username, "token": h(&token.0) })
         }

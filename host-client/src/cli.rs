@@ -5,14 +5,23 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use proto_core::names;
 
+use crate::exit::{Exit, fail};
+
 const SCRIPTING: &str = "\
 Scripting: no command needs a terminal. The keystore passphrase comes from $SEALROOM_PASSPHRASE,
 the account password from $SEALROOM_PASSWORD; otherwise each is read from a hidden prompt on a
 terminal, or as the next line of stdin. TOTP codes come from --code, else a prompt or stdin.
 
-Exit codes: 0 ok · 1 other failure · 2 bad command line · 3 keystore (missing, wrong passphrase)
-· 4 not logged in / login failed · 5 network or TLS · 6 server certificate changed
-· 7 contact's identity key changed (sending blocked) · 8 server refused (no such user/room, …)
+With --json every command prints one JSON line (ids as strings); a failure is
+{\"error\": …, \"exit_code\": …}.
+
+Exit codes: 0 ok · 1 other failure · 2 bad input (command line, malformed name, weak password
+or passphrase) · 3 keystore (missing, wrong or no passphrase) · 4 not logged in / login failed
+· 5 network or TLS · 6 server certificate changed (`sealroom servers trust`) · 7 contact's
+identity key changed (sending blocked) · 8 server refused (no such user/room, not allowed, …)
+
+Several terminals may use one account at once: `chat` holds the keystore only while it handles
+something, so `send`, `inbox`, `rooms …` from another terminal work while it is open.
 
 Files: the keystore (encrypted, mode 0600) and known_servers live in --home DIR, else
 $SEALROOM_HOME, else $XDG_DATA_HOME/sealroom, else ~/.local/share/sealroom.
@@ -43,8 +52,8 @@ pub(crate) struct Global {
     /// fingerprint (`AA:BB:…`), as the server prints them, instead of trusting whatever answers.
     #[arg(long, global = true, value_name = "PIN")]
     pub(crate) fingerprint: Option<String>,
-    /// Machine-readable output (register, inbox, status, send, verify, rooms
-    /// list/members/invitations).
+    /// Machine-readable output: one JSON line per result (every command), errors included
+    /// (`{"error": …, "exit_code": …}`); ids are strings.
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }
@@ -79,8 +88,10 @@ Examples:
   sealroom chat @bob
   sealroom chat '#team'       # quote it: # starts a comment in the shell
 In the chat: type and press Enter to send. /quit leaves, /verify shows the safety number,
-/members lists the room, /invite @user invites someone to the room, /accept #room and
-/decline #room answer an invitation, /invitations lists them, /help lists these.")]
+/members lists the room, /invite @user invites someone to the room, /remove @user removes a
+member (admin), /leave leaves the room, /accept #room and /decline #room answer an
+invitation, /invitations lists them, /help lists these. While offline, lines wait in an
+outbox (kept in the keystore) and go once reconnected; Enter retries at once.")]
     Chat {
         /// `@user` or `#room`.
         target: String,
@@ -132,12 +143,93 @@ Examples:
     /// Refresh the signed prekey and refill one-time prekeys.
     #[command(after_help = "Example:\n  sealroom keys")]
     Keys,
+    /// Change the password, enroll a new authenticator, new recovery codes, delete the account.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Pinned servers; re-trust one whose key changed (`servers trust HOST --fingerprint PIN`).
+    #[command(subcommand)]
+    Servers(ServersCommand),
     /// Show the account, server, contacts and rooms.
     #[command(after_help = "Examples:\n  sealroom status\n  sealroom status --json")]
     Status {
         /// Do not contact the server.
         #[arg(long)]
         offline: bool,
+    },
+}
+
+/// The second factor an account change needs: a TOTP code or a recovery code (else asked).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Factor {
+    /// A TOTP code from the authenticator.
+    #[arg(long)]
+    pub(crate) code: Option<String>,
+    /// A one-time recovery code instead (the authenticator is lost).
+    #[arg(long, conflicts_with = "code")]
+    pub(crate) recovery_code: Option<String>,
+}
+
+/// `account` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Change the account password (current password + a code); other sessions are logged out.
+    #[command(after_help = "\
+Examples:
+  sealroom account password
+  SEALROOM_PASSWORD=old SEALROOM_NEW_PASSWORD=new sealroom account password --code 123456")]
+    Password(Factor),
+    /// Enroll a new authenticator (password + a code from the old one, or a recovery code).
+    #[command(after_help = "\
+Examples:
+  sealroom account totp
+  sealroom account totp --recovery-code abcd-efgh-ijkl-mnop   # the old phone is lost
+The new secret is shown as a QR code; it replaces the old one once a code from it is entered.")]
+    Totp(TotpArgs),
+    /// Replace the recovery codes with new ones (password + a code); the old ones stop working.
+    #[command(after_help = "Example:\n  sealroom account recovery-codes --code 123456")]
+    RecoveryCodes(Factor),
+    /// Delete the account on the server (queues, keys, room memberships) and this keystore.
+    #[command(after_help = "\
+Example:
+  sealroom account delete --code 123456 --yes
+Without --yes, a terminal asks you to type the username. This cannot be undone.")]
+    Delete {
+        /// The second factor.
+        #[command(flatten)]
+        factor: Factor,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `account totp` options.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct TotpArgs {
+    /// The second factor for the change.
+    #[command(flatten)]
+    pub(crate) factor: Factor,
+    /// A code from the NEW authenticator (else asked after the QR code).
+    #[arg(long)]
+    pub(crate) new_code: Option<String>,
+}
+
+/// `servers` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServersCommand {
+    /// List the servers whose key is pinned (known_servers).
+    #[command(after_help = "Examples:\n  sealroom servers list\n  sealroom servers list --json")]
+    List,
+    /// Re-trust a server whose key changed legitimately: it must present the pin you give.
+    #[command(after_help = "\
+Example:
+  sealroom servers trust chat.example.org:8443 --fingerprint sha256/…
+Ask the server's operator for the new pin (the \"key (SPKI) SHA-256 pin\" line sealroom-server
+prints) over a channel you trust. The old and the new pin are shown; nothing changes unless the
+server presents exactly the one given.")]
+    Trust {
+        /// Server `host:port`, as in `sealroom status`.
+        server: String,
     },
 }
 
@@ -264,9 +356,9 @@ impl Target {
         if s.starts_with('#') {
             return Ok(Self::Room(room_arg(s)?.to_owned()));
         }
-        user_name(s)
-            .map(Self::User)
-            .map_err(|e| anyhow::anyhow!("{e} (give `@user` or `#room`)"))
+        user_name(s).map(Self::User).map_err(|e| {
+            crate::exit::Failure::new(Exit::Usage, format!("{e} (give `@user` or `#room`)")).into()
+        })
     }
 }
 
@@ -277,7 +369,7 @@ pub(crate) fn user_name(s: &str) -> anyhow::Result<String> {
     let mut folded = [0u8; names::USERNAME_MAX_LEN];
     match names::fold_username(raw, &mut folded) {
         Ok(name) => Ok(name.to_owned()),
-        Err(e) => anyhow::bail!("`{s}`: {e}"),
+        Err(e) => fail(Exit::Usage, format!("`{s}`: {e}")),
     }
 }
 
@@ -287,7 +379,7 @@ pub(crate) fn room_arg(s: &str) -> anyhow::Result<&str> {
     let name = crate::rooms::room_name(s);
     match names::check_room_name(name) {
         Ok(()) => Ok(name),
-        Err(e) => anyhow::bail!("`{s}`: {e}"),
+        Err(e) => fail(Exit::Usage, format!("`{s}`: {e}")),
     }
 }
 

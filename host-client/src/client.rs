@@ -2,13 +2,19 @@
 //!
 //! Every command that talks to the server goes through here: [`Client::open`] unlocks the
 //! keystore (holding a lock file so two `sealroom` processes never write it at once), connects
-//! with the pinned certificate and resumes the session. Incoming events are handled by
+//! with the pinned certificate and resumes the session.
+//!
+//! One account, several terminals: a long-running `chat` holds the lock only while it handles
+//! an event or a typed line ([`Client::hold`] reads back what others saved; [`Client::release`]
+//! saves and lets go), so `send`, `inbox`, `rooms …` from another terminal wait a moment at most.
+//! Each process has its own connection; the server pushes to all of them, and a delivery
+//! already stored by one is only acknowledged again by the other (its server id is in the
+//! shared state), so a message is decrypted once and no ratchet state is ever forked. Incoming events are handled by
 //! [`Client::handle_event`]: a delivered message is decrypted, stored in the keystore, and only
 //! then acknowledged. One-to-one sessions live in `direct`, rooms in `rooms`.
 
 use core::time::Duration;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cert_pin::Pin;
@@ -25,83 +31,7 @@ use crate::terminal::{self, Progress};
 /// A signed prekey older than this is replaced on the next connection (a week, as Signal does).
 const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 3600;
 
-/// Where an account's files live.
-#[derive(Clone, Debug)]
-pub(crate) struct Home {
-    /// The folder.
-    pub(crate) dir: PathBuf,
-}
-
-impl Home {
-    /// `--home`, else `$SEALROOM_HOME`, else `sealroom` in the user's data folder: on Linux
-    /// `$XDG_DATA_HOME/sealroom`, else `~/.local/share/sealroom` (the `directories` crate).
-    pub(crate) fn resolve(flag: Option<&Path>) -> anyhow::Result<Self> {
-        if let Some(d) = flag {
-            return Ok(Self { dir: d.to_owned() });
-        }
-        if let Some(d) = std::env::var_os("SEALROOM_HOME").filter(|v| !v.is_empty()) {
-            return Ok(Self {
-                dir: PathBuf::from(d),
-            });
-        }
-        match directories::BaseDirs::new() {
-            Some(base) => Ok(Self {
-                dir: base.data_dir().join("sealroom"),
-            }),
-            None => fail(
-                Exit::Failure,
-                "cannot find a data folder: set HOME or pass --home DIR",
-            ),
-        }
-    }
-
-    /// The keystore file.
-    pub(crate) fn keystore(&self) -> PathBuf {
-        self.dir.join("keystore")
-    }
-
-    /// The known-servers file.
-    pub(crate) fn known_servers(&self) -> PathBuf {
-        self.dir.join("known_servers")
-    }
-
-    /// Takes the lock of a folder that must not hold a keystore yet (a new account or device);
-    /// `taken` ends the refusal: "DIR already holds {taken}".
-    pub(crate) fn lock_empty(&self, taken: &str) -> anyhow::Result<File> {
-        if Keystore::exists(&self.keystore()) {
-            return fail(
-                Exit::Keystore,
-                format!("{} already holds {taken}", self.dir.display()),
-            );
-        }
-        self.lock()
-    }
-
-    /// Takes the folder's lock: one `sealroom` process per account at a time.
-    pub(crate) fn lock(&self) -> anyhow::Result<File> {
-        std::fs::create_dir_all(&self.dir)?;
-        let _ = std::fs::set_permissions(
-            &self.dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        );
-        let path = self.dir.join("lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(_) => fail(
-                Exit::Failure,
-                format!(
-                    "another sealroom is using {} (a chat still open?); close it first",
-                    self.dir.display()
-                ),
-            ),
-        }
-    }
-}
+pub(crate) use crate::home::Home;
 
 /// How `server` is to be trusted on this connection.
 #[derive(Debug)]
@@ -127,7 +57,7 @@ pub(crate) fn trust_for(home: &Home, global: &Global, server: &str) -> anyhow::R
     let given = match &global.fingerprint {
         Some(g) => Some(
             g.parse::<Pin>()
-                .map_err(|e| Failure::new(Exit::Failure, format!("--fingerprint {g}: {e}")))?,
+                .map_err(|e| Failure::new(Exit::Usage, format!("--fingerprint {g}: {e}")))?,
         ),
         None => None,
     };
@@ -157,14 +87,20 @@ pub(crate) fn trust_for(home: &Home, global: &Global, server: &str) -> anyhow::R
 /// (older versions pinned the certificate) to the key pin once the certificate matched it.
 pub(crate) async fn connect(home: &Home, global: &Global, server: &str) -> anyhow::Result<Link> {
     let t = trust_for(home, global, server)?;
+    let file = home.known_servers();
     let link = {
         let _p = Progress::start(&format!("connecting to {server}"));
-        Link::connect(server, &t.trust).await?
+        Link::connect(server, &t.trust).await.map_err(|e| {
+            match e.downcast::<crate::link::Changed>() {
+                Ok(c) => crate::link::changed(&c.server, &c.want, &c.got, &file),
+                Err(e) => e,
+            }
+        })?
     };
     if let Some(given) = t.also
         && !link.presented.matches(&given)
     {
-        return Err(crate::link::changed(server, &given, &link.presented));
+        return Err(crate::link::changed(server, &given, &link.presented, &file));
     }
     let key = link.presented.key;
     match (&t.trust, t.kept) {
@@ -203,6 +139,8 @@ pub(crate) fn refusal(code: ErrorCode, text: &str) -> anyhow::Error {
         ErrorCode::AUTH_FAILED | ErrorCode::SESSION_EXPIRED | ErrorCode::CODE_REUSED => Exit::Auth,
         ErrorCode::RATE_LIMITED => Exit::Auth,
         ErrorCode::BUSY | ErrorCode::INTERNAL => Exit::Network,
+        // Bad input, refused with the reason: the same code as a bad command line.
+        ErrorCode::WEAK_PASSWORD | ErrorCode::INVALID_INPUT => Exit::Usage,
         _ => Exit::Refused,
     };
     Failure::new(exit, format!("the server refused: {text}")).into()
@@ -244,7 +182,9 @@ pub(crate) struct Client {
     pub(crate) link: Link,
     /// The home folder.
     pub(crate) home: Home,
-    _lock: File,
+    /// The folder's lock, while this process may read and write the keystore; `None` while a
+    /// `chat` waits idle (see [`Client::release`]).
+    lock: Option<File>,
     /// Contacts to send a `SessionReset` to once the current event is handled.
     pub(crate) resets: Vec<String>,
     /// Rooms whose sender key should be redistributed once the current event is handled.
@@ -275,12 +215,16 @@ pub(crate) fn unlock(home: &Home) -> anyhow::Result<(File, Keystore, Profile)> {
             ),
         );
     }
-    let lock = home.lock()?;
+    // The passphrase is asked and the key derived before the lock is taken, so a prompt in
+    // this terminal never stalls a `chat` running in another.
     let pass = terminal::passphrase()?;
-    let (ks, profile) = {
+    let ks = {
         let _p = Progress::start("unlocking the keystore");
-        Keystore::open::<Profile>(&path, &pass)?
+        Keystore::open::<Profile>(&path, &pass)?.0
     };
+    let lock = home.lock()?;
+    // What was read before the lock may be stale by now: read it again under the lock.
+    let profile: Profile = ks.reload()?;
     if let Err(e) = profile.check() {
         return fail(Exit::Keystore, format!("{}: {e:#}", path.display()));
     }
@@ -368,16 +312,62 @@ impl Client {
             keystore,
             link,
             home,
-            _lock: lock,
+            lock: Some(lock),
             resets: Vec::new(),
             rooms_to_sync: Vec::new(),
             room_resets_asked: Vec::new(),
         }
     }
 
-    /// Writes the profile to the keystore (atomically).
+    /// Writes the profile to the keystore (atomically). Only with the lock held: a write
+    /// without it could undo what another process saved.
     pub(crate) fn save(&self) -> anyhow::Result<()> {
+        if self.lock.is_none() {
+            return fail(
+                Exit::Failure,
+                "internal error: the keystore was to be written without its lock; nothing was \
+                 written",
+            );
+        }
         self.keystore.save(&self.profile)?;
+        Ok(())
+    }
+
+    /// Saves, then lets go of the lock so that other `sealroom` processes (a `send` in another
+    /// terminal) may use the keystore while this one waits for input or the network.
+    pub(crate) fn release(&mut self) -> anyhow::Result<()> {
+        if self.lock.is_some() {
+            self.save()?;
+            self.lock = None;
+        }
+        Ok(())
+    }
+
+    /// Takes the lock again and reads back what other processes saved meanwhile (sessions,
+    /// history, seen ids), so that no state is ever forked; nothing happens if it is held.
+    pub(crate) async fn hold(&mut self) -> anyhow::Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lock = self.home.lock_async().await?;
+        let profile: Profile = self.keystore.reload()?;
+        if let Err(e) = profile.check() {
+            return fail(
+                Exit::Keystore,
+                format!("{}: {e:#}", self.home.keystore().display()),
+            );
+        }
+        if profile.username != self.profile.username || profile.server != self.profile.server {
+            return fail(
+                Exit::Keystore,
+                format!(
+                    "{} now holds another account; this chat stops",
+                    self.home.keystore().display()
+                ),
+            );
+        }
+        self.profile = profile;
+        self.lock = Some(lock);
         Ok(())
     }
 
@@ -639,15 +629,16 @@ pub(crate) fn render_entry(e: &Entry) -> String {
     format!("{when} {place}{who}: {text}{state}")
 }
 
-/// An entry as JSON.
+/// An entry as JSON. Ids are 64-bit and random, beyond the 2^53 a JavaScript number (or jq)
+/// holds exactly: they are decimal strings.
 pub(crate) fn entry_json(e: &Entry) -> serde_json::Value {
     serde_json::json!({
         "conversation": e.conversation,
         "from": e.from,
         "text": e.text,
         "at": e.at,
-        "id": e.id,
-        "server_id": e.server_id,
+        "id": e.id.to_string(),
+        "server_id": e.server_id.map(|id| id.to_string()),
         "outgoing": e.outgoing,
         "state": e.state,
     })

@@ -4,8 +4,8 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | any other failure |
-//! | 2 | bad command line (from clap) |
-//! | 3 | keystore: missing, wrong passphrase, or damaged |
+//! | 2 | bad input: the command line (clap), a malformed name, a weak password or passphrase |
+//! | 3 | keystore: missing, wrong or no passphrase (stdin closed), or damaged |
 //! | 4 | not logged in: the session expired or was revoked, or login failed |
 //! | 5 | network or TLS failure (server unreachable, connection lost) |
 //! | 6 | the server's certificate does not match the pinned one |
@@ -19,6 +19,8 @@ use core::fmt;
 pub(crate) enum Exit {
     /// Any other failure.
     Failure = 1,
+    /// Bad input: a malformed name, a weak password or passphrase (said why).
+    Usage = 2,
     /// Keystore missing, wrong passphrase, or damaged.
     Keystore = 3,
     /// Not logged in, or login failed.
@@ -70,6 +72,9 @@ pub(crate) fn code_of(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return f.exit as i32;
+        }
+        if cause.downcast_ref::<crate::link::Changed>().is_some() {
+            return Exit::CertificateChanged as i32;
         }
         if cause
             .downcast_ref::<crate::keystore::KeystoreError>()

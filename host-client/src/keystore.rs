@@ -91,6 +91,36 @@ impl core::fmt::Debug for Keystore {
     }
 }
 
+/// The strength rule for a new keystore passphrase, the same as the server's for account
+/// passwords (host-server `auth::check_password_strength`): at least 10 characters and a
+/// zxcvbn score of 3 of 4 or more. The error says why, in words a person understands.
+pub(crate) fn check_passphrase(passphrase: &str, hints: &[&str]) -> Result<(), String> {
+    if passphrase.chars().count() < 10 {
+        return Err("too short: use at least 10 characters, ideally a few random words".to_owned());
+    }
+    // zxcvbn's cost grows faster than linearly with length: judge a bounded prefix (which can
+    // only make the verdict stricter), as the server does.
+    let head: String = passphrase.chars().take(100).collect();
+    let estimate = zxcvbn::zxcvbn(&head, hints);
+    if u8::from(estimate.score()) >= 3 {
+        return Ok(());
+    }
+    let mut reason = String::from("too easy to guess");
+    if let Some(feedback) = estimate.feedback() {
+        if let Some(w) = feedback.warning() {
+            reason.push_str(": ");
+            reason.push_str(w.to_string().trim_end_matches('.'));
+        }
+        if let Some(s) = feedback.suggestions().first() {
+            reason.push_str(". ");
+            reason.push_str(&s.to_string());
+        }
+    } else {
+        reason.push_str(". Add another word or two.");
+    }
+    Err(reason)
+}
+
 fn derive(passphrase: &str, salt: &[u8; SALT_LEN], rounds: u32) -> Zeroizing<[u8; 32]> {
     let mut key = Zeroizing::new([0u8; 32]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(passphrase.as_bytes(), salt, rounds, key.as_mut());
@@ -208,6 +238,24 @@ impl Keystore {
         ))
     }
 
+    /// Reads the file again with the key already derived (fast): what another `sealroom`
+    /// process saved since. A file whose salt or round count changed is not ours to read.
+    pub(crate) fn reload<T: DeserializeOwned>(&self) -> Result<T, KeystoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeystoreError::Missing(self.path.clone()));
+            }
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let file =
+            File::parse(&bytes).ok_or_else(|| KeystoreError::NotAKeystore(self.path.clone()))?;
+        if file.rounds != self.rounds || file.salt != self.salt {
+            return Err(KeystoreError::WrongPassphrase);
+        }
+        file.decrypt(&self.key)
+    }
+
     /// Encrypts `state` and replaces the file atomically (temp file, fsync, rename, fsync dir).
     pub(crate) fn save<T: Serialize>(&self, state: &T) -> Result<(), KeystoreError> {
         let mut plain = Zeroizing::new(
@@ -292,6 +340,40 @@ mod tests {
             on_disk,
             "a failed open must not touch the file"
         );
+    }
+
+    #[test]
+    fn reload_reads_what_another_handle_saved() {
+        let dir = tmp();
+        let path = dir.path().join("ks");
+        let one = Keystore::create(&path, "right horse", MIN_ROUNDS);
+        one.save(&State {
+            secret: "a".into(),
+            n: 1,
+        })
+        .unwrap();
+        let (two, _): (_, State) = Keystore::open(&path, "right horse").unwrap();
+        two.save(&State {
+            secret: "b".into(),
+            n: 2,
+        })
+        .unwrap();
+        let back: State = one.reload().unwrap();
+        assert_eq!(
+            back,
+            State {
+                secret: "b".into(),
+                n: 2
+            }
+        );
+        // A keystore made anew (another salt) is refused, never misread.
+        Keystore::create(&path, "right horse", MIN_ROUNDS)
+            .save(&State {
+                secret: "c".into(),
+                n: 3,
+            })
+            .unwrap();
+        assert!(one.reload::<State>().is_err());
     }
 
     #[test]

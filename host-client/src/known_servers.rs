@@ -3,7 +3,7 @@
 //! `cert_pin`); files written by older versions hold a certificate fingerprint `AA:BB:…`,
 //! which is still honoured and replaced by the key pin on the next connection it matches. The
 //! first connection to a server pins its key; a later connection that sees another key is
-//! refused until the line is removed by hand.
+//! refused until the person re-trusts it with `sealroom servers trust HOST --fingerprint PIN`.
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +71,11 @@ impl KnownServers {
         }
         crate::keystore::write_atomic(&self.path, text.as_bytes())?;
         Ok(())
+    }
+
+    /// Every `(server, pin text)` line, in file order.
+    pub(crate) fn all(&self) -> &[(String, String)] {
+        &self.entries
     }
 
     /// Where the file is.

@@ -2,8 +2,8 @@
 //! [`main`]). Keys are generated and kept on the device.
 //!
 //! A tour: [`cli`] is the command line; `commands/` has one file per subcommand; [`client`]
-//! unlocks the keystore, connects ([`link`], pinned via [`known_servers`]) and handles what the
-//! server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
+//! unlocks the keystore (in the account's [`home`] folder, under its lock), connects
+//! ([`link`], pinned via [`known_servers`]) and handles what the server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
 //! proto-core; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
 //! [`exit`] lists the exit codes.
 //!
@@ -15,6 +15,7 @@ mod client;
 mod commands;
 mod direct;
 mod exit;
+mod home;
 mod keystore;
 mod known_servers;
 mod link;
@@ -29,11 +30,28 @@ pub mod fuzzing;
 use clap::Parser;
 
 /// Runs `sealroom` with the process's arguments and exits with the code of [`exit`].
+///
+/// With `--json`, a failure is one JSON line on stdout too (`{"error": …, "exit_code": …}`),
+/// including a bad command line, so a script reads one stream; the text still goes to stderr.
 pub fn main() {
-    let cli = cli::Cli::parse();
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if json && e.use_stderr() {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("bad command line");
+                terminal::json_error(first.trim_start_matches("error: "), e.exit_code());
+            }
+            e.exit()
+        }
+    };
     let result = smol::block_on(commands::run(cli));
     if let Err(e) = result {
         let code = exit::code_of(&e);
+        if json {
+            terminal::json_error(&format!("{e:#}"), code);
+        }
         let text = format!("sealroom: {e:#}");
         terminal::warn(&text);
         std::process::exit(code);

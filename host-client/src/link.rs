@@ -10,7 +10,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cert_pin::{Pin, PinVerifier, Presented};
@@ -147,7 +147,12 @@ impl Link {
                 if let (Trust::Pin(Some(want)), Some(got)) = (trust, &seen)
                     && !got.matches(want)
                 {
-                    return Err(changed(server, want, got));
+                    return Err(Changed {
+                        server: server.to_owned(),
+                        want: *want,
+                        got: *got,
+                    }
+                    .into());
                 }
                 return Err(net(format!("TLS handshake with {server} failed: {e}")));
             }
@@ -319,20 +324,37 @@ impl Link {
     }
 }
 
-/// The refusal when the server's certificate does not match the pin `want`.
-pub(crate) fn changed(server: &str, want: &Pin, got: &Presented) -> anyhow::Error {
+/// The server's certificate does not match the pin `want`: what the handshake saw, for
+/// [`changed`] to explain once the caller knows which file holds the pin.
+#[derive(Debug, thiserror::Error)]
+#[error("{server} presented the key {}, but it was pinned as {want}", got.key)]
+pub(crate) struct Changed {
+    /// `host:port`.
+    pub(crate) server: String,
+    /// The pin kept (or given with `--fingerprint`).
+    pub(crate) want: Pin,
+    /// What the server presented.
+    pub(crate) got: Presented,
+}
+
+/// The refusal when the server's certificate does not match the pin `want` kept in `file`:
+/// both fingerprints, the file, and the command that re-trusts the server.
+pub(crate) fn changed(server: &str, want: &Pin, got: &Presented, file: &Path) -> anyhow::Error {
     Failure::new(
         Exit::CertificateChanged,
         format!(
             "@@@ THE SERVER'S CERTIFICATE HAS CHANGED @@@\n\
              {server} presented the key {}\n\
              (certificate SHA-256 {})\n\
-             but it was pinned as {want}.\n\
-             Someone may be intercepting the connection, or the server got a new key. Ask the \
-             server's operator for its key pin (the \"key (SPKI) SHA-256 pin\" line it prints); if \
-             it matches, remove the line for {server} from the known-servers file and connect \
-             again. Nothing was sent.",
-            got.key, got.certificate
+             but it was pinned as {want} in {}.\n\
+             Someone may be intercepting the connection, or the server got a new key. Nothing was \
+             sent. Ask the server's operator for its key pin (the \"key (SPKI) SHA-256 pin\" line \
+             it prints); only if it matches, trust it with\n  \
+             sealroom servers trust {server} --fingerprint {}",
+            got.key,
+            got.certificate,
+            file.display(),
+            got.key
         ),
     )
     .into()

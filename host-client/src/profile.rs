@@ -58,6 +58,25 @@ pub(crate) struct Profile {
     pub(crate) seen_server_ids: VecDeque<u64>,
     /// `sender:message id` of texts already stored.
     pub(crate) seen_messages: VecDeque<String>,
+    /// Lines typed in `chat` while offline, oldest first: sent, in order, on reconnect
+    /// (absent in keystores written before the outbox existed).
+    #[serde(default)]
+    pub(crate) outbox: VecDeque<Queued>,
+}
+
+/// How many lines the outbox holds; a line typed when it is full is refused, not dropped
+/// silently.
+pub(crate) const OUTBOX_LIMIT: usize = 200;
+
+/// A line waiting in the outbox.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Queued {
+    /// `@user` or `#room`.
+    pub(crate) conversation: String,
+    /// The text.
+    pub(crate) text: String,
+    /// When it was typed (Unix seconds).
+    pub(crate) at: u64,
 }
 
 /// What we know about another user.
@@ -159,6 +178,7 @@ impl Profile {
             history: VecDeque::new(),
             seen_server_ids: VecDeque::new(),
             seen_messages: VecDeque::new(),
+            outbox: VecDeque::new(),
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile

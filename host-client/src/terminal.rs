@@ -117,6 +117,12 @@ pub(crate) fn write_line(args: core::fmt::Arguments<'_>) {
     }
 }
 
+/// A failure as one JSON line on stdout (`--json`): `{"error": TEXT, "exit_code": CODE}`.
+pub(crate) fn json_error(text: &str, code: i32) {
+    let line = serde_json::json!({ "error": text, "exit_code": code });
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Writes one line to stderr; a closed stderr is ignored (there is nowhere else to say it).
 fn write_err_line(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
@@ -218,6 +224,11 @@ pub(crate) fn ask(prompt: &str) -> anyhow::Result<String> {
 
 /// A secret: from `env` if set, else a hidden prompt on a terminal, else the next stdin line.
 pub(crate) fn secret(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    secret_or(env, prompt, Exit::Failure)
+}
+
+/// [`secret`], failing with `missing` when there is none (stdin closed).
+fn secret_or(env: &str, prompt: &str, missing: Exit) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(env) {
         return Ok(Zeroizing::new(v));
     }
@@ -228,7 +239,7 @@ pub(crate) fn secret(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String
     match read_line()? {
         Some(l) => Ok(l),
         None => fail(
-            Exit::Failure,
+            missing,
             format!("{prompt}: no input; set {env} or pass it on stdin"),
         ),
     }
@@ -249,9 +260,29 @@ pub(crate) fn new_secret(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<St
     }
 }
 
-/// The keystore passphrase.
+/// The keystore passphrase; none at all is a keystore failure (exit code 3).
 pub(crate) fn passphrase() -> anyhow::Result<Zeroizing<String>> {
-    secret(ENV_PASSPHRASE, "Keystore passphrase")
+    secret_or(ENV_PASSPHRASE, "Keystore passphrase", Exit::Keystore)
+}
+
+/// A passphrase for a new keystore, held to the same strength rule as account passwords
+/// ([`crate::keystore::check_passphrase`]): asked again on a terminal, refused (exit code 2)
+/// otherwise.
+pub(crate) fn new_passphrase(prompt: &str, hints: &[&str]) -> anyhow::Result<Zeroizing<String>> {
+    let interactive = std::env::var(ENV_PASSPHRASE).is_err() && stdin_is_tty();
+    // Bounded: a person who cannot pick one after a few tries is told why and stops.
+    for _ in 0..5 {
+        let p = new_secret(ENV_PASSPHRASE, prompt)?;
+        match crate::keystore::check_passphrase(&p, hints) {
+            Ok(()) => return Ok(p),
+            Err(reason) if interactive => warn(&reason),
+            Err(reason) => return fail(Exit::Usage, format!("keystore passphrase: {reason}")),
+        }
+    }
+    fail(
+        Exit::Usage,
+        "no strong enough keystore passphrase was given",
+    )
 }
 
 /// `data` as a QR code in text (two modules per character cell, dark on light).

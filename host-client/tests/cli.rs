@@ -334,7 +334,7 @@ fn declined_invitation_is_gone_and_a_new_member_can_write_first() {
     assert_eq!(members["members"], serde_json::json!(["alice"]));
     // Names are checked like everywhere else.
     let r = bob.run(&["rooms", "accept", "#Not A Room"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "bad input: {}", r.stderr);
 
     // Invited again, Bob accepts and writes at once, before Alice has run anything: she
     // reads it, and he reads her answer.
@@ -457,7 +457,7 @@ fn wrong_passphrase_is_refused_and_changes_nothing() {
     let r = alice.run_with(&["status", "--offline"], |c| {
         c.env_remove("SEALROOM_PASSPHRASE");
     });
-    assert_eq!(r.code, 1, "no passphrase at all: {}", r.stderr);
+    assert_eq!(r.code, 3, "no passphrase at all: {}", r.stderr);
     let r = alice.run_input(
         &["--json", "status", "--offline"],
         &format!("{}\n", alice.passphrase),
@@ -606,7 +606,7 @@ fn an_older_certificate_pin_still_connects_and_becomes_a_key_pin() {
     let r = alice.run(&["--fingerprint", &"AB:".repeat(32)[..95], "inbox"]);
     assert_eq!(r.code, 6, "{}", r.stderr);
     let r = alice.run(&["--fingerprint", "sha256/nonsense", "inbox"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "bad input: {}", r.stderr);
 }
 
 #[test]

@@ -69,6 +69,27 @@ impl Hub {
         }
     }
 
+    /// Ends every live connection of the account at once (it was deleted).
+    pub fn kick(&self, account: AccountId) {
+        if let Some(list) = self.lock().remove(&account) {
+            for p in list {
+                p.out.kill();
+            }
+        }
+    }
+
+    /// Ends every live connection of the account but `keep` (its password changed: the other
+    /// sessions were revoked).
+    pub fn kick_others(&self, account: AccountId, keep: u64) {
+        let mut peers = self.lock();
+        if let Some(list) = peers.get_mut(&account) {
+            for p in list.iter().filter(|p| p.id != keep) {
+                p.out.kill();
+            }
+            list.retain(|p| p.id == keep);
+        }
+    }
+
     /// Whether the account has a live connection.
     pub fn is_online(&self, account: AccountId) -> bool {
         self.lock().contains_key(&account)

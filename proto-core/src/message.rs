@@ -621,11 +621,69 @@ pub enum Message<'a> {
         #[serde(borrow)]
         from: List<'a, &'a str>,
     },
+
+    // ---- account recovery (appended: tags 40-47) ----
+    /// C→S (logged in): change the password. Needs the current password and a second factor
+    /// (`code`: six digits are a TOTP code, anything else a recovery code, which is used up).
+    /// Every other session of the account is revoked. Reply: `Ok`.
+    ChangePassword {
+        /// The current password.
+        current: &'a str,
+        /// The new password (the registration strength rule applies).
+        new: &'a str,
+        /// A TOTP code or a recovery code.
+        code: &'a str,
+    },
+    /// C→S (logged in): start enrolling a new authenticator. Needs the password and a second
+    /// factor (as in [`Message::ChangePassword`]). Reply: [`Message::TotpEnrollment`] with a new
+    /// secret; the old secret stays in force until [`Message::ConfirmNewTotp`] succeeds.
+    ReenrollTotp {
+        /// The password.
+        password: &'a str,
+        /// A TOTP code (from the old authenticator) or a recovery code.
+        code: &'a str,
+    },
+    /// C→S (logged in, after [`Message::ReenrollTotp`]): a code from the new authenticator;
+    /// the new secret replaces the old one. Reply: `Ok`.
+    ConfirmNewTotp {
+        /// Six digits.
+        code: &'a str,
+    },
+    /// C→S (logged in): replace every recovery code with new ones. Needs the password and a
+    /// second factor. Reply: [`Message::RecoveryCodes`].
+    RegenerateRecoveryCodes {
+        /// The password.
+        password: &'a str,
+        /// A TOTP code or a recovery code.
+        code: &'a str,
+    },
+    /// S→C: the account's new recovery codes, shown once; the old ones no longer work.
+    RecoveryCodes {
+        /// At most [`MAX_RECOVERY_CODES`] codes.
+        #[serde(borrow)]
+        codes: List<'a, &'a str>,
+    },
+    /// C→S (logged in): how many recovery codes are left? Reply: [`Message::RecoveryCodesLeft`].
+    CountRecoveryCodes,
+    /// S→C: the number of unused recovery codes.
+    RecoveryCodesLeft {
+        /// Unused recovery codes.
+        remaining: u32,
+    },
+    /// C→S (logged in): delete the account: its sessions, keys, queued messages, receipts,
+    /// invitations and room memberships (the rooms' members are told it left). Needs the
+    /// password and a second factor. Reply: `Ok`, then the server closes the connection.
+    DeleteAccount {
+        /// The password.
+        password: &'a str,
+        /// A TOTP code or a recovery code.
+        code: &'a str,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 40;
+    pub const TAG_COUNT: u32 = 48;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -690,6 +748,14 @@ impl Message<'_> {
             Message::DeclineInvite { .. } => "DeclineInvite",
             Message::ListInvitations => "ListInvitations",
             Message::Invitations { .. } => "Invitations",
+            Message::ChangePassword { .. } => "ChangePassword",
+            Message::ReenrollTotp { .. } => "ReenrollTotp",
+            Message::ConfirmNewTotp { .. } => "ConfirmNewTotp",
+            Message::RegenerateRecoveryCodes { .. } => "RegenerateRecoveryCodes",
+            Message::RecoveryCodes { .. } => "RecoveryCodes",
+            Message::CountRecoveryCodes => "CountRecoveryCodes",
+            Message::RecoveryCodesLeft { .. } => "RecoveryCodesLeft",
+            Message::DeleteAccount { .. } => "DeleteAccount",
         }
     }
 
@@ -702,6 +768,7 @@ impl Message<'_> {
             Message::EnrollmentComplete { recovery_codes } => {
                 recovery_codes.validate(MAX_RECOVERY_CODES)
             }
+            Message::RecoveryCodes { codes } => codes.validate(MAX_RECOVERY_CODES),
             Message::UploadPrekeys { prekeys } => prekeys.validate(MAX_PREKEYS_PER_UPLOAD),
             Message::Rooms { rooms } => rooms.validate(MAX_ROOMS_LISTED),
             Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),

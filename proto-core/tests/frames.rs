@@ -10,7 +10,9 @@
 )]
 
 use proptest::prelude::*;
-use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_ROOMS_LISTED};
+use proto_core::limits::{
+    MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOMS_LISTED,
+};
 use proto_core::{
     DecodeError, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List, Message, NextFrame,
     OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame, decode_frame_cobs,
@@ -259,6 +261,28 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
                     }
                 })
             })
+            .boxed(),
+        40 => (text(), text(), text())
+            .prop_map(|(current, new, code)| Message::ChangePassword { current, new, code })
+            .boxed(),
+        41 => (text(), text())
+            .prop_map(|(password, code)| Message::ReenrollTotp { password, code })
+            .boxed(),
+        42 => text()
+            .prop_map(|code| Message::ConfirmNewTotp { code })
+            .boxed(),
+        43 => (text(), text())
+            .prop_map(|(password, code)| Message::RegenerateRecoveryCodes { password, code })
+            .boxed(),
+        44 => names(MAX_RECOVERY_CODES)
+            .prop_map(|codes| Message::RecoveryCodes { codes })
+            .boxed(),
+        45 => Just(Message::CountRecoveryCodes).boxed(),
+        46 => any::<u32>()
+            .prop_map(|remaining| Message::RecoveryCodesLeft { remaining })
+            .boxed(),
+        47 => (text(), text())
+            .prop_map(|(password, code)| Message::DeleteAccount { password, code })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

@@ -29,6 +29,7 @@ import * as outbox from './outbox.js';
 import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 import { checkRoomName, foldUsername, roomNameFrom, usernameFrom } from './names.js';
+import { recoveryCodesLeft } from './account.js';
 
 export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
@@ -364,6 +365,13 @@ export class Client extends EventTarget {
     this.password = undefined;
     await this.save();
     await this.afterLogin();
+    if (isRecovery) {
+      // A recovery code was used up: say how many are left, every time.
+      const left = await recoveryCodesLeft(this).catch(() => null);
+      if (left !== null) {
+        this.notice(`${left} recovery code${left === 1 ? '' : 's'} left.${left <= 3 ? ' Make new ones in Account settings; if your authenticator is lost, enroll a new one there.' : ''}`);
+      }
+    }
   }
 
   async publishNewDevice() {

@@ -86,6 +86,14 @@ export const MESSAGES = [
   ['DeclineInvite', [['room', 'str']]],
   ['ListInvitations', []],
   ['Invitations', [['rooms', { list: 'str', max: MAX_ROOMS_LISTED }], ['from', { list: 'str', max: MAX_ROOMS_LISTED }]]],
+  ['ChangePassword', [['current', 'str'], ['new', 'str'], ['code', 'str']]],
+  ['ReenrollTotp', [['password', 'str'], ['code', 'str']]],
+  ['ConfirmNewTotp', [['code', 'str']]],
+  ['RegenerateRecoveryCodes', [['password', 'str'], ['code', 'str']]],
+  ['RecoveryCodes', [['codes', { list: 'str', max: MAX_RECOVERY_CODES }]]],
+  ['CountRecoveryCodes', []],
+  ['RecoveryCodesLeft', [['remaining', 'u32']]],
+  ['DeleteAccount', [['password', 'str'], ['code', 'str']]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));

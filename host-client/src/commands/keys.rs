@@ -14,10 +14,17 @@ pub(super) async fn run(g: &Global) -> anyhow::Result<()> {
     // The server tells how many one-time prekeys it holds only when they run low, so a full
     // batch is offered (a server already at its maximum refuses it, which is fine).
     let added = client.refill_prekeys(0).await?;
-    outln!(
-        "{} New signed prekey #{id} published; {added} one-time prekeys uploaded.",
-        paint(Style::Green, "✓"),
-    );
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "signed_prekey_id": id, "one_time_prekeys_uploaded": added })
+        );
+    } else {
+        outln!(
+            "{} New signed prekey #{id} published; {added} one-time prekeys uploaded.",
+            paint(Style::Green, "✓"),
+        );
+    }
     client.close().await;
     Ok(())
 }

@@ -20,7 +20,7 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
             return fail(Exit::Failure, "--new-device needs --username NAME");
         };
         let username = crate::cli::user_name(username)?;
-        let pass = terminal::new_secret(terminal::ENV_PASSPHRASE, "New keystore passphrase")?;
+        let pass = terminal::new_passphrase("New keystore passphrase", &[&username])?;
         let _p = Progress::start("making keys and deriving the keystore key");
         let profile = Profile::generate(&args.server, &username, now());
         let ks = Keystore::create(&home.keystore(), &pass, args.kdf_rounds.max(1_000));
@@ -62,16 +62,53 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     }
     // Deliveries and receipts that came with the login are kept for `inbox`.
     let _ = client.drain_queued().await?;
-    outln!(
-        "{} Logged in as {}{}",
-        paint(Style::Green, "✓"),
-        client.profile.username,
-        if new_device {
-            " on a new device (contacts will see a key change)"
-        } else {
-            ""
+    // A recovery code was used up: say how many are left, every time.
+    let codes_left = if args.recovery_code.is_some() {
+        super::account::recovery_codes_left(&mut client).await?
+    } else {
+        None
+    };
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "event": "logged_in",
+                "username": client.profile.username,
+                "server": client.profile.server,
+                "new_device": new_device,
+                "token_expires": client.profile.token_expires,
+                "recovery_codes_left": codes_left,
+            })
+        );
+    } else {
+        outln!(
+            "{} Logged in as {}{}",
+            paint(Style::Green, "✓"),
+            client.profile.username,
+            if new_device {
+                " on a new device (contacts will see a key change)"
+            } else {
+                ""
+            }
+        );
+        if let Some(n) = codes_left {
+            let text = format!(
+                "{n} recovery code{} left.{}",
+                if n == 1 { "" } else { "s" },
+                if n <= 3 {
+                    " Make new ones with `sealroom account recovery-codes`; if the authenticator \
+                     is lost, enroll a new one with `sealroom account totp`."
+                } else {
+                    ""
+                }
+            );
+            if n <= 3 {
+                terminal::warn(&text);
+            } else {
+                terminal::note(&text);
+            }
         }
-    );
+    }
     client.close().await;
     Ok(())
 }
@@ -112,7 +149,14 @@ pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
     let mut client = match Client::open(g).await {
         Ok(c) => c,
         Err(e) if crate::exit::code_of(&e) == Exit::Auth as i32 => {
-            outln!("Already logged out.");
+            if g.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "event": "logged_out", "already": true })
+                );
+            } else {
+                outln!("Already logged out.");
+            }
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -122,10 +166,21 @@ pub(super) async fn logout(g: &Global) -> anyhow::Result<()> {
     client.profile.token = None;
     client.profile.token_expires = 0;
     client.save()?;
-    outln!(
-        "Logged out. Your keys stay in {}.",
-        client.home.keystore().display()
-    );
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "event": "logged_out",
+                "already": false,
+                "keystore": client.home.keystore(),
+            })
+        );
+    } else {
+        outln!(
+            "Logged out. Your keys stay in {}.",
+            client.home.keystore().display()
+        );
+    }
     client.close().await;
     Ok(())
 }

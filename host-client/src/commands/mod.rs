@@ -1,16 +1,19 @@
 //! One file per subcommand; `run` dispatches.
 
+mod account;
 mod chat;
 mod inbox;
 mod keys;
 mod login;
+mod outbox;
 mod register;
 mod rooms;
 mod send;
+mod servers;
 mod status;
 mod verify;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ServersCommand};
 
 /// Runs the command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -26,5 +29,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { user, confirm } => verify::run(g, &user, confirm).await,
         Command::Keys => keys::run(g).await,
         Command::Status { offline } => status::run(g, offline).await,
+        Command::Account(cmd) => account::run(g, cmd).await,
+        Command::Servers(ServersCommand::List) => servers::list(g),
+        Command::Servers(ServersCommand::Trust { server }) => servers::trust(g, &server).await,
     }
 }

@@ -33,9 +33,9 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         None => user_name(&terminal::ask("Username (a-z, 0-9, _)")?)?,
     };
     let password = terminal::new_secret(ENV_PASSWORD, "Account password")?;
-    let passphrase = terminal::new_secret(
-        terminal::ENV_PASSPHRASE,
+    let passphrase = terminal::new_passphrase(
         "Keystore passphrase (protects your keys on this device)",
+        &[&username, &name, &email],
     )?;
 
     let (profile, keystore) = {

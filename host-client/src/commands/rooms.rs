@@ -7,7 +7,16 @@ use crate::client::{Client, Notice};
 use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
-fn show(notices: &[Notice]) {
+/// Prints room notices for a person; with `--json` they are kept for the one JSON line.
+fn show(notices: &[Notice], json: bool, kept: &mut Vec<String>) {
+    if json {
+        kept.extend(notices.iter().filter_map(|n| match n {
+            Notice::Warning(w) | Notice::Room(w) => Some(w.clone()),
+            Notice::Invited(i) => Some(format!("{} invited you to #{}", i.from, i.room)),
+            _ => None,
+        }));
+        return;
+    }
     for n in notices {
         match n {
             Notice::Warning(w) => terminal::warn(w),
@@ -19,25 +28,35 @@ fn show(notices: &[Notice]) {
 
 pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
     let mut client = Client::open(g).await?;
+    let json = g.json;
+    let mut kept = Vec::new();
     let early = client.drain_queued().await?;
-    show(&early);
+    show(&early, json, &mut kept);
+    // With --json, the one line printed at the end.
+    let mut out = serde_json::Value::Null;
     match cmd {
         RoomsCommand::Create { room } => {
             let room = room_arg(&room)?;
             client.create_room(room).await?;
-            outln!(
-                "{} Created #{room}. Invite people with `sealroom rooms invite {room} @user`.",
-                paint(Style::Green, "✓")
-            );
+            out = serde_json::json!({ "event": "created", "room": room });
+            human(json, || {
+                outln!(
+                    "{} Created #{room}. Invite people with `sealroom rooms invite {room} @user`.",
+                    paint(Style::Green, "✓")
+                )
+            });
         }
         RoomsCommand::Invite { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
             client.invite(room, &user).await?;
-            outln!(
-                "{} Invited {user} to #{room}. They join, and get the room key, when they accept \
+            out = serde_json::json!({ "event": "invited", "room": room, "user": user });
+            human(json, || {
+                outln!(
+                    "{} Invited {user} to #{room}. They join, and get the room key, when they accept \
                  (`sealroom rooms accept '#{room}'`).",
-                paint(Style::Green, "✓")
-            );
+                    paint(Style::Green, "✓")
+                )
+            });
         }
         RoomsCommand::Invitations => {
             let waiting = client.list_invitations().await?;
@@ -46,7 +65,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|i| serde_json::json!({ "room": i.room, "from": i.from }))
                     .collect();
-                outln!("{}", serde_json::json!({ "invitations": list }));
+                out = serde_json::json!({ "invitations": list });
             } else if waiting.is_empty() {
                 outln!("No invitations waiting.");
             } else {
@@ -65,38 +84,49 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         RoomsCommand::Accept { room } => {
             let room = room_arg(&room)?;
             let n = client.accept_invite(room).await?;
-            show(&n);
+            show(&n, json, &mut kept);
             let members = client
                 .profile
                 .rooms
                 .get(room)
-                .map(|e| e.members.join(", "))
+                .map(|e| e.members.clone())
                 .unwrap_or_default();
-            outln!(
-                "{} Joined #{room} (members: {members}). Talk there with `sealroom chat '#{room}'`.",
-                paint(Style::Green, "✓")
-            );
+            out = serde_json::json!({ "event": "joined", "room": room, "members": members });
+            human(json, || {
+                outln!(
+                    "{} Joined #{room} (members: {}). Talk there with `sealroom chat '#{room}'`.",
+                    paint(Style::Green, "✓"),
+                    members.join(", ")
+                );
+            });
         }
         RoomsCommand::Decline { room } => {
             let room = room_arg(&room)?;
             client.decline_invite(room).await?;
-            outln!("Declined the invitation to #{room}.");
+            out = serde_json::json!({ "event": "declined", "room": room });
+            human(json, || outln!("Declined the invitation to #{room}."));
         }
         RoomsCommand::Leave { room } => {
             let room = room_arg(&room)?;
             client.leave(room).await?;
-            outln!("Left #{room}. The others switch to a new room key.");
+            out = serde_json::json!({ "event": "left", "room": room });
+            human(json, || {
+                outln!("Left #{room}. The others switch to a new room key.");
+            });
         }
         RoomsCommand::Remove { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
             let n = client.remove(room, &user).await?;
-            show(&n);
-            outln!("Removed {user} from #{room}; the room key was replaced.");
+            show(&n, json, &mut kept);
+            out = serde_json::json!({ "event": "removed", "room": room, "user": user });
+            human(json, || {
+                outln!("Removed {user} from #{room}; the room key was replaced.");
+            });
         }
         RoomsCommand::List => {
             let rooms = client.list_rooms().await?;
             if g.json {
-                outln!("{}", serde_json::json!({ "rooms": rooms }));
+                out = serde_json::json!({ "rooms": rooms });
             } else if rooms.is_empty() {
                 outln!("You are in no rooms. Create one with `sealroom rooms create NAME`.");
             } else {
@@ -109,10 +139,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
             let room = room_arg(&room)?;
             let (admin, members) = client.list_members(room).await?;
             if g.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({ "room": room, "admin": admin, "members": members })
-                );
+                out = serde_json::json!({ "room": room, "admin": admin, "members": members });
             } else {
                 for m in members {
                     let tag = if m == admin { " (admin)" } else { "" };
@@ -130,7 +157,20 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
     let late = client
         .pump(Duration::from_millis(300), Duration::from_secs(2))
         .await?;
-    show(&late);
+    show(&late, json, &mut kept);
+    if json {
+        if let serde_json::Value::Object(map) = &mut out {
+            map.insert("notices".into(), kept.into());
+        }
+        outln!("{out}");
+    }
     client.close().await;
     Ok(())
+}
+
+/// Runs `print` unless the output is JSON.
+fn human(json: bool, print: impl FnOnce()) {
+    if !json {
+        print();
+    }
 }

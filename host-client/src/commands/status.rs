@@ -2,6 +2,7 @@
 
 use crate::cli::Global;
 use crate::client::{Client, Home, unlock};
+use crate::exit::{Exit, code_of};
 use crate::known_servers::KnownServers;
 use crate::terminal::outln;
 use crate::terminal::{Style, paint};
@@ -30,6 +31,8 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
                 c.close().await;
                 (p, "active".to_owned())
             }
+            // A changed certificate is an alarm, never a mere "unavailable": exit code 6.
+            Err(e) if code_of(&e) == Exit::CertificateChanged as i32 => return Err(e),
             Err(e) => (snapshot, format!("unavailable: {e}")),
         }
     };

@@ -9,6 +9,15 @@ use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
 pub(super) async fn run(g: &Global, user: &str, confirm: bool) -> anyhow::Result<()> {
+    if let Some(room) = user.strip_prefix('#') {
+        return fail(
+            Exit::Usage,
+            format!(
+                "rooms have no safety number of their own: verify each member with `sealroom \
+                 verify @user` (list them with `sealroom rooms members {room}`)"
+            ),
+        );
+    }
     let user = user_name(user)?;
     let home = Home::resolve(g.home.as_deref())?;
     let (lock, keystore, profile) = unlock(&home)?;

@@ -83,7 +83,15 @@ impl TestServer {
         self.start_again();
     }
 
-    fn start_again(&mut self) {
+    /// Stops the server (its data and certificate stay for [`TestServer::start_again`]).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+
+    /// Starts a stopped server again on the same port, data and certificate.
+    pub fn start_again(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match Server::start(self.config.clone(), Clock::System) {
@@ -250,7 +258,8 @@ impl User {
         Self {
             name: name.to_owned(),
             home: tempfile::tempdir().unwrap(),
-            passphrase: format!("passphrase of {name}"),
+            // Strong enough for the keystore's passphrase rule (zxcvbn score 3 or more).
+            passphrase: format!("{name} keeps amber tulips by the wharf 58"),
             totp_secret: Vec::new(),
             server: server.addr(),
         }

@@ -106,7 +106,8 @@ pub fn check_password_strength(password: &str, hints: &[&str]) -> Result<(), Inp
     if let Some(feedback) = estimate.feedback() {
         if let Some(w) = feedback.warning() {
             reason.push_str(": ");
-            reason.push_str(&w.to_string());
+            // zxcvbn's warnings end with a full stop; the sentence goes on after it.
+            reason.push_str(w.to_string().trim_end_matches('.'));
         }
         if let Some(s) = feedback.suggestions().first() {
             reason.push_str(". ");
@@ -116,6 +117,15 @@ pub fn check_password_strength(password: &str, hints: &[&str]) -> Result<(), Inp
         reason.push_str(". Add another word or two.");
     }
     Err(InputError::WeakPassword(reason))
+}
+
+/// `N second(s)` for a wait told to a person ("1 second", "2 seconds").
+pub fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".to_owned()
+    } else {
+        format!("{n} seconds")
+    }
 }
 
 /// SHA-256 of a session token: what the store keeps.
@@ -384,9 +394,22 @@ mod tests {
             panic!()
         };
         assert!(text.starts_with("password is too easy to guess"), "{text}");
+        // zxcvbn's warning ends with a full stop of its own: never "password.. Add".
+        for weak in ["password", "password123", "qwertyuiop", "1234567890"] {
+            let Err(InputError::WeakPassword(text)) = check_password_strength(weak, &[]) else {
+                panic!("{weak} passed")
+            };
+            assert!(!text.contains(".."), "{text}");
+        }
         assert!(check_password_strength("short", &[]).is_err());
         assert!(check_password_strength("alice-alice-alice", &["alice"]).is_err());
         assert!(check_password_strength("correct horse battery staple 7!", &[]).is_ok());
+    }
+
+    #[test]
+    fn waits_are_said_in_seconds() {
+        assert_eq!(seconds(1), "1 second");
+        assert_eq!(seconds(2), "2 seconds");
     }
 
     #[test]

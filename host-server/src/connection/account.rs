@@ -48,14 +48,14 @@ pub(super) struct SecondFactor {
     password_ok: bool,
 }
 
-fn input(e: InputError) -> Refusal {
+pub(super) fn input(e: InputError) -> Refusal {
     match e {
         InputError::Invalid(t) => Refusal::new(ErrorCode::INVALID_INPUT, t),
         InputError::WeakPassword(t) => Refusal::new(ErrorCode::WEAK_PASSWORD, t),
     }
 }
 
-fn busy(_: auth::Busy) -> Refusal {
+pub(super) fn busy(_: auth::Busy) -> Refusal {
     Refusal::new(
         ErrorCode::BUSY,
         "the server is busy checking passwords; try again in a few seconds",
@@ -85,8 +85,8 @@ impl Connection {
             return Err(Refusal::new(
                 ErrorCode::RATE_LIMITED,
                 format!(
-                    "too many registrations from this address; try again in {} seconds",
-                    limited.0.0
+                    "too many registrations from this address; try again in {}",
+                    auth::seconds(limited.0.0)
                 ),
             ));
         }
@@ -389,7 +389,10 @@ impl Connection {
     /// The login rate limits for `username` (folded, whether or not it is valid or exists) and
     /// this source address, checked before any hashing; returns the limiter key, the time and
     /// what the attempt may use.
-    fn check_login_limits(&self, username: &str) -> Result<(String, u64, Gate), Refusal> {
+    pub(super) fn check_login_limits(
+        &self,
+        username: &str,
+    ) -> Result<(String, u64, Gate), Refusal> {
         let limiter_key: String = username
             .trim()
             .to_ascii_lowercase()
@@ -402,13 +405,8 @@ impl Connection {
             Err(limited) => Err(Refusal::new(
                 ErrorCode::RATE_LIMITED,
                 format!(
-                    "too many failed attempts; try again in {} {}",
-                    limited.0.0,
-                    if limited.0.0 == 1 {
-                        "second"
-                    } else {
-                        "seconds"
-                    }
+                    "too many failed attempts; try again in {}",
+                    auth::seconds(limited.0.0)
                 ),
             )),
         }

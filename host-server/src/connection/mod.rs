@@ -13,12 +13,14 @@
 //! refused and skipped; an oversized one ends the connection.
 //!
 //! The handlers live by concern: [`account`] (registration, login, sessions), [`keys`] (the key
-//! directory), [`delivery`] (sending and acknowledging), [`rooms`], and [`session`] (a
-//! logged-in session's start and end).
+//! directory), [`delivery`] (sending and acknowledging), [`rooms`], [`session`] (a
+//! logged-in session's start and end), and [`recovery`] (password change, a new
+//! authenticator, recovery codes, deleting the account).
 
 mod account;
 mod delivery;
 mod keys;
+mod recovery;
 mod rooms;
 mod session;
 
@@ -96,6 +98,8 @@ enum After {
     Session(session::NewSession),
     /// Tell a room's members about a membership change (after the requester's `Ok`).
     Announce(rooms::Announcement),
+    /// The account was deleted: tell its rooms, then end its connections.
+    Deleted(AccountId, Vec<rooms::Announcement>),
 }
 
 impl Reply {
@@ -204,9 +208,8 @@ impl Connection {
             Refusal::new(
                 ErrorCode::RATE_LIMITED,
                 format!(
-                    "too many {what}; try again in {} {}",
-                    wait.0,
-                    if wait.0 == 1 { "second" } else { "seconds" }
+                    "too many {what}; try again in {}",
+                    crate::auth::seconds(wait.0)
                 ),
             )
         })
@@ -277,6 +280,10 @@ impl Connection {
                 match reply.after {
                     Some(After::Session(session)) => self.start_session(session).await,
                     Some(After::Announce(a)) => self.announce(a).await,
+                    Some(After::Deleted(me, rooms)) => {
+                        self.finish_deletion(me, rooms).await;
+                        return Flow::Close;
+                    }
                     None => {}
                 }
             }
@@ -350,6 +357,17 @@ impl Connection {
             Message::AcceptInvite { room } => self.accept_invite(room).await,
             Message::DeclineInvite { room } => self.decline_invite(room).await,
             Message::ListInvitations => self.list_invitations().await,
+
+            Message::ChangePassword { current, new, code } => {
+                self.change_password(current, new, code).await
+            }
+            Message::ReenrollTotp { password, code } => self.reenroll_totp(password, code).await,
+            Message::ConfirmNewTotp { code } => self.confirm_new_totp(code).await,
+            Message::RegenerateRecoveryCodes { password, code } => {
+                self.regenerate_recovery_codes(password, code).await
+            }
+            Message::CountRecoveryCodes => self.count_recovery_codes().await,
+            Message::DeleteAccount { password, code } => self.delete_account(password, code).await,
 
             Message::Ping { nonce } => Ok(Reply::msg(&Message::Pong { nonce })),
             // The answer to our keep-alive ping: receiving it already reset the idle timer.

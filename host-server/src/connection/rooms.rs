@@ -51,6 +51,23 @@ pub(super) struct Announcement {
     change: RoomChange,
 }
 
+impl Announcement {
+    /// `username`'s `change` in `room`, for the members `to`.
+    pub(super) fn new(
+        to: Vec<AccountId>,
+        room: String,
+        username: String,
+        change: RoomChange,
+    ) -> Self {
+        Self {
+            to,
+            room,
+            username,
+            change,
+        }
+    }
+}
+
 impl Reply {
     /// `Ok`, then `change` announced to the members `to`.
     fn ok_then_announce(

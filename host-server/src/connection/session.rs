@@ -13,6 +13,8 @@ pub(super) struct LoggedIn {
     pub(super) account: AccountId,
     pub(super) username: String,
     pub(super) token_hash: [u8; 32],
+    /// A new authenticator's secret waiting for its first code (`ReenrollTotp`).
+    pub(super) new_totp: Option<super::recovery::NewTotp>,
     hub_id: u64,
     _delivery: smol::Task<()>,
 }
@@ -65,6 +67,7 @@ impl Connection {
             account,
             username,
             token_hash,
+            new_totp: None,
             hub_id,
             _delivery: delivery,
         });
@@ -81,6 +84,14 @@ impl Connection {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not count prekeys"),
+        }
+    }
+
+    /// This connection's id in the hub, once logged in.
+    pub(super) fn hub_id(&self) -> Option<u64> {
+        match &self.state {
+            State::LoggedIn(s) => Some(s.hub_id),
+            _ => None,
         }
     }
 

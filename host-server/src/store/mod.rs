@@ -117,6 +117,29 @@ pub trait AccountStore {
     ) -> Result<Option<SessionInfo>, StoreError>;
     /// Revokes a session.
     fn revoke_session(&mut self, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// Replaces the password hash (PHC string).
+    fn set_password(&mut self, id: AccountId, password_phc: &str) -> Result<(), StoreError>;
+    /// Revokes every session of the account except `keep` (if given); returns how many went.
+    fn revoke_sessions(
+        &mut self,
+        id: AccountId,
+        keep: Option<&[u8; 32]>,
+    ) -> Result<usize, StoreError>;
+    /// Replaces the TOTP secret, recording `step` (the one that confirmed the new secret) as
+    /// the last accepted, so that code cannot be used again.
+    fn set_totp_secret(
+        &mut self,
+        id: AccountId,
+        secret: &[u8],
+        step: u64,
+    ) -> Result<(), StoreError>;
+    /// How many unused recovery codes the account has.
+    fn count_recovery_codes(&mut self, id: AccountId) -> Result<u32, StoreError>;
+    /// Deletes a confirmed account and what is its own: sessions, recovery codes, keys,
+    /// queued messages to it, receipts and room events kept for it, its invitations (given and
+    /// received) and room memberships. Rooms it administers must be handed over (or deleted)
+    /// by the caller first; messages it sent to others stay theirs.
+    fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError>;
 }
 
 /// The key directory: identity keys, signed and one-time prekeys.

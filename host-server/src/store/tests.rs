@@ -203,9 +203,94 @@ fn exercise(s: &mut dyn Store) {
     assert!(s.take_bundle("alice", true).unwrap().is_none());
 }
 
+/// Account recovery: password, sessions, TOTP secret, recovery codes, deletion.
+fn exercise_recovery(s: &mut dyn Store) {
+    let a = s.create_account(&account("alice", 2, 100)).unwrap();
+    let b = s.create_account(&account("bob", 0, 100)).unwrap();
+    for id in [a, b] {
+        s.confirm_account(id).unwrap();
+    }
+    s.set_password(a, "$pbkdf2-sha256$i=1,l=32$BB$BB").unwrap();
+    assert_eq!(
+        s.account_by_id(a).unwrap().unwrap().password_phc,
+        "$pbkdf2-sha256$i=1,l=32$BB$BB"
+    );
+
+    // Every session but the kept one goes; other accounts' stay.
+    for t in [[1u8; 32], [2; 32], [3; 32]] {
+        s.create_session(a, &t, 500).unwrap();
+    }
+    s.create_session(b, &[4; 32], 500).unwrap();
+    assert_eq!(s.revoke_sessions(a, Some(&[2; 32])).unwrap(), 2);
+    assert!(s.session(&[1; 32], 0).unwrap().is_none());
+    assert!(s.session(&[2; 32], 0).unwrap().is_some());
+    assert_eq!(s.revoke_sessions(a, None).unwrap(), 1);
+    assert!(s.session(&[4; 32], 0).unwrap().is_some());
+
+    // A new TOTP secret, its confirming step already used.
+    assert!(s.accept_totp_step(a, 50).unwrap());
+    s.set_totp_secret(a, &[9; 20], 40).unwrap();
+    let acc = s.account_by_id(a).unwrap().unwrap();
+    assert_eq!(
+        (acc.totp_secret, acc.totp_last_step),
+        (vec![9; 20], Some(40))
+    );
+    assert!(!s.accept_totp_step(a, 40).unwrap());
+    assert!(s.accept_totp_step(a, 41).unwrap());
+
+    // Recovery codes are counted.
+    s.set_recovery_codes(a, &[[7; 32], [8; 32], [6; 32]])
+        .unwrap();
+    assert_eq!(s.count_recovery_codes(a).unwrap(), 3);
+    assert!(s.consume_recovery_code(a, &[7; 32]).unwrap());
+    assert_eq!(s.count_recovery_codes(a).unwrap(), 2);
+    assert_eq!(s.count_recovery_codes(b).unwrap(), 0);
+
+    // Deleting an account takes what is its own, and nothing of bob's.
+    let r = s.create_room("team", b).unwrap();
+    s.add_member(r, a).unwrap();
+    let other = s.create_room("club", b).unwrap();
+    assert!(s.add_invitation(other, a, b, 1).unwrap());
+    let to_a = s
+        .insert_message(&msg(Some(a), None, b, b"to alice"))
+        .unwrap();
+    let to_b = s.insert_message(&msg(Some(b), None, a, b"to bob")).unwrap();
+    s.add_receipt(a, to_b, "bob", 900).unwrap();
+    s.create_session(a, &[5; 32], 500).unwrap();
+    s.delete_account(a).unwrap();
+    assert!(s.account_by_id(a).unwrap().is_none());
+    assert!(s.account_by_username("alice").unwrap().is_none());
+    assert!(s.session(&[5; 32], 0).unwrap().is_none());
+    assert_eq!(s.count_recovery_codes(a).unwrap(), 0);
+    assert_eq!(s.count_prekeys(a).unwrap(), 0);
+    assert!(s.take_bundle("alice", true).unwrap().is_none());
+    assert!(s.take_receipts(a).unwrap().is_empty());
+    assert!(s.invitations_of(a).unwrap().is_empty());
+    assert!(s.rooms_of(a).unwrap().is_empty());
+    let team = s.room("team").unwrap().unwrap();
+    assert_eq!(team.members.len(), 1, "only bob is left");
+    let pending_b = s.pending_for(b, 0, 200, 10).unwrap();
+    assert_eq!(pending_b.iter().map(|m| m.id).collect::<Vec<_>>(), [to_b]);
+    assert_eq!(s.ack(a, to_a).unwrap(), AckOutcome::Unknown);
+    // The name is free again.
+    s.create_account(&account("alice", 0, 200)).unwrap();
+}
+
 #[test]
 fn memory_store_behaves() {
     exercise(&mut MemoryStore::new());
+}
+
+#[test]
+fn memory_store_recovers_accounts() {
+    exercise_recovery(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_recovers_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise_recovery(&mut s);
 }
 
 #[test]

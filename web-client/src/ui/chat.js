@@ -3,7 +3,8 @@
  * The chat: invitations waiting for an answer (Accept / Decline) above the conversations and
  * rooms in a side list (last message, time, unread count, most recent first), the open
  * conversation with its timeline (always text), a composer with one draft per conversation,
- * the room's member panel, the key-change warning and the safety-number view. On narrow
+ * the room's member panel, the key-change warning and the safety-number view; the account
+ * settings (ui/settings.js) open from the footer. On narrow
  * screens the list and the conversation take turns.
  *
  * Built once and then updated in place: an event changes only the nodes it concerns, so what
@@ -13,6 +14,7 @@ import { KeyChangedError, roomNameFrom } from '../client.js';
 import { confirmAction } from './dialog.js';
 import { describe, h, replace } from './dom.js';
 import { qrImage } from './register.js';
+import { showSettings } from './settings.js';
 import { Timeline, listTime } from './timeline.js';
 
 /** @typedef {import('../client.js').Entry} Entry */
@@ -126,6 +128,7 @@ export function showChat(root, client, nav) {
     sidebarError,
     notices,
     h('div', { class: 'pad footer' },
+      h('button', { class: 'link', type: 'button', id: 'open-settings', on: { click: () => showSettings(client, { onDeleted: () => leave('Your account was deleted, and this browser forgot its keys and history.') }) } }, 'Account settings…'),
       h('button', { class: 'link danger-link', type: 'button', id: 'forget-browser', on: { click: forget } }, 'Forget this browser…')));
 
   let pane = h('section', { class: 'pane' });

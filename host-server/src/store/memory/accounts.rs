@@ -127,4 +127,56 @@ impl AccountStore for MemoryStore {
         self.sessions.remove(token_hash);
         Ok(())
     }
+
+    fn set_password(&mut self, id: AccountId, password_phc: &str) -> Result<(), StoreError> {
+        if let Some(a) = self.accounts.get_mut(&id) {
+            password_phc.clone_into(&mut a.password_phc);
+        }
+        Ok(())
+    }
+
+    fn revoke_sessions(
+        &mut self,
+        id: AccountId,
+        keep: Option<&[u8; 32]>,
+    ) -> Result<usize, StoreError> {
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|hash, (account, _)| *account != id || Some(hash) == keep);
+        Ok(before - self.sessions.len())
+    }
+
+    fn set_totp_secret(
+        &mut self,
+        id: AccountId,
+        secret: &[u8],
+        step: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(a) = self.accounts.get_mut(&id) {
+            a.totp_secret = secret.to_vec();
+            a.totp_last_step = Some(step);
+        }
+        Ok(())
+    }
+
+    fn count_recovery_codes(&mut self, id: AccountId) -> Result<u32, StoreError> {
+        let n = self.recovery.get(&id).map_or(0, Vec::len);
+        u32::try_from(n).map_err(|_| StoreError::Corrupt("recovery code count"))
+    }
+
+    fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError> {
+        self.accounts.remove(&id);
+        self.recovery.remove(&id);
+        self.sessions.retain(|_, (account, _)| *account != id);
+        self.prekeys.remove(&id);
+        self.messages.retain(|_, m| m.recipient != Some(id));
+        self.receipts.retain(|(sender, _, _)| *sender != id);
+        self.room_events.retain(|(account, _, _)| *account != id);
+        for room in self.rooms.values_mut() {
+            room.members.retain(|(m, _)| *m != id);
+            room.invited
+                .retain(|(invitee, inviter, _)| *invitee != id && *inviter != id);
+        }
+        Ok(())
+    }
 }

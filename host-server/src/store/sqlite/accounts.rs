@@ -144,4 +144,57 @@ impl AccountStore for SqliteStore {
             .execute([&token_hash[..]])?;
         Ok(())
     }
+
+    fn set_password(&mut self, id: AccountId, password_phc: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE accounts SET password_phc = ?2 WHERE id = ?1")?
+            .execute(params![id, password_phc])?;
+        Ok(())
+    }
+
+    fn revoke_sessions(
+        &mut self,
+        id: AccountId,
+        keep: Option<&[u8; 32]>,
+    ) -> Result<usize, StoreError> {
+        // An all-zero hash is never a token's (SHA-256 preimage), so it keeps nothing.
+        let keep = keep.copied().unwrap_or([0u8; 32]);
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM sessions WHERE account_id = ?1 AND token_hash <> ?2")?
+            .execute(params![id, &keep[..]])?;
+        Ok(n)
+    }
+
+    fn set_totp_secret(
+        &mut self,
+        id: AccountId,
+        secret: &[u8],
+        step: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE accounts SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, secret, to_i64(step)])?;
+        Ok(())
+    }
+
+    fn count_recovery_codes(&mut self, id: AccountId) -> Result<u32, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        u32::try_from(n).map_err(|_| StoreError::Corrupt("recovery code count"))
+    }
+
+    fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError> {
+        // Everything keyed by the account goes with it (ON DELETE CASCADE): sessions,
+        // recovery codes, one-time prekeys, queued messages to it, receipts, room events,
+        // memberships and invitations, given or received.
+        self.conn
+            .prepare_cached("DELETE FROM accounts WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
 }
