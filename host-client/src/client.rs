@@ -22,6 +22,7 @@ use proto_core::{ErrorCode, Key32, Message};
 
 use crate::cli::Global;
 use crate::exit::{Exit, Failure, fail};
+use crate::inert;
 use crate::keystore::Keystore;
 use crate::known_servers::KnownServers;
 use crate::link::{Link, Push, Trust};
@@ -572,19 +573,23 @@ impl Notice {
             Notice::Message(e) => render_entry(e),
             Notice::Delivered(e) => paint(
                 Style::Dim,
-                &format!("✓✓ delivered to {}: {}", e.conversation, short(&e.text)),
+                &format!(
+                    "✓✓ delivered to {}: {}",
+                    inert::line(&e.conversation),
+                    inert::line(&short(&e.text))
+                ),
             ),
-            Notice::Room(t) => paint(Style::Dim, &format!("* {t}")),
+            Notice::Room(t) => paint(Style::Dim, &format!("* {}", inert::block(t, "  "))),
             Notice::Invited(i) => paint(
                 Style::Yellow,
                 &format!(
                     "* {} invited you to #{room}: `sealroom rooms accept '#{room}'` to join, \
                      `sealroom rooms decline '#{room}'` to refuse",
-                    i.from,
-                    room = i.room
+                    inert::line(&i.from),
+                    room = inert::line(&i.room)
                 ),
             ),
-            Notice::Warning(t) => paint(Style::Red, t),
+            Notice::Warning(t) => paint(Style::Red, &inert::block(t, "  ")),
         }
     }
 }
@@ -602,24 +607,30 @@ pub(crate) fn clock(at: u64) -> String {
     format!("{:02}:{:02}", (at / 3600) % 24, (at / 60) % 60)
 }
 
-/// A history entry as one line.
+/// What the continuation lines of a multi-line message start with (past the `HH:MM ` column).
+const MESSAGE_INDENT: &str = "      ";
+
+/// A history entry: one line, or a header line and indented continuation lines.
 pub(crate) fn render_entry(e: &Entry) -> String {
     use crate::terminal::{Style, paint};
     let when = paint(Style::Dim, &clock(e.at));
     let place = if e.conversation.starts_with('#') {
-        format!("{} ", e.conversation)
+        format!("{} ", inert::line(&e.conversation))
     } else {
         String::new()
     };
     let who = if e.outgoing {
-        paint(Style::Bold, &e.from)
+        paint(Style::Bold, &inert::line(&e.from))
     } else {
-        paint(Style::Cyan, &e.from)
+        paint(Style::Cyan, &inert::line(&e.from))
     };
+    // Others' text is shown, never interpreted: controls and bidi characters made visible, and
+    // every line after the first indented, so none can pass for another message's header.
+    let body = inert::block(&e.text, MESSAGE_INDENT);
     let text = if e.state == "undecryptable" {
-        paint(Style::Red, &e.text)
+        paint(Style::Red, &body)
     } else {
-        e.text.clone()
+        body
     };
     let state = match (e.outgoing, e.state.as_str()) {
         (true, "delivered") => paint(Style::Green, " ✓✓ delivered"),

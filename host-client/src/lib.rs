@@ -16,6 +16,7 @@ mod commands;
 mod direct;
 mod exit;
 mod home;
+mod inert;
 mod keystore;
 mod known_servers;
 mod link;

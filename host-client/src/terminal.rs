@@ -135,7 +135,9 @@ pub(crate) fn note(text: &str) {
 
 /// Prints a loud warning to stderr.
 pub(crate) fn warn(text: &str) {
-    write_err_line(&paint_if(color_err(), Style::Red, text));
+    // Errors can carry the server's words: shown, never interpreted.
+    let text = crate::inert::block(text, "  ");
+    write_err_line(&paint_if(color_err(), Style::Red, &text));
 }
 
 /// A spinner on stderr while a slow step runs; nothing when stderr is not a terminal.

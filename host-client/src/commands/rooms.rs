@@ -4,6 +4,7 @@ use core::time::Duration;
 
 use crate::cli::{Global, RoomsCommand, room_arg, user_name};
 use crate::client::{Client, Notice};
+use crate::inert;
 use crate::terminal::outln;
 use crate::terminal::{self, Style, paint};
 
@@ -70,7 +71,11 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                 outln!("No invitations waiting.");
             } else {
                 for i in waiting {
-                    outln!("#{} (invited by {})", i.room, i.from);
+                    outln!(
+                        "#{} (invited by {})",
+                        inert::line(&i.room),
+                        inert::line(&i.from)
+                    );
                 }
                 outln!(
                     "{}",
@@ -131,7 +136,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                 outln!("You are in no rooms. Create one with `sealroom rooms create NAME`.");
             } else {
                 for r in rooms {
-                    outln!("#{r}");
+                    outln!("#{}", inert::line(&r));
                 }
             }
         }
@@ -148,7 +153,7 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
                         Some(c) if c.verified => paint(Style::Green, " verified"),
                         _ => String::new(),
                     };
-                    outln!("{m}{tag}{flag}");
+                    outln!("{}{tag}{flag}", inert::line(&m));
                 }
             }
         }
