@@ -15,8 +15,11 @@ use crate::auth::ratelimit::{Policy, Rate};
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Folder for the database and the generated certificate.
+    /// Folder for the SQLite database and the generated certificate.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://…` or `key=value` pairs) shared with other nodes,
+    /// instead of the SQLite file in `data_dir`.
+    pub database: Option<String>,
     /// PEM certificate chain; with `key`, replaces the self-signed certificate.
     pub cert: Option<PathBuf>,
     /// PEM private key for `cert`.
@@ -95,6 +98,7 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir,
+            database: None,
             cert: None,
             key: None,
             hostnames: Vec::new(),

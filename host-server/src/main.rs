@@ -24,6 +24,10 @@ struct Args {
     /// Folder for the SQLite database and the self-signed certificate.
     #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./sealroom-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL database shared by several nodes (`postgres://user@host/db` or
+    /// `host=… dbname=…`), instead of the SQLite file in --data-dir (see docs/DEPLOY.md).
+    #[arg(long, env = "SEALROOM_DATABASE")]
+    database: Option<String>,
     /// PEM certificate chain (with --key) instead of the self-signed certificate.
     #[arg(long, env = "SEALROOM_CERT", requires = "key")]
     cert: Option<PathBuf>,
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
+    config.database = args.database;
     config.cert = args.cert;
     config.key = args.key;
     config.hostnames = args.hostnames;

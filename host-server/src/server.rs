@@ -25,7 +25,7 @@ use crate::auth::address_key;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 pub use crate::shutdown::Shutdown;
-use crate::store::{Db, SqliteStore, StoreError};
+use crate::store::{Db, PgStore, SqliteStore, StoreError};
 use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
 use crate::transport::Accepted;
 
@@ -160,8 +160,10 @@ impl Server {
             &config.hostnames,
         )?;
         let acceptor = TlsAcceptor::from(tls::server_config(&identity)?);
-        let store = SqliteStore::open(&config.data_dir.join("sealroom.db"))?;
-        let db = Db::spawn(store)?;
+        let db = match &config.database {
+            Some(params) => Db::spawn(PgStore::open(params)?)?,
+            None => Db::spawn(SqliteStore::open(&config.data_dir.join("sealroom.db"))?)?,
+        };
         let listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,

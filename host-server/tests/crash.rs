@@ -31,8 +31,12 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_server(dir: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealroom-server"))
+fn spawn_server(dir: &Path, database: Option<&TestDatabase>) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sealroom-server"));
+    if let Some(db) = database {
+        command.env("SEALROOM_DATABASE", &db.params);
+    }
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("SEALROOM_PBKDF2_ROUNDS", "1000")
@@ -103,7 +107,8 @@ const WINDOW: usize = 32;
 #[test]
 fn sigkill_during_sends_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let p1 = spawn_server(dir.path());
+    let database = TestDatabase::create();
+    let p1 = spawn_server(dir.path(), database.as_ref());
     let (bob_token, accepted) = run(async {
         let (a, _) = register_real(&p1, "alice").await;
         let (b, bob_token) = register_real(&p1, "bob").await;
@@ -165,15 +170,16 @@ fn sigkill_during_sends_loses_no_acknowledged_message() {
     );
 
     // Restart on the same data and count what is queued for Bob.
-    let p2 = spawn_server(dir.path());
-    let queued: i64 = rusqlite::Connection::open(dir.path().join("sealroom.db"))
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM messages m JOIN accounts a ON a.id = m.recipient_id WHERE a.username = 'bob'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let p2 = spawn_server(dir.path(), database.as_ref());
+    let count = "SELECT COUNT(*) FROM messages m JOIN accounts a ON a.id = m.recipient_id \
+                 WHERE a.username = 'bob'";
+    let queued: i64 = match &database {
+        Some(db) => db.client().query_one(count, &[]).unwrap().get(0),
+        None => rusqlite::Connection::open(dir.path().join("sealroom.db"))
+            .unwrap()
+            .query_row(count, [], |r| r.get(0))
+            .unwrap(),
+    };
     assert!(
         queued as usize >= accepted.len(),
         "{queued} queued < {} accepted",

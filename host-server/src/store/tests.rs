@@ -267,3 +267,112 @@ fn a_failing_job_does_not_undo_its_batch_neighbours() {
 async fn futures_join<A, B>(a: impl Future<Output = A>, b: impl Future<Output = B>) -> (A, B) {
     smol::future::zip(a, b).await
 }
+
+/// A fresh database on the cluster in `SEALROOM_TEST_DATABASE` (ci/with-postgres), dropped
+/// with the value; `None`, after saying the test is skipped, when there is none.
+struct PgTestDb {
+    admin: String,
+    name: String,
+    params: String,
+}
+
+impl PgTestDb {
+    fn create(test: &str) -> Option<Self> {
+        let Some(admin) = std::env::var("SEALROOM_TEST_DATABASE")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            assert!(
+                std::env::var_os("SEALROOM_REQUIRE_POSTGRES").is_none(),
+                "{test}: SEALROOM_REQUIRE_POSTGRES is set but there is no test cluster"
+            );
+            eprintln!("SKIPPED {test}: needs PostgreSQL (run under ci/with-postgres)");
+            return None;
+        };
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).unwrap();
+        let name = format!("u_{}", hex::encode(raw));
+        let params = create_database(&admin, &name).unwrap();
+        Some(Self {
+            admin,
+            name,
+            params,
+        })
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        let _ = drop_database(&self.admin, &self.name);
+    }
+}
+
+#[test]
+fn postgres_store_behaves_and_migrates_once() {
+    let Some(db) = PgTestDb::create("postgres_store_behaves_and_migrates_once") else {
+        return;
+    };
+    let mut s = PgStore::open(&db.params).unwrap();
+    exercise(&mut s);
+    drop(s);
+    // Reopening does not re-run migrations (it would fail on existing tables).
+    drop(PgStore::open(&db.params).unwrap());
+    let mut c = pg_connect(&db.params).unwrap();
+    let version: i32 = c
+        .query_one("SELECT version FROM sealroom_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+    assert_eq!(sync, "on");
+}
+
+/// A job whose statement fails inside the database (here a duplicate session token) is undone
+/// alone: its neighbours in the batch still commit. Under PostgreSQL the failed statement
+/// aborts the transaction, so this proves the savepoint is rolled back before the next job.
+fn failing_statement_is_undone_alone(db: Db) {
+    smol::block_on(async {
+        let alice = db
+            .call(|s| s.create_account(&account("alice", 0, 1)))
+            .await
+            .unwrap();
+        db.call(move |s| s.create_session(alice, &[7; 32], 100))
+            .await
+            .unwrap();
+        let dup = db.call(move |s| {
+            s.create_account(&account("bob", 0, 1))?;
+            s.create_session(alice, &[7; 32], 100)
+        });
+        let ok = db.call(|s| s.create_account(&account("carol", 0, 1)));
+        let (dup, ok) = futures_join(dup, ok).await;
+        assert!(dup.is_err());
+        assert!(ok.is_ok());
+        let names = db
+            .call(|s| -> Result<_, StoreError> {
+                Ok((
+                    s.account_by_username("bob")?.is_some(),
+                    s.account_by_username("carol")?.is_some(),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(names, (false, true));
+    });
+    db.shutdown();
+}
+
+#[test]
+fn sqlite_failing_statement_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    failing_statement_is_undone_alone(
+        Db::spawn(SqliteStore::open(&dir.path().join("t.db")).unwrap()).unwrap(),
+    );
+}
+
+#[test]
+fn postgres_failing_statement_is_undone_alone() {
+    let Some(db) = PgTestDb::create("postgres_failing_statement_is_undone_alone") else {
+        return;
+    };
+    failing_statement_is_undone_alone(Db::spawn(PgStore::open(&db.params).unwrap()).unwrap());
+}

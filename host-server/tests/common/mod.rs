@@ -1,5 +1,9 @@
 //! Helpers for the end-to-end tests: a real server (TLS on 127.0.0.1, SQLite in a temporary
 //! folder) and a test user driving it through `host_server::client`.
+//!
+//! One suite, two backends: with `SEALROOM_TEST_DATABASE` set (`ci/with-postgres` sets it to
+//! a throwaway cluster), every test server gets a fresh PostgreSQL database of its own instead
+//! of the SQLite file, and is dropped with it.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 // shared by several test binaries
 // Test helpers fail the test on any surprise, like the #[test] functions they serve.
@@ -35,6 +39,76 @@ pub fn random32() -> [u8; 32] {
     b
 }
 
+/// The PostgreSQL cluster the suite runs against, if any (`key=value` parameters).
+pub fn postgres_cluster() -> Option<String> {
+    std::env::var("SEALROOM_TEST_DATABASE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// For a test that only means something with PostgreSQL: the cluster, or `None` after saying
+/// the test is skipped. In CI (`SEALROOM_REQUIRE_POSTGRES` set) a missing cluster fails instead.
+pub fn require_postgres(test: &str) -> Option<String> {
+    let cluster = postgres_cluster();
+    if cluster.is_none() {
+        assert!(
+            std::env::var_os("SEALROOM_REQUIRE_POSTGRES").is_none(),
+            "{test}: SEALROOM_REQUIRE_POSTGRES is set but SEALROOM_TEST_DATABASE is not; \
+             run it under ci/with-postgres"
+        );
+        eprintln!(
+            "SKIPPED {test}: needs PostgreSQL; run `ci/with-postgres cargo test -p host-server`"
+        );
+    }
+    cluster
+}
+
+/// For a test about the SQLite file itself: `true` (and a note saying why) when the suite runs
+/// against PostgreSQL, where the test has nothing to look at.
+pub fn sqlite_only(test: &str, why: &str) -> bool {
+    if postgres_cluster().is_some() {
+        eprintln!("SKIPPED {test} under PostgreSQL: {why}");
+        return true;
+    }
+    false
+}
+
+/// A fresh database on the test cluster, dropped with this value.
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    /// Connection parameters for the server.
+    pub params: String,
+}
+
+impl TestDatabase {
+    /// A new empty database, if the suite runs against PostgreSQL.
+    pub fn create() -> Option<Self> {
+        let admin = postgres_cluster()?;
+        let name = format!("t_{}", hex::encode(&random32()[..8]));
+        let params = host_server::store::create_database(&admin, &name)
+            .unwrap_or_else(|e| panic!("cannot create a test database on {admin}: {e}"));
+        Some(Self {
+            admin,
+            name,
+            params,
+        })
+    }
+
+    /// A new session on this database, for tests that look at what was stored.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.params, postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = host_server::store::drop_database(&self.admin, &self.name) {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
 pub fn test_config(dir: &Path) -> ServerConfig {
     let mut c = ServerConfig::new(dir.to_path_buf());
     c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -56,6 +130,8 @@ pub fn test_config(dir: &Path) -> ServerConfig {
 
 pub struct TestServer {
     pub server: Option<Server>,
+    /// The PostgreSQL database in use, if the suite runs against PostgreSQL.
+    pub database: Option<TestDatabase>,
     pub dir: tempfile::TempDir,
     pub clock: Arc<AtomicU64>,
     pub config: ServerConfig,
@@ -73,11 +149,14 @@ impl TestServer {
             .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
+        let database = TestDatabase::create();
+        config.database = database.as_ref().map(|d| d.params.clone());
         tweak(&mut config);
         let (clock, handle) = Clock::manual(T0);
         let server = Server::start(config.clone(), clock).unwrap();
         Self {
             server: Some(server),
+            database,
             dir,
             clock: handle,
             config,
@@ -117,6 +196,18 @@ impl TestServer {
         Client::connect(self.addr(), &self.fingerprint())
             .await
             .unwrap()
+    }
+
+    /// Runs a `SELECT COUNT(*) …` taking one byte-string parameter (`$1`) on whichever
+    /// database the server uses.
+    pub fn count(&self, sql: &str, param: &[u8]) -> i64 {
+        match &self.database {
+            Some(db) => db.client().query_one(sql, &[&param]).unwrap().get(0),
+            None => rusqlite::Connection::open(self.db_path())
+                .unwrap()
+                .query_row(sql, [param], |r| r.get(0))
+                .unwrap(),
+        }
     }
 
     pub fn db_path(&self) -> std::path::PathBuf {
