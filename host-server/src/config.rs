@@ -90,6 +90,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// How often expired messages are swept.
     pub sweep_interval: Duration,
+    /// With several nodes: how often every local delivery task rereads its queue anyway, the
+    /// net under wake-ups lost with a node that died between a commit and its announcement.
+    pub resync_interval: Duration,
 }
 
 impl ServerConfig {
@@ -146,6 +149,7 @@ impl ServerConfig {
             registration_policy: Policy::REGISTRATION,
             drain_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(60),
+            resync_interval: Duration::from_secs(30),
         }
     }
 }

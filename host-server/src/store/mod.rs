@@ -20,7 +20,7 @@ use proto_core::{OneTimePrekey, SignedPrekey};
 
 pub use db::Db;
 pub use memory::MemoryStore;
-pub use postgres::{PgStore, connect as pg_connect, create_database, drop_database};
+pub use postgres::{PgLedger, PgStore, connect as pg_connect, create_database, drop_database};
 pub use sqlite::SqliteStore;
 pub use types::{
     Account, AckOutcome, Invitation, Member, NewAccount, NewMessage, Receipt, RoomEvent, RoomInfo,

@@ -17,10 +17,13 @@ use postgres::{Client, NoTls, Statement};
 
 use proto_core::{Key32, Sig64, SignedPrekey};
 
+pub use ledger::PgLedger;
+
 use super::{Account, QueueStore, Store, StoreError};
 
 mod accounts;
 mod keys;
+mod ledger;
 mod queue;
 mod rooms;
 
