@@ -264,3 +264,42 @@ async fn send_msg(out: &Outbox, msg: &Message<'_>) -> bool {
         None => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what a node would announce to the others.
+    #[derive(Debug, Default)]
+    struct RecordingBus(Mutex<Vec<AccountId>>);
+
+    impl WakeBus for RecordingBus {
+        fn publish(&self, account: AccountId) {
+            self.0.lock().unwrap().push(account);
+        }
+    }
+
+    #[test]
+    fn wakes_reach_local_tasks_and_other_nodes_and_bus_wakes_stay_local() {
+        let bus = Arc::new(RecordingBus::default());
+        let hub = Hub::with_bus(bus.clone());
+        let (out, _rx) = Outbox::new(8);
+        let (_, woken) = hub.join(7, out);
+        // The token every new connection starts with.
+        assert!(woken.try_recv().is_ok());
+
+        // A commit here: the local task is woken and every other node is told.
+        hub.wake(7);
+        hub.wake(9);
+        assert!(woken.try_recv().is_ok());
+        assert_eq!(*bus.0.lock().unwrap(), vec![7, 9]);
+
+        // What the bus hears only wakes local tasks (announcing it again would loop).
+        hub.wake_local(7);
+        assert!(woken.try_recv().is_ok());
+        hub.wake_all_local();
+        assert!(woken.try_recv().is_ok());
+        assert!(woken.try_recv().is_err());
+        assert_eq!(bus.0.lock().unwrap().len(), 2);
+    }
+}

@@ -48,6 +48,8 @@ pub struct PgStore {
     reader: bool,
     /// Whether this transaction holds [`MESSAGE_ID_LOCK`].
     id_lock_held: bool,
+    /// Whether the last job succeeded and its savepoint is still to be released.
+    release_pending: bool,
 }
 
 impl core::fmt::Debug for PgStore {
@@ -91,6 +93,7 @@ impl PgStore {
             statements: HashMap::new(),
             reader: false,
             id_lock_held: false,
+            release_pending: false,
         };
         store.migrate()?;
         Ok(store)
@@ -215,6 +218,7 @@ impl Store for PgStore {
             self.reconnect()?;
         }
         self.id_lock_held = false;
+        self.release_pending = false;
         self.client.batch_execute("BEGIN")?;
         Ok(())
     }
@@ -227,17 +231,26 @@ impl Store for PgStore {
     }
 
     fn rollback_batch(&mut self) {
+        self.release_pending = false;
         let _ = self.client.batch_execute("ROLLBACK");
     }
 
     fn begin_job(&mut self) -> Result<(), StoreError> {
-        self.client.batch_execute("SAVEPOINT job")?;
+        // The previous job's savepoint is released here, in the same round trip (every round
+        // trip counts: the writer is one session, and a send is only a few statements).
+        if core::mem::take(&mut self.release_pending) {
+            self.client
+                .batch_execute("RELEASE SAVEPOINT job; SAVEPOINT job")?;
+        } else {
+            self.client.batch_execute("SAVEPOINT job")?;
+        }
         Ok(())
     }
 
     fn end_job(&mut self, ok: bool) -> Result<(), StoreError> {
         if ok {
-            self.client.batch_execute("RELEASE SAVEPOINT job")?;
+            // Kept until the next job begins or the batch commits (COMMIT releases it).
+            self.release_pending = true;
         } else {
             self.id_lock_held = false;
             self.client
@@ -257,6 +270,7 @@ impl Store for PgStore {
             statements: HashMap::new(),
             reader: true,
             id_lock_held: false,
+            release_pending: false,
         })))
     }
 }
