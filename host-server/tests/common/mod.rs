@@ -13,6 +13,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::io::BufRead as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -57,21 +58,13 @@ pub fn require_postgres(test: &str) -> Option<String> {
             "{test}: SEALROOM_REQUIRE_POSTGRES is set but SEALROOM_TEST_DATABASE is not; \
              run it under ci/with-postgres"
         );
-        eprintln!(
+        // Straight to stderr, past the test harness's capture: a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED {test}: needs PostgreSQL; run `ci/with-postgres cargo test -p host-server`"
         );
     }
     cluster
-}
-
-/// For a test about the SQLite file itself: `true` (and a note saying why) when the suite runs
-/// against PostgreSQL, where the test has nothing to look at.
-pub fn sqlite_only(test: &str, why: &str) -> bool {
-    if postgres_cluster().is_some() {
-        eprintln!("SKIPPED {test} under PostgreSQL: {why}");
-        return true;
-    }
-    false
 }
 
 /// A fresh database on the test cluster, dropped with this value.
