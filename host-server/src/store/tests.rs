@@ -381,3 +381,60 @@ fn postgres_failing_statement_is_undone_alone() {
     };
     failing_statement_is_undone_alone(Db::spawn(PgStore::open(&db.params).unwrap()).unwrap());
 }
+
+/// Two writers (two nodes) inserting messages: the second waits for the first's commit before
+/// taking an id, so ids become visible in increasing order and a delivery task reading "after
+/// the last id it sent" can never skip one committed late.
+#[test]
+fn postgres_message_ids_become_visible_in_order_across_writers() {
+    let Some(db) = PgTestDb::create("postgres_message_ids_become_visible_in_order_across_writers")
+    else {
+        return;
+    };
+    let mut a = PgStore::open(&db.params).unwrap();
+    let mut b = PgStore::open(&db.params).unwrap();
+    let alice = a.create_account(&account("alice", 0, 1)).unwrap();
+    let bob = a.create_account(&account("bob", 0, 1)).unwrap();
+
+    a.begin_batch().unwrap();
+    let first = a
+        .insert_message(&msg(Some(bob), None, alice, b"one"))
+        .unwrap();
+    // Writer B, on a thread of its own, inserts while A's transaction is open.
+    let second = std::thread::spawn(move || {
+        b.begin_batch().unwrap();
+        let id = b
+            .insert_message(&msg(Some(bob), None, alice, b"two"))
+            .unwrap();
+        b.commit_batch().unwrap();
+        id
+    });
+    // B must be waiting on the message-id lock (bounded wait for it to get there).
+    let mut watcher = pg_connect(&db.params).unwrap();
+    let mut waiting = 0i64;
+    for _ in 0..200 {
+        waiting = watcher
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        std::thread::sleep(core::time::Duration::from_millis(25));
+    }
+    assert_eq!(waiting, 1, "the second writer did not wait for the first");
+    a.commit_batch().unwrap();
+    let second = second.join().unwrap();
+    assert!(second > first, "{second} committed after {first}");
+    let mut reader = PgStore::open(&db.params).unwrap();
+    let ids: Vec<u64> = reader
+        .pending_for(bob, 0, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, vec![first, second]);
+}
