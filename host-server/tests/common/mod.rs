@@ -12,8 +12,6 @@
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use std::io::BufRead as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,6 +21,15 @@ use host_server::client::{Client, Frame};
 use host_server::clock::Clock;
 use host_server::config::ServerConfig;
 use host_server::server::Server;
+mod database;
+mod process;
+
+// Each test binary uses some of these; the others see them unused.
+#[allow(unused_imports)]
+pub use database::*;
+#[allow(unused_imports)]
+pub use process::*;
+
 use proto_core::{
     DeviceKeys, ErrorCode, IdentityKeyPair, Key32, List, Message, OneTimePrekey, OneTimePrekeyPair,
     Sig64, SignedPrekey, SignedPrekeyPair,
@@ -39,68 +46,6 @@ pub fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).unwrap();
     b
-}
-
-/// The PostgreSQL cluster the suite runs against, if any (`key=value` parameters).
-pub fn postgres_cluster() -> Option<String> {
-    std::env::var("SEALROOM_TEST_DATABASE")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-}
-
-/// For a test that only means something with PostgreSQL: the cluster, or `None` after saying
-/// the test is skipped. In CI (`SEALROOM_REQUIRE_POSTGRES` set) a missing cluster fails instead.
-pub fn require_postgres(test: &str) -> Option<String> {
-    let cluster = postgres_cluster();
-    if cluster.is_none() {
-        assert!(
-            std::env::var_os("SEALROOM_REQUIRE_POSTGRES").is_none(),
-            "{test}: SEALROOM_REQUIRE_POSTGRES is set but SEALROOM_TEST_DATABASE is not; \
-             run it under ci/with-postgres"
-        );
-        // Straight to stderr, past the test harness's capture: a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: needs PostgreSQL; run `ci/with-postgres cargo test -p host-server`"
-        );
-    }
-    cluster
-}
-
-/// A fresh database on the test cluster, dropped with this value.
-pub struct TestDatabase {
-    admin: String,
-    name: String,
-    /// Connection parameters for the server.
-    pub params: String,
-}
-
-impl TestDatabase {
-    /// A new empty database, if the suite runs against PostgreSQL.
-    pub fn create() -> Option<Self> {
-        let admin = postgres_cluster()?;
-        let name = format!("t_{}", hex::encode(&random32()[..8]));
-        let params = host_server::store::create_database(&admin, &name)
-            .unwrap_or_else(|e| panic!("cannot create a test database on {admin}: {e}"));
-        Some(Self {
-            admin,
-            name,
-            params,
-        })
-    }
-
-    /// A new session on this database, for tests that look at what was stored.
-    pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.params, postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Err(e) = host_server::store::drop_database(&self.admin, &self.name) {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
 }
 
 pub fn test_config(dir: &Path) -> ServerConfig {
@@ -496,89 +441,4 @@ pub async fn begin_registration(ts: &TestServer, username: &str) -> (Client, Vec
     };
     let secret = totp::secret_from_uri(uri).unwrap();
     (c, secret)
-}
-
-/// A `sealroom-server` process (killed and reaped when dropped).
-pub struct Proc {
-    pub child: std::process::Child,
-    pub addr: SocketAddr,
-    pub fingerprint: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the real binary on `dir` (and `database`, if given) with cheap password hashing,
-/// and reads its address and certificate fingerprint from its banner.
-pub fn spawn_server(dir: &Path, database: Option<&TestDatabase>) -> Proc {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sealroom-server"));
-    if let Some(db) = database {
-        command.env("SEALROOM_DATABASE", &db.params);
-    }
-    let mut child = command
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("SEALROOM_PBKDF2_ROUNDS", "1000")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut fingerprint) = (None, None);
-    while addr.is_none() || fingerprint.is_none() {
-        let line = lines
-            .next()
-            .expect("server exited before printing its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("sealroom-server listening on ") {
-            addr = Some(a.trim().parse().unwrap());
-        }
-        if line.starts_with("certificate SHA-256 fingerprint") {
-            fingerprint = Some(line.rsplit(": ").next().unwrap().trim().to_owned());
-        }
-    }
-    // Keep draining stdout so the server never writes into a closed pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc {
-        child,
-        addr: addr.unwrap(),
-        fingerprint: fingerprint.unwrap(),
-    }
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Registers on a real-clock server; returns the client and the session token.
-pub async fn register_real(p: &Proc, name: &str) -> (Client, [u8; 32]) {
-    let device = Device::new(0);
-    let mut c = Client::connect(p.addr, &p.fingerprint).await.unwrap();
-    c.send(&register_msg(name, PASSWORD, &device, &[], "x@example.org"))
-        .await
-        .unwrap();
-    let f = recv(&mut c).await;
-    let Some(Message::TotpEnrollment { uri }) = f.msg() else {
-        panic!("{:?}", f.msg())
-    };
-    let secret = totp::secret_from_uri(uri).unwrap();
-    let code = totp::code_at(&secret, now());
-    c.send(&Message::ConfirmTotp { code: &code }).await.unwrap();
-    assert!(matches!(
-        recv(&mut c).await.msg(),
-        Some(Message::EnrollmentComplete { .. })
-    ));
-    let f = recv(&mut c).await;
-    let Some(Message::Session { token, .. }) = f.msg() else {
-        panic!("{:?}", f.msg())
-    };
-    (c, token.0)
 }
