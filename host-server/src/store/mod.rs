@@ -45,7 +45,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", postgres::with_causes(.0))]
     Postgres(#[from] ::postgres::Error),
     /// A stored value has the wrong shape (corruption or a bad migration).
     #[error("stored data is corrupt: {0}")]

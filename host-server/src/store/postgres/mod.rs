@@ -61,10 +61,26 @@ impl core::fmt::Debug for PgStore {
 /// Opens a session on the database `params` names (a `postgres://` URL or `key=value` pairs),
 /// with commits that wait for the WAL flush whatever the server's default.
 pub fn connect(params: &str) -> Result<Client, StoreError> {
-    let mut client = Client::connect(params, NoTls)
-        .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut client = Client::connect(params, NoTls).map_err(|e| {
+        StoreError::Open(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
+    })?;
     client.batch_execute("SET synchronous_commit = on; SET client_min_messages = warning")?;
     Ok(client)
+}
+
+/// An error with the causes it wraps ("error connecting to server: Connection refused …").
+pub(super) fn with_causes(e: &dyn core::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 pub(super) fn to_i64(v: u64) -> i64 {
@@ -292,8 +308,9 @@ pub fn create_database(admin: &str, name: &str) -> Result<String, StoreError> {
             "give the cluster as key=value parameters (host=… port=… user=…), not a URL".into(),
         ));
     }
-    let mut client = Client::connect(admin, NoTls)
-        .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut client = Client::connect(admin, NoTls).map_err(|e| {
+        StoreError::Open(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
+    })?;
     client.batch_execute(&format!("CREATE DATABASE {name}"))?;
     Ok(format!("{admin} dbname={name}"))
 }
@@ -306,8 +323,9 @@ pub fn drop_database(admin: &str, name: &str) -> Result<(), StoreError> {
     {
         return Err(StoreError::Open(format!("database name {name:?}")));
     }
-    let mut client = Client::connect(admin, NoTls)
-        .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+    let mut client = Client::connect(admin, NoTls).map_err(|e| {
+        StoreError::Open(format!("cannot connect to PostgreSQL: {}", with_causes(&e)))
+    })?;
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     Ok(())
 }
