@@ -5,7 +5,9 @@
 //! TLS 1.3 only; [`server`] accepts connections and sends each to its transport by ALPN
 //! (`sealroom/1` for native frames, `http/1.1` for the browser's HTTPS + WebSocket, see
 //! [`http`]); [`connection`] is the one frame handler both transports share; [`hub`] knows
-//! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state.
+//! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state
+//! (SQLite embedded, or PostgreSQL shared by several nodes, which [`wake`] each other when a
+//! commit on one concerns a connection on another).
 //!
 //! The server relays and stores ciphertext only: it never decrypts a body.
 

@@ -3,9 +3,9 @@
 //! [`Store`] is the whole storage surface, synchronous and small enough for a second backend
 //! (PostgreSQL) to implement without touching the protocol. [`SqliteStore`] is the durable
 //! embedded backend; [`PgStore`] the one several nodes share; [`MemoryStore`] serves logic
-//! tests. [`Db`] runs a store on a thread of its own, off
-//! the async reactor, and commits many requests per transaction when they queue up (group
-//! commit): a request's reply is released only after the transaction holding it is durable.
+//! tests. [`Db`] runs a store on a thread of its own, off the async reactor, and commits many
+//! requests per transaction when they queue up (group commit): a request's reply is released
+//! only after the transaction holding it is durable.
 //!
 //! This module does not judge requests (permissions, quotas, validation): callers do that
 //! inside the closure they pass to [`Db::call`], which runs atomically.
