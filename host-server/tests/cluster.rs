@@ -354,3 +354,59 @@ fn failed_logins_on_one_node_count_on_the_other() {
     node_a.shutdown();
     node_b.shutdown();
 }
+
+#[test]
+fn one_time_prekeys_are_handed_out_at_one_pace_across_nodes() {
+    if require_postgres("one_time_prekeys_are_handed_out_at_one_pace_across_nodes").is_none() {
+        return;
+    }
+    let rates = |c: &mut host_server::config::ServerConfig| {
+        c.prekey_handout_rate = host_server::auth::ratelimit::Rate {
+            burst: 3,
+            per_hour: 1,
+        };
+    };
+    let node_a = TestServer::start_with(rates);
+    // Node B: the same database and the same (manual) time, a data folder of its own.
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut config_b = node_a.config.clone();
+    config_b.data_dir = dir_b.path().to_path_buf();
+    config_b.web_root = dir_b.path().join("no-web-root");
+    let node_b = host_server::server::Server::start(
+        config_b,
+        host_server::clock::Clock::Manual(node_a.clock.clone()),
+    )
+    .unwrap();
+    run(async {
+        let (mut on_a, alice) = register(&node_a, "alice", 0).await;
+        let (_bob, _) = register(&node_a, "bob", 10).await;
+        let mut on_b = Client::connect(node_b.local_addr, &node_b.identity.fingerprint)
+            .await
+            .unwrap();
+        on_b.send(&Message::Resume {
+            username: "alice",
+            token: Key32(alice.token),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            recv(&mut on_b).await.msg(),
+            Some(Message::Session { .. })
+        ));
+        let mut with_prekey = 0;
+        for i in 0..6 {
+            let c = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+            c.send(&Message::FetchBundle { username: "bob" })
+                .await
+                .unwrap();
+            let f = recv_reply(c).await;
+            let Some(Message::Bundle { bundle }) = f.msg() else {
+                panic!("{:?}", f.msg())
+            };
+            with_prekey += usize::from(bundle.one_time_prekey.is_some());
+        }
+        // Three in all, not three per node.
+        assert_eq!(with_prekey, 3);
+    });
+    node_b.shutdown();
+}

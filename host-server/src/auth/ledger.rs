@@ -1,4 +1,5 @@
-//! Where failed logins and known addresses are counted: [`MemoryLedger`] in this process (one
+//! Where failed logins and known addresses are counted (and, with several nodes, the pace of
+//! one-time prekey hand-outs): [`MemoryLedger`] in this process (one
 //! node; a restart forgets), or a database every node shares (`store::PgLedger`), so that a
 //! guesser spreading attempts over the nodes behind one address meets the same limits.
 //!
@@ -11,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::lock;
-use super::ratelimit::{Limiter, Policy, RetryAfter};
+use super::ratelimit::{Limiter, Policy, Rate, RetryAfter};
 
 /// One failure count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,17 @@ pub trait LoginLedger: Send + Sync + fmt::Debug {
     fn is_known(&self, username: &str, addr: IpAddr) -> Result<bool, LedgerError>;
     /// Remembers `addr` as one `username` logs in from (the newest [`KNOWN_PER_ACCOUNT`]).
     fn add_known(&self, username: &str, addr: IpAddr) -> Result<(), LedgerError>;
+    /// Takes a token from `owner`'s one-time-prekey hand-out bucket, if this ledger keeps one
+    /// every node shares: `Some(true)` if one was left. `None` (the default) leaves the pace
+    /// to this node's in-memory bucket.
+    fn take_handout(
+        &self,
+        _owner: &str,
+        _rate: &Rate,
+        _now: u64,
+    ) -> Result<Option<bool>, LedgerError> {
+        Ok(None)
+    }
 }
 
 /// Source addresses remembered per account as "logged in from here before".

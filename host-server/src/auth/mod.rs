@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use smol::lock::Semaphore;
 
 pub use ledger::{Counter, LedgerError, LoginLedger, MemoryLedger};
-use ratelimit::{Policy, RetryAfter};
+use ratelimit::{Policy, Rate, RetryAfter};
 
 /// Recovery codes handed out at enrollment.
 pub const RECOVERY_CODES: usize = 10;
@@ -380,6 +380,26 @@ impl Auth {
             .await;
         if let Err(e) = recorded {
             tracing::error!(error = %e, "cannot record a successful login");
+        }
+    }
+
+    /// Takes a one-time-prekey hand-out token for `owner` from the bucket every node shares;
+    /// `None` on a single node (the caller's in-memory bucket decides). If the shared bucket
+    /// cannot be read, no prekey is handed out (the bundle still works without one).
+    pub async fn take_shared_handout(&self, owner: &str, rate: Rate, now: u64) -> Option<bool> {
+        if !self.ledger.is_remote() {
+            return None;
+        }
+        let owner = owner.to_owned();
+        match self
+            .on_ledger(move |l, _| l.take_handout(&owner, &rate, now))
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the prekey hand-out pace");
+                Some(false)
+            }
         }
     }
 

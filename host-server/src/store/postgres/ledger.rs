@@ -8,7 +8,7 @@ use postgres::Client;
 
 use super::{connect, to_i64, to_u64};
 use crate::auth::ledger::{Counter, KNOWN_PER_ACCOUNT, LedgerError, LoginLedger};
-use crate::auth::ratelimit::{Policy, RetryAfter, WINDOW_SECS, verdict};
+use crate::auth::ratelimit::{Policy, Rate, RetryAfter, WINDOW_SECS, verdict};
 use crate::store::StoreError;
 
 /// [`LoginLedger`] on a PostgreSQL session of its own (reopened when lost). Each call is one
@@ -161,5 +161,34 @@ impl LoginLedger for PgLedger {
             )?;
             Ok(())
         })
+    }
+
+    fn take_handout(
+        &self,
+        owner: &str,
+        rate: &Rate,
+        now: u64,
+    ) -> Result<Option<bool>, LedgerError> {
+        let burst = f64::from(rate.burst);
+        let per_sec = f64::from(rate.per_hour) / 3600.0;
+        // One statement: refill since `at`, then take a token only if one is there. Nodes
+        // taking at once queue on the row lock and each sees the other's take.
+        let taken = self.with(|c| {
+            c.query_opt(
+                "WITH p AS (SELECT $2::DOUBLE PRECISION AS burst, $3::BIGINT AS now, \
+                   $4::DOUBLE PRECISION AS per_sec) \
+                 INSERT INTO handout_buckets AS b (owner, tokens, at) \
+                 SELECT $1, p.burst - 1, p.now FROM p WHERE p.burst >= 1 \
+                 ON CONFLICT (owner) DO UPDATE SET \
+                   tokens = LEAST((SELECT burst FROM p), b.tokens \
+                     + (SELECT per_sec FROM p) * GREATEST((SELECT now FROM p) - b.at, 0)) - 1, \
+                   at = (SELECT now FROM p) \
+                 WHERE LEAST((SELECT burst FROM p), b.tokens \
+                   + (SELECT per_sec FROM p) * GREATEST((SELECT now FROM p) - b.at, 0)) >= 1 \
+                 RETURNING b.tokens",
+                &[&owner, &burst, &to_i64(now), &per_sec],
+            )
+        })?;
+        Ok(Some(taken.is_some()))
     }
 }

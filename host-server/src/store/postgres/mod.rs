@@ -31,6 +31,7 @@ mod rooms;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_login_ledger.sql"),
+    include_str!("migrations/0003_handout_buckets.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.
