@@ -15,8 +15,11 @@ use crate::auth::ratelimit::{Policy, Rate};
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Folder for the database and the generated certificate.
+    /// Folder for the SQLite database and the generated certificate.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://…` or `key=value` pairs) shared with other nodes,
+    /// instead of the SQLite file in `data_dir`.
+    pub database: Option<String>,
     /// PEM certificate chain; with `key`, replaces the self-signed certificate.
     pub cert: Option<PathBuf>,
     /// PEM private key for `cert`.
@@ -87,6 +90,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// How often expired messages are swept.
     pub sweep_interval: Duration,
+    /// With several nodes: how often every local delivery task rereads its queue anyway, the
+    /// net under wake-ups lost with a node that died between a commit and its announcement.
+    pub resync_interval: Duration,
 }
 
 impl ServerConfig {
@@ -95,6 +101,7 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir,
+            database: None,
             cert: None,
             key: None,
             hostnames: Vec::new(),
@@ -142,6 +149,7 @@ impl ServerConfig {
             registration_policy: Policy::REGISTRATION,
             drain_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(60),
+            resync_interval: Duration::from_secs(30),
         }
     }
 }

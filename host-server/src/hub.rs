@@ -17,6 +17,7 @@ use smol::channel::{Receiver, Sender};
 use crate::Shared;
 use crate::outbox::{Outbox, encode};
 use crate::store::{AccountId, StoreError};
+use crate::wake::WakeBus;
 
 /// Messages read from the store per delivery batch.
 const BATCH: usize = 16;
@@ -28,11 +29,18 @@ struct Peer {
     wake: Sender<()>,
 }
 
-/// Live connections by account: the only shared map of who is online.
+/// Live connections by account: the only shared map of who is online (on this node).
+///
+/// With several nodes, [`wake`](Hub::wake) also tells the others through the [`WakeBus`];
+/// what the bus hears comes back through [`wake_local`](Hub::wake_local) and
+/// [`wake_all_local`](Hub::wake_all_local). Pushes ([`push`](Hub::push),
+/// [`offer`](Hub::offer)) reach this node's connections only; their callers keep in the store
+/// what no local connection took, and wake the account.
 #[derive(Debug, Default)]
 pub struct Hub {
     peers: Mutex<HashMap<AccountId, Vec<Peer>>>,
     next_id: AtomicU64,
+    bus: Option<Arc<dyn WakeBus>>,
 }
 
 impl Hub {
@@ -40,6 +48,14 @@ impl Hub {
         self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A hub that also wakes other nodes through `bus`.
+    pub fn with_bus(bus: Arc<dyn WakeBus>) -> Self {
+        Self {
+            bus: Some(bus),
+            ..Self::default()
+        }
     }
 
     /// Registers a logged-in connection; returns its id and the wake-up receiver its delivery
@@ -95,9 +111,28 @@ impl Hub {
         self.lock().contains_key(&account)
     }
 
-    /// Wakes the account's delivery tasks (coalesced: one pending wake is enough).
+    /// Wakes the account's delivery tasks, here and (through the bus) on every other node.
+    /// Call it only after the commit that gave the account something new.
     pub fn wake(&self, account: AccountId) {
+        self.wake_local(account);
+        if let Some(bus) = &self.bus {
+            bus.publish(account);
+        }
+    }
+
+    /// Wakes the account's delivery tasks on this node (coalesced: one pending wake is enough).
+    pub fn wake_local(&self, account: AccountId) {
         if let Some(list) = self.lock().get(&account) {
+            for p in list {
+                let _ = p.wake.try_send(());
+            }
+        }
+    }
+
+    /// Wakes every delivery task on this node: each reads its queue again (after wake-ups
+    /// from other nodes may have been missed).
+    pub fn wake_all_local(&self) {
+        for list in self.lock().values() {
             for p in list {
                 let _ = p.wake.try_send(());
             }
@@ -248,5 +283,44 @@ async fn send_msg(out: &Outbox, msg: &Message<'_>) -> bool {
     match encode(msg) {
         Some(frame) => out.send_frame(frame).await,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what a node would announce to the others.
+    #[derive(Debug, Default)]
+    struct RecordingBus(Mutex<Vec<AccountId>>);
+
+    impl WakeBus for RecordingBus {
+        fn publish(&self, account: AccountId) {
+            self.0.lock().unwrap().push(account);
+        }
+    }
+
+    #[test]
+    fn wakes_reach_local_tasks_and_other_nodes_and_bus_wakes_stay_local() {
+        let bus = Arc::new(RecordingBus::default());
+        let hub = Hub::with_bus(bus.clone());
+        let (out, _rx) = Outbox::new(8);
+        let (_, woken) = hub.join(7, out);
+        // The token every new connection starts with.
+        assert!(woken.try_recv().is_ok());
+
+        // A commit here: the local task is woken and every other node is told.
+        hub.wake(7);
+        hub.wake(9);
+        assert!(woken.try_recv().is_ok());
+        assert_eq!(*bus.0.lock().unwrap(), vec![7, 9]);
+
+        // What the bus hears only wakes local tasks (announcing it again would loop).
+        hub.wake_local(7);
+        assert!(woken.try_recv().is_ok());
+        hub.wake_all_local();
+        assert!(woken.try_recv().is_ok());
+        assert!(woken.try_recv().is_err());
+        assert_eq!(bus.0.lock().unwrap().len(), 2);
     }
 }

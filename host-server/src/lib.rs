@@ -5,7 +5,9 @@
 //! TLS 1.3 only; [`server`] accepts connections and sends each to its transport by ALPN
 //! (`sealroom/1` for native frames, `http/1.1` for the browser's HTTPS + WebSocket, see
 //! [`http`]); [`connection`] is the one frame handler both transports share; [`hub`] knows
-//! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state.
+//! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state
+//! (SQLite embedded, or PostgreSQL shared by several nodes, which [`wake`] each other when a
+//! commit on one concerns a connection on another).
 //!
 //! The server relays and stores ciphertext only: it never decrypts a body.
 
@@ -22,6 +24,7 @@ pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod wake;
 
 use std::sync::Arc;
 
@@ -86,27 +89,57 @@ impl Limits {
     }
 }
 
+/// What nodes sharing one database share besides the store.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Wake-ups to and from the other nodes.
+    pub bus: Arc<dyn wake::WakeBus>,
+    /// Failed-login counts and known addresses.
+    pub ledger: Arc<dyn auth::LoginLedger>,
+}
+
 impl Shared {
-    /// Shared state over a running store.
+    /// Shared state over a running store, for a single node.
     pub fn new(
         config: config::ServerConfig,
         db: store::Db,
         clock: clock::Clock,
         executor: Arc<smol::Executor<'static>>,
     ) -> Arc<Self> {
-        let auth = auth::Auth::new(
+        Self::with_cluster(config, db, clock, executor, None)
+    }
+
+    /// Shared state over a running store, for one of several nodes when `cluster` is given.
+    pub fn with_cluster(
+        config: config::ServerConfig,
+        db: store::Db,
+        clock: clock::Clock,
+        executor: Arc<smol::Executor<'static>>,
+        cluster: Option<Cluster>,
+    ) -> Arc<Self> {
+        let (rounds, account, address, registration) = (
             config.pbkdf2_rounds,
             config.account_policy,
             config.address_policy,
             config.registration_policy,
-        )
-        .with_hash_queue(config.max_hash_queue);
+        );
+        let (auth, hub) = match cluster {
+            Some(c) => (
+                auth::Auth::with_ledger(rounds, account, address, registration, c.ledger),
+                hub::Hub::with_bus(c.bus),
+            ),
+            None => (
+                auth::Auth::new(rounds, account, address, registration),
+                hub::Hub::default(),
+            ),
+        };
+        let auth = auth.with_hash_queue(config.max_hash_queue);
         let limits = Limits::new(&config);
         Arc::new(Self {
             config,
             db,
             auth,
-            hub: hub::Hub::default(),
+            hub,
             limits,
             clock,
             executor,

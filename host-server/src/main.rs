@@ -24,6 +24,10 @@ struct Args {
     /// Folder for the SQLite database and the self-signed certificate.
     #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./sealroom-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL database shared by several nodes (`postgres://user@host/db` or
+    /// `host=… dbname=…`), instead of the SQLite file in --data-dir (see docs/DEPLOY.md).
+    #[arg(long, env = "SEALROOM_DATABASE")]
+    database: Option<String>,
     /// PEM certificate chain (with --key) instead of the self-signed certificate.
     #[arg(long, env = "SEALROOM_CERT", requires = "key")]
     cert: Option<PathBuf>,
@@ -97,6 +101,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.listen = args.listen;
+    config.database = args.database;
+    let using_postgres = config.database.is_some();
     config.cert = args.cert;
     config.key = args.key;
     config.hostnames = args.hostnames;
@@ -144,7 +150,7 @@ fn main() -> anyhow::Result<()> {
     let banner = format!(
         "sealroom-server listening on {addr}\nopen https://{host}:{port}/\n\
          certificate SHA-256 fingerprint{kind}: {fp}\nkey (SPKI) SHA-256 pin: {key_pin}\n\
-         certificate: {cert}\ndata: {data}\n",
+         certificate: {cert}\ndata: {data}\nstore: {store}\n",
         port = addr.port(),
         kind = if server.identity.self_signed {
             " (self-signed)"
@@ -154,6 +160,12 @@ fn main() -> anyhow::Result<()> {
         fp = server.identity.fingerprint,
         cert = server.identity.cert_path.display(),
         data = args.data_dir.display(),
+        // Never the connection string itself: it may hold a password.
+        store = if using_postgres {
+            "PostgreSQL (--database), shared with any other node on it"
+        } else {
+            "SQLite, sealroom.db in the data folder"
+        },
     );
     {
         use std::io::Write as _;

@@ -11,7 +11,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -20,14 +20,16 @@ use proto_core::{ErrorCode, Message};
 use smol::Async;
 use smol::io::AsyncWriteExt;
 
+use crate::Cluster;
 use crate::Shared;
 use crate::auth::address_key;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 pub use crate::shutdown::Shutdown;
-use crate::store::{Db, SqliteStore, StoreError};
+use crate::store::{Db, PgLedger, PgStore, SqliteStore, StoreError};
 use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
 use crate::transport::Accepted;
+use crate::wake::{PgWakeBus, Wake};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,8 @@ pub struct Server {
     stop_executor: Shutdown,
     active: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
+    /// The wake-up bus, when this node shares a database with others.
+    bus: Option<Arc<PgWakeBus>>,
 }
 
 impl Server {
@@ -160,8 +164,38 @@ impl Server {
             &config.hostnames,
         )?;
         let acceptor = TlsAcceptor::from(tls::server_config(&identity)?);
-        let store = SqliteStore::open(&config.data_dir.join("sealroom.db"))?;
-        let db = Db::spawn(store)?;
+        // With PostgreSQL this node is one of several: the store opens (and migrates) first,
+        // then the ledger and the wake-up bus, whose wakes reach this node's hub once it exists.
+        let target: Arc<OnceLock<Weak<Shared>>> = Arc::default();
+        let (db, cluster, bus) = match &config.database {
+            Some(params) => {
+                let db = Db::spawn(PgStore::open(params)?)?;
+                let ledger = Arc::new(PgLedger::open(params)?);
+                let to = target.clone();
+                let bus = Arc::new(PgWakeBus::start(
+                    params,
+                    config.resync_interval,
+                    move |wake| {
+                        if let Some(shared) = to.get().and_then(Weak::upgrade) {
+                            match wake {
+                                Wake::Account(account) => shared.hub.wake_local(account),
+                                Wake::Everyone => shared.hub.wake_all_local(),
+                            }
+                        }
+                    },
+                )?);
+                let cluster = Cluster {
+                    bus: bus.clone(),
+                    ledger,
+                };
+                (db, Some(cluster), Some(bus))
+            }
+            None => (
+                Db::spawn(SqliteStore::open(&config.data_dir.join("sealroom.db"))?)?,
+                None,
+                None,
+            ),
+        };
         let listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -189,7 +223,8 @@ impl Server {
             threads.push(t);
         }
 
-        let shared = Shared::new(config, db, clock, executor);
+        let shared = Shared::with_cluster(config, db, clock, executor, cluster);
+        let _ = target.set(Arc::downgrade(&shared));
         let shutdown = Shutdown::new();
         let active = Arc::new(AtomicUsize::new(0));
         shared
@@ -213,6 +248,7 @@ impl Server {
             stop_executor,
             active,
             threads,
+            bus,
         })
     }
 
@@ -241,6 +277,10 @@ impl Server {
             tracing::warn!(connections = left, "drain timeout: closing the rest");
         }
         self.shared.db.shutdown();
+        if let Some(bus) = &self.bus {
+            // After the store: announces the wake-ups its last commits queued.
+            bus.shutdown();
+        }
         self.stop_executor.trigger();
         for t in self.threads.drain(..) {
             let _ = t.join();

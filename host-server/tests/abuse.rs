@@ -268,10 +268,17 @@ fn fetching_bundles_cannot_drain_one_time_prekeys() {
             .await
             .unwrap();
         expect_error(&recv_reply(&mut a).await, ErrorCode::RATE_LIMITED);
-        let db = rusqlite::Connection::open(ts.db_path()).unwrap();
-        let left: i64 = db
-            .query_row("SELECT COUNT(*) FROM one_time_prekeys", [], |r| r.get(0))
-            .unwrap();
+        let left: i64 = match &ts.database {
+            Some(db) => db
+                .client()
+                .query_one("SELECT COUNT(*) FROM one_time_prekeys", &[])
+                .unwrap()
+                .get(0),
+            None => rusqlite::Connection::open(ts.db_path())
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM one_time_prekeys", [], |r| r.get(0))
+                .unwrap(),
+        };
         assert_eq!(left, 7);
     });
 }

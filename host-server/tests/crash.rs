@@ -6,95 +6,13 @@
 
 mod common;
 
-use core::net::SocketAddr;
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use host_server::auth::totp;
 use host_server::client::Client;
 use proto_core::{Key32, Message};
-
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_server(dir: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealroom-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("SEALROOM_PBKDF2_ROUNDS", "1000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut fingerprint) = (None, None);
-    while addr.is_none() || fingerprint.is_none() {
-        let line = lines
-            .next()
-            .expect("server exited before printing its address")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("sealroom-server listening on ") {
-            addr = Some(a.trim().parse().unwrap());
-        }
-        if line.starts_with("certificate SHA-256 fingerprint") {
-            fingerprint = Some(line.rsplit(": ").next().unwrap().trim().to_owned());
-        }
-    }
-    // Keep draining stdout so the server never writes into a closed pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc {
-        child,
-        addr: addr.unwrap(),
-        fingerprint: fingerprint.unwrap(),
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Registers on a real-clock server; returns the client and the session token.
-async fn register_real(p: &Proc, name: &str) -> (Client, [u8; 32]) {
-    let device = Device::new(0);
-    let mut c = Client::connect(p.addr, &p.fingerprint).await.unwrap();
-    c.send(&register_msg(name, PASSWORD, &device, &[], "x@example.org"))
-        .await
-        .unwrap();
-    let f = recv(&mut c).await;
-    let Some(Message::TotpEnrollment { uri }) = f.msg() else {
-        panic!("{:?}", f.msg())
-    };
-    let secret = totp::secret_from_uri(uri).unwrap();
-    let code = totp::code_at(&secret, now());
-    c.send(&Message::ConfirmTotp { code: &code }).await.unwrap();
-    assert!(matches!(
-        recv(&mut c).await.msg(),
-        Some(Message::EnrollmentComplete { .. })
-    ));
-    let f = recv(&mut c).await;
-    let Some(Message::Session { token, .. }) = f.msg() else {
-        panic!("{:?}", f.msg())
-    };
-    (c, token.0)
-}
 
 const SENDS: u64 = 600;
 const KILL_AFTER: usize = 150;
@@ -103,7 +21,8 @@ const WINDOW: usize = 32;
 #[test]
 fn sigkill_during_sends_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let p1 = spawn_server(dir.path());
+    let database = TestDatabase::create();
+    let p1 = spawn_server(dir.path(), database.as_ref());
     let (bob_token, accepted) = run(async {
         let (a, _) = register_real(&p1, "alice").await;
         let (b, bob_token) = register_real(&p1, "bob").await;
@@ -165,15 +84,16 @@ fn sigkill_during_sends_loses_no_acknowledged_message() {
     );
 
     // Restart on the same data and count what is queued for Bob.
-    let p2 = spawn_server(dir.path());
-    let queued: i64 = rusqlite::Connection::open(dir.path().join("sealroom.db"))
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM messages m JOIN accounts a ON a.id = m.recipient_id WHERE a.username = 'bob'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let p2 = spawn_server(dir.path(), database.as_ref());
+    let count = "SELECT COUNT(*) FROM messages m JOIN accounts a ON a.id = m.recipient_id \
+                 WHERE a.username = 'bob'";
+    let queued: i64 = match &database {
+        Some(db) => db.client().query_one(count, &[]).unwrap().get(0),
+        None => rusqlite::Connection::open(dir.path().join("sealroom.db"))
+            .unwrap()
+            .query_row(count, [], |r| r.get(0))
+            .unwrap(),
+    };
     assert!(
         queued as usize >= accepted.len(),
         "{queued} queued < {} accepted",

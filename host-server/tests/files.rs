@@ -1,6 +1,10 @@
 //! What the server leaves on disk and in its logs: owner-only database and key files whatever
 //! the folder's mode, a self-signed certificate that lasts a year and is renewed with the same
 //! key, and logs without terminal colour codes when they do not go to a terminal.
+//!
+//! These are about the files a node keeps in its data folder (the SQLite database among them),
+//! so they run SQLite servers whatever the suite's backend: under PostgreSQL the database's
+//! files belong to PostgreSQL, and the certificate and key checks are the same either way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 

@@ -268,14 +268,7 @@ fn rooms_fan_out_one_stored_copy_and_enforce_roles() {
             (server_id, "alice", Some("team"), &b"room-ct"[..])
         );
         // Stored once, not once per member.
-        let db = rusqlite::Connection::open(ts.db_path()).unwrap();
-        let copies: i64 = db
-            .query_row(
-                "SELECT COUNT(*) FROM messages WHERE body = ?1",
-                [&b"room-ct"[..]],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let copies = ts.count("SELECT COUNT(*) FROM messages WHERE body = $1", b"room-ct");
         assert_eq!(copies, 1);
         b.send(&Message::Ack { server_id: sid }).await.unwrap();
         let mut c = resume(&ts, &carol).await;

@@ -5,6 +5,7 @@
 //! checks with the store.
 
 mod hashing;
+pub mod ledger;
 pub mod password;
 pub mod ratelimit;
 pub mod totp;
@@ -13,14 +14,14 @@ use hashing::HashQueue;
 pub use hashing::{Busy, HASHES_PER_ADDRESS};
 
 use core::net::IpAddr;
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use proto_core::names;
 use sha2::{Digest, Sha256};
 use smol::lock::Semaphore;
 
-use ratelimit::{Limiter, Policy, RetryAfter};
+pub use ledger::{Counter, LedgerError, LoginLedger, MemoryLedger};
+use ratelimit::{Policy, Rate, RetryAfter};
 
 /// Recovery codes handed out at enrollment.
 pub const RECOVERY_CODES: usize = 10;
@@ -181,63 +182,34 @@ pub fn address_key(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// Source addresses remembered per account as "logged in from here before".
-const KNOWN_PER_ACCOUNT: usize = 16;
-/// Accounts whose known addresses are remembered at most (oldest dropped first).
-const KNOWN_ACCOUNTS: usize = 100_000;
-
 /// Shared authentication state: hashing settings, the hashing pool's permits, rate limiters.
 ///
 /// Failed logins count per (account, source address) and per source address; failures from
 /// addresses the account never logged in from also count against the account as a whole. So
 /// a stranger can lock the account only for other strangers: its owner still logs in with
 /// password and TOTP from an address used before, or with a recovery code from anywhere, and a
-/// valid session token is never refused by these limits.
+/// valid session token is never refused by these limits. The counts live in a [`LoginLedger`]:
+/// this process's memory on one node, the shared database when several nodes serve one address.
 #[derive(Debug, Clone)]
 pub struct Auth {
     rounds: u32,
     decoy: Arc<String>,
     hashing: Arc<Semaphore>,
-    pairs: Arc<Mutex<Limiter<(String, IpAddr)>>>,
-    strangers: Arc<Mutex<Limiter<String>>>,
-    addresses: Arc<Mutex<Limiter<IpAddr>>>,
-    registrations: Arc<Mutex<Limiter<IpAddr>>>,
-    known: Arc<Mutex<Known>>,
+    policies: Policies,
+    ledger: Arc<dyn LoginLedger>,
     queue: Arc<Mutex<HashQueue>>,
 }
 
-/// Addresses each account logged in from, newest last.
-#[derive(Debug, Default)]
-struct Known {
-    by_account: HashMap<String, VecDeque<IpAddr>>,
-    order: VecDeque<String>,
+/// The three limiter policies.
+#[derive(Debug, Clone, Copy)]
+struct Policies {
+    account: Policy,
+    address: Policy,
+    registration: Policy,
 }
 
-impl Known {
-    fn contains(&self, account: &str, addr: IpAddr) -> bool {
-        self.by_account
-            .get(account)
-            .is_some_and(|a| a.contains(&addr))
-    }
-
-    fn add(&mut self, account: &str, addr: IpAddr) {
-        if !self.by_account.contains_key(account) {
-            while self.by_account.len() >= KNOWN_ACCOUNTS {
-                let Some(oldest) = self.order.pop_front() else {
-                    break;
-                };
-                self.by_account.remove(&oldest);
-            }
-            self.order.push_back(account.to_owned());
-        }
-        let addrs = self.by_account.entry(account.to_owned()).or_default();
-        addrs.retain(|a| *a != addr);
-        addrs.push_back(addr);
-        while addrs.len() > KNOWN_PER_ACCOUNT {
-            addrs.pop_front();
-        }
-    }
-}
+/// How long a login waits when the ledger cannot be read: the limits fail closed.
+const LEDGER_DOWN_RETRY: u64 = 5;
 
 /// A refusal by the rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,23 +233,47 @@ fn worst(results: &[Result<(), RetryAfter>]) -> Result<(), Limited> {
 }
 
 impl Auth {
-    /// Auth state with `rounds` PBKDF2 iterations and these limiter policies.
+    /// Auth state with `rounds` PBKDF2 iterations and these limiter policies, counting in
+    /// this process's memory.
     pub fn new(
         rounds: u32,
         account_policy: Policy,
         address_policy: Policy,
         registration_policy: Policy,
     ) -> Self {
+        let ledger = Arc::new(MemoryLedger::new(
+            account_policy,
+            address_policy,
+            registration_policy,
+        ));
+        Self::with_ledger(
+            rounds,
+            account_policy,
+            address_policy,
+            registration_policy,
+            ledger,
+        )
+    }
+
+    /// As [`Auth::new`], counting in `ledger` (a database every node shares).
+    pub fn with_ledger(
+        rounds: u32,
+        account_policy: Policy,
+        address_policy: Policy,
+        registration_policy: Policy,
+        ledger: Arc<dyn LoginLedger>,
+    ) -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, core::num::NonZero::get);
         Self {
             rounds,
             decoy: Arc::new(password::decoy_hash(rounds)),
             hashing: Arc::new(Semaphore::new(cpus)),
-            pairs: Arc::new(Mutex::new(Limiter::new(account_policy))),
-            strangers: Arc::new(Mutex::new(Limiter::new(account_policy))),
-            addresses: Arc::new(Mutex::new(Limiter::new(address_policy))),
-            registrations: Arc::new(Mutex::new(Limiter::new(registration_policy))),
-            known: Arc::new(Mutex::new(Known::default())),
+            policies: Policies {
+                account: account_policy,
+                address: address_policy,
+                registration: registration_policy,
+            },
+            ledger,
             queue: Arc::new(Mutex::new(HashQueue::new(64))),
         }
     }
@@ -293,55 +289,136 @@ impl Auth {
         self.rounds
     }
 
-    /// Whether this account name may attempt a login from `addr` now, and with what.
-    pub fn check_login(&self, username: &str, addr: IpAddr, now: u64) -> Result<Gate, Limited> {
-        let pair = (username.to_owned(), addr);
-        worst(&[
-            lock(&self.addresses).check(&addr, now),
-            lock(&self.pairs).check(&pair, now),
-        ])?;
-        if lock(&self.known).contains(username, addr) {
-            return Ok(Gate::Open);
+    /// Runs `f` on the ledger: here if it is in memory, on the blocking pool if it is remote.
+    async fn on_ledger<R, F>(&self, f: F) -> Result<R, LedgerError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn LoginLedger, &Policies) -> Result<R, LedgerError> + Send + 'static,
+    {
+        if self.ledger.is_remote() {
+            let (ledger, policies) = (self.ledger.clone(), self.policies);
+            smol::unblock(move || f(&*ledger, &policies)).await
+        } else {
+            f(&*self.ledger, &self.policies)
         }
-        match lock(&self.strangers).check(&username.to_owned(), now) {
-            Ok(()) => Ok(Gate::Open),
-            Err(_) => Ok(Gate::RecoveryOnly),
-        }
+    }
+
+    /// Whether this account name may attempt a login from `addr` now, and with what. If the
+    /// ledger cannot be read, the attempt is refused for a few seconds (fail closed).
+    pub async fn check_login(
+        &self,
+        username: &str,
+        addr: IpAddr,
+        now: u64,
+    ) -> Result<Gate, Limited> {
+        let name = username.to_owned();
+        let checked = self
+            .on_ledger(move |l, p| {
+                let counts = [
+                    l.check(Counter::Address(addr), &p.address, now)?,
+                    l.check(Counter::Pair(&name, addr), &p.account, now)?,
+                ];
+                if let Err(limited) = worst(&counts) {
+                    return Ok(Err(limited));
+                }
+                if l.is_known(&name, addr)? {
+                    return Ok(Ok(Gate::Open));
+                }
+                Ok(Ok(
+                    match l.check(Counter::Stranger(&name), &p.account, now)? {
+                        Ok(()) => Gate::Open,
+                        Err(_) => Gate::RecoveryOnly,
+                    },
+                ))
+            })
+            .await;
+        checked.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the login limits; refusing for now");
+            Err(Limited(RetryAfter(LEDGER_DOWN_RETRY)))
+        })
     }
 
     /// Counts a registration attempt from `addr`; refused when there were too many this hour.
-    pub fn check_registration(&self, addr: IpAddr, now: u64) -> Result<(), Limited> {
-        let mut l = lock(&self.registrations);
-        l.check(&addr, now).map_err(Limited)?;
-        l.fail(&addr, now);
-        Ok(())
+    pub async fn check_registration(&self, addr: IpAddr, now: u64) -> Result<(), Limited> {
+        let checked = self
+            .on_ledger(move |l, p| {
+                let counter = Counter::Registration(addr);
+                if let Err(wait) = l.check(counter, &p.registration, now)? {
+                    return Ok(Err(Limited(wait)));
+                }
+                l.fail(counter, &p.registration, now)?;
+                Ok(Ok(()))
+            })
+            .await;
+        checked.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the registration limits; refusing for now");
+            Err(Limited(RetryAfter(LEDGER_DOWN_RETRY)))
+        })
     }
 
     /// Records a failed attempt.
-    pub fn record_failure(&self, username: &str, addr: IpAddr, now: u64) {
-        lock(&self.pairs).fail(&(username.to_owned(), addr), now);
-        lock(&self.addresses).fail(&addr, now);
-        if !lock(&self.known).contains(username, addr) {
-            lock(&self.strangers).fail(&username.to_owned(), now);
+    pub async fn record_failure(&self, username: &str, addr: IpAddr, now: u64) {
+        let name = username.to_owned();
+        let recorded = self
+            .on_ledger(move |l, p| {
+                l.fail(Counter::Pair(&name, addr), &p.account, now)?;
+                l.fail(Counter::Address(addr), &p.address, now)?;
+                if !l.is_known(&name, addr)? {
+                    l.fail(Counter::Stranger(&name), &p.account, now)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record a failed login");
         }
     }
 
     /// After a login succeeded: forgets this address's failures for the account, takes back
     /// the attempt counted up front, and remembers the address as one the account uses.
-    pub fn record_success(&self, username: &str, addr: IpAddr) {
-        let pair = (username.to_owned(), addr);
-        lock(&self.pairs).clear(&pair);
-        lock(&self.addresses).forgive(&addr);
-        let was_known = lock(&self.known).contains(username, addr);
-        if !was_known {
-            lock(&self.strangers).forgive(&username.to_owned());
+    pub async fn record_success(&self, username: &str, addr: IpAddr) {
+        let name = username.to_owned();
+        let recorded = self
+            .on_ledger(move |l, _| {
+                l.clear(Counter::Pair(&name, addr))?;
+                l.forgive(Counter::Address(addr))?;
+                if !l.is_known(&name, addr)? {
+                    l.forgive(Counter::Stranger(&name))?;
+                }
+                l.add_known(&name, addr)
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record a successful login");
         }
-        lock(&self.known).add(username, addr);
+    }
+
+    /// Takes a one-time-prekey hand-out token for `owner` from the bucket every node shares;
+    /// `None` on a single node (the caller's in-memory bucket decides). If the shared bucket
+    /// cannot be read, no prekey is handed out (the bundle still works without one).
+    pub async fn take_shared_handout(&self, owner: &str, rate: Rate, now: u64) -> Option<bool> {
+        if !self.ledger.is_remote() {
+            return None;
+        }
+        let owner = owner.to_owned();
+        match self
+            .on_ledger(move |l, _| l.take_handout(&owner, &rate, now))
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the prekey hand-out pace");
+                Some(false)
+            }
+        }
     }
 
     /// Remembers `addr` as one `username` logged in from (registration, a resumed session).
-    pub fn record_known(&self, username: &str, addr: IpAddr) {
-        lock(&self.known).add(username, addr);
+    pub async fn record_known(&self, username: &str, addr: IpAddr) {
+        let name = username.to_owned();
+        if let Err(e) = self.on_ledger(move |l, _| l.add_known(&name, addr)).await {
+            tracing::error!(error = %e, "cannot record a known address");
+        }
     }
 }
 
@@ -351,123 +428,4 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn addresses_are_limited_by_ipv4_address_or_ipv6_slash_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_ne!(address_key(a), address_key(other));
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(address_key(v4), v4);
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(address_key(mapped), v4);
-    }
-
-    use super::*;
-
-    #[test]
-    fn usernames() {
-        assert_eq!(normalize_username("Alice_01").unwrap(), "alice_01");
-        for bad in ["ab", "a b c", "álice", "x".repeat(33).as_str(), "bob!", ""] {
-            assert!(normalize_username(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn emails() {
-        for ok in ["a@b.co", "first.last+tag@example.org"] {
-            assert!(validate_email(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "", "a", "a@b", "@b.co", "a@.co", "a@b..co", "a b@c.de", "a@b.c@",
-        ] {
-            assert!(validate_email(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn weak_passwords_say_why() {
-        let e = check_password_strength("password123", &[]).unwrap_err();
-        let InputError::WeakPassword(text) = e else {
-            panic!()
-        };
-        assert!(text.starts_with("password is too easy to guess"), "{text}");
-        // zxcvbn's warning ends with a full stop of its own: never "password.. Add".
-        for weak in ["password", "password123", "qwertyuiop", "1234567890"] {
-            let Err(InputError::WeakPassword(text)) = check_password_strength(weak, &[]) else {
-                panic!("{weak} passed")
-            };
-            assert!(!text.contains(".."), "{text}");
-        }
-        assert!(check_password_strength("short", &[]).is_err());
-        assert!(check_password_strength("alice-alice-alice", &["alice"]).is_err());
-        assert!(check_password_strength("correct horse battery staple 7!", &[]).is_ok());
-    }
-
-    #[test]
-    fn waits_are_said_in_seconds() {
-        assert_eq!(seconds(1), "1 second");
-        assert_eq!(seconds(2), "2 seconds");
-    }
-
-    #[test]
-    fn recovery_codes_normalize() {
-        let code = new_recovery_code().unwrap();
-        assert_eq!(code.len(), 19);
-        let h = recovery_hash(7, &code);
-        assert_eq!(h, recovery_hash(7, &code.to_uppercase().replace('-', " ")));
-        assert_ne!(h, recovery_hash(8, &code));
-    }
-
-    #[test]
-    fn unknown_user_never_verifies() {
-        let auth = Auth::new(1000, Policy::ACCOUNT, Policy::ADDRESS, Policy::REGISTRATION);
-        let addr = IpAddr::from([192, 0, 2, 1]);
-        assert_eq!(
-            smol::block_on(auth.verify(addr, "anything".into(), None)),
-            Ok(false)
-        );
-        let phc = password::hash_password("pw", 1000).unwrap();
-        assert_eq!(
-            smol::block_on(auth.verify(addr, "pw".into(), Some(phc))),
-            Ok(true)
-        );
-    }
-
-    #[test]
-    fn strangers_lock_the_account_for_strangers_only() {
-        let strict = Policy {
-            max_per_hour: 3,
-            free: 3,
-            base_delay: 1,
-            max_delay: 1,
-        };
-        let auth = Auth::new(1_000, strict, Policy::ADDRESS, Policy::REGISTRATION);
-        let now = 1_000_000;
-        let home = IpAddr::from([192, 0, 2, 1]);
-        let stranger = |i: u8| IpAddr::from([198, 51, 100, i]);
-        auth.record_known("alice", home);
-        for i in 0..3 {
-            assert_eq!(auth.check_login("alice", stranger(i), now), Ok(Gate::Open));
-            auth.record_failure("alice", stranger(i), now);
-        }
-        // A new address now gets only the recovery-code path; alice's own address everything.
-        assert_eq!(
-            auth.check_login("alice", stranger(9), now),
-            Ok(Gate::RecoveryOnly)
-        );
-        assert_eq!(auth.check_login("alice", home, now), Ok(Gate::Open));
-        // Failures from alice's own address count for that address, not for strangers.
-        for _ in 0..3 {
-            auth.record_failure("alice", home, now);
-        }
-        assert!(auth.check_login("alice", home, now).is_err());
-        // Other accounts are untouched.
-        assert_eq!(auth.check_login("bob", stranger(9), now), Ok(Gate::Open));
-        // A login that succeeds from a new address makes it known.
-        auth.record_success("alice", stranger(7));
-        assert_eq!(auth.check_login("alice", stranger(7), now), Ok(Gate::Open));
-    }
-}
+mod tests;

@@ -6,7 +6,8 @@
 //! 2.2.1) the key is refused until old failures age out. Names that do not exist are limited
 //! exactly like real ones, so the limiter reveals nothing about which accounts exist.
 //!
-//! State is in memory: a restart forgets it (documented in docs/SECURITY.md). Time is passed
+//! State is in memory on a single node: a restart forgets it (documented in docs/SECURITY.md).
+//! Nodes sharing a PostgreSQL database keep the same counts there instead (`auth::ledger`). Time is passed
 //! in, so tests drive it without sleeping.
 
 use core::hash::Hash;
@@ -57,6 +58,36 @@ const MAX_KEYS: usize = 100_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+/// The rule itself: may a key with `n` failures in the last hour, the oldest at `oldest` and
+/// the latest at `last`, try at `now`? Shared by the in-memory [`Limiter`] and the database
+/// ledger several nodes use (`auth::ledger`), so both limit alike.
+pub fn verdict(
+    policy: &Policy,
+    n: usize,
+    oldest: u64,
+    last: u64,
+    now: u64,
+) -> Result<(), RetryAfter> {
+    if n >= policy.max_per_hour {
+        return Err(RetryAfter((oldest + HOUR).saturating_sub(now).max(1)));
+    }
+    if n >= policy.free {
+        let exp = u32::try_from(n - policy.free).unwrap_or(u32::MAX).min(30);
+        let delay = policy
+            .base_delay
+            .saturating_mul(1u64 << exp)
+            .min(policy.max_delay);
+        let ready = last.saturating_add(delay);
+        if now < ready {
+            return Err(RetryAfter(ready - now));
+        }
+    }
+    Ok(())
+}
+
+/// Failures older than this no longer count.
+pub const WINDOW_SECS: u64 = HOUR;
+
 /// Failure history per key.
 #[derive(Debug)]
 pub struct Limiter<K> {
@@ -95,26 +126,9 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
         let Some(q) = self.failures.get(key) else {
             return Ok(());
         };
-        if n >= self.policy.max_per_hour {
-            let oldest = q.front().copied().unwrap_or(now);
-            return Err(RetryAfter((oldest + HOUR).saturating_sub(now).max(1)));
-        }
-        if n >= self.policy.free {
-            let exp = u32::try_from(n - self.policy.free)
-                .unwrap_or(u32::MAX)
-                .min(30);
-            let delay = self
-                .policy
-                .base_delay
-                .saturating_mul(1u64 << exp)
-                .min(self.policy.max_delay);
-            let last = q.back().copied().unwrap_or(0);
-            let ready = last.saturating_add(delay);
-            if now < ready {
-                return Err(RetryAfter(ready - now));
-            }
-        }
-        Ok(())
+        let oldest = q.front().copied().unwrap_or(now);
+        let last = q.back().copied().unwrap_or(0);
+        verdict(&self.policy, n, oldest, last, now)
     }
 
     /// Records a failure.

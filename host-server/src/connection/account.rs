@@ -81,7 +81,7 @@ impl Connection {
         }
         // The rate limit first: a refused registration costs no password estimate or hash.
         let now = self.shared.clock.now();
-        if let Err(limited) = self.shared.auth.check_registration(self.peer, now) {
+        if let Err(limited) = self.shared.auth.check_registration(self.peer, now).await {
             return Err(Refusal::new(
                 ErrorCode::RATE_LIMITED,
                 format!(
@@ -227,7 +227,8 @@ impl Connection {
         }
         self.shared
             .auth
-            .record_known(&enrolling.username, self.peer);
+            .record_known(&enrolling.username, self.peer)
+            .await;
         let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
         let reply = Reply::msg(&Message::EnrollmentComplete {
             recovery_codes: List::from_items(&refs),
@@ -286,12 +287,13 @@ impl Connection {
             }
         }
         self.state = State::Fresh;
-        let (limiter_key, now, gate) = self.check_login_limits(username)?;
+        let (limiter_key, now, gate) = self.check_login_limits(username).await?;
         // Counted as a failure up front, before hashing, and taken back only when the second
         // factor succeeds: a client that sends Login and never the code still pays.
         self.shared
             .auth
-            .record_failure(&limiter_key, self.peer, now);
+            .record_failure(&limiter_key, self.peer, now)
+            .await;
         let account = match auth::normalize_username(username) {
             Ok(name) => self
                 .db(move |s| Ok(confirmed(s.account_by_username(&name)?)))
@@ -369,7 +371,10 @@ impl Connection {
                 "login failed: the username, password or code is wrong (each code works once; wait for the next one)",
             ));
         };
-        self.shared.auth.record_success(&limiter_key, self.peer);
+        self.shared
+            .auth
+            .record_success(&limiter_key, self.peer)
+            .await;
         tracing::info!(user = %account.username, recovery, "logged in");
         let token = auth::new_token().map_err(Refusal::rng)?;
         let token_hash = auth::token_hash(&token);
@@ -389,7 +394,7 @@ impl Connection {
     /// The login rate limits for `username` (folded, whether or not it is valid or exists) and
     /// this source address, checked before any hashing; returns the limiter key, the time and
     /// what the attempt may use.
-    pub(super) fn check_login_limits(
+    pub(super) async fn check_login_limits(
         &self,
         username: &str,
     ) -> Result<(String, u64, Gate), Refusal> {
@@ -400,7 +405,12 @@ impl Connection {
             .take(64)
             .collect();
         let now = self.shared.clock.now();
-        match self.shared.auth.check_login(&limiter_key, self.peer, now) {
+        match self
+            .shared
+            .auth
+            .check_login(&limiter_key, self.peer, now)
+            .await
+        {
             Ok(gate) => Ok((limiter_key, now, gate)),
             Err(limited) => Err(Refusal::new(
                 ErrorCode::RATE_LIMITED,
@@ -434,16 +444,17 @@ impl Connection {
             })
             .await?;
         let Some((name, session)) = found else {
-            let (limiter_key, now, _) = self.check_login_limits(username)?;
+            let (limiter_key, now, _) = self.check_login_limits(username).await?;
             self.shared
                 .auth
-                .record_failure(&limiter_key, self.peer, now);
+                .record_failure(&limiter_key, self.peer, now)
+                .await;
             return Err(Refusal::new(
                 ErrorCode::SESSION_EXPIRED,
                 "the session is unknown, revoked or expired; log in again",
             ));
         };
-        self.shared.auth.record_known(&name, self.peer);
+        self.shared.auth.record_known(&name, self.peer).await;
         Ok(Self::session_reply(
             Reply::none(),
             session.account,

@@ -85,7 +85,18 @@ impl Connection {
             crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
         let limits = &self.shared.limits;
         self.rate(&limits.bundles, &me, "key bundles fetched")?;
-        let one_time = self.rate(&limits.prekeys, &name, "").is_ok();
+        // With several nodes the pace is kept in the database, so that fetching through every
+        // node cannot drain one-time prekeys faster than one node allows.
+        let now = self.shared.clock.now();
+        let one_time = match self
+            .shared
+            .auth
+            .take_shared_handout(&name, self.shared.config.prekey_handout_rate, now)
+            .await
+        {
+            Some(taken) => taken,
+            None => self.rate(&limits.prekeys, &name, "").is_ok(),
+        };
         let bundle = self
             .db(move |s| Ok(s.take_bundle(&name, one_time)?))
             .await?

@@ -46,11 +46,12 @@ impl Connection {
         code: &str,
     ) -> Result<(AccountId, String), Refusal> {
         let (me, name) = self.logged_in()?;
-        let (limiter_key, now, _) = self.check_login_limits(&name)?;
+        let (limiter_key, now, _) = self.check_login_limits(&name).await?;
         // Counted up front, taken back only on success (as for logins).
         self.shared
             .auth
-            .record_failure(&limiter_key, self.peer, now);
+            .record_failure(&limiter_key, self.peer, now)
+            .await;
         let account = self
             .db(move |s| Ok(s.account_by_id(me)?))
             .await?
@@ -76,7 +77,10 @@ impl Connection {
             tracing::info!(user = %name, "account change refused: wrong password or code");
             return Err(factors_wrong());
         }
-        self.shared.auth.record_success(&limiter_key, self.peer);
+        self.shared
+            .auth
+            .record_success(&limiter_key, self.peer)
+            .await;
         Ok((me, name))
     }
 

@@ -2,15 +2,17 @@
 //!
 //! [`Store`] is the whole storage surface, synchronous and small enough for a second backend
 //! (PostgreSQL) to implement without touching the protocol. [`SqliteStore`] is the durable
-//! backend; [`MemoryStore`] serves logic tests. [`Db`] runs a store on a thread of its own, off
-//! the async reactor, and commits many requests per transaction when they queue up (group
-//! commit): a request's reply is released only after the transaction holding it is durable.
+//! embedded backend; [`PgStore`] the one several nodes share; [`MemoryStore`] serves logic
+//! tests. [`Db`] runs a store on a thread of its own, off the async reactor, and commits many
+//! requests per transaction when they queue up (group commit): a request's reply is released
+//! only after the transaction holding it is durable.
 //!
 //! This module does not judge requests (permissions, quotas, validation): callers do that
 //! inside the closure they pass to [`Db::call`], which runs atomically.
 
 mod db;
 mod memory;
+mod postgres;
 mod sqlite;
 mod types;
 
@@ -18,6 +20,7 @@ use proto_core::{OneTimePrekey, SignedPrekey};
 
 pub use db::Db;
 pub use memory::MemoryStore;
+pub use postgres::{PgLedger, PgStore, connect as pg_connect, create_database, drop_database};
 pub use sqlite::SqliteStore;
 pub use types::{
     Account, AckOutcome, Invitation, Member, NewAccount, NewMessage, Receipt, RoomEvent, RoomInfo,
@@ -41,6 +44,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL error: {}", postgres::with_causes(.0))]
+    Postgres(#[from] ::postgres::Error),
     /// A stored value has the wrong shape (corruption or a bad migration).
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),

@@ -1,5 +1,9 @@
 //! Helpers for the end-to-end tests: a real server (TLS on 127.0.0.1, SQLite in a temporary
 //! folder) and a test user driving it through `host_server::client`.
+//!
+//! One suite, two backends: with `SEALROOM_TEST_DATABASE` set (`ci/with-postgres` sets it to
+//! a throwaway cluster), every test server gets a fresh PostgreSQL database of its own instead
+//! of the SQLite file, and is dropped with it.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 // shared by several test binaries
 // Test helpers fail the test on any surprise, like the #[test] functions they serve.
@@ -17,6 +21,15 @@ use host_server::client::{Client, Frame};
 use host_server::clock::Clock;
 use host_server::config::ServerConfig;
 use host_server::server::Server;
+mod database;
+mod process;
+
+// Each test binary uses some of these; the others see them unused.
+#[allow(unused_imports)]
+pub use database::*;
+#[allow(unused_imports)]
+pub use process::*;
+
 use proto_core::{
     DeviceKeys, ErrorCode, IdentityKeyPair, Key32, List, Message, OneTimePrekey, OneTimePrekeyPair,
     Sig64, SignedPrekey, SignedPrekeyPair,
@@ -56,6 +69,8 @@ pub fn test_config(dir: &Path) -> ServerConfig {
 
 pub struct TestServer {
     pub server: Option<Server>,
+    /// The PostgreSQL database in use, if the suite runs against PostgreSQL.
+    pub database: Option<TestDatabase>,
     pub dir: tempfile::TempDir,
     pub clock: Arc<AtomicU64>,
     pub config: ServerConfig,
@@ -73,11 +88,14 @@ impl TestServer {
             .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
+        let database = TestDatabase::create();
+        config.database = database.as_ref().map(|d| d.params.clone());
         tweak(&mut config);
         let (clock, handle) = Clock::manual(T0);
         let server = Server::start(config.clone(), clock).unwrap();
         Self {
             server: Some(server),
+            database,
             dir,
             clock: handle,
             config,
@@ -117,6 +135,18 @@ impl TestServer {
         Client::connect(self.addr(), &self.fingerprint())
             .await
             .unwrap()
+    }
+
+    /// Runs a `SELECT COUNT(*) …` taking one byte-string parameter (`$1`) on whichever
+    /// database the server uses.
+    pub fn count(&self, sql: &str, param: &[u8]) -> i64 {
+        match &self.database {
+            Some(db) => db.client().query_one(sql, &[&param]).unwrap().get(0),
+            None => rusqlite::Connection::open(self.db_path())
+                .unwrap()
+                .query_row(sql, [param], |r| r.get(0))
+                .unwrap(),
+        }
     }
 
     pub fn db_path(&self) -> std::path::PathBuf {

@@ -7,6 +7,8 @@
 //! sends in flight, acknowledging what it receives. It prints the login cost (one PBKDF2), the
 //! throughput, and the latencies from send to `Accepted` (durable commit) and to `Deliver` at
 //! the recipient. Everything is bounded: users ≤ 500, messages ≤ 100,000 each, and a deadline.
+//! `--database` puts the in-process server on PostgreSQL, and `--nodes 2` starts two of them on
+//! that database with users spread over both, so that every message crosses nodes.
 //!
 //! `--scenario` picks one of the side-by-side benchmark's loads instead (see `peer.rs` and
 //! `bench/peer`): `seed` prepares a data folder, then `pair`, `paced`, `room` and `idle` load a
@@ -81,6 +83,14 @@ struct Args {
     /// The server's process id, to read its RSS for `idle`.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// In-process servers store in this PostgreSQL database (`postgres://…` or `key=value`
+    /// pairs) instead of SQLite.
+    #[arg(long)]
+    database: Option<String>,
+    /// In-process server nodes sharing `--database`; user i connects to node i mod N and
+    /// sends to user i+1, so with N > 1 every message crosses nodes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
+    nodes: u64,
 }
 
 /// What to run.
@@ -261,41 +271,59 @@ fn main() -> anyhow::Result<()> {
     if args.scenario != Scenario::Mixed {
         return run_peer(&args);
     }
-    let mut local: Option<(Server, std::path::PathBuf)> = None;
-    let (addr, fp) = match (args.addr, args.fingerprint.clone()) {
+    if args.nodes > 1 && args.database.is_none() {
+        bail!("--nodes above 1 needs --database: nodes share a PostgreSQL database");
+    }
+    let mut local: Vec<(Server, std::path::PathBuf)> = Vec::new();
+    let nodes: Vec<(SocketAddr, String)> = match (args.addr, args.fingerprint.clone()) {
         (Some(a), Some(f)) => {
             if !a.ip().is_loopback() {
                 bail!("sealroom-load only talks to 127.0.0.1 / ::1; {a} is not loopback");
             }
-            (a, f)
+            vec![(a, f)]
         }
         _ => {
-            let dir = tempfile_dir()?;
-            let mut config = ServerConfig::new(dir.clone());
-            config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-            config.recipient_quota = args.messages.saturating_mul(2).max(10_000);
-            // The load is one sender per recipient at full speed: lift the per-sender quota
-            // and the send rate, which guard against abuse, not throughput.
-            config.sender_quota = config.recipient_quota;
-            config.send_rate = host_server::auth::ratelimit::Rate::UNLIMITED;
-            config.max_connections_per_address = 10_000;
-            // Every load user registers from 127.0.0.1.
-            config.registration_policy = host_server::auth::ratelimit::Policy {
-                max_per_hour: 1_000,
-                free: 1_000,
-                base_delay: 0,
-                max_delay: 0,
-            };
-            let s = Server::start(config, Clock::System).context("start the in-process server")?;
-            let out = (s.local_addr, s.identity.fingerprint.clone());
-            println!("in-process server on {} (data in {})", out.0, dir.display());
-            local = Some((s, dir));
-            out
+            let mut nodes = Vec::new();
+            for _ in 0..args.nodes {
+                let dir = tempfile_dir()?;
+                let mut config = ServerConfig::new(dir.clone());
+                config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+                config.database = args.database.clone();
+                config.recipient_quota = args.messages.saturating_mul(2).max(10_000);
+                // The load is one sender per recipient at full speed: lift the per-sender
+                // quota and the send rate, which guard against abuse, not throughput.
+                config.sender_quota = config.recipient_quota;
+                config.send_rate = host_server::auth::ratelimit::Rate::UNLIMITED;
+                config.max_connections_per_address = 10_000;
+                // Every load user registers from 127.0.0.1.
+                config.registration_policy = host_server::auth::ratelimit::Policy {
+                    max_per_hour: 1_000,
+                    free: 1_000,
+                    base_delay: 0,
+                    max_delay: 0,
+                };
+                let s =
+                    Server::start(config, Clock::System).context("start an in-process server")?;
+                let out = (s.local_addr, s.identity.fingerprint.clone());
+                println!(
+                    "in-process server on {} ({}, files in {})",
+                    out.0,
+                    if args.database.is_some() {
+                        "PostgreSQL"
+                    } else {
+                        "SQLite"
+                    },
+                    dir.display()
+                );
+                local.push((s, dir));
+                nodes.push(out);
+            }
+            nodes
         }
     };
     let deadline = Duration::from_secs(args.max_seconds);
     let result = smol::block_on(smol::future::or(
-        run_load(&args, addr, &fp, args.users),
+        run_load(&args, &nodes, args.users),
         async {
             smol::Timer::after(deadline).await;
             Err(anyhow::anyhow!(
@@ -304,7 +332,7 @@ fn main() -> anyhow::Result<()> {
             ))
         },
     ));
-    if let Some((server, dir)) = local {
+    for (server, dir) in local {
         server.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -371,14 +399,18 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-async fn run_load(args: &Args, addr: SocketAddr, fp: &str, users: u64) -> anyhow::Result<()> {
+async fn run_load(args: &Args, nodes: &[(SocketAddr, String)], users: u64) -> anyhow::Result<()> {
     let tag = hex::encode(&random32()?[..3]);
     let names: Vec<String> = (0..users).map(|i| format!("load_{tag}_{i}")).collect();
+    let Some((addr, fp)) = nodes.first().map(|(a, f)| (*a, f.as_str())) else {
+        bail!("no server to load");
+    };
 
     let t = Instant::now();
     let mut clients = Vec::new();
-    for n in &names {
-        clients.push(register(addr, fp, n).await?);
+    for (i, n) in names.iter().enumerate() {
+        let (node_addr, node_fp) = &nodes[i % nodes.len()];
+        clients.push(register(*node_addr, node_fp, n).await?);
     }
     let register_each = t.elapsed() / u32::try_from(users).unwrap_or(1);
 
@@ -422,8 +454,18 @@ async fn run_load(args: &Args, addr: SocketAddr, fp: &str, users: u64) -> anyhow
     let elapsed = epoch.elapsed().as_secs_f64();
     let total = users * args.messages;
     println!(
-        "sealroom-load: {users} users x {} messages of {} bytes, window {}",
-        args.messages, args.body, args.window
+        "sealroom-load: {users} users x {} messages of {} bytes, window {}, {} node(s), {}",
+        args.messages,
+        args.body,
+        args.window,
+        nodes.len(),
+        if args.addr.is_some() {
+            "external server"
+        } else if args.database.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     println!(
         "registration (PBKDF2 hash + enrollment), per user: {:.1} ms",
