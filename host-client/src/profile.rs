@@ -95,7 +95,15 @@ pub(crate) struct Contact {
     pub(crate) session: Option<String>,
     /// The session before the current one, tried when the current one cannot decrypt.
     pub(crate) previous_session: Option<String>,
+    /// Base keys (the prekey header's ephemeral key, hex) of the first messages taken in, the
+    /// last [`BASE_KEYS_LIMIT`]: a prekey message with one of them is a copy, and changes
+    /// nothing (absent in keystores written before).
+    #[serde(default)]
+    pub(crate) base_keys: VecDeque<String>,
 }
+
+/// How many first-message base keys each contact keeps, to know replays.
+pub(crate) const BASE_KEYS_LIMIT: usize = 64;
 
 /// One room as this member sees it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -408,6 +416,20 @@ impl Contact {
         self.identity().as_ref() == Some(identity)
     }
 
+    /// Whether a first message with this base key (ephemeral key) was already taken in.
+    pub(crate) fn took_base_key(&self, ephemeral: &[u8; 32]) -> bool {
+        let key = hex::encode(ephemeral);
+        self.base_keys.iter().any(|k| *k == key)
+    }
+
+    /// Remembers the base key of a first message that decrypted (bounded, oldest dropped).
+    pub(crate) fn note_base_key(&mut self, ephemeral: &[u8; 32]) {
+        self.base_keys.push_back(hex::encode(ephemeral));
+        while self.base_keys.len() > BASE_KEYS_LIMIT {
+            self.base_keys.pop_front();
+        }
+    }
+
     /// Records a new identity key: unverified, sending blocked, sessions dropped.
     pub(crate) fn replace_identity(&mut self, identity: &IdentityPublicKey) {
         self.identity_sig = hex::encode(identity.signing);
@@ -516,6 +538,33 @@ mod tests {
             p.note_server_id(100 + i);
         }
         assert_eq!(p.seen_server_ids.len(), SEEN_LIMIT);
+    }
+
+    #[test]
+    fn base_keys_are_remembered_and_bounded() {
+        let mut c = Contact::default();
+        assert!(!c.took_base_key(&[1; 32]));
+        c.note_base_key(&[1; 32]);
+        assert!(c.took_base_key(&[1; 32]));
+        for i in 0..BASE_KEYS_LIMIT {
+            c.note_base_key(&[u8::try_from(i % 200).unwrap() + 2; 32]);
+        }
+        assert_eq!(c.base_keys.len(), BASE_KEYS_LIMIT);
+        assert!(!c.took_base_key(&[1; 32]), "the oldest went first");
+    }
+
+    #[test]
+    fn a_keystore_written_before_base_keys_opens() {
+        let mut p = Profile::generate("s", "u", 0);
+        p.contacts.insert("bob".into(), Contact::default());
+        let mut v = serde_json::to_value(&p).unwrap();
+        v["contacts"]["bob"]
+            .as_object_mut()
+            .unwrap()
+            .remove("base_keys")
+            .unwrap();
+        let q: Profile = serde_json::from_value(v).unwrap();
+        assert!(q.contacts["bob"].base_keys.is_empty());
     }
 
     #[test]

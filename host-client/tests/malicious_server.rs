@@ -1,0 +1,210 @@
+//! Issue 11, the CLI half: what a malicious server can no longer do to `sealroom`, each played
+//! against the real binary and a real server on 127.0.0.1 whose store the test writes to
+//! directly (as a server that replays or forges a message would):
+//! - replay a first (prekey) message to roll a session back or force a reset;
+//! - flag a contact as changed with a first message that does not decrypt, or break a working
+//!   session with one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests fail on any surprise"
+)]
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{TestServer, User};
+use host_server::store::{NewMessage, Store, StoreError, StoredMessage};
+use proto_core::{Envelope, IdentityPublicKey, PrekeyHeader};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Runs `f` on the server's store (as the server itself would).
+fn store<R: Send + 'static>(
+    server: &TestServer,
+    f: impl FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
+) -> R {
+    let db = server.server.as_ref().unwrap().shared.db.clone();
+    smol::block_on(db.call(f)).unwrap()
+}
+
+fn account_id(s: &mut dyn Store, name: &str) -> Result<i64, StoreError> {
+    Ok(s.account_by_username(name)?.unwrap().id)
+}
+
+/// The direct messages queued for `user`, oldest first.
+fn queued_for(server: &TestServer, user: &str) -> Vec<StoredMessage> {
+    let user = user.to_owned();
+    store(server, move |s| {
+        let id = account_id(s, &user)?;
+        s.pending_for(id, 0, now(), 100)
+    })
+}
+
+/// Queues `body` for `to` as if `from` had sent it.
+fn inject(server: &TestServer, from: &str, to: &str, body: Vec<u8>) {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    store(server, move |s| {
+        let message = NewMessage {
+            recipient: Some(account_id(s, &to)?),
+            room: None,
+            sender_id: account_id(s, &from)?,
+            sender: from,
+            sent_at: now(),
+            expires_at: now() + 3_600,
+            body,
+        };
+        s.insert_message(&message)
+    });
+}
+
+/// `inbox --json` until it stops bringing anything (a few tries): the messages and notices.
+fn inbox(u: &User) -> (Vec<serde_json::Value>, Vec<String>) {
+    let v = u.inbox();
+    let messages = v["messages"].as_array().unwrap().clone();
+    let notices = v["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    (messages, notices)
+}
+
+fn text_of(m: &serde_json::Value) -> String {
+    format!(
+        "{} {}: {}",
+        m["conversation"].as_str().unwrap(),
+        m["from"].as_str().unwrap(),
+        m["text"].as_str().unwrap()
+    )
+}
+
+fn status_contact(u: &User, name: &str) -> serde_json::Value {
+    let status = u.run(&["--json", "status", "--offline"]).ok().json();
+    status["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no contact {name} in {status}"))
+}
+
+/// Alice's first message to Bob, taken from the server's queue before Bob reads it; then both
+/// write back and forth, so the session moves on.
+fn talk_and_keep_the_first_message(server: &TestServer, alice: &User, bob: &User) -> Vec<u8> {
+    alice.run(&["send", "@bob", "first"]).ok();
+    let queued = queued_for(server, "bob");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let first = queued[0].body.clone();
+    assert!(matches!(
+        Envelope::parse(&first),
+        Ok(Envelope::Prekey { .. })
+    ));
+    bob.expect_inbox(&["alice: first"]);
+    bob.run(&["send", "@alice", "reply"]).ok();
+    alice.expect_inbox(&["bob: reply"]);
+    alice.run(&["send", "@bob", "second"]).ok();
+    bob.expect_inbox(&["alice: second"]);
+    first
+}
+
+/// A replayed first message is a copy: nothing is shown, no session is re-installed, no reset
+/// is forced (before: its one-time prekey gone, Bob dropped his sessions and asked Alice for a
+/// reset, so her next message could not be read).
+#[test]
+fn a_replayed_first_message_changes_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+
+    inject(&server, "alice", "bob", first);
+    let (messages, notices) = inbox(&bob);
+    assert!(messages.is_empty(), "a replay showed: {messages:?}");
+    assert!(notices.is_empty(), "a replay warned: {notices:?}");
+    assert!(
+        queued_for(&server, "bob").is_empty(),
+        "the copy is acknowledged"
+    );
+
+    // Nothing was reset: Alice hears of no reset, and her next message reads on the session
+    // as it was.
+    let (_, notices) = inbox(&alice);
+    assert!(
+        !notices.iter().any(|n| n.contains("reset")),
+        "Bob asked for a reset: {notices:?}"
+    );
+    alice.run(&["send", "@bob", "third"]).ok();
+    bob.expect_inbox(&["alice: third"]);
+    bob.run(&["send", "@alice", "fourth"]).ok();
+    alice.expect_inbox(&["bob: fourth"]);
+}
+
+/// A first message that does not decrypt, carrying another identity key, neither marks Alice
+/// as changed (before: sending to her was blocked, exit 7) nor breaks the session Bob has with
+/// her: it shows as undecryptable, and that is all.
+#[test]
+fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+
+    // The server forges a first message "from alice" with a key of its own.
+    let Ok(Envelope::Prekey { header, message }) = Envelope::parse(&first) else {
+        panic!("not a prekey message");
+    };
+    let forged_header = PrekeyHeader {
+        identity: IdentityPublicKey {
+            signing: [7; 32],
+            dh: [9; 32],
+        },
+        ephemeral: [11; 32],
+        one_time_prekey_id: None,
+        ..header
+    };
+    let mut forged = vec![0u8; 1 + proto_core::PREKEY_HEADER_LEN];
+    let n = Envelope::emit_prefix(Some(&forged_header), &mut forged).unwrap();
+    forged.truncate(n);
+    forged.extend_from_slice(message);
+    inject(&server, "alice", "bob", forged);
+
+    let (messages, notices) = inbox(&bob);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["state"], "undecryptable", "{messages:?}");
+    assert!(
+        !messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("being reset"),
+        "{messages:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("CHANGED")),
+        "forged bytes flagged a key change: {notices:?}"
+    );
+    assert_eq!(status_contact(&bob, "alice")["key_changed"], false);
+
+    // The session still works both ways, and nobody was asked to reset.
+    bob.run(&["send", "@alice", "still here"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(texts, ["@bob bob: still here"], "{notices:?}");
+    assert!(!notices.iter().any(|n| n.contains("reset")), "{notices:?}");
+    alice.run(&["send", "@bob", "good"]).ok();
+    bob.expect_inbox(&["alice: good"]);
+}
