@@ -4,7 +4,7 @@
 //! Trust: a contact's identity key is remembered the first time it is seen. A different key
 //! later (in a bundle, or in a prekey message once that message decrypted) is recorded, the
 //! contact is marked changed, and sending to them is refused until `verify --confirm`.
-//! Messages from them are still shown.
+//! Messages from them are still shown; their room keys and room messages are held (`held`).
 //!
 //! Replays: each contact keeps the base keys of the first messages taken in; a prekey message
 //! with one of them is a copy the server replayed, and changes nothing (no session is
@@ -399,7 +399,8 @@ impl Client {
                 Some(Notice::Warning(format!(
                     "!!! {from}'s identity key has CHANGED (a new device, or someone intercepting). \
                      Sending to {from} is blocked until you compare safety numbers: \
-                     `sealroom verify @{from}`, then `sealroom verify @{from} --confirm`."
+                     `sealroom verify @{from}`, then confirm the number you compared with \
+                     `sealroom verify @{from} --confirm NUMBER`."
                 )))
             }
         }

@@ -62,6 +62,40 @@ pub(crate) struct Profile {
     /// (absent in keystores written before the outbox existed).
     #[serde(default)]
     pub(crate) outbox: VecDeque<Queued>,
+    /// Room keys and room messages from contacts whose identity key changed, oldest first:
+    /// kept aside until the new key is verified (absent in keystores written before).
+    #[serde(default)]
+    pub(crate) held: VecDeque<Held>,
+}
+
+/// How many room keys and room messages are held for unverified contacts (the oldest go first).
+pub(crate) const HELD_LIMIT: usize = 500;
+
+/// What a [`Held`] item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HeldKind {
+    /// A `Content::RoomKey`'s sender-key distribution.
+    Key,
+    /// A room message body.
+    Message,
+}
+
+/// A room key or room message held until its sender's new identity key is verified.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Held {
+    /// A room key or a room message.
+    pub(crate) kind: HeldKind,
+    /// Who sent it (as the server says; checked when it is processed).
+    pub(crate) from: String,
+    /// The room's name.
+    pub(crate) room: String,
+    /// The distribution or the message body (hex).
+    pub(crate) bytes: String,
+    /// When it was sent (server's clock; messages only).
+    pub(crate) at: u64,
+    /// The server's id (messages only).
+    pub(crate) server_id: u64,
 }
 
 /// How many lines the outbox holds; a line typed when it is full is refused, not dropped
@@ -187,6 +221,7 @@ impl Profile {
             seen_server_ids: VecDeque::new(),
             seen_messages: VecDeque::new(),
             outbox: VecDeque::new(),
+            held: VecDeque::new(),
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile
@@ -554,16 +589,18 @@ mod tests {
     }
 
     #[test]
-    fn a_keystore_written_before_base_keys_opens() {
+    fn a_keystore_written_before_base_keys_and_held_items_opens() {
         let mut p = Profile::generate("s", "u", 0);
         p.contacts.insert("bob".into(), Contact::default());
         let mut v = serde_json::to_value(&p).unwrap();
+        v.as_object_mut().unwrap().remove("held").unwrap();
         v["contacts"]["bob"]
             .as_object_mut()
             .unwrap()
             .remove("base_keys")
             .unwrap();
         let q: Profile = serde_json::from_value(v).unwrap();
+        assert!(q.held.is_empty());
         assert!(q.contacts["bob"].base_keys.is_empty());
     }
 

@@ -3,7 +3,9 @@
 //! directly (as a server that replays or forges a message would):
 //! - replay a first (prekey) message to roll a session back or force a reset;
 //! - flag a contact as changed with a first message that does not decrypt, or break a working
-//!   session with one.
+//!   session with one;
+//! - hand over room keys and room messages under a contact's substituted identity key;
+//! - have `verify --confirm` trust a key nobody compared.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,11 +16,14 @@
 
 mod common;
 
+use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{TestServer, User};
+use common::{TestServer, User, totp};
 use host_server::store::{NewMessage, Store, StoreError, StoredMessage};
 use proto_core::{Envelope, IdentityPublicKey, PrekeyHeader};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -207,4 +212,193 @@ fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
     assert!(!notices.iter().any(|n| n.contains("reset")), "{notices:?}");
     alice.run(&["send", "@bob", "good"]).ok();
     bob.expect_inbox(&["alice: good"]);
+}
+
+/// Bob sets up a new device (new identity keys): `bob2`.
+fn new_device(server: &TestServer, bob: &User) -> User {
+    let bob2 = User {
+        home: tempfile::tempdir().unwrap(),
+        ..User::new("bob", server)
+    };
+    let code = totp(&bob.totp_secret, 1);
+    bob2.run(&[
+        "login",
+        "--new-device",
+        "--server",
+        &server.addr(),
+        "--username",
+        "bob",
+        "--code",
+        &code,
+    ])
+    .ok();
+    bob2
+}
+
+fn number(u: &User, other: &str) -> String {
+    let v = u.run(&["--json", "verify", other]).ok().json();
+    v["safety_number"].as_str().unwrap().to_owned()
+}
+
+/// A room key and room message from a contact whose key changed are held (before: used and
+/// shown at once, so a server substituting Bob's key could write in #team as Bob), flagged
+/// once per room, and processed, keys first, once the new number is confirmed.
+#[test]
+fn room_traffic_from_a_changed_key_is_held_until_verified() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["rooms", "create", "team"]).ok();
+    alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    bob.run(&["rooms", "accept", "team"]).ok();
+    alice.inbox();
+    alice.run(&["send", "#team", "hello team"]).ok();
+    bob.expect_inbox(&["alice: hello team"]);
+
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "#team", "from the new laptop"]).ok();
+    bob2.run(&["send", "#team", "and again"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("new laptop")),
+        "shown before verification: {texts:?}"
+    );
+    let held: Vec<&String> = notices
+        .iter()
+        .filter(|n| n.contains("held until you compare bob's new safety number"))
+        .collect();
+    assert_eq!(held.len(), 1, "one notice for #team: {notices:?}");
+    assert!(
+        held[0].starts_with("#team: a room key from bob"),
+        "{held:?}"
+    );
+    assert!(notices.iter().any(|n| n.contains("CHANGED")), "{notices:?}");
+
+    // Confirming the number Alice compared releases them, in order.
+    let n = number(&alice, "@bob");
+    assert_eq!(n, number(&bob2, "@alice"));
+    let v = alice
+        .run(&["--json", "verify", "@bob", "--confirm", &n])
+        .ok()
+        .json();
+    assert_eq!(v["released_messages"], 2, "{v}");
+    let (messages, _) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(
+        texts,
+        ["#team bob: from the new laptop", "#team bob: and again"]
+    );
+}
+
+/// `verify --confirm` confirms the number that was compared: one shown before Bob's key
+/// changed is refused (exit 7, nothing marked); a script must pass the number (exit 2).
+#[test]
+fn verify_confirm_refuses_a_number_that_is_no_longer_current() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["send", "@bob", "hi"]).ok();
+    bob.expect_inbox(&["alice: hi"]);
+    let before = number(&alice, "@bob");
+
+    let r = alice.run(&["verify", "@bob", "--confirm"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("--confirm needs the safety number"),
+        "{}",
+        r.stderr
+    );
+    let r = alice.run(&["verify", "@bob", "--confirm", "12345 67890"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("60 digits"), "{}", r.stderr);
+
+    // Bob's key changes (new device) while Alice is comparing the old number.
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "@alice", "new laptop"]).ok();
+    alice.expect_inbox(&["bob: new laptop"]);
+    let r = alice.run(&["verify", "@bob", "--confirm", &before]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("not the current safety number"),
+        "{}",
+        r.stderr
+    );
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&false.into(), &true.into())
+    );
+    assert_eq!(alice.run(&["send", "@bob", "blocked"]).code, 7);
+
+    // The current number, as twelve groups typed with spaces, verifies.
+    let now = number(&alice, "@bob");
+    let groups: Vec<&str> = (0..12).map(|i| &now[i * 5..i * 5 + 5]).collect();
+    let mut args = vec!["verify", "@bob", "--confirm"];
+    args.extend(groups);
+    let r = alice.run(&args).ok();
+    assert!(r.stdout.contains("bob is now verified"), "{}", r.stdout);
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&true.into(), &false.into())
+    );
+    alice.run(&["send", "@bob", "verified"]).ok();
+    bob2.expect_inbox(&["alice: verified"]);
+}
+
+/// On a terminal, `--confirm` alone shows the number and asks; if the key changes while the
+/// person compares (a message from the new key stored by another process meanwhile), the
+/// answer "y" is refused rather than trusting a number nobody saw.
+#[test]
+fn verify_confirm_on_a_terminal_checks_the_number_shown() {
+    use expectrl::Expect as _;
+
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["send", "@bob", "hi"]).ok();
+
+    let spawn = || {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.arg("--home")
+            .arg(alice.home())
+            .args(["verify", "@bob", "--confirm"])
+            .env("SEALROOM_PASSPHRASE", &alice.passphrase)
+            .env("SEALROOM_KDF_ROUNDS", "1000")
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm");
+        let mut p = expectrl::Session::spawn(cmd).unwrap();
+        p.set_expect_timeout(Some(WAIT));
+        p
+    };
+
+    // The number shown, then the key changes before the answer.
+    let mut p = spawn();
+    p.expect("Safety number with bob").unwrap();
+    p.expect("[y/N]").unwrap();
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "@alice", "new laptop"]).ok();
+    alice.expect_inbox(&["bob: new laptop"]);
+    p.send_line("y").unwrap();
+    p.expect("not the current safety number").unwrap();
+    let c = status_contact(&alice, "bob");
+    assert_eq!(c["key_changed"], true, "{c}");
+
+    // Shown and unchanged: "y" verifies.
+    let mut p = spawn();
+    p.expect("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.expect("bob is now verified").unwrap();
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&true.into(), &false.into())
+    );
 }
