@@ -157,6 +157,52 @@ fn a_replayed_first_message_changes_nothing() {
     alice.expect_inbox(&["bob: fourth"]);
 }
 
+/// The same without a one-time prekey (the server withheld them): the replay would decrypt
+/// again, and before, it re-installed the session it once started over the current one, so
+/// Bob's next message went out on that old session and Alice could not read it.
+#[test]
+fn a_replayed_first_message_without_a_one_time_prekey_reinstalls_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    // The server hands out every one-time prekey of Bob's, so Alice's bundle comes without.
+    let taken = store(&server, |s| {
+        let mut taken = 0;
+        while s
+            .take_bundle("bob", true)?
+            .is_some_and(|b| b.prekey.is_some())
+        {
+            taken += 1;
+            assert!(
+                taken < 10_000,
+                "the server keeps handing out one-time prekeys"
+            );
+        }
+        Ok(taken)
+    });
+    assert!(taken > 0);
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+    let Ok(Envelope::Prekey { header, .. }) = Envelope::parse(&first) else {
+        panic!("not a prekey message");
+    };
+    assert_eq!(header.one_time_prekey_id, None);
+
+    inject(&server, "alice", "bob", first);
+    let (messages, notices) = inbox(&bob);
+    assert!(messages.is_empty(), "a replay showed: {messages:?}");
+    assert!(notices.is_empty(), "a replay warned: {notices:?}");
+
+    // Bob's session is the one that moved on: Alice reads his next message.
+    bob.run(&["send", "@alice", "after the replay"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(texts, ["@bob bob: after the replay"], "{notices:?}");
+    alice.run(&["send", "@bob", "fine"]).ok();
+    bob.expect_inbox(&["alice: fine"]);
+}
+
 /// A first message that does not decrypt, carrying another identity key, neither marks Alice
 /// as changed (before: sending to her was blocked, exit 7) nor breaks the session Bob has with
 /// her: it shows as undecryptable, and that is all.
