@@ -18,7 +18,8 @@ With --json every command prints one JSON line (ids as strings); a failure is
 Exit codes: 0 ok · 1 other failure · 2 bad input (command line, malformed name, weak password
 or passphrase) · 3 keystore (missing, wrong or no passphrase) · 4 not logged in / login failed
 · 5 network or TLS · 6 server certificate changed (`sealroom servers trust`) · 7 contact's
-identity key changed (sending blocked) · 8 server refused (no such user/room, not allowed, …)
+identity key changed (sending blocked; also `verify --confirm NUMBER` with a number that is no
+longer the current one) · 8 server refused (no such user/room, not allowed, …)
 
 Several terminals may use one account at once: `chat` holds the keystore only while it handles
 something, so `send`, `inbox`, `rooms …` from another terminal work while it is open.
@@ -128,17 +129,24 @@ Examples:
     /// Create, join and manage rooms.
     #[command(subcommand)]
     Rooms(RoomsCommand),
-    /// Show the safety number with a contact; --confirm marks them verified.
+    /// Show the safety number with a contact; --confirm NUMBER marks them verified.
     #[command(after_help = "\
 Examples:
   sealroom verify @bob              # compare the 60 digits (or scan the QR code) with Bob
-  sealroom verify @bob --confirm    # they match: mark Bob verified (and unblock after a key change)")]
+  sealroom verify @bob --confirm '04514 27944 75395 80952 05578 69466 42446 96548 72505 75270 82744 74761'
+                                    # they match: mark Bob verified (and unblock after a key change)
+  sealroom verify @bob --confirm    # on a terminal: show the number, then ask whether it matches
+The number confirmed must be the current one: if Bob's key changed since you compared (a message
+from a new key arrived meanwhile), nothing is marked and the exit code is 7; compare again.
+Room keys and room messages held while Bob's key was unverified are processed once confirmed.")]
     Verify {
         /// `@user`.
         user: String,
-        /// The numbers match: mark the contact verified.
-        #[arg(long)]
-        confirm: bool,
+        /// The numbers match: mark the contact verified. NUMBER is the safety number you
+        /// compared (60 digits, spaces allowed); without it, a terminal shows the number and
+        /// asks, and a script gets an error (pass the number).
+        #[arg(long, num_args = 0.., value_name = "NUMBER")]
+        confirm: Option<Vec<String>>,
     },
     /// Refresh the signed prekey and refill one-time prekeys.
     #[command(after_help = "Example:\n  sealroom keys")]

@@ -433,7 +433,7 @@ impl Client {
     }
 
     /// Work an event asked for: session resets, room key redistribution.
-    async fn after_event(&mut self, notices: &mut Vec<Notice>) -> anyhow::Result<()> {
+    pub(crate) async fn after_event(&mut self, notices: &mut Vec<Notice>) -> anyhow::Result<()> {
         for user in core::mem::take(&mut self.resets) {
             if let Err(e) = self
                 .send_content_to(&user, &proto_core::Content::SessionReset)
@@ -541,6 +541,22 @@ impl Client {
         self.link.close().await;
     }
 
+    /// Saves, ends the connection, and hands back what [`unlock`] gave (the lock held).
+    pub(crate) async fn into_offline(self) -> anyhow::Result<(File, Keystore, Profile)> {
+        let lock = match self.lock {
+            Some(lock) => lock,
+            None => {
+                return fail(
+                    Exit::Failure,
+                    "internal error: the keystore lock was not held",
+                );
+            }
+        };
+        self.keystore.save(&self.profile)?;
+        self.link.close().await;
+        Ok((lock, self.keystore, self.profile))
+    }
+
     /// Fails with exit code 7 if `user`'s identity key changed and was not re-verified.
     pub(crate) fn check_not_blocked(&self, user: &str) -> anyhow::Result<()> {
         if self
@@ -556,7 +572,7 @@ impl Client {
                      This happens when {user} set up a new device — or when someone is \
                      intercepting. Compare safety numbers with `sealroom verify @{user}` (in \
                      person or over another channel), then run `sealroom verify @{user} \
-                     --confirm` to unblock."
+                     --confirm NUMBER` with the number you compared to unblock."
                 ),
             )
             .into());

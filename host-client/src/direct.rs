@@ -2,12 +2,19 @@
 //! identity-key tracking, and healing a broken session.
 //!
 //! Trust: a contact's identity key is remembered the first time it is seen. A different key
-//! later (in a bundle or a prekey message) is recorded, the contact is marked changed, and
-//! sending to them is refused until `verify --confirm`. Messages from them are still shown.
+//! later (in a bundle, or in a prekey message once that message decrypted) is recorded, the
+//! contact is marked changed, and sending to them is refused until `verify --confirm`.
+//! Messages from them are still shown; their room keys and room messages are held (`held`).
+//!
+//! Replays: each contact keeps the base keys of the first messages taken in; a prekey message
+//! with one of them is a copy the server replayed, and changes nothing (no session is
+//! re-installed, no reset forced). A prekey message that fails while a session with its sender
+//! works does not break that session either.
 //!
 //! Healing: a message that does not decrypt is kept in the history as "could not decrypt" with
 //! the reason; our sessions with the sender are dropped and a `SessionReset` goes out in a new
-//! X3DH session, so both sides start fresh without anyone doing anything.
+//! X3DH session, so both sides start fresh without anyone doing anything (except for a failed
+//! prekey message while a session works, above).
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{
@@ -203,6 +210,13 @@ impl Client {
         let mut plain = Zeroizing::new(vec![0u8; message.len()]);
         let mut outcome: Result<(usize, Session, bool), DecryptError> =
             Err(DecryptError::Authentication);
+        let had_session = self
+            .profile
+            .contacts
+            .get(from)
+            .and_then(|c| c.session.as_deref())
+            .and_then(session_from_hex)
+            .is_some();
         // The sessions we hold, current first.
         let held: Vec<(Session, bool)> = self
             .profile
@@ -235,56 +249,63 @@ impl Client {
         if outcome.is_err()
             && let Envelope::Prekey { header, .. } = envelope
         {
-            // A new session from `from`: X3DH as responder.
-            if let Some(c) = self.profile.contacts.get(from)
-                && !c.matches(&header.identity)
-            {
-                if let Some(c) = self.profile.contacts.get_mut(from) {
-                    c.replace_identity(&header.identity);
-                }
-                notices.push(Notice::Warning(format!(
-                    "!!! {from}'s identity key has CHANGED (a new device, or someone intercepting). \
-                     Sending to {from} is blocked until you compare safety numbers: \
-                     `sealroom verify @{from}`, then `sealroom verify @{from} --confirm`."
-                )));
-            }
-            self.profile
+            // A first message whose base key we already took in is a copy (the server
+            // replaying it): it must neither re-install the session it started nor, its
+            // one-time prekey gone, force a reset. Dropped, and acknowledged like a duplicate.
+            if self
+                .profile
                 .contacts
-                .entry(from.to_owned())
-                .or_insert_with(|| Contact::new(&header.identity));
+                .get(from)
+                .is_some_and(|c| c.took_base_key(&header.ephemeral))
+            {
+                return Ok(notices);
+            }
+            // A new session from `from`: X3DH as responder.
             let identity = self.profile.identity()?;
-            match self.profile.signed_prekey_by_id(header.signed_prekey_id) {
-                None => {
-                    let text = "it names a signed prekey this device no longer has";
-                    notices.push(self.heal(from, sent_at, server_id, text));
-                    return Ok(notices);
-                }
-                Some(spk) => {
-                    let opk = match header.one_time_prekey_id {
-                        Some(id) => match self.profile.one_time_prekey(id) {
-                            Some(k) => Some(k),
-                            None => {
-                                let text = "it uses a one-time prekey already used";
-                                notices.push(self.heal(from, sent_at, server_id, text));
-                                return Ok(notices);
-                            }
-                        },
-                        None => None,
-                    };
-                    match Session::respond(&identity, &spk, opk.as_ref(), &header) {
-                        Ok(mut s) => match s.decrypt(message, &mut plain) {
-                            Ok(n) => {
-                                outcome = Ok((n, s, false));
-                                fresh_session = true;
-                                if let Some(id) = header.one_time_prekey_id {
-                                    self.profile.one_time_prekeys.remove(&id);
-                                }
-                            }
-                            Err(e) => outcome = Err(e),
-                        },
-                        Err(_) => outcome = Err(DecryptError::Authentication),
+            let Some(spk) = self.profile.signed_prekey_by_id(header.signed_prekey_id) else {
+                let text = "it names a signed prekey this device no longer has";
+                notices.push(self.heal(from, sent_at, server_id, text));
+                return Ok(notices);
+            };
+            let opk = match header.one_time_prekey_id {
+                Some(id) => match self.profile.one_time_prekey(id) {
+                    Some(k) => Some(k),
+                    None => {
+                        let text = "it uses a one-time prekey already used";
+                        notices.push(self.heal(from, sent_at, server_id, text));
+                        return Ok(notices);
                     }
-                }
+                },
+                None => None,
+            };
+            match Session::respond(&identity, &spk, opk.as_ref(), &header) {
+                Ok(mut s) => match s.decrypt(message, &mut plain) {
+                    Ok(n) => {
+                        outcome = Ok((n, s, false));
+                        fresh_session = true;
+                        if let Some(id) = header.one_time_prekey_id {
+                            self.profile.one_time_prekeys.remove(&id);
+                        }
+                        // Only now, the message authenticated, is its identity key recorded
+                        // (a changed key is flagged here, never on the word of bytes that did
+                        // not decrypt), and its base key remembered.
+                        notices.extend(self.accept_identity(from, &header.identity));
+                        if let Some(c) = self.profile.contacts.get_mut(from) {
+                            c.note_base_key(&header.ephemeral);
+                        }
+                    }
+                    Err(e) => outcome = Err(e),
+                },
+                Err(_) => outcome = Err(DecryptError::Authentication),
+            }
+            if let Err(e) = outcome
+                && had_session
+            {
+                // A first message that fails while a session with `from` works is not theirs
+                // to break it with (the server can forge one): shown as unreadable, the
+                // session kept.
+                notices.push(self.undecryptable(from, sent_at, server_id, reason(e)));
+                return Ok(notices);
             }
         }
         let (n, session, was_current) = match outcome {
@@ -359,6 +380,30 @@ impl Client {
             }
         }
         Ok(notices)
+    }
+
+    /// Records the identity key of `from` once a first message from them decrypted: a new
+    /// contact is trusted on first use; a different key marks them changed (sessions dropped),
+    /// with a warning.
+    fn accept_identity(&mut self, from: &str, identity: &IdentityPublicKey) -> Option<Notice> {
+        match self.profile.contacts.get_mut(from) {
+            None => {
+                self.profile
+                    .contacts
+                    .insert(from.to_owned(), Contact::new(identity));
+                None
+            }
+            Some(c) if c.matches(identity) => None,
+            Some(c) => {
+                c.replace_identity(identity);
+                Some(Notice::Warning(format!(
+                    "!!! {from}'s identity key has CHANGED (a new device, or someone intercepting). \
+                     Sending to {from} is blocked until you compare safety numbers: \
+                     `sealroom verify @{from}`, then confirm the number you compared with \
+                     `sealroom verify @{from} --confirm NUMBER`."
+                )))
+            }
+        }
     }
 
     /// Records a message that could not be read.

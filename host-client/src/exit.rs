@@ -9,7 +9,7 @@
 //! | 4 | not logged in: the session expired or was revoked, or login failed |
 //! | 5 | network or TLS failure (server unreachable, connection lost) |
 //! | 6 | the server's certificate does not match the pinned one |
-//! | 7 | a contact's identity key changed: sending is blocked until `verify --confirm` |
+//! | 7 | a contact's identity key changed: sending is blocked until `verify --confirm`; or the number given to `verify --confirm` is no longer the current one |
 //! | 8 | the server refused the request (no such user or room, not allowed, taken, …) |
 
 use core::fmt;
@@ -29,7 +29,7 @@ pub(crate) enum Exit {
     Network = 5,
     /// The server certificate changed.
     CertificateChanged = 6,
-    /// A contact's identity key changed; sending is blocked.
+    /// A contact's identity key changed; sending is blocked (or a number confirmed is stale).
     IdentityChanged = 7,
     /// The server refused the request.
     Refused = 8,

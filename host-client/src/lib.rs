@@ -4,7 +4,8 @@
 //! A tour: [`cli`] is the command line; `commands/` has one file per subcommand; [`client`]
 //! unlocks the keystore (in the account's [`home`] folder, under its lock), connects
 //! ([`link`], pinned via [`known_servers`]) and handles what the server sends; [`direct`] and [`rooms`] hold the one-to-one and room crypto flows over
-//! proto-core; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
+//! proto-core, and [`held`] keeps room traffic from a contact whose key changed until it is
+//! verified; [`profile`] is what the [`keystore`] keeps; [`terminal`] talks to the person;
 //! [`exit`] lists the exit codes.
 //!
 //! [`fuzzing`] exposes the decoders of files the client reads back (the keystore) to the
@@ -15,6 +16,7 @@ mod client;
 mod commands;
 mod direct;
 mod exit;
+mod held;
 mod home;
 mod inert;
 mod keystore;

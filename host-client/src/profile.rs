@@ -62,6 +62,40 @@ pub(crate) struct Profile {
     /// (absent in keystores written before the outbox existed).
     #[serde(default)]
     pub(crate) outbox: VecDeque<Queued>,
+    /// Room keys and room messages from contacts whose identity key changed, oldest first:
+    /// kept aside until the new key is verified (absent in keystores written before).
+    #[serde(default)]
+    pub(crate) held: VecDeque<Held>,
+}
+
+/// How many room keys and room messages are held for unverified contacts (the oldest go first).
+pub(crate) const HELD_LIMIT: usize = 500;
+
+/// What a [`Held`] item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HeldKind {
+    /// A `Content::RoomKey`'s sender-key distribution.
+    Key,
+    /// A room message body.
+    Message,
+}
+
+/// A room key or room message held until its sender's new identity key is verified.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Held {
+    /// A room key or a room message.
+    pub(crate) kind: HeldKind,
+    /// Who sent it (as the server says; checked when it is processed).
+    pub(crate) from: String,
+    /// The room's name.
+    pub(crate) room: String,
+    /// The distribution or the message body (hex).
+    pub(crate) bytes: String,
+    /// When it was sent (server's clock; messages only).
+    pub(crate) at: u64,
+    /// The server's id (messages only).
+    pub(crate) server_id: u64,
 }
 
 /// How many lines the outbox holds; a line typed when it is full is refused, not dropped
@@ -95,7 +129,15 @@ pub(crate) struct Contact {
     pub(crate) session: Option<String>,
     /// The session before the current one, tried when the current one cannot decrypt.
     pub(crate) previous_session: Option<String>,
+    /// Base keys (the prekey header's ephemeral key, hex) of the first messages taken in, the
+    /// last [`BASE_KEYS_LIMIT`]: a prekey message with one of them is a copy, and changes
+    /// nothing (absent in keystores written before).
+    #[serde(default)]
+    pub(crate) base_keys: VecDeque<String>,
 }
+
+/// How many first-message base keys each contact keeps, to know replays.
+pub(crate) const BASE_KEYS_LIMIT: usize = 64;
 
 /// One room as this member sees it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -179,6 +221,7 @@ impl Profile {
             seen_server_ids: VecDeque::new(),
             seen_messages: VecDeque::new(),
             outbox: VecDeque::new(),
+            held: VecDeque::new(),
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile
@@ -408,6 +451,20 @@ impl Contact {
         self.identity().as_ref() == Some(identity)
     }
 
+    /// Whether a first message with this base key (ephemeral key) was already taken in.
+    pub(crate) fn took_base_key(&self, ephemeral: &[u8; 32]) -> bool {
+        let key = hex::encode(ephemeral);
+        self.base_keys.iter().any(|k| *k == key)
+    }
+
+    /// Remembers the base key of a first message that decrypted (bounded, oldest dropped).
+    pub(crate) fn note_base_key(&mut self, ephemeral: &[u8; 32]) {
+        self.base_keys.push_back(hex::encode(ephemeral));
+        while self.base_keys.len() > BASE_KEYS_LIMIT {
+            self.base_keys.pop_front();
+        }
+    }
+
     /// Records a new identity key: unverified, sending blocked, sessions dropped.
     pub(crate) fn replace_identity(&mut self, identity: &IdentityPublicKey) {
         self.identity_sig = hex::encode(identity.signing);
@@ -516,6 +573,35 @@ mod tests {
             p.note_server_id(100 + i);
         }
         assert_eq!(p.seen_server_ids.len(), SEEN_LIMIT);
+    }
+
+    #[test]
+    fn base_keys_are_remembered_and_bounded() {
+        let mut c = Contact::default();
+        assert!(!c.took_base_key(&[1; 32]));
+        c.note_base_key(&[1; 32]);
+        assert!(c.took_base_key(&[1; 32]));
+        for i in 0..BASE_KEYS_LIMIT {
+            c.note_base_key(&[u8::try_from(i % 200).unwrap() + 2; 32]);
+        }
+        assert_eq!(c.base_keys.len(), BASE_KEYS_LIMIT);
+        assert!(!c.took_base_key(&[1; 32]), "the oldest went first");
+    }
+
+    #[test]
+    fn a_keystore_written_before_base_keys_and_held_items_opens() {
+        let mut p = Profile::generate("s", "u", 0);
+        p.contacts.insert("bob".into(), Contact::default());
+        let mut v = serde_json::to_value(&p).unwrap();
+        v.as_object_mut().unwrap().remove("held").unwrap();
+        v["contacts"]["bob"]
+            .as_object_mut()
+            .unwrap()
+            .remove("base_keys")
+            .unwrap();
+        let q: Profile = serde_json::from_value(v).unwrap();
+        assert!(q.held.is_empty());
+        assert!(q.contacts["bob"].base_keys.is_empty());
     }
 
     #[test]

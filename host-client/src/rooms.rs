@@ -7,6 +7,9 @@
 //! removed) never gets a key for anything sent after. Members converge on the highest epoch:
 //! a key for a later epoch than ours moves us there (and we send our new key around).
 //!
+//! A room key or room message from a contact whose identity key changed and is not verified is
+//! held (see `held`), not used, until the new key is confirmed.
+//!
 //! The room id in the crypto is `proto_core::room_id_for_name` (the first 16 bytes of
 //! SHA-256("Sealroom Room ID v1" || name)), shared with the web client.
 
@@ -19,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::client::{Client, Notice, expect_ok, refusal};
 use crate::direct::accepted_id;
 use crate::exit::{Exit, fail};
-use crate::profile::{Entry, RoomEntry, key32, now, room_from_hex, room_to_hex};
+use crate::profile::{Entry, Held, HeldKind, RoomEntry, key32, now, room_from_hex, room_to_hex};
 
 /// The 16-byte room id the sender-key layer binds, from the room's name (PROTOCOL.md §4.4;
 /// the web client derives the same).
@@ -210,6 +213,17 @@ impl Client {
         name: &str,
         distribution: &[u8],
     ) -> anyhow::Result<Vec<Notice>> {
+        let held = Held {
+            kind: HeldKind::Key,
+            from: from.to_owned(),
+            room: name.to_owned(),
+            bytes: hex::encode(distribution),
+            at: 0,
+            server_id: 0,
+        };
+        if let Some(n) = self.hold_if_key_changed(held) {
+            return Ok(n);
+        }
         let mut notices = Vec::new();
         let Ok(dist) = SenderKeyDistribution::from_bytes(distribution) else {
             notices.push(Notice::Warning(format!(
@@ -302,6 +316,17 @@ impl Client {
         sent_at: u64,
         server_id: u64,
     ) -> anyhow::Result<Vec<Notice>> {
+        let held = Held {
+            kind: HeldKind::Message,
+            from: from.to_owned(),
+            room: name.to_owned(),
+            bytes: hex::encode(body),
+            at: sent_at,
+            server_id,
+        };
+        if let Some(n) = self.hold_if_key_changed(held) {
+            return Ok(n);
+        }
         let mut notices = Vec::new();
         let unreadable = |why: String| Entry {
             conversation: format!("#{name}"),

@@ -15,13 +15,19 @@ use common::{Live, PASSWORD, TestServer, User, totp};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The safety number `u` sees with `other`; with `confirm`, confirmed (the number passed, as
+/// a script must).
 fn safety_number(u: &User, other: &str, confirm: bool) -> String {
-    let mut args = vec!["--json", "verify", other];
+    let v = u.run(&["--json", "verify", other]).ok().json();
+    let number = v["safety_number"].as_str().unwrap().to_owned();
     if confirm {
-        args.push("--confirm");
+        let v = u
+            .run(&["--json", "verify", other, "--confirm", &number])
+            .ok()
+            .json();
+        assert_eq!(v["verified"], true, "{v}");
     }
-    let v = u.run(&args).ok().json();
-    v["safety_number"].as_str().unwrap().to_owned()
+    number
 }
 
 #[test]

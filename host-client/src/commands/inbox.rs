@@ -9,12 +9,15 @@ use crate::terminal::outln;
 
 pub(super) async fn run(g: &Global, all: bool, wait: u64) -> anyhow::Result<()> {
     let mut client = Client::open(g).await?;
-    let notices = client
-        .pump(
-            Duration::from_millis(1_500),
-            Duration::from_secs(wait.max(1)),
-        )
-        .await?;
+    let mut notices = client.release_verified().await?;
+    notices.extend(
+        client
+            .pump(
+                Duration::from_millis(1_500),
+                Duration::from_secs(wait.max(1)),
+            )
+            .await?,
+    );
     let shown: Vec<_> = client
         .profile
         .history

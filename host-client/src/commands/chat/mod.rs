@@ -57,7 +57,8 @@ pub(super) async fn run(g: &Global, target: &str) -> anyhow::Result<()> {
             {
                 early.push(Notice::Warning(format!(
                     "!!! {u}'s identity key CHANGED. You can read, but sending is blocked until you \
-                     compare safety numbers (/verify) and run `sealroom verify @{u} --confirm`."
+                     compare safety numbers (/verify) and confirm the number you compared with \
+                     `sealroom verify @{u} --confirm NUMBER`."
                 )));
             }
         }

@@ -1,0 +1,450 @@
+//! Issue 11, the CLI half: what a malicious server can no longer do to `sealroom`, each played
+//! against the real binary and a real server on 127.0.0.1 whose store the test writes to
+//! directly (as a server that replays or forges a message would):
+//! - replay a first (prekey) message to roll a session back or force a reset;
+//! - flag a contact as changed with a first message that does not decrypt, or break a working
+//!   session with one;
+//! - hand over room keys and room messages under a contact's substituted identity key;
+//! - have `verify --confirm` trust a key nobody compared.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests fail on any surprise"
+)]
+
+mod common;
+
+use core::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{TestServer, User, totp};
+use host_server::store::{NewMessage, Store, StoreError, StoredMessage};
+use proto_core::{Envelope, IdentityPublicKey, PrekeyHeader};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Runs `f` on the server's store (as the server itself would).
+fn store<R: Send + 'static>(
+    server: &TestServer,
+    f: impl FnOnce(&mut dyn Store) -> Result<R, StoreError> + Send + 'static,
+) -> R {
+    let db = server.server.as_ref().unwrap().shared.db.clone();
+    smol::block_on(db.call(f)).unwrap()
+}
+
+fn account_id(s: &mut dyn Store, name: &str) -> Result<i64, StoreError> {
+    Ok(s.account_by_username(name)?.unwrap().id)
+}
+
+/// The direct messages queued for `user`, oldest first.
+fn queued_for(server: &TestServer, user: &str) -> Vec<StoredMessage> {
+    let user = user.to_owned();
+    store(server, move |s| {
+        let id = account_id(s, &user)?;
+        s.pending_for(id, 0, now(), 100)
+    })
+}
+
+/// Queues `body` for `to` as if `from` had sent it.
+fn inject(server: &TestServer, from: &str, to: &str, body: Vec<u8>) {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    store(server, move |s| {
+        let message = NewMessage {
+            recipient: Some(account_id(s, &to)?),
+            room: None,
+            sender_id: account_id(s, &from)?,
+            sender: from,
+            sent_at: now(),
+            expires_at: now() + 3_600,
+            body,
+        };
+        s.insert_message(&message)
+    });
+}
+
+/// `inbox --json` until it stops bringing anything (a few tries): the messages and notices.
+fn inbox(u: &User) -> (Vec<serde_json::Value>, Vec<String>) {
+    let v = u.inbox();
+    let messages = v["messages"].as_array().unwrap().clone();
+    let notices = v["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    (messages, notices)
+}
+
+fn text_of(m: &serde_json::Value) -> String {
+    format!(
+        "{} {}: {}",
+        m["conversation"].as_str().unwrap(),
+        m["from"].as_str().unwrap(),
+        m["text"].as_str().unwrap()
+    )
+}
+
+fn status_contact(u: &User, name: &str) -> serde_json::Value {
+    let status = u.run(&["--json", "status", "--offline"]).ok().json();
+    status["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no contact {name} in {status}"))
+}
+
+/// Alice's first message to Bob, taken from the server's queue before Bob reads it; then both
+/// write back and forth, so the session moves on.
+fn talk_and_keep_the_first_message(server: &TestServer, alice: &User, bob: &User) -> Vec<u8> {
+    alice.run(&["send", "@bob", "first"]).ok();
+    let queued = queued_for(server, "bob");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let first = queued[0].body.clone();
+    assert!(matches!(
+        Envelope::parse(&first),
+        Ok(Envelope::Prekey { .. })
+    ));
+    bob.expect_inbox(&["alice: first"]);
+    bob.run(&["send", "@alice", "reply"]).ok();
+    alice.expect_inbox(&["bob: reply"]);
+    alice.run(&["send", "@bob", "second"]).ok();
+    bob.expect_inbox(&["alice: second"]);
+    first
+}
+
+/// A replayed first message is a copy: nothing is shown, no session is re-installed, no reset
+/// is forced (before: its one-time prekey gone, Bob dropped his sessions and asked Alice for a
+/// reset, so her next message could not be read).
+#[test]
+fn a_replayed_first_message_changes_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+
+    inject(&server, "alice", "bob", first);
+    let (messages, notices) = inbox(&bob);
+    assert!(messages.is_empty(), "a replay showed: {messages:?}");
+    assert!(notices.is_empty(), "a replay warned: {notices:?}");
+    assert!(
+        queued_for(&server, "bob").is_empty(),
+        "the copy is acknowledged"
+    );
+
+    // Nothing was reset: Alice hears of no reset, and her next message reads on the session
+    // as it was.
+    let (_, notices) = inbox(&alice);
+    assert!(
+        !notices.iter().any(|n| n.contains("reset")),
+        "Bob asked for a reset: {notices:?}"
+    );
+    alice.run(&["send", "@bob", "third"]).ok();
+    bob.expect_inbox(&["alice: third"]);
+    bob.run(&["send", "@alice", "fourth"]).ok();
+    alice.expect_inbox(&["bob: fourth"]);
+}
+
+/// The same without a one-time prekey (the server withheld them): the replay would decrypt
+/// again, and before, it re-installed the session it once started over the current one, so
+/// Bob's next message went out on that old session and Alice could not read it.
+#[test]
+fn a_replayed_first_message_without_a_one_time_prekey_reinstalls_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    // The server hands out every one-time prekey of Bob's, so Alice's bundle comes without.
+    let taken = store(&server, |s| {
+        let mut taken = 0;
+        while s
+            .take_bundle("bob", true)?
+            .is_some_and(|b| b.prekey.is_some())
+        {
+            taken += 1;
+            assert!(
+                taken < 10_000,
+                "the server keeps handing out one-time prekeys"
+            );
+        }
+        Ok(taken)
+    });
+    assert!(taken > 0);
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+    let Ok(Envelope::Prekey { header, .. }) = Envelope::parse(&first) else {
+        panic!("not a prekey message");
+    };
+    assert_eq!(header.one_time_prekey_id, None);
+
+    inject(&server, "alice", "bob", first);
+    let (messages, notices) = inbox(&bob);
+    assert!(messages.is_empty(), "a replay showed: {messages:?}");
+    assert!(notices.is_empty(), "a replay warned: {notices:?}");
+
+    // Bob's session is the one that moved on: Alice reads his next message.
+    bob.run(&["send", "@alice", "after the replay"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(texts, ["@bob bob: after the replay"], "{notices:?}");
+    alice.run(&["send", "@bob", "fine"]).ok();
+    bob.expect_inbox(&["alice: fine"]);
+}
+
+/// A first message that does not decrypt, carrying another identity key, neither marks Alice
+/// as changed (before: sending to her was blocked, exit 7) nor breaks the session Bob has with
+/// her: it shows as undecryptable, and that is all.
+#[test]
+fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let first = talk_and_keep_the_first_message(&server, &alice, &bob);
+
+    // The server forges a first message "from alice" with a key of its own.
+    let Ok(Envelope::Prekey { header, message }) = Envelope::parse(&first) else {
+        panic!("not a prekey message");
+    };
+    let forged_header = PrekeyHeader {
+        identity: IdentityPublicKey {
+            signing: [7; 32],
+            dh: [9; 32],
+        },
+        ephemeral: [11; 32],
+        one_time_prekey_id: None,
+        ..header
+    };
+    let mut forged = vec![0u8; 1 + proto_core::PREKEY_HEADER_LEN];
+    let n = Envelope::emit_prefix(Some(&forged_header), &mut forged).unwrap();
+    forged.truncate(n);
+    forged.extend_from_slice(message);
+    inject(&server, "alice", "bob", forged);
+
+    let (messages, notices) = inbox(&bob);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["state"], "undecryptable", "{messages:?}");
+    assert!(
+        !messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("being reset"),
+        "{messages:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("CHANGED")),
+        "forged bytes flagged a key change: {notices:?}"
+    );
+    assert_eq!(status_contact(&bob, "alice")["key_changed"], false);
+
+    // The session still works both ways, and nobody was asked to reset.
+    bob.run(&["send", "@alice", "still here"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(texts, ["@bob bob: still here"], "{notices:?}");
+    assert!(!notices.iter().any(|n| n.contains("reset")), "{notices:?}");
+    alice.run(&["send", "@bob", "good"]).ok();
+    bob.expect_inbox(&["alice: good"]);
+}
+
+/// Bob sets up a new device (new identity keys): `bob2`.
+fn new_device(server: &TestServer, bob: &User) -> User {
+    let bob2 = User {
+        home: tempfile::tempdir().unwrap(),
+        ..User::new("bob", server)
+    };
+    let code = totp(&bob.totp_secret, 1);
+    bob2.run(&[
+        "login",
+        "--new-device",
+        "--server",
+        &server.addr(),
+        "--username",
+        "bob",
+        "--code",
+        &code,
+    ])
+    .ok();
+    bob2
+}
+
+fn number(u: &User, other: &str) -> String {
+    let v = u.run(&["--json", "verify", other]).ok().json();
+    v["safety_number"].as_str().unwrap().to_owned()
+}
+
+/// A room key and room message from a contact whose key changed are held (before: used and
+/// shown at once, so a server substituting Bob's key could write in #team as Bob), flagged
+/// once per room, and processed, keys first, once the new number is confirmed.
+#[test]
+fn room_traffic_from_a_changed_key_is_held_until_verified() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["rooms", "create", "team"]).ok();
+    alice.run(&["rooms", "invite", "team", "@bob"]).ok();
+    bob.run(&["rooms", "accept", "team"]).ok();
+    alice.inbox();
+    alice.run(&["send", "#team", "hello team"]).ok();
+    bob.expect_inbox(&["alice: hello team"]);
+
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "#team", "from the new laptop"]).ok();
+    bob2.run(&["send", "#team", "and again"]).ok();
+    let (messages, notices) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("new laptop")),
+        "shown before verification: {texts:?}"
+    );
+    let held: Vec<&String> = notices
+        .iter()
+        .filter(|n| n.contains("held until you compare bob's new safety number"))
+        .collect();
+    assert_eq!(held.len(), 1, "one notice for #team: {notices:?}");
+    assert!(
+        held[0].starts_with("#team: a room key from bob"),
+        "{held:?}"
+    );
+    assert!(notices.iter().any(|n| n.contains("CHANGED")), "{notices:?}");
+
+    // Confirming the number Alice compared releases them, in order.
+    let n = number(&alice, "@bob");
+    assert_eq!(n, number(&bob2, "@alice"));
+    let v = alice
+        .run(&["--json", "verify", "@bob", "--confirm", &n])
+        .ok()
+        .json();
+    assert_eq!(v["released_messages"], 2, "{v}");
+    let (messages, _) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert_eq!(
+        texts,
+        ["#team bob: from the new laptop", "#team bob: and again"]
+    );
+}
+
+/// `verify --confirm` confirms the number that was compared: one shown before Bob's key
+/// changed is refused (exit 7, nothing marked); a script must pass the number (exit 2).
+#[test]
+fn verify_confirm_refuses_a_number_that_is_no_longer_current() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["send", "@bob", "hi"]).ok();
+    bob.expect_inbox(&["alice: hi"]);
+    let before = number(&alice, "@bob");
+
+    let r = alice.run(&["verify", "@bob", "--confirm"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("--confirm needs the safety number"),
+        "{}",
+        r.stderr
+    );
+    let r = alice.run(&["verify", "@bob", "--confirm", "12345 67890"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("60 digits"), "{}", r.stderr);
+
+    // Bob's key changes (new device) while Alice is comparing the old number.
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "@alice", "new laptop"]).ok();
+    alice.expect_inbox(&["bob: new laptop"]);
+    let r = alice.run(&["verify", "@bob", "--confirm", &before]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("not the current safety number"),
+        "{}",
+        r.stderr
+    );
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&false.into(), &true.into())
+    );
+    assert_eq!(alice.run(&["send", "@bob", "blocked"]).code, 7);
+
+    // The current number, as twelve groups typed with spaces, verifies.
+    let now = number(&alice, "@bob");
+    let groups: Vec<&str> = (0..12).map(|i| &now[i * 5..i * 5 + 5]).collect();
+    let mut args = vec!["verify", "@bob", "--confirm"];
+    args.extend(groups);
+    let r = alice.run(&args).ok();
+    assert!(r.stdout.contains("bob is now verified"), "{}", r.stdout);
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&true.into(), &false.into())
+    );
+    alice.run(&["send", "@bob", "verified"]).ok();
+    bob2.expect_inbox(&["alice: verified"]);
+}
+
+/// On a terminal, `--confirm` alone shows the number and asks; if the key changes while the
+/// person compares (a message from the new key stored by another process meanwhile), the
+/// answer "y" is refused rather than trusting a number nobody saw.
+#[test]
+fn verify_confirm_on_a_terminal_checks_the_number_shown() {
+    use expectrl::Expect as _;
+
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    alice.run(&["send", "@bob", "hi"]).ok();
+
+    let spawn = || {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.arg("--home")
+            .arg(alice.home())
+            .args(["verify", "@bob", "--confirm"])
+            .env("SEALROOM_PASSPHRASE", &alice.passphrase)
+            .env("SEALROOM_KDF_ROUNDS", "1000")
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm");
+        let mut p = expectrl::Session::spawn(cmd).unwrap();
+        p.set_expect_timeout(Some(WAIT));
+        p
+    };
+
+    // The number shown, then the key changes before the answer.
+    let mut p = spawn();
+    p.expect("Safety number with bob").unwrap();
+    p.expect("[y/N]").unwrap();
+    let bob2 = new_device(&server, &bob);
+    bob2.run(&["send", "@alice", "new laptop"]).ok();
+    alice.expect_inbox(&["bob: new laptop"]);
+    p.send_line("y").unwrap();
+    p.expect("not the current safety number").unwrap();
+    let c = status_contact(&alice, "bob");
+    assert_eq!(c["key_changed"], true, "{c}");
+
+    // Shown and unchanged: "y" verifies.
+    let mut p = spawn();
+    p.expect("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.expect("bob is now verified").unwrap();
+    let c = status_contact(&alice, "bob");
+    assert_eq!(
+        (&c["verified"], &c["key_changed"]),
+        (&true.into(), &false.into())
+    );
+}
