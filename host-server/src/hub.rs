@@ -120,6 +120,14 @@ impl Hub {
         }
     }
 
+    /// Tells the other nodes that the account's sessions were revoked (after the commit), so
+    /// they end its live connections there; this node's are the caller's to end.
+    pub fn revoked_elsewhere(&self, account: AccountId) {
+        if let Some(bus) = &self.bus {
+            bus.publish_revoked(account);
+        }
+    }
+
     /// Wakes the account's delivery tasks on this node (coalesced: one pending wake is enough).
     pub fn wake_local(&self, account: AccountId) {
         if let Some(list) = self.lock().get(&account) {
@@ -298,6 +306,25 @@ mod tests {
         fn publish(&self, account: AccountId) {
             self.0.lock().unwrap().push(account);
         }
+
+        /// Recorded negated, as the PostgreSQL bus sends it.
+        fn publish_revoked(&self, account: AccountId) {
+            self.0.lock().unwrap().push(-account);
+        }
+    }
+
+    #[test]
+    fn a_revocation_is_announced_to_the_other_nodes_only() {
+        let bus = Arc::new(RecordingBus::default());
+        let hub = Hub::with_bus(bus.clone());
+        let (out, _rx) = Outbox::new(8);
+        let (_id, woken) = hub.join(7, out);
+        let _ = woken.try_recv();
+        hub.revoked_elsewhere(7);
+        assert_eq!(*bus.0.lock().unwrap(), [-7]);
+        // Nothing local happened: this node's connections are the caller's to end.
+        assert!(hub.is_online(7));
+        assert!(woken.try_recv().is_err());
     }
 
     #[test]

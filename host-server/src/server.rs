@@ -180,6 +180,7 @@ impl Server {
                             match wake {
                                 Wake::Account(account) => shared.hub.wake_local(account),
                                 Wake::Everyone => shared.hub.wake_all_local(),
+                                Wake::Revoked(account) => shared.hub.kick(account),
                             }
                         }
                     },

@@ -410,3 +410,45 @@ fn one_time_prekeys_are_handed_out_at_one_pace_across_nodes() {
     });
     node_b.shutdown();
 }
+
+#[test]
+fn a_password_change_on_one_node_ends_the_account_s_connections_on_the_other() {
+    let Some(_) = require_postgres(
+        "a_password_change_on_one_node_ends_the_account_s_connections_on_the_other",
+    ) else {
+        return;
+    };
+    let database = TestDatabase::create().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = spawn_server(dir_a.path(), Some(&database));
+    let node_b = spawn_server(dir_b.path(), Some(&database));
+    run(async {
+        let (mut a, token, secret) = register_real_with_secret(&node_a, "alice").await;
+        // The same account, live on node B too (a second device, or whoever took the token).
+        let mut b = resume_on(&node_b, "alice", token).await;
+        let code = host_server::auth::totp::code_at(&secret, now() + 30);
+        a.send(&Message::ChangePassword {
+            current: PASSWORD,
+            new: "a brand new passphrase for alice 9",
+            code: &code,
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        // Node B hears the revocation and ends its connection: reads soon fail (EOF or reset),
+        // rather than waiting for the next Resume.
+        let deadline = Instant::now() + core::time::Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "node B kept alice's connection open"
+            );
+            match b.recv_timeout(core::time::Duration::from_secs(1)).await {
+                // Pushes (PrekeysLow, Ping) may come first; no reply is expected.
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+    });
+}

@@ -120,6 +120,8 @@ impl Connection {
         if let Some(keep) = self.hub_id() {
             self.shared.hub.kick_others(me, keep);
         }
+        // ... on every node: this connection is the only one left, and it is here.
+        self.shared.hub.revoked_elsewhere(me);
         tracing::info!(user = %name, revoked, "password changed");
         Ok(Reply::msg(&Message::Ok))
     }
@@ -261,6 +263,7 @@ impl Connection {
         }
         self.leave_session();
         self.shared.hub.kick(me);
+        self.shared.hub.revoked_elsewhere(me);
         self.out.close();
     }
 }

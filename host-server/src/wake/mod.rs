@@ -26,6 +26,9 @@ pub enum Wake {
     Account(AccountId),
     /// Wake-ups may have been missed: every local delivery task should read its queue again.
     Everyone,
+    /// The account's sessions were revoked on another node (password changed, account
+    /// deleted): its live connections here end now.
+    Revoked(AccountId),
 }
 
 /// Tells other nodes that an account has something new.
@@ -33,4 +36,7 @@ pub trait WakeBus: Send + Sync + fmt::Debug {
     /// Announces, after the commit that made it true, that `account` has something new. Never
     /// blocks; a bus that cannot deliver it now retries or drops it (receivers resync).
     fn publish(&self, account: AccountId);
+    /// Announces, after the commit that revoked them, that `account`'s sessions are gone:
+    /// every other node ends the account's live connections.
+    fn publish_revoked(&self, account: AccountId);
 }

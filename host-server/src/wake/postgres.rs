@@ -97,16 +97,39 @@ impl Drop for PgWakeBus {
     }
 }
 
-impl WakeBus for PgWakeBus {
-    fn publish(&self, account: AccountId) {
+impl PgWakeBus {
+    fn send(&self, payload: AccountId) {
         if let Some(tx) = self
             .publish
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            let _ = tx.send(account);
+            let _ = tx.send(payload);
         }
+    }
+}
+
+impl WakeBus for PgWakeBus {
+    fn publish(&self, account: AccountId) {
+        self.send(account);
+    }
+
+    /// Sent as the negated account id (ids are positive), in the same channel and batches.
+    fn publish_revoked(&self, account: AccountId) {
+        if let Some(negated) = account.checked_neg() {
+            self.send(negated);
+        }
+    }
+}
+
+/// What one notification's payload says: an account id, or its negation for a revocation.
+fn decode_payload(payload: &str) -> Option<Wake> {
+    let n = payload.parse::<AccountId>().ok()?;
+    match n {
+        1.. => Some(Wake::Account(n)),
+        ..0 => n.checked_neg().map(Wake::Revoked),
+        0 => None,
     }
 }
 
@@ -209,9 +232,9 @@ fn run_listener(
             let mut heard = notifications.timeout_iter(TICK);
             loop {
                 match heard.next() {
-                    Ok(Some(n)) => match n.payload().parse::<AccountId>() {
-                        Ok(account) => on_wake(Wake::Account(account)),
-                        Err(_) => {
+                    Ok(Some(n)) => match decode_payload(n.payload()) {
+                        Some(wake) => on_wake(wake),
+                        None => {
                             tracing::warn!(payload = n.payload(), "ignoring a malformed wake-up");
                         }
                     },
@@ -231,5 +254,21 @@ fn run_listener(
             on_wake(Wake::Everyone);
             last_resync = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_accounts_or_revocations() {
+        assert_eq!(decode_payload("42"), Some(Wake::Account(42)));
+        assert_eq!(decode_payload("-42"), Some(Wake::Revoked(42)));
+        for bad in ["0", "", "x", "4 2", "-", "99999999999999999999"] {
+            assert_eq!(decode_payload(bad), None, "{bad:?}");
+        }
+        // The most negative id has no positive twin: refused, not wrapped.
+        assert_eq!(decode_payload(&i64::MIN.to_string()), None);
     }
 }

@@ -72,6 +72,12 @@ pub fn now() -> u64 {
 
 /// Registers on a real-clock server; returns the client and the session token.
 pub async fn register_real(p: &Proc, name: &str) -> (Client, [u8; 32]) {
+    let (c, token, _) = register_real_with_secret(p, name).await;
+    (c, token)
+}
+
+/// [`register_real`], also returning the TOTP secret.
+pub async fn register_real_with_secret(p: &Proc, name: &str) -> (Client, [u8; 32], Vec<u8>) {
     let device = Device::new(0);
     let mut c = Client::connect(p.addr, &p.fingerprint).await.unwrap();
     c.send(&register_msg(name, PASSWORD, &device, &[], "x@example.org"))
@@ -92,5 +98,6 @@ pub async fn register_real(p: &Proc, name: &str) -> (Client, [u8; 32]) {
     let Some(Message::Session { token, .. }) = f.msg() else {
         panic!("{:?}", f.msg())
     };
-    (c, token.0)
+    let token = token.0;
+    (c, token, secret)
 }
