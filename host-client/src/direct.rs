@@ -78,6 +78,7 @@ impl Client {
             Some(c) if c.matches(identity) => Ok(()),
             Some(c) => {
                 c.replace_identity(identity);
+                self.profile.forget_keys_sent_to(user);
                 self.save()?;
                 self.check_not_blocked(user)
             }
@@ -396,6 +397,7 @@ impl Client {
             Some(c) if c.matches(identity) => None,
             Some(c) => {
                 c.replace_identity(identity);
+                self.profile.forget_keys_sent_to(from);
                 Some(Notice::Warning(format!(
                     "!!! {from}'s identity key has CHANGED (a new device, or someone intercepting). \
                      Sending to {from} is blocked until you compare safety numbers: \

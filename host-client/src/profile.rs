@@ -323,6 +323,15 @@ impl Profile {
         Ok(spk)
     }
 
+    /// Forgets that `user` has our room keys: after their identity key changed, the key they
+    /// hold now is not the one we gave ours to, so each room hands it again (to the new key,
+    /// once it is verified).
+    pub(crate) fn forget_keys_sent_to(&mut self, user: &str) {
+        for room in self.rooms.values_mut() {
+            room.key_sent.remove(user);
+        }
+    }
+
     /// The session token, if logged in.
     pub(crate) fn token(&self) -> Option<[u8; 32]> {
         self.token.as_deref().and_then(key32)
@@ -543,6 +552,22 @@ mod tests {
         // Two profiles never share keys (OS RNG).
         let q = Profile::generate("localhost:8443", "alice", 1);
         assert_ne!(p.identity, q.identity);
+    }
+
+    #[test]
+    fn a_changed_identity_is_owed_our_room_keys_again() {
+        let mut p = Profile::generate("s", "u", 0);
+        for name in ["a", "b"] {
+            let mut entry = RoomEntry::default();
+            entry.key_sent.insert("bob".into(), 3);
+            entry.key_sent.insert("carol".into(), 3);
+            p.rooms.insert(name.into(), entry);
+        }
+        p.forget_keys_sent_to("bob");
+        for entry in p.rooms.values() {
+            assert!(!entry.key_sent.contains_key("bob"));
+            assert_eq!(entry.key_sent.get("carol"), Some(&3));
+        }
     }
 
     #[test]

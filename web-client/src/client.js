@@ -493,6 +493,9 @@ export class Client extends EventTarget {
     c.key_changed = true;
     c.session = null;
     c.previous_session = null;
+    // The key they hold now is not the one our room keys went to: each room hands ours again
+    // (to the new key, once it is verified).
+    for (const entry of Object.values(this.profile.rooms)) delete entry.key_sent[user];
     this.notice(`${user}'s safety number changed (a new device, or someone intercepting). Sending to ${user} waits until you verify.`);
     return false;
   }

@@ -284,12 +284,14 @@ test('a changed identity key is recorded and sending waits for verification', as
   await alice.sendText('@bob', 'hi');
   await settle([alice, bob]);
   const shownBefore = alice.safetyNumber('bob');
+  alice.profile.rooms.team = { state: null, members: ['alice', 'bob'], admin: 'alice', key_sent: { bob: 0 } };
   // Bob reinstalls: new keys under the same name.
   const bob2 = await newClient(server, 'bob');
   await bob2.sendText('@alice', 'new phone');
   await settle([alice, bob2]);
   assert.equal(alice.messages('@bob').at(-1).text, 'new phone');
   assert.equal(alice.profile.contacts.bob.key_changed, true);
+  assert.equal(alice.profile.rooms.team.key_sent.bob, undefined, 'our room key is owed to the new key');
   await assert.rejects(alice.sendText('@bob', 'blocked'), { name: 'KeyChangedError' });
   // The number alice compared was computed from bob's first key: it no longer confirms anything.
   await assert.rejects(alice.markVerified('bob', shownBefore), { name: 'SafetyNumberChangedError' });
