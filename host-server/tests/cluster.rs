@@ -450,5 +450,12 @@ fn a_password_change_on_one_node_ends_the_account_s_connections_on_the_other() {
                 Err(_) => break,
             }
         }
+        // The connection that changed the password is the one kept, on node A (which hears
+        // its own revocation on the channel too, and must not act on it).
+        a.send(&Message::ListRooms).await.unwrap();
+        assert!(
+            matches!(recv_reply(&mut a).await.msg(), Some(Message::Rooms { .. })),
+            "node A ended the connection that changed the password"
+        );
     });
 }

@@ -1,6 +1,8 @@
 //! [`WakeBus`] over PostgreSQL LISTEN/NOTIFY, on two sessions of its own: one thread
-//! publishes (`pg_notify` on channel [`CHANNEL`], payload the account id in decimal), one
-//! listens and hands each wake-up to the node.
+//! publishes (`pg_notify` on channel [`CHANNEL`]), one listens and hands each wake-up to the
+//! node. Payloads: the account id in decimal for a wake-up; `-ID@NODE` (NODE: the publishing
+//! node's random id in hex) for a revocation, so that the node that revoked, which hears its
+//! own notifications too, does not end the one connection it kept.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
@@ -24,7 +26,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Wake-ups through PostgreSQL. Dropping it (or [`PgWakeBus::shutdown`]) stops its threads.
 pub struct PgWakeBus {
-    publish: std::sync::Mutex<Option<Sender<AccountId>>>,
+    publish: std::sync::Mutex<Option<Sender<String>>>,
+    /// This node's id in revocation payloads (random at start).
+    node: u64,
     stop: Arc<AtomicBool>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -45,6 +49,9 @@ impl PgWakeBus {
         on_wake: impl Fn(Wake) + Send + 'static,
     ) -> Result<Self, StoreError> {
         let stop = Arc::new(AtomicBool::new(false));
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Open(format!("no randomness: {e}")))?;
+        let node = u64::from_be_bytes(id);
         let publisher = pg_connect(params)?;
         let mut listener = pg_connect(params)?;
         listener.batch_execute(&format!("LISTEN {CHANNEL}"))?;
@@ -60,10 +67,11 @@ impl PgWakeBus {
         let s = stop.clone();
         let listen_thread = std::thread::Builder::new()
             .name("sealroom-wake-sub".into())
-            .spawn(move || run_listener(&p, listener, resync, &s, &on_wake))
+            .spawn(move || run_listener(&p, listener, resync, &s, node, &on_wake))
             .map_err(spawn_err)?;
         Ok(Self {
             publish: std::sync::Mutex::new(Some(tx)),
+            node,
             stop,
             threads: std::sync::Mutex::new(vec![publish_thread, listen_thread]),
         })
@@ -98,7 +106,7 @@ impl Drop for PgWakeBus {
 }
 
 impl PgWakeBus {
-    fn send(&self, payload: AccountId) {
+    fn send(&self, payload: String) {
         if let Some(tx) = self
             .publish
             .lock()
@@ -112,24 +120,29 @@ impl PgWakeBus {
 
 impl WakeBus for PgWakeBus {
     fn publish(&self, account: AccountId) {
-        self.send(account);
+        self.send(account.to_string());
     }
 
-    /// Sent as the negated account id (ids are positive), in the same channel and batches.
     fn publish_revoked(&self, account: AccountId) {
-        if let Some(negated) = account.checked_neg() {
-            self.send(negated);
-        }
+        self.send(format!("-{account}@{:x}", self.node));
     }
 }
 
-/// What one notification's payload says: an account id, or its negation for a revocation.
-fn decode_payload(payload: &str) -> Option<Wake> {
-    let n = payload.parse::<AccountId>().ok()?;
-    match n {
-        1.. => Some(Wake::Account(n)),
-        ..0 => n.checked_neg().map(Wake::Revoked),
-        0 => None,
+/// What a payload asks of the node `me`: `Ok(None)` for its own revocation (already done
+/// here), `Err(())` for a payload that is not one of ours.
+fn decode_payload(payload: &str, me: u64) -> Result<Option<Wake>, ()> {
+    if let Some(rest) = payload.strip_prefix('-') {
+        let (account, node) = rest.split_once('@').ok_or(())?;
+        let account = account.parse::<AccountId>().map_err(|_| ())?;
+        let node = u64::from_str_radix(node, 16).map_err(|_| ())?;
+        if account <= 0 {
+            return Err(());
+        }
+        return Ok((node != me).then_some(Wake::Revoked(account)));
+    }
+    match payload.parse::<AccountId>() {
+        Ok(account) if account > 0 => Ok(Some(Wake::Account(account))),
+        _ => Err(()),
     }
 }
 
@@ -145,7 +158,7 @@ fn pause(d: Duration, stop: &AtomicBool) -> bool {
     true
 }
 
-fn run_publisher(params: &str, client: Client, rx: &Receiver<AccountId>, stop: &AtomicBool) {
+fn run_publisher(params: &str, client: Client, rx: &Receiver<String>, stop: &AtomicBool) {
     let mut client = Some(client);
     let mut backoff = TICK;
     loop {
@@ -155,7 +168,7 @@ fn run_publisher(params: &str, client: Client, rx: &Receiver<AccountId>, stop: &
             Err(RecvTimeoutError::Disconnected) => return,
         };
         // Everything queued meanwhile goes in the same round trip, each account once.
-        let mut batch: Vec<AccountId> = core::iter::once(first).chain(rx.try_iter()).collect();
+        let mut batch: Vec<String> = core::iter::once(first).chain(rx.try_iter()).collect();
         batch.sort_unstable();
         batch.dedup();
         loop {
@@ -169,7 +182,7 @@ fn run_publisher(params: &str, client: Client, rx: &Receiver<AccountId>, stop: &
             let sent = match client.as_mut() {
                 Some(c) => c
                     .execute(
-                        "SELECT pg_notify($1, a::TEXT) FROM unnest($2::BIGINT[]) AS a",
+                        "SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) AS p",
                         &[&CHANNEL, &batch],
                     )
                     .map_err(|e| tracing::warn!(error = %e, "cannot publish wake-ups"))
@@ -196,6 +209,7 @@ fn run_listener(
     client: Client,
     resync: Duration,
     stop: &AtomicBool,
+    node: u64,
     on_wake: &dyn Fn(Wake),
 ) {
     let mut client = Some(client);
@@ -232,9 +246,10 @@ fn run_listener(
             let mut heard = notifications.timeout_iter(TICK);
             loop {
                 match heard.next() {
-                    Ok(Some(n)) => match decode_payload(n.payload()) {
-                        Some(wake) => on_wake(wake),
-                        None => {
+                    Ok(Some(n)) => match decode_payload(n.payload(), node) {
+                        Ok(Some(wake)) => on_wake(wake),
+                        Ok(None) => {}
+                        Err(()) => {
                             tracing::warn!(payload = n.payload(), "ignoring a malformed wake-up");
                         }
                     },
@@ -262,13 +277,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_are_accounts_or_revocations() {
-        assert_eq!(decode_payload("42"), Some(Wake::Account(42)));
-        assert_eq!(decode_payload("-42"), Some(Wake::Revoked(42)));
-        for bad in ["0", "", "x", "4 2", "-", "99999999999999999999"] {
-            assert_eq!(decode_payload(bad), None, "{bad:?}");
+    fn payloads_are_accounts_or_revocations_from_other_nodes() {
+        let me = 0xabc;
+        assert_eq!(decode_payload("42", me), Ok(Some(Wake::Account(42))));
+        assert_eq!(decode_payload("-42@def", me), Ok(Some(Wake::Revoked(42))));
+        // Our own revocation comes back to us too: already done here, nothing to do.
+        assert_eq!(decode_payload("-42@abc", me), Ok(None));
+        for bad in [
+            "0",
+            "",
+            "x",
+            "4 2",
+            "-",
+            "-42",
+            "-42@",
+            "-42@xyz",
+            "-0@def",
+            "--1@def",
+            "99999999999999999999",
+        ] {
+            assert_eq!(decode_payload(bad, me), Err(()), "{bad:?}");
         }
-        // The most negative id has no positive twin: refused, not wrapped.
-        assert_eq!(decode_payload(&i64::MIN.to_string()), None);
     }
 }
