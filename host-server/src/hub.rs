@@ -307,7 +307,7 @@ mod tests {
             self.0.lock().unwrap().push(account);
         }
 
-        /// Recorded negated, as the PostgreSQL bus sends it.
+        /// Recorded negated, to tell revocations from wake-ups.
         fn publish_revoked(&self, account: AccountId) {
             self.0.lock().unwrap().push(-account);
         }
