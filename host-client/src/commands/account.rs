@@ -59,23 +59,12 @@ pub(super) async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
                     other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
                 })
                 .await?;
-            let secret = uri
-                .split(['?', '&'])
-                .find_map(|p| p.strip_prefix("secret="))
-                .unwrap_or("")
-                .to_owned();
-            if g.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"event": "totp_enrollment", "otpauth_uri": uri, "secret": secret})
-                );
-            } else {
-                outln!("Scan this QR code with the new authenticator:");
-                outln!("{}", terminal::qr(&uri));
-                outln!(
-                    "or enter the secret by hand: {}",
-                    paint(Style::Bold, &secret)
-                );
+            super::show_totp_enrollment(
+                g.json,
+                &uri,
+                "Scan this QR code with the new authenticator:",
+            );
+            if !g.json {
                 outln!("The old authenticator works until the new one is confirmed.");
             }
             let new_code = match t.new_code {
@@ -120,9 +109,7 @@ pub(super) async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
                     "{}",
                     paint(Style::Bold, "They are shown only now: write them down.")
                 );
-                for c in &codes {
-                    outln!("  {c}");
-                }
+                super::show_recovery_codes(&codes);
             }
         }
         AccountCommand::Delete { factor: f, yes } => {

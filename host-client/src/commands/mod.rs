@@ -34,3 +34,34 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Servers(ServersCommand::Trust { server }) => servers::trust(g, &server).await,
     }
 }
+
+/// Shows the authenticator enrollment the server sent (registration, a new authenticator):
+/// JSON, or `heading`, a QR code of the `otpauth://` URI and its secret. The server's text is
+/// shown inert (it cannot drive the terminal).
+fn show_totp_enrollment(json: bool, uri: &str, heading: &str) {
+    use crate::terminal::{Style, outln, paint};
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap_or("");
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({"event": "totp_enrollment", "otpauth_uri": uri, "secret": secret})
+        );
+    } else {
+        outln!("{heading}");
+        outln!("{}", crate::terminal::qr(uri));
+        outln!(
+            "or enter the secret by hand: {}",
+            paint(Style::Bold, &crate::inert::line(secret))
+        );
+    }
+}
+
+/// Prints recovery codes from the server, one per line, inert.
+fn show_recovery_codes(codes: &[String]) {
+    for c in codes {
+        crate::terminal::outln!("  {}", crate::inert::line(c));
+    }
+}

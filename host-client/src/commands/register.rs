@@ -97,24 +97,13 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     };
     let mut profile = profile;
     profile.username.clone_from(&username);
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap_or("")
-        .to_owned();
-    if g.json {
-        outln!(
-            "{}",
-            serde_json::json!({"event": "totp_enrollment", "otpauth_uri": uri, "secret": secret})
-        );
-    } else {
-        outln!("\nTwo-factor login: scan this QR code with an authenticator app");
-        outln!("{}", terminal::qr(&uri));
-        outln!(
-            "or enter the secret by hand: {}",
-            paint(Style::Bold, &secret)
-        );
-        outln!("(URI: {uri})\n");
+    super::show_totp_enrollment(
+        g.json,
+        &uri,
+        "\nTwo-factor login: scan this QR code with an authenticator app",
+    );
+    if !g.json {
+        outln!("(URI: {})\n", crate::inert::line(&uri));
     }
     let mut given = args.code;
     let mut codes: Option<Vec<String>> = None;
@@ -174,9 +163,7 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
             "{}",
             paint(Style::Bold, "They are shown only now: write them down.")
         );
-        for c in &codes {
-            outln!("  {c}");
-        }
+        super::show_recovery_codes(&codes);
         outln!(
             "\nYour keys are in {} (encrypted).",
             client.home.keystore().display()
