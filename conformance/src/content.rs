@@ -23,6 +23,9 @@ fn content_fields(c: &Content<'_>) -> Value {
             json!({ "type": "RoomKey", "room": room, "distribution": h(distribution) })
         }
         Content::SessionReset => json!({ "type": "SessionReset" }),
+        Content::Roster { room, roster } => {
+            json!({ "type": "Roster", "room": room, "roster": h(roster) })
+        }
     }
 }
 
@@ -73,6 +76,13 @@ pub fn generate() -> Vec<(&'static str, Value)> {
             },
         ),
         ("please start a new session", Content::SessionReset),
+        (
+            "a room's signed roster, from the admin who added the receiver",
+            Content::Roster {
+                room: "family",
+                roster: &[0x5a; 40],
+            },
+        ),
     ];
     let mut out: Vec<Value> = contents
         .iter()

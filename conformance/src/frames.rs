@@ -40,6 +40,8 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
     let codes: &'static [&'static str] = &["k7q2-9xmv-3hpd", "a4tz-w8ne-c6rj", "m2fy-5bsu-q9lk"];
     let rooms: &'static [&'static str] = &["family", "ops-oncall"];
     let members: &'static [&'static str] = &["alice", "bob", "carol"];
+    // The frame carries a roster as opaque bytes; roster.json holds real ones.
+    let roster: &'static [u8] = leak((0u8..48).collect());
     let device = DeviceKeys {
         identity_sig: key(&mut f),
         identity_dh: key(&mut f),
@@ -313,6 +315,27 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 code: "287082",
             },
         ),
+        (
+            "publish a room's next signed roster",
+            Message::PublishRoster {
+                room: "family",
+                roster,
+            },
+        ),
+        (
+            "fetch a room's roster at a version",
+            Message::FetchRoster {
+                room: "family",
+                version: 3,
+            },
+        ),
+        (
+            "one stored roster",
+            Message::Roster {
+                room: "family",
+                roster,
+            },
+        ),
     ]
 }
 
@@ -459,6 +482,10 @@ pub fn fields(m: &Message<'_>) -> Value {
         } => json!({
             "room": room, "username": username, "change": format!("{change:?}")
         }),
+        Message::PublishRoster { room, roster } | Message::Roster { room, roster } => {
+            json!({ "room": room, "roster": h(roster) })
+        }
+        Message::FetchRoster { room, version } => json!({ "room": room, "version": version }),
         Message::Error { code, text } => json!({ "code": code.0, "text": text }),
         Message::Ping { nonce } | Message::Pong { nonce } => json!({ "nonce": nonce }),
     }
@@ -568,10 +595,10 @@ fn reject_cases() -> Vec<Value> {
         DecodeError::UnknownTag,
         None,
     );
-    // RoomChanged { room: "r", username: "u", change: 4 }
+    // RoomChanged { room: "r", username: "u", change: 5 }
     case(
         "nested enum tag out of range",
-        framed(PROTOCOL_VERSION, &[31, 1, b'r', 1, b'u', 4]),
+        framed(PROTOCOL_VERSION, &[31, 1, b'r', 1, b'u', 5]),
         DecodeError::UnknownTag,
         None,
     );

@@ -486,6 +486,7 @@ impl Client {
             RoomChange::Joined => "joined",
             RoomChange::Left => "left",
             RoomChange::Removed => "was removed from",
+            RoomChange::Roster => "signed a new roster of",
             // Not a membership yet: nothing to sync until we accept.
             RoomChange::Invited => {
                 return Ok(vec![Notice::Invited(Invitation {

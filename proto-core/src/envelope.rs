@@ -160,6 +160,15 @@ pub enum Content<'a> {
     /// "I could not decrypt what you sent": the peer should start a new session (X3DH) on its
     /// next message. Carries no secret; sent inside a fresh session.
     SessionReset,
+    /// A room's current signed roster (PROTOCOL.md §4.7), sent by the admin who added the
+    /// receiver: the receiver's starting point in the room's chain, which it then follows
+    /// from the server.
+    Roster {
+        /// The room's name on the server.
+        room: &'a str,
+        /// The encoded, signed roster.
+        roster: &'a [u8],
+    },
 }
 
 impl<'a> Content<'a> {

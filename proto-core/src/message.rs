@@ -313,6 +313,10 @@ pub enum RoomChange {
     /// Sent to the invitee only: `username` invited them. They are not a member until they
     /// accept ([`Message::AcceptInvite`]); nothing of the room reaches them before.
     Invited,
+    /// The room's signed roster has a new version (PROTOCOL.md §4.7): fetch it with
+    /// [`Message::FetchRoster`]. `username` names who published it; the roster's own
+    /// signature, not this notice, says who changed what.
+    Roster,
 }
 
 /// A stable numeric error code. The text beside it in [`Message::Error`] is for people; programs
@@ -352,6 +356,9 @@ impl ErrorCode {
     pub const QUOTA_FULL: Self = Self(22);
     /// The room name is taken.
     pub const ROOM_TAKEN: Self = Self(23);
+    /// A roster that is not the next version of the room's stored chain (another member
+    /// published first): fetch the latest and try again.
+    pub const CONFLICT: Self = Self(24);
     /// The server is at capacity.
     pub const BUSY: Self = Self(30);
     /// The server failed; the request may be retried.
@@ -679,11 +686,38 @@ pub enum Message<'a> {
         /// A TOTP code or a recovery code.
         code: &'a str,
     },
+
+    // ---- signed rosters (appended: tags 48-50; PROTOCOL.md §4.7) ----
+    /// C→S (a member): append the next version of the room's signed roster. The server
+    /// stores it only if it chains to the stored latest (or is a valid first roster when
+    /// none is stored); it cannot make one itself. Reply: `Ok`, then every other member gets
+    /// `RoomChanged { change: Roster }`; `CONFLICT` when the version is not the next one.
+    PublishRoster {
+        /// The room.
+        room: &'a str,
+        /// The encoded, signed roster (at most [`MAX_BODY`](crate::limits::MAX_BODY) bytes).
+        roster: &'a [u8],
+    },
+    /// C→S (a member): the roster of `room` at `version`. Reply: [`Message::Roster`], or
+    /// `NOT_FOUND` past the latest.
+    FetchRoster {
+        /// The room.
+        room: &'a str,
+        /// Which version.
+        version: u64,
+    },
+    /// S→C: one stored roster, exactly as it was published.
+    Roster {
+        /// The room.
+        room: &'a str,
+        /// The encoded, signed roster.
+        roster: &'a [u8],
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 48;
+    pub const TAG_COUNT: u32 = 51;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -756,6 +790,9 @@ impl Message<'_> {
             Message::CountRecoveryCodes => "CountRecoveryCodes",
             Message::RecoveryCodesLeft { .. } => "RecoveryCodesLeft",
             Message::DeleteAccount { .. } => "DeleteAccount",
+            Message::PublishRoster { .. } => "PublishRoster",
+            Message::FetchRoster { .. } => "FetchRoster",
+            Message::Roster { .. } => "Roster",
         }
     }
 

@@ -259,6 +259,7 @@ fn change_code(change: RoomChange) -> i16 {
         RoomChange::Left => 1,
         RoomChange::Removed => 2,
         RoomChange::Invited => 3,
+        RoomChange::Roster => 4,
     }
 }
 
@@ -269,6 +270,7 @@ fn change_from_code(code: i16) -> Option<RoomChange> {
         1 => Some(RoomChange::Left),
         2 => Some(RoomChange::Removed),
         3 => Some(RoomChange::Invited),
+        4 => Some(RoomChange::Roster),
         _ => None,
     }
 }

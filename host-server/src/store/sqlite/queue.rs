@@ -269,6 +269,7 @@ fn change_code(change: RoomChange) -> u8 {
         RoomChange::Left => 1,
         RoomChange::Removed => 2,
         RoomChange::Invited => 3,
+        RoomChange::Roster => 4,
     }
 }
 
@@ -279,6 +280,7 @@ fn change_from_code(code: u8) -> Option<RoomChange> {
         1 => Some(RoomChange::Left),
         2 => Some(RoomChange::Removed),
         3 => Some(RoomChange::Invited),
+        4 => Some(RoomChange::Roster),
         _ => None,
     }
 }
