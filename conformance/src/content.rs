@@ -96,7 +96,12 @@ pub fn generate() -> Vec<(&'static str, Value)> {
     let mut reject = |d: &str, bytes: Vec<u8>, e: DecodeError| {
         out.push(json!({ "description": d, "kind": "content", "bytes": h(&bytes), "expect": format!("reject:{}", e.name()) }));
     };
-    reject("content tag 3 is unknown", vec![3], DecodeError::UnknownTag);
+    reject("content tag 4 is unknown", vec![4], DecodeError::UnknownTag);
+    reject(
+        "a roster content cut short (no room)",
+        vec![3],
+        DecodeError::Truncated,
+    );
     reject(
         "text cut short",
         encode(&contents[0].1)[..12].to_vec(),

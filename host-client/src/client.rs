@@ -635,6 +635,13 @@ pub(crate) fn render_entry(e: &Entry) -> String {
     } else {
         String::new()
     };
+    if e.state == "event" {
+        // A change of the room's signed member list: the text names who did what.
+        return format!(
+            "{when} {place}{}",
+            paint(Style::Dim, &format!("* {}", inert::line(&e.text)))
+        );
+    }
     let who = if e.outgoing {
         paint(Style::Bold, &inert::line(&e.from))
     } else {

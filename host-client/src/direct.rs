@@ -346,10 +346,9 @@ impl Client {
                 let (room, distribution) = (room.to_owned(), distribution.to_vec());
                 notices.extend(self.receive_room_key(from, &room, &distribution).await?);
             }
-            Ok(Content::Roster { room, .. }) => {
-                notices.push(Notice::Warning(format!(
-                    "#{room}: {from} sent a signed roster; this version does not use them yet"
-                )));
+            Ok(Content::Roster { room, roster }) => {
+                let (room, roster) = (room.to_owned(), roster.to_vec());
+                notices.extend(self.receive_roster_invite(from, &room, &roster).await?);
             }
             Ok(Content::SessionReset) => {
                 if !fresh_session && let Some(c) = self.profile.contacts.get_mut(from) {

@@ -150,7 +150,19 @@ pub(crate) struct RoomEntry {
     pub(crate) admin: String,
     /// Who already has our sender key, and for which epoch.
     pub(crate) key_sent: BTreeMap<String, u32>,
+    /// The held signed roster, hex (empty while we hold none): the room's membership
+    /// (PROTOCOL.md §4.7). Keystores written before rosters have none.
+    #[serde(default)]
+    pub(crate) roster: String,
+    /// Room keys from senders the held roster does not (yet) list, `(from, distribution hex)`,
+    /// at most [`EARLY_KEYS_LIMIT`]: used if a later roster lists the sender with their key
+    /// (a member's key can arrive before the admin's roster does).
+    #[serde(default)]
+    pub(crate) early_keys: Vec<(String, String)>,
 }
+
+/// How many early room keys a room keeps.
+pub(crate) const EARLY_KEYS_LIMIT: usize = 32;
 
 /// A message in the history.
 #[derive(Clone, Debug, Serialize, Deserialize)]

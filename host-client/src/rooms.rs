@@ -1,11 +1,12 @@
 //! Rooms on the client: sender keys per room and epoch, handed to each member inside the
 //! pairwise sessions (`Content::RoomKey`), and new epochs when someone leaves.
 //!
-//! Membership comes from the server (`ListMembers`), checked before every room send and on every
-//! `RoomChanged`: a member who is gone is removed from the room state, which starts a new
-//! epoch with a fresh sender key, sent only to those who remain. So a member who left (or was
-//! removed) never gets a key for anything sent after. Members converge on the highest epoch:
-//! a key for a later epoch than ours moves us there (and we send our new key around).
+//! Membership comes from the room's signed roster chain (`membership`), followed before every
+//! room send and on every `RoomChanged`: a member who is gone from it is removed from the room
+//! state, which starts a new epoch with a fresh sender key, sent only to those who remain. So a
+//! member who left (or was removed) never gets a key for anything sent after, and a member the
+//! server adds on its own never gets one at all. Members converge on the highest epoch: a key
+//! for a later epoch than ours moves us there (and we send our new key around).
 //!
 //! A room key or room message from a contact whose identity key changed and is not verified is
 //! held (see `held`), not used, until the new key is confirmed.
@@ -78,7 +79,7 @@ impl Client {
             .await
     }
 
-    fn load_room(&self, name: &str) -> anyhow::Result<Option<(Room, RoomEntry)>> {
+    pub(crate) fn load_room(&self, name: &str) -> anyhow::Result<Option<(Room, RoomEntry)>> {
         let Some(entry) = self.profile.rooms.get(name) else {
             return Ok(None);
         };
@@ -88,7 +89,7 @@ impl Client {
     }
 
     /// The room's saved state, or a new one at epoch 0 (not saved yet).
-    fn load_or_create_room(&self, name: &str) -> anyhow::Result<(Room, RoomEntry)> {
+    pub(crate) fn load_or_create_room(&self, name: &str) -> anyhow::Result<(Room, RoomEntry)> {
         if let Some(v) = self.load_room(name)? {
             return Ok(v);
         }
@@ -97,14 +98,19 @@ impl Client {
         Ok((room, RoomEntry::default()))
     }
 
-    fn store_room(&mut self, name: &str, room: &Room, mut entry: RoomEntry) -> anyhow::Result<()> {
+    pub(crate) fn store_room(
+        &mut self,
+        name: &str,
+        room: &Room,
+        mut entry: RoomEntry,
+    ) -> anyhow::Result<()> {
         entry.state = room_to_hex(room)?;
         self.profile.rooms.insert(name.to_owned(), entry);
         Ok(())
     }
 
     /// The identity signing key of `user`, fetching their bundle if unknown.
-    async fn member_key(&mut self, user: &str) -> anyhow::Result<[u8; 32]> {
+    pub(crate) async fn member_key(&mut self, user: &str) -> anyhow::Result<[u8; 32]> {
         if let Some(k) = self
             .profile
             .contacts
@@ -116,16 +122,17 @@ impl Client {
         Ok(self.fetch_bundle(user).await?.identity.signing)
     }
 
-    /// Reconciles `name` with the server's member list (new epoch if anyone is gone), then
-    /// sends our sender key to every member who lacks it. With `strict`, a member whose
-    /// identity key changed stops the operation (exit 7); otherwise they are skipped.
+    /// Brings `name` up to date: follows its signed roster chain, signs (as an admin) what we
+    /// may vouch for, then sends our sender key to every member the held roster lists whose
+    /// current identity key is the one listed and who lacks our key for this epoch. The
+    /// server's member list decides nothing here (PROTOCOL.md §4.7). With `strict`, a member
+    /// whose identity key changed stops the operation (exit 7); otherwise they are skipped.
     pub(crate) async fn sync_room(
         &mut self,
         name: &str,
         strict: bool,
     ) -> anyhow::Result<Vec<Notice>> {
-        let mut notices = Vec::new();
-        let (admin, members) = match self.list_members(name).await {
+        let (_, server_members) = match self.list_members(name).await {
             Ok(v) => v,
             Err(e) => {
                 // Not a member any more (or the room is gone): forget it.
@@ -135,50 +142,58 @@ impl Client {
                 return Err(e);
             }
         };
+        let mut notices = self.follow_roster(name).await?;
         let me = self.profile.username.clone();
-        let (mut room, mut entry) = self.load_or_create_room(name)?;
-        let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
-        // Gone: remove from the crypto state, which starts a new epoch.
-        let gone: Vec<String> = entry
-            .members
-            .iter()
-            .filter(|m| **m != me && !members.contains(m))
-            .cloned()
-            .collect();
-        for g in &gone {
-            if let Some(k) = self
-                .profile
-                .contacts
-                .get(g)
-                .and_then(|c| key32(&c.identity_sig))
-                && room.is_member(&k)
-            {
-                room.remove_member(&mut crate::rng::os(), &k)
-                    .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
-            }
-            entry.key_sent.clear();
-            notices.push(Notice::Room(format!(
-                "#{name}: {g} is no longer a member; new room key (epoch {})",
-                room.epoch()
-            )));
-        }
-        for m in &others {
-            let k = self.member_key(m).await?;
-            if !room.is_member(&k) {
-                room.add_member(&k)
-                    .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+        if self.held_roster(name).is_none() {
+            // A room made before signed rosters: its admin signs the first one (alone), and
+            // adds the members it already had as invited ones, each signed in as usual.
+            let (admin, _) = self.list_members(name).await?;
+            if admin == me && self.fetch_first_roster_missing(name).await? {
+                let known: Vec<String> = self
+                    .profile
+                    .rooms
+                    .get(name)
+                    .map(|e| e.members.clone())
+                    .unwrap_or_default();
+                notices.extend(self.publish_first_roster(name).await?);
+                for m in known.into_iter().filter(|m| *m != me) {
+                    if server_members.contains(&m)
+                        && let Err(e) = self.sign_addition(name, &m).await
+                    {
+                        notices.push(Notice::Warning(format!("#{name}: {m} not added: {e}")));
+                    }
+                }
+            } else {
+                notices.push(Notice::Room(format!(
+                    "#{name}: waiting for an admin to send you the room's signed member list; \
+                     nothing is sent to the room until then"
+                )));
+                return Ok(notices);
             }
         }
-        entry.members = members.clone();
-        entry.admin = admin;
-        entry.key_sent.retain(|m, _| members.contains(m));
-        self.store_room(name, &room, entry.clone())?;
+        notices.extend(self.admin_reconcile(name).await?);
+        let Some(members) = self.roster_members(name) else {
+            return Ok(notices);
+        };
+        let Some((room, _)) = self.load_room(name)? else {
+            return Ok(notices);
+        };
         self.save()?;
-        // Our sender key to whoever lacks it for this epoch.
+        // Our sender key to each listed member who lacks it for this epoch.
         let epoch = room.epoch();
         let dist = room.distribution().to_bytes();
-        for m in &others {
-            if entry.key_sent.get(m) == Some(&epoch) {
+        // Listed and on the server: an invitee the roster already names gets nothing before they
+        // accept, and the server's list can only narrow who gets keys, never widen it.
+        for (m, listed) in members
+            .iter()
+            .filter(|(m, _)| *m != me && server_members.contains(m))
+        {
+            let sent = self
+                .profile
+                .rooms
+                .get(name)
+                .is_some_and(|e| e.key_sent.get(m) == Some(&epoch));
+            if sent {
                 continue;
             }
             if self.profile.contacts.get(m).is_some_and(|c| c.key_changed) {
@@ -189,6 +204,42 @@ impl Client {
                     "#{name}: not sending the room key to {m}: their identity key changed (verify first)"
                 )));
                 continue;
+            }
+            let current = match self.member_key(m).await {
+                Ok(k) => k,
+                Err(e) => {
+                    notices.push(Notice::Warning(format!(
+                        "#{name}: not sending the room key to {m}: {e}"
+                    )));
+                    continue;
+                }
+            };
+            if current != *listed {
+                notices.push(Notice::Warning(format!(
+                    "#{name}: not sending the room key to {m}: their identity key is not the one \
+                     the room's signed member list names (an admin must sign their new key)"
+                )));
+                continue;
+            }
+            let first_key = self
+                .profile
+                .rooms
+                .get(name)
+                .is_none_or(|e| !e.key_sent.contains_key(m));
+            if first_key
+                && self.is_roster_admin(name)?
+                && let Some(roster) = self.held_roster(name)
+            {
+                // Their starting point, in case they were added by a client that signs members
+                // in only when they join, or lost the roster sent with the invitation.
+                self.send_content_to(
+                    m,
+                    &Content::Roster {
+                        room: name,
+                        roster: &roster,
+                    },
+                )
+                .await?;
             }
             self.send_content_to(
                 m,
@@ -204,6 +255,27 @@ impl Client {
             self.save()?;
         }
         Ok(notices)
+    }
+
+    /// Whether the server holds no roster for `name` at all (version 0 is missing).
+    async fn fetch_first_roster_missing(&mut self, name: &str) -> anyhow::Result<bool> {
+        self.link
+            .request(
+                &Message::FetchRoster {
+                    room: name,
+                    version: 0,
+                },
+                |reply| match reply {
+                    Message::Roster { .. } => Ok(false),
+                    Message::Error {
+                        code: ErrorCode::NOT_FOUND,
+                        ..
+                    } => Ok(true),
+                    Message::Error { code, text } => Err(refusal(code, text)),
+                    other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+                },
+            )
+            .await
     }
 
     /// A member's sender key arrived (inside our pairwise session with `from`).
@@ -240,25 +312,30 @@ impl Client {
             Some(k) => k,
             None => return Ok(notices),
         };
-        let fresh = !self.profile.rooms.contains_key(name);
-        let known_member = self
-            .profile
-            .rooms
-            .get(name)
-            .is_some_and(|e| e.members.iter().any(|m| m == from));
-        if fresh || !known_member {
-            // Learn the room (and check `from` is really a member) from the server.
-            match self.sync_room_members_only(name).await {
-                Ok(()) => {}
-                Err(_) => return Ok(notices),
+        if !self.roster_lists(name, from, &sender) {
+            // Perhaps the chain moved on since we last looked.
+            if self.held_roster(name).is_some() {
+                notices.extend(self.follow_roster(name).await?);
             }
         }
         let Some((mut room, mut entry)) = self.load_room(name)? else {
+            notices.push(Notice::Warning(format!(
+                "#{name}: ignored a room key from {from}: you hold no signed member list of #{name}"
+            )));
             return Ok(notices);
         };
-        if !entry.members.iter().any(|m| m == from) {
+        if !self.roster_lists(name, from, &sender) {
+            // Kept aside, unused, in case a roster naming them arrives next.
+            let early = &mut entry.early_keys;
+            early.retain(|(f, _)| f != from);
+            early.push((from.to_owned(), hex::encode(distribution)));
+            if early.len() > crate::profile::EARLY_KEYS_LIMIT {
+                early.remove(0);
+            }
+            self.store_room(name, &room, entry)?;
             notices.push(Notice::Warning(format!(
-                "#{name}: ignored a room key from {from}, who is not a member"
+                "#{name}: a room key from {from}, whom the room's signed member list does not \
+                 name with this key, is not used (kept aside until a member list names them)"
             )));
             return Ok(notices);
         }
@@ -285,26 +362,10 @@ impl Client {
         }
         let needs_ours = entry.key_sent.get(from) != Some(&room.epoch());
         self.store_room(name, &room, entry)?;
-        if (needs_ours || fresh) && !self.rooms_to_sync.iter().any(|r| r == name) {
+        if needs_ours && !self.rooms_to_sync.iter().any(|r| r == name) {
             self.rooms_to_sync.push(name.to_owned());
         }
         Ok(notices)
-    }
-
-    /// Creates the local room state (if missing) and its member list, without sending keys.
-    async fn sync_room_members_only(&mut self, name: &str) -> anyhow::Result<()> {
-        let (admin, members) = self.list_members(name).await?;
-        let me = self.profile.username.clone();
-        let (mut room, mut entry) = self.load_or_create_room(name)?;
-        for m in members.iter().filter(|m| **m != me) {
-            let k = self.member_key(m).await?;
-            if !room.is_member(&k) {
-                let _ = room.add_member(&k);
-            }
-        }
-        entry.members = members;
-        entry.admin = admin;
-        self.store_room(name, &room, entry)
     }
 
     /// A room message arrived.
@@ -425,6 +486,15 @@ impl Client {
         text: &str,
     ) -> anyhow::Result<(Entry, Vec<Notice>)> {
         let notices = self.sync_room(name, true).await?;
+        if self.held_roster(name).is_none() {
+            return fail(
+                Exit::Failure,
+                format!(
+                    "#{name}: nothing sent: you are not in the room's signed member list yet \
+                     (the admin who invited you sends it; ask them to open Sealroom)"
+                ),
+            );
+        }
         let Some((mut room, entry)) = self.load_room(name)? else {
             return fail(Exit::Failure, format!("#{name}: no room state"));
         };
@@ -495,7 +565,13 @@ impl Client {
                 })]);
             }
         };
-        let mut notices = vec![Notice::Room(format!("{user} {what} #{name}"))];
+        let mut notices = Vec::new();
+        if change != RoomChange::Roster {
+            // The server's word: the signed member list, not this, decides who gets keys.
+            notices.push(Notice::Room(format!(
+                "the server says {user} {what} #{name}"
+            )));
+        }
         if user == self.profile.username && change != RoomChange::Joined {
             self.profile.rooms.remove(name);
             self.save()?;
@@ -508,31 +584,31 @@ impl Client {
         Ok(notices)
     }
 
-    /// Creates a room on the server and locally.
-    pub(crate) async fn create_room(&mut self, name: &str) -> anyhow::Result<()> {
+    /// Creates a room on the server, then signs and publishes its first roster (us, admin).
+    pub(crate) async fn create_room(&mut self, name: &str) -> anyhow::Result<Vec<Notice>> {
         self.link
             .request(&Message::CreateRoom { room: name }, expect_ok)
             .await?;
-        let own = self.profile.identity_public()?.signing;
-        let room = Room::create(&mut crate::rng::os(), room_id(name), own, 0);
-        let entry = RoomEntry {
-            members: vec![self.profile.username.clone()],
-            admin: self.profile.username.clone(),
-            ..RoomEntry::default()
-        };
-        self.store_room(name, &room, entry)?;
-        self.save()
+        self.profile.rooms.remove(name);
+        let notices = self.publish_first_roster(name).await?;
+        self.save()?;
+        Ok(notices)
     }
 
-    /// Invites `user`. They are not a member until they accept; our sender key goes to them
-    /// when we hear they joined (`RoomChanged { Joined }`, or the next `sync_room`).
-    pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<()> {
+    /// Invites `user` (admins of the signed member list only): signs them into the member list
+    /// and sends it to them, then asks the server to invite them. They are not a member until
+    /// they accept; our sender key goes to them when the server lists them (`RoomChanged {
+    /// Joined }`, or the next `sync_room`).
+    pub(crate) async fn invite(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
         self.check_not_blocked(user)?;
+        let notices = self.sign_addition(name, user).await?;
+        self.save()?;
         let invite = Message::Invite {
             room: name,
             username: user,
         };
-        self.link.request(&invite, expect_ok).await
+        self.link.request(&invite, expect_ok).await?;
+        Ok(notices)
     }
 
     /// The invitations waiting for this user.
@@ -563,8 +639,16 @@ impl Client {
             })
             .await?;
         // State left from an earlier membership (a removal we never heard of) is not reused:
-        // a new member starts with a fresh sender key.
-        self.profile.rooms.remove(name);
+        // a new member starts with a fresh sender key. The roster the inviter sent with the
+        // invitation is kept (it names us, with our key).
+        let own = self.profile.identity_public()?.signing;
+        let me = self.profile.username.clone();
+        let invited_state = self.profile.rooms.get(name).is_some_and(|e| {
+            e.key_sent.is_empty() && crate::membership::roster_hex_lists(&e.roster, &me, &own)
+        });
+        if !invited_state {
+            self.profile.rooms.remove(name);
+        }
         self.sync_room(name, false).await
     }
 
@@ -577,9 +661,18 @@ impl Client {
             .await
     }
 
-    /// Leaves a room.
+    /// Leaves a room: signs our leaving into the member list (so every member starts a new
+    /// epoch), then tells the server; the last member just leaves (the room ends).
     pub(crate) async fn leave(&mut self, name: &str) -> anyhow::Result<()> {
-        // Refused as "no such room" or "not a member": we are out of it all the same.
+        let server_members = match self.list_members(name).await {
+            Ok((_, m)) => m,
+            Err(_) => Vec::new(),
+        };
+        if !server_members.is_empty() {
+            self.sign_leaving(name, &server_members).await?;
+        }
+        // Refused as "no such room" or "not a member": we are out of it all the same (the
+        // server applies a signed leaving itself).
         let mut gone = false;
         let left = self
             .link
@@ -597,18 +690,38 @@ impl Client {
         if left.is_ok() || gone {
             self.profile.rooms.remove(name);
             self.save()?;
+            return Ok(());
         }
         left
     }
 
-    /// Removes `user` (admin only); the rest move to a new epoch.
+    /// Removes `user` (admins only): signs the member list without them (a new epoch); the
+    /// server then drops them too.
     pub(crate) async fn remove(&mut self, name: &str, user: &str) -> anyhow::Result<Vec<Notice>> {
+        let listed = self
+            .roster_members(name)
+            .is_some_and(|m| m.iter().any(|(u, _)| u == user));
+        let mut notices = if listed {
+            self.sign_removal(name, user).await?
+        } else {
+            Vec::new()
+        };
         let remove = Message::Remove {
             room: name,
             username: user,
         };
-        self.link.request(&remove, expect_ok).await?;
-        self.sync_room(name, false).await
+        self.link
+            .request(&remove, |reply| match reply {
+                // The server applied the signed removal already.
+                Message::Error {
+                    code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN | ErrorCode::INVALID_INPUT,
+                    ..
+                } if listed => Ok(()),
+                other => expect_ok(other),
+            })
+            .await?;
+        notices.extend(self.sync_room(name, false).await?);
+        Ok(notices)
     }
 
     /// The rooms this account is in.

@@ -448,3 +448,141 @@ fn verify_confirm_on_a_terminal_checks_the_number_shown() {
         (&true.into(), &false.into())
     );
 }
+
+/// The server makes `user` a member of `room` on its own: a membership row, no signed roster.
+fn server_adds_member(server: &TestServer, room: &str, user: &str) {
+    let (room, user) = (room.to_owned(), user.to_owned());
+    store(server, move |s| {
+        let info = s.room(&room)?.unwrap();
+        let id = account_id(s, &user)?;
+        s.add_member(info.id, id)
+    });
+}
+
+/// Queues a room message in `room` as if `from` had sent it: every server-side member gets it.
+fn inject_room(server: &TestServer, from: &str, room: &str, body: Vec<u8>) {
+    let (from, room) = (from.to_owned(), room.to_owned());
+    store(server, move |s| {
+        let info = s.room(&room)?.unwrap();
+        let message = NewMessage {
+            recipient: None,
+            room: Some(info.id),
+            sender_id: account_id(s, &from)?,
+            sender: from,
+            sent_at: now(),
+            expires_at: now() + 3_600,
+            body,
+        };
+        s.insert_message(&message)
+    });
+}
+
+fn members_of(u: &User, room: &str) -> Vec<String> {
+    let v = u.run(&["--json", "rooms", "members", room]).ok().json();
+    v["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Alice makes #team with Bob (and `more`), each signed into the roster and holding the keys.
+fn team(server: &TestServer, alice: &User, others: &[&User]) {
+    alice.run(&["rooms", "create", "team"]).ok();
+    for u in others {
+        alice
+            .run(&["rooms", "invite", "team", &format!("@{}", u.name)])
+            .ok();
+        u.run(&["rooms", "accept", "team"]).ok();
+    }
+    // Alice hears they joined, signs them in, sends each the roster and her key.
+    alice.inbox();
+    alice.run(&["send", "#team", "hello team"]).ok();
+    for u in others {
+        u.expect_inbox(&["alice: hello team"]);
+    }
+    let _ = server;
+}
+
+/// A member the server adds on its own (no signed roster names her) gets no sender key from
+/// anyone, is listed nowhere, and reads nothing (before: the clients took the server's member
+/// list as truth and handed her their keys).
+#[test]
+fn a_member_the_server_adds_without_a_signed_roster_gets_no_room_key() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let mut mallory = User::new("mallory", &server);
+    alice.register();
+    bob.register();
+    mallory.register();
+    team(&server, &alice, &[&bob]);
+    bob.run(&["send", "#team", "hi alice"]).ok();
+    alice.expect_inbox(&["bob: hi alice"]);
+
+    server_adds_member(&server, "team", "mallory");
+    alice.run(&["send", "#team", "secret plans"]).ok();
+    bob.run(&["send", "#team", "more secrets"]).ok();
+    bob.expect_inbox(&["alice: secret plans"]);
+    alice.expect_inbox(&["bob: more secrets"]);
+
+    // Nothing one-to-one (no room key, no roster) went to Mallory from either of them.
+    let direct: Vec<StoredMessage> = queued_for(&server, "mallory")
+        .into_iter()
+        .filter(|m| m.room.is_none())
+        .collect();
+    assert!(direct.is_empty(), "sent to mallory: {direct:?}");
+    assert_eq!(members_of(&alice, "team"), ["alice", "bob"]);
+    assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
+    let (messages, _) = inbox(&mallory);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("secret")),
+        "mallory read: {texts:?}"
+    );
+}
+
+/// A member removed while their identity key is changed and unverified still counts as
+/// departed: the others move to a new epoch, and what they send next cannot be read with the
+/// removed member's old state, even when the server delivers it anyway (before: a member
+/// whose key changed was skipped, the epoch stayed, and their old device kept reading).
+#[test]
+fn a_removed_member_whose_key_changed_reads_nothing_after() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    bob.register();
+    carol.register();
+    team(&server, &alice, &[&bob, &carol]);
+
+    // Carol's key changes (a new device, or the server substituting one); Alice has not
+    // verified it, and removes Carol.
+    let carol2 = new_device(&server, &carol);
+    carol2.run(&["send", "@alice", "new laptop"]).ok();
+    alice.inbox();
+    alice.run(&["rooms", "remove", "team", "@carol"]).ok();
+    assert_eq!(members_of(&alice, "team"), ["alice", "bob"]);
+    alice.run(&["send", "#team", "after carol"]).ok();
+    let body = queued_for(&server, "bob")
+        .into_iter()
+        .rfind(|m| m.room.as_deref() == Some("team") && m.sender == "alice")
+        .expect("alice's room message for bob")
+        .body;
+    bob.expect_inbox(&["alice: after carol"]);
+    assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
+
+    // A hostile server hands the message to Carol's old device anyway.
+    server_adds_member(&server, "team", "carol");
+    inject_room(&server, "alice", "team", body);
+    for device in [&carol, &carol2] {
+        let (messages, _) = inbox(device);
+        let texts: Vec<String> = messages.iter().map(text_of).collect();
+        assert!(
+            !texts.iter().any(|t| t.contains("after carol")),
+            "read after removal: {texts:?}"
+        );
+    }
+}

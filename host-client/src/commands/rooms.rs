@@ -38,7 +38,8 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
     match cmd {
         RoomsCommand::Create { room } => {
             let room = room_arg(&room)?;
-            client.create_room(room).await?;
+            let n = client.create_room(room).await?;
+            show(&n, json, &mut kept);
             out = serde_json::json!({ "event": "created", "room": room });
             human(json, || {
                 outln!(
@@ -49,7 +50,8 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         }
         RoomsCommand::Invite { room, user } => {
             let (room, user) = (room_arg(&room)?, user_name(&user)?);
-            client.invite(room, &user).await?;
+            let n = client.invite(room, &user).await?;
+            show(&n, json, &mut kept);
             out = serde_json::json!({ "event": "invited", "room": room, "user": user });
             human(json, || {
                 outln!(
@@ -142,18 +144,37 @@ pub(super) async fn run(g: &Global, cmd: RoomsCommand) -> anyhow::Result<()> {
         }
         RoomsCommand::Members { room } => {
             let room = room_arg(&room)?;
-            let (admin, members) = client.list_members(room).await?;
+            // Members come from the room's signed member list, never from the server's word.
+            let (signed, n) = client.signed_members(room).await?;
+            show(&n, json, &mut kept);
+            let Some(view) = signed else {
+                return crate::exit::fail(
+                    crate::exit::Exit::Failure,
+                    format!(
+                        "#{room}: you hold no signed member list yet (an admin sends it when \
+                         they add you)"
+                    ),
+                );
+            };
             if g.json {
-                out = serde_json::json!({ "room": room, "admin": admin, "members": members });
+                out = serde_json::json!({
+                    "room": room, "admins": view.admins, "members": view.members,
+                    "invited": view.invited,
+                });
             } else {
-                for m in members {
-                    let tag = if m == admin { " (admin)" } else { "" };
-                    let flag = match client.profile.contacts.get(&m) {
+                let invited = view.invited.iter().map(|u| (u, true));
+                for (m, pending) in view.members.iter().map(|u| (u, false)).chain(invited) {
+                    let tag = match (view.admins.contains(m), pending) {
+                        (true, _) => " (admin)",
+                        (false, true) => " (invited)",
+                        (false, false) => "",
+                    };
+                    let flag = match client.profile.contacts.get(m.as_str()) {
                         Some(c) if c.key_changed => paint(Style::Red, " KEY CHANGED"),
                         Some(c) if c.verified => paint(Style::Green, " verified"),
                         _ => String::new(),
                     };
-                    outln!("{}{tag}{flag}", inert::line(&m));
+                    outln!("{}{tag}{flag}", inert::line(m));
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! `/decline #room`, `/invitations`, `/help`; `//text` sends a text starting with a slash.
 
 use crate::cli::{Target, room_arg, user_name};
-use crate::client::{Client, render_entry};
+use crate::client::{Client, Notice, render_entry};
 
 use super::input::Out;
 
@@ -35,11 +35,28 @@ pub(super) fn text_of(line: &str) -> &str {
 }
 
 /// `alice (admin), bob`: the members of a room as last listed.
-fn roster(admin: &str, members: &[String]) -> String {
+/// `members of #r: …` from the room's signed member list.
+async fn members_line(client: &mut Client, r: &str) -> anyhow::Result<String> {
+    let (signed, notices) = client.signed_members(r).await?;
+    let mut line: Vec<String> = notices.iter().map(Notice::render).collect();
+    line.push(match signed {
+        Some(v) => {
+            let mut line = format!("members of #{r}: {}", roster(&v.admins, &v.members));
+            if !v.invited.is_empty() {
+                line.push_str(&format!("; invited: {}", v.invited.join(", ")));
+            }
+            line
+        }
+        None => format!("#{r}: no signed member list yet (an admin sends it when they add you)"),
+    });
+    Ok(line.join("\n"))
+}
+
+fn roster(admins: &[String], members: &[String]) -> String {
     let list: Vec<String> = members
         .iter()
         .map(|m| {
-            if m == admin {
+            if admins.contains(m) {
                 format!("{m} (admin)")
             } else {
                 m.clone()
@@ -71,17 +88,16 @@ pub(super) async fn command_or_send(
              `sealroom verify @user` (/members lists them)",
         ),
         ("/members", Target::Room(r)) => {
-            let (admin, members) = client.list_members(r).await?;
-            out.line(&format!("members of #{r}: {}", roster(&admin, &members)));
+            out.line(&members_line(client, r).await?);
         }
         ("/members", Target::User(u)) => out.line(&format!("a one-to-one chat: you and {u}")),
         ("/invite", Target::Room(r)) if !arg.is_empty() => {
             let user = user_name(arg)?;
-            client.invite(r, &user).await?;
-            let (admin, members) = client.list_members(r).await?;
+            for n in client.invite(r, &user).await? {
+                out.line(&n.render());
+            }
             out.line(&format!(
-                "invited {user} to #{r}; they join when they accept. Members now: {}",
-                roster(&admin, &members)
+                "invited {user} to #{r}; they get the room key when they accept"
             ));
         }
         ("/remove", Target::Room(r)) if !arg.is_empty() => {
@@ -89,11 +105,10 @@ pub(super) async fn command_or_send(
             for n in client.remove(r, &user).await? {
                 out.line(&n.render());
             }
-            let (admin, members) = client.list_members(r).await?;
             out.line(&format!(
-                "removed {user} from #{r}; the room key was replaced. Members now: {}",
-                roster(&admin, &members)
+                "removed {user} from #{r}; the room key was replaced"
             ));
+            out.line(&members_line(client, r).await?);
         }
         ("/invite" | "/remove", Target::Room(_)) => out.line(&format!("usage: {cmd} @user")),
         ("/invite" | "/remove" | "/leave", Target::User(_)) => {
