@@ -10,45 +10,7 @@ use common::*;
 use host_server::auth::ratelimit::Rate;
 use host_server::client::{Client, Frame};
 use proto_core::limits::MAX_BODY;
-use proto_core::{
-    ErrorCode, IdentityKeyPair, Message, ROSTER_LABEL, ROSTER_MAX_LEN, RoomChange, Roster,
-    RosterFields, RosterMember, room_id_for_name, write_roster,
-};
-
-/// A roster of `room` (the room id a client derives from the name), admins and members sorted
-/// as a client sorts them, signed by `signer`; `prev` is the roster it follows.
-fn roster(
-    room: &str,
-    version: u64,
-    epoch: u32,
-    prev: Option<&[u8]>,
-    admins: &[&IdentityKeyPair],
-    members: &[(&str, &IdentityKeyPair)],
-    signer: &IdentityKeyPair,
-) -> Vec<u8> {
-    let mut admins: Vec<[u8; 32]> = admins.iter().map(|a| a.public().signing).collect();
-    admins.sort();
-    let mut members: Vec<RosterMember<'_>> = members
-        .iter()
-        .map(|(username, k)| RosterMember {
-            username,
-            identity: k.public().signing,
-        })
-        .collect();
-    members.sort_by(|a, b| a.username.cmp(b.username));
-    let fields = RosterFields {
-        room_id: room_id_for_name(room),
-        version,
-        epoch,
-        prev: prev.map_or([0; 32], |p| Roster::parse(p).unwrap().hash()),
-        admins: &admins,
-        members: &members,
-    };
-    let mut out = vec![0u8; ROSTER_MAX_LEN + ROSTER_LABEL.len()];
-    let n = write_roster(&fields, signer, &mut out).unwrap();
-    out.truncate(n);
-    out
-}
+use proto_core::{ErrorCode, IdentityKeyPair, Message, RoomChange};
 
 fn key(u: &User) -> &IdentityKeyPair {
     &u.device.identity
