@@ -3,6 +3,7 @@
 //! node A is killed with SIGKILL in the middle of a stream of alice's sends, alice resumes her
 //! session on node B and finishes, and every message either node acknowledged (`Accepted`)
 //! reaches bob exactly once. Also: failed logins counted on one node lock the account on the
+//! other, and a signed roster published on one node reaches (and removes) members on the
 //! other. Needs PostgreSQL (run under `ci/with-postgres`); skipped with a note otherwise.
 // Helpers outside #[test] functions fail the test on any surprise, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -457,5 +458,114 @@ fn a_password_change_on_one_node_ends_the_account_s_connections_on_the_other() {
             matches!(recv_reply(&mut a).await.msg(), Some(Message::Rooms { .. })),
             "node A ended the connection that changed the password"
         );
+    });
+}
+
+/// The next `RoomChanged` on `c`, skipping anything else; panics after `WAIT`.
+async fn room_change(c: &mut Client) -> (String, String, RoomChange) {
+    loop {
+        let f = recv(c).await;
+        if let Some(Message::RoomChanged {
+            room,
+            username,
+            change,
+        }) = f.msg()
+        {
+            return (room.to_owned(), username.to_owned(), change);
+        }
+    }
+}
+
+/// Waits for this `RoomChanged` on `c`, skipping anything else.
+async fn wait_change(c: &mut Client, room: &str, username: &str, change: RoomChange) {
+    let want = (room.to_owned(), username.to_owned(), change);
+    while room_change(c).await != want {}
+}
+
+/// Rosters published through node A: members connected to node B hear of each new version
+/// and read it there, and a member the roster removes is removed for node B too.
+#[test]
+fn a_roster_published_on_one_node_reaches_members_on_the_other() {
+    let Some(_) = require_postgres("a_roster_published_on_one_node_reaches_members_on_the_other")
+    else {
+        return;
+    };
+    let database = TestDatabase::create().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = spawn_server(dir_a.path(), Some(&database));
+    let node_b = spawn_server(dir_b.path(), Some(&database));
+    run(async {
+        let (alice, bob, carol) = (Device::new(0), Device::new(0), Device::new(0));
+        let (mut a, _, _) = register_real_with_device(&node_a, "alice", &alice).await;
+        let (mut b, _, _) = register_real_with_device(&node_b, "bob", &bob).await;
+        let (mut c, _, _) = register_real_with_device(&node_b, "carol", &carol).await;
+        let (ka, kb, kc) = (&alice.identity, &bob.identity, &carol.identity);
+
+        a.send(&Message::CreateRoom { room: "team" }).await.unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        let v0 = roster("team", 0, 0, None, &[ka], &[("alice", ka)], ka);
+        a.send(&Message::PublishRoster {
+            room: "team",
+            roster: &v0,
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        invite_accepted(&mut a, &mut b, "team", "bob").await;
+        invite_accepted(&mut a, &mut c, "team", "carol").await;
+
+        let everyone = [("alice", ka), ("bob", kb), ("carol", kc)];
+        let v1 = roster("team", 1, 0, Some(&v0), &[ka], &everyone, ka);
+        a.send(&Message::PublishRoster {
+            room: "team",
+            roster: &v1,
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        wait_change(&mut b, "team", "alice", RoomChange::Roster).await;
+        wait_change(&mut c, "team", "alice", RoomChange::Roster).await;
+        b.send(&Message::FetchRoster {
+            room: "team",
+            version: 1,
+        })
+        .await
+        .unwrap();
+        let f = recv_reply(&mut b).await;
+        let Some(Message::Roster { roster: got, .. }) = f.msg() else {
+            panic!("{:?}", f.msg())
+        };
+        assert_eq!(got, v1.as_slice());
+
+        // Alice removes Carol through node A; Carol, on node B, is told and is out.
+        let v2 = roster(
+            "team",
+            2,
+            1,
+            Some(&v1),
+            &[ka],
+            &[("alice", ka), ("bob", kb)],
+            ka,
+        );
+        a.send(&Message::PublishRoster {
+            room: "team",
+            roster: &v2,
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        assert_eq!(
+            room_change(&mut c).await,
+            ("team".into(), "carol".into(), RoomChange::Removed)
+        );
+        wait_change(&mut b, "team", "carol", RoomChange::Removed).await;
+        assert_eq!(
+            room_change(&mut b).await,
+            ("team".into(), "alice".into(), RoomChange::Roster)
+        );
+        c.send(&Message::ListMembers { room: "team" })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut c).await, ErrorCode::FORBIDDEN);
     });
 }

@@ -98,6 +98,8 @@ enum After {
     Session(session::NewSession),
     /// Tell a room's members about a membership change (after the requester's `Ok`).
     Announce(rooms::Announcement),
+    /// Tell rooms' members about several changes, in this order.
+    AnnounceAll(Vec<rooms::Announcement>),
     /// The account was deleted: tell its rooms, then end its connections.
     Deleted(AccountId, Vec<rooms::Announcement>),
 }
@@ -280,6 +282,11 @@ impl Connection {
                 match reply.after {
                     Some(After::Session(session)) => self.start_session(session).await,
                     Some(After::Announce(a)) => self.announce(a).await,
+                    Some(After::AnnounceAll(all)) => {
+                        for a in all {
+                            self.announce(a).await;
+                        }
+                    }
                     Some(After::Deleted(me, rooms)) => {
                         self.finish_deletion(me, rooms).await;
                         return Flow::Close;
@@ -357,6 +364,8 @@ impl Connection {
             Message::AcceptInvite { room } => self.accept_invite(room).await,
             Message::DeclineInvite { room } => self.decline_invite(room).await,
             Message::ListInvitations => self.list_invitations().await,
+            Message::PublishRoster { room, roster } => self.publish_roster(room, roster).await,
+            Message::FetchRoster { room, version } => self.fetch_roster(room, version).await,
 
             Message::ChangePassword { current, new, code } => {
                 self.change_password(current, new, code).await

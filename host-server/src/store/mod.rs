@@ -251,6 +251,20 @@ pub trait RoomStore {
     fn remove_invitation(&mut self, room: RoomId, account: AccountId) -> Result<bool, StoreError>;
     /// The invitations waiting for `account`, oldest first.
     fn invitations_of(&mut self, account: AccountId) -> Result<Vec<Invitation>, StoreError>;
+    /// The room's latest signed roster (PROTOCOL.md §4.7), byte for byte as published.
+    fn latest_roster(&mut self, room: RoomId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The room's signed roster at `version`.
+    fn roster(&mut self, room: RoomId, version: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Appends `roster` as version `version` of the room's chain, only if that is the next one:
+    /// 0 when none is stored, else the latest plus one. `false`, storing nothing, otherwise
+    /// (another version was stored first): the chain never holds a version twice or a gap.
+    /// The caller checks the roster itself. Deleting the room deletes its chain.
+    fn append_roster(
+        &mut self,
+        room: RoomId,
+        version: u64,
+        roster: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

@@ -277,9 +277,100 @@ fn exercise_recovery(s: &mut dyn Store) {
     s.create_account(&account("alice", 0, 200)).unwrap();
 }
 
+/// A room's roster chain: appended only at the next version, read back byte for byte, gone
+/// with the room.
+fn exercise_rosters(s: &mut dyn Store) {
+    let a = s.create_account(&account("alice", 0, 100)).unwrap();
+    s.confirm_account(a).unwrap();
+    let r = s.create_room("team", a).unwrap();
+    let other = s.create_room("club", a).unwrap();
+    assert_eq!(s.latest_roster(r).unwrap(), None);
+    assert_eq!(s.roster(r, 0).unwrap(), None);
+    // The first is version 0: not 1, nor anything past.
+    assert!(!s.append_roster(r, 1, b"v1").unwrap());
+    assert!(!s.append_roster(r, u64::MAX, b"max").unwrap());
+    assert!(s.append_roster(r, 0, b"v0").unwrap());
+    // No version twice, no gap.
+    assert!(!s.append_roster(r, 0, b"v0 again").unwrap());
+    assert!(!s.append_roster(r, 2, b"v2").unwrap());
+    assert!(s.append_roster(r, 1, b"v1").unwrap());
+    assert!(s.append_roster(other, 0, b"club v0").unwrap());
+    assert_eq!(s.latest_roster(r).unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(s.roster(r, 0).unwrap().as_deref(), Some(&b"v0"[..]));
+    assert_eq!(s.roster(r, 1).unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(s.roster(r, 2).unwrap(), None);
+    assert_eq!(s.roster(r, u64::MAX).unwrap(), None);
+    assert_eq!(s.roster(other, 1).unwrap(), None);
+    // Deleting a room deletes its chain; a new room of the same name starts again at 0.
+    s.delete_room(r).unwrap();
+    let again = s.create_room("team", a).unwrap();
+    assert_eq!(s.latest_roster(again).unwrap(), None);
+    assert_eq!(s.roster(again, 0).unwrap(), None);
+    assert!(!s.append_roster(again, 2, b"v2").unwrap());
+    assert!(s.append_roster(again, 0, b"new v0").unwrap());
+    assert_eq!(
+        s.roster(other, 0).unwrap().as_deref(),
+        Some(&b"club v0"[..])
+    );
+}
+
 #[test]
 fn memory_store_behaves() {
     exercise(&mut MemoryStore::new());
+}
+
+#[test]
+fn memory_store_keeps_roster_chains() {
+    exercise_rosters(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_keeps_roster_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise_rosters(&mut s);
+    // Nothing of the deleted room's chain is left behind.
+    let rows: i64 = s
+        .conn
+        .query_row("SELECT COUNT(*) FROM room_rosters", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
+/// A database made by the previous schema (version 3, with data) opens: only the roster
+/// migration runs, and what was there stays.
+#[test]
+fn sqlite_version_3_database_gains_rosters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3; \
+             INSERT INTO accounts (username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES ('alice', 'A', 'a@example.org', 'x', x'00', 1, x'00', x'00', 1); \
+             INSERT INTO rooms (name, admin_id) VALUES ('team', 1); \
+             INSERT INTO room_members (room_id, account_id, cursor) VALUES (1, 1, 0);",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let version: i64 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let team = s.room("team").unwrap().unwrap();
+    assert_eq!(team.members.len(), 1);
+    assert!(s.append_roster(team.id, 0, b"v0").unwrap());
+    assert_eq!(
+        s.latest_roster(team.id).unwrap().as_deref(),
+        Some(&b"v0"[..])
+    );
 }
 
 #[test]
@@ -320,7 +411,7 @@ fn sqlite_is_wal_full_and_migrated_once() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 3));
+    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 4));
 }
 
 #[test]
@@ -412,7 +503,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }
@@ -522,4 +613,70 @@ fn postgres_message_ids_become_visible_in_order_across_writers() {
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, vec![first, second]);
+}
+
+#[test]
+fn postgres_store_keeps_roster_chains() {
+    let Some(db) = PgTestDb::create("postgres_store_keeps_roster_chains") else {
+        return;
+    };
+    let mut s = PgStore::open(&db.params).unwrap();
+    exercise_rosters(&mut s);
+    let mut c = pg_connect(&db.params).unwrap();
+    let rows: i64 = c
+        .query_one("SELECT COUNT(*) FROM room_rosters", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+}
+
+/// Two writers (two nodes) appending the same roster version at once: the second waits for
+/// the first's commit, then stores nothing; neither a duplicate nor a gap.
+#[test]
+fn postgres_roster_append_race_stores_one() {
+    let Some(db) = PgTestDb::create("postgres_roster_append_race_stores_one") else {
+        return;
+    };
+    let mut a = PgStore::open(&db.params).unwrap();
+    let mut b = PgStore::open(&db.params).unwrap();
+    let alice = a.create_account(&account("alice", 0, 1)).unwrap();
+    let room = a.create_room("team", alice).unwrap();
+    assert!(a.append_roster(room, 0, b"v0").unwrap());
+
+    a.begin_batch().unwrap();
+    assert!(a.append_roster(room, 1, b"v1 by a").unwrap());
+    let second = std::thread::spawn(move || {
+        b.begin_batch().unwrap();
+        let stored = b.append_roster(room, 1, b"v1 by b").unwrap();
+        b.commit_batch().unwrap();
+        stored
+    });
+    let mut watcher = pg_connect(&db.params).unwrap();
+    let mut waiting = 0i64;
+    for _ in 0..200 {
+        waiting = watcher
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        std::thread::sleep(core::time::Duration::from_millis(25));
+    }
+    assert_eq!(waiting, 1, "the second writer did not wait for the first");
+    a.commit_batch().unwrap();
+    assert!(!second.join().unwrap(), "version 1 stored twice");
+    let mut reader = PgStore::open(&db.params).unwrap();
+    assert_eq!(
+        reader.latest_roster(room).unwrap().as_deref(),
+        Some(&b"v1 by a"[..])
+    );
+    assert_eq!(
+        reader.roster(room, 1).unwrap().as_deref(),
+        Some(&b"v1 by a"[..])
+    );
 }

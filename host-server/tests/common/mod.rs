@@ -32,7 +32,8 @@ pub use process::*;
 
 use proto_core::{
     DeviceKeys, ErrorCode, IdentityKeyPair, Key32, List, Message, OneTimePrekey, OneTimePrekeyPair,
-    Sig64, SignedPrekey, SignedPrekeyPair,
+    ROSTER_LABEL, ROSTER_MAX_LEN, Roster, RosterFields, RosterMember, Sig64, SignedPrekey,
+    SignedPrekeyPair, room_id_for_name, write_roster,
 };
 
 /// Waits for a frame at most this long: generous, since CI machines are slow and shared.
@@ -441,4 +442,39 @@ pub async fn begin_registration(ts: &TestServer, username: &str) -> (Client, Vec
     };
     let secret = totp::secret_from_uri(uri).unwrap();
     (c, secret)
+}
+
+/// A roster of `room` (the room id a client derives from the name), admins and members sorted
+/// as a client sorts them, signed by `signer`; `prev` is the roster it follows.
+pub fn roster(
+    room: &str,
+    version: u64,
+    epoch: u32,
+    prev: Option<&[u8]>,
+    admins: &[&IdentityKeyPair],
+    members: &[(&str, &IdentityKeyPair)],
+    signer: &IdentityKeyPair,
+) -> Vec<u8> {
+    let mut admins: Vec<[u8; 32]> = admins.iter().map(|a| a.public().signing).collect();
+    admins.sort();
+    let mut members: Vec<RosterMember<'_>> = members
+        .iter()
+        .map(|(username, k)| RosterMember {
+            username,
+            identity: k.public().signing,
+        })
+        .collect();
+    members.sort_by(|a, b| a.username.cmp(b.username));
+    let fields = RosterFields {
+        room_id: room_id_for_name(room),
+        version,
+        epoch,
+        prev: prev.map_or([0; 32], |p| Roster::parse(p).unwrap().hash()),
+        admins: &admins,
+        members: &members,
+    };
+    let mut out = vec![0u8; ROSTER_MAX_LEN + ROSTER_LABEL.len()];
+    let n = write_roster(&fields, signer, &mut out).unwrap();
+    out.truncate(n);
+    out
 }

@@ -78,9 +78,17 @@ pub async fn register_real(p: &Proc, name: &str) -> (Client, [u8; 32]) {
 
 /// [`register_real`], also returning the TOTP secret.
 pub async fn register_real_with_secret(p: &Proc, name: &str) -> (Client, [u8; 32], Vec<u8>) {
-    let device = Device::new(0);
+    register_real_with_device(p, name, &Device::new(0)).await
+}
+
+/// [`register_real_with_secret`] with the given device (whose identity key signs rosters).
+pub async fn register_real_with_device(
+    p: &Proc,
+    name: &str,
+    device: &Device,
+) -> (Client, [u8; 32], Vec<u8>) {
     let mut c = Client::connect(p.addr, &p.fingerprint).await.unwrap();
-    c.send(&register_msg(name, PASSWORD, &device, &[], "x@example.org"))
+    c.send(&register_msg(name, PASSWORD, device, &[], "x@example.org"))
         .await
         .unwrap();
     let f = recv(&mut c).await;

@@ -33,6 +33,8 @@ pub(super) struct Room {
     pub(super) members: Vec<(AccountId, u64)>,
     /// Pending invitations `(invitee, inviter, at)`, oldest first.
     pub(super) invited: Vec<(AccountId, AccountId, u64)>,
+    /// The signed rosters, version `i` at index `i`.
+    pub(super) rosters: Vec<Vec<u8>>,
 }
 
 /// In-memory [`Store`].

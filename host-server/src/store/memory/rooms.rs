@@ -17,6 +17,7 @@ impl RoomStore for MemoryStore {
                 admin,
                 members: Vec::new(),
                 invited: Vec::new(),
+                rosters: Vec::new(),
             },
         );
         self.add_member(id, admin)?;
@@ -131,5 +132,38 @@ impl RoomStore for MemoryStore {
         }
         out.sort_by(|x, y| (x.0, &x.1.room).cmp(&(y.0, &y.1.room)));
         Ok(out.into_iter().map(|(_, i)| i).collect())
+    }
+
+    fn latest_roster(&mut self, room: RoomId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .rooms
+            .get(&room)
+            .and_then(|r| r.rosters.last().cloned()))
+    }
+
+    fn roster(&mut self, room: RoomId, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Ok(i) = usize::try_from(version) else {
+            return Ok(None);
+        };
+        Ok(self
+            .rooms
+            .get(&room)
+            .and_then(|r| r.rosters.get(i).cloned()))
+    }
+
+    fn append_roster(
+        &mut self,
+        room: RoomId,
+        version: u64,
+        roster: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Ok(false);
+        };
+        if usize::try_from(version).ok() != Some(r.rosters.len()) {
+            return Ok(false);
+        }
+        r.rosters.push(roster.to_vec());
+        Ok(true)
     }
 }

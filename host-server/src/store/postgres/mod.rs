@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_login_ledger.sql"),
     include_str!("migrations/0003_handout_buckets.sql"),
+    include_str!("migrations/0004_rosters.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.

@@ -126,4 +126,48 @@ impl RoomStore for PgStore {
             })
             .collect()
     }
+
+    fn latest_roster(&mut self, room: RoomId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.row(
+            "SELECT roster FROM room_rosters WHERE room_id = $1 ORDER BY version DESC LIMIT 1",
+            &[&room],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(Into::into)
+    }
+
+    fn roster(&mut self, room: RoomId, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        self.row(
+            "SELECT roster FROM room_rosters WHERE room_id = $1 AND version = $2",
+            &[&room, &version],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(Into::into)
+    }
+
+    /// One statement: the version must be the next one as of this statement, and a concurrent
+    /// insert of the same version (another node) makes this one wait for it, then do nothing.
+    fn append_roster(
+        &mut self,
+        room: RoomId,
+        version: u64,
+        roster: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(false);
+        };
+        let n = self.exec(
+            "INSERT INTO room_rosters (room_id, version, roster) \
+             SELECT $1, $2, $3 WHERE $2 = \
+             (SELECT COALESCE(MAX(version) + 1, 0) FROM room_rosters WHERE room_id = $1) \
+             ON CONFLICT DO NOTHING",
+            &[&room, &version, &roster],
+        )?;
+        Ok(n == 1)
+    }
 }

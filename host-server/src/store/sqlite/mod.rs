@@ -16,10 +16,11 @@ mod queue;
 mod rooms;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_room_events.sql"),
     include_str!("../migrations/0003_invitations_quotas.sql"),
+    include_str!("../migrations/0004_rosters.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the store has distinct statements

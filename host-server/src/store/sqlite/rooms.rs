@@ -142,4 +142,49 @@ impl RoomStore for SqliteStore {
         }
         Ok(out)
     }
+
+    fn latest_roster(&mut self, room: RoomId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT roster FROM room_rosters WHERE room_id = ?1 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row([room], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn roster(&mut self, room: RoomId, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        Ok(self
+            .conn
+            .prepare_cached("SELECT roster FROM room_rosters WHERE room_id = ?1 AND version = ?2")?
+            .query_row(params![room, version], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn append_roster(
+        &mut self,
+        room: RoomId,
+        version: u64,
+        roster: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(false);
+        };
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO room_rosters (room_id, version, roster) \
+                 SELECT ?1, ?2, ?3 WHERE ?2 = \
+                 (SELECT COALESCE(MAX(version) + 1, 0) FROM room_rosters WHERE room_id = ?1)",
+            )?
+            .execute(params![room, version, roster]);
+        match inserted {
+            Ok(n) => Ok(n == 1),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
