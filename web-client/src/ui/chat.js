@@ -347,7 +347,8 @@ export function showChat(root, client, nav) {
         h('strong', null, `${name}'s safety number has changed. This can mean a new device — or someone intercepting. Messages to ${name} are held until you verify.`),
         h('button', { type: 'button', on: { click: () => showSafety() } }, 'Verify')) : null);
     }
-    current.composer.hidden = !!closed;
+    // A room waiting for its signed member list cannot be written to: nobody would get the key.
+    current.composer.hidden = !!closed || (isRoom && client.roomWaitsForRoster(name));
   };
 
   /** @param {string} conv */
