@@ -112,7 +112,7 @@ function newProfile(username, name) {
     next_opk_id: INITIAL_PREKEYS + 1,
     /** @type {Record<string, Contact>} */
     contacts: {},
-    /** @type {Record<string, {state: any, members: string[], admin: string, key_sent: Record<string, number>}>} */
+    /** @type {Record<string, import('./rooms.js').RoomEntry>} */
     rooms: {},
     /** @type {Entry[]} */
     history: [],
@@ -667,25 +667,41 @@ export class Client extends EventTarget {
 
   // ---- rooms ----
 
-  /** @param {string} name */
+  /**
+   * Creates a room and publishes its first signed roster (us alone, as admin: §4.7 rule 1). If
+   * that publish fails, the room waits and the next sync tries again.
+   * @param {string} name
+   */
   async createRoom(name) {
     name = roomNameFrom(name);
     await this.serial(async () => {
       await this.conn.request({ type: 'CreateRoom', room: name });
       const room = Room.create(roomIdForName(name), this.identity().public().signing, 0);
-      rooms.storeRoom(this, name, room, { state: null, members: [this.profile.username], admin: this.profile.username, key_sent: {} });
+      rooms.storeRoom(this, name, room, { state: null, members: [this.profile.username], admin: this.profile.username, admins: [this.profile.username], key_sent: {}, invited: [] });
       delete this.profile.gone_rooms[name];
       this.profile.chats[`#${name}`] = now();
       this.roomEvent(name, `You created #${name}`);
+      await this.save();
+      try {
+        await rooms.publishFirst(this, name);
+      } catch (e) {
+        this.notice(`#${name}: could not publish the room's signed member list: ${/** @type {Error} */ (e).message}`);
+      }
       await this.save();
     });
     this.changed();
     return `#${name}`;
   }
 
+  /** Whether a room waits for its signed member list (we hold none, so nobody gets our key). @param {string} name */
+  roomWaitsForRoster(name) {
+    return !!this.profile.rooms[name] && !rooms.hasRoster(this, name);
+  }
+
   /**
-   * Invites `user` to a room we are in. They are not a member until they accept (their
-   * `Joined` then reaches every member and the room keys are exchanged); returns the folded name.
+   * Invites `user` to a room we are an admin of. They are not a member until they accept and
+   * we sign them into the room's roster (on their `Joined`); then the room keys are exchanged.
+   * Returns the folded name.
    * @param {string} name @param {string} user
    */
   async invite(name, user) {
@@ -695,7 +711,7 @@ export class Client extends EventTarget {
     // change is verified (the CLI refuses the same way, exit 7).
     if (this.profile.contacts[user]?.key_changed) throw new direct.KeyChangedError(user);
     await this.serial(async () => {
-      await this.conn.request({ type: 'Invite', room: name, username: user });
+      await rooms.invite(this, name, user);
       this.roomEvent(name, `You invited ${user}; they join when they accept`);
       await this.save();
     });
@@ -730,23 +746,35 @@ export class Client extends EventTarget {
     }
   }
 
-  /** @param {string} name */
+  /**
+   * Leaves a room: the next roster without us (the only member: `Leave`), §4.7 rule 7.
+   * @param {string} name
+   */
   async leave(name) {
     await this.serial(async () => {
-      await this.conn.request({ type: 'Leave', room: name });
-      this.roomGone(name, 'left');
-      this.roomEvent(name, 'You left the room');
+      await rooms.leave(this, name);
+      if (!this.profile.gone_rooms[name]) {
+        this.roomGone(name, 'left');
+        this.roomEvent(name, 'You left the room');
+      }
       await this.save();
     });
     this.changed();
   }
 
-  /** @param {string} name @param {string} user */
+  /**
+   * Removes `user` from a room we are an admin of: the next roster without them (§4.7 rule 7).
+   * @param {string} name @param {string} user
+   */
   async remove(name, user) {
-    await this.serial(async () => {
-      await this.conn.request({ type: 'Remove', room: name, username: user });
-    });
-    this.changed();
+    try {
+      await this.serial(async () => {
+        await rooms.remove(this, name, user);
+        await this.save();
+      });
+    } finally {
+      this.changed();
+    }
   }
 
   // ---- what the server pushes ----
@@ -768,28 +796,30 @@ export class Client extends EventTarget {
       this.changed();
     } else if (m.type === 'RoomChanged') {
       this.serial(async () => {
-        // Shown in the room's timeline (not as a notice too).
-        const mine = m.username === this.profile.username;
-        const line = {
-          Joined: mine ? 'You joined the room' : `${m.username} joined`,
-          Left: mine ? 'You left the room' : `${m.username} left`,
-          Removed: mine ? 'You were removed from the room' : `${m.username} was removed`,
-        }[/** @type {'Joined'} */ (m.change)];
-        if (line) this.roomEvent(m.room, line);
+        // What the server says of others is no membership: the signed roster is, and its
+        // changes are shown in the timeline as they are followed. Only our own joining and
+        // leaving are told here.
+        const mine = m.username === this.profile.username && m.change !== 'Roster';
         if (mine && m.change !== 'Joined') {
-          this.roomGone(m.room, m.change === 'Left' ? 'left' : 'removed');
+          if (!this.profile.gone_rooms[m.room]) {
+            this.roomEvent(m.room, m.change === 'Left' ? 'You left the room' : 'You were removed from the room');
+            this.roomGone(m.room, m.change === 'Left' ? 'left' : 'removed');
+          }
           await this.save();
           return;
         }
         if (mine) {
+          this.roomEvent(m.room, 'You joined the room');
           delete this.profile.gone_rooms[m.room];
           this.profile.chats[`#${m.room}`] ??= now();
         }
+        if (!this.profile.rooms[m.room] && this.profile.gone_rooms[m.room]) return;
         try {
           await rooms.syncRoom(this, m.room);
         } catch (e) {
           this.notice(`#${m.room}: ${/** @type {Error} */ (e).message}`);
         }
+        await this.runFollowUps();
       }).finally(() => this.changed());
     } else if (m.type === 'PrekeysLow') {
       this.serial(() => this.refillPrekeys()).catch(() => {});

@@ -216,6 +216,8 @@ export async function receiveDirect(client, from, body, at, sid) {
     }
   } else if (content.type === 'RoomKey') {
     await rooms.receiveRoomKey(client, from, content.room, content.distribution);
+  } else if (content.type === 'Roster') {
+    await rooms.receiveRosterContent(client, from, content.room, content.roster);
   } else {
     if (!fresh) contact.session = null;
     // They may have failed on a room message too: hand them our room keys again.

@@ -18,11 +18,11 @@ export const MAX_ROOMS_LISTED = 1024;
 export const ErrorCode = Object.freeze({
   BAD_FRAME: 1, UNSUPPORTED_VERSION: 2, TOO_LARGE: 3, BAD_STATE: 4, AUTH_FAILED: 10,
   RATE_LIMITED: 11, WEAK_PASSWORD: 12, USERNAME_TAKEN: 13, INVALID_INPUT: 14, CODE_REUSED: 15,
-  SESSION_EXPIRED: 16, NOT_FOUND: 20, FORBIDDEN: 21, QUOTA_FULL: 22, ROOM_TAKEN: 23, BUSY: 30,
+  SESSION_EXPIRED: 16, NOT_FOUND: 20, FORBIDDEN: 21, QUOTA_FULL: 22, ROOM_TAKEN: 23, CONFLICT: 24, BUSY: 30,
   INTERNAL: 31,
 });
 
-export const ROOM_CHANGES = ['Joined', 'Left', 'Removed', 'Invited'];
+export const ROOM_CHANGES = ['Joined', 'Left', 'Removed', 'Invited', 'Roster'];
 
 /**
  * @typedef {'str'|'bytes'|'key32'|'sig64'|'u8'|'u16'|'u32'|'u64'|'roomchange'
@@ -94,6 +94,10 @@ export const MESSAGES = [
   ['CountRecoveryCodes', []],
   ['RecoveryCodesLeft', [['remaining', 'u32']]],
   ['DeleteAccount', [['password', 'str'], ['code', 'str']]],
+  // Signed rosters (PROTOCOL.md §4.7), tags 48-50.
+  ['PublishRoster', [['room', 'str'], ['roster', 'bytes']]],
+  ['FetchRoster', [['room', 'str'], ['version', 'u64']]],
+  ['Roster', [['room', 'str'], ['roster', 'bytes']]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));

@@ -134,6 +134,22 @@ export class Room {
   }
 
   /**
+   * Removes every listed sender that is a member (others are skipped) and starts one new epoch,
+   * whether or not any was found: a departure from the signed roster always rotates (§4.7 rule 6).
+   * @param {Uint8Array[]} senders
+   */
+  removeMembersAndRotate(senders) {
+    if (this.epoch >= MAX_EPOCH) throw new RoomError('MembershipError', 'StaleEpoch');
+    for (const sender of senders) {
+      const i = this.members.findIndex((m) => equal(m.sender, sender));
+      if (i < 0) continue;
+      this.members.splice(i, 1);
+      this.skipped.removeChain(sender);
+    }
+    this.startEpoch(this.epoch + 1);
+  }
+
+  /**
    * Moves to a later epoch with a fresh chain and signing key.
    * @param {number} epoch @param {Uint8Array} [chainKey] @param {Uint8Array} [signingSecret]
    */

@@ -159,3 +159,39 @@ export function checkNext(prev, next) {
   }
   if (next.epoch !== epoch) throw new RosterError('WrongEpoch');
 }
+
+/**
+ * Encodes and signs a roster (proto-core `write_roster`): admins and members are sorted here
+ * into canonical order, and the result is parsed back before it is returned, so a roster that
+ * is not canonical is refused by its writer rather than by every reader.
+ * @param {{roomId: Uint8Array, version: bigint, epoch: number, prev: Uint8Array,
+ *   admins: Uint8Array[], members: RosterMember[]}} fields
+ * @param {import('./keys.js').IdentityKeyPair} signer
+ * @returns {Roster}
+ */
+export function writeRoster(fields, signer) {
+  if (fields.members.length > ROSTER_MAX_MEMBERS) throw new RosterError('TooManyMembers');
+  if (fields.admins.length > 255) throw new RosterError('NotCanonical');
+  const enc = new TextEncoder();
+  const admins = [...fields.admins].sort(compare);
+  const members = fields.members
+    .map((m) => ({ name: enc.encode(m.username), identity: m.identity }))
+    .sort((a, b) => compare(a.name, b.name));
+  /** @type {Uint8Array[]} */
+  const parts = [];
+  const head = new Uint8Array(28);
+  const dv = new DataView(head.buffer);
+  dv.setBigUint64(0, fields.version, false);
+  dv.setUint32(8, fields.epoch, false);
+  const count = new Uint8Array(2);
+  new DataView(count.buffer).setUint16(0, members.length, false);
+  parts.push(fields.roomId, head.subarray(0, 12), fields.prev, Uint8Array.of(admins.length), ...admins, count);
+  for (const m of members) {
+    if (m.name.length > 255) throw new RosterError('BadUsername');
+    parts.push(Uint8Array.of(m.name.length), m.name, m.identity);
+  }
+  parts.push(signer.public().signing);
+  const body = concat(...parts);
+  const signature = signer.sign(concat(ROSTER_LABEL, body));
+  return parseRoster(concat(body, signature));
+}

@@ -262,7 +262,7 @@ export function showChat(root, client, nav) {
   const paneSignature = (conv) => {
     if (conv.startsWith('#')) {
       const r = client.profile.rooms[conv.slice(1)];
-      return JSON.stringify([client.closedReason(conv), r?.members ?? [], r?.admin ?? '']);
+      return JSON.stringify([client.closedReason(conv), r?.members ?? [], r?.admins ?? r?.admin ?? '', client.roomWaitsForRoster(conv.slice(1))]);
     }
     const c = client.profile.contacts[conv.slice(1)];
     return JSON.stringify([!!c?.verified, !!c?.key_changed]);
@@ -333,8 +333,12 @@ export function showChat(root, client, nav) {
           `Members (${count})`) : null);
       if (current.roomPanel) current.roomPanel.hidden = !room || !openPanels.has(conv);
       if (room && current.members) renderMembers(name, room, current.members);
+      const waiting = !closed && client.roomWaitsForRoster(name);
       replace(current.banner, closed ? h('div', { class: 'banner', role: 'status', id: 'room-closed' },
-        h('strong', null, `${closed} You can read what was said here, but not write.`)) : null);
+        h('strong', null, `${closed} You can read what was said here, but not write.`))
+        : waiting ? h('div', { class: 'banner', role: 'status', id: 'room-waiting' },
+          h('strong', null, "Waiting for the room's signed member list."), ' Nobody gets your room key, and you cannot write here, until an admin of the room adds you to it.')
+        : null);
     } else {
       const contact = client.profile.contacts[name];
       replace(current.head, back, h('h2', { id: 'conv-title' }, conv),
@@ -343,7 +347,8 @@ export function showChat(root, client, nav) {
         h('strong', null, `${name}'s safety number has changed. This can mean a new device — or someone intercepting. Messages to ${name} are held until you verify.`),
         h('button', { type: 'button', on: { click: () => showSafety() } }, 'Verify')) : null);
     }
-    current.composer.hidden = !!closed;
+    // A room waiting for its signed member list cannot be written to: nobody would get the key.
+    current.composer.hidden = !!closed || (isRoom && client.roomWaitsForRoster(name));
   };
 
   /** @param {string} conv */
@@ -391,13 +396,18 @@ export function showChat(root, client, nav) {
       err);
   };
 
-  /** @param {string} name @param {{members: string[], admin: string}} room @param {HTMLElement} list */
+  /**
+   * The members of the room's held signed roster, its admins tagged; an admin sees a Remove
+   * button by each other member.
+   * @param {string} name @param {{members: string[], admin: string, admins?: string[]}} room @param {HTMLElement} list
+   */
   const renderMembers = (name, room, list) => {
     const err = () => document.getElementById('room-error');
+    const admins = room.admins ?? (room.admin ? [room.admin] : []);
     replace(list, room.members.map((m) => h('li', { 'data-member': m },
       h('span', { class: 'member-name' }, m === me ? `${m} (you)` : m),
-      m === room.admin ? h('span', { class: 'tag' }, 'admin') : null,
-      room.admin === me && m !== me ? h('button', { class: 'danger small', type: 'button', on: { click: async () => {
+      admins.includes(m) ? h('span', { class: 'tag' }, 'admin') : null,
+      admins.includes(me) && m !== me ? h('button', { class: 'danger small', type: 'button', on: { click: async () => {
         const ok = await confirmAction({ title: `Remove ${m} from #${name}?`, body: `${m} will no longer receive new messages in #${name}. The room moves to a new key.`, action: `Remove ${m}`, danger: true });
         if (!ok) return;
         try {
@@ -410,7 +420,7 @@ export function showChat(root, client, nav) {
     // One line for a quick look and for the tests of the old layout.
     const summary = document.getElementById('room-members');
     if (summary) summary.remove();
-    list.before(h('p', { class: 'hint', id: 'room-members' }, `Members: ${room.members.join(', ')}`, room.admin ? ` (admin ${room.admin})` : ''));
+    list.before(h('p', { class: 'hint', id: 'room-members' }, `Members: ${room.members.join(', ')}`, admins.length ? ` (admin ${admins.join(', ')})` : ''));
   };
 
   /** @param {string} conv @param {HTMLTextAreaElement} text @param {HTMLElement} error */

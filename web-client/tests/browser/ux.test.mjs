@@ -133,7 +133,7 @@ test('"Team Room" becomes #team-room; joins show in the timeline; room members a
   assert.equal(await d.locator('#sidebar-error').textContent(), '');
   await invite(d, '#team-room', 'erin');
   await acceptInvitation(erin.page, '#team-room', 'dana');
-  await d.locator('#messages .event', { hasText: 'erin joined' }).waitFor({ timeout: 15000 });
+  await d.locator('#messages .event', { hasText: 'You added erin' }).waitFor({ timeout: 15000 });
   await erin.page.locator('button.conv[data-conv="#team-room"]').click();
   await erin.page.locator('#messages .event', { hasText: 'You joined the room' }).waitFor({ timeout: 15000 });
   // Room keys went through pairwise sessions, so each knows the other's key; still no @chat.
@@ -325,7 +325,7 @@ test('the member panel asks before Remove; leaves and removals show in the timel
   await d.locator('button.conv[data-conv="#team-room"]').click();
   await invite(d, '#team-room', 'finn');
   await acceptInvitation(finn.page, '#team-room', 'dana');
-  await d.locator('#messages .event', { hasText: 'finn joined' }).waitFor({ timeout: 15000 });
+  await d.locator('#messages .event', { hasText: 'You added finn' }).waitFor({ timeout: 15000 });
   await d.locator('#room-members-list li[data-member="finn"]').waitFor();
   assert.equal(await d.locator('#room-members-list li[data-member="dana"] .tag').textContent(), 'admin');
   await screenshot(d, 'ux-07-member-panel');
@@ -341,10 +341,10 @@ test('the member panel asks before Remove; leaves and removals show in the timel
   assert.equal(await d.locator('#room-members-list li[data-member="finn"]').count(), 1, 'Cancel removes nobody');
   await d.getByRole('button', { name: 'Remove finn' }).click();
   await d.getByRole('dialog').getByRole('button', { name: 'Remove finn' }).click();
-  await d.locator('#messages .event', { hasText: 'finn was removed' }).waitFor({ timeout: 15000 });
+  await d.locator('#messages .event', { hasText: 'You removed finn' }).waitFor({ timeout: 15000 });
   await d.locator('#room-members-list li[data-member="finn"]').waitFor({ state: 'detached', timeout: 15000 });
   await e.locator('button.conv[data-conv="#team-room"]').click();
-  await e.locator('#messages .event', { hasText: 'finn was removed' }).waitFor({ timeout: 15000 });
+  await e.locator('#messages .event', { hasText: 'dana removed finn' }).waitFor({ timeout: 15000 });
   const f = finn.page;
   await f.locator('button.conv[data-conv="#team-room"]').click();
   await f.locator('#room-closed').waitFor({ timeout: 15000 });
@@ -359,7 +359,7 @@ test('the member panel asks before Remove; leaves and removals show in the timel
   await e.getByRole('button', { name: 'Leave room' }).click();
   await e.getByRole('dialog').getByRole('button', { name: 'Leave room' }).click();
   await e.locator('#room-closed', { hasText: 'You left #team-room' }).waitFor({ timeout: 15000 });
-  await d.locator('#messages .event', { hasText: 'erin left' }).waitFor({ timeout: 15000 });
+  await d.locator('#messages .event', { hasText: 'Erin left' }).waitFor({ timeout: 15000 });
   await finn.context.close();
 });
 

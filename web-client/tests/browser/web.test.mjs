@@ -19,6 +19,16 @@ function cliUsesProtocolRoomIds() {
   }
 }
 
+/** Whether the CLI on this tree signs and publishes rosters (PROTOCOL.md §4.7); until it does, a
+ * room it creates has no roster the page can start from, and it does not sign the page in. */
+function cliSignsRosters() {
+  try {
+    return readFileSync(join(repo, 'host-client/src/rooms.rs'), 'utf8').includes('PublishRoster');
+  } catch {
+    return true;
+  }
+}
+
 const PASSWORD = { alice: 'violet kestrel harbour 42 lantern', bob: 'granite otter mosaic 17 velvet' };
 let server;
 let browser;
@@ -361,7 +371,7 @@ test('the admin removes a member: the others move to a new epoch and the removed
   await a.getByRole('button', { name: 'Remove bob' }).click();
   await a.getByRole('dialog').getByRole('button', { name: 'Remove bob' }).click();
   await a.locator('#room-members', { hasText: /^Members: alice \(/ }).waitFor({ timeout: 15000 });
-  await a.locator('#notices', { hasText: '#ops: bob is no longer a member; new room key (epoch 1)' }).waitFor({ timeout: 15000 });
+  await a.locator('#messages .event', { hasText: 'You removed bob' }).waitFor({ timeout: 15000 });
   await send(a, 'After the removal.');
   await b.locator('button.conv[data-conv="#ops"]').click();
   // Defect 6: the removed member sees a closed room (no composer), not an active one.
@@ -492,7 +502,8 @@ test('a CLI user and a browser user exchange messages', { skip: !process.env.SEA
 test('a CLI user in a browser-made room reads and writes', {
   skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
   // A hard check as soon as the CLI derives room ids through proto-core.
-  todo: cliUsesProtocolRoomIds() ? undefined : 'the CLI derives room ids from "Sealroom room id v1"; PROTOCOL.md §4.4 says "Sealroom Room ID v1" (proto_core::room_id_for_name)',
+  todo: !cliUsesProtocolRoomIds() ? 'the CLI derives room ids from "Sealroom room id v1"; PROTOCOL.md §4.4 says "Sealroom Room ID v1" (proto_core::room_id_for_name)'
+    : !cliSignsRosters() ? 'the CLI does not follow signed rosters yet (PROTOCOL.md §4.7)' : undefined,
 }, async () => {
   const { cli } = await import('./cli.mjs');
   const home = carolHome;
@@ -522,6 +533,7 @@ test('a CLI user in a browser-made room reads and writes', {
 
 test('a CLI user invites a browser user, who accepts in the page; they talk in the room both ways', {
   skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
+  todo: cliSignsRosters() ? undefined : 'the CLI does not publish signed rosters yet (PROTOCOL.md §4.7): the page waits for one and sends no room key',
 }, async () => {
   const { cli } = await import('./cli.mjs');
   const home = carolHome;

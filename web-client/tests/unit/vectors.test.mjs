@@ -16,7 +16,7 @@ import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
 import { PUSHES } from '../../src/connection.js';
 import { IdentityKeyPair as Identity } from '../../src/keys.js';
-import { RosterError, checkFirst, checkNext, departed, parseRoster, rosterHash } from '../../src/roster.js';
+import { RosterError, checkFirst, checkNext, departed, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
 import { LinkCode, LinkError, LinkKeyPair, devicePrekeyMessage, sealLink, signDevicePrekey, verifyDevicePrekey } from '../../src/devices.js';
 
 const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
@@ -50,7 +50,7 @@ function toMessage(type, fields) {
     if (v === null) return null;
     if (Array.isArray(v)) return v.map((x) => conv(x, key));
     if (typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, conv(x, k)]));
-    if (typeof v === 'string' && ['body', 'token', 'identity_sig', 'identity_dh', 'key', 'signature'].includes(key)) return fromHex(v);
+    if (typeof v === 'string' && ['body', 'token', 'identity_sig', 'identity_dh', 'key', 'signature', 'roster'].includes(key)) return fromHex(v);
     if (typeof v === 'string' && /^\d+$/.test(v) && !['code', 'text'].includes(key)) return BigInt(v);
     return v;
   };
@@ -65,7 +65,7 @@ test('every vector file is covered by this test', () => {
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
   const v = load('frames.json');
   assert.equal(v.max_frame, MAX_FRAME);
-  assert.equal(v.cases.length, 48);
+  assert.equal(v.cases.length, 51);
   for (const c of v.cases) {
     const bytes = fromHex(c.frame);
     const { message, used } = decodeFrame(bytes);
@@ -412,4 +412,26 @@ test('roster.json: chains of signed rosters accepted or refused by name; what ea
   }
   // Every refusal proto-core names is exercised here.
   assert.equal(kinds.size, 16);
+});
+
+test('roster.json: writeRoster signs every accepted roster to the same bytes (any input order)', () => {
+  const v = load('roster.json');
+  const secrets = new Map(v.identities.map((i) => [i.sig_public, i.sig_private]));
+  let n = 0;
+  for (const c of v.cases) {
+    if (c.expect !== 'accept') continue;
+    c.rosters.forEach((hex, i) => {
+      const r = parseRoster(fromHex(hex));
+      const secret = secrets.get(toHex(r.signer));
+      if (!secret) return;
+      const signer = new Identity(fromHex(secret), new Uint8Array(32).fill(7));
+      const again = writeRoster({
+        roomId: r.roomId, version: r.version, epoch: r.epoch, prev: r.prev,
+        admins: [...r.admins].reverse(), members: [...r.members].reverse(),
+      }, signer);
+      assert.equal(toHex(again.bytes), hex, `${c.description} [${i}]`);
+      n++;
+    });
+  }
+  assert.ok(n >= 5, `only ${n} rosters rewritten`);
 });

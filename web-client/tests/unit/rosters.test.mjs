@@ -1,0 +1,488 @@
+// Signed rosters (PROTOCOL.md §4.7) in the client, against a stand-in server that stores and
+// relays rosters as the real one does (PublishRoster checked and chained, CONFLICT, FetchRoster,
+// RoomChanged pushes) and that a test can turn hostile: listing members nobody signed in,
+// appending rosters that do not follow, handing out rosters from the wrong people.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client, ServerError, newProfileForTests } from '../../src/client.js';
+import { ErrorCode } from '../../src/message.js';
+import { equal, fromHex, toHex } from '../../src/bytes.js';
+import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { sendContentTo } from '../../src/direct.js';
+import { encodeContent } from '../../src/envelope.js';
+import { Room, roomIdForName } from '../../src/room.js';
+import { RosterError, checkFirst, checkNext, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
+import { heldRoster, syncRoom } from '../../src/rooms.js';
+
+/** A stand-in server: key directory, one-to-one relay, rooms with members and a roster chain. */
+class RoomServer {
+  constructor() {
+    this.accounts = new Map();
+    /** @type {Map<string, {members: string[], invited: Set<string>, chain: Uint8Array[]}>} */
+    this.rooms = new Map();
+    this.nextId = 1n;
+    /** [who, type, detail] for every request */
+    this.log = [];
+    /** room messages relayed: {from, room, body} */
+    this.roomBodies = [];
+  }
+
+  connect(client) {
+    const p = client.profile;
+    const id = new IdentityKeyPair(fromHex(p.identity.sig), fromHex(p.identity.dh));
+    const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
+    const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
+    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks });
+  }
+
+  push(user, msg) {
+    const a = this.accounts.get(user);
+    if (a) setTimeout(() => a.client.handlePush(msg), 0);
+  }
+
+  /** Tells every member but `except` that something changed. */
+  tell(room, username, change, except) {
+    for (const m of this.rooms.get(room).members) if (m !== except) this.push(m, { type: 'RoomChanged', room, username, change });
+  }
+
+  conn(username) {
+    const server = this;
+    return {
+      isOpen: true,
+      onPush: () => {},
+      onStatus: () => {},
+      send(msg) {
+        server.log.push([username, msg.type]);
+      },
+      async request(msg) {
+        server.log.push([username, msg.type, msg.to ?? msg.username ?? msg.room]);
+        return server.handle(username, msg);
+      },
+    };
+  }
+
+  room(name, username) {
+    const r = this.rooms.get(name);
+    if (!r) throw new ServerError(ErrorCode.NOT_FOUND, 'no such room');
+    if (username && !r.members.includes(username)) throw new ServerError(ErrorCode.FORBIDDEN, 'not a member');
+    return r;
+  }
+
+  handle(username, msg) {
+    const ok = { type: 'Ok' };
+    switch (msg.type) {
+      case 'FetchBundle': {
+        const a = this.accounts.get(msg.username);
+        if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
+        return {
+          type: 'Bundle',
+          bundle: {
+            username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh,
+            signed_prekey: { id: a.spk.id, key: a.spk.public, signature: a.spk.signature },
+            one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
+          },
+        };
+      }
+      case 'SendToUser': {
+        const server_id = this.nextId++;
+        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.body });
+        return { type: 'Accepted', client_id: msg.client_id, server_id };
+      }
+      case 'SendToRoom': {
+        const r = this.room(msg.room, username);
+        const server_id = this.nextId++;
+        this.roomBodies.push({ from: username, room: msg.room, body: msg.body });
+        for (const m of r.members) if (m !== username) this.push(m, { type: 'Deliver', server_id, from: username, room: msg.room, sent_at: 1764000000n, body: msg.body });
+        return { type: 'Accepted', client_id: msg.client_id, server_id };
+      }
+      case 'CreateRoom':
+        if (this.rooms.has(msg.room)) throw new ServerError(ErrorCode.ROOM_TAKEN, 'taken');
+        this.rooms.set(msg.room, { members: [username], invited: new Set(), chain: [] });
+        return ok;
+      case 'Invite':
+        this.room(msg.room, username).invited.add(msg.username);
+        this.push(msg.username, { type: 'RoomChanged', room: msg.room, username, change: 'Invited' });
+        return ok;
+      case 'AcceptInvite': {
+        const r = this.room(msg.room);
+        if (!r.invited.delete(username)) throw new ServerError(ErrorCode.NOT_FOUND, 'no such invitation');
+        r.members.push(username);
+        this.tell(msg.room, username, 'Joined');
+        return ok;
+      }
+      case 'ListMembers': {
+        const r = this.room(msg.room, username);
+        return { type: 'Members', room: msg.room, admin: r.members[0], members: [...r.members] };
+      }
+      case 'Leave':
+        this.drop(msg.room, username, 'Left');
+        return ok;
+      case 'Remove':
+        this.drop(msg.room, msg.username, 'Removed');
+        return ok;
+      case 'PublishRoster': {
+        const r = this.room(msg.room, username);
+        let next;
+        try {
+          next = parseRoster(msg.roster);
+          if (!equal(next.roomId, roomIdForName(msg.room))) throw new RosterError('WrongRoom');
+          if (r.chain.length === 0) checkFirst(next);
+          else {
+            const latest = parseRoster(r.chain.at(-1));
+            if (next.version !== latest.version + 1n) throw new ServerError(ErrorCode.CONFLICT, 'not the next version');
+            checkNext(latest, next);
+          }
+        } catch (e) {
+          if (e instanceof RosterError) throw new ServerError(ErrorCode.INVALID_INPUT, e.kind);
+          throw e;
+        }
+        r.chain.push(msg.roster);
+        const listed = new Set(next.members.map((m) => m.username));
+        for (const m of [...r.members]) {
+          if (listed.has(m)) continue;
+          this.drop(msg.room, m, m === username ? 'Left' : 'Removed');
+        }
+        this.tell(msg.room, username, 'Roster', username);
+        return ok;
+      }
+      case 'FetchRoster': {
+        const r = this.room(msg.room, username);
+        const bytes = r.chain[Number(msg.version)];
+        if (!bytes) throw new ServerError(ErrorCode.NOT_FOUND, 'no such version');
+        return { type: 'Roster', room: msg.room, roster: bytes };
+      }
+      default:
+        throw new Error(`stand-in server: ${msg.type} not handled`);
+    }
+  }
+
+  drop(room, user, change) {
+    const r = this.room(room);
+    if (!r.members.includes(user)) return;
+    this.tell(room, user, change);
+    r.members = r.members.filter((m) => m !== user);
+  }
+
+  /** Hostile: stores a roster with no check at all and tells everyone but `except`. */
+  forceRoster(room, bytes, except) {
+    this.rooms.get(room).chain.push(bytes);
+    this.tell(room, 'server', 'Roster', except);
+  }
+
+  /** Sends to `to` made by `from` (SendToUser), for tests. */
+  sentTo(from, to) {
+    return this.log.filter(([w, t, d]) => w === from && t === 'SendToUser' && d === to).length;
+  }
+}
+
+async function newClient(server, username) {
+  const c = new Client(server.conn(username), newProfileForTests(username), null);
+  c.loggedIn = true;
+  server.connect(c);
+  return c;
+}
+
+const settle = async (clients) => {
+  for (let i = 0; i < 12; i++) {
+    await new Promise((r) => setTimeout(r, 3));
+    await Promise.all(clients.map((c) => c.queue));
+  }
+};
+const ik = (c) => c.identity().public().signing;
+const events = (c, room) => c.messages(`#${room}`).filter((e) => e.kind === 'event').map((e) => e.text);
+const texts = (c, room) => c.messages(`#${room}`).filter((e) => e.kind !== 'event' && e.state === 'received').map((e) => `${e.from}: ${e.text}`);
+
+/** alice creates #team; each of `others` is invited, accepts and is signed in. */
+async function roomWith(server, alice, others) {
+  await alice.createRoom('team');
+  for (const o of others) {
+    await alice.invite('team', o.profile.username);
+    await settle([alice, ...others]);
+    await o.acceptInvite('team');
+    await settle([alice, ...others]);
+  }
+}
+
+test('happy path: create, invite, join; keys go only once the signed roster lists the member, and both sides read each other', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.createRoom('team');
+  const first = parseRoster(server.rooms.get('team').chain[0]);
+  assert.equal(first.version, 0n);
+  assert.deepEqual(first.members.map((m) => m.username), ['alice']);
+  assert.ok(equal(first.admins[0], ik(alice)));
+  await alice.invite('team', 'bob');
+  await settle([alice, bob]);
+  assert.equal(server.sentTo('alice', 'bob'), 0, 'nothing goes to someone only invited');
+  await bob.acceptInvite('team');
+  await settle([alice, bob]);
+  // Alice signed bob in (after the server listed him), published, then talked to him.
+  const chain = server.rooms.get('team').chain.map((b) => parseRoster(b));
+  assert.equal(chain.length, 2);
+  assert.deepEqual(chain[1].members.map((m) => m.username), ['alice', 'bob']);
+  const publishedV0 = server.log.findIndex(([w, t]) => w === 'alice' && t === 'PublishRoster');
+  const publishedV1 = server.log.findIndex(([w, t], i) => i > publishedV0 && w === 'alice' && t === 'PublishRoster');
+  const firstToBob = server.log.findIndex(([w, t, d]) => w === 'alice' && t === 'SendToUser' && d === 'bob');
+  assert.ok(publishedV1 >= 0 && firstToBob > publishedV1, 'the roster listing bob is published before anything goes to bob');
+  assert.equal(toHex(heldRoster(bob.profile.rooms.team).bytes), toHex(chain[1].bytes), 'bob holds the roster alice sent');
+  assert.deepEqual(events(alice, 'team'), ['You created #team', 'You invited bob; they join when they accept', 'You added bob']);
+  assert.ok(events(bob, 'team').includes('Alice added you'));
+  await alice.sendText('#team', 'hello bob');
+  await settle([alice, bob]);
+  await bob.sendText('#team', 'hello alice');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, 'team'), ['alice: hello bob']);
+  assert.deepEqual(texts(alice, 'team'), ['bob: hello alice']);
+});
+
+test('(a) a member the server reports but no signed roster lists gets no room key', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const mallory = await newClient(server, 'mallory');
+  await roomWith(server, alice, [bob]);
+  // The server slips mallory in: Members lists her, and every member hears she joined.
+  server.rooms.get('team').members.push('mallory');
+  server.tell('team', 'mallory', 'Joined', 'mallory');
+  await settle([alice, bob, mallory]);
+  await alice.sendText('#team', 'for members only');
+  await bob.sendText('#team', 'me too');
+  await settle([alice, bob, mallory]);
+  assert.equal(server.sentTo('alice', 'mallory'), 0, 'alice sent mallory nothing');
+  assert.equal(server.sentTo('bob', 'mallory'), 0, 'bob sent mallory nothing');
+  assert.deepEqual(alice.profile.rooms.team.members, ['alice', 'bob']);
+  assert.equal(server.rooms.get('team').chain.length, 2, 'nobody signed her in');
+  assert.deepEqual(texts(bob, 'team'), ['alice: for members only']);
+  // What mallory receives she cannot read.
+  assert.ok(mallory.messages('#team').every((e) => e.state !== 'received'));
+  // And her own sender key and room messages are not taken.
+  const hers = Room.create(roomIdForName('team'), ik(mallory), 0);
+  await mallory.serial(() => sendContentTo(mallory, 'alice', { type: 'RoomKey', room: 'team', distribution: hers.distribution().toBytes() }));
+  await settle([alice, mallory]);
+  alice.handlePush({ type: 'Deliver', server_id: 900n, from: 'mallory', room: 'team', sent_at: 1764000000n, body: hers.encrypt(encodeContent({ type: 'Text', id: 5n, sent_at: 1764000000n, text: 'let me in' })) });
+  await settle([alice, mallory]);
+  assert.ok(!Room.fromState(alice.profile.rooms.team.state).isMember(ik(mallory)), 'no chain for mallory');
+  assert.deepEqual(texts(alice, 'team'), ['bob: me too']);
+  assert.ok(alice.notices.some((n) => /room key from mallory is set aside/.test(n)));
+});
+
+test('(b) a roster signed by a non-admin, or not chaining, is refused and the membership stays', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const carol = await newClient(server, 'carol');
+  const mallory = await newClient(server, 'mallory');
+  await roomWith(server, alice, [bob, carol]);
+  const held = parseRoster(server.rooms.get('team').chain.at(-1));
+  const withMallory = [...held.members, { username: 'mallory', identity: ik(mallory) }];
+  // 1. bob, a member but no admin, signs mallory in.
+  const byBob = writeRoster({ roomId: held.roomId, version: held.version + 1n, epoch: held.epoch, prev: rosterHash(held), admins: held.admins, members: withMallory }, bob.identity());
+  assert.throws(() => checkNext(held, byBob), { kind: 'NotAuthorized' });
+  server.forceRoster('team', byBob.bytes);
+  server.rooms.get('team').members.push('mallory');
+  await settle([alice, bob, carol]);
+  for (const c of [alice, carol]) {
+    assert.deepEqual(c.profile.rooms.team.members, ['alice', 'bob', 'carol'], c.profile.username);
+    assert.equal(heldRoster(c.profile.rooms.team).version, held.version);
+    assert.ok(c.notices.some((n) => /refused version 3 .*NotAuthorized/.test(n)), c.notices.join('\n'));
+  }
+  await alice.sendText('#team', 'still us');
+  await carol.sendText('#team', 'yes');
+  await settle([alice, bob, carol]);
+  assert.equal(server.sentTo('alice', 'mallory') + server.sentTo('carol', 'mallory'), 0);
+
+  // 2. A roster signed by the admin's key but forking the chain (not the held one's hash).
+  const server2 = new RoomServer();
+  const a2 = await newClient(server2, 'alice');
+  const b2 = await newClient(server2, 'bob');
+  const m2 = await newClient(server2, 'mallory');
+  await roomWith(server2, a2, [b2]);
+  const h2 = parseRoster(server2.rooms.get('team').chain.at(-1));
+  const fork = writeRoster({ roomId: h2.roomId, version: h2.version + 1n, epoch: h2.epoch, prev: new Uint8Array(32), admins: h2.admins, members: [...h2.members, { username: 'mallory', identity: ik(m2) }] }, a2.identity());
+  server2.forceRoster('team', fork.bytes, 'alice');
+  server2.rooms.get('team').members.push('mallory');
+  await settle([a2, b2]);
+  assert.deepEqual(b2.profile.rooms.team.members, ['alice', 'bob']);
+  assert.ok(b2.notices.some((n) => /refused version 2 .*WrongPrevious/.test(n)));
+  await b2.sendText('#team', 'hi');
+  await settle([a2, b2]);
+  assert.equal(server2.sentTo('bob', 'mallory'), 0);
+});
+
+test('(c) a removed member whose identity key changed still starts a new epoch and gets no later key', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const carol = await newClient(server, 'carol');
+  await roomWith(server, alice, [bob, carol]);
+  await alice.sendText('#team', 'before');
+  await settle([alice, bob, carol]);
+  assert.deepEqual(texts(carol, 'team'), ['alice: before']);
+  const carolRoom = carol.profile.rooms.team.state;
+  const epochBefore = Room.fromState(alice.profile.rooms.team.state).epoch;
+  // "carol" shows up at alice with another key (the server substituting one, or a new device).
+  const carol2 = await newClient(server, 'carol');
+  await carol2.sendText('@alice', 'new key');
+  await settle([alice, carol2]);
+  assert.equal(alice.profile.contacts.carol.key_changed, true);
+  await alice.remove('team', 'carol');
+  await settle([alice, bob, carol]);
+  const latest = parseRoster(server.rooms.get('team').chain.at(-1));
+  assert.deepEqual(latest.members.map((m) => m.username), ['alice', 'bob']);
+  assert.equal(latest.epoch, 1);
+  for (const c of [alice, bob]) {
+    const room = Room.fromState(c.profile.rooms.team.state);
+    assert.ok(room.epoch > epochBefore, `${c.profile.username} moved to a new epoch`);
+    assert.ok(!room.isMember(ik(carol)), `${c.profile.username} dropped carol's key`);
+  }
+  assert.ok(events(alice, 'team').includes('You removed carol'));
+  assert.ok(events(bob, 'team').includes('Alice removed carol'));
+  const sentBefore = server.sentTo('alice', 'carol') + server.sentTo('bob', 'carol');
+  await alice.sendText('#team', 'after');
+  await bob.sendText('#team', 'after too');
+  await settle([alice, bob, carol]);
+  assert.equal(server.sentTo('alice', 'carol') + server.sentTo('bob', 'carol'), sentBefore, 'no key went to carol after');
+  assert.deepEqual(texts(bob, 'team'), ['alice: before', 'alice: after']);
+  // With everything carol held before her removal, the later messages do not open.
+  for (const { body } of server.roomBodies.slice(-2)) assert.throws(() => Room.fromState(carolRoom).decrypt(body));
+});
+
+test('(d) a Content::Roster from a non-admin, for another room, or not listing us is ignored', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const mallory = await newClient(server, 'mallory');
+  const dave = await newClient(server, 'dave');
+  // dave accepted an invitation to #team: the server lists him, he holds no roster yet.
+  server.rooms.set('team', { members: ['mallory', 'dave'], invited: new Set(), chain: [] });
+  dave.profile.rooms.team = { state: null, members: [], admin: '', key_sent: {}, invited: [] };
+  const zero = new Uint8Array(32);
+  const first = (signer, admins, members, room = 'team') =>
+    writeRoster({ roomId: roomIdForName(room), version: 0n, epoch: 0, prev: zero, admins, members }, signer.identity()).bytes;
+  const A = { username: 'alice', identity: ik(alice) };
+  const M = { username: 'mallory', identity: ik(mallory) };
+  const D = { username: 'dave', identity: ik(dave) };
+  const cases = [
+    ['signed by mallory, who is no admin in it', first(mallory, [ik(alice)], [A, D, M]), /not an admin/],
+    ['signed by alice, sent by mallory', first(alice, [ik(alice)], [A, D, M]), /not signed by them/],
+    ['dave listed with another key', first(mallory, [ik(mallory)], [{ username: 'dave', identity: ik(alice) }, M]), /does not list you/],
+    ['dave not listed', first(mallory, [ik(mallory)], [M]), /does not list you/],
+    ['for another room', first(mallory, [ik(mallory)], [D, M], 'other'), /another room/],
+  ];
+  for (const [what, roster, why] of cases) {
+    await mallory.serial(() => sendContentTo(mallory, 'dave', { type: 'Roster', room: 'team', roster }));
+    await settle([mallory, dave]);
+    assert.equal(dave.profile.rooms.team.roster, undefined, what);
+    assert.ok(dave.roomWaitsForRoster('team'), what);
+    assert.ok(dave.notices.some((n) => n.startsWith('#team: ignored a signed member list from mallory') && why.test(n)), `${what}: ${dave.notices.join(' | ')}`);
+  }
+  // The same from an admin who signs it and lists dave is taken (so the refusals above were
+  // the checks, not the path).
+  await mallory.serial(() => sendContentTo(mallory, 'dave', { type: 'Roster', room: 'team', roster: first(mallory, [ik(mallory)], [D, M]) }));
+  await settle([mallory, dave]);
+  assert.deepEqual(dave.profile.rooms.team.members, ['dave', 'mallory']);
+  // Once dave holds a roster that lists him, another one is not a new starting point.
+  await mallory.serial(() => sendContentTo(mallory, 'dave', { type: 'Roster', room: 'team', roster: first(mallory, [ik(mallory)], [A, D, M]) }));
+  await settle([mallory, dave]);
+  assert.deepEqual(dave.profile.rooms.team.members, ['dave', 'mallory']);
+});
+
+test('only an admin invites and removes; a non-admin leaves by the next roster; CONFLICT is followed and retried', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const carol = await newClient(server, 'carol');
+  await roomWith(server, alice, [bob]);
+  await assert.rejects(bob.invite('team', 'carol'), /only an admin of #team can add members/);
+  await assert.rejects(bob.remove('team', 'alice'), /only an admin of #team can remove members/);
+  assert.ok(!server.log.some(([w, t]) => w === 'bob' && (t === 'Invite' || t === 'Remove')));
+  // Bob leaves: the next roster without him, signed by him.
+  await bob.leave('team');
+  await settle([alice, bob]);
+  const latest = parseRoster(server.rooms.get('team').chain.at(-1));
+  assert.ok(equal(latest.signer, ik(bob)));
+  assert.deepEqual(latest.members.map((m) => m.username), ['alice']);
+  assert.ok(events(alice, 'team').includes('Bob left'));
+  assert.equal(bob.closedReason('#team'), 'You left #team.');
+  // A CONFLICT: someone published first; alice follows the chain and tries once more.
+  await alice.invite('team', 'carol');
+  await settle([alice, carol]);
+  const r = server.rooms.get('team');
+  const realHandle = server.handle.bind(server);
+  let conflicts = 0;
+  server.handle = (u, msg) => {
+    if (msg.type === 'PublishRoster' && conflicts === 0) {
+      conflicts++;
+      throw new ServerError(ErrorCode.CONFLICT, 'not the next version');
+    }
+    return realHandle(u, msg);
+  };
+  await carol.acceptInvite('team');
+  await settle([alice, carol]);
+  assert.equal(conflicts, 1);
+  assert.deepEqual(parseRoster(r.chain.at(-1)).members.map((m) => m.username), ['alice', 'carol']);
+  assert.deepEqual(carol.profile.rooms.team.members, ['alice', 'carol']);
+  // The only admin leaves: carol, the member the server lists first after alice, becomes admin.
+  await alice.leave('team');
+  await settle([alice, carol]);
+  const last = parseRoster(r.chain.at(-1));
+  assert.deepEqual(last.members.map((m) => m.username), ['carol']);
+  assert.ok(equal(last.admins[0], ik(carol)));
+  assert.ok(events(carol, 'team').includes('Alice left'));
+  assert.ok(events(carol, 'team').includes('Alice made you an admin'));
+  // The last member leaves with Leave.
+  await carol.leave('team');
+  assert.ok(server.log.some(([w, t]) => w === 'carol' && t === 'Leave'));
+});
+
+test('a room with no signed roster (saved before rosters) still loads, waits, and sends nobody a key', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  await newClient(server, 'bob');
+  server.rooms.set('old', { members: ['alice', 'bob'], invited: new Set(), chain: [] });
+  alice.profile.rooms.old = { state: Room.create(roomIdForName('old'), ik(alice), 0).toState(), members: ['alice', 'bob'], admin: 'alice', key_sent: {} };
+  alice.profile.chats['#old'] = 1;
+  assert.ok(alice.roomWaitsForRoster('old'));
+  await assert.rejects(alice.sendText('#old', 'hi'), /waiting for the room's signed member list/);
+  await settle([alice]);
+  assert.equal(server.sentTo('alice', 'bob'), 0);
+  assert.ok(alice.notices.some((n) => /#old: waiting for the room's signed member list/.test(n)));
+});
+
+test('rule 6: a listed member with another key gets no room key; once verified, the admin signs the new key in (new epoch)', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const carol = await newClient(server, 'carol');
+  await roomWith(server, alice, [bob, carol]);
+  // carol reinstalls: a new identity key under the same name, and the room as a fresh device sees it.
+  const carol2 = await newClient(server, 'carol');
+  await carol2.serial(() => syncRoom(carol2, 'team'));
+  assert.ok(carol2.roomWaitsForRoster('team'));
+  for (const c of [bob, alice]) {
+    await carol2.sendText(`@${c.profile.username}`, 'new phone');
+    await settle([c, carol2]);
+    assert.equal(c.profile.contacts.carol.key_changed, true);
+  }
+  // bob (no admin) verifies the new key: it is still not the one the roster lists.
+  await bob.markVerified('carol', bob.safetyNumber('carol'));
+  const before = server.sentTo('bob', 'carol');
+  await bob.sendText('#team', 'not for the new key yet');
+  await settle([alice, bob, carol2]);
+  assert.equal(server.sentTo('bob', 'carol'), before, 'no room key to a key the roster does not list');
+  assert.ok(bob.notices.some((n) => /not sending the room key to carol: their key is not the one/.test(n)));
+  // alice, the admin, verifies too: her next sync signs carol in with the new key.
+  await alice.markVerified('carol', alice.safetyNumber('carol'));
+  const epochBefore = parseRoster(server.rooms.get('team').chain.at(-1)).epoch;
+  await alice.sendText('#team', 'welcome back');
+  await settle([alice, bob, carol2]);
+  const latest = parseRoster(server.rooms.get('team').chain.at(-1));
+  assert.ok(latest.members.some((m) => m.username === 'carol' && equal(m.identity, ik(carol2))));
+  assert.equal(latest.epoch, epochBefore + 1, 'a departure and a return');
+  assert.ok(events(bob, 'team').includes("carol's key changed"));
+  assert.deepEqual(carol2.profile.rooms.team.members, ['alice', 'bob', 'carol']);
+  await bob.sendText('#team', 'hi carol');
+  await settle([alice, bob, carol2]);
+  assert.ok(texts(carol2, 'team').includes('bob: hi carol'), texts(carol2, 'team').join(' | '));
+  assert.ok(!texts(carol, 'team').includes('bob: hi carol'));
+});
