@@ -216,12 +216,10 @@ impl Client {
         let mut events = Vec::new();
         match old {
             None => {
-                let names: Vec<&str> = new.members().map(|m| m.username).collect();
-                events.push(format!(
-                    "{signer} signed the member list (version {}): {}",
-                    new.version(),
-                    names.join(", ")
-                ));
+                // An invitee's starting point says nothing yet: joining is its own notice.
+                if signer == me {
+                    events.push(format!("{me} created #{name}"));
+                }
             }
             Some(old) => {
                 for d in old.departed(new) {

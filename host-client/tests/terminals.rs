@@ -65,7 +65,8 @@ fn commands_work_while_a_chat_is_open() {
     bob.expect_inbox(&["alice: yes"]);
 }
 
-/// `/invite`, `/remove` and `/leave` in a room chat, each saying who the members are now.
+/// `/invite`, `/remove` and `/leave` in a room chat: each change in the room's timeline, and
+/// the members (from the signed roster) named.
 #[test]
 fn room_commands_in_a_chat_name_the_members() {
     let server = TestServer::start();
@@ -81,16 +82,18 @@ fn room_commands_in_a_chat_name_the_members() {
 
     let mut admin = chat(&alice, "#team");
     admin.send_line("/invite @carol");
+    admin.expect("#team * alice added carol", WAIT);
     admin.expect(
-        "invited carol to #team; they join when they accept. Members now: alice (admin), bob",
+        "invited carol to #team; they get the room key when they accept",
         WAIT,
     );
     carol.run(&["rooms", "accept", "team"]).ok();
+    admin.send_line("/members");
+    admin.expect("members of #team: alice (admin), bob, carol", WAIT);
     admin.send_line("/remove @carol");
-    admin.expect(
-        "removed carol from #team; the room key was replaced. Members now: alice (admin), bob",
-        WAIT,
-    );
+    admin.expect("#team * alice removed carol", WAIT);
+    admin.expect("removed carol from #team; the room key was replaced", WAIT);
+    admin.expect("members of #team: alice (admin), bob", WAIT);
     admin.send_line("/remove");
     admin.expect("usage: /remove @user", WAIT);
 

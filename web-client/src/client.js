@@ -128,6 +128,8 @@ function newProfile(username, name) {
     chats: {},
     /** @type {Record<string, string>} rooms we are no longer in, and why (`left` | `removed`) */
     gone_rooms: {},
+    /** @type {Record<string, {from: string, roster: string}>} rosters sent with an invitation (hex), used when we accept (PROTOCOL.md §4.7 step 2) */
+    invite_rosters: {},
     /** @type {Held[]} room keys and room messages from contacts whose key changed, until verified */
     held: [],
   };
@@ -187,6 +189,7 @@ export class Client extends EventTarget {
     this.saving = Promise.resolve();
     profile.chats ??= {};
     profile.gone_rooms ??= {};
+    profile.invite_rosters ??= {};
     this.history = new History(profile);
   }
 

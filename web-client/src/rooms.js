@@ -26,6 +26,8 @@ import { RosterError, checkFirst, checkNext, departed, isAdmin, parseRoster, ros
 
 /** The most room keys kept per room from senders not (yet) on the held roster. */
 export const MAX_EARLY_KEYS = 32;
+/** Rosters kept from invitations not yet answered (the oldest dropped past this). */
+export const MAX_INVITE_ROSTERS = 64;
 
 /**
  * A room's entry in the profile. `roster` is the held signed roster (hex; absent: waiting for
@@ -534,7 +536,15 @@ export async function receiveRosterContent(client, from, name, bytes) {
   const contact = client.profile.contacts[from];
   if (!contact || contact.key_changed) return ignore('their safety number changed (verify first)');
   const entry = client.profile.rooms[name];
-  if (!entry) return ignore('you are not in this room');
+  if (!entry) {
+    // Sent with an invitation (PROTOCOL.md §4.7 step 2): kept, and checked, when we accept.
+    const kept = client.profile.invite_rosters;
+    kept[name] = { from, roster: toHex(bytes) };
+    const names = Object.keys(kept);
+    for (const old of names.slice(0, Math.max(0, names.length - MAX_INVITE_ROSTERS))) delete kept[old];
+    await client.save();
+    return;
+  }
   let r;
   try {
     r = parseRoster(bytes);
@@ -746,9 +756,16 @@ export async function acceptInvite(client, name) {
   delete client.profile.rooms[name];
   delete client.profile.gone_rooms[name];
   client.profile.chats[`#${name}`] = Math.floor(Date.now() / 1000);
+  const sent = client.profile.invite_rosters[name];
+  delete client.profile.invite_rosters[name];
   await client.save();
   try {
     await syncRoom(client, name);
+    // The roster the inviter sent with the invitation: our starting point, under rule 3.
+    if (sent && !hasRoster(client, name)) {
+      await receiveRosterContent(client, sent.from, name, fromHex(sent.roster));
+      if (hasRoster(client, name)) await syncRoom(client, name);
+    }
   } catch (e) {
     client.notice(`#${name}: ${/** @type {Error} */ (e).message}`);
   }

@@ -407,11 +407,14 @@ impl User {
         self.run(&["--json", "inbox", "--wait", "3"]).ok().json()
     }
 
+    /// The messages `inbox` brings, as `from: text` (room timeline events left out: tests that
+    /// check them read `inbox()` directly).
     pub fn inbox_texts(&self) -> Vec<String> {
         self.inbox()["messages"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|m| m["state"] != "event")
             .map(|m| {
                 format!(
                     "{}: {}",

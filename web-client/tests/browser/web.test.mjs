@@ -7,27 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { launchBrowser, nextCode, repo, screenshot, startServer, wrongCode } from './harness.mjs';
-
-function cliUsesProtocolRoomIds() {
-  try {
-    return readFileSync(join(repo, 'host-client/src/rooms.rs'), 'utf8').includes('room_id_for_name');
-  } catch {
-    return true;
-  }
-}
-
-/** Whether the CLI on this tree signs and publishes rosters (PROTOCOL.md §4.7); until it does, a
- * room it creates has no roster the page can start from, and it does not sign the page in. */
-function cliSignsRosters() {
-  try {
-    return readFileSync(join(repo, 'host-client/src/rooms.rs'), 'utf8').includes('PublishRoster');
-  } catch {
-    return true;
-  }
-}
+import { launchBrowser, nextCode, screenshot, startServer, wrongCode } from './harness.mjs';
 
 const PASSWORD = { alice: 'violet kestrel harbour 42 lantern', bob: 'granite otter mosaic 17 velvet' };
 let server;
@@ -501,9 +481,6 @@ test('a CLI user and a browser user exchange messages', { skip: !process.env.SEA
 
 test('a CLI user in a browser-made room reads and writes', {
   skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
-  // A hard check as soon as the CLI derives room ids through proto-core.
-  todo: !cliUsesProtocolRoomIds() ? 'the CLI derives room ids from "Sealroom room id v1"; PROTOCOL.md §4.4 says "Sealroom Room ID v1" (proto_core::room_id_for_name)'
-    : !cliSignsRosters() ? 'the CLI does not follow signed rosters yet (PROTOCOL.md §4.7)' : undefined,
 }, async () => {
   const { cli } = await import('./cli.mjs');
   const home = carolHome;
@@ -533,7 +510,6 @@ test('a CLI user in a browser-made room reads and writes', {
 
 test('a CLI user invites a browser user, who accepts in the page; they talk in the room both ways', {
   skip: !process.env.SEALROOM_CLI_BIN && 'set SEALROOM_CLI_BIN to the sealroom binary',
-  todo: cliSignsRosters() ? undefined : 'the CLI does not publish signed rosters yet (PROTOCOL.md §4.7): the page waits for one and sends no room key',
 }, async () => {
   const { cli } = await import('./cli.mjs');
   const home = carolHome;
