@@ -9,7 +9,7 @@
 //! the `vectors` test hooks for fixed keys). The two must agree byte for byte, and with the file.
 //!
 //! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`,
-//! `devices.json`, `roster.json`.
+//! `devices.json`, `roster.json`, `roster-invite.json`.
 
 use proto_core::primitives::{hkdf_sha256, hmac_sha256};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ use fingerprint::{check_fingerprint, gen_fingerprint};
 use ratchet::{check_ratchet, gen_ratchet};
 use reject::{check_reject, gen_reject};
 use room::{check_room, gen_room};
-use roster::{check_roster, gen_roster};
+use roster::{check_roster, check_roster_invite, gen_roster, gen_roster_invite};
 use x3dh::{check_x3dh, gen_x3dh};
 
 /// A generator of one vector file.
@@ -40,7 +40,7 @@ type EpochKeys = Box<dyn Fn(u32, usize) -> Option<([u8; 32], [u8; 32])>>;
 
 /// The crypto vector files.
 pub fn generate() -> Vec<(&'static str, Value)> {
-    let files: [(&'static str, Generator); 7] = [
+    let files: [(&'static str, Generator); 8] = [
         ("x3dh.json", gen_x3dh),
         ("ratchet.json", gen_ratchet),
         ("room.json", gen_room),
@@ -48,6 +48,7 @@ pub fn generate() -> Vec<(&'static str, Value)> {
         ("crypto-reject.json", gen_reject),
         ("devices.json", gen_devices),
         ("roster.json", gen_roster),
+        ("roster-invite.json", gen_roster_invite),
     ];
     files
         .into_iter()
@@ -73,6 +74,7 @@ pub fn check(file: &str, v: &Value) -> Option<Result<usize, String>> {
         "crypto-reject.json" => check_reject,
         "devices.json" => check_devices,
         "roster.json" => check_roster,
+        "roster-invite.json" => check_roster_invite,
         _ => return None,
     };
     Some((|| {

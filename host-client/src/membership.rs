@@ -423,19 +423,13 @@ impl Client {
         else {
             return refuse("their identity key changed and is not verified");
         };
-        let roster = match Roster::parse(bytes) {
+        let roster = match Roster::parse(bytes).and_then(|r| {
+            r.check_invitation(&crate::rooms::room_id(name), &sender, &me, &own)
+                .map(|()| r)
+        }) {
             Ok(r) => r,
             Err(e) => return refuse(e.name()),
         };
-        if *roster.room_id() != crate::rooms::room_id(name) {
-            return refuse("it is another room's");
-        }
-        if *roster.signer() != sender || !roster.is_admin(&sender) {
-            return refuse("they did not sign it as an admin");
-        }
-        if !roster.contains(&me, &own) {
-            return refuse("it does not list you with your identity key");
-        }
         if self.roster_lists(name, &me, &own) {
             // We are in the chain already: the server's copy says the rest.
             return self.follow_roster(name).await;

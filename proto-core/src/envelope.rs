@@ -227,6 +227,6 @@ mod tests {
             Content::decode(&long[..n + 1]),
             Err(DecodeError::TrailingBytes)
         );
-        assert_eq!(Content::decode(&[3]), Err(DecodeError::UnknownTag));
+        assert_eq!(Content::decode(&[4]), Err(DecodeError::UnknownTag));
     }
 }

@@ -568,6 +568,14 @@ pub fn roster(data: &[u8]) {
         }
         let _ = r.check_first();
         let _ = r.check_next(&r);
+        // As an invitation from its signer to each of its members: accepted exactly when the
+        // signer is an admin (the room id is the roster's own).
+        for m in r.members() {
+            let taken = r
+                .check_invitation(r.room_id(), r.signer(), m.username, &m.identity)
+                .is_ok();
+            assert_eq!(taken, r.is_admin(r.signer()), "invitation check");
+        }
     }
     let Some((cut, rest)) = data.split_first_chunk::<2>() else {
         return;

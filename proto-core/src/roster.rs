@@ -82,6 +82,10 @@ pub enum RosterError {
     WrongEpoch,
     /// Someone left a roster at epoch `u32::MAX`: there is no next epoch.
     EpochOverflow,
+    /// A roster handed over as an invitation is not signed by the one who handed it over.
+    NotFromSender,
+    /// A roster handed over as an invitation does not list the receiver with its own key.
+    NotListed,
     /// The calling code's mistake (an output buffer too small).
     Caller(CallerError),
 }
@@ -106,6 +110,8 @@ impl RosterError {
             RosterError::NotAuthorized => "NotAuthorized",
             RosterError::WrongEpoch => "WrongEpoch",
             RosterError::EpochOverflow => "EpochOverflow",
+            RosterError::NotFromSender => "NotFromSender",
+            RosterError::NotListed => "NotListed",
             RosterError::Caller(e) => e.name(),
         }
     }
@@ -394,6 +400,34 @@ impl<'a> Roster<'a> {
         };
         if next.epoch != epoch {
             return Err(RosterError::WrongEpoch);
+        }
+        Ok(())
+    }
+
+    /// Checks a roster handed over in a `Content::Roster` (PROTOCOL.md §4.7 step 3) as the
+    /// receiver's starting point in the room with id `room_id`, in this order: the room
+    /// (`WrongRoom`), signed by `sender` (`NotFromSender`), `sender` an admin in it
+    /// (`SignerNotAdmin`), listing `receiver` with `receiver_identity` (`NotListed`). The
+    /// signature itself was checked by [`parse`](Self::parse). Whether the sender's identity
+    /// may be trusted, and whether the receiver already holds a roster, are the client's.
+    pub fn check_invitation(
+        &self,
+        room_id: &[u8; ROOM_ID_LEN],
+        sender: &[u8; KEY_LEN],
+        receiver: &str,
+        receiver_identity: &[u8; KEY_LEN],
+    ) -> Result<(), RosterError> {
+        if self.room_id != *room_id {
+            return Err(RosterError::WrongRoom);
+        }
+        if self.signer != *sender {
+            return Err(RosterError::NotFromSender);
+        }
+        if !self.is_admin(sender) {
+            return Err(RosterError::SignerNotAdmin);
+        }
+        if !self.contains(receiver, receiver_identity) {
+            return Err(RosterError::NotListed);
         }
         Ok(())
     }

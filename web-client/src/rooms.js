@@ -22,7 +22,7 @@ import { MAX_BODY } from './frames.js';
 import { ErrorCode } from './message.js';
 import { checkRoomName } from './names.js';
 import { Room, SenderKeyDistribution, roomIdForName } from './room.js';
-import { RosterError, checkFirst, checkNext, departed, isAdmin, parseRoster, rosterContains, rosterHash, writeRoster } from './roster.js';
+import { RosterError, checkFirst, checkInvitation, checkNext, departed, isAdmin, parseRoster, rosterContains, rosterHash, writeRoster } from './roster.js';
 
 /** The most room keys kept per room from senders not (yet) on the held roster. */
 export const MAX_EARLY_KEYS = 32;
@@ -545,19 +545,23 @@ export async function receiveRosterContent(client, from, name, bytes) {
     await client.save();
     return;
   }
-  let r;
-  try {
-    r = parseRoster(bytes);
-  } catch (e) {
-    return ignore(e instanceof RosterError ? e.kind : 'malformed');
-  }
   const own = client.identity().public().signing;
   const me = client.profile.username;
   const theirs = fromHex(contact.identity_sig);
-  if (!equal(r.roomId, roomIdForName(name))) return ignore('it is for another room');
-  if (!equal(r.signer, theirs)) return ignore('it is not signed by them');
-  if (!isAdmin(r, theirs)) return ignore('they are not an admin in it');
-  if (!rosterContains(r, me, own)) return ignore('it does not list you with your key');
+  let r;
+  try {
+    r = parseRoster(bytes);
+    checkInvitation(r, roomIdForName(name), theirs, me, own);
+  } catch (e) {
+    if (!(e instanceof RosterError)) return ignore('malformed');
+    const why = {
+      WrongRoom: 'it is for another room',
+      NotFromSender: 'it is not signed by them',
+      SignerNotAdmin: 'they are not an admin in it',
+      NotListed: 'it does not list you with your key',
+    }[e.kind];
+    return ignore(why ?? e.kind);
+  }
   const held = heldRoster(entry);
   if (held && rosterContains(held, me, own)) {
     if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);

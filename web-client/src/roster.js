@@ -128,6 +128,22 @@ export function checkFirst(r) {
   if (!isAdmin(r, r.signer)) throw new RosterError('SignerNotAdmin');
 }
 
+/**
+ * Throws unless `r`, handed over in a `Content::Roster` by `sender` (IKs), may be the receiver's
+ * starting point in the room with id `roomId` (PROTOCOL.md §4.7 step 3), in this order: the
+ * room (`WrongRoom`), signed by the sender (`NotFromSender`), the sender an admin in it
+ * (`SignerNotAdmin`), listing `receiver` with `receiverIdentity` (`NotListed`). As proto-core's
+ * `Roster::check_invitation`; vectors: roster-invite.json.
+ * @param {Roster} r @param {Uint8Array} roomId @param {Uint8Array} sender
+ * @param {string} receiver @param {Uint8Array} receiverIdentity
+ */
+export function checkInvitation(r, roomId, sender, receiver, receiverIdentity) {
+  if (compare(r.roomId, roomId) !== 0) throw new RosterError('WrongRoom');
+  if (compare(r.signer, sender) !== 0) throw new RosterError('NotFromSender');
+  if (!isAdmin(r, sender)) throw new RosterError('SignerNotAdmin');
+  if (!rosterContains(r, receiver, receiverIdentity)) throw new RosterError('NotListed');
+}
+
 /** Members of `prev` that `next` no longer lists. @param {Roster} prev @param {Roster} next */
 export function departed(prev, next) {
   return prev.members.filter((m) => !rosterContains(next, m.username, m.identity));

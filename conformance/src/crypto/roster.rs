@@ -390,3 +390,137 @@ pub(super) fn check_roster(case: &Value) -> R<()> {
     let again = chain_case(text(case, "description")?, &rosters)?;
     diff("", case, &again)
 }
+
+/// An invitation case: the outcome of parsing `roster` and checking it as the starting point
+/// `sender` hands `receiver` in room `room` (PROTOCOL.md §4.7 step 3).
+fn invitation_case(
+    description: &str,
+    room: &str,
+    sender: &[u8; 32],
+    receiver: (&str, &[u8; 32]),
+    roster: &[u8],
+) -> Value {
+    let outcome = Roster::parse(roster).and_then(|r| {
+        r.check_invitation(
+            &proto_core::room_id_for_name(room),
+            sender,
+            receiver.0,
+            receiver.1,
+        )
+    });
+    json!({
+        "description": description,
+        "room": room,
+        "sender": hx(sender),
+        "receiver": receiver.0,
+        "receiver_identity": hx(receiver.1),
+        "roster": hx(roster),
+        "expect": match outcome {
+            Ok(()) => "accept".to_owned(),
+            Err(e) => format!("reject:{}", e.name()),
+        },
+    })
+}
+
+/// `roster-invite.json`: rosters handed over in `Content::Roster`, taken as the receiver's
+/// starting point or refused (PROTOCOL.md §4.7 step 3).
+pub(super) fn gen_roster_invite() -> R<Value> {
+    let family = proto_core::room_id_for_name("family");
+    let spec = |room: [u8; 16], admins: &[&str], members: &[&str]| Spec {
+        room_id: room,
+        ..Spec::new(3, 1, [0x07; 32], admins, members)
+    };
+    let all = ["alice", "bob", "carol", "dave"];
+    let listed = spec(family, &["alice"], &all).bytes()?;
+    let dave = key("dave");
+    let mut cases = Vec::new();
+    let mut case = |d: &str, sender: &str, receiver_key: [u8; 32], roster: Vec<u8>, want: &str| {
+        let c = invitation_case(d, "family", &key(sender), ("dave", &receiver_key), &roster);
+        let ok = c["expect"] == want;
+        cases.push(c);
+        ensure(ok, || format!("{d}: not {want}"))
+    };
+    case(
+        "alice, an admin, hands dave the roster that lists him",
+        "alice",
+        dave,
+        listed.clone(),
+        "accept",
+    )?;
+    case(
+        "a first roster (version 0) as the invitation",
+        "alice",
+        dave,
+        Spec {
+            room_id: family,
+            ..Spec::new(0, 0, [0; 32], &["alice"], &["alice", "dave"])
+        }
+        .bytes()?,
+        "accept",
+    )?;
+    case(
+        "another room's roster",
+        "alice",
+        dave,
+        spec(proto_core::room_id_for_name("other"), &["alice"], &all).bytes()?,
+        "reject:WrongRoom",
+    )?;
+    case(
+        "alice's roster, handed over by bob",
+        "bob",
+        dave,
+        listed.clone(),
+        "reject:NotFromSender",
+    )?;
+    case(
+        "signed and handed over by bob, who is not an admin",
+        "bob",
+        dave,
+        spec(family, &["alice"], &all).by("bob").bytes()?,
+        "reject:SignerNotAdmin",
+    )?;
+    case(
+        "a roster that does not list dave",
+        "alice",
+        dave,
+        spec(family, &["alice"], &["alice", "bob", "carol"]).bytes()?,
+        "reject:NotListed",
+    )?;
+    case(
+        "dave listed with another key (the server substituted his)",
+        "alice",
+        key("mallory"),
+        listed.clone(),
+        "reject:NotListed",
+    )?;
+    let mut forged = listed;
+    if let Some(last) = forged.last_mut() {
+        *last ^= 1;
+    }
+    case(
+        "a signature that does not verify",
+        "alice",
+        dave,
+        forged,
+        "reject:BadSignature",
+    )?;
+    Ok(json!({
+        "description": "Rosters handed over in Content::Roster (PROTOCOL.md §4.7 step 3): parse the roster, then check it for room_id_for_name(room), handed over by sender (IKs) to receiver with receiver_identity (IKs): the room (WrongRoom), signed by the sender (NotFromSender), the sender an admin in it (SignerNotAdmin), listing the receiver with that key (NotListed). expect is accept or reject:<RosterError>.",
+        "cases": cases,
+    }))
+}
+
+pub(super) fn check_roster_invite(case: &Value) -> R<()> {
+    let roster = hex::decode(text(case, "roster")?).map_err(|e| e.to_string())?;
+    let again = invitation_case(
+        text(case, "description")?,
+        text(case, "room")?,
+        &arr::<32>(case, "sender")?,
+        (
+            text(case, "receiver")?,
+            &arr::<32>(case, "receiver_identity")?,
+        ),
+        &roster,
+    );
+    diff("", case, &again)
+}

@@ -16,7 +16,7 @@ import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
 import { PUSHES } from '../../src/connection.js';
 import { IdentityKeyPair as Identity } from '../../src/keys.js';
-import { RosterError, checkFirst, checkNext, departed, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
+import { RosterError, checkFirst, checkInvitation, checkNext, departed, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
 import { LinkCode, LinkError, LinkKeyPair, devicePrekeyMessage, sealLink, signDevicePrekey, verifyDevicePrekey } from '../../src/devices.js';
 
 const dir = fileURLToPath(new URL('../../../conformance/vectors/', import.meta.url));
@@ -59,7 +59,7 @@ function toMessage(type, fields) {
 
 test('every vector file is covered by this test', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'roster.json', 'x3dh.json']);
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'roster-invite.json', 'roster.json', 'x3dh.json']);
 });
 
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
@@ -412,6 +412,26 @@ test('roster.json: chains of signed rosters accepted or refused by name; what ea
   }
   // Every refusal proto-core names is exercised here.
   assert.equal(kinds.size, 16);
+});
+
+test('roster-invite.json: a roster handed over as an invitation, taken or refused by name', () => {
+  const v = load('roster-invite.json');
+  assert.ok(v.cases.length >= 8);
+  const kinds = new Set();
+  for (const c of v.cases) {
+    let got;
+    try {
+      const r = parseRoster(fromHex(c.roster));
+      checkInvitation(r, roomIdForName(c.room), fromHex(c.sender), c.receiver, fromHex(c.receiver_identity));
+      got = 'accept';
+    } catch (e) {
+      if (!(e instanceof RosterError)) throw e;
+      got = `reject:${e.kind}`;
+      kinds.add(e.kind);
+    }
+    assert.equal(got, c.expect, c.description);
+  }
+  assert.deepEqual([...kinds].sort(), ['BadSignature', 'NotFromSender', 'NotListed', 'SignerNotAdmin', 'WrongRoom']);
 });
 
 test('roster.json: writeRoster signs every accepted roster to the same bytes (any input order)', () => {
