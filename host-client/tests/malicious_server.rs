@@ -608,3 +608,81 @@ fn a_removed_member_whose_key_changed_reads_nothing_after() {
         );
     }
 }
+
+/// The server stores a next roster version of its own making (signed by a key that is no
+/// admin of the one before, adding Mallory) and makes Mallory a member: the clients refuse that
+/// version, say so, keep the membership they had, and give Mallory nothing.
+#[test]
+fn a_roster_version_the_server_forges_is_refused() {
+    use proto_core::{IdentityKeyPair, Roster, RosterFields, RosterMember, write_roster};
+
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let mut mallory = User::new("mallory", &server);
+    alice.register();
+    bob.register();
+    mallory.register();
+    team(&server, &alice, &[&bob]);
+
+    let latest = store(&server, |s| {
+        let room = s.room("team")?.unwrap();
+        s.latest_roster(room.id)
+    })
+    .unwrap();
+    let held = Roster::parse(&latest).unwrap();
+    let forger = IdentityKeyPair::from_secrets(&[0x66; 32], &[0x67; 32]);
+    let forged_key = forger.public().signing;
+    let mut members: Vec<(String, [u8; 32])> = held
+        .members()
+        .map(|m| (m.username.to_owned(), m.identity))
+        .collect();
+    members.push(("mallory".to_owned(), forged_key));
+    members.sort();
+    let list: Vec<RosterMember<'_>> = members
+        .iter()
+        .map(|(username, identity)| RosterMember {
+            username,
+            identity: *identity,
+        })
+        .collect();
+    let fields = RosterFields {
+        room_id: *held.room_id(),
+        version: held.version() + 1,
+        epoch: held.epoch(),
+        prev: held.hash(),
+        admins: &[forged_key],
+        members: &list,
+    };
+    let mut out = vec![0u8; proto_core::ROSTER_MAX_LEN + 32];
+    let n = write_roster(&fields, &forger, &mut out).unwrap();
+    out.truncate(n);
+    let version = held.version() + 1;
+    assert!(store(&server, move |s| {
+        let room = s.room("team")?.unwrap();
+        s.append_roster(room.id, version, &out)
+    }));
+    server_adds_member(&server, "team", "mallory");
+
+    let sent = alice.run(&["send", "#team", "after the forgery"]).ok();
+    assert!(
+        sent.stderr.contains("not validly signed") || sent.stdout.contains("not validly signed"),
+        "the refusal is shown: {} {}",
+        sent.stdout,
+        sent.stderr
+    );
+    bob.expect_inbox(&["alice: after the forgery"]);
+    assert_eq!(members_of(&alice, "team"), ["alice", "bob"]);
+    assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
+    let direct: Vec<StoredMessage> = queued_for(&server, "mallory")
+        .into_iter()
+        .filter(|m| m.room.is_none())
+        .collect();
+    assert!(direct.is_empty(), "sent to mallory: {direct:?}");
+    let (messages, _) = inbox(&mallory);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("after the forgery")),
+        "mallory read: {texts:?}"
+    );
+}
