@@ -91,34 +91,10 @@ impl core::fmt::Debug for Keystore {
     }
 }
 
-/// The strength rule for a new keystore passphrase, the same as the server's for account
-/// passwords (host-server `auth::check_password_strength`): at least 10 characters and a
-/// zxcvbn score of 3 of 4 or more. The error says why, in words a person understands.
+/// The strength rule for a new keystore passphrase: the server's for account passwords (the
+/// `passphrase` crate, shared). The error says why, in words a person understands.
 pub(crate) fn check_passphrase(passphrase: &str, hints: &[&str]) -> Result<(), String> {
-    if passphrase.chars().count() < 10 {
-        return Err("too short: use at least 10 characters, ideally a few random words".to_owned());
-    }
-    // zxcvbn's cost grows faster than linearly with length: judge a bounded prefix (which can
-    // only make the verdict stricter), as the server does.
-    let head: String = passphrase.chars().take(100).collect();
-    let estimate = zxcvbn::zxcvbn(&head, hints);
-    if u8::from(estimate.score()) >= 3 {
-        return Ok(());
-    }
-    let mut reason = String::from("too easy to guess");
-    if let Some(feedback) = estimate.feedback() {
-        if let Some(w) = feedback.warning() {
-            reason.push_str(": ");
-            reason.push_str(w.to_string().trim_end_matches('.'));
-        }
-        if let Some(s) = feedback.suggestions().first() {
-            reason.push_str(". ");
-            reason.push_str(&s.to_string());
-        }
-    } else {
-        reason.push_str(". Add another word or two.");
-    }
-    Err(reason)
+    passphrase::check(passphrase, hints)
 }
 
 fn derive(passphrase: &str, salt: &[u8; SALT_LEN], rounds: u32) -> Zeroizing<[u8; 32]> {

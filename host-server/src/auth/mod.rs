@@ -83,41 +83,16 @@ pub fn validate_name(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Checks password strength with zxcvbn (score ≥ 3 of 4); the error says why, in words.
+/// Checks password strength (the `passphrase` crate's rule, shared with the CLI's keystore:
+/// ≥ 10 characters, zxcvbn score ≥ 3 of 4) and length (≤ 1024 bytes); the error says why.
 pub fn check_password_strength(password: &str, hints: &[&str]) -> Result<(), InputError> {
-    if password.chars().count() < 10 {
-        return Err(InputError::WeakPassword(
-            "password is too short: use at least 10 characters, ideally a few random words".into(),
-        ));
-    }
-    if password.len() > 1024 {
+    if password.chars().count() >= passphrase::MIN_CHARS && password.len() > 1024 {
         return Err(InputError::WeakPassword(
             "password is too long: use at most 1024 bytes".into(),
         ));
     }
-    // zxcvbn's cost grows faster than linearly with length; its authors advise estimating a
-    // bounded prefix. A strong first 100 characters make a strong password; judging the prefix
-    // alone can only make the verdict stricter.
-    let head: String = password.chars().take(100).collect();
-    let estimate = zxcvbn::zxcvbn(&head, hints);
-    if u8::from(estimate.score()) >= 3 {
-        return Ok(());
-    }
-    let mut reason = String::from("password is too easy to guess");
-    if let Some(feedback) = estimate.feedback() {
-        if let Some(w) = feedback.warning() {
-            reason.push_str(": ");
-            // zxcvbn's warnings end with a full stop; the sentence goes on after it.
-            reason.push_str(w.to_string().trim_end_matches('.'));
-        }
-        if let Some(s) = feedback.suggestions().first() {
-            reason.push_str(". ");
-            reason.push_str(&s.to_string());
-        }
-    } else {
-        reason.push_str(". Add another word or two.");
-    }
-    Err(InputError::WeakPassword(reason))
+    passphrase::check(password, hints)
+        .map_err(|why| InputError::WeakPassword(format!("password is {why}")))
 }
 
 /// `N second(s)` for a wait told to a person ("1 second", "2 seconds").
