@@ -236,3 +236,66 @@ fn the_help_lists_the_new_commands_and_exit_codes() {
         assert!(account.contains(sub), "{sub:?} missing:\n{account}");
     }
 }
+
+/// Starting over (`login --new-device`, every device lost): the old device is logged out at
+/// once — its `status` says so, and it receives nothing sent afterwards — and nothing queued
+/// for the old identity is shown as delivered.
+#[test]
+fn starting_over_logs_the_old_device_out() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    alice.run(&["send", "@carol", "before"]).ok();
+    carol.expect_inbox(&["alice: before"]);
+    alice
+        .run(&["send", "@carol", "queued for the old key"])
+        .ok();
+
+    let carol2 = User {
+        home: tempfile::tempdir().unwrap(),
+        ..User::new("carol", &server)
+    };
+    let said = carol2
+        .run(&[
+            "login",
+            "--new-device",
+            "--server",
+            &server.addr(),
+            "--username",
+            "carol",
+            "--code",
+            &totp(&carol.totp_secret, 1),
+        ])
+        .ok();
+    assert!(
+        said.stdout.contains("other devices were logged out"),
+        "{}",
+        said.stdout
+    );
+
+    let status = carol.run(&["--json", "status"]).ok().json();
+    assert!(
+        status["session"]
+            .as_str()
+            .unwrap()
+            .starts_with("logged out by the server"),
+        "{status}"
+    );
+    alice.run(&["send", "@carol", "after"]).ok();
+    let r = carol.run(&["--json", "inbox"]);
+    assert_eq!(r.code, 4, "the old device cannot log in: {}", r.stderr);
+    assert!(
+        !r.stdout.contains("after") && !r.stdout.contains("queued"),
+        "{}",
+        r.stdout
+    );
+    // The message queued for the old identity was dropped, never acknowledged: no receipt.
+    let v = alice.run(&["--json", "inbox", "--wait", "2"]).ok().json();
+    let delivered = v["delivered"].to_string();
+    assert!(
+        !delivered.contains("queued for the old key") && !delivered.contains("after"),
+        "nothing was delivered to carol's old key: {v}"
+    );
+}

@@ -415,3 +415,148 @@ fn offline_members_learn_membership_changes_on_return() {
         );
     });
 }
+
+/// The next reply, skipping pushes and deliveries.
+async fn reply_not_deliver(c: &mut Client) -> host_server::client::Frame {
+    loop {
+        let f = recv_reply(c).await;
+        if !matches!(f.msg(), Some(Message::Deliver { .. })) {
+            return f;
+        }
+    }
+}
+
+/// Starting over: a session that publishes a new identity revokes every other session of the
+/// account at once (its old devices: their connections end, their tokens stop working) and
+/// drops the direct messages queued for the old identity; publishing the same identity again
+/// changes nothing.
+#[test]
+fn a_new_identity_revokes_the_old_devices_and_their_queue() {
+    let ts = TestServer::start();
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        let (_r, alice) = register(&ts, "alice", 2).await;
+        let mut old = resume(&ts, &carol).await;
+        ts.advance(30);
+        let (mut new, f) = login(
+            &ts,
+            "carol",
+            PASSWORD,
+            Message::TotpCode {
+                code: &host_server::auth::totp::code_at(&carol.totp_secret, ts.now()),
+            },
+        )
+        .await;
+        assert!(
+            matches!(f.msg(), Some(Message::Session { .. })),
+            "{:?}",
+            f.msg()
+        );
+        // Alice writes to carol's old identity; it waits in the queue.
+        let mut a = resume(&ts, &alice).await;
+        a.send(&Message::SendToUser {
+            to: "carol",
+            client_id: 1,
+            body: b"for the old identity",
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            recv_reply(&mut a).await.msg(),
+            Some(Message::Accepted { .. })
+        ));
+        // The old device has it live; it does not acknowledge yet.
+        assert!(matches!(
+            recv_reply(&mut old).await.msg(),
+            Some(Message::Deliver { .. })
+        ));
+
+        // Republishing the current identity: nothing happens.
+        new.send(&Message::PublishIdentity {
+            identity_sig: Key32(carol.device.identity.public().signing),
+            identity_dh: Key32(carol.device.identity.public().dh),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            reply_not_deliver(&mut new).await.msg(),
+            Some(Message::Ok)
+        ));
+        old.send(&Message::Ping { nonce: 7 }).await.unwrap();
+        assert!(matches!(
+            recv_reply(&mut old).await.msg(),
+            Some(Message::Pong { nonce: 7 })
+        ));
+
+        // A new identity: the old device is logged out at once and cannot come back.
+        let fresh = proto_core::IdentityKeyPair::from_secrets(&[0x31; 32], &[0x32; 32]).public();
+        new.send(&Message::PublishIdentity {
+            identity_sig: Key32(fresh.signing),
+            identity_dh: Key32(fresh.dh),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            reply_not_deliver(&mut new).await.msg(),
+            Some(Message::Ok)
+        ));
+        let mut ended = false;
+        for _ in 0..8 {
+            if old.recv_timeout(WAIT).await.is_err() {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "the old device's connection ends");
+        let mut again = ts.connect().await;
+        again
+            .send(&Message::Resume {
+                username: "carol",
+                token: Key32(carol.token),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(&recv_reply(&mut again).await),
+            Some(ErrorCode::SESSION_EXPIRED)
+        );
+        // What was queued for the old identity is gone: the new session is handed nothing,
+        // and nobody acknowledged it (alice gets no receipt).
+        let mut resumed = ts.connect().await;
+        let token = match f.msg() {
+            Some(Message::Session { token, .. }) => token,
+            other => panic!("{other:?}"),
+        };
+        resumed
+            .send(&Message::Resume {
+                username: "carol",
+                token,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            recv_reply(&mut resumed).await.msg(),
+            Some(Message::Session { .. })
+        ));
+        resumed.send(&Message::Ping { nonce: 9 }).await.unwrap();
+        loop {
+            let f = recv(&mut resumed).await;
+            match f.msg() {
+                Some(Message::Deliver { .. }) => {
+                    panic!("the old identity's message was handed out")
+                }
+                Some(Message::Pong { nonce: 9 }) => break,
+                _ => {}
+            }
+        }
+        a.send(&Message::Ping { nonce: 3 }).await.unwrap();
+        loop {
+            let f = recv(&mut a).await;
+            match f.msg() {
+                Some(Message::Delivered { .. }) => panic!("a receipt for a message nobody read"),
+                Some(Message::Pong { nonce: 3 }) => break,
+                _ => {}
+            }
+        }
+    });
+}

@@ -58,7 +58,9 @@ mod tests {
         let common = check("password123", &[]).err().unwrap_or_default();
         assert!(common.starts_with("too easy to guess"), "{common}");
         // The same words as the username are no secret.
-        let hinted = check("aliceliddell1", &["aliceliddell"]).err().unwrap_or_default();
+        let hinted = check("aliceliddell1", &["aliceliddell"])
+            .err()
+            .unwrap_or_default();
         assert!(hinted.starts_with("too easy to guess"), "{hinted}");
     }
 

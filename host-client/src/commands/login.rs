@@ -86,7 +86,8 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
             paint(Style::Green, "✓"),
             client.profile.username,
             if new_device {
-                " on a new device (contacts will see a key change)"
+                " on a new device with a new identity: contacts will see a key change, and the \
+                 account's other devices were logged out"
             } else {
                 ""
             }

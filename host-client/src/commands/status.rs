@@ -33,6 +33,14 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
             }
             // A changed certificate is an alarm, never a mere "unavailable": exit code 6.
             Err(e) if code_of(&e) == Exit::CertificateChanged as i32 => return Err(e),
+            // Revoked: another device of the account started over (a new identity) or changed
+            // the password, or the session ran out.
+            Err(e) if code_of(&e) == Exit::Auth as i32 => (
+                snapshot,
+                "logged out by the server (the session expired or was revoked: another device \
+                 started over with a new identity, or the password changed); run `sealroom login`"
+                    .to_owned(),
+            ),
             Err(e) => (snapshot, format!("unavailable: {e}")),
         }
     };

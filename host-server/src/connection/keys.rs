@@ -33,10 +33,33 @@ impl Connection {
         identity_sig: [u8; 32],
         identity_dh: [u8; 32],
     ) -> Result<Reply, Refusal> {
-        let (me, _) = self.logged_in()?;
+        let (me, name) = self.logged_in()?;
         ed25519_check_public(&identity_sig).map_err(|_| bad_identity())?;
-        self.db(move |s| Ok(s.set_identity(me, &identity_sig, &identity_dh)?))
+        let keep = self.token_hash()?;
+        // Starting over: a new identity revokes every other session of the account (its old
+        // devices), in the same transaction, and drops what was queued for the old identity.
+        // Publishing the identity the account already has changes nothing.
+        let revoked = self
+            .db(move |s| {
+                let account = s.account_by_id(me)?.ok_or_else(|| {
+                    Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
+                })?;
+                if account.identity_sig == identity_sig && account.identity_dh == identity_dh {
+                    return Ok(None);
+                }
+                s.set_identity(me, &identity_sig, &identity_dh)?;
+                Ok(Some(s.revoke_sessions(me, Some(&keep))?))
+            })
             .await?;
+        if let Some(revoked) = revoked {
+            // Their live connections end now (here and on every other node), so an old device
+            // never reads, or acknowledges, what is sent to the new identity.
+            if let Some(keep) = self.hub_id() {
+                self.shared.hub.kick_others(me, keep);
+            }
+            self.shared.hub.revoked_elsewhere(me);
+            tracing::info!(user = %name, revoked, "new identity: the account's other sessions revoked");
+        }
         Ok(Reply::msg(&Message::Ok))
     }
 

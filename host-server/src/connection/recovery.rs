@@ -84,7 +84,7 @@ impl Connection {
         Ok((me, name))
     }
 
-    fn token_hash(&self) -> Result<[u8; 32], Refusal> {
+    pub(super) fn token_hash(&self) -> Result<[u8; 32], Refusal> {
         match &self.state {
             State::LoggedIn(s) => Ok(s.token_hash),
             _ => Err(Refusal::not_logged_in()),

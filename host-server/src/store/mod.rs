@@ -150,7 +150,9 @@ pub trait AccountStore {
 
 /// The key directory: identity keys, signed and one-time prekeys.
 pub trait KeyStore {
-    /// Replaces the identity keys; the old signed and one-time prekeys are dropped with them.
+    /// Replaces the identity keys; the old signed and one-time prekeys are dropped with them,
+    /// and so are the direct messages queued for the account (encrypted to the old identity,
+    /// nobody can read them any more).
     fn set_identity(
         &mut self,
         id: AccountId,

@@ -18,6 +18,7 @@ impl KeyStore for MemoryStore {
             a.spk = None;
         }
         self.prekeys.remove(&id);
+        self.messages.retain(|_, m| m.recipient != Some(id));
         Ok(())
     }
 

@@ -18,6 +18,8 @@ impl KeyStore for PgStore {
             &[&id, &&identity_sig[..], &&identity_dh[..]],
         )?;
         self.exec("DELETE FROM one_time_prekeys WHERE account_id = $1", &[&id])?;
+        // Encrypted to the old identity: nobody can read them any more.
+        self.exec("DELETE FROM messages WHERE recipient_id = $1", &[&id])?;
         Ok(())
     }
 

@@ -22,6 +22,10 @@ impl KeyStore for SqliteStore {
         self.conn
             .prepare_cached("DELETE FROM one_time_prekeys WHERE account_id = ?1")?
             .execute([id])?;
+        // Encrypted to the old identity: nobody can read them any more.
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE recipient_id = ?1")?
+            .execute([id])?;
         Ok(())
     }
 
