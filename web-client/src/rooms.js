@@ -354,12 +354,14 @@ async function signInMembers(client, name, serverMembers) {
 }
 
 /**
- * Rule 5: our sender key to every listed member who lacks it for this epoch, and whose current
- * identity key is the listed one and not changed-unverified.
+ * Rule 5: our sender key to every listed member who lacks it for this epoch, whom the server
+ * also counts as a member, and whose current identity key is the listed one and not
+ * changed-unverified.
  * @param {import('./client.js').Client} client
  * @param {string} name
+ * @param {string[]} serverMembers
  */
-async function distributeKeys(client, name) {
+async function distributeKeys(client, name, serverMembers) {
   const loaded = loadRoom(client, name);
   const held = heldRoster(loaded?.entry);
   if (!loaded || !held) return;
@@ -368,6 +370,9 @@ async function distributeKeys(client, name) {
   for (const m of held.members) {
     const u = m.username;
     if (u === client.profile.username || entry.key_sent[u] === room.epoch) continue;
+    // Listed and on the server (rule 5): an invitee the roster names gets nothing before they
+    // accept; the server's list can narrow who gets keys, never widen it.
+    if (!serverMembers.includes(u)) continue;
     if (!client.profile.contacts[u]) {
       try {
         await direct.fetchBundle(client, u);
@@ -429,7 +434,7 @@ export async function syncRoom(client, name) {
   }
   await signInMembers(client, name, server.members);
   if (!client.profile.rooms[name]) return;
-  await distributeKeys(client, name);
+  await distributeKeys(client, name, server.members);
   await client.save();
 }
 

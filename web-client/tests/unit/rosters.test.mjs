@@ -486,3 +486,28 @@ test('rule 6: a listed member with another key gets no room key; once verified, 
   assert.ok(texts(carol2, 'team').includes('bob: hi carol'), texts(carol2, 'team').join(' | '));
   assert.ok(!texts(carol, 'team').includes('bob: hi carol'));
 });
+
+test('rule 5: a member the roster lists but the server does not (an invitee who has not accepted) gets no key until the server lists them', async () => {
+  const server = new RoomServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const dave = await newClient(server, 'dave');
+  await roomWith(server, alice, [bob]);
+  // An admin that signs invitees in at invitation (as the CLI does): dave is listed, validly,
+  // before he accepts.
+  const held = parseRoster(server.rooms.get('team').chain.at(-1));
+  const withDave = writeRoster({ roomId: held.roomId, version: held.version + 1n, epoch: held.epoch, prev: rosterHash(held), admins: held.admins, members: [...held.members, { username: 'dave', identity: ik(dave) }] }, alice.identity());
+  server.forceRoster('team', withDave.bytes, 'alice');
+  await settle([alice, bob]);
+  assert.deepEqual(heldRoster(bob.profile.rooms.team).members.map((m) => m.username), ['alice', 'bob', 'dave']);
+  await bob.sendText('#team', 'before dave accepts');
+  await settle([alice, bob]);
+  assert.equal(server.sentTo('bob', 'dave'), 0, 'nothing to an invitee who has not accepted');
+  // He accepts: now the server lists him, and bob's key follows.
+  server.rooms.get('team').members.push('dave');
+  server.tell('team', 'dave', 'Joined', 'dave');
+  await settle([alice, bob, dave]);
+  await bob.sendText('#team', 'welcome dave');
+  await settle([alice, bob, dave]);
+  assert.ok(server.sentTo('bob', 'dave') > 0, 'the key goes once the server lists him');
+});
