@@ -293,6 +293,17 @@ export async function publishFirst(client, name) {
   await client.save();
 }
 
+/** Whether the server holds any roster of `name` (version 0). @param {import('./client.js').Client} client @param {string} name */
+async function chainStored(client, name) {
+  try {
+    await client.conn.request({ type: 'FetchRoster', room: name, version: 0n });
+    return true;
+  } catch (e) {
+    if (e instanceof ServerError && e.code === ErrorCode.NOT_FOUND) return false;
+    throw e;
+  }
+}
+
 /**
  * Rules 2 and 6, run by an admin's client: members the server lists whom we invited are signed
  * in with the identity key we know for them (not while it changed unverified); a listed member
@@ -427,6 +438,18 @@ export async function syncRoom(client, name) {
     }
   }
   await followChain(client, name);
+  const me = client.profile.username;
+  if (!heldRoster(client.profile.rooms[name]) && !entry.first && server.admin === me && !(await chainStored(client, name))) {
+    // A room made before signed rosters, and we are its admin: we sign its first roster, then
+    // sign in (rule 2) the members we already had, as if we had just invited them.
+    const known = (entry.members ?? []).filter((m) => m !== me && server.members.includes(m));
+    entry.invited = [...new Set([...(entry.invited ?? []), ...known])];
+    try {
+      await publishFirst(client, name);
+    } catch (e) {
+      client.notice(`#${name}: could not publish the room's signed member list: ${/** @type {Error} */ (e).message}`);
+    }
+  }
   if (!heldRoster(client.profile.rooms[name])) {
     await client.save();
     if (client.profile.rooms[name]) warnOnce(client, `#${name}: waiting for the room's signed member list; no room key is sent until it arrives`);

@@ -137,9 +137,12 @@ class RoomServer {
           throw e;
         }
         r.chain.push(msg.roster);
+        // As the real server: members of the previous roster that this one no longer lists
+        // leave (a first roster has no previous one, and drops nobody).
+        const previous = r.chain.length > 1 ? parseRoster(r.chain.at(-2)) : null;
         const listed = new Set(next.members.map((m) => m.username));
         for (const m of [...r.members]) {
-          if (listed.has(m)) continue;
+          if (listed.has(m) || !previous?.members.some((p) => p.username === m)) continue;
           this.drop(msg.room, m, m === username ? 'Left' : 'Removed');
         }
         this.tell(msg.room, username, 'Roster', username);
@@ -435,18 +438,32 @@ test('only an admin invites and removes; a non-admin leaves by the next roster; 
   assert.ok(server.log.some(([w, t]) => w === 'carol' && t === 'Leave'));
 });
 
-test('a room with no signed roster (saved before rosters) still loads, waits, and sends nobody a key', async () => {
+test('a room saved before rosters still loads; a member waits and sends nobody a key; its admin signs the first roster and the members it had', async () => {
   const server = new RoomServer();
   const alice = await newClient(server, 'alice');
-  await newClient(server, 'bob');
+  const bob = await newClient(server, 'bob');
   server.rooms.set('old', { members: ['alice', 'bob'], invited: new Set(), chain: [] });
-  alice.profile.rooms.old = { state: Room.create(roomIdForName('old'), ik(alice), 0).toState(), members: ['alice', 'bob'], admin: 'alice', key_sent: {} };
-  alice.profile.chats['#old'] = 1;
-  assert.ok(alice.roomWaitsForRoster('old'));
-  await assert.rejects(alice.sendText('#old', 'hi'), /waiting for the room's signed member list/);
-  await settle([alice]);
-  assert.equal(server.sentTo('alice', 'bob'), 0);
-  assert.ok(alice.notices.some((n) => /#old: waiting for the room's signed member list/.test(n)));
+  for (const c of [alice, bob]) {
+    c.profile.rooms.old = { state: Room.create(roomIdForName('old'), ik(c), 0).toState(), members: ['alice', 'bob'], admin: 'alice', key_sent: {} };
+    c.profile.chats['#old'] = 1;
+  }
+  // bob, a member but not the admin, waits: nothing is sent.
+  assert.ok(bob.roomWaitsForRoster('old'));
+  await assert.rejects(bob.sendText('#old', 'hi'), /waiting for the room's signed member list/);
+  await bob.serial(() => syncRoom(bob, 'old'));
+  await settle([bob]);
+  assert.equal(server.sentTo('bob', 'alice'), 0);
+  assert.ok(bob.notices.some((n) => /#old: waiting for the room's signed member list/.test(n)));
+  assert.equal(server.rooms.get('old').chain.length, 0, 'a member cannot start the chain');
+  // alice, the room's admin, signs version 0, then bob (whom she had), and hands him the roster.
+  await alice.serial(() => syncRoom(alice, 'old'));
+  await settle([alice, bob]);
+  const chain = server.rooms.get('old').chain.map((b) => parseRoster(b));
+  assert.deepEqual(chain.map((r) => r.members.map((m) => m.username)), [['alice'], ['alice', 'bob']]);
+  assert.ok(!bob.roomWaitsForRoster('old'));
+  await alice.sendText('#old', 'signed at last');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, 'old'), ['alice: signed at last']);
 });
 
 test('rule 6: a listed member with another key gets no room key; once verified, the admin signs the new key in (new epoch)', async () => {
