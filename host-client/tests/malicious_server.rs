@@ -527,6 +527,32 @@ fn team(server: &TestServer, alice: &User, others: &[&User]) {
     let _ = server;
 }
 
+/// Nothing one-to-one (no room key, no roster) was queued for `outsider`, the signed roster of
+/// each member still names only `members`, and `outsider` reads nothing containing `secret`.
+fn outsider_got_nothing(
+    server: &TestServer,
+    insiders: &[&User],
+    members: &[&str],
+    outsider: &User,
+    secret: &str,
+) {
+    let direct: Vec<StoredMessage> = queued_for(server, &outsider.name)
+        .into_iter()
+        .filter(|m| m.room.is_none())
+        .collect();
+    assert!(direct.is_empty(), "sent to {}: {direct:?}", outsider.name);
+    for u in insiders {
+        assert_eq!(members_of(u, "team"), members, "{}'s roster", u.name);
+    }
+    let (messages, _) = inbox(outsider);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains(secret)),
+        "{} read: {texts:?}",
+        outsider.name
+    );
+}
+
 /// A member the server adds on its own (no signed roster names her) gets no sender key from
 /// anyone, is listed nowhere, and reads nothing (before: the clients took the server's member
 /// list as truth and handed her their keys).
@@ -549,19 +575,12 @@ fn a_member_the_server_adds_without_a_signed_roster_gets_no_room_key() {
     bob.expect_inbox(&["alice: secret plans"]);
     alice.expect_inbox(&["bob: more secrets"]);
 
-    // Nothing one-to-one (no room key, no roster) went to Mallory from either of them.
-    let direct: Vec<StoredMessage> = queued_for(&server, "mallory")
-        .into_iter()
-        .filter(|m| m.room.is_none())
-        .collect();
-    assert!(direct.is_empty(), "sent to mallory: {direct:?}");
-    assert_eq!(members_of(&alice, "team"), ["alice", "bob"]);
-    assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
-    let (messages, _) = inbox(&mallory);
-    let texts: Vec<String> = messages.iter().map(text_of).collect();
-    assert!(
-        !texts.iter().any(|t| t.contains("secret")),
-        "mallory read: {texts:?}"
+    outsider_got_nothing(
+        &server,
+        &[&alice, &bob],
+        &["alice", "bob"],
+        &mallory,
+        "secret",
     );
 }
 
@@ -672,17 +691,11 @@ fn a_roster_version_the_server_forges_is_refused() {
         sent.stderr
     );
     bob.expect_inbox(&["alice: after the forgery"]);
-    assert_eq!(members_of(&alice, "team"), ["alice", "bob"]);
-    assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
-    let direct: Vec<StoredMessage> = queued_for(&server, "mallory")
-        .into_iter()
-        .filter(|m| m.room.is_none())
-        .collect();
-    assert!(direct.is_empty(), "sent to mallory: {direct:?}");
-    let (messages, _) = inbox(&mallory);
-    let texts: Vec<String> = messages.iter().map(text_of).collect();
-    assert!(
-        !texts.iter().any(|t| t.contains("after the forgery")),
-        "mallory read: {texts:?}"
+    outsider_got_nothing(
+        &server,
+        &[&alice, &bob],
+        &["alice", "bob"],
+        &mallory,
+        "after the forgery",
     );
 }

@@ -222,7 +222,8 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
                 Just(RoomChange::Joined),
                 Just(RoomChange::Left),
                 Just(RoomChange::Removed),
-                Just(RoomChange::Invited)
+                Just(RoomChange::Invited),
+                Just(RoomChange::Roster)
             ],
         )
             .prop_map(|(room, username, change)| Message::RoomChanged {
@@ -283,6 +284,15 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             .boxed(),
         47 => (text(), text())
             .prop_map(|(password, code)| Message::DeleteAccount { password, code })
+            .boxed(),
+        48 => (text(), bytes(2048))
+            .prop_map(|(room, roster)| Message::PublishRoster { room, roster })
+            .boxed(),
+        49 => (text(), any::<u64>())
+            .prop_map(|(room, version)| Message::FetchRoster { room, version })
+            .boxed(),
+        50 => (text(), bytes(2048))
+            .prop_map(|(room, roster)| Message::Roster { room, roster })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }
