@@ -119,7 +119,13 @@ impl Client {
             .is_some_and(|b| Roster::parse(&b).is_ok_and(|r| r.is_admin(&own))))
     }
 
-    async fn fetch_roster(&mut self, name: &str, version: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    /// The stored roster of `name` at `version`; `None` past the latest (or when we are not a
+    /// member on the server).
+    pub(crate) async fn fetch_roster(
+        &mut self,
+        name: &str,
+        version: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         self.link
             .request(
                 &Message::FetchRoster {

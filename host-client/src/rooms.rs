@@ -132,7 +132,7 @@ impl Client {
         name: &str,
         strict: bool,
     ) -> anyhow::Result<Vec<Notice>> {
-        let (_, server_members) = match self.list_members(name).await {
+        let (server_admin, server_members) = match self.list_members(name).await {
             Ok(v) => v,
             Err(e) => {
                 // Not a member any more (or the room is gone): forget it.
@@ -147,8 +147,7 @@ impl Client {
         if self.held_roster(name).is_none() {
             // A room made before signed rosters: its admin signs the first one (alone), and
             // adds the members it already had as invited ones, each signed in as usual.
-            let (admin, _) = self.list_members(name).await?;
-            if admin == me && self.fetch_first_roster_missing(name).await? {
+            if server_admin == me && self.fetch_roster(name, 0).await?.is_none() {
                 let known: Vec<String> = self
                     .profile
                     .rooms
@@ -255,27 +254,6 @@ impl Client {
             self.save()?;
         }
         Ok(notices)
-    }
-
-    /// Whether the server holds no roster for `name` at all (version 0 is missing).
-    async fn fetch_first_roster_missing(&mut self, name: &str) -> anyhow::Result<bool> {
-        self.link
-            .request(
-                &Message::FetchRoster {
-                    room: name,
-                    version: 0,
-                },
-                |reply| match reply {
-                    Message::Roster { .. } => Ok(false),
-                    Message::Error {
-                        code: ErrorCode::NOT_FOUND,
-                        ..
-                    } => Ok(true),
-                    Message::Error { code, text } => Err(refusal(code, text)),
-                    other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-                },
-            )
-            .await
     }
 
     /// A member's sender key arrived (inside our pairwise session with `from`).
