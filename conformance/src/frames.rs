@@ -7,8 +7,8 @@
 
 use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
 use proto_core::{
-    DecodeError, DeviceKeys, ErrorCode, FrameDecoder, Key32, List, Message, OneTimePrekey,
-    PROTOCOL_VERSION, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
+    DecodeError, DeviceBody, DeviceKeys, ErrorCode, FrameDecoder, Key32, List, Message,
+    OneTimePrekey, PROTOCOL_VERSION, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
     decode_frame_cobs, encode_frame, encode_frame_cobs,
 };
 use serde_json::{Value, json};
@@ -336,6 +336,36 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 roster,
             },
         ),
+        (
+            "fetch an account's identity and devices",
+            Message::FetchDevices { username: "carol" },
+        ),
+        (
+            "an account's identity and active devices",
+            Message::Devices {
+                username: "carol",
+                identity_sig: key(&mut f),
+                identity_dh: key(&mut f),
+                devices: List::from_items(&[1, 2, 300]),
+            },
+        ),
+        (
+            "send a direct message, one ciphertext per device",
+            Message::SendToDevices {
+                to: "carol",
+                client_id: 44,
+                bodies: List::from_items(leak(vec![
+                    DeviceBody {
+                        device: 1,
+                        body: f.leaked(60),
+                    },
+                    DeviceBody {
+                        device: 300,
+                        body: f.leaked(60),
+                    },
+                ])),
+            },
+        ),
     ]
 }
 
@@ -486,6 +516,30 @@ pub fn fields(m: &Message<'_>) -> Value {
             json!({ "room": room, "roster": h(roster) })
         }
         Message::FetchRoster { room, version } => json!({ "room": room, "version": version }),
+        Message::FetchDevices { username } => json!({ "username": username }),
+        Message::Devices {
+            username,
+            identity_sig,
+            identity_dh,
+            devices,
+        } => json!({
+            "username": username,
+            "identity_sig": h(&identity_sig.0),
+            "identity_dh": h(&identity_dh.0),
+            "devices": devices.iter().collect::<Vec<u32>>(),
+        }),
+        Message::SendToDevices {
+            to,
+            client_id,
+            bodies,
+        } => json!({
+            "to": to,
+            "client_id": client_id,
+            "bodies": bodies
+                .iter()
+                .map(|b| json!({ "device": b.device, "body": h(b.body) }))
+                .collect::<Vec<_>>(),
+        }),
         Message::Error { code, text } => json!({ "code": code.0, "text": text }),
         Message::Ping { nonce } | Message::Pong { nonce } => json!({ "nonce": nonce }),
     }

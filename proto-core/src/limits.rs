@@ -29,6 +29,10 @@ pub const MAX_ROOM_MEMBERS: usize = 256;
 /// Rooms listed in one reply.
 pub const MAX_ROOMS_LISTED: usize = 1024;
 
+/// Active devices of one account: the most a `Devices` reply lists and a `SendToDevices`
+/// request carries bodies for (PROTOCOL.md §4.6).
+pub const MAX_DEVICES: usize = 16;
+
 // The crypto capacities live beside the code that uses them; they are gathered here so this
 // file stays the one place to read every bound.
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::DecodeError;
 use crate::limits::{
-    MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED,
 };
 
 /// A 32-byte public value (an X25519 or Ed25519 public key, a session token): 32 raw bytes on
@@ -301,6 +301,17 @@ pub struct PrekeyBundle<'a> {
     pub one_time_prekey: Option<OneTimePrekey>,
 }
 
+/// One device's copy of a direct message in [`Message::SendToDevices`]: the ciphertext made
+/// with the session to that device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceBody<'a> {
+    /// The recipient device's id, as listed in [`Message::Devices`].
+    pub device: u32,
+    /// The end-to-end encrypted envelope for that device; at most
+    /// [`MAX_BODY`](crate::limits::MAX_BODY) bytes.
+    pub body: &'a [u8],
+}
+
 /// What happened to a room's membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomChange {
@@ -359,6 +370,10 @@ impl ErrorCode {
     /// A roster that is not the next version of the room's stored chain (another member
     /// published first): fetch the latest and try again.
     pub const CONFLICT: Self = Self(24);
+    /// A [`Message::SendToDevices`] did not name exactly the recipient's active devices (one
+    /// was added, revoked, or the account started over): fetch them with
+    /// [`Message::FetchDevices`], check the identity, and send again. Nothing was stored.
+    pub const STALE_DEVICES: Self = Self(25);
     /// The server is at capacity.
     pub const BUSY: Self = Self(30);
     /// The server failed; the request may be retried.
@@ -713,11 +728,44 @@ pub enum Message<'a> {
         /// The encoded, signed roster.
         roster: &'a [u8],
     },
+
+    // ---- devices (appended: tags 51-53; PROTOCOL.md §4.6, §6) ----
+    /// C→S (logged in): the account's identity keys and the ids of its active devices; hands
+    /// out no prekeys. Reply: [`Message::Devices`], or `NOT_FOUND`.
+    FetchDevices {
+        /// Whose devices.
+        username: &'a str,
+    },
+    /// S→C: an account's identity keys and active devices. A client compares the identity
+    /// with the one it trusts before it encrypts anything to the account.
+    Devices {
+        /// Whose devices.
+        username: &'a str,
+        /// Ed25519 identity signing key `IKs` (one per account, shared by its devices).
+        identity_sig: Key32,
+        /// X25519 identity key `IKd`.
+        identity_dh: Key32,
+        /// The active devices' ids, ascending, at most [`MAX_DEVICES`].
+        #[serde(borrow)]
+        devices: List<'a, u32>,
+    },
+    /// C→S: store and forward a direct message, one ciphertext per device of the recipient.
+    /// The server stores them only if `bodies` names exactly the recipient's active devices,
+    /// each once; otherwise `STALE_DEVICES` and nothing is stored. Reply: `Accepted`.
+    SendToDevices {
+        /// Recipient's username.
+        to: &'a str,
+        /// The sender's reference, echoed in [`Message::Accepted`].
+        client_id: u64,
+        /// One ciphertext per device, at most [`MAX_DEVICES`].
+        #[serde(borrow)]
+        bodies: List<'a, DeviceBody<'a>>,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 51;
+    pub const TAG_COUNT: u32 = 54;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -793,6 +841,9 @@ impl Message<'_> {
             Message::PublishRoster { .. } => "PublishRoster",
             Message::FetchRoster { .. } => "FetchRoster",
             Message::Roster { .. } => "Roster",
+            Message::FetchDevices { .. } => "FetchDevices",
+            Message::Devices { .. } => "Devices",
+            Message::SendToDevices { .. } => "SendToDevices",
         }
     }
 
@@ -809,6 +860,8 @@ impl Message<'_> {
             Message::UploadPrekeys { prekeys } => prekeys.validate(MAX_PREKEYS_PER_UPLOAD),
             Message::Rooms { rooms } => rooms.validate(MAX_ROOMS_LISTED),
             Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),
+            Message::Devices { devices, .. } => devices.validate(MAX_DEVICES),
+            Message::SendToDevices { bodies, .. } => bodies.validate(MAX_DEVICES),
             Message::Invitations { rooms, from } => {
                 rooms.validate(MAX_ROOMS_LISTED)?;
                 from.validate(MAX_ROOMS_LISTED)?;

@@ -11,12 +11,14 @@
 
 use proptest::prelude::*;
 use proto_core::limits::{
-    MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES,
+    MAX_ROOMS_LISTED,
 };
 use proto_core::{
-    DecodeError, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List, Message, NextFrame,
-    OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame, decode_frame_cobs,
-    encode_frame, encode_frame_cobs, frame_is_push, frame_len, next_frame, read_frame, write_frame,
+    DecodeError, DeviceBody, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List,
+    Message, NextFrame, OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
+    decode_frame_cobs, encode_frame, encode_frame_cobs, frame_is_push, frame_len, next_frame,
+    read_frame, write_frame,
 };
 
 fn leak_str(s: String) -> &'static str {
@@ -293,6 +295,40 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             .boxed(),
         50 => (text(), bytes(2048))
             .prop_map(|(room, roster)| Message::Roster { room, roster })
+            .boxed(),
+        51 => text()
+            .prop_map(|username| Message::FetchDevices { username })
+            .boxed(),
+        52 => (
+            text(),
+            key(),
+            key(),
+            proptest::collection::vec(any::<u32>(), 0..=MAX_DEVICES),
+        )
+            .prop_map(
+                |(username, identity_sig, identity_dh, ids)| Message::Devices {
+                    username,
+                    identity_sig,
+                    identity_dh,
+                    devices: List::from_items(leak(ids)),
+                },
+            )
+            .boxed(),
+        53 => (
+            text(),
+            any::<u64>(),
+            proptest::collection::vec((any::<u32>(), bytes(256)), 0..=MAX_DEVICES),
+        )
+            .prop_map(|(to, client_id, bodies)| Message::SendToDevices {
+                to,
+                client_id,
+                bodies: List::from_items(leak(
+                    bodies
+                        .into_iter()
+                        .map(|(device, body)| DeviceBody { device, body })
+                        .collect(),
+                )),
+            })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

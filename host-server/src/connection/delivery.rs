@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use proto_core::limits::MAX_BODY;
-use proto_core::{ErrorCode, Message};
+use proto_core::{DeviceBody, ErrorCode, Message};
 use smol::lock::{RwLock, RwLockReadGuardArc, Semaphore, SemaphoreGuardArc};
 
 use super::rooms::member_room;
@@ -95,6 +95,35 @@ impl Connection {
         Ok(me)
     }
 
+    /// `SendToDevices` (PROTOCOL.md §3.4 message 53): as `SendToUser`, but stored only if
+    /// `bodies` names exactly the recipient's active devices. An account has one device
+    /// until linking is on the wire, so that is one body, for its current device id; a
+    /// sender still naming the device of an identity the account replaced is refused with
+    /// `STALE_DEVICES`, and nothing is stored.
+    pub(super) async fn send_to_devices(
+        &mut self,
+        to: &str,
+        client_id: u64,
+        bodies: &[DeviceBody<'_>],
+    ) -> Result<Reply, Refusal> {
+        if bodies.iter().any(|b| b.body.len() > MAX_BODY) {
+            return Err(Refusal::new(
+                ErrorCode::TOO_LARGE,
+                "message body is too large",
+            ));
+        }
+        let mut named: Vec<u32> = bodies.iter().map(|b| b.device).collect();
+        named.sort_unstable();
+        if named.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Refusal::new(
+                ErrorCode::INVALID_INPUT,
+                "bodies: a device is named twice",
+            ));
+        }
+        let body = bodies.first().map_or(&[][..], |b| b.body);
+        self.send_direct(to, client_id, body, Some(named)).await
+    }
+
     /// `SendToUser`: queued to the store; once committed, `Accepted` and a wake for the
     /// recipient (see the module doc: the connection does not wait).
     pub(super) async fn send_to_user(
@@ -102,6 +131,17 @@ impl Connection {
         to: &str,
         client_id: u64,
         body: &[u8],
+    ) -> Result<Reply, Refusal> {
+        self.send_direct(to, client_id, body, None).await
+    }
+
+    /// A direct message; with `devices`, only if they are the recipient's active devices.
+    async fn send_direct(
+        &mut self,
+        to: &str,
+        client_id: u64,
+        body: &[u8],
+        devices: Option<Vec<u32>>,
     ) -> Result<Reply, Refusal> {
         let (me, my_name) = self.sender(body)?;
         let to = crate::auth::normalize_username(to).map_err(|_| Refusal::no_such_user())?;
@@ -123,6 +163,13 @@ impl Connection {
             move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
+                if devices.is_some_and(|named| named != [recipient.device_id]) {
+                    return Err(Refusal::new(
+                        ErrorCode::STALE_DEVICES,
+                        "the recipient's devices have changed: fetch them, check the \
+                         identity, and send again",
+                    ));
+                }
                 if s.pending_direct_count_from(recipient.id, me)? >= sender_quota {
                     return Err(Refusal::new(
                         ErrorCode::QUOTA_FULL,

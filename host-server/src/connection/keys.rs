@@ -2,7 +2,7 @@
 //! verifier, PROTOCOL.md §4.1), one-time prekeys (bounded, each handed out once), and bundles.
 
 use proto_core::primitives::ed25519_check_public;
-use proto_core::{ErrorCode, Key32, Message, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use proto_core::{ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle, SignedPrekey};
 
 use super::{Connection, Refusal, Reply};
 
@@ -98,6 +98,26 @@ impl Connection {
         })
         .await?;
         Ok(Reply::msg(&Message::Ok))
+    }
+
+    /// `FetchDevices`: the account's identity and active device ids (one device per account
+    /// until linking is on the wire). Hands out no prekeys; limited like key bundles.
+    pub(super) async fn fetch_devices(&mut self, username: &str) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let name =
+            crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
+        self.rate(&self.shared.limits.bundles, &me, "device lists fetched")?;
+        let account = self
+            .db(move |s| Ok(s.account_by_username(&name)?.filter(|a| a.confirmed)))
+            .await?
+            .ok_or_else(Refusal::no_such_user)?;
+        let devices = [account.device_id];
+        Ok(Reply::msg(&Message::Devices {
+            username: &account.username,
+            identity_sig: Key32(account.identity_sig),
+            identity_dh: Key32(account.identity_dh),
+            devices: List::from_items(&devices),
+        }))
     }
 
     /// `FetchBundle`: limited per requester, and a target's one-time prekeys are handed out at

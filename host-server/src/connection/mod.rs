@@ -244,7 +244,10 @@ impl Connection {
         // only after their replies, so replies leave in request order.
         let pipelined = matches!(
             decoded,
-            Ok(Message::SendToUser { .. } | Message::SendToRoom { .. } | Message::Ack { .. })
+            Ok(Message::SendToUser { .. }
+                | Message::SendToDevices { .. }
+                | Message::SendToRoom { .. }
+                | Message::Ack { .. })
         );
         if !pipelined {
             self.in_flight.settle().await;
@@ -342,12 +345,21 @@ impl Connection {
                 self.upload_prekeys(prekeys.iter().collect()).await
             }
             Message::FetchBundle { username } => self.fetch_bundle(username).await,
+            Message::FetchDevices { username } => self.fetch_devices(username).await,
 
             Message::SendToUser {
                 to,
                 client_id,
                 body,
             } => self.send_to_user(to, client_id, body).await,
+            Message::SendToDevices {
+                to,
+                client_id,
+                bodies,
+            } => {
+                let bodies: Vec<_> = bodies.iter().collect();
+                self.send_to_devices(to, client_id, &bodies).await
+            }
             Message::SendToRoom {
                 room,
                 client_id,

@@ -152,7 +152,8 @@ pub trait AccountStore {
 pub trait KeyStore {
     /// Replaces the identity keys; the old signed and one-time prekeys are dropped with them,
     /// and so are the direct messages queued for the account (encrypted to the old identity,
-    /// nobody can read them any more).
+    /// nobody can read them any more). The account's device gets the next device id, so a
+    /// sender still naming the old one is refused (`STALE_DEVICES`).
     fn set_identity(
         &mut self,
         id: AccountId,

@@ -197,8 +197,12 @@ fn exercise(s: &mut dyn Store) {
         "room events expire too"
     );
 
-    // A new identity drops the prekeys signed by the old one.
+    // A new identity drops the prekeys signed by the old one, and moves the account from
+    // device 1 to device 2 (another account's id is untouched).
+    assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 1);
     s.set_identity(a, &[9; 32], &[9; 32]).unwrap();
+    assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 2);
+    assert_eq!(s.account_by_username("bob").unwrap().unwrap().device_id, 1);
     assert!(s.account_by_id(a).unwrap().unwrap().spk.is_none());
     assert_eq!(s.count_prekeys(a).unwrap(), 0);
     assert!(s.take_bundle("alice", true).unwrap().is_none());
@@ -363,7 +367,7 @@ fn sqlite_version_3_database_gains_rosters() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, sqlite::MIGRATIONS.len() as i64);
     let team = s.room("team").unwrap().unwrap();
     assert_eq!(team.members.len(), 1);
     assert!(s.append_roster(team.id, 0, b"v0").unwrap());
@@ -371,6 +375,34 @@ fn sqlite_version_3_database_gains_rosters() {
         s.latest_roster(team.id).unwrap().as_deref(),
         Some(&b"v0"[..])
     );
+}
+
+/// A database of the previous schema (version 4, before device ids) opens: every account is on
+/// device 1, and starting over moves it to device 2.
+#[test]
+fn sqlite_version_4_database_gains_device_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4; \
+             INSERT INTO accounts (username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES ('alice', 'A', 'a@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1);",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let alice = s.account_by_username("alice").unwrap().unwrap();
+    assert_eq!(alice.device_id, 1);
+    assert_eq!(alice.password_phc, "x");
+    s.set_identity(alice.id, &[7; 32], &[8; 32]).unwrap();
+    let alice = s.account_by_username("alice").unwrap().unwrap();
+    assert_eq!((alice.device_id, alice.identity_dh), (2, [8; 32]));
 }
 
 #[test]
@@ -411,7 +443,10 @@ fn sqlite_is_wal_full_and_migrated_once() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), sync, version), ("wal", 2, 4));
+    assert_eq!(
+        (mode.as_str(), sync, version),
+        ("wal", 2, sqlite::MIGRATIONS.len() as i64)
+    );
 }
 
 #[test]

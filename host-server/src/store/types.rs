@@ -52,6 +52,9 @@ pub struct Account {
     pub spk: Option<SignedPrekey>,
     /// Unix seconds.
     pub created_at: u64,
+    /// The id of the account's device (PROTOCOL.md §6 Devices): 1 at registration, the next
+    /// number each time the account starts over with a new identity. Never reused.
+    pub device_id: u32,
 }
 
 /// A prekey bundle taken from the directory (its one-time prekey, if any, is now gone).

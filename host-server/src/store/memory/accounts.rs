@@ -25,6 +25,7 @@ impl AccountStore for MemoryStore {
                 identity_dh: a.identity_dh,
                 spk: Some(a.spk),
                 created_at: a.created_at,
+                device_id: 1,
             },
         );
         self.add_prekeys(id, &a.prekeys)?;

@@ -16,6 +16,7 @@ impl KeyStore for MemoryStore {
             a.identity_sig = *identity_sig;
             a.identity_dh = *identity_dh;
             a.spk = None;
+            a.device_id = a.device_id.saturating_add(1);
         }
         self.prekeys.remove(&id);
         self.messages.retain(|_, m| m.recipient != Some(id));

@@ -6,10 +6,10 @@ use crate::store::{
 };
 
 const BY_USERNAME: &str = "SELECT id, username, password_phc, totp_secret, confirmed, \
-     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at \
+     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
      FROM accounts WHERE username = $1";
 const BY_ID: &str = "SELECT id, username, password_phc, totp_secret, confirmed, \
-     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at \
+     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
      FROM accounts WHERE id = $1";
 
 impl AccountStore for PgStore {

@@ -14,7 +14,7 @@ impl KeyStore for PgStore {
     ) -> Result<(), StoreError> {
         self.exec(
             "UPDATE accounts SET identity_sig = $2, identity_dh = $3, spk_id = NULL, \
-             spk_key = NULL, spk_sig = NULL WHERE id = $1",
+             spk_key = NULL, spk_sig = NULL, device_id = device_id + 1 WHERE id = $1",
             &[&id, &&identity_sig[..], &&identity_dh[..]],
         )?;
         self.exec("DELETE FROM one_time_prekeys WHERE account_id = $1", &[&id])?;

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_login_ledger.sql"),
     include_str!("migrations/0003_handout_buckets.sql"),
     include_str!("migrations/0004_rosters.sql"),
+    include_str!("migrations/0005_device_ids.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.
@@ -226,6 +227,8 @@ impl PgStore {
             identity_dh: key32(row.try_get(7)?)?,
             spk,
             created_at: to_u64(row.try_get(11)?),
+            device_id: u32::try_from(row.try_get::<_, i64>(12)?)
+                .map_err(|_| StoreError::Corrupt("device id"))?,
         })
     }
 }

@@ -16,7 +16,7 @@ impl KeyStore for SqliteStore {
         self.conn
             .prepare_cached(
                 "UPDATE accounts SET identity_sig = ?2, identity_dh = ?3, spk_id = NULL, \
-                 spk_key = NULL, spk_sig = NULL WHERE id = ?1",
+                 spk_key = NULL, spk_sig = NULL, device_id = device_id + 1 WHERE id = ?1",
             )?
             .execute(params![id, &identity_sig[..], &identity_dh[..]])?;
         self.conn

@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_room_events.sql"),
     include_str!("../migrations/0003_invitations_quotas.sql"),
     include_str!("../migrations/0004_rosters.sql"),
+    include_str!("../migrations/0005_device_ids.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the store has distinct statements
@@ -163,6 +164,7 @@ impl SqliteStore {
             spk_key: row.get(9)?,
             spk_sig: row.get(10)?,
             created_at: row.get(11)?,
+            device_id: row.get(12)?,
         })
     }
 
@@ -173,7 +175,7 @@ impl SqliteStore {
     ) -> Result<Option<Account>, StoreError> {
         let sql = format!(
             "SELECT id, username, password_phc, totp_secret, confirmed, totp_last_step, \
-             identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at \
+             identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
              FROM accounts WHERE {clause}"
         );
         let row = self
@@ -198,6 +200,7 @@ struct AccountRow {
     spk_key: Option<Vec<u8>>,
     spk_sig: Option<Vec<u8>>,
     created_at: i64,
+    device_id: i64,
 }
 
 impl AccountRow {
@@ -221,6 +224,8 @@ impl AccountRow {
             identity_dh: key32(self.identity_dh)?,
             spk,
             created_at: to_u64(self.created_at),
+            device_id: u32::try_from(self.device_id)
+                .map_err(|_| StoreError::Corrupt("device id"))?,
         })
     }
 }
