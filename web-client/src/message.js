@@ -13,13 +13,14 @@ export const MAX_PREKEYS_PER_UPLOAD = 100;
 export const MAX_RECOVERY_CODES = 16;
 export const MAX_ROOM_MEMBERS = 256;
 export const MAX_ROOMS_LISTED = 1024;
+export const MAX_DEVICES = 16;
 
 /** Error codes (docs/PROTOCOL.md §3.2). */
 export const ErrorCode = Object.freeze({
   BAD_FRAME: 1, UNSUPPORTED_VERSION: 2, TOO_LARGE: 3, BAD_STATE: 4, AUTH_FAILED: 10,
   RATE_LIMITED: 11, WEAK_PASSWORD: 12, USERNAME_TAKEN: 13, INVALID_INPUT: 14, CODE_REUSED: 15,
-  SESSION_EXPIRED: 16, NOT_FOUND: 20, FORBIDDEN: 21, QUOTA_FULL: 22, ROOM_TAKEN: 23, CONFLICT: 24, BUSY: 30,
-  INTERNAL: 31,
+  SESSION_EXPIRED: 16, NOT_FOUND: 20, FORBIDDEN: 21, QUOTA_FULL: 22, ROOM_TAKEN: 23, CONFLICT: 24,
+  STALE_DEVICES: 25, BUSY: 30, INTERNAL: 31,
 });
 
 export const ROOM_CHANGES = ['Joined', 'Left', 'Removed', 'Invited', 'Roster'];
@@ -37,6 +38,7 @@ const DeviceKeys = {
     ['one_time_prekeys', { list: OneTimePrekey, max: MAX_PREKEYS_PER_UPLOAD }],
   ],
 };
+const DeviceBody = { struct: [['device', 'u32'], ['body', 'bytes']] };
 const PrekeyBundle = {
   struct: [
     ['username', 'str'], ['identity_sig', 'key32'], ['identity_dh', 'key32'],
@@ -98,6 +100,10 @@ export const MESSAGES = [
   ['PublishRoster', [['room', 'str'], ['roster', 'bytes']]],
   ['FetchRoster', [['room', 'str'], ['version', 'u64']]],
   ['Roster', [['room', 'str'], ['roster', 'bytes']]],
+  // Devices (PROTOCOL.md §4.6, §6), tags 51-53.
+  ['FetchDevices', [['username', 'str']]],
+  ['Devices', [['username', 'str'], ['identity_sig', 'key32'], ['identity_dh', 'key32'], ['devices', { list: 'u32', max: MAX_DEVICES }]]],
+  ['SendToDevices', [['to', 'str'], ['client_id', 'u64'], ['bodies', { list: DeviceBody, max: MAX_DEVICES }]]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));
