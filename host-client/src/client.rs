@@ -192,6 +192,9 @@ pub(crate) struct Client {
     pub(crate) rooms_to_sync: Vec<String>,
     /// Members already asked (this run) to resend their room keys.
     pub(crate) room_resets_asked: Vec<String>,
+    /// Contacts whose identity and device this connection has checked with `FetchDevices`
+    /// (before the first encryption to them), and the device id then listed.
+    pub(crate) devices_checked: std::collections::HashMap<String, u32>,
 }
 
 impl core::fmt::Debug for Client {
@@ -317,6 +320,7 @@ impl Client {
             resets: Vec::new(),
             rooms_to_sync: Vec::new(),
             room_resets_asked: Vec::new(),
+            devices_checked: std::collections::HashMap::new(),
         }
     }
 

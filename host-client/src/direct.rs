@@ -18,8 +18,8 @@
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{
-    Content, DecryptError, Envelope, IdentityPublicKey, Message, PREKEY_HEADER_LEN,
-    RATCHET_OVERHEAD, RemoteBundle, Session,
+    Content, DecryptError, DeviceBody, Envelope, ErrorCode, IdentityPublicKey, List, Message,
+    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session,
 };
 use zeroize::Zeroizing;
 
@@ -47,7 +47,57 @@ pub(crate) fn accepted_id(reply: Message<'_>) -> anyhow::Result<u64> {
     }
 }
 
+/// What a send to a user's device came back with.
+enum Sent {
+    /// Stored by the server, with this id.
+    Accepted(u64),
+    /// `STALE_DEVICES`: the device we encrypted for is no longer the user's.
+    Stale,
+}
+
 impl Client {
+    /// Asks the server for `user`'s identity and devices (PROTOCOL.md §3.4 message 51) and
+    /// records the identity as a bundle's would be: a key different from the one we hold marks
+    /// the contact changed and fails with exit 7, before anything is encrypted to it. Returns
+    /// the device to encrypt for (an account has one until linking is on the wire).
+    pub(crate) async fn check_devices(&mut self, user: &str) -> anyhow::Result<u32> {
+        let (identity, devices) = self
+            .link
+            .request(
+                &Message::FetchDevices { username: user },
+                |reply| match reply {
+                    Message::Devices {
+                        identity_sig,
+                        identity_dh,
+                        devices,
+                        ..
+                    } => Ok((
+                        IdentityPublicKey {
+                            signing: identity_sig.0,
+                            dh: identity_dh.0,
+                        },
+                        devices.iter().collect::<Vec<u32>>(),
+                    )),
+                    Message::Error { code, text } => Err(refusal(code, text)),
+                    other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+                },
+            )
+            .await?;
+        self.observe_identity(user, &identity)?;
+        let [device] = devices[..] else {
+            return fail(
+                Exit::Refused,
+                format!(
+                    "the server lists {} devices for {user}; this version of sealroom writes to \
+                     accounts with exactly one",
+                    devices.len()
+                ),
+            );
+        };
+        self.devices_checked.insert(user.to_owned(), device);
+        Ok(device)
+    }
+
     /// Fetches `user`'s prekey bundle; records or checks their identity key.
     pub(crate) async fn fetch_bundle(&mut self, user: &str) -> anyhow::Result<RemoteBundle> {
         let bundle = self
@@ -91,6 +141,11 @@ impl Client {
             return fail(Exit::Failure, "that is you: send to someone else");
         }
         self.check_not_blocked(user)?;
+        // Once per connection, before the first encryption to them: is the identity we hold
+        // still theirs (they may have started over)? Later changes come back as STALE_DEVICES.
+        if !self.devices_checked.contains_key(user) {
+            self.check_devices(user).await?;
+        }
         if let Some(s) = self
             .profile
             .contacts
@@ -115,14 +170,54 @@ impl Client {
         Ok(session)
     }
 
-    /// Encrypts `content` for `user`, saves the advanced session, sends it; returns the
-    /// server's id. The session is saved *before* sending, so a crash never reuses a key.
+    /// Encrypts `content` for `user`'s device, saves the advanced session, sends it; returns
+    /// the server's id. The session is saved *before* sending, so a crash never reuses a key.
+    ///
+    /// If the server answers that the device is not theirs any more (`STALE_DEVICES`), their
+    /// devices are fetched again: a changed identity fails with exit 7 (nothing was stored);
+    /// the same identity on another device gets a new session and one more try.
     pub(crate) async fn send_content_to(
         &mut self,
         user: &str,
         content: &Content<'_>,
     ) -> anyhow::Result<u64> {
+        for _ in 0..2 {
+            match self.send_content_once(user, content).await? {
+                Sent::Accepted(id) => return Ok(id),
+                Sent::Stale => {
+                    let before = self.devices_checked.remove(user);
+                    let now = self.check_devices(user).await?;
+                    if before == Some(now) {
+                        break;
+                    }
+                    // Same identity, another device: the session was with the old one.
+                    if let Some(c) = self.profile.contacts.get_mut(user) {
+                        c.previous_session = c.session.take();
+                    }
+                }
+            }
+        }
+        fail(
+            Exit::Refused,
+            format!(
+                "the server refuses the device it lists for {user} (STALE_DEVICES); nothing was \
+                 sent. Try again later"
+            ),
+        )
+    }
+
+    async fn send_content_once(
+        &mut self,
+        user: &str,
+        content: &Content<'_>,
+    ) -> anyhow::Result<Sent> {
         let mut session = self.sending_session(user).await?;
+        let Some(&device) = self.devices_checked.get(user) else {
+            return fail(
+                Exit::Failure,
+                format!("internal error: {user}'s device was not checked"),
+            );
+        };
         let mut plain = Zeroizing::new(vec![0u8; MAX_BODY]);
         let n = content
             .encode(&mut plain)
@@ -153,12 +248,24 @@ impl Client {
         }
         self.save()?;
         let client_id = crate::rng::u64();
-        let send = Message::SendToUser {
+        let bodies = [DeviceBody {
+            device,
+            body: &body,
+        }];
+        let send = Message::SendToDevices {
             to: user,
             client_id,
-            body: &body,
+            bodies: List::from_items(&bodies),
         };
-        self.link.request(&send, accepted_id).await
+        self.link
+            .request(&send, |reply| match reply {
+                Message::Error {
+                    code: ErrorCode::STALE_DEVICES,
+                    ..
+                } => Ok(Sent::Stale),
+                other => accepted_id(other).map(Sent::Accepted),
+            })
+            .await
     }
 
     /// Sends a text to `user`; records it in the history as "sent".

@@ -292,6 +292,17 @@ impl Link {
         .await
     }
 
+    /// Forgets the direct messages received so far and not yet handled, unacknowledged: a
+    /// device that just replaced the account's identity cannot read them (they were sealed
+    /// for the old one), and the server dropped them from the queue with that identity.
+    /// Returns how many.
+    pub(crate) fn forget_direct_deliveries(&mut self) -> usize {
+        let before = self.pushes.len();
+        self.pushes
+            .retain(|p| !matches!(p, Push::Deliver { room: None, .. }));
+        before - self.pushes.len()
+    }
+
     /// The next push: a queued one, else the next from the wire (pings are answered, replies
     /// nobody waits for are dropped).
     ///

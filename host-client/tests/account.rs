@@ -283,7 +283,13 @@ fn starting_over_logs_the_old_device_out() {
             .starts_with("logged out by the server"),
         "{status}"
     );
-    alice.run(&["send", "@carol", "after"]).ok();
+    // Alice's very first send after the start-over: exit 7, before anything is encrypted
+    // (her client fetches carol's devices and sees the new identity); nothing is stored.
+    let r = alice.run(&["send", "@carol", "after"]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("CHANGED"), "{}", r.stderr);
+    let fresh = carol2.run(&["--json", "inbox"]).ok().json();
+    assert_eq!(fresh["messages"], serde_json::json!([]), "{fresh}");
     let r = carol.run(&["--json", "inbox"]);
     assert_eq!(r.code, 4, "the old device cannot log in: {}", r.stderr);
     assert!(

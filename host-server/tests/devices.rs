@@ -162,7 +162,10 @@ fn an_oversized_body_for_any_device_is_refused() {
             "{:?}",
             f.msg()
         );
-        assert_eq!(ts.count("SELECT COUNT(*) FROM messages WHERE body <> $1", b""), 0);
+        assert_eq!(
+            ts.count("SELECT COUNT(*) FROM messages WHERE body <> $1", b""),
+            0
+        );
     });
 }
 

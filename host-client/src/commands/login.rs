@@ -135,6 +135,9 @@ async fn publish_new_device(client: &mut Client) -> anyhow::Result<()> {
         identity_dh: Key32(id.dh),
     };
     client.link.request(&identity, expect_ok).await?;
+    // What the login handed out before that was sealed for the old identity: unreadable here,
+    // and gone from the server's queue now. Not shown as "could not decrypt", not answered.
+    client.link.forget_direct_deliveries();
     let signed = Message::PublishSignedPrekey {
         prekey: client.profile.published_signed_prekey()?,
     };
