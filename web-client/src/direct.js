@@ -8,8 +8,10 @@
  * call them inside `client.serial`.
  */
 import { fromHex, randomU64, toHex } from './bytes.js';
+import { ServerError } from './connection.js';
 import { decodeContent, emitEnvelope, encodeContent, parseEnvelope } from './envelope.js';
 import { MAX_BODY } from './frames.js';
+import { ErrorCode } from './message.js';
 import { OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { Session } from './ratchet.js';
 import * as rooms from './rooms.js';
@@ -52,6 +54,29 @@ export async function fetchBundle(client, user) {
 }
 
 /**
+ * Asks the server for `user`'s identity and devices (PROTOCOL.md §3.4 message 51) and records
+ * the identity as a bundle's would be: a key different from the one we hold marks the contact
+ * changed and throws `KeyChangedError`, before anything is encrypted to it. Returns the device
+ * to encrypt for (an account has one until linking is on the wire). Done once per connection
+ * before the first encryption to `user` (host-client `check_devices`).
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ * @returns {Promise<number>}
+ */
+export async function checkDevices(client, user) {
+  const r = await client.conn.request({ type: 'FetchDevices', username: user });
+  client.observeIdentity(user, { signing: r.identity_sig, dh: r.identity_dh });
+  await client.save();
+  if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
+  if (r.devices.length !== 1) {
+    throw new Error(`the server lists ${r.devices.length} devices for ${user}; this version writes to accounts with exactly one`);
+  }
+  const device = r.devices[0];
+  client.devicesChecked.set(user, device);
+  return device;
+}
+
+/**
  * Fetches a bundle and keeps a session started from it (so its one-time prekey is used).
  * @param {import('./client.js').Client} client
  * @param {string} user
@@ -70,8 +95,11 @@ export async function fetchBundleForSession(client, user) {
  * @param {string} user
  */
 export async function sendingSession(client, user) {
+  if (client.profile.contacts[user]?.key_changed) throw new KeyChangedError(user);
+  // Once per connection, before the first encryption to them: is the identity we hold still
+  // theirs (they may have started over)? Later changes come back as STALE_DEVICES.
+  if (!client.devicesChecked.has(user)) await checkDevices(client, user);
   const c = client.profile.contacts[user];
-  if (c && c.key_changed) throw new KeyChangedError(user);
   if (c && c.session) {
     const s = Session.fromState(c.session);
     if (s.canSend()) return s;
@@ -82,19 +110,39 @@ export async function sendingSession(client, user) {
 }
 
 /**
- * Encrypts `content` for `user`, saves the advanced session, sends; returns the server id.
+ * Encrypts `content` for `user`'s device, saves the advanced session, sends with
+ * `SendToDevices`; returns the server id. If the server answers that the device is not theirs
+ * any more (`STALE_DEVICES`), their devices are fetched again: a changed identity throws
+ * `KeyChangedError` (nothing was stored); the same identity on another device gets a new
+ * session and one more try (host-client `send_content_to`).
  * @param {import('./client.js').Client} client
  * @param {string} user @param {import('./envelope.js').Content} content
  */
 export async function sendContentTo(client, user, content) {
-  const session = await sendingSession(client, user);
-  const header = session.pendingPrekeyHeader;
-  const body = emitEnvelope(header, session.encrypt(encodeContent(content)));
-  if (body.length > MAX_BODY) throw new Error('the message is too long');
-  client.profile.contacts[user].session = session.toState();
-  await client.save();
-  const r = await client.conn.request({ type: 'SendToUser', to: user, client_id: randomU64(), body });
-  return String(r.server_id);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const session = await sendingSession(client, user);
+    const device = client.devicesChecked.get(user);
+    if (device === undefined) throw new Error(`internal error: ${user}'s device was not checked`);
+    const header = session.pendingPrekeyHeader;
+    const body = emitEnvelope(header, session.encrypt(encodeContent(content)));
+    if (body.length > MAX_BODY) throw new Error('the message is too long');
+    client.profile.contacts[user].session = session.toState();
+    await client.save();
+    try {
+      const r = await client.conn.request({ type: 'SendToDevices', to: user, client_id: randomU64(), bodies: [{ device, body }] });
+      return String(r.server_id);
+    } catch (e) {
+      if (!(e instanceof ServerError) || e.code !== ErrorCode.STALE_DEVICES) throw e;
+      client.devicesChecked.delete(user);
+      const now = await checkDevices(client, user);
+      if (now === device) break;
+      // Same identity, another device: the session was with the old one.
+      const c = client.profile.contacts[user];
+      c.previous_session = c.session;
+      c.session = null;
+    }
+  }
+  throw new Error(`the server refuses the device it lists for ${user} (STALE_DEVICES); nothing was sent. Try again later`);
 }
 
 /** How many accepted first-message base keys each contact keeps, to know replays. */

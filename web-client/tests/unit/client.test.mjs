@@ -25,7 +25,9 @@ class FakeServer {
     const id = new IdentityKeyPair(fromHex(p.identity.sig), fromHex(p.identity.dh));
     const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
     const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
-    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks });
+    // Starting over (the same username connected again with new keys) is the next device.
+    const device = (this.accounts.get(p.username)?.device ?? 0) + 1;
+    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks, device });
   }
 
   conn(username) {
@@ -59,10 +61,16 @@ class FakeServer {
           server.accounts.get(username).spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
           return { type: 'Ok' };
         }
-        if (msg.type === 'SendToUser') {
+        if (msg.type === 'FetchDevices') {
+          const a = server.accounts.get(msg.username);
+          return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [a.device] };
+        }
+        if (msg.type === 'SendToDevices') {
+          const a = server.accounts.get(msg.to);
+          if (msg.bodies.length !== 1 || msg.bodies[0].device !== a.device) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
           const server_id = server.nextId++;
-          const to = server.accounts.get(msg.to).client;
-          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.body };
+          const to = a.client;
+          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body };
           server.last = deliver;
           setTimeout(() => to.handlePush(deliver), 0);
           return { type: 'Accepted', client_id: msg.client_id, server_id };
@@ -300,6 +308,42 @@ test('a changed identity key is recorded and sending waits for verification', as
   await alice.sendText('@bob', 'verified now');
   await settle([alice, bob2]);
   assert.equal(bob2.messages('@alice').at(-1).text, 'verified now');
+});
+
+test('a contact who started over: the first send is refused before anything is encrypted, on a new connection or the same one', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const carol = await newClient(server, 'carol');
+  await alice.sendText('@bob', 'hi bob');
+  await alice.sendText('@carol', 'hi carol');
+  await settle([alice, bob, carol]);
+  assert.deepEqual([server.accounts.get('bob').device, server.accounts.get('carol').device], [1, 1]);
+
+  // A new connection (what a reconnect forgets), then bob starts over: a new identity on the
+  // account's next device. Alice's first send asks for bob's devices first, sees the new key,
+  // and stops there: nothing encrypted (the session is as it was), nothing sent.
+  alice.devicesChecked.delete('bob');
+  const bob2 = await newClient(server, 'bob');
+  assert.equal(server.accounts.get('bob').device, 2);
+  const session = alice.profile.contacts.bob.session;
+  server.log.length = 0;
+  await assert.rejects(alice.sendText('@bob', 'are you still you?'), { name: 'KeyChangedError' });
+  assert.deepEqual(server.log, [['alice', 'FetchDevices']]);
+  assert.equal(alice.profile.contacts.bob.key_changed, true);
+  assert.equal(alice.profile.contacts.bob.session, null, 'the old session is dropped with the old key');
+  assert.notEqual(session, null);
+
+  // On the same connection (carol's device was checked already), the server refuses the send
+  // to the replaced device (STALE_DEVICES); the client asks again, sees the new key and stops.
+  const carol2 = await newClient(server, 'carol');
+  server.log.length = 0;
+  await assert.rejects(alice.sendText('@carol', 'still there?'), { name: 'KeyChangedError' });
+  assert.deepEqual(server.log, [['alice', 'SendToDevices'], ['alice', 'FetchDevices']]);
+  assert.equal(alice.profile.contacts.carol.key_changed, true);
+  await settle([alice, bob2, carol2]);
+  assert.deepEqual([texts(bob2, '@alice'), texts(carol2, '@alice')], [[], []]);
+  assert.ok(!alice.messages('@bob').some((e) => e.text === 'are you still you?'));
 });
 
 test('texts written while offline wait in the outbox and go, in order and once, when the connection returns', async () => {

@@ -83,9 +83,15 @@ class RoomServer {
           },
         };
       }
-      case 'SendToUser': {
+      case 'FetchDevices': {
+        const a = this.accounts.get(msg.username);
+        if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
+        return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [1] };
+      }
+      case 'SendToDevices': {
+        if (msg.bodies.length !== 1 || msg.bodies[0].device !== 1) throw new ServerError(ErrorCode.STALE_DEVICES, 'stale');
         const server_id = this.nextId++;
-        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.body });
+        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body });
         return { type: 'Accepted', client_id: msg.client_id, server_id };
       }
       case 'SendToRoom': {
@@ -172,9 +178,9 @@ class RoomServer {
     this.tell(room, 'server', 'Roster', except);
   }
 
-  /** Sends to `to` made by `from` (SendToUser), for tests. */
+  /** Sends to `to` made by `from` (SendToDevices), for tests. */
   sentTo(from, to) {
-    return this.log.filter(([w, t, d]) => w === from && t === 'SendToUser' && d === to).length;
+    return this.log.filter(([w, t, d]) => w === from && t === 'SendToDevices' && d === to).length;
   }
 }
 
@@ -226,7 +232,7 @@ test('happy path: create, invite, join; keys go only once the signed roster list
   assert.deepEqual(chain[1].members.map((m) => m.username), ['alice', 'bob']);
   const publishedV0 = server.log.findIndex(([w, t]) => w === 'alice' && t === 'PublishRoster');
   const publishedV1 = server.log.findIndex(([w, t], i) => i > publishedV0 && w === 'alice' && t === 'PublishRoster');
-  const firstToBob = server.log.findIndex(([w, t, d]) => w === 'alice' && t === 'SendToUser' && d === 'bob');
+  const firstToBob = server.log.findIndex(([w, t, d]) => w === 'alice' && t === 'SendToDevices' && d === 'bob');
   assert.ok(publishedV1 >= 0 && firstToBob > publishedV1, 'the roster listing bob is published before anything goes to bob');
   assert.equal(toHex(heldRoster(bob.profile.rooms.team).bytes), toHex(chain[1].bytes), 'bob holds the roster alice sent');
   assert.deepEqual(events(alice, 'team'), ['You created #team', 'You invited bob; they join when they accept', 'You added bob']);
