@@ -59,6 +59,10 @@ pub struct ServerConfig {
     pub max_pending_invitations: u64,
     /// Prekey bundles one account may fetch.
     pub bundle_fetch_rate: Rate,
+    /// Device lists (`FetchDevices`) one account may fetch: a client asks before its first
+    /// encryption to a contact on each connection, so this follows the send rate, not the
+    /// bundle rate (a list hands out nothing).
+    pub device_list_rate: Rate,
     /// One-time prekeys of one account handed out; past it, bundles come without one (X3DH
     /// without a one-time prekey), so nobody can drain them.
     pub prekey_handout_rate: Rate,
@@ -132,6 +136,10 @@ impl ServerConfig {
             bundle_fetch_rate: Rate {
                 burst: 100,
                 per_hour: 300,
+            },
+            device_list_rate: Rate {
+                burst: 1_000,
+                per_hour: 100 * 3600,
             },
             prekey_handout_rate: Rate {
                 burst: 20,

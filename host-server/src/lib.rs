@@ -59,6 +59,8 @@ pub struct Limits {
     pub invites: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
     /// Bundles fetched, per requester.
     pub bundles: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// Device lists fetched, per requester.
+    pub device_lists: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
     /// One-time prekeys handed out, per owner (by username).
     pub prekeys: std::sync::Mutex<auth::ratelimit::Buckets<String>>,
 }
@@ -72,6 +74,7 @@ impl Limits {
             rooms: Mutex::new(Buckets::new(c.room_create_rate)),
             invites: Mutex::new(Buckets::new(c.invite_rate)),
             bundles: Mutex::new(Buckets::new(c.bundle_fetch_rate)),
+            device_lists: Mutex::new(Buckets::new(c.device_list_rate)),
             prekeys: Mutex::new(Buckets::new(c.prekey_handout_rate)),
         }
     }

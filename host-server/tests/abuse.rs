@@ -283,6 +283,47 @@ fn fetching_bundles_cannot_drain_one_time_prekeys() {
     });
 }
 
+#[test]
+fn device_lists_have_their_own_budget_and_leave_the_bundle_budget_alone() {
+    let ts = TestServer::start_with(|c| {
+        c.device_list_rate = Rate {
+            burst: 4,
+            per_hour: 1,
+        };
+        c.bundle_fetch_rate = Rate {
+            burst: 2,
+            per_hour: 1,
+        };
+    });
+    run(async {
+        let (mut a, _) = register(&ts, "alice", 0).await;
+        let (_b, _) = register(&ts, "bob", 10).await;
+        for _ in 0..4 {
+            a.send(&Message::FetchDevices { username: "bob" })
+                .await
+                .unwrap();
+            assert!(matches!(
+                recv_reply(&mut a).await.msg(),
+                Some(Message::Devices { .. })
+            ));
+        }
+        a.send(&Message::FetchDevices { username: "bob" })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut a).await, ErrorCode::RATE_LIMITED);
+        // The bundle budget is untouched: both bundles still come.
+        for _ in 0..2 {
+            a.send(&Message::FetchBundle { username: "bob" })
+                .await
+                .unwrap();
+            assert!(matches!(
+                recv_reply(&mut a).await.msg(),
+                Some(Message::Bundle { .. })
+            ));
+        }
+    });
+}
+
 /// Pings every 200 ms until the server sends an error and closes, or `WAIT` passes; returns
 /// whether it closed the connection.
 async fn pinged_until_closed(c: &mut host_server::client::Client) -> bool {

@@ -101,12 +101,16 @@ impl Connection {
     }
 
     /// `FetchDevices`: the account's identity and active device ids (one device per account
-    /// until linking is on the wire). Hands out no prekeys; limited like key bundles.
+    /// until linking is on the wire). Hands out no prekeys; limited per requester.
     pub(super) async fn fetch_devices(&mut self, username: &str) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
         let name =
             crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
-        self.rate(&self.shared.limits.bundles, &me, "device lists fetched")?;
+        self.rate(
+            &self.shared.limits.device_lists,
+            &me,
+            "device lists fetched",
+        )?;
         let account = self
             .db(move |s| Ok(s.account_by_username(&name)?.filter(|a| a.confirmed)))
             .await?
