@@ -538,7 +538,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }
