@@ -305,3 +305,49 @@ fn starting_over_logs_the_old_device_out() {
         "nothing was delivered to carol's old key: {v}"
     );
 }
+
+/// On a terminal, `login --new-device` asks before it makes a new identity; "no" changes
+/// nothing: the account's device stays logged in and can still be written to.
+#[test]
+fn starting_over_on_a_terminal_is_asked_first() {
+    use expectrl::Expect as _;
+
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let fresh = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.arg("--home")
+        .arg(fresh.path())
+        .args(["login", "--new-device", "--server", &server.addr()])
+        .args([
+            "--username",
+            "alice",
+            "--code",
+            &totp(&alice.totp_secret, 1),
+        ])
+        .env("SEALROOM_PASSPHRASE", &alice.passphrase)
+        .env("SEALROOM_PASSWORD", PASSWORD)
+        .env("SEALROOM_KDF_ROUNDS", "1000")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    let mut p = expectrl::Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(RUN_TIMEOUT));
+    p.expect("logs out every other device").unwrap();
+    p.expect("Start over with a new identity? [y/N]").unwrap();
+    p.send_line("n").unwrap();
+    p.expect("nothing changed").unwrap();
+
+    let status = alice.run(&["--json", "status"]).ok().json();
+    assert!(
+        !status["session"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("logged out"),
+        "{status}"
+    );
+    bob.run(&["send", "@alice", "still you"]).ok();
+    alice.expect_inbox(&["bob: still you"]);
+}

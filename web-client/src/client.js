@@ -151,6 +151,15 @@ export class SafetyNumberChangedError extends Error {
   }
 }
 
+/** The user chose not to start over in a browser holding no keys for the account. */
+export class StartOverDeclinedError extends Error {
+  /** @param {string} user */
+  constructor(user) {
+    super(`Nothing changed: this browser did not make a new identity for ${user}. Log in on a device that holds your keys, or log in here again and choose to start over.`);
+    this.name = 'StartOverDeclinedError';
+  }
+}
+
 export class Client extends EventTarget {
   /** @param {Connection} conn @param {Profile} profile @param {Keystore | null} keystore */
   constructor(conn, profile, keystore) {
@@ -350,8 +359,15 @@ export class Client extends EventTarget {
     return { client, needsCode: true };
   }
 
-  /** The second factor: a TOTP code, or a recovery code. @param {string} code */
-  async submitCode(code) {
+  /**
+   * The second factor: a TOTP code, or a recovery code. In a browser holding no keys for the
+   * account, the login then starts the account over with a new identity — only if
+   * `confirmStartOver` (asked once the server accepted the code) resolves true; otherwise the
+   * session is logged out, nothing is published, and `StartOverDeclinedError` is thrown.
+   * @param {string} code
+   * @param {() => Promise<boolean>} [confirmStartOver]
+   */
+  async submitCode(code, confirmStartOver = async () => false) {
     code = code.trim();
     const isRecovery = /[a-z-]/i.test(code) && code.length > 8;
     let s;
@@ -366,9 +382,20 @@ export class Client extends EventTarget {
       throw e;
     }
     this.acceptSession(s);
+    if (this.newDevice && !(await confirmStartOver())) {
+      // Nothing was published: the account's identity and devices are as they were.
+      await this.conn.request({ type: 'Logout' }).catch(() => {});
+      this.profile.token = null;
+      this.loggedIn = false;
+      this.closing = true;
+      this.conn.close();
+      releaseTabLock(this.profile.username);
+      throw new StartOverDeclinedError(this.profile.username);
+    }
     if (this.newDevice) {
-      // No keys for this account in this browser: a new device with new keys. Contacts will be
-      // warned that our identity key changed.
+      // No keys for this account in this browser, and the user chose to start over: a new
+      // identity. The server logs the account's other devices out; contacts are warned that
+      // our identity key changed.
       await this.publishNewDevice();
       this.keystore = await Keystore.create(this.profile.username, /** @type {string} */ (this.password));
       this.newDevice = false;

@@ -20,6 +20,20 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
             return fail(Exit::Failure, "--new-device needs --username NAME");
         };
         let username = crate::cli::user_name(username)?;
+        // Starting over is asked, never assumed, when a person is at the terminal (a script
+        // passing --new-device has said so).
+        if terminal::stdin_is_tty() {
+            terminal::warn(&format!(
+                "This makes a NEW identity for {username} on this device: the server logs out \
+                 every other device of the account at once (messages waiting for them are \
+                 lost), and your contacts see your safety number change and cannot write to you \
+                 until they compare it again. To keep your identity, use a device that holds it."
+            ));
+            let answer = terminal::ask("Start over with a new identity? [y/N]")?;
+            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                return fail(Exit::Failure, "not started over; nothing changed");
+            }
+        }
         let pass = terminal::new_passphrase("New keystore passphrase", &[&username])?;
         let _p = Progress::start("making keys and deriving the keystore key");
         let profile = Profile::generate(&args.server, &username, now());

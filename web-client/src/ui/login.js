@@ -1,7 +1,8 @@
 // @ts-check
 /** The login screen: username and password, then the authenticator code. */
-import { Client, defaultServerUrl } from '../client.js';
+import { Client, StartOverDeclinedError, defaultServerUrl } from '../client.js';
 import { Keystore } from '../keystore.js';
+import { confirmAction } from './dialog.js';
 import { describe, field, h, replace } from './dom.js';
 import { showPasswordToggle } from './register.js';
 
@@ -67,9 +68,18 @@ function showCode(root, client, nav) {
         error.textContent = '';
         submit.setAttribute('disabled', '');
         try {
-          await client.submitCode(code.input.value);
+          await client.submitCode(code.input.value, () => confirmAction({
+            title: 'Start over with a new identity?',
+            body: `This browser holds no keys for ${client.profile.username}. Starting over makes a new identity here: your other devices are logged out at once, messages waiting for them are lost, and your contacts see your safety number change (they cannot write to you until they compare it again). Cancel to keep your identity: use a device that holds it.`,
+            action: 'Start over',
+            danger: true,
+          }));
           nav.onLoggedIn(client);
         } catch (e) {
+          if (e instanceof StartOverDeclinedError) {
+            showLogin(root, { ...nav, message: e.message });
+            return;
+          }
           error.textContent = describe(e);
           code.input.value = '';
           code.input.focus();

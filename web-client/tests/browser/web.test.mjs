@@ -446,6 +446,10 @@ test('a new device for bob changes his key: alice sees the warning and sending w
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByLabel('Authenticator code').fill(await nextCode(users.bob.secret));
   await page.getByRole('button', { name: 'Continue' }).click();
+  // This browser holds no keys for bob: starting over is asked, never assumed.
+  await page.locator('dialog.confirm #confirm-title', { hasText: 'Start over with a new identity?' }).waitFor();
+  await screenshot(page, '12b-start-over-confirm');
+  await page.locator('#confirm-ok').click();
   await page.locator('#screen-chat').waitFor();
   await openConv(page, '@alice');
   await send(page, 'New phone, who dis?');

@@ -39,6 +39,9 @@ class FakeServer {
       send(msg) {
         server.log.push([username, msg.type]);
       },
+      close() {
+        this.isOpen = false;
+      },
       async request(msg) {
         server.log.push([username, msg.type]);
         if (msg.type === 'FetchBundle') {
@@ -61,6 +64,8 @@ class FakeServer {
           server.accounts.get(username).spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
           return { type: 'Ok' };
         }
+        if (msg.type === 'TotpCode') return { type: 'Session', token: new Uint8Array(32).fill(7), expires_at: 1900000000n };
+        if (msg.type === 'Logout') return { type: 'Ok' };
         if (msg.type === 'FetchDevices') {
           const a = server.accounts.get(msg.username);
           return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [a.device] };
@@ -344,6 +349,24 @@ test('a contact who started over: the first send is refused before anything is e
   await settle([alice, bob2, carol2]);
   assert.deepEqual([texts(bob2, '@alice'), texts(carol2, '@alice')], [[], []]);
   assert.ok(!alice.messages('@bob').some((e) => e.text === 'are you still you?'));
+});
+
+test('a browser holding no keys starts the account over only if the user confirms; declining publishes nothing and logs out', async () => {
+  const server = new FakeServer();
+  const dora = new Client(server.conn('dora'), newProfileForTests('dora'), null);
+  dora.newDevice = true;
+  let asked = 0;
+  await assert.rejects(dora.submitCode(' 123456 ', async () => { asked++; return false; }), { name: 'StartOverDeclinedError', message: /Nothing changed/ });
+  assert.equal(asked, 1, 'asked once the code was accepted');
+  assert.deepEqual(server.log, [['dora', 'TotpCode'], ['dora', 'Logout']]);
+  assert.equal(dora.profile.token, null);
+  assert.equal(dora.loggedIn, false);
+  // Without a way to ask, it never starts over.
+  const eve = new Client(server.conn('eve'), newProfileForTests('eve'), null);
+  eve.newDevice = true;
+  server.log.length = 0;
+  await assert.rejects(eve.submitCode('123456'), { name: 'StartOverDeclinedError' });
+  assert.ok(!server.log.some(([, t]) => t === 'PublishIdentity'));
 });
 
 test('texts written while offline wait in the outbox and go, in order and once, when the connection returns', async () => {
