@@ -19,7 +19,7 @@ mod common;
 use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{TestServer, User, totp};
+use common::{Live, TestServer, User, totp};
 use host_server::store::{NewMessage, Store, StoreError, StoredMessage};
 use proto_core::{Envelope, IdentityPublicKey, PrekeyHeader};
 
@@ -705,4 +705,39 @@ fn a_roster_version_the_server_forges_is_refused() {
         &mallory,
         "after the forgery",
     );
+}
+
+/// The server moves carol to another device id under the same identity while alice's chat is
+/// open (as linking will, or a server playing with device ids): alice's next line is refused
+/// with STALE_DEVICES, her client asks for carol's devices again, starts a session with the one
+/// listed and sends once more. Carol reads the line once; nothing is encrypted for a device the
+/// server does not list.
+#[test]
+fn a_device_moved_under_the_same_identity_gets_a_new_session_and_one_send() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    let mut c = alice.command();
+    c.args(["chat", "@carol"]);
+    let mut chat = Live::spawn(c);
+    chat.expect("Chat with @carol", WAIT);
+    chat.send_line("first");
+    chat.expect("alice: first", WAIT);
+    carol.expect_inbox(&["alice: first"]);
+
+    // The same identity keys, the next device id (its signed prekey kept).
+    store(&server, |s| {
+        let id = account_id(s, "carol")?;
+        let a = s.account_by_id(id)?.unwrap();
+        s.set_identity(id, &a.identity_sig, &a.identity_dh)?;
+        s.set_signed_prekey(id, &a.spk.unwrap())
+    });
+    chat.send_line("second");
+    chat.expect("alice: second", WAIT);
+    assert_eq!(chat.finish(WAIT), 0);
+    carol.expect_inbox(&["alice: second"]);
+    let c = status_contact(&alice, "carol");
+    assert_eq!(c["key_changed"], false, "the identity did not change: {c}");
 }

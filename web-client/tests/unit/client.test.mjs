@@ -72,7 +72,7 @@ class FakeServer {
         }
         if (msg.type === 'SendToDevices') {
           const a = server.accounts.get(msg.to);
-          if (msg.bodies.length !== 1 || msg.bodies[0].device !== a.device) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
+          if (server.alwaysStale || msg.bodies.length !== 1 || msg.bodies[0].device !== a.device) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
           const server_id = server.nextId++;
           const to = a.client;
           const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body };
@@ -349,6 +349,34 @@ test('a contact who started over: the first send is refused before anything is e
   await settle([alice, bob2, carol2]);
   assert.deepEqual([texts(bob2, '@alice'), texts(carol2, '@alice')], [[], []]);
   assert.ok(!alice.messages('@bob').some((e) => e.text === 'are you still you?'));
+});
+
+test('a device moved under the same identity gets a new session and one more send; a server contradicting itself gets none', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'first');
+  await settle([alice, bob]);
+  // The server moves bob to device 2, same keys: the send to device 1 is refused, alice's
+  // client asks again, starts a session for the listed device (a new bundle) and sends once.
+  server.accounts.get('bob').device = 2;
+  server.log.length = 0;
+  await alice.sendText('@bob', 'second');
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices', 'FetchBundle', 'SendToDevices']);
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
+  assert.equal(alice.profile.contacts.bob.key_changed, false);
+
+  // A server that refuses the very device it lists: one more question, then alice gives up
+  // with a clear error, nothing stored, the contact not marked changed.
+  server.alwaysStale = true;
+  server.log.length = 0;
+  await assert.rejects(alice.sendText('@bob', 'third'), /refuses the device it lists/);
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices']);
+  assert.equal(alice.profile.contacts.bob.key_changed, false);
+  assert.notEqual(alice.profile.contacts.bob.session, null, 'the session is kept');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
 });
 
 test('a browser holding no keys starts the account over only if the user confirms; declining publishes nothing and logs out', async () => {
