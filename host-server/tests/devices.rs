@@ -51,6 +51,19 @@ async fn send_to(c: &mut Client, to: &str, client_id: u64, devices: &[u32]) -> F
     recv_reply(c).await
 }
 
+/// Publishes the identity made from `seed` on `c` (a new one starts the account over).
+async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPublicKey {
+    let id = proto_core::IdentityKeyPair::from_secrets(&[seed; 32], &[seed ^ 0xff; 32]).public();
+    c.send(&Message::PublishIdentity {
+        identity_sig: Key32(id.signing),
+        identity_dh: Key32(id.dh),
+    })
+    .await
+    .unwrap();
+    expect_ok(&recv_reply(c).await);
+    id
+}
+
 /// Direct messages queued with the test's body (every test writes only to carol).
 fn queued(ts: &TestServer) -> i64 {
     ts.count(
@@ -191,14 +204,7 @@ fn starting_over_moves_the_account_to_a_new_device_and_sends_to_the_old_one_are_
         )
         .await;
         assert!(matches!(f.msg(), Some(Message::Session { .. })));
-        let fresh = proto_core::IdentityKeyPair::from_secrets(&[0x41; 32], &[0x42; 32]).public();
-        new.send(&Message::PublishIdentity {
-            identity_sig: Key32(fresh.signing),
-            identity_dh: Key32(fresh.dh),
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut new).await);
+        let fresh = publish_identity(&mut new, 0x41).await;
 
         // Alice still writes to device 1: refused, and nothing reaches carol's new device.
         expect_error(
@@ -213,24 +219,11 @@ fn starting_over_moves_the_account_to_a_new_device_and_sends_to_the_old_one_are_
         assert_eq!(ids, [2]);
 
         // Publishing the same identity again changes nothing: still device 2.
-        new.send(&Message::PublishIdentity {
-            identity_sig: Key32(fresh.signing),
-            identity_dh: Key32(fresh.dh),
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut new).await);
+        assert_eq!(publish_identity(&mut new, 0x41).await, fresh);
         assert_eq!(devices(&mut a, "carol").await.unwrap().2, [2]);
 
         // Starting over again never reuses an id.
-        let third = proto_core::IdentityKeyPair::from_secrets(&[0x43; 32], &[0x44; 32]).public();
-        new.send(&Message::PublishIdentity {
-            identity_sig: Key32(third.signing),
-            identity_dh: Key32(third.dh),
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut new).await);
+        publish_identity(&mut new, 0x43).await;
         assert_eq!(devices(&mut a, "carol").await.unwrap().2, [3]);
         let f = send_to(&mut a, "carol", 3, &[3]).await;
         assert!(matches!(
@@ -247,14 +240,7 @@ fn device_ids_survive_a_restart() {
     let carol = run(async {
         let (_r, carol) = register(&ts, "carol", 2).await;
         let mut c = resume(&ts, &carol).await;
-        let fresh = proto_core::IdentityKeyPair::from_secrets(&[0x51; 32], &[0x52; 32]).public();
-        c.send(&Message::PublishIdentity {
-            identity_sig: Key32(fresh.signing),
-            identity_dh: Key32(fresh.dh),
-        })
-        .await
-        .unwrap();
-        expect_ok(&recv_reply(&mut c).await);
+        publish_identity(&mut c, 0x51).await;
         carol
     });
     ts.restart();
