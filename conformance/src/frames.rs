@@ -7,7 +7,7 @@
 
 use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
 use proto_core::{
-    DecodeError, DeviceBody, DeviceKeys, ErrorCode, FrameDecoder, Key32, List, Message,
+    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, FrameDecoder, Key32, List, Message,
     OneTimePrekey, PROTOCOL_VERSION, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
     decode_frame_cobs, encode_frame, encode_frame_cobs,
 };
@@ -366,6 +366,35 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 ])),
             },
         ),
+        (
+            "name this device",
+            Message::NameDevice {
+                name: "carol's laptop",
+            },
+        ),
+        ("list this account's devices", Message::ListDevices),
+        (
+            "this account's devices, the most recent first",
+            Message::DeviceList {
+                current: 2,
+                devices: List::from_items(&[
+                    DeviceInfo {
+                        device_id: 2,
+                        name: "carol's laptop",
+                        added_at: 1_764_000_000,
+                        last_seen: 1_764_086_400,
+                        revoked_at: None,
+                    },
+                    DeviceInfo {
+                        device_id: 1,
+                        name: "",
+                        added_at: 1_760_000_000,
+                        last_seen: 1_763_990_000,
+                        revoked_at: Some(1_764_000_000),
+                    },
+                ]),
+            },
+        ),
     ]
 }
 
@@ -420,6 +449,7 @@ pub fn fields(m: &Message<'_>) -> Value {
         | Message::ListRooms
         | Message::ListInvitations
         | Message::CountRecoveryCodes
+        | Message::ListDevices
         | Message::Ok => json!({}),
         Message::ChangePassword { current, new, code } => {
             json!({ "current": current, "new": new, "code": code })
@@ -517,6 +547,20 @@ pub fn fields(m: &Message<'_>) -> Value {
         }
         Message::FetchRoster { room, version } => json!({ "room": room, "version": version }),
         Message::FetchDevices { username } => json!({ "username": username }),
+        Message::NameDevice { name } => json!({ "name": name }),
+        Message::DeviceList { current, devices } => json!({
+            "current": current,
+            "devices": devices
+                .iter()
+                .map(|d| json!({
+                    "device_id": d.device_id,
+                    "name": d.name,
+                    "added_at": d.added_at,
+                    "last_seen": d.last_seen,
+                    "revoked_at": d.revoked_at,
+                }))
+                .collect::<Vec<_>>(),
+        }),
         Message::Devices {
             username,
             identity_sig,

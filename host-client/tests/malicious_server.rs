@@ -731,7 +731,7 @@ fn a_device_moved_under_the_same_identity_gets_a_new_session_and_one_send() {
     store(&server, |s| {
         let id = account_id(s, "carol")?;
         let a = s.account_by_id(id)?.unwrap();
-        s.set_identity(id, &a.identity_sig, &a.identity_dh)?;
+        s.set_identity(id, &a.identity_sig, &a.identity_dh, now())?;
         s.set_signed_prekey(id, &a.spk.unwrap())
     });
     chat.send_line("second");

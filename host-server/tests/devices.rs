@@ -249,3 +249,87 @@ fn device_ids_survive_a_restart() {
         assert_eq!(devices(&mut c, "carol").await.unwrap().2, [2]);
     });
 }
+
+/// `ListDevices` for the logged-in account: (current, [(id, name, added, last seen, revoked)]).
+async fn own_devices(c: &mut Client) -> (u32, Vec<(u32, String, u64, u64, Option<u64>)>) {
+    c.send(&Message::ListDevices).await.unwrap();
+    let f = recv_reply(c).await;
+    match f.msg() {
+        Some(Message::DeviceList { current, devices }) => (
+            current,
+            devices
+                .iter()
+                .map(|d| {
+                    (
+                        d.device_id,
+                        d.name.to_owned(),
+                        d.added_at,
+                        d.last_seen,
+                        d.revoked_at,
+                    )
+                })
+                .collect(),
+        ),
+        other => panic!("expected DeviceList, got {other:?}"),
+    }
+}
+
+#[test]
+fn devices_are_named_seen_and_revoked_when_the_account_starts_over() {
+    let ts = TestServer::start();
+    run(async {
+        let registered = ts.now();
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        let mut c = resume(&ts, &carol).await;
+        assert_eq!(
+            own_devices(&mut c).await,
+            (1, vec![(1, String::new(), registered, registered, None)])
+        );
+
+        // Names: trimmed, 1 to 64 characters, no control characters.
+        for bad in ["", "   ", "a\nb", "tab\there", &"x".repeat(65)] {
+            c.send(&Message::NameDevice { name: bad }).await.unwrap();
+            expect_error(&recv_reply(&mut c).await, ErrorCode::INVALID_INPUT);
+        }
+        c.send(&Message::NameDevice {
+            name: "  carol's laptop  ",
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut c).await);
+
+        // Seen again when a session starts.
+        ts.advance(100);
+        let mut c = resume(&ts, &carol).await;
+        let (_, listed) = own_devices(&mut c).await;
+        assert_eq!(
+            listed,
+            [(1, "carol's laptop".to_owned(), registered, ts.now(), None)]
+        );
+
+        // Starting over: the old device is kept in the list, revoked; the new one is current.
+        ts.advance(30);
+        let (mut new, f) = login(
+            &ts,
+            "carol",
+            PASSWORD,
+            Message::TotpCode {
+                code: &host_server::auth::totp::code_at(&carol.totp_secret, ts.now()),
+            },
+        )
+        .await;
+        assert!(matches!(f.msg(), Some(Message::Session { .. })));
+        let at = ts.now();
+        publish_identity(&mut new, 0x61).await;
+        assert_eq!(
+            own_devices(&mut new).await,
+            (
+                2,
+                vec![
+                    (2, String::new(), at, at, None),
+                    (1, "carol's laptop".to_owned(), registered, at, Some(at)),
+                ]
+            )
+        );
+    });
+}

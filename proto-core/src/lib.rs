@@ -57,8 +57,8 @@ pub use io::{IoError, read_frame, write_frame};
 pub use io::{read_frame_async, write_frame_async};
 // Messages.
 pub use message::{
-    DeviceBody, DeviceKeys, ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle,
-    RoomChange, Sig64, SignedPrekey,
+    DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, Key32, List, Message, OneTimePrekey,
+    PrekeyBundle, RoomChange, Sig64, SignedPrekey,
 };
 
 // What travels inside a message body: the envelope and the decrypted content.

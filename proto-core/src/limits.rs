@@ -33,6 +33,12 @@ pub const MAX_ROOMS_LISTED: usize = 1024;
 /// request carries bodies for (PROTOCOL.md §4.6).
 pub const MAX_DEVICES: usize = 16;
 
+/// Devices, active and revoked, listed in one `DeviceList` reply (the most recent first).
+pub const MAX_DEVICES_LISTED: usize = 64;
+
+/// Characters in a device's name.
+pub const MAX_DEVICE_NAME: usize = 64;
+
 // The crypto capacities live beside the code that uses them; they are gathered here so this
 // file stays the one place to read every bound.
 

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::DecodeError;
 use crate::limits::{
-    MAX_DEVICES, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS,
+    MAX_ROOMS_LISTED,
 };
 
 /// A 32-byte public value (an X25519 or Ed25519 public key, a session token): 32 raw bytes on
@@ -310,6 +311,21 @@ pub struct DeviceBody<'a> {
     /// The end-to-end encrypted envelope for that device; at most
     /// [`MAX_BODY`](crate::limits::MAX_BODY) bytes.
     pub body: &'a [u8],
+}
+
+/// One device of the caller's own account in [`Message::DeviceList`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo<'a> {
+    /// The device's id (assigned by the server, never reused within the account).
+    pub device_id: u32,
+    /// The name the device gave itself ([`Message::NameDevice`]); empty if it gave none.
+    pub name: &'a str,
+    /// When it was added, Unix seconds.
+    pub added_at: u64,
+    /// When it last logged in or resumed a session, Unix seconds.
+    pub last_seen: u64,
+    /// When it was revoked (the account started over, or a device revoked it), Unix seconds.
+    pub revoked_at: Option<u64>,
 }
 
 /// What happened to a room's membership.
@@ -729,7 +745,7 @@ pub enum Message<'a> {
         roster: &'a [u8],
     },
 
-    // ---- devices (appended: tags 51-53; PROTOCOL.md §4.6, §6) ----
+    // ---- devices (appended: tags 51-56; PROTOCOL.md §4.6, §6) ----
     /// C→S (logged in): the account's identity keys and the ids of its active devices; hands
     /// out no prekeys. Reply: [`Message::Devices`], or `NOT_FOUND`.
     FetchDevices {
@@ -761,11 +777,28 @@ pub enum Message<'a> {
         #[serde(borrow)]
         bodies: List<'a, DeviceBody<'a>>,
     },
+    /// C→S (logged in): name this device (shown in [`Message::DeviceList`]); 1 to
+    /// [`MAX_DEVICE_NAME`](crate::limits::MAX_DEVICE_NAME) characters, no control characters.
+    /// Reply: `Ok`.
+    NameDevice {
+        /// The device's name, e.g. a host name or "Firefox on Linux".
+        name: &'a str,
+    },
+    /// C→S (logged in): the devices of this account. Reply: [`Message::DeviceList`].
+    ListDevices,
+    /// S→C: the account's devices, the most recent first: the active one(s), then revoked ones.
+    DeviceList {
+        /// The id of the device this session belongs to.
+        current: u32,
+        /// At most [`MAX_DEVICES_LISTED`] devices.
+        #[serde(borrow)]
+        devices: List<'a, DeviceInfo<'a>>,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 54;
+    pub const TAG_COUNT: u32 = 57;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -844,6 +877,9 @@ impl Message<'_> {
             Message::FetchDevices { .. } => "FetchDevices",
             Message::Devices { .. } => "Devices",
             Message::SendToDevices { .. } => "SendToDevices",
+            Message::NameDevice { .. } => "NameDevice",
+            Message::ListDevices => "ListDevices",
+            Message::DeviceList { .. } => "DeviceList",
         }
     }
 
@@ -862,6 +898,7 @@ impl Message<'_> {
             Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),
             Message::Devices { devices, .. } => devices.validate(MAX_DEVICES),
             Message::SendToDevices { bodies, .. } => bodies.validate(MAX_DEVICES),
+            Message::DeviceList { devices, .. } => devices.validate(MAX_DEVICES_LISTED),
             Message::Invitations { rooms, from } => {
                 rooms.validate(MAX_ROOMS_LISTED)?;
                 from.validate(MAX_ROOMS_LISTED)?;

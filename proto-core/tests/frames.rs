@@ -11,14 +11,14 @@
 
 use proptest::prelude::*;
 use proto_core::limits::{
-    MAX_DEVICES, MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES,
-    MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD,
+    MAX_RECOVERY_CODES, MAX_ROOMS_LISTED,
 };
 use proto_core::{
-    DecodeError, DeviceBody, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32, List,
-    Message, NextFrame, OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
-    decode_frame_cobs, encode_frame, encode_frame_cobs, frame_is_push, frame_len, next_frame,
-    read_frame, write_frame,
+    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32,
+    List, Message, NextFrame, OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey,
+    decode_frame, decode_frame_cobs, encode_frame, encode_frame_cobs, frame_is_push, frame_len,
+    next_frame, read_frame, write_frame,
 };
 
 fn leak_str(s: String) -> &'static str {
@@ -326,6 +326,39 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
                     bodies
                         .into_iter()
                         .map(|(device, body)| DeviceBody { device, body })
+                        .collect(),
+                )),
+            })
+            .boxed(),
+        54 => text().prop_map(|name| Message::NameDevice { name }).boxed(),
+        55 => Just(Message::ListDevices).boxed(),
+        56 => (
+            any::<u32>(),
+            proptest::collection::vec(
+                (
+                    any::<u32>(),
+                    text(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    any::<Option<u64>>(),
+                ),
+                0..=MAX_DEVICES_LISTED,
+            ),
+        )
+            .prop_map(|(current, devices)| Message::DeviceList {
+                current,
+                devices: List::from_items(leak(
+                    devices
+                        .into_iter()
+                        .map(
+                            |(device_id, name, added_at, last_seen, revoked_at)| DeviceInfo {
+                                device_id,
+                                name,
+                                added_at,
+                                last_seen,
+                                revoked_at,
+                            },
+                        )
                         .collect(),
                 )),
             })

@@ -14,6 +14,7 @@ export const MAX_RECOVERY_CODES = 16;
 export const MAX_ROOM_MEMBERS = 256;
 export const MAX_ROOMS_LISTED = 1024;
 export const MAX_DEVICES = 16;
+export const MAX_DEVICES_LISTED = 64;
 
 /** Error codes (docs/PROTOCOL.md §3.2). */
 export const ErrorCode = Object.freeze({
@@ -39,6 +40,9 @@ const DeviceKeys = {
   ],
 };
 const DeviceBody = { struct: [['device', 'u32'], ['body', 'bytes']] };
+const DeviceInfo = {
+  struct: [['device_id', 'u32'], ['name', 'str'], ['added_at', 'u64'], ['last_seen', 'u64'], ['revoked_at', { option: 'u64' }]],
+};
 const PrekeyBundle = {
   struct: [
     ['username', 'str'], ['identity_sig', 'key32'], ['identity_dh', 'key32'],
@@ -100,10 +104,13 @@ export const MESSAGES = [
   ['PublishRoster', [['room', 'str'], ['roster', 'bytes']]],
   ['FetchRoster', [['room', 'str'], ['version', 'u64']]],
   ['Roster', [['room', 'str'], ['roster', 'bytes']]],
-  // Devices (PROTOCOL.md §4.6, §6), tags 51-53.
+  // Devices (PROTOCOL.md §4.6, §6), tags 51-56.
   ['FetchDevices', [['username', 'str']]],
   ['Devices', [['username', 'str'], ['identity_sig', 'key32'], ['identity_dh', 'key32'], ['devices', { list: 'u32', max: MAX_DEVICES }]]],
   ['SendToDevices', [['to', 'str'], ['client_id', 'u64'], ['bodies', { list: DeviceBody, max: MAX_DEVICES }]]],
+  ['NameDevice', [['name', 'str']]],
+  ['ListDevices', []],
+  ['DeviceList', [['current', 'u32'], ['devices', { list: DeviceInfo, max: MAX_DEVICES_LISTED }]]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));

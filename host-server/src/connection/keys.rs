@@ -2,7 +2,9 @@
 //! verifier, PROTOCOL.md §4.1), one-time prekeys (bounded, each handed out once), and bundles.
 
 use proto_core::primitives::ed25519_check_public;
-use proto_core::{ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use proto_core::{
+    DeviceInfo, ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle, SignedPrekey,
+};
 
 use super::{Connection, Refusal, Reply};
 
@@ -36,6 +38,7 @@ impl Connection {
         let (me, name) = self.logged_in()?;
         ed25519_check_public(&identity_sig).map_err(|_| bad_identity())?;
         let keep = self.token_hash()?;
+        let now = self.shared.clock.now();
         // Starting over: a new identity revokes every other session of the account (its old
         // devices), in the same transaction, and drops what was queued for the old identity.
         // Publishing the identity the account already has changes nothing.
@@ -47,7 +50,7 @@ impl Connection {
                 if account.identity_sig == identity_sig && account.identity_dh == identity_dh {
                     return Ok(None);
                 }
-                s.set_identity(me, &identity_sig, &identity_dh)?;
+                s.set_identity(me, &identity_sig, &identity_dh, now)?;
                 Ok(Some(s.revoke_sessions(me, Some(&keep))?))
             })
             .await?;
@@ -120,6 +123,59 @@ impl Connection {
             username: &account.username,
             identity_sig: Key32(account.identity_sig),
             identity_dh: Key32(account.identity_dh),
+            devices: List::from_items(&devices),
+        }))
+    }
+
+    /// `NameDevice`: the name this session's device gives itself (shown by `ListDevices`).
+    pub(super) async fn name_device(&mut self, name: &str) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let name = name.trim();
+        if name.is_empty()
+            || name.chars().count() > proto_core::limits::MAX_DEVICE_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(Refusal::new(
+                ErrorCode::INVALID_INPUT,
+                format!(
+                    "name: 1 to {} characters, no control characters",
+                    proto_core::limits::MAX_DEVICE_NAME
+                ),
+            ));
+        }
+        let name = name.to_owned();
+        self.db(move |s| {
+            let account = s.account_by_id(me)?.ok_or_else(Refusal::no_such_user)?;
+            Ok(s.name_device(me, account.device_id, &name)?)
+        })
+        .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    /// `ListDevices`: this account's devices, the most recent first.
+    pub(super) async fn list_devices(&mut self) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let (current, records) = self
+            .db(move |s| {
+                let account = s.account_by_id(me)?.ok_or_else(Refusal::no_such_user)?;
+                Ok((
+                    account.device_id,
+                    s.devices(me, proto_core::limits::MAX_DEVICES_LISTED)?,
+                ))
+            })
+            .await?;
+        let devices: Vec<DeviceInfo<'_>> = records
+            .iter()
+            .map(|d| DeviceInfo {
+                device_id: d.device_id,
+                name: &d.name,
+                added_at: d.added_at,
+                last_seen: d.last_seen,
+                revoked_at: d.revoked_at,
+            })
+            .collect();
+        Ok(Reply::msg(&Message::DeviceList {
+            current,
             devices: List::from_items(&devices),
         }))
     }

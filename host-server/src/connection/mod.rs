@@ -346,6 +346,8 @@ impl Connection {
             }
             Message::FetchBundle { username } => self.fetch_bundle(username).await,
             Message::FetchDevices { username } => self.fetch_devices(username).await,
+            Message::NameDevice { name } => self.name_device(name).await,
+            Message::ListDevices => self.list_devices().await,
 
             Message::SendToUser {
                 to,

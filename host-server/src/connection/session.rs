@@ -72,11 +72,18 @@ impl Connection {
             _delivery: delivery,
         });
         let low = self.shared.config.prekeys_low;
-        // Stored receipts and membership changes come through the delivery task.
+        let now = self.shared.clock.now();
+        // Stored receipts and membership changes come through the delivery task. The device is
+        // seen now (`ListDevices`).
         let counted = self
             .shared
             .db
-            .call(move |s| -> Result<u32, StoreError> { s.count_prekeys(account) })
+            .call(move |s| -> Result<u32, StoreError> {
+                if let Some(a) = s.account_by_id(account)? {
+                    s.touch_device(account, a.device_id, now)?;
+                }
+                s.count_prekeys(account)
+            })
             .await;
         match counted {
             Ok(remaining) if remaining < low => {

@@ -23,8 +23,8 @@ pub use memory::MemoryStore;
 pub use postgres::{PgLedger, PgStore, connect as pg_connect, create_database, drop_database};
 pub use sqlite::SqliteStore;
 pub use types::{
-    Account, AckOutcome, Invitation, Member, NewAccount, NewMessage, Receipt, RoomEvent, RoomInfo,
-    SessionInfo, StoredBundle, StoredMessage,
+    Account, AckOutcome, DeviceRecord, Invitation, Member, NewAccount, NewMessage, Receipt,
+    RoomEvent, RoomInfo, SessionInfo, StoredBundle, StoredMessage,
 };
 
 /// An account's row id.
@@ -152,14 +152,22 @@ pub trait AccountStore {
 pub trait KeyStore {
     /// Replaces the identity keys; the old signed and one-time prekeys are dropped with them,
     /// and so are the direct messages queued for the account (encrypted to the old identity,
-    /// nobody can read them any more). The account's device gets the next device id, so a
-    /// sender still naming the old one is refused (`STALE_DEVICES`).
+    /// nobody can read them any more). The account's device is revoked (at `now`) and the
+    /// account moves to the next device id, so a sender still naming the old one is refused
+    /// (`STALE_DEVICES`).
     fn set_identity(
         &mut self,
         id: AccountId,
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
+        now: u64,
     ) -> Result<(), StoreError>;
+    /// The account's devices, the most recent first, at most `limit`.
+    fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Names one of the account's devices.
+    fn name_device(&mut self, id: AccountId, device: u32, name: &str) -> Result<(), StoreError>;
+    /// Records that the device entered a session at `now`.
+    fn touch_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<(), StoreError>;
     /// Replaces the signed prekey.
     fn set_signed_prekey(&mut self, id: AccountId, spk: &SignedPrekey) -> Result<(), StoreError>;
     /// One-time prekeys held for the account.

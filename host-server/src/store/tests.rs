@@ -200,8 +200,39 @@ fn exercise(s: &mut dyn Store) {
     // A new identity drops the prekeys signed by the old one, and moves the account from
     // device 1 to device 2 (another account's id is untouched).
     assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 1);
-    s.set_identity(a, &[9; 32], &[9; 32]).unwrap();
+    let created = s.devices(a, 64).unwrap();
+    assert_eq!(created.len(), 1);
+    assert_eq!((created[0].device_id, created[0].revoked_at), (1, None));
+    s.name_device(a, 1, "old laptop").unwrap();
+    s.touch_device(a, 1, 450).unwrap();
+    s.set_identity(a, &[9; 32], &[9; 32], 500).unwrap();
     assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 2);
+    let listed = s.devices(a, 64).unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            DeviceRecord {
+                device_id: 2,
+                name: String::new(),
+                added_at: 500,
+                last_seen: 500,
+                revoked_at: None,
+            },
+            DeviceRecord {
+                device_id: 1,
+                name: "old laptop".into(),
+                added_at: created[0].added_at,
+                last_seen: 450,
+                revoked_at: Some(500),
+            },
+        ]
+    );
+    assert_eq!(s.devices(a, 1).unwrap().len(), 1, "the limit holds");
+    assert_eq!(
+        s.devices(b, 64).unwrap().len(),
+        1,
+        "another account's devices are its own"
+    );
     assert_eq!(s.account_by_username("bob").unwrap().unwrap().device_id, 1);
     assert!(s.account_by_id(a).unwrap().unwrap().spk.is_none());
     assert_eq!(s.count_prekeys(a).unwrap(), 0);
@@ -400,7 +431,7 @@ fn sqlite_version_4_database_gains_device_ids() {
     let alice = s.account_by_username("alice").unwrap().unwrap();
     assert_eq!(alice.device_id, 1);
     assert_eq!(alice.password_phc, "x");
-    s.set_identity(alice.id, &[7; 32], &[8; 32]).unwrap();
+    s.set_identity(alice.id, &[7; 32], &[8; 32], 2).unwrap();
     let alice = s.account_by_username("alice").unwrap().unwrap();
     assert_eq!((alice.device_id, alice.identity_dh), (2, [8; 32]));
 }
@@ -538,7 +569,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }

@@ -57,6 +57,21 @@ pub struct Account {
     pub device_id: u32,
 }
 
+/// One device of an account, as `ListDevices` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The device's id within the account.
+    pub device_id: u32,
+    /// The name it gave itself; empty if none.
+    pub name: String,
+    /// When it was added, Unix seconds.
+    pub added_at: u64,
+    /// When it last entered a session, Unix seconds.
+    pub last_seen: u64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<u64>,
+}
+
 /// A prekey bundle taken from the directory (its one-time prekey, if any, is now gone).
 #[derive(Clone, Debug)]
 pub struct StoredBundle {

@@ -28,6 +28,16 @@ impl AccountStore for MemoryStore {
                 device_id: 1,
             },
         );
+        self.devices.insert(
+            id,
+            vec![crate::store::DeviceRecord {
+                device_id: 1,
+                name: String::new(),
+                added_at: a.created_at,
+                last_seen: a.created_at,
+                revoked_at: None,
+            }],
+        );
         self.add_prekeys(id, &a.prekeys)?;
         Ok(id)
     }
@@ -64,6 +74,7 @@ impl AccountStore for MemoryStore {
             .collect();
         for id in &doomed {
             self.accounts.remove(id);
+            self.devices.remove(id);
             self.prekeys.remove(id);
             self.recovery.remove(id);
         }
@@ -167,6 +178,7 @@ impl AccountStore for MemoryStore {
 
     fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError> {
         self.accounts.remove(&id);
+        self.devices.remove(&id);
         self.recovery.remove(&id);
         self.sessions.retain(|_, (account, _)| *account != id);
         self.prekeys.remove(&id);

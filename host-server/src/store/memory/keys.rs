@@ -3,7 +3,7 @@
 use proto_core::{OneTimePrekey, SignedPrekey};
 
 use super::MemoryStore;
-use crate::store::{AccountId, KeyStore, StoreError, StoredBundle};
+use crate::store::{AccountId, DeviceRecord, KeyStore, StoreError, StoredBundle};
 
 impl KeyStore for MemoryStore {
     fn set_identity(
@@ -11,15 +11,48 @@ impl KeyStore for MemoryStore {
         id: AccountId,
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
+        now: u64,
     ) -> Result<(), StoreError> {
         if let Some(a) = self.accounts.get_mut(&id) {
             a.identity_sig = *identity_sig;
             a.identity_dh = *identity_dh;
             a.spk = None;
             a.device_id = a.device_id.saturating_add(1);
+            let devices = self.devices.entry(id).or_default();
+            for d in devices.iter_mut().filter(|d| d.revoked_at.is_none()) {
+                d.revoked_at = Some(now);
+            }
+            devices.push(DeviceRecord {
+                device_id: a.device_id,
+                name: String::new(),
+                added_at: now,
+                last_seen: now,
+                revoked_at: None,
+            });
         }
         self.prekeys.remove(&id);
         self.messages.retain(|_, m| m.recipient != Some(id));
+        Ok(())
+    }
+
+    fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut out = self.devices.get(&id).cloned().unwrap_or_default();
+        out.sort_by(|a, b| b.device_id.cmp(&a.device_id));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn name_device(&mut self, id: AccountId, device: u32, name: &str) -> Result<(), StoreError> {
+        if let Some(d) = self.device_mut(id, device) {
+            d.name = name.to_owned();
+        }
+        Ok(())
+    }
+
+    fn touch_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<(), StoreError> {
+        if let Some(d) = self.device_mut(id, device) {
+            d.last_seen = now;
+        }
         Ok(())
     }
 

@@ -51,12 +51,24 @@ pub struct MemoryStore {
     pub(super) next_account: AccountId,
     pub(super) next_message: u64,
     pub(super) next_room: RoomId,
+    pub(super) devices: HashMap<AccountId, Vec<crate::store::DeviceRecord>>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(super) fn device_mut(
+        &mut self,
+        id: AccountId,
+        device: u32,
+    ) -> Option<&mut crate::store::DeviceRecord> {
+        self.devices
+            .get_mut(&id)?
+            .iter_mut()
+            .find(|d| d.device_id == device)
     }
 
     pub(super) fn room_by_name(&self, name: &str) -> Option<(RoomId, &Room)> {

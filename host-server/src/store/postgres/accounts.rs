@@ -39,6 +39,11 @@ impl AccountStore for PgStore {
             return Err(StoreError::UsernameTaken);
         };
         let id: i64 = row.try_get(0)?;
+        self.exec(
+            "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
+             VALUES ($1, 1, $2, $2)",
+            &[&id, &to_i64(a.created_at)],
+        )?;
         self.add_prekeys(id, &a.prekeys)?;
         Ok(id)
     }

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_handout_buckets.sql"),
     include_str!("migrations/0004_rosters.sql"),
     include_str!("migrations/0005_device_ids.sql"),
+    include_str!("migrations/0006_devices.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.

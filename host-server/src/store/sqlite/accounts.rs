@@ -33,6 +33,12 @@ impl AccountStore for SqliteStore {
             Err(e) => return Err(e.into()),
         }
         let id = self.conn.last_insert_rowid();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
+                 VALUES (?1, 1, ?2, ?2)",
+            )?
+            .execute(params![id, to_i64(a.created_at)])?;
         self.add_prekeys(id, &a.prekeys)?;
         Ok(id)
     }

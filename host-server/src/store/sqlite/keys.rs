@@ -3,8 +3,8 @@
 use proto_core::{Key32, OneTimePrekey, SignedPrekey};
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, key32};
-use crate::store::{AccountId, AccountStore, KeyStore, StoreError, StoredBundle};
+use super::{SqliteStore, key32, to_i64, to_u64};
+use crate::store::{AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle};
 
 impl KeyStore for SqliteStore {
     fn set_identity(
@@ -12,7 +12,14 @@ impl KeyStore for SqliteStore {
         id: AccountId,
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
+        now: u64,
     ) -> Result<(), StoreError> {
+        let now = to_i64(now);
+        self.conn
+            .prepare_cached(
+                "UPDATE devices SET revoked_at = ?2 WHERE account_id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, now])?;
         self.conn
             .prepare_cached(
                 "UPDATE accounts SET identity_sig = ?2, identity_dh = ?3, spk_id = NULL, \
@@ -20,12 +27,65 @@ impl KeyStore for SqliteStore {
             )?
             .execute(params![id, &identity_sig[..], &identity_dh[..]])?;
         self.conn
+            .prepare_cached(
+                "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
+                 SELECT id, device_id, ?2, ?2 FROM accounts WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+        self.conn
             .prepare_cached("DELETE FROM one_time_prekeys WHERE account_id = ?1")?
             .execute([id])?;
         // Encrypted to the old identity: nobody can read them any more.
         self.conn
             .prepare_cached("DELETE FROM messages WHERE recipient_id = ?1")?
             .execute([id])?;
+        Ok(())
+    }
+
+    fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT device_id, name, added_at, last_seen, revoked_at FROM devices \
+             WHERE account_id = ?1 ORDER BY device_id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![id, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device_id, name, added_at, last_seen, revoked_at) = row?;
+            out.push(DeviceRecord {
+                device_id: u32::try_from(device_id)
+                    .map_err(|_| StoreError::Corrupt("device id"))?,
+                name,
+                added_at: to_u64(added_at),
+                last_seen: to_u64(last_seen),
+                revoked_at: revoked_at.map(to_u64),
+            });
+        }
+        Ok(out)
+    }
+
+    fn name_device(&mut self, id: AccountId, device: u32, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE devices SET name = ?3 WHERE account_id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![id, device, name])?;
+        Ok(())
+    }
+
+    fn touch_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE devices SET last_seen = ?3 WHERE account_id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![id, device, to_i64(now)])?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_invitations_quotas.sql"),
     include_str!("../migrations/0004_rosters.sql"),
     include_str!("../migrations/0005_device_ids.sql"),
+    include_str!("../migrations/0006_devices.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the store has distinct statements
