@@ -157,6 +157,14 @@ Room keys and room messages held while Bob's key was unverified are processed on
     /// Pinned servers; re-trust one whose key changed (`servers trust HOST --fingerprint PIN`).
     #[command(subcommand)]
     Servers(ServersCommand),
+    /// List this account's devices: name, added, last seen, revoked.
+    #[command(after_help = "\
+Examples:
+  sealroom devices
+  sealroom devices --json
+A device names itself with --device-name at register or login (default: the host name).
+Starting over (login --new-device) revokes the account's earlier devices; they stay listed.")]
+    Devices,
     /// Show the account, server, contacts and rooms.
     #[command(after_help = "Examples:\n  sealroom status\n  sealroom status --json")]
     Status {
@@ -259,6 +267,9 @@ pub(crate) struct Register {
     /// The TOTP code (else asked after the QR code is shown).
     #[arg(long)]
     pub(crate) code: Option<String>,
+    /// This device's name in `sealroom devices` (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) device_name: Option<String>,
     /// PBKDF2 rounds for the keystore (tests only).
     #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
     pub(crate) kdf_rounds: u32,
@@ -282,6 +293,10 @@ pub(crate) struct Login {
     /// Username (with --new-device).
     #[arg(long)]
     pub(crate) username: Option<String>,
+    /// This device's name in `sealroom devices` (with --new-device, default: the host name;
+    /// else renames the device).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) device_name: Option<String>,
     /// PBKDF2 rounds for a new keystore (tests only).
     #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
     pub(crate) kdf_rounds: u32,

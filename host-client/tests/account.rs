@@ -257,6 +257,14 @@ fn starting_over_logs_the_old_device_out() {
         home: tempfile::tempdir().unwrap(),
         ..User::new("carol", &server)
     };
+    // Registering named carol's device after the host; the list shows it as this device.
+    let listed = carol.run(&["--json", "devices"]).ok().json();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(listed["current"], 1, "{listed}");
+    assert_eq!(listed["devices"][0]["name"], host.trim(), "{listed}");
+    assert_eq!(listed["devices"][0]["this_device"], true, "{listed}");
+    assert_eq!(listed["devices"][0]["revoked_at"], serde_json::Value::Null);
+
     let said = carol2
         .run(&[
             "login",
@@ -267,6 +275,8 @@ fn starting_over_logs_the_old_device_out() {
             "carol",
             "--code",
             &totp(&carol.totp_secret, 1),
+            "--device-name",
+            "carol's new laptop",
         ])
         .ok();
     assert!(
@@ -297,6 +307,30 @@ fn starting_over_logs_the_old_device_out() {
         "{}",
         r.stdout
     );
+    // The new device is listed as current; the old one stays listed, revoked.
+    let listed = carol2.run(&["--json", "devices"]).ok().json();
+    assert_eq!(listed["current"], 2, "{listed}");
+    let devices = listed["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{listed}");
+    assert_eq!(
+        (
+            &devices[0]["id"],
+            &devices[0]["name"],
+            &devices[0]["this_device"]
+        ),
+        (&2.into(), &"carol's new laptop".into(), &true.into())
+    );
+    assert_eq!(
+        (&devices[1]["id"], &devices[1]["name"]),
+        (&1.into(), &host.trim().into())
+    );
+    assert!(devices[1]["revoked_at"].is_u64(), "{listed}");
+    let table = carol2.run(&["devices"]).ok().stdout;
+    assert!(
+        table.contains("carol's new laptop") && table.contains("this device"),
+        "{table}"
+    );
+    assert!(table.contains("revoked"), "{table}");
     // The message queued for the old identity was dropped, never acknowledged: no receipt.
     let v = alice.run(&["--json", "inbox", "--wait", "2"]).ok().json();
     let delivered = v["delivered"].to_string();

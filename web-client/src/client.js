@@ -74,6 +74,19 @@ function releaseTabLock(username) {
   tabLocks.delete(username);
 }
 
+/**
+ * What this browser calls itself in the account's device list: "<browser> on <system>" from the
+ * user agent (the `NameDevice` rule: at most 64 characters, no control characters).
+ * @param {string} [ua]
+ */
+export function browserDeviceName(ua = typeof navigator === 'undefined' ? '' : navigator.userAgent) {
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chromium\//.test(ua) ? 'Chromium'
+    : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'A browser';
+  const system = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Mac OS X/.test(ua) ? 'macOS'
+    : /Windows/.test(ua) ? 'Windows' : /Linux/.test(ua) ? 'Linux' : '';
+  return system ? `${browser} on ${system}` : browser;
+}
+
 /** The WebSocket URL of the page's own server. */
 export function defaultServerUrl() {
   return `wss://${location.host}/ws`;
@@ -301,6 +314,7 @@ export class Client extends EventTarget {
   async confirmTotp(code) {
     const [done, session] = await this.conn.request({ type: 'ConfirmTotp', code: code.trim() }, 2);
     this.acceptSession(session);
+    await this.nameDevice();
     this.keystore = await Keystore.create(this.profile.username, /** @type {string} */ (this.password));
     this.password = undefined;
     await this.save();
@@ -413,12 +427,34 @@ export class Client extends EventTarget {
     }
   }
 
+  /** Names this device in the account's list (`NameDevice`); a refusal is only noted. */
+  async nameDevice() {
+    await this.conn.request({ type: 'NameDevice', name: browserDeviceName() })
+      .catch((e) => this.notice(`This browser could not name itself in your device list: ${e.message}`));
+  }
+
+  /**
+   * The account's devices, the most recent first (`ListDevices`).
+   * @returns {Promise<{current: number, devices: {device_id: number, name: string, added_at: number, last_seen: number, revoked_at: number | null}[]}>}
+   */
+  async listDevices() {
+    const r = await this.conn.request({ type: 'ListDevices' });
+    return {
+      current: r.current,
+      devices: r.devices.map((/** @type {any} */ d) => ({
+        device_id: d.device_id, name: d.name, added_at: Number(d.added_at), last_seen: Number(d.last_seen),
+        revoked_at: d.revoked_at === null ? null : Number(d.revoked_at),
+      })),
+    };
+  }
+
   async publishNewDevice() {
     const id = this.identity();
     await this.conn.request({ type: 'PublishIdentity', identity_sig: id.public().signing, identity_dh: id.public().dh });
     const spk = this.profile.spks[0];
     await this.conn.request({ type: 'PublishSignedPrekey', prekey: { id: spk.id, key: SignedPrekeyPair.fromSecretKey(spk.id, fromHex(spk.secret), id).publicKey, signature: fromHex(spk.signature) } });
     await this.conn.request({ type: 'UploadPrekeys', prekeys: Object.entries(this.profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey })) });
+    await this.nameDevice();
   }
 
   /**

@@ -2,6 +2,7 @@
 
 mod account;
 mod chat;
+mod devices;
 mod inbox;
 mod keys;
 mod login;
@@ -28,6 +29,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rooms(cmd) => rooms::run(g, cmd).await,
         Command::Verify { user, confirm } => verify::run(g, &user, confirm).await,
         Command::Keys => keys::run(g).await,
+        Command::Devices => devices::run(g).await,
         Command::Status { offline } => status::run(g, offline).await,
         Command::Account(cmd) => account::run(g, cmd).await,
         Command::Servers(ServersCommand::List) => servers::list(g),

@@ -137,8 +137,9 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
     };
     link.reply(|reply| super::login::start_session(&mut profile, reply))
         .await?;
-    let client = Client::from_parts(profile, keystore, link, home, lock);
+    let mut client = Client::from_parts(profile, keystore, link, home, lock);
     client.save()?;
+    super::devices::name_this_device(&mut client, args.device_name.as_deref()).await?;
     let fp = safety_fingerprint(&client)?;
     if g.json {
         outln!(

@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * Account settings, in a modal dialog: change the password, enroll a new authenticator, make new
+ * Account settings, in a modal dialog: the account's devices (name, added, last seen, revoked),
+ * change the password, enroll a new authenticator, make new
  * recovery codes (showing how many are left), delete the account. Each form asks for the
  * password and a code from the authenticator — or a recovery code when it is lost — and shows
  * the server's answer as text.
@@ -133,14 +134,38 @@ export function showSettings(client, nav) {
     return null;
   });
 
+  // This account's devices: name, added, last seen, revoked.
+  const deviceRows = h('tbody', { id: 'settings-devices-rows' });
+  const devicesNote = h('p', { class: 'hint', id: 'settings-devices-status', role: 'status' }, 'Asking the server for your devices…');
+  const devices = h('section', { class: 'settings-section', id: 'settings-devices' },
+    h('h3', { id: 'settings-devices-title' }, 'Devices'),
+    devicesNote,
+    h('table', { class: 'devices', 'aria-labelledby': 'settings-devices-title' },
+      h('thead', null, h('tr', null, ['Device', 'Added', 'Last seen', 'Status'].map((t) => h('th', { scope: 'col' }, t)))),
+      deviceRows));
+  const listDevices = () => client.listDevices().then(({ current, devices: list }) => {
+    deviceRows.replaceChildren(...list.map((d) => h('tr', { 'data-device': String(d.device_id) },
+      h('td', null, d.name || '(unnamed)'),
+      h('td', null, when(d.added_at)),
+      h('td', null, when(d.last_seen)),
+      h('td', null, d.revoked_at !== null ? `Revoked ${when(d.revoked_at)} (the account started over)` : d.device_id === current ? 'This browser' : 'Active'))));
+    devicesNote.textContent = 'Starting over in a browser or terminal without your keys revokes the devices before it; they stay listed here.';
+  }, (e) => { devicesNote.textContent = describe(e); });
+
   const close = h('button', { type: 'button', class: 'secondary', id: 'settings-close' }, 'Close');
   const dialog = /** @type {HTMLDialogElement} */ (h('dialog', { class: 'settings', id: 'settings', 'aria-labelledby': 'settings-title' },
     h('h2', { id: 'settings-title' }, 'Account settings'),
-    password, authenticator, recovery, remove,
+    devices, password, authenticator, recovery, remove,
     h('div', { class: 'actions' }, close)));
   close.addEventListener('click', () => dialog.close());
   dialog.addEventListener('close', () => dialog.remove());
   document.body.append(dialog);
   dialog.showModal();
   countLeft();
+  listDevices();
+}
+
+/** A date and time in the browser's locale, from Unix seconds. @param {number} at */
+function when(at) {
+  return new Date(at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }

@@ -45,6 +45,11 @@ test('recovery codes: counted, replaced; a wrong password, a wrong code and a re
   const p = juno.page;
   await openSettings(p);
   await p.locator('#settings-recovery-left', { hasText: '10 recovery codes left.' }).waitFor();
+  // The devices section: this browser, named after itself at registration.
+  const row = p.locator('#settings-devices-rows tr');
+  await row.first().waitFor();
+  assert.equal(await row.count(), 1);
+  assert.match(await row.first().textContent(), /Chrom(e|ium) on Linux.*This browser/);
   await submit(p, { 'settings-codes-password': WRONG, 'settings-codes-code': wrongCode(juno.secret) }, 'Make new recovery codes');
   await p.locator('#settings-codes-error', { hasText: REFUSED }).waitFor();
   await submit(p, { 'settings-codes-password': JUNO.password, 'settings-codes-code': wrongCode(juno.secret) }, 'Make new recovery codes');

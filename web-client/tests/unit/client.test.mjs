@@ -3,7 +3,7 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, MAX_TEXT_BYTES, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
+import { Client, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
 import { fromHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
@@ -492,4 +492,12 @@ test('room members are contacts, not chats; a chat opened by hand is listed befo
   assert.deepEqual(alice.conversations().map((c) => c.conv), []);
   await alice.startConversation('carol');
   assert.deepEqual(alice.conversations().map((c) => c.conv), ['@carol']);
+});
+
+test('a browser names itself after the browser and the system', () => {
+  assert.equal(browserDeviceName('Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'), 'Firefox on Linux');
+  assert.equal(browserDeviceName('Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36'), 'Chrome on Linux');
+  assert.equal(browserDeviceName('Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15'), 'Safari on macOS');
+  assert.equal(browserDeviceName('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0'), 'Edge on Windows');
+  assert.equal(browserDeviceName(''), 'A browser');
 });

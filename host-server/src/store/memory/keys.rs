@@ -37,7 +37,7 @@ impl KeyStore for MemoryStore {
 
     fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError> {
         let mut out = self.devices.get(&id).cloned().unwrap_or_default();
-        out.sort_by(|a, b| b.device_id.cmp(&a.device_id));
+        out.sort_by_key(|d| core::cmp::Reverse(d.device_id));
         out.truncate(limit);
         Ok(out)
     }

@@ -1,0 +1,166 @@
+//! `sealroom devices`: this account's devices (PROTOCOL.md §3.4 messages 54–56), and naming this
+//! one at `register` / `login` (`--device-name`, by default the host name).
+
+use proto_core::limits::MAX_DEVICE_NAME;
+use proto_core::{List, Message};
+
+use crate::cli::Global;
+use crate::client::{Client, expect_ok, refusal};
+use crate::exit::{Exit, fail};
+use crate::inert;
+use crate::terminal::outln;
+use crate::terminal::{Style, paint};
+
+/// One device as listed.
+struct Device {
+    id: u32,
+    name: String,
+    added_at: u64,
+    last_seen: u64,
+    revoked_at: Option<u64>,
+}
+
+pub(super) async fn run(g: &Global) -> anyhow::Result<()> {
+    let mut client = Client::open(g).await?;
+    let _ = client.drain_queued().await?;
+    let (current, devices) = client
+        .link
+        .request(&Message::ListDevices, |reply| match reply {
+            Message::DeviceList { current, devices } => Ok((current, listed(&devices))),
+            Message::Error { code, text } => Err(refusal(code, text)),
+            other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+        })
+        .await?;
+    if g.json {
+        let list: Vec<_> = devices
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id,
+                    "name": d.name,
+                    "added_at": d.added_at,
+                    "last_seen": d.last_seen,
+                    "revoked_at": d.revoked_at,
+                    "this_device": d.id == current,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({ "current": current, "devices": list })
+        );
+    } else {
+        outln!(
+            "{}",
+            paint(
+                Style::Bold,
+                &format!(
+                    "{:<4} {:<24} {:<17} {:<17} {}",
+                    "ID", "NAME", "ADDED", "LAST SEEN", "STATUS"
+                )
+            )
+        );
+        for d in &devices {
+            let status = match d.revoked_at {
+                Some(at) => paint(
+                    Style::Dim,
+                    &format!("revoked {} (the account started over)", date(at)),
+                ),
+                None if d.id == current => paint(Style::Green, "this device"),
+                None => "active".to_owned(),
+            };
+            let name = if d.name.is_empty() {
+                "(unnamed)".to_owned()
+            } else {
+                inert::line(&d.name)
+            };
+            outln!(
+                "{:<4} {:<24} {:<17} {:<17} {status}",
+                d.id,
+                name,
+                date(d.added_at),
+                date(d.last_seen),
+            );
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn listed(devices: &List<'_, proto_core::DeviceInfo<'_>>) -> Vec<Device> {
+    devices
+        .iter()
+        .map(|d| Device {
+            id: d.device_id,
+            name: d.name.to_owned(),
+            added_at: d.added_at,
+            last_seen: d.last_seen,
+            revoked_at: d.revoked_at,
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) for Unix seconds.
+fn date(at: u64) -> String {
+    match i64::try_from(at)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+    {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        None => at.to_string(),
+    }
+}
+
+/// Names this device on the server: `name`, or else the host name. A name the server refuses
+/// (empty, too long, control characters) fails with the reason (exit 2).
+pub(super) async fn name_this_device(
+    client: &mut Client,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => default_name(),
+    };
+    client
+        .link
+        .request(&Message::NameDevice { name: &name }, expect_ok)
+        .await
+}
+
+/// The host name, made fit for a device name (control characters dropped, at most
+/// [`MAX_DEVICE_NAME`] characters); "terminal" if there is none.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DEVICE_NAME)
+        .collect();
+    if name.is_empty() {
+        "terminal".to_owned()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date;
+
+    #[test]
+    fn dates_are_utc_minutes() {
+        assert_eq!(date(0), "1970-01-01 00:00");
+        assert_eq!(date(1_796_211_175), "2026-12-02 11:32");
+        assert_eq!(date(1_764_000_000), "2025-11-24 16:00");
+    }
+}
