@@ -157,14 +157,19 @@ Room keys and room messages held while Bob's key was unverified are processed on
     /// Pinned servers; re-trust one whose key changed (`servers trust HOST --fingerprint PIN`).
     #[command(subcommand)]
     Servers(ServersCommand),
-    /// List this account's devices: name, added, last seen, revoked.
+    /// List this account's devices (name, added, last seen, revoked), or rename this one.
     #[command(after_help = "\
 Examples:
   sealroom devices
   sealroom devices --json
-A device names itself with --device-name at register or login (default: the host name).
+  sealroom devices rename 'work laptop'
+A device names itself at register or login --new-device (--device-name, default: the host name).
 Starting over (login --new-device) revokes the account's earlier devices; they stay listed.")]
-    Devices,
+    Devices {
+        /// `rename NAME`; without it, the list.
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
     /// Show the account, server, contacts and rooms.
     #[command(after_help = "Examples:\n  sealroom status\n  sealroom status --json")]
     Status {
@@ -183,6 +188,16 @@ pub(crate) struct Factor {
     /// A one-time recovery code instead (the authenticator is lost).
     #[arg(long, conflicts_with = "code")]
     pub(crate) recovery_code: Option<String>,
+}
+
+/// `devices` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevicesCommand {
+    /// Rename this device (1 to 64 characters).
+    Rename {
+        /// The new name.
+        name: String,
+    },
 }
 
 /// `account` subcommands.
@@ -293,9 +308,8 @@ pub(crate) struct Login {
     /// Username (with --new-device).
     #[arg(long)]
     pub(crate) username: Option<String>,
-    /// This device's name in `sealroom devices` (with --new-device, default: the host name;
-    /// else renames the device).
-    #[arg(long, value_name = "NAME")]
+    /// This device's name in `sealroom devices` (with --new-device; default: the host name).
+    #[arg(long, value_name = "NAME", requires = "new_device")]
     pub(crate) device_name: Option<String>,
     /// PBKDF2 rounds for a new keystore (tests only).
     #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]

@@ -331,6 +331,13 @@ fn starting_over_logs_the_old_device_out() {
         "{table}"
     );
     assert!(table.contains("revoked"), "{table}");
+    // Renamed; a name the server refuses is a usage error with the reason, and changes nothing.
+    carol2.run(&["devices", "rename", "  kitchen tablet "]).ok();
+    let r = carol2.run(&["devices", "rename", "a\tb"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("control characters"), "{}", r.stderr);
+    let listed = carol2.run(&["--json", "devices"]).ok().json();
+    assert_eq!(listed["devices"][0]["name"], "kitchen tablet", "{listed}");
     // The message queued for the old identity was dropped, never acknowledged: no receipt.
     let v = alice.run(&["--json", "inbox", "--wait", "2"]).ok().json();
     let delivered = v["delivered"].to_string();

@@ -1,5 +1,6 @@
-//! `sealroom devices`: this account's devices (PROTOCOL.md §3.4 messages 54–56), and naming this
-//! one at `register` / `login` (`--device-name`, by default the host name).
+//! `sealroom devices`: this account's devices (PROTOCOL.md §3.4 messages 54–56); `devices
+//! rename NAME`; and naming a new device at `register` / `login --new-device` (`--device-name`,
+//! by default the host name).
 
 use proto_core::limits::MAX_DEVICE_NAME;
 use proto_core::{List, Message};
@@ -118,12 +119,41 @@ fn date(at: u64) -> String {
     }
 }
 
+/// Names a device that was just set up (registered, or started over): `name`, or else the host
+/// name. The account and keys are in place by then, so a refusal is a warning, not a failure.
+pub(super) async fn name_new_device(client: &mut Client, name: Option<&str>) {
+    if let Err(e) = name_this_device(client, name).await {
+        crate::terminal::warn(&format!(
+            "this device could not name itself ({e:#}); name it with `sealroom devices rename \
+             NAME`"
+        ));
+    }
+}
+
+/// `sealroom devices rename NAME`.
+pub(super) async fn rename(g: &Global, name: &str) -> anyhow::Result<()> {
+    let mut client = Client::open(g).await?;
+    let _ = client.drain_queued().await?;
+    name_this_device(&mut client, Some(name)).await?;
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "event": "device_renamed", "name": name.trim() })
+        );
+    } else {
+        outln!(
+            "{} This device is now called {}.",
+            paint(Style::Green, "✓"),
+            inert::line(name.trim())
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
 /// Names this device on the server: `name`, or else the host name. A name the server refuses
 /// (empty, too long, control characters) fails with the reason (exit 2).
-pub(super) async fn name_this_device(
-    client: &mut Client,
-    name: Option<&str>,
-) -> anyhow::Result<()> {
+async fn name_this_device(client: &mut Client, name: Option<&str>) -> anyhow::Result<()> {
     let name = match name {
         Some(n) => n.to_owned(),
         None => default_name(),

@@ -73,9 +73,7 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     client.save()?;
     if new_device {
         publish_new_device(&mut client).await?;
-        super::devices::name_this_device(&mut client, args.device_name.as_deref()).await?;
-    } else if let Some(name) = args.device_name.as_deref() {
-        super::devices::name_this_device(&mut client, Some(name)).await?;
+        super::devices::name_new_device(&mut client, args.device_name.as_deref()).await;
     }
     // Deliveries and receipts that came with the login are kept for `inbox`.
     let _ = client.drain_queued().await?;

@@ -14,7 +14,7 @@ mod servers;
 mod status;
 mod verify;
 
-use crate::cli::{Cli, Command, ServersCommand};
+use crate::cli::{Cli, Command, DevicesCommand, ServersCommand};
 
 /// Runs the command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -29,7 +29,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rooms(cmd) => rooms::run(g, cmd).await,
         Command::Verify { user, confirm } => verify::run(g, &user, confirm).await,
         Command::Keys => keys::run(g).await,
-        Command::Devices => devices::run(g).await,
+        Command::Devices { command: None } => devices::run(g).await,
+        Command::Devices {
+            command: Some(DevicesCommand::Rename { name }),
+        } => devices::rename(g, &name).await,
         Command::Status { offline } => status::run(g, offline).await,
         Command::Account(cmd) => account::run(g, cmd).await,
         Command::Servers(ServersCommand::List) => servers::list(g),

@@ -139,7 +139,7 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         .await?;
     let mut client = Client::from_parts(profile, keystore, link, home, lock);
     client.save()?;
-    super::devices::name_this_device(&mut client, args.device_name.as_deref()).await?;
+    super::devices::name_new_device(&mut client, args.device_name.as_deref()).await;
     let fp = safety_fingerprint(&client)?;
     if g.json {
         outln!(
