@@ -51,6 +51,26 @@ async fn send_to(c: &mut Client, to: &str, client_id: u64, devices: &[u32]) -> F
     recv_reply(c).await
 }
 
+/// Logs `user` in with password and the next step's TOTP code (as a new device would).
+async fn login_next_step(ts: &TestServer, user: &User) -> Client {
+    ts.advance(30);
+    let (c, f) = login(
+        ts,
+        &user.name,
+        PASSWORD,
+        Message::TotpCode {
+            code: &host_server::auth::totp::code_at(&user.totp_secret, ts.now()),
+        },
+    )
+    .await;
+    assert!(
+        matches!(f.msg(), Some(Message::Session { .. })),
+        "{:?}",
+        f.msg()
+    );
+    c
+}
+
 /// Publishes the identity made from `seed` on `c` (a new one starts the account over).
 async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPublicKey {
     let id = proto_core::IdentityKeyPair::from_secrets(&[seed; 32], &[seed ^ 0xff; 32]).public();
@@ -193,17 +213,7 @@ fn starting_over_moves_the_account_to_a_new_device_and_sends_to_the_old_one_are_
         assert_eq!(ids, [1]);
 
         // Carol starts over from a new device: a new identity.
-        ts.advance(30);
-        let (mut new, f) = login(
-            &ts,
-            "carol",
-            PASSWORD,
-            Message::TotpCode {
-                code: &host_server::auth::totp::code_at(&carol.totp_secret, ts.now()),
-            },
-        )
-        .await;
-        assert!(matches!(f.msg(), Some(Message::Session { .. })));
+        let mut new = login_next_step(&ts, &carol).await;
         let fresh = publish_identity(&mut new, 0x41).await;
 
         // Alice still writes to device 1: refused, and nothing reaches carol's new device.
@@ -308,17 +318,7 @@ fn devices_are_named_seen_and_revoked_when_the_account_starts_over() {
         );
 
         // Starting over: the old device is kept in the list, revoked; the new one is current.
-        ts.advance(30);
-        let (mut new, f) = login(
-            &ts,
-            "carol",
-            PASSWORD,
-            Message::TotpCode {
-                code: &host_server::auth::totp::code_at(&carol.totp_secret, ts.now()),
-            },
-        )
-        .await;
-        assert!(matches!(f.msg(), Some(Message::Session { .. })));
+        let mut new = login_next_step(&ts, &carol).await;
         let at = ts.now();
         publish_identity(&mut new, 0x61).await;
         assert_eq!(
