@@ -216,6 +216,12 @@ export class Client extends EventTarget {
     /** @type {string | undefined} held only until the keystore is made, then dropped */
     this.password = undefined;
     this.newDevice = false;
+    /**
+     * A browser replacing the account's identity, until its `PublishIdentity` is answered:
+     * direct deliveries until then were sealed for the old identity (host-client's
+     * `forget_direct_deliveries`).
+     */
+    this.replacingIdentity = false;
     /** @type {Promise<void>} saves, one after the other, so an older state never lands last */
     this.saving = Promise.resolve();
     profile.chats ??= {};
@@ -348,6 +354,7 @@ export class Client extends EventTarget {
     const client = new Client(conn, profile ?? newProfile(username, username), keystore);
     client.password = password;
     client.newDevice = profile === null;
+    client.replacingIdentity = client.newDevice;
     if (profile && profile.token && profile.token_expires > now() + 60) {
       try {
         const s = await conn.request({ type: 'Resume', username, token: fromHex(profile.token) });
@@ -451,6 +458,9 @@ export class Client extends EventTarget {
   async publishNewDevice() {
     const id = this.identity();
     await this.conn.request({ type: 'PublishIdentity', identity_sig: id.public().signing, identity_dh: id.public().dh });
+    // From here on a direct message can only be for the new identity (nobody can encrypt to it
+    // before its signed prekey is published, below): handled, and acknowledged, as usual.
+    this.replacingIdentity = false;
     const spk = this.profile.spks[0];
     await this.conn.request({ type: 'PublishSignedPrekey', prekey: { id: spk.id, key: SignedPrekeyPair.fromSecretKey(spk.id, fromHex(spk.secret), id).publicKey, signature: fromHex(spk.signature) } });
     await this.conn.request({ type: 'UploadPrekeys', prekeys: Object.entries(this.profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey })) });
@@ -856,10 +866,10 @@ export class Client extends EventTarget {
 
   /** @param {any} m */
   handlePush(m) {
-    if (m.type === 'Deliver' && m.room === null && this.newDevice) {
-      // Handed out with the login of a browser that is replacing the account's identity:
-      // sealed for the old one, unreadable here, and dropped from the server's queue once the
-      // new identity is published. Not shown, not answered, not acknowledged.
+    if (m.type === 'Deliver' && m.room === null && this.replacingIdentity) {
+      // Handed out with the login of a browser that is replacing the account's identity, before
+      // the new one was published: sealed for the old one, unreadable here, and dropped from
+      // the server's queue with it. Not shown, not answered, not acknowledged.
       return;
     }
     if (m.type === 'Deliver') {

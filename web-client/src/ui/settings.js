@@ -10,6 +10,7 @@ import * as account from '../account.js';
 import { confirmAction } from './dialog.js';
 import { describe, field, h } from './dom.js';
 import { qrImage } from './register.js';
+import { mediumTime } from './timeline.js';
 
 /** @typedef {import('../client.js').Client} Client */
 
@@ -145,10 +146,10 @@ export function showSettings(client, nav) {
       deviceRows));
   const listDevices = () => client.listDevices().then(({ current, devices: list }) => {
     deviceRows.replaceChildren(...list.map((d) => h('tr', { 'data-device': String(d.device_id) },
-      h('td', null, d.name || '(unnamed)'),
-      h('td', null, when(d.added_at)),
-      h('td', null, when(d.last_seen)),
-      h('td', null, d.revoked_at !== null ? `Revoked ${when(d.revoked_at)} (the account started over)` : d.device_id === current ? 'This browser' : 'Active'))));
+      h('td', { dir: 'auto' }, d.name || '(unnamed)'),
+      h('td', null, mediumTime(d.added_at)),
+      h('td', null, mediumTime(d.last_seen)),
+      h('td', null, d.revoked_at !== null ? `Revoked ${mediumTime(d.revoked_at)} (the account started over)` : d.device_id === current ? 'This browser' : 'Active'))));
     devicesNote.textContent = 'Starting over in a browser or terminal without your keys revokes the devices before it; they stay listed here.';
   }, (e) => { devicesNote.textContent = describe(e); });
 
@@ -163,9 +164,4 @@ export function showSettings(client, nav) {
   dialog.showModal();
   countLeft();
   listDevices();
-}
-
-/** A date and time in the browser's locale, from Unix seconds. @param {number} at */
-function when(at) {
-  return new Date(at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }

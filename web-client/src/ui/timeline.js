@@ -21,6 +21,11 @@ export function longTime(at) {
   return new Date(at * 1000).toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' });
 }
 
+/** The date and time in a compact form, for tables (the devices list). @param {number} at */
+export function mediumTime(at) {
+  return new Date(at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
 /** @param {Date} d */
 const dayKey = (d) => `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
 

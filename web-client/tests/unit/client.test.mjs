@@ -494,6 +494,24 @@ test('room members are contacts, not chats; a chat opened by hand is listed befo
   assert.deepEqual(alice.conversations().map((c) => c.conv), ['@carol']);
 });
 
+test('direct deliveries that reach a browser replacing the identity before it is published are ignored, not shown or acknowledged', async () => {
+  const server = new FakeServer();
+  const dora = await newClient(server, 'dora');
+  dora.replacingIdentity = true;
+  server.log.length = 0;
+  const sealedForOld = { type: 'Deliver', server_id: 900n, from: 'bob', room: null, sent_at: 1764000000n, body: new Uint8Array([2, 1, 2, 3]) };
+  dora.handlePush(sealedForOld);
+  await settle([dora]);
+  assert.deepEqual(dora.messages('@bob'), []);
+  assert.deepEqual(server.log, [], 'nothing answered or acknowledged');
+  // Once the new identity is published, deliveries are handled as usual.
+  dora.replacingIdentity = false;
+  dora.handlePush({ ...sealedForOld, server_id: 901n });
+  await settle([dora]);
+  assert.equal(dora.messages('@bob').length, 1);
+  assert.match(dora.messages('@bob')[0].text, /could not decrypt/);
+});
+
 test('a browser names itself after the browser and the system', () => {
   assert.equal(browserDeviceName('Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'), 'Firefox on Linux');
   assert.equal(browserDeviceName('Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36'), 'Chrome on Linux');
