@@ -58,6 +58,10 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             key: key(&mut f),
         }),
     };
+    // Drawn from their own filler so the samples before them keep their bytes.
+    let mut link = Filler::new(0x5ea1_2057);
+    let link_id = link.leaked(16);
+    let link_message = link.leaked(64);
     vec![
         (
             "register with name, email, username, password and device keys",
@@ -174,6 +178,7 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 room: Some("family"),
                 sent_at: 1_764_000_000,
                 body: f.leaked(64),
+                device: 2,
             },
         ),
         (
@@ -395,6 +400,46 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 ]),
             },
         ),
+        (
+            "log in to link a new device, first factor",
+            Message::LoginDevice {
+                username: "carol",
+                password: "correct horse battery staple",
+                device: None,
+            },
+        ),
+        (
+            "relay a link message to the new device",
+            Message::SendLink {
+                link_id,
+                message: link_message,
+            },
+        ),
+        (
+            "fetch the link message for this link id",
+            Message::FetchLink { link_id },
+        ),
+        (
+            "the link message, handed out once",
+            Message::LinkMessage {
+                message: link_message,
+            },
+        ),
+        (
+            "add this session's device to the account",
+            Message::AddDevice {
+                name: "carol's phone",
+            },
+        ),
+        ("the new device's id", Message::DeviceAdded { device: 3 }),
+        (
+            "fetch one device's prekey bundle",
+            Message::FetchDeviceBundle {
+                username: "carol",
+                device: 300,
+            },
+        ),
+        ("revoke a device", Message::RevokeDevice { device: 1 }),
     ]
 }
 
@@ -511,8 +556,10 @@ pub fn fields(m: &Message<'_>) -> Value {
             room,
             sent_at,
             body,
+            device,
         } => json!({
-            "server_id": server_id, "from": from, "room": room, "sent_at": sent_at, "body": h(body)
+            "server_id": server_id, "from": from, "room": room, "sent_at": sent_at, "body": h(body),
+            "device": device
         }),
         Message::Ack { server_id } => json!({ "server_id": server_id }),
         Message::Delivered { server_id, to } => json!({ "server_id": server_id, "to": to }),
@@ -584,6 +631,23 @@ pub fn fields(m: &Message<'_>) -> Value {
                 .map(|b| json!({ "device": b.device, "body": h(b.body) }))
                 .collect::<Vec<_>>(),
         }),
+        Message::LoginDevice {
+            username,
+            password,
+            device,
+        } => json!({ "username": username, "password": password, "device": device }),
+        Message::SendLink { link_id, message } => {
+            json!({ "link_id": h(link_id), "message": h(message) })
+        }
+        Message::FetchLink { link_id } => json!({ "link_id": h(link_id) }),
+        Message::LinkMessage { message } => json!({ "message": h(message) }),
+        Message::AddDevice { name } => json!({ "name": name }),
+        Message::DeviceAdded { device } | Message::RevokeDevice { device } => {
+            json!({ "device": device })
+        }
+        Message::FetchDeviceBundle { username, device } => {
+            json!({ "username": username, "device": device })
+        }
         Message::Error { code, text } => json!({ "code": code.0, "text": text }),
         Message::Ping { nonce } | Message::Pong { nonce } => json!({ "nonce": nonce }),
     }

@@ -431,6 +431,8 @@ impl Push {
                 room,
                 sent_at,
                 body,
+                // One session per contact until the client keeps one per device.
+                device: _,
             } => Push::Deliver {
                 server_id,
                 from: from.to_owned(),

@@ -49,8 +49,8 @@ fn account_id(s: &mut dyn Store, name: &str) -> Result<i64, StoreError> {
 fn queued_for(server: &TestServer, user: &str) -> Vec<StoredMessage> {
     let user = user.to_owned();
     store(server, move |s| {
-        let id = account_id(s, &user)?;
-        s.pending_for(id, 0, now(), 100)
+        let a = s.account_by_username(&user)?.unwrap();
+        s.pending_for(a.id, a.device_id, 0, now(), 100)
     })
 }
 
@@ -58,14 +58,18 @@ fn queued_for(server: &TestServer, user: &str) -> Vec<StoredMessage> {
 fn inject(server: &TestServer, from: &str, to: &str, body: Vec<u8>) {
     let (from, to) = (from.to_owned(), to.to_owned());
     store(server, move |s| {
+        let recipient = s.account_by_username(&to)?.unwrap();
+        let sender = s.account_by_username(&from)?.unwrap();
         let message = NewMessage {
-            recipient: Some(account_id(s, &to)?),
+            recipient: Some(recipient.id),
             room: None,
-            sender_id: account_id(s, &from)?,
+            sender_id: sender.id,
             sender: from,
+            sender_device: sender.device_id,
             sent_at: now(),
             expires_at: now() + 3_600,
-            body,
+            body: Vec::new(),
+            copies: vec![(recipient.device_id, body)],
         };
         s.insert_message(&message)
     });
@@ -171,7 +175,7 @@ fn a_replayed_first_message_without_a_one_time_prekey_reinstalls_nothing() {
     let taken = store(&server, |s| {
         let mut taken = 0;
         while s
-            .take_bundle("bob", true)?
+            .take_bundle("bob", None, true)?
             .is_some_and(|b| b.prekey.is_some())
         {
             taken += 1;
@@ -491,9 +495,11 @@ fn inject_room(server: &TestServer, from: &str, room: &str, body: Vec<u8>) {
             room: Some(info.id),
             sender_id: account_id(s, &from)?,
             sender: from,
+            sender_device: 1,
             sent_at: now(),
             expires_at: now() + 3_600,
             body,
+            copies: Vec::new(),
         };
         s.insert_message(&message)
     });
@@ -731,12 +737,17 @@ fn a_device_moved_under_the_same_identity_gets_a_new_session_and_one_send() {
     store(&server, |s| {
         let id = account_id(s, "carol")?;
         let a = s.account_by_id(id)?.unwrap();
-        s.set_identity(id, &a.identity_sig, &a.identity_dh, now())?;
-        s.set_signed_prekey(id, &a.spk.unwrap())
+        let spk = s.take_bundle("carol", None, false)?.unwrap().spk;
+        let device = s.set_identity(id, &a.identity_sig, &a.identity_dh, now())?;
+        s.set_signed_prekey(id, device, &spk)
     });
     chat.send_line("second");
     chat.expect("alice: second", WAIT);
     assert_eq!(chat.finish(WAIT), 0);
+    // Carol's session was her old device's: she logs in again, as the account's device.
+    carol
+        .run(&["login", "--code", &totp(&carol.totp_secret, 1)])
+        .ok();
     carol.expect_inbox(&["alice: second"]);
     let c = status_contact(&alice, "carol");
     assert_eq!(c["key_changed"], false, "the identity did not change: {c}");

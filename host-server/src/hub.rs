@@ -25,6 +25,8 @@ const BATCH: usize = 16;
 #[derive(Debug, Clone)]
 struct Peer {
     id: u64,
+    /// `None`: a session linking a new device.
+    device: Option<u32>,
     out: Outbox,
     wake: Sender<()>,
 }
@@ -60,15 +62,22 @@ impl Hub {
 
     /// Registers a logged-in connection; returns its id and the wake-up receiver its delivery
     /// task waits on.
-    pub fn join(&self, account: AccountId, out: Outbox) -> (u64, Receiver<()>) {
+    pub fn join(
+        &self,
+        account: AccountId,
+        device: Option<u32>,
+        out: Outbox,
+    ) -> (u64, Receiver<()>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (wake, woken) = smol::channel::bounded(1);
         // Start with a token so the first pass reads the backlog.
         let _ = wake.try_send(());
-        self.lock()
-            .entry(account)
-            .or_default()
-            .push(Peer { id, out, wake });
+        self.lock().entry(account).or_default().push(Peer {
+            id,
+            device,
+            out,
+            wake,
+        });
         tracing::debug!(account, id, "joined the hub");
         (id, woken)
     }
@@ -104,6 +113,40 @@ impl Hub {
             }
             list.retain(|p| p.id == keep);
         }
+    }
+
+    /// Ends the live connections of one device of the account (it was revoked).
+    pub fn kick_device(&self, account: AccountId, device: u32) {
+        let mut peers = self.lock();
+        if let Some(list) = peers.get_mut(&account) {
+            for p in list.iter().filter(|p| p.device == Some(device)) {
+                p.out.kill();
+            }
+            list.retain(|p| p.device != Some(device));
+            if list.is_empty() {
+                peers.remove(&account);
+            }
+        }
+    }
+
+    /// Pushes a message to the live connections of one device; `true` if any took it.
+    pub fn push_device(&self, account: AccountId, device: u32, msg: &Message<'_>) -> bool {
+        let Some(frame) = encode(msg) else {
+            return false;
+        };
+        let outs: Vec<Outbox> = match self.lock().get(&account) {
+            Some(list) => list
+                .iter()
+                .filter(|p| p.device == Some(device))
+                .map(|p| p.out.clone())
+                .collect(),
+            None => return false,
+        };
+        let mut any = false;
+        for out in outs {
+            any |= out.push_frame(frame.clone());
+        }
+        any
     }
 
     /// Whether the account has a live connection.
@@ -184,11 +227,12 @@ impl Hub {
     }
 }
 
-/// Sends the account's queued messages to `out` in order, then waits to be woken; ends when
-/// the connection does.
+/// Sends one device's queued messages (and its account's kept receipts and membership
+/// changes) to `out` in order, then waits to be woken; ends when the connection does.
 pub async fn run_delivery(
     shared: Arc<Shared>,
     account: AccountId,
+    device: u32,
     out: Outbox,
     woken: Receiver<()>,
 ) {
@@ -202,7 +246,7 @@ pub async fn run_delivery(
             .read(move |s| {
                 Ok((
                     s.has_kept(account)?,
-                    s.pending_for(account, last, now, BATCH)?,
+                    s.pending_for(account, device, last, now, BATCH)?,
                 ))
             })
             .await;
@@ -270,6 +314,7 @@ pub async fn run_delivery(
                 room: m.room.as_deref(),
                 sent_at: m.sent_at,
                 body: &m.body,
+                device: m.sender_device,
             };
             let Some(frame) = encode(&msg) else {
                 tracing::error!(
@@ -318,7 +363,7 @@ mod tests {
         let bus = Arc::new(RecordingBus::default());
         let hub = Hub::with_bus(bus.clone());
         let (out, _rx) = Outbox::new(8);
-        let (_id, woken) = hub.join(7, out);
+        let (_id, woken) = hub.join(7, Some(1), out);
         let _ = woken.try_recv();
         hub.revoked_elsewhere(7);
         assert_eq!(*bus.0.lock().unwrap(), [-7]);
@@ -328,11 +373,29 @@ mod tests {
     }
 
     #[test]
+    fn revoking_a_device_ends_its_connections_only() {
+        let hub = Hub::default();
+        let (phone, _p) = Outbox::new(8);
+        let (laptop, _l) = Outbox::new(8);
+        let (linking, _k) = Outbox::new(8);
+        hub.join(7, Some(1), phone.clone());
+        hub.join(7, Some(2), laptop.clone());
+        hub.join(7, None, linking.clone());
+        assert!(hub.push_device(7, 2, &Message::PrekeysLow { remaining: 1 }));
+        assert!(!hub.push_device(7, 3, &Message::PrekeysLow { remaining: 1 }));
+        hub.kick_device(7, 2);
+        assert!(laptop.is_killed());
+        assert!(!phone.is_killed() && !linking.is_killed());
+        assert_eq!(hub.connection_count(), 2);
+        assert!(!hub.push_device(7, 2, &Message::PrekeysLow { remaining: 1 }));
+    }
+
+    #[test]
     fn wakes_reach_local_tasks_and_other_nodes_and_bus_wakes_stay_local() {
         let bus = Arc::new(RecordingBus::default());
         let hub = Hub::with_bus(bus.clone());
         let (out, _rx) = Outbox::new(8);
-        let (_, woken) = hub.join(7, out);
+        let (_, woken) = hub.join(7, Some(1), out);
         // The token every new connection starts with.
         assert!(woken.try_recv().is_ok());
 

@@ -271,12 +271,12 @@ fn fetching_bundles_cannot_drain_one_time_prekeys() {
         let left: i64 = match &ts.database {
             Some(db) => db
                 .client()
-                .query_one("SELECT COUNT(*) FROM one_time_prekeys", &[])
+                .query_one("SELECT COUNT(*) FROM device_prekeys", &[])
                 .unwrap()
                 .get(0),
             None => rusqlite::Connection::open(ts.db_path())
                 .unwrap()
-                .query_row("SELECT COUNT(*) FROM one_time_prekeys", [], |r| r.get(0))
+                .query_row("SELECT COUNT(*) FROM device_prekeys", [], |r| r.get(0))
                 .unwrap(),
         };
         assert_eq!(left, 7);

@@ -87,7 +87,7 @@ async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPubli
 /// Direct messages queued with the test's body (every test writes only to carol).
 fn queued(ts: &TestServer) -> i64 {
     ts.count(
-        "SELECT COUNT(*) FROM messages WHERE body = $1",
+        "SELECT COUNT(*) FROM message_copies WHERE body = $1",
         b"ciphertext for one device",
     )
 }
@@ -111,7 +111,7 @@ fn an_account_lists_its_identity_and_device_and_unknown_users_are_not_found() {
         // Listing devices hands out no one-time prekey (two each were registered).
         assert_eq!(
             ts.count(
-                "SELECT COUNT(*) FROM one_time_prekeys WHERE key <> $1",
+                "SELECT COUNT(*) FROM device_prekeys WHERE key <> $1",
                 &[0; 32]
             ),
             4
@@ -196,7 +196,10 @@ fn an_oversized_body_for_any_device_is_refused() {
             f.msg()
         );
         assert_eq!(
-            ts.count("SELECT COUNT(*) FROM messages WHERE body <> $1", b""),
+            ts.count(
+                "SELECT COUNT(*) FROM messages WHERE body = $1 OR body <> $1",
+                b""
+            ) + ts.count("SELECT COUNT(*) FROM message_copies WHERE body <> $1", b""),
             0
         );
     });
@@ -331,5 +334,293 @@ fn devices_are_named_seen_and_revoked_when_the_account_starts_over() {
                 ]
             )
         );
+    });
+}
+
+/// Logs `user` in as `device` (`None`: a session linking a new device) with the next step's
+/// code; returns the client and the final frame.
+async fn login_as(ts: &TestServer, user: &User, device: Option<u32>) -> (Client, Frame) {
+    ts.advance(30);
+    let mut c = ts.connect().await;
+    c.send(&Message::LoginDevice {
+        username: &user.name,
+        password: PASSWORD,
+        device,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        recv_reply(&mut c).await.msg(),
+        Some(Message::TotpRequired)
+    ));
+    let code = host_server::auth::totp::code_at(&user.totp_secret, ts.now());
+    c.send(&Message::TotpCode { code: &code }).await.unwrap();
+    let f = recv_reply(&mut c).await;
+    (c, f)
+}
+
+/// The next `Deliver` on `c` (skipping other pushes): server id, sending device, body.
+async fn next_deliver(c: &mut Client) -> (u64, u32, Vec<u8>) {
+    loop {
+        let f = recv(c).await;
+        if let Some(Message::Deliver {
+            server_id,
+            device,
+            body,
+            ..
+        }) = f.msg()
+        {
+            return (server_id, device, body.to_vec());
+        }
+    }
+}
+
+/// The whole life of a linked device on the wire: a linking session reads nothing and sends
+/// nothing; an existing device relays the link message (opaque to the server) to it by link
+/// id; it adds itself and publishes a prekey signed for its id; senders must then write to
+/// both devices, each gets its own copy and acknowledges it on its own; revoking it ends its
+/// connection and session at once, and senders are refused until they drop it.
+#[test]
+fn a_linked_device_gets_the_link_message_its_own_copies_and_is_revoked_at_once() {
+    let ts = TestServer::start();
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        let (_r, alice) = register(&ts, "alice", 0).await;
+        let mut one = resume(&ts, &carol).await;
+        let mut a = resume(&ts, &alice).await;
+
+        // The new device logs in as no device yet: it may fetch its link message and add
+        // itself, nothing else.
+        let (mut two, f) = login_as(&ts, &carol, None).await;
+        assert!(
+            matches!(f.msg(), Some(Message::Session { .. })),
+            "{:?}",
+            f.msg()
+        );
+        let link_id = [0x5a; 16];
+        two.send(&Message::FetchLink { link_id: &link_id })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut two).await, ErrorCode::NOT_FOUND);
+        for refused in [
+            Message::FetchDevices { username: "alice" },
+            Message::ListDevices,
+            Message::SendToUser {
+                to: "alice",
+                client_id: 1,
+                body: b"x",
+            },
+            Message::SendLink {
+                link_id: &link_id,
+                message: b"x",
+            },
+        ] {
+            two.send(&refused).await.unwrap();
+            expect_error(&recv_reply(&mut two).await, ErrorCode::BAD_STATE);
+        }
+
+        // The existing device relays the link message; only the linking session takes it,
+        // once.
+        one.send(&Message::SendLink {
+            link_id: &link_id[..15],
+            message: b"sealed state",
+        })
+        .await
+        .unwrap();
+        expect_error(&recv_reply(&mut one).await, ErrorCode::INVALID_INPUT);
+        one.send(&Message::SendLink {
+            link_id: &link_id,
+            message: b"sealed state",
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut one).await);
+        one.send(&Message::FetchLink { link_id: &link_id })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut one).await, ErrorCode::BAD_STATE);
+        a.send(&Message::FetchLink { link_id: &link_id })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut a).await, ErrorCode::BAD_STATE);
+        two.send(&Message::FetchLink { link_id: &link_id })
+            .await
+            .unwrap();
+        match recv_reply(&mut two).await.msg() {
+            Some(Message::LinkMessage { message }) => assert_eq!(message, b"sealed state"),
+            other => panic!("expected LinkMessage, got {other:?}"),
+        }
+        two.send(&Message::FetchLink { link_id: &link_id })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut two).await, ErrorCode::NOT_FOUND);
+
+        // It adds itself as device 2 and publishes a prekey signed for device 2 (one signed
+        // for another device is refused).
+        two.send(&Message::AddDevice { name: "phone" })
+            .await
+            .unwrap();
+        match recv_reply(&mut two).await.msg() {
+            Some(Message::DeviceAdded { device }) => assert_eq!(device, 2),
+            other => panic!("expected DeviceAdded, got {other:?}"),
+        }
+        let identity = &carol.device.identity;
+        let wrong =
+            proto_core::SignedPrekeyPair::from_secret_key_for_device(5, 3, &random32(), identity);
+        let spk =
+            proto_core::SignedPrekeyPair::from_secret_key_for_device(5, 2, &random32(), identity);
+        for (pair, ok) in [(&wrong, false), (&spk, true)] {
+            let p = pair.public();
+            two.send(&Message::PublishSignedPrekey {
+                prekey: proto_core::SignedPrekey {
+                    id: p.id,
+                    key: Key32(p.public),
+                    signature: proto_core::Sig64(p.signature),
+                },
+            })
+            .await
+            .unwrap();
+            let f = recv_reply(&mut two).await;
+            if ok {
+                expect_ok(&f);
+            } else {
+                expect_error(&f, ErrorCode::INVALID_INPUT);
+            }
+        }
+
+        // Senders see both devices, fetch device 2's own bundle, and must write to both.
+        let (_, _, ids) = devices(&mut a, "carol").await.unwrap();
+        assert_eq!(ids, [1, 2]);
+        a.send(&Message::FetchDeviceBundle {
+            username: "carol",
+            device: 2,
+        })
+        .await
+        .unwrap();
+        match recv_reply(&mut a).await.msg() {
+            Some(Message::Bundle { bundle }) => {
+                assert_eq!(bundle.signed_prekey.key.0, spk.public().public);
+                assert_eq!(bundle.one_time_prekey, None, "device 2 uploaded none");
+            }
+            other => panic!("expected Bundle, got {other:?}"),
+        }
+        expect_error(
+            &send_to(&mut a, "carol", 1, &[1]).await,
+            ErrorCode::STALE_DEVICES,
+        );
+        a.send(&Message::SendToUser {
+            to: "carol",
+            client_id: 2,
+            body: b"one body for whom?",
+        })
+        .await
+        .unwrap();
+        expect_error(&recv_reply(&mut a).await, ErrorCode::STALE_DEVICES);
+        let bodies = [
+            DeviceBody {
+                device: 2,
+                body: b"for the phone",
+            },
+            DeviceBody {
+                device: 1,
+                body: b"for the laptop",
+            },
+        ];
+        a.send(&Message::SendToDevices {
+            to: "carol",
+            client_id: 3,
+            bodies: List::from_items(&bodies),
+        })
+        .await
+        .unwrap();
+        let Some(Message::Accepted { server_id, .. }) = recv_reply(&mut a).await.msg() else {
+            panic!("expected Accepted");
+        };
+        assert_eq!(
+            next_deliver(&mut one).await,
+            (server_id, 1, b"for the laptop".to_vec())
+        );
+        assert_eq!(
+            next_deliver(&mut two).await,
+            (server_id, 1, b"for the phone".to_vec())
+        );
+        one.send(&Message::Ack { server_id }).await.unwrap();
+        loop {
+            if let Some(Message::Delivered { server_id: id, to }) = recv(&mut a).await.msg() {
+                assert_eq!((id, to), (server_id, "carol"));
+                break;
+            }
+        }
+        assert_eq!(
+            ts.count(
+                "SELECT COUNT(*) FROM message_copies WHERE body = $1",
+                b"for the phone"
+            ),
+            1,
+            "the phone's copy waits for the phone"
+        );
+
+        // Revoking the phone: its connection ends now, its session and copy are gone, a
+        // login as it is refused, and senders are told to drop it.
+        one.send(&Message::RevokeDevice { device: 1 })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut one).await, ErrorCode::INVALID_INPUT);
+        one.send(&Message::RevokeDevice { device: 2 })
+            .await
+            .unwrap();
+        expect_ok(&recv_reply(&mut one).await);
+        one.send(&Message::RevokeDevice { device: 2 })
+            .await
+            .unwrap();
+        expect_error(&recv_reply(&mut one).await, ErrorCode::NOT_FOUND);
+        while let Ok(f) = two.recv_timeout(WAIT).await {
+            assert!(
+                !matches!(f.msg(), Some(Message::Deliver { .. })),
+                "a revoked device is delivered nothing"
+            );
+        }
+        assert_eq!(
+            ts.count(
+                "SELECT COUNT(*) FROM message_copies WHERE body = $1",
+                b"for the phone"
+            ),
+            0
+        );
+        let (_c, f) = login_as(&ts, &carol, Some(2)).await;
+        expect_error(&f, ErrorCode::NOT_FOUND);
+        let (_, _, ids) = devices(&mut a, "carol").await.unwrap();
+        assert_eq!(ids, [1]);
+        expect_error(
+            &send_to(&mut a, "carol", 4, &[1, 2]).await,
+            ErrorCode::STALE_DEVICES,
+        );
+        let Some(Message::Accepted { .. }) = send_to(&mut a, "carol", 5, &[1]).await.msg() else {
+            panic!("one device again");
+        };
+    });
+}
+
+/// A device that says which it is gets its own queue; `Login` without a device is the
+/// primary's; a device the account never had is refused after the second factor.
+#[test]
+fn logging_in_as_a_device_reads_that_devices_queue() {
+    let ts = TestServer::start();
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 0).await;
+        let (_r, alice) = register(&ts, "alice", 0).await;
+        let mut a = resume(&ts, &alice).await;
+        let Some(Message::Accepted { server_id, .. }) =
+            send_to(&mut a, "carol", 1, &[1]).await.msg()
+        else {
+            panic!("expected Accepted");
+        };
+        let (mut c, f) = login_as(&ts, &carol, Some(1)).await;
+        assert!(matches!(f.msg(), Some(Message::Session { .. })));
+        assert_eq!(next_deliver(&mut c).await.0, server_id);
+        let (_c, f) = login_as(&ts, &carol, Some(7)).await;
+        expect_error(&f, ErrorCode::NOT_FOUND);
+        let mut legacy = login_next_step(&ts, &carol).await;
+        assert_eq!(next_deliver(&mut legacy).await.0, server_id);
     });
 }

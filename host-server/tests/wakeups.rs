@@ -27,9 +27,11 @@ fn commit_silently(params: &str, body: &[u8]) -> u64 {
             room: None,
             sender_id: alice,
             sender: "alice".into(),
+            sender_device: 1,
             sent_at: T0,
             expires_at: T0 + 3600,
-            body: body.to_vec(),
+            body: Vec::new(),
+            copies: vec![(1, body.to_vec())],
         })
         .unwrap();
     store.commit_batch().unwrap();

@@ -543,6 +543,10 @@ pub enum Message<'a> {
         sent_at: u64,
         /// The ciphertext as the sender sent it.
         body: &'a [u8],
+        /// The sending device's id, as the server says (PROTOCOL.md §6 **Devices**): which of
+        /// the sender's sessions the body belongs to. A wrong one makes the body undecryptable,
+        /// never misattributed (the envelope binds the accounts' identities, not devices).
+        device: u32,
     },
     /// C→S: the message is safely received; the server may delete it.
     Ack {
@@ -794,11 +798,70 @@ pub enum Message<'a> {
         #[serde(borrow)]
         devices: List<'a, DeviceInfo<'a>>,
     },
+
+    // ---- linked devices (appended: tags 57-64; PROTOCOL.md §4.6, §6) ----
+    /// C→S: log in as one device of the account. `Login` with the device said first: `Some(id)`
+    /// for a device the account has (its queue is delivered once `Session` is sent),
+    /// `None` for a device being linked (a session that receives nothing until
+    /// [`Message::AddDevice`]). Reply: `TotpRequired`, as `Login`.
+    LoginDevice {
+        /// The account name.
+        username: &'a str,
+        /// The password.
+        password: &'a str,
+        /// Which device logs in; `None` while linking a new one.
+        device: Option<u32>,
+    },
+    /// C→S (a device of the account): relay a link message (PROTOCOL.md §4.6) to the account's
+    /// session waiting for `link_id`. Reply: `Ok`; the server keeps it 10 minutes.
+    SendLink {
+        /// `SHA-256(L_pub)[0..16]` from the link code (16 bytes).
+        link_id: &'a [u8],
+        /// `E_pub || AEAD(..)`, at most [`MAX_BODY`](crate::limits::MAX_BODY) bytes.
+        message: &'a [u8],
+    },
+    /// C→S (a session linking a new device): the link message sent to `link_id`, if one has
+    /// arrived. Reply: [`Message::LinkMessage`], or `NOT_FOUND` (not yet: ask again).
+    FetchLink {
+        /// The link id of the code this device shows (16 bytes).
+        link_id: &'a [u8],
+    },
+    /// S→C: the link message an existing device sent; the server hands it out once.
+    LinkMessage {
+        /// `E_pub || AEAD(..)` as sent.
+        message: &'a [u8],
+    },
+    /// C→S (a session linking a new device): the account has a new device, this session's.
+    /// Reply: [`Message::DeviceAdded`]; the session is that device from then on.
+    AddDevice {
+        /// The device's name (as [`Message::NameDevice`]).
+        name: &'a str,
+    },
+    /// S→C: the new device's id (assigned by the server, never reused within the account).
+    DeviceAdded {
+        /// The id.
+        device: u32,
+    },
+    /// C→S: one device's prekey bundle, handing out one of its one-time prekeys. Its signed
+    /// prekey is signed for that device (PROTOCOL.md §4.6). Reply: [`Message::Bundle`], or
+    /// `NOT_FOUND`.
+    FetchDeviceBundle {
+        /// Whose device.
+        username: &'a str,
+        /// Which device (as listed in [`Message::Devices`]).
+        device: u32,
+    },
+    /// C→S (a device of the account): revoke another of the account's devices: its sessions
+    /// end at once, its prekeys and queue are deleted. Reply: `Ok`, or `NOT_FOUND`.
+    RevokeDevice {
+        /// The device's id.
+        device: u32,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 57;
+    pub const TAG_COUNT: u32 = 65;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -880,6 +943,14 @@ impl Message<'_> {
             Message::NameDevice { .. } => "NameDevice",
             Message::ListDevices => "ListDevices",
             Message::DeviceList { .. } => "DeviceList",
+            Message::LoginDevice { .. } => "LoginDevice",
+            Message::SendLink { .. } => "SendLink",
+            Message::FetchLink { .. } => "FetchLink",
+            Message::LinkMessage { .. } => "LinkMessage",
+            Message::AddDevice { .. } => "AddDevice",
+            Message::DeviceAdded { .. } => "DeviceAdded",
+            Message::FetchDeviceBundle { .. } => "FetchDeviceBundle",
+            Message::RevokeDevice { .. } => "RevokeDevice",
         }
     }
 

@@ -234,7 +234,25 @@ impl X3dhAgreement {
         identity: &IdentityKeyPair,
         bundle: &RemoteBundle,
     ) -> Result<(Self, PrekeyHeader), X3dhError> {
-        Self::initiate_with(identity, bundle, StaticSecret::random_from_rng(rng))
+        Self::initiate_with(identity, bundle, None, StaticSecret::random_from_rng(rng))
+    }
+
+    /// [`initiate`](Self::initiate) with one device of a linked account: the signed prekey
+    /// must be signed for `device_id` ("Sealroom SPK v2", PROTOCOL.md §4.6), so a server
+    /// cannot hand out one device's prekey as another's, or add a device the identity did not
+    /// sign. A v1 signature is refused (`BadPrekeySignature`).
+    pub fn initiate_for_device<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        bundle: &RemoteBundle,
+        device_id: u32,
+    ) -> Result<(Self, PrekeyHeader), X3dhError> {
+        Self::initiate_with(
+            identity,
+            bundle,
+            Some(device_id),
+            StaticSecret::random_from_rng(rng),
+        )
     }
 
     /// [`initiate`](Self::initiate) with a given ephemeral secret, for test vectors only.
@@ -244,18 +262,27 @@ impl X3dhAgreement {
         bundle: &RemoteBundle,
         ephemeral_secret: &[u8; 32],
     ) -> Result<(Self, PrekeyHeader), X3dhError> {
-        Self::initiate_with(identity, bundle, StaticSecret::from(*ephemeral_secret))
+        Self::initiate_with(
+            identity,
+            bundle,
+            None,
+            StaticSecret::from(*ephemeral_secret),
+        )
     }
 
     fn initiate_with(
         identity: &IdentityKeyPair,
         bundle: &RemoteBundle,
+        device_id: Option<u32>,
         ephemeral: StaticSecret,
     ) -> Result<(Self, PrekeyHeader), X3dhError> {
-        bundle
-            .signed_prekey
-            .verify(&bundle.identity.signing)
-            .map_err(|_| X3dhError::BadPrekeySignature)?;
+        match device_id {
+            None => bundle.signed_prekey.verify(&bundle.identity.signing),
+            Some(d) => bundle
+                .signed_prekey
+                .verify_for_device(&bundle.identity.signing, d),
+        }
+        .map_err(|_| X3dhError::BadPrekeySignature)?;
         let spk = &bundle.signed_prekey.public;
         let dh1 = dh(identity.dh_secret(), spk).map_err(|_| X3dhError::NonContributory)?;
         let dh2 = dh(&ephemeral, &bundle.identity.dh).map_err(|_| X3dhError::NonContributory)?;
@@ -409,6 +436,42 @@ mod tests {
             assert_eq!(&a.ad[..32], &alice.public().dh);
             assert_eq!(&a.ad[96..], &b.public().signing);
         }
+    }
+
+    /// A linked device's bundle: its prekey must be signed for the device asked for; a v1
+    /// prekey, or one signed for another device, is refused before any key agreement.
+    #[test]
+    fn a_device_bundle_must_be_signed_for_that_device() {
+        let alice = IdentityKeyPair::from_secrets(&[1; 32], &[2; 32]);
+        let (b, v1, opk) = bob();
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
+        let for_two = SignedPrekeyPair::from_secret_key_for_device(1, 2, &[13; 32], &b);
+        let (a, header) = X3dhAgreement::initiate_for_device(
+            &mut rng,
+            &alice,
+            &bundle(&b, &for_two, Some(&opk)),
+            2,
+        )
+        .unwrap();
+        let r = X3dhAgreement::respond(&b, &for_two, Some(&opk), &header).unwrap();
+        assert_eq!(a.sk, r.sk);
+        for (spk, device) in [(&for_two, 3), (&v1, 2)] {
+            assert_eq!(
+                X3dhAgreement::initiate_for_device(
+                    &mut rng,
+                    &alice,
+                    &bundle(&b, spk, None),
+                    device
+                )
+                .err(),
+                Some(X3dhError::BadPrekeySignature)
+            );
+        }
+        assert_eq!(
+            X3dhAgreement::initiate(&mut rng, &alice, &bundle(&b, &for_two, None)).err(),
+            Some(X3dhError::BadPrekeySignature),
+            "a v2 prekey is not a v1 one"
+        );
     }
 
     #[test]

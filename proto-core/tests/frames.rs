@@ -182,14 +182,18 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             proptest::option::of(text()),
             any::<u64>(),
             bytes(2048),
+            any::<u32>(),
         )
-            .prop_map(|(server_id, from, room, sent_at, body)| Message::Deliver {
-                server_id,
-                from,
-                room,
-                sent_at,
-                body,
-            })
+            .prop_map(
+                |(server_id, from, room, sent_at, body, device)| Message::Deliver {
+                    server_id,
+                    from,
+                    room,
+                    sent_at,
+                    body,
+                    device,
+                },
+            )
             .boxed(),
         21 => any::<u64>()
             .prop_map(|server_id| Message::Ack { server_id })
@@ -362,6 +366,32 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
                         .collect(),
                 )),
             })
+            .boxed(),
+        57 => (text(), text(), any::<Option<u32>>())
+            .prop_map(|(username, password, device)| Message::LoginDevice {
+                username,
+                password,
+                device,
+            })
+            .boxed(),
+        58 => (bytes(17), bytes(2048))
+            .prop_map(|(link_id, message)| Message::SendLink { link_id, message })
+            .boxed(),
+        59 => bytes(17)
+            .prop_map(|link_id| Message::FetchLink { link_id })
+            .boxed(),
+        60 => bytes(2048)
+            .prop_map(|message| Message::LinkMessage { message })
+            .boxed(),
+        61 => text().prop_map(|name| Message::AddDevice { name }).boxed(),
+        62 => any::<u32>()
+            .prop_map(|device| Message::DeviceAdded { device })
+            .boxed(),
+        63 => (text(), any::<u32>())
+            .prop_map(|(username, device)| Message::FetchDeviceBundle { username, device })
+            .boxed(),
+        64 => any::<u32>()
+            .prop_map(|device| Message::RevokeDevice { device })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

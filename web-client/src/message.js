@@ -72,7 +72,7 @@ export const MESSAGES = [
   ['SendToUser', [['to', 'str'], ['client_id', 'u64'], ['body', 'bytes']]],
   ['SendToRoom', [['room', 'str'], ['client_id', 'u64'], ['body', 'bytes']]],
   ['Accepted', [['client_id', 'u64'], ['server_id', 'u64']]],
-  ['Deliver', [['server_id', 'u64'], ['from', 'str'], ['room', { option: 'str' }], ['sent_at', 'u64'], ['body', 'bytes']]],
+  ['Deliver', [['server_id', 'u64'], ['from', 'str'], ['room', { option: 'str' }], ['sent_at', 'u64'], ['body', 'bytes'], ['device', 'u32']]],
   ['Ack', [['server_id', 'u64']]],
   ['Delivered', [['server_id', 'u64'], ['to', 'str']]],
   ['CreateRoom', [['room', 'str']]],
@@ -111,6 +111,15 @@ export const MESSAGES = [
   ['NameDevice', [['name', 'str']]],
   ['ListDevices', []],
   ['DeviceList', [['current', 'u32'], ['devices', { list: DeviceInfo, max: MAX_DEVICES_LISTED }]]],
+  // Linked devices (PROTOCOL.md §4.6, §6), tags 57-64.
+  ['LoginDevice', [['username', 'str'], ['password', 'str'], ['device', { option: 'u32' }]]],
+  ['SendLink', [['link_id', 'bytes'], ['message', 'bytes']]],
+  ['FetchLink', [['link_id', 'bytes']]],
+  ['LinkMessage', [['message', 'bytes']]],
+  ['AddDevice', [['name', 'str']]],
+  ['DeviceAdded', [['device', 'u32']]],
+  ['FetchDeviceBundle', [['username', 'str'], ['device', 'u32']]],
+  ['RevokeDevice', [['device', 'u32']]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));

@@ -46,6 +46,9 @@ pub(super) struct SecondFactor {
     gate: Gate,
     account: Option<Box<Account>>,
     password_ok: bool,
+    /// The device logging in: `None` for `Login` (the account's primary device),
+    /// `Some(None)` for a device being linked, `Some(Some(id))` for that device.
+    device: Option<Option<u32>>,
 }
 
 pub(super) fn input(e: InputError) -> Refusal {
@@ -104,7 +107,7 @@ impl Connection {
         auth::check_password_strength(password, &[&username, name, email_local, "sealroom"])
             .map_err(input)?;
         let identity_sig = device.identity_sig.0;
-        super::keys::check_signed_prekey(&identity_sig, &device.signed_prekey)?;
+        super::keys::check_signed_prekey(&identity_sig, &device.signed_prekey, 1)?;
         if device.one_time_prekeys.len() > self.shared.config.max_prekeys as usize {
             return Err(Refusal::new(
                 ErrorCode::TOO_LARGE,
@@ -212,7 +215,7 @@ impl Connection {
                 s.accept_totp_step(account, step)?;
                 s.confirm_account(account)?;
                 s.set_recovery_codes(account, &hashes)?;
-                s.create_session(account, &token_hash, expires_at)?;
+                s.create_session(account, &token_hash, expires_at, Some(1))?;
                 Ok(true)
             })
             .await?;
@@ -239,6 +242,7 @@ impl Connection {
             enrolling.username,
             token,
             expires_at,
+            Some(1),
         ))
     }
 
@@ -273,7 +277,13 @@ impl Connection {
 
     // ---- login ----
 
-    pub(super) async fn login(&mut self, username: &str, password: &str) -> Result<Reply, Refusal> {
+    /// `Login` (`device` `None`: the account's primary device) or `LoginDevice` (`Some`).
+    pub(super) async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+        device: Option<Option<u32>>,
+    ) -> Result<Reply, Refusal> {
         match self.state {
             State::Fresh | State::SecondFactor(_) => {}
             State::Enrolling(_) => {
@@ -317,6 +327,7 @@ impl Connection {
             gate,
             account,
             password_ok,
+            device,
         });
         Ok(Reply::msg(&Message::TotpRequired))
     }
@@ -336,6 +347,7 @@ impl Connection {
             gate,
             account,
             password_ok,
+            device,
         }) = core::mem::replace(&mut self.state, State::Fresh)
         else {
             return Err(Refusal::new(ErrorCode::BAD_STATE, "send Login first"));
@@ -380,7 +392,29 @@ impl Connection {
         let token_hash = auth::token_hash(&token);
         let expires_at = now.saturating_add(SESSION_LIFETIME);
         let id = account.id;
-        self.db(move |s| Ok(s.create_session(id, &token_hash, expires_at)?))
+        let primary = account.device_id;
+        let device = self
+            .db(move |s| {
+                let device = match device {
+                    None => Some(primary),
+                    Some(None) => None,
+                    Some(Some(d)) => {
+                        if !s.active_devices(id)?.contains(&d) {
+                            return Err(Refusal::new(
+                                ErrorCode::NOT_FOUND,
+                                format!(
+                                    "device {d} is not one of the account's devices (it was \
+                                     revoked, or the account started over): link this device \
+                                     again"
+                                ),
+                            ));
+                        }
+                        Some(d)
+                    }
+                };
+                s.create_session(id, &token_hash, expires_at, device)?;
+                Ok(device)
+            })
             .await?;
         Ok(Self::session_reply(
             Reply::none(),
@@ -388,6 +422,7 @@ impl Connection {
             account.username,
             token,
             expires_at,
+            device,
         ))
     }
 
@@ -461,6 +496,7 @@ impl Connection {
             name,
             token.0,
             session.expires_at,
+            session.device,
         ))
     }
 

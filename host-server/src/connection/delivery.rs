@@ -73,6 +73,13 @@ impl InFlight {
     }
 }
 
+/// A direct message's ciphertexts as sent: one per named device (`SendToDevices`), or one
+/// body for whichever single device the recipient has (`SendToUser`).
+enum Copies {
+    Named(Vec<(u32, Vec<u8>)>),
+    Unnamed(Vec<u8>),
+}
+
 fn refuse(out: &Outbox, r: &Refusal) {
     out.push(&Message::Error {
         code: r.code,
@@ -81,25 +88,26 @@ fn refuse(out: &Outbox, r: &Refusal) {
 }
 
 impl Connection {
-    /// The logged-in sender of `body`, if the body is within [`MAX_BODY`] and the sender within
-    /// its send rate.
-    fn sender(&self, body: &[u8]) -> Result<(AccountId, String), Refusal> {
-        let me = self.logged_in()?;
+    /// The logged-in sender of `body` and its device, if the body is within [`MAX_BODY`] and
+    /// the sender within its send rate.
+    fn sender(&self, body: &[u8]) -> Result<(AccountId, String, u32), Refusal> {
+        let (me, name) = self.logged_in()?;
+        let device = self.device()?;
         if body.len() > MAX_BODY {
             return Err(Refusal::new(
                 ErrorCode::TOO_LARGE,
                 "message body is too large",
             ));
         }
-        self.rate(&self.shared.limits.sends, &me.0, "messages sent")?;
-        Ok(me)
+        self.rate(&self.shared.limits.sends, &me, "messages sent")?;
+        Ok((me, name, device))
     }
 
     /// `SendToDevices` (PROTOCOL.md §3.4 message 53): as `SendToUser`, but stored only if
-    /// `bodies` names exactly the recipient's active devices. An account has one device
-    /// until linking is on the wire, so that is one body, for its current device id; a
-    /// sender still naming the device of an identity the account replaced is refused with
-    /// `STALE_DEVICES`, and nothing is stored.
+    /// `bodies` names exactly the recipient's active devices, one copy each, acknowledged by
+    /// each device on its own; a sender naming a revoked device (or the device of an identity
+    /// the account replaced), or missing one, is refused with `STALE_DEVICES`, and nothing is
+    /// stored.
     pub(super) async fn send_to_devices(
         &mut self,
         to: &str,
@@ -120,8 +128,8 @@ impl Connection {
                 "bodies: a device is named twice",
             ));
         }
-        let body = bodies.first().map_or(&[][..], |b| b.body);
-        self.send_direct(to, client_id, body, Some(named)).await
+        let copies = bodies.iter().map(|b| (b.device, b.body.to_vec())).collect();
+        self.send_direct(to, client_id, Copies::Named(copies)).await
     }
 
     /// `SendToUser`: queued to the store; once committed, `Accepted` and a wake for the
@@ -132,18 +140,23 @@ impl Connection {
         client_id: u64,
         body: &[u8],
     ) -> Result<Reply, Refusal> {
-        self.send_direct(to, client_id, body, None).await
+        self.send_direct(to, client_id, Copies::Unnamed(body.to_vec()))
+            .await
     }
 
-    /// A direct message; with `devices`, only if they are the recipient's active devices.
+    /// A direct message: one copy per device of the recipient, only if they are its active
+    /// devices (an unnamed body: only if it has one).
     async fn send_direct(
         &mut self,
         to: &str,
         client_id: u64,
-        body: &[u8],
-        devices: Option<Vec<u32>>,
+        copies: Copies,
     ) -> Result<Reply, Refusal> {
-        let (me, my_name) = self.sender(body)?;
+        let largest = match &copies {
+            Copies::Named(c) => c.iter().map(|(_, b)| b.len()).max().unwrap_or(0),
+            Copies::Unnamed(b) => b.len(),
+        };
+        let (me, my_name, my_device) = self.sender(&vec![0; largest.min(MAX_BODY + 1)])?;
         let to = crate::auth::normalize_username(to).map_err(|_| Refusal::no_such_user())?;
         let now = self.shared.clock.now();
         let message = NewMessage {
@@ -151,9 +164,11 @@ impl Connection {
             room: None,
             sender_id: me,
             sender: my_name,
+            sender_device: my_device,
             sent_at: now,
             expires_at: now.saturating_add(self.shared.config.message_ttl),
-            body: body.to_vec(),
+            body: Vec::new(),
+            copies: Vec::new(),
         };
         let quota = self.shared.config.recipient_quota;
         let sender_quota = self.shared.config.sender_quota;
@@ -163,13 +178,28 @@ impl Connection {
             move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
-                if devices.is_some_and(|named| named != [recipient.device_id]) {
+                let active = s.active_devices(recipient.id)?;
+                let copies = match copies {
+                    Copies::Named(mut copies) => {
+                        copies.sort_unstable_by_key(|(d, _)| *d);
+                        copies
+                            .iter()
+                            .map(|(d, _)| *d)
+                            .eq(active.iter().copied())
+                            .then_some(copies)
+                    }
+                    Copies::Unnamed(body) => match active[..] {
+                        [only] => Some(vec![(only, body)]),
+                        _ => None,
+                    },
+                };
+                let Some(copies) = copies else {
                     return Err(Refusal::new(
                         ErrorCode::STALE_DEVICES,
                         "the recipient's devices have changed: fetch them, check the \
                          identity, and send again",
                     ));
-                }
+                };
                 if s.pending_direct_count_from(recipient.id, me)? >= sender_quota {
                     return Err(Refusal::new(
                         ErrorCode::QUOTA_FULL,
@@ -185,6 +215,7 @@ impl Connection {
                 }
                 let id = s.insert_message(&NewMessage {
                     recipient: Some(recipient.id),
+                    copies,
                     ..message
                 })?;
                 Ok((recipient.id, id))
@@ -213,7 +244,7 @@ impl Connection {
         client_id: u64,
         body: &[u8],
     ) -> Result<Reply, Refusal> {
-        let (me, my_name) = self.sender(body)?;
+        let (me, my_name, my_device) = self.sender(body)?;
         let room = room.to_owned();
         let now = self.shared.clock.now();
         let ttl = self.shared.config.message_ttl;
@@ -235,9 +266,11 @@ impl Connection {
                     room: Some(info.id),
                     sender_id: me,
                     sender: my_name,
+                    sender_device: my_device,
                     sent_at: now,
                     expires_at: now.saturating_add(ttl),
                     body,
+                    copies: Vec::new(),
                 })?;
                 Ok((info.members, id))
             },
@@ -268,6 +301,7 @@ impl Connection {
     /// No reply on success; an unknown id is ignored, so acknowledging twice is harmless.
     pub(super) async fn ack(&mut self, server_id: u64) -> Result<Reply, Refusal> {
         let (me, my_name) = self.logged_in()?;
+        let device = self.device()?;
         let expires = self
             .shared
             .clock
@@ -278,7 +312,7 @@ impl Connection {
         let hub_now = self.shared.clone();
         self.shared.db.submit(
             move |s| {
-                let (sender_id, direct) = match s.ack(me, server_id)? {
+                let (sender_id, direct) = match s.ack(me, device, server_id)? {
                     AckOutcome::Direct { sender_id } => (sender_id, true),
                     AckOutcome::Room { sender_id } => (sender_id, false),
                     AckOutcome::Unknown => return Ok(None),

@@ -4,6 +4,7 @@
 use proto_core::primitives::ed25519_check_public;
 use proto_core::{
     DeviceInfo, ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle, SignedPrekey,
+    SignedPrekeyPublic,
 };
 
 use super::{Connection, Refusal, Reply};
@@ -15,18 +16,25 @@ fn bad_identity() -> Refusal {
     )
 }
 
-/// Checks that `identity_sig` is a valid Ed25519 key and that it signed `spk`.
+/// Checks that `identity_sig` is a valid Ed25519 key and that it signed `spk`, for `device`
+/// ("Sealroom SPK v2", PROTOCOL.md §4.6) or, from clients that predate devices, without a
+/// device id (v1, §4.1). Clients make their own check; this one keeps garbage out.
 pub(super) fn check_signed_prekey(
     identity_sig: &[u8; 32],
     spk: &SignedPrekey,
+    device: u32,
 ) -> Result<(), Refusal> {
     ed25519_check_public(identity_sig).map_err(|_| bad_identity())?;
-    spk.verify(identity_sig).map_err(|_| {
-        Refusal::new(
-            ErrorCode::INVALID_INPUT,
-            "the signed prekey's signature does not verify",
-        )
-    })
+    let public = SignedPrekeyPublic::from(spk);
+    public
+        .verify_for_device(identity_sig, device)
+        .or_else(|_| public.verify(identity_sig))
+        .map_err(|_| {
+            Refusal::new(
+                ErrorCode::INVALID_INPUT,
+                "the signed prekey's signature does not verify",
+            )
+        })
 }
 
 impl Connection {
@@ -36,12 +44,14 @@ impl Connection {
         identity_dh: [u8; 32],
     ) -> Result<Reply, Refusal> {
         let (me, name) = self.logged_in()?;
+        self.device()?;
         ed25519_check_public(&identity_sig).map_err(|_| bad_identity())?;
         let keep = self.token_hash()?;
         let now = self.shared.clock.now();
-        // Starting over: a new identity revokes every other session of the account (its old
-        // devices), in the same transaction, and drops what was queued for the old identity.
-        // Publishing the identity the account already has changes nothing.
+        // Starting over: a new identity revokes every device of the account and every other
+        // session, in the same transaction, and drops what was queued for the old identity;
+        // this session becomes the account's one new device. Publishing the identity the
+        // account already has changes nothing.
         let revoked = self
             .db(move |s| {
                 let account = s.account_by_id(me)?.ok_or_else(|| {
@@ -50,11 +60,13 @@ impl Connection {
                 if account.identity_sig == identity_sig && account.identity_dh == identity_dh {
                     return Ok(None);
                 }
-                s.set_identity(me, &identity_sig, &identity_dh, now)?;
-                Ok(Some(s.revoke_sessions(me, Some(&keep))?))
+                let device = s.set_identity(me, &identity_sig, &identity_dh, now)?;
+                s.set_session_device(&keep, device)?;
+                Ok(Some((device, s.revoke_sessions(me, Some(&keep))?)))
             })
             .await?;
-        if let Some(revoked) = revoked {
+        if let Some((device, revoked)) = revoked {
+            self.become_device(device).await;
             // Their live connections end now (here and on every other node), so an old device
             // never reads, or acknowledges, what is sent to the new identity.
             if let Some(keep) = self.hub_id() {
@@ -71,12 +83,13 @@ impl Connection {
         prekey: SignedPrekey,
     ) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
+        let device = self.device()?;
         self.db(move |s| {
             let account = s.account_by_id(me)?.ok_or_else(|| {
                 Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
             })?;
-            check_signed_prekey(&account.identity_sig, &prekey)?;
-            Ok(s.set_signed_prekey(me, &prekey)?)
+            check_signed_prekey(&account.identity_sig, &prekey, device)?;
+            Ok(s.set_signed_prekey(me, device, &prekey)?)
         })
         .await?;
         Ok(Reply::msg(&Message::Ok))
@@ -87,9 +100,10 @@ impl Connection {
         prekeys: Vec<OneTimePrekey>,
     ) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
+        let device = self.device()?;
         let max = self.shared.config.max_prekeys;
         self.db(move |s| {
-            let held = s.count_prekeys(me)?;
+            let held = s.count_prekeys(me, device)?;
             let adding = u32::try_from(prekeys.len()).unwrap_or(u32::MAX);
             if held.saturating_add(adding) > max {
                 return Err(Refusal::new(
@@ -97,14 +111,14 @@ impl Connection {
                     format!("at most {max} one-time prekeys are held; {held} are stored"),
                 ));
             }
-            Ok(s.add_prekeys(me, &prekeys)?)
+            Ok(s.add_prekeys(me, device, &prekeys)?)
         })
         .await?;
         Ok(Reply::msg(&Message::Ok))
     }
 
-    /// `FetchDevices`: the account's identity and active device ids (one device per account
-    /// until linking is on the wire). Hands out no prekeys; limited per requester.
+    /// `FetchDevices`: the account's identity and active device ids. Hands out no prekeys;
+    /// limited per requester.
     pub(super) async fn fetch_devices(&mut self, username: &str) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
         let name =
@@ -114,11 +128,17 @@ impl Connection {
             &me,
             "device lists fetched",
         )?;
-        let account = self
-            .db(move |s| Ok(s.account_by_username(&name)?.filter(|a| a.confirmed)))
-            .await?
-            .ok_or_else(Refusal::no_such_user)?;
-        let devices = [account.device_id];
+        let (account, devices) = self
+            .db(move |s| {
+                let account = s
+                    .account_by_username(&name)?
+                    .filter(|a| a.confirmed)
+                    .ok_or_else(Refusal::no_such_user)?;
+                let mut devices = s.active_devices(account.id)?;
+                devices.truncate(proto_core::limits::MAX_DEVICES);
+                Ok((account, devices))
+            })
+            .await?;
         Ok(Reply::msg(&Message::Devices {
             username: &account.username,
             identity_sig: Key32(account.identity_sig),
@@ -130,39 +150,19 @@ impl Connection {
     /// `NameDevice`: the name this session's device gives itself (shown by `ListDevices`).
     pub(super) async fn name_device(&mut self, name: &str) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
-        let name = name.trim();
-        if name.is_empty()
-            || name.chars().count() > proto_core::limits::MAX_DEVICE_NAME
-            || name.chars().any(char::is_control)
-        {
-            return Err(Refusal::new(
-                ErrorCode::INVALID_INPUT,
-                format!(
-                    "name: 1 to {} characters, no control characters",
-                    proto_core::limits::MAX_DEVICE_NAME
-                ),
-            ));
-        }
-        let name = name.to_owned();
-        self.db(move |s| {
-            let account = s.account_by_id(me)?.ok_or_else(Refusal::no_such_user)?;
-            Ok(s.name_device(me, account.device_id, &name)?)
-        })
-        .await?;
+        let name = super::devices::device_name(name)?;
+        let device = self.device()?;
+        self.db(move |s| Ok(s.name_device(me, device, &name)?))
+            .await?;
         Ok(Reply::msg(&Message::Ok))
     }
 
     /// `ListDevices`: this account's devices, the most recent first.
     pub(super) async fn list_devices(&mut self) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
-        let (current, records) = self
-            .db(move |s| {
-                let account = s.account_by_id(me)?.ok_or_else(Refusal::no_such_user)?;
-                Ok((
-                    account.device_id,
-                    s.devices(me, proto_core::limits::MAX_DEVICES_LISTED)?,
-                ))
-            })
+        let current = self.device()?;
+        let records = self
+            .db(move |s| Ok(s.devices(me, proto_core::limits::MAX_DEVICES_LISTED)?))
             .await?;
         let devices: Vec<DeviceInfo<'_>> = records
             .iter()
@@ -180,9 +180,14 @@ impl Connection {
         }))
     }
 
-    /// `FetchBundle`: limited per requester, and a target's one-time prekeys are handed out at
-    /// a bounded pace (past it, bundles come without one), so nobody can drain them.
-    pub(super) async fn fetch_bundle(&mut self, username: &str) -> Result<Reply, Refusal> {
+    /// `FetchBundle` (the primary device's) and `FetchDeviceBundle`: limited per requester, and
+    /// a target's one-time prekeys are handed out at a bounded pace (past it, bundles come
+    /// without one), so nobody can drain them.
+    pub(super) async fn fetch_bundle(
+        &mut self,
+        username: &str,
+        device: Option<u32>,
+    ) -> Result<Reply, Refusal> {
         let (me, _) = self.logged_in()?;
         let name =
             crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
@@ -201,7 +206,7 @@ impl Connection {
             None => self.rate(&limits.prekeys, &name, "").is_ok(),
         };
         let bundle = self
-            .db(move |s| Ok(s.take_bundle(&name, one_time)?))
+            .db(move |s| Ok(s.take_bundle(&name, device, one_time)?))
             .await?
             .ok_or_else(|| {
                 Refusal::new(ErrorCode::NOT_FOUND, "no such user, or no keys published")
@@ -216,8 +221,9 @@ impl Connection {
             },
         });
         if bundle.remaining < self.shared.config.prekeys_low {
-            self.shared.hub.push(
+            self.shared.hub.push_device(
                 bundle.owner,
+                bundle.device,
                 &Message::PrekeysLow {
                     remaining: bundle.remaining,
                 },

@@ -19,6 +19,7 @@
 
 mod account;
 mod delivery;
+mod devices;
 mod keys;
 mod recovery;
 mod rooms;
@@ -312,6 +313,26 @@ impl Connection {
     }
 
     async fn dispatch(&mut self, msg: Message<'_>) -> Result<Reply, Refusal> {
+        if let State::LoggedIn(session::LoggedIn { device: None, .. }) = self.state {
+            // A session linking a new device is not a device yet: it reads nothing of the
+            // account's and sends nothing as it.
+            if !matches!(
+                msg,
+                Message::FetchLink { .. }
+                    | Message::AddDevice { .. }
+                    | Message::Logout
+                    | Message::Ping { .. }
+                    | Message::Pong { .. }
+            ) {
+                return Err(Refusal::new(
+                    ErrorCode::BAD_STATE,
+                    format!(
+                        "{} needs a device: this session is linking one (FetchLink, then AddDevice)",
+                        msg.name()
+                    ),
+                ));
+            }
+        }
         match msg {
             Message::Register {
                 name,
@@ -330,7 +351,12 @@ impl Connection {
                 .await
             }
             Message::ConfirmTotp { code } => self.confirm_totp(code).await,
-            Message::Login { username, password } => self.login(username, password).await,
+            Message::Login { username, password } => self.login(username, password, None).await,
+            Message::LoginDevice {
+                username,
+                password,
+                device,
+            } => self.login(username, password, Some(device)).await,
             Message::TotpCode { code } => self.second_factor(code, false).await,
             Message::RecoveryCode { code } => self.second_factor(code, true).await,
             Message::Resume { username, token } => self.resume(username, token).await,
@@ -344,10 +370,17 @@ impl Connection {
             Message::UploadPrekeys { prekeys } => {
                 self.upload_prekeys(prekeys.iter().collect()).await
             }
-            Message::FetchBundle { username } => self.fetch_bundle(username).await,
+            Message::FetchBundle { username } => self.fetch_bundle(username, None).await,
             Message::FetchDevices { username } => self.fetch_devices(username).await,
             Message::NameDevice { name } => self.name_device(name).await,
             Message::ListDevices => self.list_devices().await,
+            Message::FetchDeviceBundle { username, device } => {
+                self.fetch_bundle(username, Some(device)).await
+            }
+            Message::RevokeDevice { device } => self.revoke_device(device).await,
+            Message::SendLink { link_id, message } => self.send_link(link_id, message).await,
+            Message::FetchLink { link_id } => self.fetch_link(link_id).await,
+            Message::AddDevice { name } => self.add_device(name).await,
 
             Message::SendToUser {
                 to,

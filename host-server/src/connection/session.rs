@@ -1,22 +1,25 @@
 //! A logged-in session: its start once the `Session` frame is queued (joining the hub and
 //! starting delivery), and its end.
 
-use proto_core::{Key32, Message};
+use proto_core::{ErrorCode, Key32, Message};
 
-use super::{After, Connection, Reply, State};
+use super::{After, Connection, Refusal, Reply, State};
 use crate::auth;
 use crate::store::{AccountId, StoreError};
 
-/// Logged in: the account, its session and its delivery task.
+/// Logged in: the account, its session, the device it is and that device's delivery task.
 #[derive(Debug)]
 pub(super) struct LoggedIn {
     pub(super) account: AccountId,
     pub(super) username: String,
     pub(super) token_hash: [u8; 32],
+    /// The device this session is; `None` while it links a new device (nothing is delivered
+    /// to it; it may only fetch its link message and add itself).
+    pub(super) device: Option<u32>,
     /// A new authenticator's secret waiting for its first code (`ReenrollTotp`).
     pub(super) new_totp: Option<super::recovery::NewTotp>,
     hub_id: u64,
-    _delivery: smol::Task<()>,
+    _delivery: Option<smol::Task<()>>,
 }
 
 /// A session to start once the reply carrying its `Session` frame is queued.
@@ -25,6 +28,7 @@ pub(super) struct NewSession {
     account: AccountId,
     username: String,
     token_hash: [u8; 32],
+    device: Option<u32>,
 }
 
 impl Connection {
@@ -35,6 +39,7 @@ impl Connection {
         username: String,
         token: [u8; 32],
         expires_at: u64,
+        device: Option<u32>,
     ) -> Reply {
         let mut reply = reply.then(&Message::Session {
             token: Key32(token),
@@ -44,33 +49,43 @@ impl Connection {
             account,
             username,
             token_hash: auth::token_hash(&token),
+            device,
         }));
         reply
     }
 
-    /// Joins the hub, starts delivery, and warns when one-time prekeys run low. Runs after the
-    /// `Session` frame is queued, so nothing delivered can overtake it.
+    /// Joins the hub, starts delivery (a device's session), and warns when the device's
+    /// one-time prekeys run low. Runs after the `Session` frame is queued, so nothing
+    /// delivered can overtake it.
     pub(super) async fn start_session(&mut self, new: NewSession) {
         let NewSession {
             account,
             username,
             token_hash,
+            device,
         } = new;
-        let (hub_id, woken) = self.shared.hub.join(account, self.out.clone());
-        let delivery = self.shared.spawn(crate::hub::run_delivery(
-            self.shared.clone(),
-            account,
-            self.out.clone(),
-            woken,
-        ));
+        let (hub_id, woken) = self.shared.hub.join(account, device, self.out.clone());
+        let delivery = device.map(|device| {
+            self.shared.spawn(crate::hub::run_delivery(
+                self.shared.clone(),
+                account,
+                device,
+                self.out.clone(),
+                woken,
+            ))
+        });
         self.state = State::LoggedIn(LoggedIn {
             account,
             username,
             token_hash,
+            device,
             new_totp: None,
             hub_id,
             _delivery: delivery,
         });
+        let Some(device) = device else {
+            return;
+        };
         let low = self.shared.config.prekeys_low;
         let now = self.shared.clock.now();
         // Stored receipts and membership changes come through the delivery task. The device is
@@ -79,10 +94,8 @@ impl Connection {
             .shared
             .db
             .call(move |s| -> Result<u32, StoreError> {
-                if let Some(a) = s.account_by_id(account)? {
-                    s.touch_device(account, a.device_id, now)?;
-                }
-                s.count_prekeys(account)
+                s.touch_device(account, device, now)?;
+                s.count_prekeys(account, device)
             })
             .await;
         match counted {
@@ -91,6 +104,43 @@ impl Connection {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not count prekeys"),
+        }
+    }
+
+    /// The session is now `device`'s (a linked device just added, or the new device of a
+    /// start-over): delivery restarts for that device's queue.
+    pub(super) async fn become_device(&mut self, device: u32) {
+        let State::LoggedIn(LoggedIn {
+            account,
+            ref username,
+            token_hash,
+            ..
+        }) = self.state
+        else {
+            return;
+        };
+        let username = username.clone();
+        self.leave_session();
+        self.start_session(NewSession {
+            account,
+            username,
+            token_hash,
+            device: Some(device),
+        })
+        .await;
+    }
+
+    /// The device this session is, or `BAD_STATE` for a session linking a new device.
+    pub(super) fn device(&self) -> Result<u32, Refusal> {
+        match &self.state {
+            State::LoggedIn(LoggedIn {
+                device: Some(d), ..
+            }) => Ok(*d),
+            State::LoggedIn(_) => Err(Refusal::new(
+                ErrorCode::BAD_STATE,
+                "this session is linking a new device: only FetchLink, AddDevice and Logout",
+            )),
+            _ => Err(Refusal::not_logged_in()),
         }
     }
 

@@ -108,13 +108,18 @@ pub trait AccountStore {
     /// Deletes a recovery code; `true` if it existed.
     fn consume_recovery_code(&mut self, id: AccountId, hash: &[u8; 32])
     -> Result<bool, StoreError>;
-    /// Stores a session token's hash.
+    /// Stores a session token's hash for one of the account's devices (`None`: a session
+    /// linking a new device).
     fn create_session(
         &mut self,
         id: AccountId,
         token_hash: &[u8; 32],
         expires_at: u64,
+        device: Option<u32>,
     ) -> Result<(), StoreError>;
+    /// Makes a session that device's (a linked device's session, once added; a start-over's,
+    /// once it has its new device).
+    fn set_session_device(&mut self, token_hash: &[u8; 32], device: u32) -> Result<(), StoreError>;
     /// The account and expiry of a live session.
     fn session(
         &mut self,
@@ -150,36 +155,61 @@ pub trait AccountStore {
 
 /// The key directory: identity keys, signed and one-time prekeys.
 pub trait KeyStore {
-    /// Replaces the identity keys; the old signed and one-time prekeys are dropped with them,
-    /// and so are the direct messages queued for the account (encrypted to the old identity,
-    /// nobody can read them any more). The account's device is revoked (at `now`) and the
-    /// account moves to the next device id, so a sender still naming the old one is refused
-    /// (`STALE_DEVICES`).
+    /// Replaces the identity keys; every device's signed and one-time prekeys are dropped with
+    /// them, and so are the direct messages queued for the account (encrypted to the old
+    /// identity, nobody can read them any more) and pending link messages. Every device is
+    /// revoked (at `now`) and the account gets one new device, the next id, which it returns:
+    /// a sender still naming an old one is refused (`STALE_DEVICES`). The old devices' room
+    /// cursors go; the new one's start, as [`add_device`](KeyStore::add_device)'s, past every
+    /// message stored.
     fn set_identity(
         &mut self,
         id: AccountId,
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
         now: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<u32, StoreError>;
+    /// The ids of the account's active devices, ascending.
+    fn active_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError>;
+    /// Adds a device with the next id (never reused within the account) and returns it. Its
+    /// cursor in each of the account's rooms starts past every message stored: it is not
+    /// delivered what the rooms were sent before it was added.
+    fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError>;
+    /// Revokes an active device at `now`: its sessions, signed and one-time prekeys, its copies
+    /// of queued messages and its room cursors go (a direct message no device still holds goes
+    /// with them; a room message only it was missing, at the next [`QueueStore::sweep`]). The
+    /// primary device moves to the lowest active one if it was this one. `false` if the
+    /// account has no such active device.
+    fn revoke_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<bool, StoreError>;
     /// The account's devices, the most recent first, at most `limit`.
     fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Names one of the account's devices.
     fn name_device(&mut self, id: AccountId, device: u32, name: &str) -> Result<(), StoreError>;
     /// Records that the device entered a session at `now`.
     fn touch_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<(), StoreError>;
-    /// Replaces the signed prekey.
-    fn set_signed_prekey(&mut self, id: AccountId, spk: &SignedPrekey) -> Result<(), StoreError>;
-    /// One-time prekeys held for the account.
-    fn count_prekeys(&mut self, id: AccountId) -> Result<u32, StoreError>;
-    /// Adds one-time prekeys (an id already held is replaced).
-    fn add_prekeys(&mut self, id: AccountId, prekeys: &[OneTimePrekey]) -> Result<(), StoreError>;
-    /// Takes a bundle for a confirmed account, removing the one-time prekey it hands out.
-    /// With `one_time` false, no one-time prekey is handed out (the owner's are being fetched
-    /// faster than they should be).
+    /// Replaces a device's signed prekey.
+    fn set_signed_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        spk: &SignedPrekey,
+    ) -> Result<(), StoreError>;
+    /// One-time prekeys held for a device.
+    fn count_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError>;
+    /// Adds one-time prekeys for a device (an id already held is replaced).
+    fn add_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[OneTimePrekey],
+    ) -> Result<(), StoreError>;
+    /// Takes a bundle of an active device of a confirmed account (`None`: the primary device),
+    /// removing the one-time prekey it hands out. With `one_time` false, no one-time prekey is
+    /// handed out (the owner's are being fetched faster than they should be).
     fn take_bundle(
         &mut self,
         username: &str,
+        device: Option<u32>,
         one_time: bool,
     ) -> Result<Option<StoredBundle>, StoreError>;
 }
@@ -198,16 +228,43 @@ pub trait QueueStore {
     fn pending_room_count(&mut self, room: RoomId) -> Result<u64, StoreError>;
     /// Queues a message; returns its server id.
     fn insert_message(&mut self, message: &NewMessage) -> Result<u64, StoreError>;
-    /// A user's undelivered messages with an id after `after`, oldest first, at most `limit`.
+    /// A device's undelivered messages with an id after `after`, oldest first, at most
+    /// `limit`: its copies of direct messages, and its account's room messages past the
+    /// device's room cursor (its own, or, if it has none, the member's: the join point).
     fn pending_for(
         &mut self,
         account: AccountId,
+        device: u32,
         after: u64,
         now: u64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
-    /// Acknowledges a message for `account`.
-    fn ack(&mut self, account: AccountId, server_id: u64) -> Result<AckOutcome, StoreError>;
+    /// Acknowledges a message for a device of `account`: a direct message's copy for that
+    /// device goes (the message with its last copy); a room message moves that device's room
+    /// cursor only (the member's other devices still receive it). A message the device has
+    /// already passed is [`AckOutcome::Unknown`].
+    fn ack(
+        &mut self,
+        account: AccountId,
+        device: u32,
+        server_id: u64,
+    ) -> Result<AckOutcome, StoreError>;
+    /// Keeps a link message for the account's device being linked under `link_id` (one per
+    /// link id: a second replaces the first) until `expires_at`.
+    fn put_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        message: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+    /// Takes (removes) the link message kept under `link_id`, if one has not expired.
+    fn take_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a "delivered" receipt for an offline sender.
     fn add_receipt(
         &mut self,
@@ -229,8 +286,9 @@ pub trait QueueStore {
     ) -> Result<(), StoreError>;
     /// Takes (removes) an account's kept membership changes, oldest first.
     fn take_room_events(&mut self, account: AccountId) -> Result<Vec<RoomEvent>, StoreError>;
-    /// Drops expired messages, receipts, room events and sessions, and room messages every member has
-    /// acknowledged; returns how many messages went.
+    /// Drops expired messages, receipts, room events, link messages and sessions, and room
+    /// messages every active device of every member but the sender has passed; returns how
+    /// many messages went.
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError>;
 }
 
@@ -242,7 +300,7 @@ pub trait RoomStore {
     fn room(&mut self, name: &str) -> Result<Option<RoomInfo>, StoreError>;
     /// Adds a member whose cursor starts after every message already stored.
     fn add_member(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError>;
-    /// Removes a member.
+    /// Removes a member, with its devices' room cursors.
     fn remove_member(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError>;
     /// Makes `account` the room's admin.
     fn set_admin(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError>;

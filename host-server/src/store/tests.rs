@@ -40,9 +40,19 @@ fn msg(
         room,
         sender_id: sender,
         sender: format!("user{sender}"),
+        sender_device: 1,
         sent_at: 100,
         expires_at: 1_000,
-        body: body.to_vec(),
+        body: if recipient.is_some() {
+            Vec::new()
+        } else {
+            body.to_vec()
+        },
+        copies: if recipient.is_some() {
+            vec![(1, body.to_vec())]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -75,12 +85,13 @@ fn exercise(s: &mut dyn Store) {
     assert!(!s.consume_recovery_code(b, &[8; 32]).unwrap());
 
     // Sessions expire and revoke.
-    s.create_session(a, &[9; 32], 500).unwrap();
+    s.create_session(a, &[9; 32], 500, Some(1)).unwrap();
     assert_eq!(
         s.session(&[9; 32], 499).unwrap(),
         Some(SessionInfo {
             account: a,
-            expires_at: 500
+            expires_at: 500,
+            device: Some(1),
         })
     );
     assert_eq!(s.session(&[9; 32], 500).unwrap(), None);
@@ -90,7 +101,7 @@ fn exercise(s: &mut dyn Store) {
     // Bundles hand out the lowest prekey id first, each once.
     let got: Vec<Option<u32>> = (0..4)
         .map(|_| {
-            s.take_bundle("alice", true)
+            s.take_bundle("alice", None, true)
                 .unwrap()
                 .unwrap()
                 .prekey
@@ -100,28 +111,32 @@ fn exercise(s: &mut dyn Store) {
     assert_eq!(got, [Some(10), Some(11), Some(12), None]);
     s.add_prekeys(
         a,
+        1,
         &[OneTimePrekey {
             id: 50,
             key: Key32([5; 32]),
         }],
     )
     .unwrap();
-    assert_eq!(s.count_prekeys(a).unwrap(), 1);
-    assert!(s.take_bundle("nobody", true).unwrap().is_none());
+    assert_eq!(s.count_prekeys(a, 1).unwrap(), 1);
+    assert!(s.take_bundle("nobody", None, true).unwrap().is_none());
 
     // Direct messages: order, ack, receipts.
     let m1 = s.insert_message(&msg(Some(b), None, a, b"one")).unwrap();
     let m2 = s.insert_message(&msg(Some(b), None, a, b"two")).unwrap();
     assert!(m2 > m1);
     assert_eq!(s.pending_direct_count(b).unwrap(), 2);
-    let p = s.pending_for(b, 0, 200, 10).unwrap();
+    let p = s.pending_for(b, 1, 0, 200, 10).unwrap();
     assert_eq!(p.iter().map(|m| m.id).collect::<Vec<_>>(), [m1, m2]);
-    assert_eq!(s.pending_for(b, m1, 200, 10).unwrap().len(), 1);
-    assert_eq!(s.pending_for(b, 0, 200, 1).unwrap().len(), 1);
-    assert!(s.pending_for(a, 0, 200, 10).unwrap().is_empty());
-    assert_eq!(s.ack(a, m1).unwrap(), AckOutcome::Unknown);
-    assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Direct { sender_id: a });
-    assert_eq!(s.ack(b, m1).unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.pending_for(b, 1, m1, 200, 10).unwrap().len(), 1);
+    assert_eq!(s.pending_for(b, 1, 0, 200, 1).unwrap().len(), 1);
+    assert!(s.pending_for(a, 1, 0, 200, 10).unwrap().is_empty());
+    assert_eq!(s.ack(a, 1, m1).unwrap(), AckOutcome::Unknown);
+    assert_eq!(
+        s.ack(b, 1, m1).unwrap(),
+        AckOutcome::Direct { sender_id: a }
+    );
+    assert_eq!(s.ack(b, 1, m1).unwrap(), AckOutcome::Unknown);
     s.add_receipt(a, m1, "bob", 2_000).unwrap();
     assert_eq!(
         s.take_receipts(a).unwrap(),
@@ -150,7 +165,7 @@ fn exercise(s: &mut dyn Store) {
         ["alice", "bob", "carol"]
     );
     assert_eq!(info.admin_name(), "alice");
-    let for_bob = s.pending_for(b, m1, 200, 10).unwrap();
+    let for_bob = s.pending_for(b, 1, m1, 200, 10).unwrap();
     assert_eq!(
         for_bob
             .iter()
@@ -159,16 +174,16 @@ fn exercise(s: &mut dyn Store) {
         [(m2, None), (rm, Some("team".into()))]
     );
     assert!(
-        s.pending_for(a, 0, 200, 10).unwrap().is_empty(),
+        s.pending_for(a, 1, 0, 200, 10).unwrap().is_empty(),
         "senders do not receive their own"
     );
     assert!(
-        s.pending_for(c, 0, 200, 10).unwrap().is_empty(),
+        s.pending_for(c, 1, 0, 200, 10).unwrap().is_empty(),
         "joined after the message"
     );
     assert_eq!(s.pending_room_count(r).unwrap(), 1);
     assert_eq!(s.sweep(200).unwrap(), 0, "bob has not acknowledged it yet");
-    assert_eq!(s.ack(b, rm).unwrap(), AckOutcome::Room { sender_id: a });
+    assert_eq!(s.ack(b, 1, rm).unwrap(), AckOutcome::Room { sender_id: a });
     assert_eq!(s.sweep(200).unwrap(), 1, "every member is past it");
     assert_eq!(s.rooms_of(b).unwrap(), ["team"]);
     s.remove_member(r, b).unwrap();
@@ -191,7 +206,7 @@ fn exercise(s: &mut dyn Store) {
 
     // Expiry.
     assert_eq!(s.sweep(1_000).unwrap(), 1, "m2 expired");
-    assert!(s.pending_for(b, 0, 0, 10).unwrap().is_empty());
+    assert!(s.pending_for(b, 1, 0, 0, 10).unwrap().is_empty());
     assert!(
         s.take_room_events(c).unwrap().is_empty(),
         "room events expire too"
@@ -234,9 +249,9 @@ fn exercise(s: &mut dyn Store) {
         "another account's devices are its own"
     );
     assert_eq!(s.account_by_username("bob").unwrap().unwrap().device_id, 1);
-    assert!(s.account_by_id(a).unwrap().unwrap().spk.is_none());
-    assert_eq!(s.count_prekeys(a).unwrap(), 0);
-    assert!(s.take_bundle("alice", true).unwrap().is_none());
+    assert_eq!(s.count_prekeys(a, 1).unwrap(), 0);
+    assert_eq!(s.count_prekeys(a, 2).unwrap(), 0);
+    assert!(s.take_bundle("alice", None, true).unwrap().is_none());
 }
 
 /// Account recovery: password, sessions, TOTP secret, recovery codes, deletion.
@@ -254,9 +269,9 @@ fn exercise_recovery(s: &mut dyn Store) {
 
     // Every session but the kept one goes; other accounts' stay.
     for t in [[1u8; 32], [2; 32], [3; 32]] {
-        s.create_session(a, &t, 500).unwrap();
+        s.create_session(a, &t, 500, Some(1)).unwrap();
     }
-    s.create_session(b, &[4; 32], 500).unwrap();
+    s.create_session(b, &[4; 32], 500, Some(1)).unwrap();
     assert_eq!(s.revoke_sessions(a, Some(&[2; 32])).unwrap(), 2);
     assert!(s.session(&[1; 32], 0).unwrap().is_none());
     assert!(s.session(&[2; 32], 0).unwrap().is_some());
@@ -292,24 +307,308 @@ fn exercise_recovery(s: &mut dyn Store) {
         .unwrap();
     let to_b = s.insert_message(&msg(Some(b), None, a, b"to bob")).unwrap();
     s.add_receipt(a, to_b, "bob", 900).unwrap();
-    s.create_session(a, &[5; 32], 500).unwrap();
+    s.create_session(a, &[5; 32], 500, Some(1)).unwrap();
     s.delete_account(a).unwrap();
     assert!(s.account_by_id(a).unwrap().is_none());
     assert!(s.account_by_username("alice").unwrap().is_none());
     assert!(s.session(&[5; 32], 0).unwrap().is_none());
     assert_eq!(s.count_recovery_codes(a).unwrap(), 0);
-    assert_eq!(s.count_prekeys(a).unwrap(), 0);
-    assert!(s.take_bundle("alice", true).unwrap().is_none());
+    assert_eq!(s.count_prekeys(a, 1).unwrap(), 0);
+    assert!(s.take_bundle("alice", None, true).unwrap().is_none());
     assert!(s.take_receipts(a).unwrap().is_empty());
     assert!(s.invitations_of(a).unwrap().is_empty());
     assert!(s.rooms_of(a).unwrap().is_empty());
     let team = s.room("team").unwrap().unwrap();
     assert_eq!(team.members.len(), 1, "only bob is left");
-    let pending_b = s.pending_for(b, 0, 200, 10).unwrap();
+    let pending_b = s.pending_for(b, 1, 0, 200, 10).unwrap();
     assert_eq!(pending_b.iter().map(|m| m.id).collect::<Vec<_>>(), [to_b]);
-    assert_eq!(s.ack(a, to_a).unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.ack(a, 1, to_a).unwrap(), AckOutcome::Unknown);
     // The name is free again.
     s.create_account(&account("alice", 0, 200)).unwrap();
+}
+
+/// Linked devices: ids, per-device keys, one copy of a direct message per device, link
+/// messages, revocation and starting over.
+fn exercise_linked_devices(s: &mut dyn Store) {
+    let a = s.create_account(&account("alice", 2, 100)).unwrap();
+    let b = s.create_account(&account("bob", 0, 100)).unwrap();
+    s.confirm_account(a).unwrap();
+    s.confirm_account(b).unwrap();
+    assert_eq!(s.active_devices(a).unwrap(), [1]);
+
+    // A session linking a device is none of them until it is added.
+    s.create_session(a, &[1; 32], 500, None).unwrap();
+    assert_eq!(s.session(&[1; 32], 0).unwrap().unwrap().device, None);
+    let second = s.add_device(a, "phone", 110).unwrap();
+    assert_eq!(second, 2);
+    s.set_session_device(&[1; 32], second).unwrap();
+    assert_eq!(s.session(&[1; 32], 0).unwrap().unwrap().device, Some(2));
+    assert_eq!(s.active_devices(a).unwrap(), [1, 2]);
+    assert_eq!(s.devices(a, 64).unwrap()[0].name, "phone");
+
+    // Each device has its own signed and one-time prekeys.
+    assert!(
+        s.take_bundle("alice", Some(2), true).unwrap().is_none(),
+        "no signed prekey yet"
+    );
+    let spk2 = SignedPrekey {
+        id: 7,
+        key: Key32([2; 32]),
+        signature: Sig64([2; 64]),
+    };
+    s.set_signed_prekey(a, 2, &spk2).unwrap();
+    s.add_prekeys(
+        a,
+        2,
+        &[OneTimePrekey {
+            id: 10,
+            key: Key32([22; 32]),
+        }],
+    )
+    .unwrap();
+    let bundle = s.take_bundle("alice", Some(2), true).unwrap().unwrap();
+    assert_eq!((bundle.device, bundle.spk, bundle.remaining), (2, spk2, 0));
+    assert_eq!(bundle.prekey.map(|p| p.key), Some(Key32([22; 32])));
+    let first = s.take_bundle("alice", None, true).unwrap().unwrap();
+    assert_eq!(first.device, 1, "FetchBundle is the primary device's");
+    assert_eq!(first.prekey.map(|p| p.id), Some(10), "its own prekey 10");
+    assert_eq!(s.count_prekeys(a, 1).unwrap(), 1);
+    assert!(s.take_bundle("alice", Some(9), true).unwrap().is_none());
+
+    // One copy per device, each acknowledged on its own; the message goes with the last.
+    let mut two = msg(Some(a), None, b, b"");
+    two.copies = vec![(1, b"for one".to_vec()), (2, b"for two".to_vec())];
+    let m = s.insert_message(&two).unwrap();
+    let on = |s: &mut dyn Store, d| -> Vec<Vec<u8>> {
+        s.pending_for(a, d, 0, 200, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect()
+    };
+    assert_eq!(on(s, 1), [b"for one".to_vec()]);
+    assert_eq!(on(s, 2), [b"for two".to_vec()]);
+    assert_eq!(s.pending_for(a, 2, 0, 200, 10).unwrap()[0].sender_device, 1);
+    assert_eq!(
+        s.pending_direct_count(a).unwrap(),
+        1,
+        "one message, two copies"
+    );
+    assert_eq!(s.ack(a, 1, m).unwrap(), AckOutcome::Direct { sender_id: b });
+    assert_eq!(s.ack(a, 1, m).unwrap(), AckOutcome::Unknown);
+    assert!(on(s, 1).is_empty());
+    assert_eq!(
+        on(s, 2),
+        [b"for two".to_vec()],
+        "the other device still has it"
+    );
+    assert_eq!(s.ack(b, 1, m).unwrap(), AckOutcome::Unknown, "not bob's");
+    assert_eq!(s.ack(a, 2, m).unwrap(), AckOutcome::Direct { sender_id: b });
+    assert_eq!(s.pending_direct_count(a).unwrap(), 0);
+
+    // Link messages: per account and link id, replaced, taken once, not after expiry.
+    s.put_link(a, &[5; 16], b"first", 300).unwrap();
+    s.put_link(a, &[5; 16], b"second", 300).unwrap();
+    assert_eq!(
+        s.take_link(b, &[5; 16], 200).unwrap(),
+        None,
+        "another account's"
+    );
+    assert_eq!(s.take_link(a, &[6; 16], 200).unwrap(), None);
+    assert_eq!(
+        s.take_link(a, &[5; 16], 200).unwrap(),
+        Some(b"second".to_vec())
+    );
+    assert_eq!(
+        s.take_link(a, &[5; 16], 200).unwrap(),
+        None,
+        "handed out once"
+    );
+    s.put_link(a, &[7; 16], b"late", 300).unwrap();
+    assert_eq!(s.take_link(a, &[7; 16], 300).unwrap(), None, "expired");
+    s.put_link(a, &[8; 16], b"swept", 300).unwrap();
+    s.sweep(300).unwrap();
+    assert_eq!(s.take_link(a, &[8; 16], 0).unwrap(), None, "swept");
+
+    // Revoking a device: its sessions, keys and copies go; a message only it held goes too.
+    let mut both = msg(Some(a), None, b, b"");
+    both.copies = vec![(1, b"both 1".to_vec()), (2, b"both 2".to_vec())];
+    let kept = s.insert_message(&both).unwrap();
+    let mut only = msg(Some(a), None, b, b"");
+    only.copies = vec![(2, b"only 2".to_vec())];
+    s.insert_message(&only).unwrap();
+    assert!(s.revoke_device(a, 2, 600).unwrap());
+    assert!(!s.revoke_device(a, 2, 601).unwrap(), "once");
+    assert!(!s.revoke_device(a, 9, 601).unwrap(), "no such device");
+    assert_eq!(s.active_devices(a).unwrap(), [1]);
+    assert_eq!(s.session(&[1; 32], 0).unwrap(), None);
+    assert!(s.take_bundle("alice", Some(2), true).unwrap().is_none());
+    assert_eq!(s.count_prekeys(a, 2).unwrap(), 0);
+    assert!(on(s, 2).is_empty());
+    assert_eq!(on(s, 1), [b"both 1".to_vec()]);
+    assert_eq!(s.pending_direct_count(a).unwrap(), 1);
+    assert_eq!(s.devices(a, 64).unwrap()[0].revoked_at, Some(600));
+    assert_eq!(
+        s.ack(a, 1, kept).unwrap(),
+        AckOutcome::Direct { sender_id: b }
+    );
+
+    // Revoking the primary device makes the lowest active one primary; ids are never reused.
+    let third = s.add_device(a, "tablet", 700).unwrap();
+    assert_eq!(third, 3);
+    assert!(s.revoke_device(a, 1, 710).unwrap());
+    assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 3);
+    assert_eq!(s.active_devices(a).unwrap(), [3]);
+
+    // Starting over revokes every device and makes one new one.
+    let fourth = s.add_device(a, "watch", 720).unwrap();
+    s.put_link(a, &[9; 16], b"pending", 2_000).unwrap();
+    s.create_session(a, &[3; 32], 5_000, Some(fourth)).unwrap();
+    let fresh = s.set_identity(a, &[4; 32], &[4; 32], 800).unwrap();
+    assert_eq!(fresh, 5);
+    assert_eq!(s.active_devices(a).unwrap(), [5]);
+    assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 5);
+    assert_eq!(s.take_link(a, &[9; 16], 0).unwrap(), None);
+    s.set_session_device(&[3; 32], fresh).unwrap();
+    assert_eq!(s.session(&[3; 32], 0).unwrap().unwrap().device, Some(5));
+    assert_eq!(s.active_devices(b).unwrap(), [1], "bob's are his own");
+}
+
+/// Room messages per device: each of a member's devices is delivered them and acknowledges
+/// them on its own; a device added later, or a member joining later, is not sent what came
+/// before; a message stays until every active device of every other member has passed it.
+fn exercise_room_devices(s: &mut dyn Store) {
+    let a = s.create_account(&account("alice", 0, 100)).unwrap();
+    let b = s.create_account(&account("bob", 0, 100)).unwrap();
+    let c = s.create_account(&account("carol", 0, 100)).unwrap();
+    for id in [a, b, c] {
+        s.confirm_account(id).unwrap();
+    }
+    let r = s.create_room("team", a).unwrap();
+    s.add_member(r, b).unwrap();
+    let ids = |s: &mut dyn Store, who: AccountId, device: u32| -> Vec<u64> {
+        s.pending_for(who, device, 0, 200, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+    };
+    let send = |s: &mut dyn Store, body: &[u8]| -> u64 {
+        s.insert_message(&msg(None, Some(r), a, body)).unwrap()
+    };
+    let room = |sender_id| AckOutcome::Room { sender_id };
+
+    // A device added later is not sent the room's earlier messages; the old one is.
+    let before = send(s, b"before");
+    assert_eq!(s.add_device(b, "laptop", 110).unwrap(), 2);
+    assert_eq!(ids(s, b, 1), [before]);
+    assert!(ids(s, b, 2).is_empty(), "sent before the device was added");
+    assert_eq!(
+        s.ack(b, 2, before).unwrap(),
+        AckOutcome::Unknown,
+        "never the new device's to acknowledge"
+    );
+    assert!(ids(s, a, 1).is_empty(), "not sent to its sender");
+
+    // A message after it is delivered to both, and acknowledged by each on its own.
+    let after = send(s, b"after");
+    assert_eq!(ids(s, b, 1), [before, after]);
+    assert_eq!(ids(s, b, 2), [after]);
+    assert_eq!(
+        s.pending_for(b, 2, 0, 200, 10).unwrap()[0].room.as_deref(),
+        Some("team")
+    );
+    assert_eq!(s.ack(b, 1, before).unwrap(), room(a));
+    assert_eq!(
+        s.ack(b, 1, before).unwrap(),
+        AckOutcome::Unknown,
+        "acknowledged once"
+    );
+    assert_eq!(s.sweep(200).unwrap(), 1, "both devices are past `before`");
+    assert_eq!(s.ack(b, 1, after).unwrap(), room(a));
+    assert!(ids(s, b, 1).is_empty());
+    assert_eq!(ids(s, b, 2), [after], "still pending on the other device");
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        0,
+        "the second device has not acknowledged it"
+    );
+    assert_eq!(s.pending_room_count(r).unwrap(), 1);
+    assert_eq!(s.ack(b, 2, after).unwrap(), room(a));
+    assert_eq!(s.ack(b, 2, after).unwrap(), AckOutcome::Unknown);
+    assert!(ids(s, b, 2).is_empty());
+    assert_eq!(s.sweep(200).unwrap(), 1, "both devices acknowledged it");
+    assert_eq!(s.pending_room_count(r).unwrap(), 0);
+
+    // Revoking a device: what only it was missing goes at the next sweep.
+    let missed = send(s, b"missed");
+    assert_eq!(s.ack(b, 1, missed).unwrap(), room(a));
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        0,
+        "the second device has not acknowledged it"
+    );
+    assert!(s.revoke_device(b, 2, 300).unwrap());
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        1,
+        "only a revoked device was missing it"
+    );
+
+    // A member joining later is not sent the earlier messages.
+    let early = send(s, b"early");
+    s.add_member(r, c).unwrap();
+    assert!(ids(s, c, 1).is_empty(), "sent before carol joined");
+    let late = send(s, b"late");
+    assert_eq!(ids(s, c, 1), [late]);
+    assert_eq!(ids(s, b, 1), [early, late]);
+    assert_eq!(s.ack(b, 1, early).unwrap(), room(a));
+    assert_eq!(s.ack(b, 1, late).unwrap(), room(a));
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        1,
+        "carol still has `late` to receive"
+    );
+    assert_eq!(s.ack(c, 1, late).unwrap(), room(a));
+    assert_eq!(s.sweep(200).unwrap(), 1);
+
+    // Leaving drops the member's device cursors: back in the room, none of its devices is
+    // sent what came while it was away.
+    let tablet = s.add_device(b, "tablet", 400).unwrap();
+    s.remove_member(r, b).unwrap();
+    let away = send(s, b"away");
+    s.add_member(r, b).unwrap();
+    assert!(ids(s, b, 1).is_empty(), "sent while bob was away");
+    assert!(ids(s, b, tablet).is_empty(), "sent while bob was away");
+    let back = send(s, b"back");
+    assert_eq!(ids(s, b, 1), [back]);
+    assert_eq!(ids(s, b, tablet), [back]);
+    assert_eq!(ids(s, c, 1), [away, back]);
+    assert_eq!(s.ack(c, 1, back).unwrap(), room(a));
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        1,
+        "`away` is nobody's; bob has `back` to receive"
+    );
+
+    // Starting over: the new device is not sent what came before, and the revoked ones'
+    // cursors hold nothing back.
+    let fresh = s.set_identity(b, &[9; 32], &[9; 32], 500).unwrap();
+    assert!(ids(s, b, fresh).is_empty(), "sent before the start-over");
+    assert_eq!(s.ack(b, fresh, back).unwrap(), AckOutcome::Unknown);
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        1,
+        "only revoked devices were missing `back`"
+    );
+    let last = send(s, b"last");
+    assert_eq!(ids(s, b, fresh), [last]);
+    assert_eq!(s.ack(b, fresh, last).unwrap(), room(a));
+    assert_eq!(s.ack(c, 1, last).unwrap(), room(a));
+    assert_eq!(s.sweep(200).unwrap(), 1);
+
+    // The cursors go with the room.
+    s.delete_room(r).unwrap();
 }
 
 /// A room's roster chain: appended only at the next version, read back byte for byte, gone
@@ -352,6 +651,36 @@ fn exercise_rosters(s: &mut dyn Store) {
 #[test]
 fn memory_store_behaves() {
     exercise(&mut MemoryStore::new());
+}
+
+#[test]
+fn memory_store_links_devices() {
+    exercise_linked_devices(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_links_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise_linked_devices(&mut s);
+}
+
+#[test]
+fn memory_store_delivers_room_messages_per_device() {
+    exercise_room_devices(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_delivers_room_messages_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise_room_devices(&mut s);
+    // Nothing of the deleted room's cursors is left behind.
+    let rows: i64 = s
+        .conn
+        .query_row("SELECT COUNT(*) FROM room_cursors", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
 }
 
 #[test]
@@ -406,6 +735,99 @@ fn sqlite_version_3_database_gains_rosters() {
         s.latest_roster(team.id).unwrap().as_deref(),
         Some(&b"v0"[..])
     );
+}
+
+/// A database of schema 6 (one device per account) opens at schema 7 without loss: the
+/// account's signed and one-time prekeys, its session and its queued message are its device's.
+#[test]
+fn sqlite_version_6_database_keeps_keys_sessions_and_queue_for_its_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 6; \
+             INSERT INTO accounts (id, username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id) \
+             VALUES (1, 'alice', 'A', 'a@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), \
+               4, zeroblob(32), zeroblob(64), 1, 3); \
+             INSERT INTO accounts (id, username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES (2, 'bob', 'B', 'b@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1); \
+             INSERT INTO devices (account_id, device_id, added_at, last_seen) VALUES (1, 3, 1, 1); \
+             INSERT INTO one_time_prekeys (account_id, prekey_id, key) VALUES (1, 12, zeroblob(32)); \
+             INSERT INTO sessions (token_hash, account_id, expires_at) VALUES (zeroblob(32), 1, 900); \
+             INSERT INTO messages (recipient_id, sender_id, sender, sent_at, expires_at, body) \
+               VALUES (1, 2, 'bob', 5, 900, x'c0ffee');",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.active_devices(1).unwrap(), [3]);
+    assert_eq!(s.session(&[0; 32], 0).unwrap().unwrap().device, Some(3));
+    let bundle = s.take_bundle("alice", Some(3), true).unwrap().unwrap();
+    assert_eq!((bundle.spk.id, bundle.prekey.map(|p| p.id)), (4, Some(12)));
+    let queued = s.pending_for(1, 3, 0, 0, 10).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        (queued[0].body.as_slice(), queued[0].sender_device),
+        (&[0xc0, 0xff, 0xee][..], 1)
+    );
+    assert_eq!(
+        s.ack(1, 3, queued[0].id).unwrap(),
+        AckOutcome::Direct { sender_id: 2 }
+    );
+}
+
+/// A database of schema 7 (one room cursor per member) opens at schema 8: each device starts at
+/// its member's cursor (what the account had acknowledged), and acknowledges on its own from
+/// there; a device added afterwards starts past every message.
+#[test]
+fn sqlite_version_7_database_keeps_member_room_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 7; \
+             INSERT INTO accounts (id, username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES (1, 'alice', 'A', 'a@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1), \
+               (2, 'bob', 'B', 'b@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1); \
+             INSERT INTO devices (account_id, device_id, added_at, last_seen) \
+               VALUES (1, 1, 1, 1), (2, 1, 1, 1); \
+             INSERT INTO rooms (id, name, admin_id) VALUES (1, 'team', 1); \
+             INSERT INTO messages (id, room_id, sender_id, sender, sent_at, expires_at, body) \
+               VALUES (1, 1, 1, 'alice', 5, 900, x'01'), (2, 1, 1, 'alice', 5, 900, x'02'); \
+             INSERT INTO room_members (room_id, account_id, cursor) VALUES (1, 1, 0), (1, 2, 1);",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let ids = |s: &mut SqliteStore, device| -> Vec<u64> {
+        s.pending_for(2, device, 0, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect()
+    };
+    assert_eq!(ids(&mut s, 1), [2], "bob had acknowledged message 1");
+    assert_eq!(s.add_device(2, "laptop", 10).unwrap(), 2);
+    assert!(ids(&mut s, 2).is_empty());
+    assert_eq!(
+        s.sweep(10).unwrap(),
+        1,
+        "message 1: every device is past it"
+    );
+    assert_eq!(s.ack(2, 1, 2).unwrap(), AckOutcome::Room { sender_id: 1 });
+    assert_eq!(s.ack(2, 1, 2).unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.sweep(10).unwrap(), 1);
 }
 
 /// A database of the previous schema (version 4, before device ids) opens: every account is on
@@ -569,7 +991,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 8);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }
@@ -583,12 +1005,12 @@ fn failing_statement_is_undone_alone(db: Db) {
             .call(|s| s.create_account(&account("alice", 0, 1)))
             .await
             .unwrap();
-        db.call(move |s| s.create_session(alice, &[7; 32], 100))
+        db.call(move |s| s.create_session(alice, &[7; 32], 100, Some(1)))
             .await
             .unwrap();
         let dup = db.call(move |s| {
             s.create_account(&account("bob", 0, 1))?;
-            s.create_session(alice, &[7; 32], 100)
+            s.create_session(alice, &[7; 32], 100, Some(1))
         });
         let ok = db.call(|s| s.create_account(&account("carol", 0, 1)));
         let (dup, ok) = futures_join(dup, ok).await;
@@ -673,12 +1095,39 @@ fn postgres_message_ids_become_visible_in_order_across_writers() {
     assert!(second > first, "{second} committed after {first}");
     let mut reader = PgStore::open(&db.params).unwrap();
     let ids: Vec<u64> = reader
-        .pending_for(bob, 0, 0, 10)
+        .pending_for(bob, 1, 0, 0, 10)
         .unwrap()
         .iter()
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, vec![first, second]);
+}
+
+#[test]
+fn postgres_store_links_devices() {
+    let Some(db) = PgTestDb::create("postgres_store_links_devices") else {
+        return;
+    };
+    let mut s = PgStore::open(&db.params).unwrap();
+    exercise_linked_devices(&mut s);
+}
+
+#[test]
+fn postgres_store_delivers_room_messages_per_device() {
+    let Some(db) = PgTestDb::create("postgres_store_delivers_room_messages_per_device") else {
+        return;
+    };
+    let mut s = PgStore::open(&db.params).unwrap();
+    exercise_room_devices(&mut s);
+    let mut c = pg_connect(&db.params).unwrap();
+    let rows: i64 = c
+        .query_one("SELECT COUNT(*) FROM room_cursors", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 0,
+        "nothing of the deleted room's cursors is left behind"
+    );
 }
 
 #[test]

@@ -48,12 +48,11 @@ pub struct Account {
     pub identity_sig: [u8; 32],
     /// X25519 identity key.
     pub identity_dh: [u8; 32],
-    /// Current signed prekey, if any.
-    pub spk: Option<SignedPrekey>,
     /// Unix seconds.
     pub created_at: u64,
-    /// The id of the account's device (PROTOCOL.md §6 Devices): 1 at registration, the next
-    /// number each time the account starts over with a new identity. Never reused.
+    /// The account's primary device (PROTOCOL.md §6 Devices): the one made at registration
+    /// (1) or by the last start-over, or, once that one is revoked, the lowest active one. A
+    /// `Login` that names no device is this device.
     pub device_id: u32,
 }
 
@@ -83,6 +82,8 @@ pub struct StoredBundle {
     pub identity_sig: [u8; 32],
     /// X25519 identity key.
     pub identity_dh: [u8; 32],
+    /// Whose device.
+    pub device: u32,
     /// Signed prekey.
     pub spk: SignedPrekey,
     /// The one-time prekey handed out, if any were left.
@@ -102,12 +103,17 @@ pub struct NewMessage {
     pub sender_id: AccountId,
     /// Sender's username.
     pub sender: String,
+    /// The sending device.
+    pub sender_device: u32,
     /// Unix seconds.
     pub sent_at: u64,
     /// Unix seconds after which it is dropped undelivered.
     pub expires_at: u64,
-    /// Ciphertext, opaque.
+    /// Ciphertext of a room message, opaque (empty for a direct message).
     pub body: Vec<u8>,
+    /// A direct message's ciphertexts: one per device of the recipient, each acknowledged on
+    /// its own.
+    pub copies: Vec<(u32, Vec<u8>)>,
 }
 
 /// A queued message, as delivered.
@@ -121,8 +127,10 @@ pub struct StoredMessage {
     pub room: Option<String>,
     /// Unix seconds.
     pub sent_at: u64,
-    /// Ciphertext.
+    /// Ciphertext (this device's copy, for a direct message).
     pub body: Vec<u8>,
+    /// The sending device.
+    pub sender_device: u32,
 }
 
 /// What an acknowledgement did.
@@ -133,7 +141,7 @@ pub enum AckOutcome {
         /// Who sent it.
         sender_id: AccountId,
     },
-    /// The member's room cursor moved past a room message.
+    /// The device's room cursor moved past a room message.
     Room {
         /// Who sent it.
         sender_id: AccountId,
@@ -206,6 +214,8 @@ pub struct SessionInfo {
     pub account: AccountId,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The device it is; `None` while it links a new device.
+    pub device: Option<u32>,
 }
 
 /// An invitation waiting for its invitee.

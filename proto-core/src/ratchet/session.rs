@@ -149,6 +149,20 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         Ok((Self::initiator(agreement, bundle, header), header))
     }
 
+    /// [`initiate`](Self::initiate) with one device of a linked account, whose signed prekey
+    /// must be signed for `device_id` (PROTOCOL.md §4.6; see
+    /// [`X3dhAgreement::initiate_for_device`]).
+    pub fn initiate_for_device<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        bundle: &RemoteBundle,
+        device_id: u32,
+    ) -> Result<(Self, PrekeyHeader), X3dhError> {
+        let (agreement, header) =
+            X3dhAgreement::initiate_for_device(rng, identity, bundle, device_id)?;
+        Ok((Self::initiator(agreement, bundle, header), header))
+    }
+
     /// [`initiate`](Self::initiate) with a given ephemeral secret, for test vectors only.
     #[cfg(any(test, feature = "vectors"))]
     pub fn initiate_with_fixed_ephemeral_for_tests(

@@ -75,7 +75,7 @@ class FakeServer {
           if (server.alwaysStale || msg.bodies.length !== 1 || msg.bodies[0].device !== a.device) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
           const server_id = server.nextId++;
           const to = a.client;
-          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body };
+          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body, device: server.accounts.get(username).device };
           server.last = deliver;
           setTimeout(() => to.handlePush(deliver), 0);
           return { type: 'Accepted', client_id: msg.client_id, server_id };
@@ -194,7 +194,7 @@ test('a first message that does not decrypt neither marks its sender\'s key as c
     signed_prekey_id: bob.profile.spks[0].id, one_time_prekey_id: null,
   });
   const body = new Uint8Array([0x01, ...header, ...Uint8Array.from(server.last.body).subarray(1)]);
-  bob.handlePush({ type: 'Deliver', server_id: 77n, from: 'alice', room: null, sent_at: 1764000000n, body });
+  bob.handlePush({ type: 'Deliver', server_id: 77n, from: 'alice', room: null, sent_at: 1764000000n, body, device: 1 });
   await settle([alice, bob]);
   assert.equal(bob.profile.contacts.alice.key_changed, false);
   const last = bob.messages('@alice').at(-1);
@@ -279,7 +279,7 @@ test('room keys and room messages from a contact whose key changed are held unti
   assert.equal(alice.profile.contacts.bob.key_changed, true);
   const room = Room.create(roomIdForName('team'), bob2.identity().public().signing, 0);
   await bob2.serial(() => sendContentTo(bob2, 'alice', { type: 'RoomKey', room: 'team', distribution: room.distribution().toBytes() }));
-  alice.handlePush({ type: 'Deliver', server_id: 500n, from: 'bob', room: 'team', sent_at: 1764000000n, body: room.encrypt(new Uint8Array([1, 2, 3])) });
+  alice.handlePush({ type: 'Deliver', server_id: 500n, from: 'bob', room: 'team', sent_at: 1764000000n, body: room.encrypt(new Uint8Array([1, 2, 3])), device: 1 });
   await settle([alice, bob2]);
   assert.deepEqual(alice.profile.held.map((h) => h.kind).sort(), ['key', 'message']);
   assert.equal(alice.profile.rooms.team, undefined, 'no sender key taken in');
@@ -499,7 +499,7 @@ test('direct deliveries that reach a browser replacing the identity before it is
   const dora = await newClient(server, 'dora');
   dora.replacingIdentity = true;
   server.log.length = 0;
-  const sealedForOld = { type: 'Deliver', server_id: 900n, from: 'bob', room: null, sent_at: 1764000000n, body: new Uint8Array([2, 1, 2, 3]) };
+  const sealedForOld = { type: 'Deliver', server_id: 900n, from: 'bob', room: null, sent_at: 1764000000n, body: new Uint8Array([2, 1, 2, 3]), device: 1 };
   dora.handlePush(sealedForOld);
   await settle([dora]);
   assert.deepEqual(dora.messages('@bob'), []);

@@ -91,14 +91,14 @@ class RoomServer {
       case 'SendToDevices': {
         if (msg.bodies.length !== 1 || msg.bodies[0].device !== 1) throw new ServerError(ErrorCode.STALE_DEVICES, 'stale');
         const server_id = this.nextId++;
-        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body });
+        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body, device: 1 });
         return { type: 'Accepted', client_id: msg.client_id, server_id };
       }
       case 'SendToRoom': {
         const r = this.room(msg.room, username);
         const server_id = this.nextId++;
         this.roomBodies.push({ from: username, room: msg.room, body: msg.body });
-        for (const m of r.members) if (m !== username) this.push(m, { type: 'Deliver', server_id, from: username, room: msg.room, sent_at: 1764000000n, body: msg.body });
+        for (const m of r.members) if (m !== username) this.push(m, { type: 'Deliver', server_id, from: username, room: msg.room, sent_at: 1764000000n, body: msg.body, device: 1 });
         return { type: 'Accepted', client_id: msg.client_id, server_id };
       }
       case 'CreateRoom':
@@ -269,7 +269,7 @@ test('(a) a member the server reports but no signed roster lists gets no room ke
   const hers = Room.create(roomIdForName('team'), ik(mallory), 0);
   await mallory.serial(() => sendContentTo(mallory, 'alice', { type: 'RoomKey', room: 'team', distribution: hers.distribution().toBytes() }));
   await settle([alice, mallory]);
-  alice.handlePush({ type: 'Deliver', server_id: 900n, from: 'mallory', room: 'team', sent_at: 1764000000n, body: hers.encrypt(encodeContent({ type: 'Text', id: 5n, sent_at: 1764000000n, text: 'let me in' })) });
+  alice.handlePush({ type: 'Deliver', server_id: 900n, from: 'mallory', room: 'team', sent_at: 1764000000n, body: hers.encrypt(encodeContent({ type: 'Text', id: 5n, sent_at: 1764000000n, text: 'let me in' })), device: 1 });
   await settle([alice, mallory]);
   assert.ok(!Room.fromState(alice.profile.rooms.team.state).isMember(ik(mallory)), 'no chain for mallory');
   assert.deepEqual(texts(alice, 'team'), ['bob: me too']);

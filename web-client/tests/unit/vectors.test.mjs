@@ -50,7 +50,7 @@ function toMessage(type, fields) {
     if (v === null) return null;
     if (Array.isArray(v)) return v.map((x) => conv(x, key));
     if (typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, conv(x, k)]));
-    if (typeof v === 'string' && ['body', 'token', 'identity_sig', 'identity_dh', 'key', 'signature', 'roster'].includes(key)) return fromHex(v);
+    if (typeof v === 'string' && ['body', 'token', 'identity_sig', 'identity_dh', 'key', 'signature', 'roster', 'link_id', 'message'].includes(key)) return fromHex(v);
     if (typeof v === 'string' && /^\d+$/.test(v) && !['code', 'text'].includes(key)) return BigInt(v);
     return v;
   };
@@ -65,7 +65,7 @@ test('every vector file is covered by this test', () => {
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
   const v = load('frames.json');
   assert.equal(v.max_frame, MAX_FRAME);
-  assert.equal(v.cases.length, 57);
+  assert.equal(v.cases.length, 65);
   for (const c of v.cases) {
     const bytes = fromHex(c.frame);
     const { message, used } = decodeFrame(bytes);

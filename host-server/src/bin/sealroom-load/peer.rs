@@ -90,7 +90,7 @@ pub(crate) fn seed(data_dir: &Path, members: u64, conns: u64) -> anyhow::Result<
         })?;
         store.confirm_account(id)?;
         let t = token(&seed, &name);
-        store.create_session(id, &host_server::auth::token_hash(&t), expires)?;
+        store.create_session(id, &host_server::auth::token_hash(&t), expires, Some(1))?;
         Ok(id)
     };
     let mut room_members = Vec::new();

@@ -23,7 +23,6 @@ impl AccountStore for MemoryStore {
                 totp_last_step: None,
                 identity_sig: a.identity_sig,
                 identity_dh: a.identity_dh,
-                spk: Some(a.spk),
                 created_at: a.created_at,
                 device_id: 1,
             },
@@ -38,7 +37,8 @@ impl AccountStore for MemoryStore {
                 revoked_at: None,
             }],
         );
-        self.add_prekeys(id, &a.prekeys)?;
+        self.spks.insert((id, 1), a.spk);
+        self.add_prekeys(id, 1, &a.prekeys)?;
         Ok(id)
     }
 
@@ -74,9 +74,7 @@ impl AccountStore for MemoryStore {
             .collect();
         for id in &doomed {
             self.accounts.remove(id);
-            self.devices.remove(id);
-            self.prekeys.remove(id);
-            self.recovery.remove(id);
+            self.drop_account_data(*id);
         }
         Ok(doomed.len())
     }
@@ -115,8 +113,16 @@ impl AccountStore for MemoryStore {
         id: AccountId,
         token_hash: &[u8; 32],
         expires_at: u64,
+        device: Option<u32>,
     ) -> Result<(), StoreError> {
-        self.sessions.insert(*token_hash, (id, expires_at));
+        self.sessions.insert(*token_hash, (id, expires_at, device));
+        Ok(())
+    }
+
+    fn set_session_device(&mut self, token_hash: &[u8; 32], device: u32) -> Result<(), StoreError> {
+        if let Some((_, _, d)) = self.sessions.get_mut(token_hash) {
+            *d = Some(device);
+        }
         Ok(())
     }
 
@@ -128,10 +134,11 @@ impl AccountStore for MemoryStore {
         Ok(self
             .sessions
             .get(token_hash)
-            .filter(|(_, exp)| *exp > now)
-            .map(|&(account, expires_at)| SessionInfo {
+            .filter(|(_, exp, _)| *exp > now)
+            .map(|&(account, expires_at, device)| SessionInfo {
                 account,
                 expires_at,
+                device,
             }))
     }
 
@@ -154,7 +161,7 @@ impl AccountStore for MemoryStore {
     ) -> Result<usize, StoreError> {
         let before = self.sessions.len();
         self.sessions
-            .retain(|hash, (account, _)| *account != id || Some(hash) == keep);
+            .retain(|hash, (account, _, _)| *account != id || Some(hash) == keep);
         Ok(before - self.sessions.len())
     }
 
@@ -178,15 +185,12 @@ impl AccountStore for MemoryStore {
 
     fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError> {
         self.accounts.remove(&id);
-        self.devices.remove(&id);
-        self.recovery.remove(&id);
-        self.sessions.retain(|_, (account, _)| *account != id);
-        self.prekeys.remove(&id);
-        self.messages.retain(|_, m| m.recipient != Some(id));
+        self.drop_account_data(id);
         self.receipts.retain(|(sender, _, _)| *sender != id);
         self.room_events.retain(|(account, _, _)| *account != id);
         for room in self.rooms.values_mut() {
             room.members.retain(|(m, _)| *m != id);
+            room.device_cursors.retain(|(m, _), _| *m != id);
             room.invited
                 .retain(|(invitee, inviter, _)| *invitee != id && *inviter != id);
         }

@@ -12,27 +12,96 @@ impl KeyStore for MemoryStore {
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
         now: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u32, StoreError> {
+        let device = self.next_device_id(id)?;
         if let Some(a) = self.accounts.get_mut(&id) {
             a.identity_sig = *identity_sig;
             a.identity_dh = *identity_dh;
-            a.spk = None;
-            a.device_id = a.device_id.saturating_add(1);
-            let devices = self.devices.entry(id).or_default();
-            for d in devices.iter_mut().filter(|d| d.revoked_at.is_none()) {
-                d.revoked_at = Some(now);
-            }
-            devices.push(DeviceRecord {
-                device_id: a.device_id,
-                name: String::new(),
-                added_at: now,
-                last_seen: now,
-                revoked_at: None,
-            });
+            a.device_id = device;
         }
-        self.prekeys.remove(&id);
+        let devices = self.devices.entry(id).or_default();
+        for d in devices.iter_mut().filter(|d| d.revoked_at.is_none()) {
+            d.revoked_at = Some(now);
+        }
+        devices.push(DeviceRecord {
+            device_id: device,
+            name: String::new(),
+            added_at: now,
+            last_seen: now,
+            revoked_at: None,
+        });
+        self.spks.retain(|(account, _), _| *account != id);
+        self.prekeys.retain(|(account, _), _| *account != id);
+        // Encrypted to the old identity: nobody can read them any more.
         self.messages.retain(|_, m| m.recipient != Some(id));
-        Ok(())
+        self.links.retain(|(account, _), _| *account != id);
+        // The revoked devices' room cursors go; the new device starts past every message.
+        for room in self.rooms.values_mut() {
+            room.device_cursors.retain(|(account, _), _| *account != id);
+        }
+        self.start_room_cursors(id, device);
+        Ok(device)
+    }
+
+    fn active_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError> {
+        let mut out: Vec<u32> = self
+            .devices
+            .get(&id)
+            .map(|ds| {
+                ds.iter()
+                    .filter(|d| d.revoked_at.is_none())
+                    .map(|d| d.device_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError> {
+        let device = self.next_device_id(id)?;
+        self.devices.entry(id).or_default().push(DeviceRecord {
+            device_id: device,
+            name: name.to_owned(),
+            added_at: now,
+            last_seen: now,
+            revoked_at: None,
+        });
+        self.start_room_cursors(id, device);
+        Ok(device)
+    }
+
+    fn revoke_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<bool, StoreError> {
+        let Some(d) = self
+            .device_mut(id, device)
+            .filter(|d| d.revoked_at.is_none())
+        else {
+            return Ok(false);
+        };
+        d.revoked_at = Some(now);
+        self.spks.remove(&(id, device));
+        self.prekeys.remove(&(id, device));
+        self.sessions
+            .retain(|_, (account, _, d)| *account != id || *d != Some(device));
+        for room in self.rooms.values_mut() {
+            room.device_cursors.remove(&(id, device));
+        }
+        // A message no device holds a copy of any more is nobody's.
+        self.messages.retain(|_, m| {
+            if m.recipient != Some(id) {
+                return true;
+            }
+            m.copies.remove(&device);
+            !m.copies.is_empty()
+        });
+        let lowest = self.active_devices(id)?.first().copied();
+        if let Some(a) = self.accounts.get_mut(&id)
+            && a.device_id == device
+            && let Some(lowest) = lowest
+        {
+            a.device_id = lowest;
+        }
+        Ok(true)
     }
 
     fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -56,22 +125,38 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    fn set_signed_prekey(&mut self, id: AccountId, spk: &SignedPrekey) -> Result<(), StoreError> {
-        if let Some(a) = self.accounts.get_mut(&id) {
-            a.spk = Some(*spk);
+    fn set_signed_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        spk: &SignedPrekey,
+    ) -> Result<(), StoreError> {
+        if self.devices.get(&id).is_some_and(|ds| {
+            ds.iter()
+                .any(|d| d.device_id == device && d.revoked_at.is_none())
+        }) {
+            self.spks.insert((id, device), *spk);
         }
         Ok(())
     }
 
-    fn count_prekeys(&mut self, id: AccountId) -> Result<u32, StoreError> {
+    fn count_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError> {
         Ok(self
             .prekeys
-            .get(&id)
+            .get(&(id, device))
             .map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX)))
     }
 
-    fn add_prekeys(&mut self, id: AccountId, prekeys: &[OneTimePrekey]) -> Result<(), StoreError> {
-        let held = self.prekeys.entry(id).or_default();
+    fn add_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[OneTimePrekey],
+    ) -> Result<(), StoreError> {
+        if prekeys.is_empty() {
+            return Ok(());
+        }
+        let held = self.prekeys.entry((id, device)).or_default();
         for p in prekeys {
             held.insert(p.id, *p);
         }
@@ -81,6 +166,7 @@ impl KeyStore for MemoryStore {
     fn take_bundle(
         &mut self,
         username: &str,
+        device: Option<u32>,
         one_time: bool,
     ) -> Result<Option<StoredBundle>, StoreError> {
         let Some(a) = self
@@ -91,21 +177,28 @@ impl KeyStore for MemoryStore {
         else {
             return Ok(None);
         };
-        let Some(spk) = a.spk else {
+        let device = device.unwrap_or(a.device_id);
+        let active = self.devices.get(&a.id).is_some_and(|ds| {
+            ds.iter()
+                .any(|d| d.device_id == device && d.revoked_at.is_none())
+        });
+        let Some(spk) = self.spks.get(&(a.id, device)).copied().filter(|_| active) else {
             return Ok(None);
         };
-        let held = self.prekeys.entry(a.id).or_default();
         let prekey = if one_time {
-            held.pop_first().map(|(_, p)| p)
+            self.prekeys
+                .get_mut(&(a.id, device))
+                .and_then(|held| held.pop_first().map(|(_, p)| p))
         } else {
             None
         };
-        let remaining = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        let remaining = self.count_prekeys(a.id, device)?;
         Ok(Some(StoredBundle {
             owner: a.id,
             username: a.username,
             identity_sig: a.identity_sig,
             identity_dh: a.identity_dh,
+            device,
             spk,
             prekey,
             remaining,

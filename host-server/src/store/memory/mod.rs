@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto_core::OneTimePrekey;
+use proto_core::{OneTimePrekey, SignedPrekey};
 
 use super::{Account, AccountId, Receipt, RoomEvent, RoomId, Store, StoreError};
 
@@ -22,15 +22,23 @@ pub(super) struct Msg {
     pub(super) sender: String,
     pub(super) sent_at: u64,
     pub(super) expires_at: u64,
+    /// A room message's ciphertext (a direct message's live in `copies`).
     pub(super) body: Vec<u8>,
+    pub(super) sender_device: u32,
+    /// A direct message's ciphertext per device of the recipient, each acknowledged on its own.
+    pub(super) copies: BTreeMap<u32, Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 pub(super) struct Room {
     pub(super) name: String,
     pub(super) admin: AccountId,
-    /// `(account, cursor)` in joining order.
+    /// `(account, cursor)` in joining order. The cursor of each of the member's devices that
+    /// has no entry in `device_cursors`; acknowledgements do not move it.
     pub(super) members: Vec<(AccountId, u64)>,
+    /// Room cursors per `(member, device)`: the highest room message id the device has
+    /// acknowledged, or where it started when it was added.
+    pub(super) device_cursors: BTreeMap<(AccountId, u32), u64>,
     /// Pending invitations `(invitee, inviter, at)`, oldest first.
     pub(super) invited: Vec<(AccountId, AccountId, u64)>,
     /// The signed rosters, version `i` at index `i`.
@@ -42,8 +50,14 @@ pub(super) struct Room {
 pub struct MemoryStore {
     pub(super) accounts: BTreeMap<AccountId, Account>,
     pub(super) recovery: HashMap<AccountId, Vec<[u8; 32]>>,
-    pub(super) sessions: HashMap<[u8; 32], (AccountId, u64)>,
-    pub(super) prekeys: HashMap<AccountId, BTreeMap<u32, OneTimePrekey>>,
+    /// `token hash -> (account, expires at, device)`; no device while it links a new one.
+    pub(super) sessions: HashMap<[u8; 32], (AccountId, u64, Option<u32>)>,
+    /// One-time prekeys per `(account, device)`.
+    pub(super) prekeys: HashMap<(AccountId, u32), BTreeMap<u32, OneTimePrekey>>,
+    /// Signed prekeys per `(account, device)`, of active devices only.
+    pub(super) spks: HashMap<(AccountId, u32), SignedPrekey>,
+    /// Link messages per `(account, link id)`: `(message, expires at)`.
+    pub(super) links: HashMap<(AccountId, [u8; 16]), (Vec<u8>, u64)>,
     pub(super) messages: BTreeMap<u64, Msg>,
     pub(super) receipts: Vec<(AccountId, Receipt, u64)>,
     pub(super) room_events: Vec<(AccountId, RoomEvent, u64)>,
@@ -71,6 +85,45 @@ impl MemoryStore {
             .find(|d| d.device_id == device)
     }
 
+    /// The next device id of an account: past every id it has had.
+    pub(super) fn next_device_id(&self, id: AccountId) -> Result<u32, StoreError> {
+        let Some(a) = self.accounts.get(&id) else {
+            return Err(StoreError::Corrupt("no such account"));
+        };
+        let highest = self
+            .devices
+            .get(&id)
+            .and_then(|ds| ds.iter().map(|d| d.device_id).max())
+            .unwrap_or(0)
+            .max(a.device_id);
+        highest
+            .checked_add(1)
+            .ok_or(StoreError::Corrupt("device id"))
+    }
+
+    /// Drops everything the account holds: keys, sessions, queued direct messages, links.
+    pub(super) fn drop_account_data(&mut self, id: AccountId) {
+        self.devices.remove(&id);
+        self.recovery.remove(&id);
+        self.sessions.retain(|_, (account, _, _)| *account != id);
+        self.prekeys.retain(|(account, _), _| *account != id);
+        self.spks.retain(|(account, _), _| *account != id);
+        self.links.retain(|(account, _), _| *account != id);
+        self.messages.retain(|_, m| m.recipient != Some(id));
+    }
+
+    /// Starts a new device's cursor, in every room the account is in, past every message
+    /// stored: it is not delivered what was sent before it was added.
+    pub(super) fn start_room_cursors(&mut self, id: AccountId, device: u32) {
+        let newest = self.next_message;
+        for room in self.rooms.values_mut() {
+            if let Some((_, cursor)) = room.members.iter().find(|(a, _)| *a == id) {
+                let start = newest.max(*cursor);
+                room.device_cursors.insert((id, device), start);
+            }
+        }
+    }
+
     pub(super) fn room_by_name(&self, name: &str) -> Option<(RoomId, &Room)> {
         self.rooms
             .iter()
@@ -96,5 +149,23 @@ impl Store for MemoryStore {
 
     fn end_job(&mut self, _ok: bool) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+impl Room {
+    /// The room cursor of a member's device: its own, or the member's if it has none; `None`
+    /// if the account is not a member.
+    pub(super) fn device_cursor(&self, account: AccountId, device: u32) -> Option<u64> {
+        let member = self
+            .members
+            .iter()
+            .find(|(a, _)| *a == account)
+            .map(|(_, c)| *c)?;
+        Some(
+            self.device_cursors
+                .get(&(account, device))
+                .copied()
+                .unwrap_or(member),
+        )
     }
 }

@@ -1,5 +1,7 @@
 //! Queued ciphertext, receipts and kept membership changes in memory.
 
+use std::collections::BTreeMap;
+
 use super::{MemoryStore, Msg};
 use crate::store::{
     AccountId, AckOutcome, NewMessage, QueueStore, Receipt, RoomEvent, RoomId, StoreError,
@@ -48,6 +50,12 @@ impl QueueStore for MemoryStore {
                 sent_at: m.sent_at,
                 expires_at: m.expires_at,
                 body: m.body.clone(),
+                sender_device: m.sender_device,
+                copies: if m.recipient.is_some() {
+                    m.copies.iter().cloned().collect()
+                } else {
+                    BTreeMap::new()
+                },
             },
         );
         Ok(id)
@@ -56,6 +64,7 @@ impl QueueStore for MemoryStore {
     fn pending_for(
         &mut self,
         account: AccountId,
+        device: u32,
         after: u64,
         now: u64,
         limit: usize,
@@ -68,19 +77,17 @@ impl QueueStore for MemoryStore {
             if m.expires_at <= now {
                 continue;
             }
-            let room_name = match m.room.and_then(|r| self.rooms.get(&r)) {
-                Some(room) => {
-                    let cursor = room
-                        .members
-                        .iter()
-                        .find(|(a, _)| *a == account)
-                        .map(|(_, c)| *c);
-                    match cursor {
-                        Some(c) if *id > c && m.sender_id != account => Some(room.name.clone()),
-                        _ => continue,
+            let (room_name, body) = match m.room.and_then(|r| self.rooms.get(&r)) {
+                Some(room) => match room.device_cursor(account, device) {
+                    Some(c) if *id > c && m.sender_id != account => {
+                        (Some(room.name.clone()), m.body.clone())
                     }
-                }
-                None if m.recipient == Some(account) => None,
+                    _ => continue,
+                },
+                None if m.recipient == Some(account) => match m.copies.get(&device) {
+                    Some(body) => (None, body.clone()),
+                    None => continue,
+                },
                 None => continue,
             };
             out.push(StoredMessage {
@@ -88,30 +95,65 @@ impl QueueStore for MemoryStore {
                 sender: m.sender.clone(),
                 room: room_name,
                 sent_at: m.sent_at,
-                body: m.body.clone(),
+                body,
+                sender_device: m.sender_device,
             });
         }
         Ok(out)
     }
 
-    fn ack(&mut self, account: AccountId, server_id: u64) -> Result<AckOutcome, StoreError> {
-        let Some(m) = self.messages.get(&server_id) else {
+    fn ack(
+        &mut self,
+        account: AccountId,
+        device: u32,
+        server_id: u64,
+    ) -> Result<AckOutcome, StoreError> {
+        let Some(m) = self.messages.get_mut(&server_id) else {
             return Ok(AckOutcome::Unknown);
         };
-        if m.recipient == Some(account) {
+        if m.recipient == Some(account) && m.copies.remove(&device).is_some() {
             let sender_id = m.sender_id;
-            self.messages.remove(&server_id);
+            // The last copy acknowledged: the message is done.
+            if m.copies.is_empty() {
+                self.messages.remove(&server_id);
+            }
             return Ok(AckOutcome::Direct { sender_id });
         }
         let sender_id = m.sender_id;
         if let Some(room) = m.room.and_then(|r| self.rooms.get_mut(&r))
-            && let Some((_, cursor)) = room.members.iter_mut().find(|(a, _)| *a == account)
-            && server_id > *cursor
+            && let Some(cursor) = room.device_cursor(account, device)
+            && server_id > cursor
         {
-            *cursor = server_id;
+            // This device's cursor only: the member's other devices still have it to receive.
+            room.device_cursors.insert((account, device), server_id);
             return Ok(AckOutcome::Room { sender_id });
         }
         Ok(AckOutcome::Unknown)
+    }
+
+    fn put_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        message: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.links
+            .insert((account, *link_id), (message.to_vec(), expires_at));
+        Ok(())
+    }
+
+    fn take_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = (account, *link_id);
+        if self.links.get(&key).is_none_or(|(_, exp)| *exp <= now) {
+            return Ok(None);
+        }
+        Ok(self.links.remove(&key).map(|(message, _)| message))
     }
 
     fn add_receipt(
@@ -173,21 +215,29 @@ impl QueueStore for MemoryStore {
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
         let before = self.messages.len();
         let rooms = &self.rooms;
+        let devices = &self.devices;
+        // A room message is kept while an active device of another member has not moved past
+        // it (a device without a cursor of its own is at its member's cursor).
         self.messages.retain(|id, m| {
             if m.expires_at <= now {
                 return false;
             }
             match m.room.and_then(|r| rooms.get(&r)) {
-                Some(room) => room
-                    .members
-                    .iter()
-                    .any(|(a, c)| *c < *id && *a != m.sender_id),
+                Some(room) => room.members.iter().any(|(a, c)| {
+                    *a != m.sender_id
+                        && devices.get(a).is_some_and(|ds| {
+                            ds.iter().filter(|d| d.revoked_at.is_none()).any(|d| {
+                                room.device_cursors.get(&(*a, d.device_id)).unwrap_or(c) < id
+                            })
+                        })
+                }),
                 None => m.room.is_none(),
             }
         });
         self.receipts.retain(|(_, _, exp)| *exp > now);
         self.room_events.retain(|(_, _, exp)| *exp > now);
-        self.sessions.retain(|_, (_, exp)| *exp > now);
+        self.links.retain(|_, (_, exp)| *exp > now);
+        self.sessions.retain(|_, (_, exp, _)| *exp > now);
         Ok(before - self.messages.len())
     }
 }

@@ -1,5 +1,7 @@
 //! Rooms and members in memory.
 
+use std::collections::BTreeMap;
+
 use super::{MemoryStore, Room};
 use crate::store::{AccountId, Invitation, Member, RoomId, RoomInfo, RoomStore, StoreError};
 
@@ -16,6 +18,7 @@ impl RoomStore for MemoryStore {
                 name: name.to_owned(),
                 admin,
                 members: Vec::new(),
+                device_cursors: BTreeMap::new(),
                 invited: Vec::new(),
                 rosters: Vec::new(),
             },
@@ -59,6 +62,7 @@ impl RoomStore for MemoryStore {
     fn remove_member(&mut self, room: RoomId, account: AccountId) -> Result<(), StoreError> {
         if let Some(r) = self.rooms.get_mut(&room) {
             r.members.retain(|(a, _)| *a != account);
+            r.device_cursors.retain(|(a, _), _| *a != account);
         }
         Ok(())
     }

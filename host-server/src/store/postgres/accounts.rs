@@ -6,10 +6,10 @@ use crate::store::{
 };
 
 const BY_USERNAME: &str = "SELECT id, username, password_phc, totp_secret, confirmed, \
-     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
+     totp_last_step, identity_sig, identity_dh, created_at, device_id \
      FROM accounts WHERE username = $1";
 const BY_ID: &str = "SELECT id, username, password_phc, totp_secret, confirmed, \
-     totp_last_step, identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
+     totp_last_step, identity_sig, identity_dh, created_at, device_id \
      FROM accounts WHERE id = $1";
 
 impl AccountStore for PgStore {
@@ -18,8 +18,8 @@ impl AccountStore for PgStore {
         // job's savepoint, and a name being taken is an answer, not a failure.
         let row = self.row(
             "INSERT INTO accounts (username, name, email, password_phc, totp_secret, \
-             identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             identity_sig, identity_dh, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (username) DO NOTHING RETURNING id",
             &[
                 &a.username,
@@ -29,9 +29,6 @@ impl AccountStore for PgStore {
                 &a.totp_secret,
                 &&a.identity_sig[..],
                 &&a.identity_dh[..],
-                &i64::from(a.spk.id),
-                &&a.spk.key.0[..],
-                &&a.spk.signature.0[..],
                 &to_i64(a.created_at),
             ],
         )?;
@@ -40,11 +37,17 @@ impl AccountStore for PgStore {
         };
         let id: i64 = row.try_get(0)?;
         self.exec(
-            "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
-             VALUES ($1, 1, $2, $2)",
-            &[&id, &to_i64(a.created_at)],
+            "INSERT INTO devices (account_id, device_id, added_at, last_seen, spk_id, spk_key, \
+             spk_sig) VALUES ($1, 1, $2, $2, $3, $4, $5)",
+            &[
+                &id,
+                &to_i64(a.created_at),
+                &i64::from(a.spk.id),
+                &&a.spk.key.0[..],
+                &&a.spk.signature.0[..],
+            ],
         )?;
-        self.add_prekeys(id, &a.prekeys)?;
+        self.add_prekeys(id, 1, &a.prekeys)?;
         Ok(id)
     }
 
@@ -125,10 +128,25 @@ impl AccountStore for PgStore {
         id: AccountId,
         token_hash: &[u8; 32],
         expires_at: u64,
+        device: Option<u32>,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES ($1, $2, $3)",
-            &[&&token_hash[..], &id, &to_i64(expires_at)],
+            "INSERT INTO sessions (token_hash, account_id, expires_at, device_id) \
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &&token_hash[..],
+                &id,
+                &to_i64(expires_at),
+                &device.map(i64::from),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_session_device(&mut self, token_hash: &[u8; 32], device: u32) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE sessions SET device_id = $2 WHERE token_hash = $1",
+            &[&&token_hash[..], &i64::from(device)],
         )?;
         Ok(())
     }
@@ -139,13 +157,19 @@ impl AccountStore for PgStore {
         now: u64,
     ) -> Result<Option<SessionInfo>, StoreError> {
         let row = self.row(
-            "SELECT account_id, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT account_id, expires_at, device_id FROM sessions \
+             WHERE token_hash = $1 AND expires_at > $2",
             &[&&token_hash[..], &to_i64(now)],
         )?;
         row.map(|r| {
+            let device = match r.try_get::<_, Option<i64>>(2)? {
+                Some(d) => Some(u32::try_from(d).map_err(|_| StoreError::Corrupt("device id"))?),
+                None => None,
+            };
             Ok(SessionInfo {
                 account: r.try_get(0)?,
                 expires_at: to_u64(r.try_get(1)?),
+                device,
             })
         })
         .transpose()
@@ -208,8 +232,9 @@ impl AccountStore for PgStore {
 
     fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError> {
         // Everything keyed by the account goes with it (ON DELETE CASCADE, as in SQLite):
-        // sessions, recovery codes, one-time prekeys, queued messages to it, receipts, room
-        // events, memberships and invitations, given or received.
+        // sessions, recovery codes, devices and their prekeys, queued messages to it (and their
+        // copies), link messages, receipts, room events, memberships and invitations, given or
+        // received.
         self.exec("DELETE FROM accounts WHERE id = $1", &[&id])?;
         Ok(())
     }

@@ -15,8 +15,6 @@ use std::collections::HashMap;
 
 use postgres::{Client, NoTls, Statement};
 
-use proto_core::{Key32, Sig64, SignedPrekey};
-
 pub use ledger::PgLedger;
 
 use super::{Account, QueueStore, Store, StoreError};
@@ -35,6 +33,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_rosters.sql"),
     include_str!("migrations/0005_device_ids.sql"),
     include_str!("migrations/0006_devices.sql"),
+    include_str!("migrations/0007_linked_devices.sql"),
+    include_str!("migrations/0008_room_device_cursors.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.
@@ -99,7 +99,7 @@ pub(super) fn key32(v: Vec<u8>) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(v).map_err(|_| StoreError::Corrupt("key is not 32 bytes"))
 }
 
-fn sig64(v: Vec<u8>) -> Result<[u8; 64], StoreError> {
+pub(super) fn sig64(v: Vec<u8>) -> Result<[u8; 64], StoreError> {
     <[u8; 64]>::try_from(v).map_err(|_| StoreError::Corrupt("signature is not 64 bytes"))
 }
 
@@ -205,18 +205,6 @@ impl PgStore {
     }
 
     pub(super) fn account_from(row: &postgres::Row) -> Result<Account, StoreError> {
-        let spk = match (
-            row.try_get::<_, Option<i64>>(8)?,
-            row.try_get::<_, Option<Vec<u8>>>(9)?,
-            row.try_get::<_, Option<Vec<u8>>>(10)?,
-        ) {
-            (Some(id), Some(key), Some(sig)) => Some(SignedPrekey {
-                id: u32::try_from(id).map_err(|_| StoreError::Corrupt("spk id"))?,
-                key: Key32(key32(key)?),
-                signature: Sig64(sig64(sig)?),
-            }),
-            _ => None,
-        };
         Ok(Account {
             id: row.try_get(0)?,
             username: row.try_get(1)?,
@@ -226,9 +214,8 @@ impl PgStore {
             totp_last_step: row.try_get::<_, Option<i64>>(5)?.map(to_u64),
             identity_sig: key32(row.try_get(6)?)?,
             identity_dh: key32(row.try_get(7)?)?,
-            spk,
-            created_at: to_u64(row.try_get(11)?),
-            device_id: u32::try_from(row.try_get::<_, i64>(12)?)
+            created_at: to_u64(row.try_get(8)?),
+            device_id: u32::try_from(row.try_get::<_, i64>(9)?)
                 .map_err(|_| StoreError::Corrupt("device id"))?,
         })
     }

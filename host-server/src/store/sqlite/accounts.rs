@@ -11,8 +11,7 @@ impl AccountStore for SqliteStore {
     fn create_account(&mut self, a: &NewAccount) -> Result<AccountId, StoreError> {
         let inserted = self.conn.prepare_cached(
             "INSERT INTO accounts (username, name, email, password_phc, totp_secret, identity_sig, \
-             identity_dh, spk_id, spk_key, spk_sig, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             identity_dh, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             a.username,
@@ -22,9 +21,6 @@ impl AccountStore for SqliteStore {
             a.totp_secret,
             &a.identity_sig[..],
             &a.identity_dh[..],
-            a.spk.id,
-            &a.spk.key.0[..],
-            &a.spk.signature.0[..],
             to_i64(a.created_at),
         ]);
         match inserted {
@@ -35,11 +31,17 @@ impl AccountStore for SqliteStore {
         let id = self.conn.last_insert_rowid();
         self.conn
             .prepare_cached(
-                "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
-                 VALUES (?1, 1, ?2, ?2)",
+                "INSERT INTO devices (account_id, device_id, added_at, last_seen, spk_id, spk_key, \
+                 spk_sig) VALUES (?1, 1, ?2, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id, to_i64(a.created_at)])?;
-        self.add_prekeys(id, &a.prekeys)?;
+            .execute(params![
+                id,
+                to_i64(a.created_at),
+                a.spk.id,
+                &a.spk.key.0[..],
+                &a.spk.signature.0[..]
+            ])?;
+        self.add_prekeys(id, 1, &a.prekeys)?;
         Ok(id)
     }
 
@@ -117,12 +119,21 @@ impl AccountStore for SqliteStore {
         id: AccountId,
         token_hash: &[u8; 32],
         expires_at: u64,
+        device: Option<u32>,
     ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO sessions (token_hash, account_id, expires_at, device_id) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![&token_hash[..], id, to_i64(expires_at)])?;
+            .execute(params![&token_hash[..], id, to_i64(expires_at), device])?;
+        Ok(())
+    }
+
+    fn set_session_device(&mut self, token_hash: &[u8; 32], device: u32) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET device_id = ?2 WHERE token_hash = ?1")?
+            .execute(params![&token_hash[..], device])?;
         Ok(())
     }
 
@@ -133,14 +144,29 @@ impl AccountStore for SqliteStore {
     ) -> Result<Option<SessionInfo>, StoreError> {
         let row = self
             .conn
-            .prepare_cached("SELECT account_id, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2")?
+            .prepare_cached(
+                "SELECT account_id, expires_at, device_id FROM sessions \
+                 WHERE token_hash = ?1 AND expires_at > ?2",
+            )?
             .query_row(params![&token_hash[..], to_i64(now)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
             })
             .optional()?;
-        Ok(row.map(|(account, exp)| SessionInfo {
+        let Some((account, exp, device)) = row else {
+            return Ok(None);
+        };
+        let device = match device {
+            Some(d) => Some(u32::try_from(d).map_err(|_| StoreError::Corrupt("device id"))?),
+            None => None,
+        };
+        Ok(Some(SessionInfo {
             account,
             expires_at: to_u64(exp),
+            device,
         }))
     }
 

@@ -1,10 +1,39 @@
 //! The key directory in SQLite.
 
-use proto_core::{Key32, OneTimePrekey, SignedPrekey};
+use proto_core::{Key32, OneTimePrekey, Sig64, SignedPrekey};
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, key32, to_i64, to_u64};
+use super::{SqliteStore, key32, sig64, to_i64, to_u64};
 use crate::store::{AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle};
+
+impl SqliteStore {
+    /// The next device id of an account: past every id it has had.
+    fn next_device_id(&mut self, id: AccountId) -> Result<u32, StoreError> {
+        let next: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT MAX(COALESCE((SELECT MAX(device_id) FROM devices WHERE account_id = ?1), 0), \
+                 device_id) + 1 FROM accounts WHERE id = ?1",
+            )?
+            .query_row([id], |r| r.get(0))?;
+        u32::try_from(next).map_err(|_| StoreError::Corrupt("device id"))
+    }
+
+    /// Starts a new device's cursor, in every room the account is in, past every message
+    /// stored: it is not delivered what was sent before it was added.
+    fn start_room_cursors(&mut self, id: AccountId, device: u32) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO room_cursors (room_id, account_id, device_id, cursor) \
+                 SELECT rm.room_id, rm.account_id, ?2, \
+                 MAX(rm.cursor, (SELECT COALESCE(MAX(id), 0) FROM messages)) \
+                 FROM room_members rm WHERE rm.account_id = ?1 \
+                 ON CONFLICT (room_id, account_id, device_id) DO UPDATE SET cursor = excluded.cursor",
+            )?
+            .execute(params![id, device])?;
+        Ok(())
+    }
+}
 
 impl KeyStore for SqliteStore {
     fn set_identity(
@@ -13,33 +42,106 @@ impl KeyStore for SqliteStore {
         identity_sig: &[u8; 32],
         identity_dh: &[u8; 32],
         now: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u32, StoreError> {
         let now = to_i64(now);
+        let device = self.next_device_id(id)?;
         self.conn
             .prepare_cached(
-                "UPDATE devices SET revoked_at = ?2 WHERE account_id = ?1 AND revoked_at IS NULL",
+                "UPDATE devices SET revoked_at = ?2, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+                 WHERE account_id = ?1 AND revoked_at IS NULL",
             )?
             .execute(params![id, now])?;
         self.conn
             .prepare_cached(
-                "UPDATE accounts SET identity_sig = ?2, identity_dh = ?3, spk_id = NULL, \
-                 spk_key = NULL, spk_sig = NULL, device_id = device_id + 1 WHERE id = ?1",
+                "UPDATE accounts SET identity_sig = ?2, identity_dh = ?3, device_id = ?4 WHERE id = ?1",
             )?
-            .execute(params![id, &identity_sig[..], &identity_dh[..]])?;
+            .execute(params![id, &identity_sig[..], &identity_dh[..], device])?;
         self.conn
             .prepare_cached(
-                "INSERT INTO devices (account_id, device_id, added_at, last_seen) \
-                 SELECT id, device_id, ?2, ?2 FROM accounts WHERE id = ?1",
+                "INSERT INTO devices (account_id, device_id, added_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
             )?
-            .execute(params![id, now])?;
+            .execute(params![id, device, now])?;
         self.conn
-            .prepare_cached("DELETE FROM one_time_prekeys WHERE account_id = ?1")?
+            .prepare_cached("DELETE FROM device_prekeys WHERE account_id = ?1")?
             .execute([id])?;
         // Encrypted to the old identity: nobody can read them any more.
         self.conn
             .prepare_cached("DELETE FROM messages WHERE recipient_id = ?1")?
             .execute([id])?;
-        Ok(())
+        self.conn
+            .prepare_cached("DELETE FROM links WHERE account_id = ?1")?
+            .execute([id])?;
+        // The revoked devices' room cursors go; the new device starts past every message.
+        self.conn
+            .prepare_cached("DELETE FROM room_cursors WHERE account_id = ?1")?
+            .execute([id])?;
+        self.start_room_cursors(id, device)?;
+        Ok(device)
+    }
+
+    fn active_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT device_id FROM devices WHERE account_id = ?1 AND revoked_at IS NULL \
+             ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(u32::try_from(row?).map_err(|_| StoreError::Corrupt("device id"))?);
+        }
+        Ok(out)
+    }
+
+    fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError> {
+        let device = self.next_device_id(id)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO devices (account_id, device_id, name, added_at, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![id, device, name, to_i64(now)])?;
+        self.start_room_cursors(id, device)?;
+        Ok(device)
+    }
+
+    fn revoke_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE devices SET revoked_at = ?3, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+                 WHERE account_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, device, to_i64(now)])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached("DELETE FROM device_prekeys WHERE account_id = ?1 AND device_id = ?2")?
+            .execute(params![id, device])?;
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE account_id = ?1 AND device_id = ?2")?
+            .execute(params![id, device])?;
+        self.conn
+            .prepare_cached("DELETE FROM message_copies WHERE account_id = ?1 AND device_id = ?2")?
+            .execute(params![id, device])?;
+        self.conn
+            .prepare_cached("DELETE FROM room_cursors WHERE account_id = ?1 AND device_id = ?2")?
+            .execute(params![id, device])?;
+        // A message no device holds a copy of any more is nobody's.
+        self.conn
+            .prepare_cached(
+                "DELETE FROM messages WHERE recipient_id = ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM message_copies c WHERE c.message_id = messages.id)",
+            )?
+            .execute([id])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE accounts SET device_id = COALESCE((SELECT MIN(device_id) FROM devices \
+                 WHERE account_id = ?1 AND revoked_at IS NULL), device_id) \
+                 WHERE id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![id, device])?;
+        Ok(true)
     }
 
     fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -89,29 +191,49 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    fn set_signed_prekey(&mut self, id: AccountId, spk: &SignedPrekey) -> Result<(), StoreError> {
+    fn set_signed_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        spk: &SignedPrekey,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "UPDATE accounts SET spk_id = ?2, spk_key = ?3, spk_sig = ?4 WHERE id = ?1",
+                "UPDATE devices SET spk_id = ?3, spk_key = ?4, spk_sig = ?5 \
+                 WHERE account_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
             )?
-            .execute(params![id, spk.id, &spk.key.0[..], &spk.signature.0[..]])?;
+            .execute(params![
+                id,
+                device,
+                spk.id,
+                &spk.key.0[..],
+                &spk.signature.0[..]
+            ])?;
         Ok(())
     }
 
-    fn count_prekeys(&mut self, id: AccountId) -> Result<u32, StoreError> {
+    fn count_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError> {
         let n: i64 = self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM one_time_prekeys WHERE account_id = ?1")?
-            .query_row([id], |r| r.get(0))?;
+            .prepare_cached(
+                "SELECT COUNT(*) FROM device_prekeys WHERE account_id = ?1 AND device_id = ?2",
+            )?
+            .query_row(params![id, device], |r| r.get(0))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    fn add_prekeys(&mut self, id: AccountId, prekeys: &[OneTimePrekey]) -> Result<(), StoreError> {
+    fn add_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[OneTimePrekey],
+    ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO one_time_prekeys (account_id, prekey_id, key) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO device_prekeys (account_id, device_id, prekey_id, key) \
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
         for p in prekeys {
-            stmt.execute(params![id, p.id, &p.key.0[..]])?;
+            stmt.execute(params![id, device, p.id, &p.key.0[..]])?;
         }
         Ok(())
     }
@@ -119,13 +241,34 @@ impl KeyStore for SqliteStore {
     fn take_bundle(
         &mut self,
         username: &str,
+        device: Option<u32>,
         one_time: bool,
     ) -> Result<Option<StoredBundle>, StoreError> {
-        let Some(account) = self.account_by_username(username)? else {
+        let Some(account) = self.account_by_username(username)?.filter(|a| a.confirmed) else {
             return Ok(None);
         };
-        let Some(spk) = account.spk.filter(|_| account.confirmed) else {
+        let device = device.unwrap_or(account.device_id);
+        let spk = self
+            .conn
+            .prepare_cached(
+                "SELECT spk_id, spk_key, spk_sig FROM devices WHERE account_id = ?1 \
+                 AND device_id = ?2 AND revoked_at IS NULL AND spk_id IS NOT NULL",
+            )?
+            .query_row(params![account.id, device], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((spk_id, spk_key, spk_sig)) = spk else {
             return Ok(None);
+        };
+        let spk = SignedPrekey {
+            id: u32::try_from(spk_id).map_err(|_| StoreError::Corrupt("spk id"))?,
+            key: Key32(key32(spk_key)?),
+            signature: Sig64(sig64(spk_sig)?),
         };
         // Runs inside the job's savepoint: select-then-delete is atomic, so no two fetches
         // can ever receive the same one-time prekey.
@@ -134,11 +277,11 @@ impl KeyStore for SqliteStore {
         } else {
             self.conn
                 .prepare_cached(
-                    "DELETE FROM one_time_prekeys WHERE account_id = ?1 AND prekey_id = \
-                 (SELECT MIN(prekey_id) FROM one_time_prekeys WHERE account_id = ?1) \
-                 RETURNING prekey_id, key",
+                    "DELETE FROM device_prekeys WHERE account_id = ?1 AND device_id = ?2 AND \
+                     prekey_id = (SELECT MIN(prekey_id) FROM device_prekeys \
+                     WHERE account_id = ?1 AND device_id = ?2) RETURNING prekey_id, key",
                 )?
-                .query_row([account.id], |r| {
+                .query_row(params![account.id, device], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })
                 .optional()?
@@ -150,12 +293,13 @@ impl KeyStore for SqliteStore {
             }),
             None => None,
         };
-        let remaining = self.count_prekeys(account.id)?;
+        let remaining = self.count_prekeys(account.id, device)?;
         Ok(Some(StoredBundle {
             owner: account.id,
             username: account.username,
             identity_sig: account.identity_sig,
             identity_dh: account.identity_dh,
+            device,
             spk,
             prekey,
             remaining,

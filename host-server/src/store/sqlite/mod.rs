@@ -6,8 +6,6 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use proto_core::{Key32, Sig64, SignedPrekey};
-
 use super::{Account, QueueStore, Store, StoreError};
 
 mod accounts;
@@ -23,6 +21,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_rosters.sql"),
     include_str!("../migrations/0005_device_ids.sql"),
     include_str!("../migrations/0006_devices.sql"),
+    include_str!("../migrations/0007_linked_devices.sql"),
+    include_str!("../migrations/0008_room_device_cursors.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the store has distinct statements
@@ -161,11 +161,8 @@ impl SqliteStore {
             totp_last_step: row.get(5)?,
             identity_sig: row.get(6)?,
             identity_dh: row.get(7)?,
-            spk_id: row.get(8)?,
-            spk_key: row.get(9)?,
-            spk_sig: row.get(10)?,
-            created_at: row.get(11)?,
-            device_id: row.get(12)?,
+            created_at: row.get(8)?,
+            device_id: row.get(9)?,
         })
     }
 
@@ -176,7 +173,7 @@ impl SqliteStore {
     ) -> Result<Option<Account>, StoreError> {
         let sql = format!(
             "SELECT id, username, password_phc, totp_secret, confirmed, totp_last_step, \
-             identity_sig, identity_dh, spk_id, spk_key, spk_sig, created_at, device_id \
+             identity_sig, identity_dh, created_at, device_id \
              FROM accounts WHERE {clause}"
         );
         let row = self
@@ -197,23 +194,12 @@ struct AccountRow {
     totp_last_step: Option<i64>,
     identity_sig: Vec<u8>,
     identity_dh: Vec<u8>,
-    spk_id: Option<i64>,
-    spk_key: Option<Vec<u8>>,
-    spk_sig: Option<Vec<u8>>,
     created_at: i64,
     device_id: i64,
 }
 
 impl AccountRow {
     fn into_account(self) -> Result<Account, StoreError> {
-        let spk = match (self.spk_id, self.spk_key, self.spk_sig) {
-            (Some(id), Some(key), Some(sig)) => Some(SignedPrekey {
-                id: u32::try_from(id).map_err(|_| StoreError::Corrupt("spk id"))?,
-                key: Key32(key32(key)?),
-                signature: Sig64(sig64(sig)?),
-            }),
-            _ => None,
-        };
         Ok(Account {
             id: self.id,
             username: self.username,
@@ -223,7 +209,6 @@ impl AccountRow {
             totp_last_step: self.totp_last_step.map(to_u64),
             identity_sig: key32(self.identity_sig)?,
             identity_dh: key32(self.identity_dh)?,
-            spk,
             created_at: to_u64(self.created_at),
             device_id: u32::try_from(self.device_id)
                 .map_err(|_| StoreError::Corrupt("device id"))?,

@@ -43,8 +43,8 @@ impl QueueStore for SqliteStore {
     fn insert_message(&mut self, m: &NewMessage) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO messages (recipient_id, room_id, sender_id, sender, sent_at, expires_at, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO messages (recipient_id, room_id, sender_id, sender, sent_at, expires_at, \
+                 body, sender_device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 m.recipient,
@@ -53,25 +53,42 @@ impl QueueStore for SqliteStore {
                 m.sender,
                 to_i64(m.sent_at),
                 to_i64(m.expires_at),
-                m.body
+                m.body,
+                m.sender_device
             ])?;
-        Ok(to_u64(self.conn.last_insert_rowid()))
+        let id = self.conn.last_insert_rowid();
+        if let Some(recipient) = m.recipient {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT INTO message_copies (message_id, account_id, device_id, body) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (device, body) in &m.copies {
+                stmt.execute(params![id, recipient, device, body])?;
+            }
+        }
+        Ok(to_u64(id))
     }
 
     fn pending_for(
         &mut self,
         account: AccountId,
+        device: u32,
         after: u64,
         now: u64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT m.id, m.sender, NULL, m.sent_at, m.body FROM messages m \
-               WHERE m.recipient_id = ?1 AND m.id > ?2 AND m.expires_at > ?3 \
+            "SELECT m.id, m.sender, NULL, m.sent_at, c.body, m.sender_device FROM message_copies c \
+               JOIN messages m ON m.id = c.message_id \
+               WHERE c.account_id = ?1 AND c.device_id = ?5 AND c.message_id > ?2 \
+               AND m.expires_at > ?3 \
              UNION ALL \
-             SELECT m.id, m.sender, r.name, m.sent_at, m.body FROM room_members rm \
+             SELECT m.id, m.sender, r.name, m.sent_at, m.body, m.sender_device FROM room_members rm \
                JOIN rooms r ON r.id = rm.room_id \
-               JOIN messages m ON m.room_id = rm.room_id AND m.id > rm.cursor \
+               LEFT JOIN room_cursors rc ON rc.room_id = rm.room_id \
+                 AND rc.account_id = rm.account_id AND rc.device_id = ?5 \
+               JOIN messages m ON m.room_id = rm.room_id \
+                 AND m.id > COALESCE(rc.cursor, rm.cursor) \
                WHERE rm.account_id = ?1 AND m.id > ?2 AND m.expires_at > ?3 AND m.sender_id <> ?1 \
              ORDER BY 1 LIMIT ?4",
         )?;
@@ -80,7 +97,8 @@ impl QueueStore for SqliteStore {
                 account,
                 to_i64(after),
                 to_i64(now),
-                i64::try_from(limit).unwrap_or(i64::MAX)
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                device
             ],
             |r| {
                 Ok(StoredMessage {
@@ -89,6 +107,7 @@ impl QueueStore for SqliteStore {
                     room: r.get(2)?,
                     sent_at: to_u64(r.get(3)?),
                     body: r.get(4)?,
+                    sender_device: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
                 })
             },
         )?;
@@ -99,38 +118,95 @@ impl QueueStore for SqliteStore {
         Ok(out)
     }
 
-    fn ack(&mut self, account: AccountId, server_id: u64) -> Result<AckOutcome, StoreError> {
+    fn ack(
+        &mut self,
+        account: AccountId,
+        device: u32,
+        server_id: u64,
+    ) -> Result<AckOutcome, StoreError> {
         let id = to_i64(server_id);
-        let direct = self
+        let copy = self
             .conn
             .prepare_cached(
-                "DELETE FROM messages WHERE id = ?1 AND recipient_id = ?2 RETURNING sender_id",
+                "DELETE FROM message_copies WHERE account_id = ?2 AND device_id = ?3 \
+                 AND message_id = ?1",
             )?
-            .query_row(params![id, account], |r| r.get::<_, i64>(0))
-            .optional()?;
-        if let Some(sender_id) = direct {
-            return Ok(AckOutcome::Direct { sender_id });
+            .execute(params![id, account, device])?;
+        if copy > 0 {
+            let sender_id = self
+                .conn
+                .prepare_cached("SELECT sender_id FROM messages WHERE id = ?1")?
+                .query_row([id], |r| r.get::<_, i64>(0))
+                .optional()?;
+            // The last copy acknowledged: the message is done.
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM message_copies WHERE message_id = ?1)",
+                )?
+                .execute([id])?;
+            return Ok(match sender_id {
+                Some(sender_id) => AckOutcome::Direct { sender_id },
+                None => AckOutcome::Unknown,
+            });
         }
         let room = self
             .conn
             .prepare_cached(
                 "SELECT m.room_id, m.sender_id FROM messages m JOIN room_members rm \
                  ON rm.room_id = m.room_id AND rm.account_id = ?2 \
-                 WHERE m.id = ?1 AND m.id > rm.cursor",
+                 LEFT JOIN room_cursors rc ON rc.room_id = m.room_id \
+                   AND rc.account_id = ?2 AND rc.device_id = ?3 \
+                 WHERE m.id = ?1 AND m.id > COALESCE(rc.cursor, rm.cursor)",
             )?
-            .query_row(params![id, account], |r| {
+            .query_row(params![id, account, device], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })
             .optional()?;
         let Some((room_id, sender_id)) = room else {
             return Ok(AckOutcome::Unknown);
         };
+        // This device's cursor only: the member's other devices still have it to receive.
         self.conn
             .prepare_cached(
-                "UPDATE room_members SET cursor = ?3 WHERE room_id = ?1 AND account_id = ?2",
+                "INSERT INTO room_cursors (room_id, account_id, device_id, cursor) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (room_id, account_id, device_id) \
+                 DO UPDATE SET cursor = MAX(cursor, excluded.cursor)",
             )?
-            .execute(params![room_id, account, id])?;
+            .execute(params![room_id, account, device, id])?;
         Ok(AckOutcome::Room { sender_id })
+    }
+
+    fn put_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        message: &[u8],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO links (account_id, link_id, message, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![account, &link_id[..], message, to_i64(expires_at)])?;
+        Ok(())
+    }
+
+    fn take_link(
+        &mut self,
+        account: AccountId,
+        link_id: &[u8; 16],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM links WHERE account_id = ?1 AND link_id = ?2 AND expires_at > ?3 \
+                 RETURNING message",
+            )?
+            .query_row(params![account, &link_id[..], to_i64(now)], |r| r.get(0))
+            .optional()?)
     }
 
     fn add_receipt(
@@ -240,13 +316,18 @@ impl QueueStore for SqliteStore {
             .conn
             .prepare_cached("DELETE FROM messages WHERE expires_at <= ?1")?
             .execute([now])?;
-        // Room messages every member has moved past are no longer needed by anyone.
+        // Room messages every active device of every other member has moved past are no longer
+        // needed by anyone (a device without a row of its own is at its member's cursor).
         n += self
             .conn
             .prepare_cached(
                 "DELETE FROM messages WHERE room_id IS NOT NULL AND NOT EXISTS \
-             (SELECT 1 FROM room_members rm WHERE rm.room_id = messages.room_id \
-              AND rm.cursor < messages.id AND rm.account_id <> messages.sender_id)",
+             (SELECT 1 FROM room_members rm \
+              JOIN devices d ON d.account_id = rm.account_id AND d.revoked_at IS NULL \
+              LEFT JOIN room_cursors rc ON rc.room_id = rm.room_id \
+                AND rc.account_id = rm.account_id AND rc.device_id = d.device_id \
+              WHERE rm.room_id = messages.room_id AND rm.account_id <> messages.sender_id \
+              AND COALESCE(rc.cursor, rm.cursor) < messages.id)",
             )?
             .execute([])?;
         self.conn
@@ -254,6 +335,9 @@ impl QueueStore for SqliteStore {
             .execute([now])?;
         self.conn
             .prepare_cached("DELETE FROM room_events WHERE expires_at <= ?1")?
+            .execute([now])?;
+        self.conn
+            .prepare_cached("DELETE FROM links WHERE expires_at <= ?1")?
             .execute([now])?;
         self.conn
             .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
