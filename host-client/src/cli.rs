@@ -80,6 +80,17 @@ Examples:
   sealroom --home ~/newlaptop login --new-device --server chat.example.org:8443 --username alice
 A new device makes new identity keys: your contacts will be warned that your key changed.")]
     Login(Login),
+    /// Set up this folder as another device of an existing account (same identity): shows a
+    /// link code to add from a device already in the account.
+    #[command(after_help = "\
+Examples:
+  sealroom --home ~/laptop link --server chat.example.org:8443 --username alice
+  sealroom --home ~/laptop link --username alice --device-name 'work laptop' --code 123456
+Logs in with the password and a code, shows a link code (text and QR), and waits up to 10
+minutes while you run `sealroom devices add CODE` on a device already in the account (or, in
+the browser, Settings → Link a device). Contacts keep your safety number; messages to you
+reach every device from then on.")]
+    Link(Link),
     /// Log out: the server forgets this session. Keys stay in the keystore.
     #[command(after_help = "Example:\n  sealroom logout")]
     Logout,
@@ -157,14 +168,18 @@ Room keys and room messages held while Bob's key was unverified are processed on
     /// Pinned servers; re-trust one whose key changed (`servers trust HOST --fingerprint PIN`).
     #[command(subcommand)]
     Servers(ServersCommand),
-    /// List this account's devices (name, added, last seen, revoked), or rename this one.
+    /// This account's devices: list (name, added, last seen, revoked), add one being linked,
+    /// revoke one, rename this one.
     #[command(after_help = "\
 Examples:
   sealroom devices
   sealroom devices --json
+  sealroom devices add 'AEFH-2KQ4-…'    # the code `sealroom link` (or the browser) shows
+  sealroom devices revoke 3
   sealroom devices rename 'work laptop'
-A device names itself at register or login --new-device (--device-name, default: the host name).
-Starting over (login --new-device) revokes the account's earlier devices; they stay listed.")]
+A device names itself at register, link or login --new-device (--device-name, default: the host
+name). Revoking logs that device out at once and deletes its keys and waiting messages.
+Starting over (login --new-device) revokes every earlier device; they stay listed.")]
     Devices {
         /// `rename NAME`; without it, the list.
         #[command(subcommand)]
@@ -197,6 +212,17 @@ pub(crate) enum DevicesCommand {
     Rename {
         /// The new name.
         name: String,
+    },
+    /// Give a device being linked (`sealroom link`, or a browser) this account: its identity
+    /// and contacts, sealed to the code it shows.
+    Add {
+        /// The link code the new device shows (spaces and dashes ignored).
+        code: String,
+    },
+    /// Revoke one of the account's other devices (its id from `sealroom devices`).
+    Revoke {
+        /// The device id.
+        id: u32,
     },
 }
 
@@ -312,6 +338,29 @@ pub(crate) struct Login {
     #[arg(long, value_name = "NAME", requires = "new_device")]
     pub(crate) device_name: Option<String>,
     /// PBKDF2 rounds for a new keystore (tests only).
+    #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
+    pub(crate) kdf_rounds: u32,
+}
+
+/// `link` options.
+#[derive(Debug, Args)]
+pub(crate) struct Link {
+    /// Server `host:port`.
+    #[arg(long, env = "SEALROOM_SERVER", default_value = "localhost:8443")]
+    pub(crate) server: String,
+    /// The account's username.
+    #[arg(long)]
+    pub(crate) username: String,
+    /// The TOTP code (else asked).
+    #[arg(long)]
+    pub(crate) code: Option<String>,
+    /// Use a one-time recovery code instead of TOTP.
+    #[arg(long, conflicts_with = "code")]
+    pub(crate) recovery_code: Option<String>,
+    /// This device's name in `sealroom devices` (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) device_name: Option<String>,
+    /// PBKDF2 rounds for the new keystore (tests only).
     #[arg(long, env = "SEALROOM_KDF_ROUNDS", default_value_t = crate::keystore::DEFAULT_ROUNDS, hide = true)]
     pub(crate) kdf_rounds: u32,
 }

@@ -194,7 +194,7 @@ pub(crate) struct Client {
     pub(crate) room_resets_asked: Vec<String>,
     /// Contacts whose identity and device this connection has checked with `FetchDevices`
     /// (before the first encryption to them), and the device id then listed.
-    pub(crate) devices_checked: std::collections::HashMap<String, u32>,
+    pub(crate) devices_checked: std::collections::HashMap<String, Vec<u32>>,
 }
 
 impl core::fmt::Debug for Client {
@@ -289,10 +289,39 @@ impl Client {
             })
             .await?;
         self.profile.token_expires = expires_at;
+        self.ensure_device().await?;
         if crate::profile::now().saturating_sub(self.profile.signed_prekey_at)
             > SIGNED_PREKEY_LIFETIME
         {
             self.publish_new_signed_prekey().await?;
+        }
+        Ok(())
+    }
+
+    /// Learns this device's id from the server if the keystore does not hold it (written
+    /// before devices, or starting over), and makes sure the published signed prekey is signed
+    /// for it ("Sealroom SPK v2": contacts refuse a v1 one once the account has two devices).
+    pub(crate) async fn ensure_device(&mut self) -> anyhow::Result<()> {
+        let device = match self.profile.device_id {
+            Some(d) => d,
+            None => {
+                self.link
+                    .request(&Message::ListDevices, |reply| match reply {
+                        Message::DeviceList { current, .. } => Ok(current),
+                        Message::Error { code, text } => Err(refusal(code, text)),
+                        other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+                    })
+                    .await?
+            }
+        };
+        let known = self.profile.device_id == Some(device);
+        if let Some(spk) = self.profile.become_device(device, crate::profile::now())? {
+            // Saved before publishing, so the secret of a published key is never lost.
+            self.save()?;
+            let publish = Message::PublishSignedPrekey { prekey: spk };
+            self.link.request(&publish, expect_ok).await?;
+        } else if !known {
+            self.save()?;
         }
         Ok(())
     }
@@ -386,6 +415,7 @@ impl Client {
                 room,
                 sent_at,
                 body,
+                device,
             } => {
                 if self.profile.seen_server_ids.contains(&server_id) {
                     // Stored before; the acknowledgement was lost. Acknowledge again.
@@ -395,7 +425,10 @@ impl Client {
                     // it comes again and is decrypted again from the saved state.
                     let before = self.profile.clone();
                     let result = match &room {
-                        None => self.receive_direct(&from, &body, sent_at, server_id).await,
+                        None => {
+                            self.receive_direct(&from, device, &body, sent_at, server_id)
+                                .await
+                        }
                         Some(r) => self.receive_room(r, &from, &body, sent_at, server_id).await,
                     };
                     let shown = match result {

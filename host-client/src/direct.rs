@@ -19,13 +19,28 @@
 use proto_core::limits::MAX_BODY;
 use proto_core::{
     Content, DecryptError, DeviceBody, Envelope, ErrorCode, IdentityPublicKey, List, Message,
-    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session,
+    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, X3dhError,
 };
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Notice, refusal};
 use crate::exit::{Exit, Failure, fail};
 use crate::profile::{Contact, Entry, now, session_from_hex, session_to_hex};
+
+/// Which of the sessions held with a contact's device decrypted a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// The device's current session.
+    Current,
+    /// The one before it.
+    Previous,
+    /// A session from before device ids.
+    Legacy,
+    /// The one before that.
+    LegacyPrevious,
+    /// A new one, started by this (prekey) message.
+    Fresh,
+}
 
 /// Why a message could not be read, for the history.
 fn reason(e: DecryptError) -> &'static str {
@@ -47,11 +62,33 @@ pub(crate) fn accepted_id(reply: Message<'_>) -> anyhow::Result<u64> {
     }
 }
 
-/// What a send to a user's device came back with.
+/// `plain` encrypted in `session` as a direct message body (an envelope, PROTOCOL.md §5.1).
+fn seal(session: &mut Session, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = vec![0u8; 1 + PREKEY_HEADER_LEN + plain.len() + RATCHET_OVERHEAD];
+    let header = session.pending_prekey_header().copied();
+    let prefix = Envelope::emit_prefix(header.as_ref(), &mut body)
+        .map_err(|e| anyhow::anyhow!("cannot build the message: {e}"))?;
+    let room = body.len();
+    let sealed = body.get_mut(prefix..).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot encrypt: the envelope prefix ({prefix} bytes) fills the {room}-byte body"
+        )
+    })?;
+    let used = session
+        .encrypt(&mut crate::rng::os(), plain, sealed)
+        .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
+    body.truncate(prefix + used);
+    if body.len() > MAX_BODY {
+        return fail(Exit::Failure, "the message is too long");
+    }
+    Ok(body)
+}
+
+/// What a send to a user's devices came back with.
 enum Sent {
     /// Stored by the server, with this id.
     Accepted(u64),
-    /// `STALE_DEVICES`: the device we encrypted for is no longer the user's.
+    /// `STALE_DEVICES`: the devices we encrypted for are no longer exactly the user's.
     Stale,
 }
 
@@ -59,8 +96,9 @@ impl Client {
     /// Asks the server for `user`'s identity and devices (PROTOCOL.md §3.4 message 51) and
     /// records the identity as a bundle's would be: a key different from the one we hold marks
     /// the contact changed and fails with exit 7, before anything is encrypted to it. Returns
-    /// the device to encrypt for (an account has one until linking is on the wire).
-    pub(crate) async fn check_devices(&mut self, user: &str) -> anyhow::Result<u32> {
+    /// the devices to encrypt for (each one's prekey is checked against that identity when a
+    /// session with it starts: a device the identity did not sign gets nothing).
+    pub(crate) async fn check_devices(&mut self, user: &str) -> anyhow::Result<Vec<u32>> {
         let (identity, devices) = self
             .link
             .request(
@@ -84,32 +122,53 @@ impl Client {
             )
             .await?;
         self.observe_identity(user, &identity)?;
-        let [device] = devices[..] else {
+        if devices.is_empty() {
             return fail(
                 Exit::Refused,
-                format!(
-                    "the server lists {} devices for {user}; this version of sealroom writes to \
-                     accounts with exactly one",
-                    devices.len()
-                ),
+                format!("{user} has no device to write to (every one was revoked)"),
             );
+        }
+        // Sessions with devices the account no longer has are of no use.
+        if let Some(c) = self.profile.contacts.get_mut(user) {
+            c.devices.retain(|d, _| devices.contains(d));
+        }
+        self.devices_checked
+            .insert(user.to_owned(), devices.clone());
+        Ok(devices)
+    }
+
+    /// Fetches the prekey bundle of one of `user`'s devices; checks their identity key.
+    async fn fetch_device_bundle(
+        &mut self,
+        user: &str,
+        device: u32,
+    ) -> anyhow::Result<RemoteBundle> {
+        let fetch = Message::FetchDeviceBundle {
+            username: user,
+            device,
         };
-        self.devices_checked.insert(user.to_owned(), device);
-        Ok(device)
+        self.request_bundle(user, &fetch).await
     }
 
     /// Fetches `user`'s prekey bundle; records or checks their identity key.
     pub(crate) async fn fetch_bundle(&mut self, user: &str) -> anyhow::Result<RemoteBundle> {
+        self.request_bundle(user, &Message::FetchBundle { username: user })
+            .await
+    }
+
+    /// Sends a bundle request for `user`; checks the identity in the `Bundle` that answers.
+    async fn request_bundle(
+        &mut self,
+        user: &str,
+        fetch: &Message<'_>,
+    ) -> anyhow::Result<RemoteBundle> {
         let bundle = self
             .link
-            .request(
-                &Message::FetchBundle { username: user },
-                |reply| match reply {
-                    Message::Bundle { bundle } => Ok(RemoteBundle::from(&bundle)),
-                    Message::Error { code, text } => Err(refusal(code, text)),
-                    other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
-                },
-            )
+            .request(fetch, |reply| match reply {
+                Message::Bundle { bundle } => Ok(RemoteBundle::from(&bundle)),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
             .await?;
         self.observe_identity(user, &bundle.identity)?;
         Ok(bundle)
@@ -135,47 +194,75 @@ impl Client {
         }
     }
 
-    /// Our session with `user`, starting one (X3DH) if there is none that can send.
-    async fn sending_session(&mut self, user: &str) -> anyhow::Result<Session> {
+    /// The devices to encrypt for: `user` must not be us or blocked, and their identity is
+    /// checked once per connection, before the first encryption to them (they may have
+    /// started over); later changes come back as `STALE_DEVICES`.
+    async fn devices_to_send(&mut self, user: &str) -> anyhow::Result<Vec<u32>> {
         if user == self.profile.username {
             return fail(Exit::Failure, "that is you: send to someone else");
         }
         self.check_not_blocked(user)?;
-        // Once per connection, before the first encryption to them: is the identity we hold
-        // still theirs (they may have started over)? Later changes come back as STALE_DEVICES.
-        if !self.devices_checked.contains_key(user) {
-            self.check_devices(user).await?;
+        match self.devices_checked.get(user) {
+            Some(d) => Ok(d.clone()),
+            None => self.check_devices(user).await,
         }
-        if let Some(s) = self
-            .profile
-            .contacts
-            .get(user)
-            .and_then(|c| c.session.as_deref())
-            .and_then(session_from_hex)
-            .filter(Session::can_send)
-        {
-            return Ok(s);
-        }
-        let bundle = self.fetch_bundle(user).await?;
-        let identity = self.profile.identity()?;
-        let (session, _) =
-            Session::initiate(&mut crate::rng::os(), &identity, &bundle).map_err(|e| {
-                Failure::new(
-                    Exit::Refused,
-                    format!(
-                        "cannot start a session with {user}: {e}; their published keys are invalid"
-                    ),
-                )
-            })?;
-        Ok(session)
     }
 
-    /// Encrypts `content` for `user`'s device, saves the advanced session, sends it; returns
-    /// the server's id. The session is saved *before* sending, so a crash never reuses a key.
+    /// Our session with one of `user`'s devices, starting one (X3DH) if there is none that can
+    /// send. The device's signed prekey must be signed for it by `user`'s identity (v2); a v1
+    /// prekey (a client from before devices) is taken only when it is their one device (`only`).
+    /// Returns the session and whether it is one from before device ids.
+    async fn sending_session(
+        &mut self,
+        user: &str,
+        device: u32,
+        only: bool,
+    ) -> anyhow::Result<(Session, bool)> {
+        let contact = self.profile.contacts.get(user);
+        let own = contact
+            .and_then(|c| c.devices.get(&device))
+            .and_then(|d| d.session.as_deref())
+            .and_then(session_from_hex)
+            .filter(Session::can_send);
+        if let Some(s) = own {
+            return Ok((s, false));
+        }
+        let legacy = contact
+            .filter(|_| only)
+            .and_then(|c| c.session.as_deref())
+            .and_then(session_from_hex)
+            .filter(Session::can_send);
+        if let Some(s) = legacy {
+            return Ok((s, true));
+        }
+        let bundle = self.fetch_device_bundle(user, device).await?;
+        let identity = self.profile.identity()?;
+        let mut rng = crate::rng::os();
+        let started = match Session::initiate_for_device(&mut rng, &identity, &bundle, device) {
+            Err(X3dhError::BadPrekeySignature) if only => {
+                Session::initiate(&mut rng, &identity, &bundle)
+            }
+            other => other,
+        };
+        let (session, _) = started.map_err(|e| {
+            Failure::new(
+                Exit::Refused,
+                format!(
+                    "cannot start a session with {user}'s device {device}: {e}; its published \
+                     keys are not signed by {user}'s identity for it"
+                ),
+            )
+        })?;
+        Ok((session, false))
+    }
+
+    /// Encrypts `content` for each of `user`'s devices, saves the advanced sessions, sends them
+    /// in one request; returns the server's id. The sessions are saved *before* sending, so a
+    /// crash never reuses a key.
     ///
-    /// If the server answers that the device is not theirs any more (`STALE_DEVICES`), their
-    /// devices are fetched again: a changed identity fails with exit 7 (nothing was stored);
-    /// the same identity on another device gets a new session and one more try.
+    /// If the server answers that the devices are not theirs any more (`STALE_DEVICES`), they
+    /// are fetched again: a changed identity fails with exit 7 (nothing was stored); the same
+    /// identity with other devices gets sessions with those and one more try.
     pub(crate) async fn send_content_to(
         &mut self,
         user: &str,
@@ -187,12 +274,8 @@ impl Client {
                 Sent::Stale => {
                     let before = self.devices_checked.remove(user);
                     let now = self.check_devices(user).await?;
-                    if before == Some(now) {
+                    if before.as_ref() == Some(&now) {
                         break;
-                    }
-                    // Same identity, another device: the session was with the old one.
-                    if let Some(c) = self.profile.contacts.get_mut(user) {
-                        c.previous_session = c.session.take();
                     }
                 }
             }
@@ -200,8 +283,8 @@ impl Client {
         fail(
             Exit::Refused,
             format!(
-                "the server refuses the device it lists for {user} (STALE_DEVICES); nothing was \
-                 sent. Try again later"
+                "the server refuses the devices it lists for {user} (STALE_DEVICES); nothing \
+                 was sent. Try again later"
             ),
         )
     }
@@ -211,13 +294,7 @@ impl Client {
         user: &str,
         content: &Content<'_>,
     ) -> anyhow::Result<Sent> {
-        let mut session = self.sending_session(user).await?;
-        let Some(&device) = self.devices_checked.get(user) else {
-            return fail(
-                Exit::Failure,
-                format!("internal error: {user}'s device was not checked"),
-            );
-        };
+        let devices = self.devices_to_send(user).await?;
         let mut plain = Zeroizing::new(vec![0u8; MAX_BODY]);
         let n = content
             .encode(&mut plain)
@@ -225,33 +302,31 @@ impl Client {
         let plain = plain.get(..n).ok_or_else(|| {
             anyhow::anyhow!("cannot encrypt: the encoded content claims {n} bytes of {MAX_BODY}")
         })?;
-        let mut body = vec![0u8; 1 + PREKEY_HEADER_LEN + n + RATCHET_OVERHEAD];
-        let header = session.pending_prekey_header().copied();
-        let prefix = Envelope::emit_prefix(header.as_ref(), &mut body)
-            .map_err(|e| anyhow::anyhow!("cannot build the message: {e}"))?;
-        let room = body.len();
-        let sealed = body.get_mut(prefix..).ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot encrypt: the envelope prefix ({prefix} bytes) fills the {room}-byte body"
-            )
-        })?;
-        let used = session
-            .encrypt(&mut crate::rng::os(), plain, sealed)
-            .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
-        body.truncate(prefix + used);
-        if body.len() > MAX_BODY {
-            return fail(Exit::Failure, "the message is too long");
-        }
-        let state = session_to_hex(&session)?;
-        if let Some(c) = self.profile.contacts.get_mut(user) {
-            c.session = Some(state);
+        let only = devices.len() == 1;
+        let mut sealed = Vec::with_capacity(devices.len());
+        for &device in &devices {
+            let (mut session, legacy) = self.sending_session(user, device, only).await?;
+            sealed.push((device, seal(&mut session, plain)?));
+            let state = session_to_hex(&session)?;
+            if let Some(c) = self.profile.contacts.get_mut(user) {
+                let d = c.devices.entry(device).or_default();
+                if legacy {
+                    // A session from before device ids, now known to be this device's.
+                    d.previous_session = c.previous_session.take();
+                    c.session = None;
+                }
+                d.session = Some(state);
+            }
         }
         self.save()?;
         let client_id = crate::rng::u64();
-        let bodies = [DeviceBody {
-            device,
-            body: &body,
-        }];
+        let bodies: Vec<DeviceBody<'_>> = sealed
+            .iter()
+            .map(|(device, body)| DeviceBody {
+                device: *device,
+                body,
+            })
+            .collect();
         let send = Message::SendToDevices {
             to: user,
             client_id,
@@ -298,10 +373,12 @@ impl Client {
         Ok(entry)
     }
 
-    /// Decrypts a one-to-one body from `from`; updates sessions and history.
+    /// Decrypts a one-to-one body from `from`'s device `device` (as the server says: a wrong
+    /// one only makes it undecryptable); updates sessions and history.
     pub(crate) async fn receive_direct(
         &mut self,
         from: &str,
+        device: u32,
         body: &[u8],
         sent_at: u64,
         server_id: u64,
@@ -316,30 +393,33 @@ impl Client {
         };
         let message = envelope.message();
         let mut plain = Zeroizing::new(vec![0u8; message.len()]);
-        let mut outcome: Result<(usize, Session, bool), DecryptError> =
+        let mut outcome: Result<(usize, Session, Slot), DecryptError> =
             Err(DecryptError::Authentication);
-        let had_session = self
-            .profile
-            .contacts
-            .get(from)
-            .and_then(|c| c.session.as_deref())
-            .and_then(session_from_hex)
-            .is_some();
-        // The sessions we hold, current first.
-        let held: Vec<(Session, bool)> = self
+        // The sessions we hold with that device, current first, then any from before device
+        // ids.
+        let held: Vec<(Session, Slot)> = self
             .profile
             .contacts
             .get(from)
             .map(|c| {
+                let d = c.devices.get(&device);
                 [
-                    (c.session.as_deref(), true),
-                    (c.previous_session.as_deref(), false),
+                    (d.and_then(|d| d.session.as_deref()), Slot::Current),
+                    (
+                        d.and_then(|d| d.previous_session.as_deref()),
+                        Slot::Previous,
+                    ),
+                    (c.session.as_deref(), Slot::Legacy),
+                    (c.previous_session.as_deref(), Slot::LegacyPrevious),
                 ]
                 .into_iter()
-                .filter_map(|(s, cur)| s.and_then(session_from_hex).map(|s| (s, cur)))
+                .filter_map(|(s, slot)| s.and_then(session_from_hex).map(|s| (s, slot)))
                 .collect()
             })
             .unwrap_or_default();
+        let had_session = held
+            .iter()
+            .any(|(_, slot)| matches!(slot, Slot::Current | Slot::Legacy));
         for (mut s, current) in held {
             match s.decrypt(message, &mut plain) {
                 Ok(n) => {
@@ -353,7 +433,6 @@ impl Client {
                 Err(e) => outcome = Err(e),
             }
         }
-        let mut fresh_session = false;
         if outcome.is_err()
             && let Envelope::Prekey { header, .. } = envelope
         {
@@ -372,7 +451,7 @@ impl Client {
             let identity = self.profile.identity()?;
             let Some(spk) = self.profile.signed_prekey_by_id(header.signed_prekey_id) else {
                 let text = "it names a signed prekey this device no longer has";
-                notices.push(self.heal(from, sent_at, server_id, text));
+                notices.push(self.heal(from, device, sent_at, server_id, text));
                 return Ok(notices);
             };
             let opk = match header.one_time_prekey_id {
@@ -380,7 +459,7 @@ impl Client {
                     Some(k) => Some(k),
                     None => {
                         let text = "it uses a one-time prekey already used";
-                        notices.push(self.heal(from, sent_at, server_id, text));
+                        notices.push(self.heal(from, device, sent_at, server_id, text));
                         return Ok(notices);
                     }
                 },
@@ -389,8 +468,7 @@ impl Client {
             match Session::respond(&identity, &spk, opk.as_ref(), &header) {
                 Ok(mut s) => match s.decrypt(message, &mut plain) {
                     Ok(n) => {
-                        outcome = Ok((n, s, false));
-                        fresh_session = true;
+                        outcome = Ok((n, s, Slot::Fresh));
                         if let Some(id) = header.one_time_prekey_id {
                             self.profile.one_time_prekeys.remove(&id);
                         }
@@ -416,20 +494,26 @@ impl Client {
                 return Ok(notices);
             }
         }
-        let (n, session, was_current) = match outcome {
+        let (n, session, slot) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                notices.push(self.heal(from, sent_at, server_id, reason(e)));
+                notices.push(self.heal(from, device, sent_at, server_id, reason(e)));
                 return Ok(notices);
             }
         };
-        // Commit the session that worked as the current one.
+        // Commit the session that worked as the device's current one.
         let state = session_to_hex(&session)?;
         if let Some(c) = self.profile.contacts.get_mut(from) {
-            if !was_current {
-                c.previous_session = c.session.take();
+            match slot {
+                Slot::Legacy => c.session = None,
+                Slot::LegacyPrevious => c.previous_session = None,
+                Slot::Current | Slot::Previous | Slot::Fresh => {}
             }
-            c.session = Some(state);
+            let d = c.devices.entry(device).or_default();
+            if slot != Slot::Current {
+                d.previous_session = d.session.take();
+            }
+            d.session = Some(state);
         }
         let plain = plain.get(..n).ok_or_else(|| {
             anyhow::anyhow!(
@@ -458,9 +542,9 @@ impl Client {
                 notices.extend(self.receive_roster_invite(from, &room, &roster).await?);
             }
             Ok(Content::SessionReset) => {
-                if !fresh_session && let Some(c) = self.profile.contacts.get_mut(from) {
-                    c.session = None;
-                }
+                // A reset comes in a new session, which replaced the broken one above. One
+                // that comes in a working session is for another of our devices (it reaches
+                // each of them): this device's session stays.
                 // They may have failed on a room message: hand them our room keys again.
                 let shared: Vec<String> = self
                     .profile
@@ -536,9 +620,9 @@ impl Client {
         Notice::Message(entry)
     }
 
-    /// Records an unreadable message and starts healing: our sessions with `from` are dropped
-    /// and a `SessionReset` will go out in a new session.
-    fn heal(&mut self, from: &str, at: u64, server_id: u64, why: &str) -> Notice {
+    /// Records an unreadable message and starts healing: our sessions with `from`'s device are
+    /// dropped and a `SessionReset` will go out in a new session with it.
+    fn heal(&mut self, from: &str, device: u32, at: u64, server_id: u64, why: &str) -> Notice {
         let notice = self.undecryptable(
             from,
             at,
@@ -547,6 +631,7 @@ impl Client {
         );
         let blocked = match self.profile.contacts.get_mut(from) {
             Some(c) => {
+                c.devices.remove(&device);
                 c.session = None;
                 c.previous_session = None;
                 c.key_changed

@@ -34,6 +34,27 @@ pub fn keystore(data: &[u8]) {
     }
 }
 
+/// `data` as a link code typed into `sealroom devices add`, and as the link state a new device
+/// reads from an opened link message (PROTOCOL.md §4.6): an error, never a panic; a code that
+/// reads back prints as text that reads back to it; a state that parses makes a profile whose
+/// contacts are the state's.
+///
+/// # Panics
+/// When a check fails: that is the finding.
+pub fn link_state(data: &[u8]) {
+    if let Ok(code) = crate::link_state::parse_code(&String::from_utf8_lossy(data)) {
+        let again = crate::link_state::parse_code(&crate::link_state::code_text(&code))
+            .expect("a code printed reads back");
+        assert_eq!(again, code, "a code printed reads back differently");
+    }
+    if let Ok(state) = serde_json::from_slice::<crate::link_state::LinkState>(data)
+        && let Ok(profile) = Profile::linked("localhost:1", &state, 1)
+    {
+        assert_eq!(profile.contacts.len(), state.contacts.len());
+        use_profile(&profile);
+    }
+}
+
 /// Everything the client decodes from a profile once it is open.
 fn use_profile(profile: &Profile) {
     let _ = profile.check();
@@ -57,8 +78,13 @@ fn use_profile(profile: &Profile) {
     let _ = profile.unread_count();
     for contact in profile.contacts.values() {
         let _ = contact.identity();
+        let per_device = contact
+            .devices
+            .values()
+            .flat_map(|d| [&d.session, &d.previous_session]);
         for state in [&contact.session, &contact.previous_session]
             .into_iter()
+            .chain(per_device)
             .flatten()
         {
             if let Some(session) = session_from_hex(state) {

@@ -22,6 +22,7 @@ mod inert;
 mod keystore;
 mod known_servers;
 mod link;
+mod link_state;
 mod membership;
 mod profile;
 mod rng;

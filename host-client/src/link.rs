@@ -399,6 +399,8 @@ pub(crate) enum Push {
         sent_at: u64,
         /// The ciphertext.
         body: Vec<u8>,
+        /// The sending device (as the server says).
+        device: u32,
     },
     /// One of our messages reached its recipient (`Delivered`).
     Delivered {
@@ -431,14 +433,14 @@ impl Push {
                 room,
                 sent_at,
                 body,
-                // One session per contact until the client keeps one per device.
-                device: _,
+                device,
             } => Push::Deliver {
                 server_id,
                 from: from.to_owned(),
                 room: room.map(str::to_owned),
                 sent_at,
                 body: body.to_vec(),
+                device,
             },
             Message::Delivered { server_id, .. } => Push::Delivered { server_id },
             Message::RoomChanged {

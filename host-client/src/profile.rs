@@ -66,6 +66,14 @@ pub(crate) struct Profile {
     /// kept aside until the new key is verified (absent in keystores written before).
     #[serde(default)]
     pub(crate) held: VecDeque<Held>,
+    /// This device's id in the account (PROTOCOL.md §6 **Devices**); absent in keystores
+    /// written before devices (learned from the server at the next connection).
+    #[serde(default)]
+    pub(crate) device_id: Option<u32>,
+    /// The device the current signed prekey is signed for ("Sealroom SPK v2"); `None` for a
+    /// v1 signature (keystores written before devices), replaced once the id is known.
+    #[serde(default)]
+    pub(crate) signed_prekey_device: Option<u32>,
 }
 
 /// How many room keys and room messages are held for unverified contacts (the oldest go first).
@@ -125,15 +133,30 @@ pub(crate) struct Contact {
     /// Their identity key changed since it was last accepted: sending is blocked until
     /// `verify --confirm`.
     pub(crate) key_changed: bool,
-    /// The current pairwise session state (hex of `Session::write_state`).
+    /// A session from before device ids (hex of `Session::write_state`), with whichever one
+    /// device they had: tried for any of their devices, and moved to the one it works with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) session: Option<String>,
-    /// The session before the current one, tried when the current one cannot decrypt.
+    /// The session before that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) previous_session: Option<String>,
+    /// Sessions with each of their devices, by device id (absent in keystores written before).
+    #[serde(default)]
+    pub(crate) devices: BTreeMap<u32, DeviceSessions>,
     /// Base keys (the prekey header's ephemeral key, hex) of the first messages taken in, the
     /// last [`BASE_KEYS_LIMIT`]: a prekey message with one of them is a copy, and changes
     /// nothing (absent in keystores written before).
     #[serde(default)]
     pub(crate) base_keys: VecDeque<String>,
+}
+
+/// Our sessions with one device of a contact.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct DeviceSessions {
+    /// The current pairwise session state (hex of `Session::write_state`).
+    pub(crate) session: Option<String>,
+    /// The session before the current one, tried when the current one cannot decrypt.
+    pub(crate) previous_session: Option<String>,
 }
 
 /// How many first-message base keys each contact keeps, to know replays.
@@ -234,9 +257,43 @@ impl Profile {
             seen_messages: VecDeque::new(),
             outbox: VecDeque::new(),
             held: VecDeque::new(),
+            device_id: None,
+            signed_prekey_device: None,
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile
+    }
+
+    /// A new device's profile from the link state another device of the account sent: its
+    /// identity and contacts, and fresh prekeys of its own (the signed one is replaced by one
+    /// signed for the device id once the server has given it, [`become_device`](Self::become_device)).
+    pub(crate) fn linked(
+        server: &str,
+        state: &crate::link_state::LinkState,
+        now: u64,
+    ) -> anyhow::Result<Self> {
+        let mut profile = Self::generate(server, &state.username, now);
+        unhex::<{ IdentityKeyPair::SECRET_LEN }>(&state.identity)
+            .ok_or_else(|| anyhow::anyhow!("the link message's identity key is damaged"))?;
+        profile.identity = state.identity.clone();
+        profile.contacts = state.contacts();
+        Ok(profile)
+    }
+
+    /// This profile is device `device` of its account: its signed prekey is replaced by one
+    /// signed for that device ("Sealroom SPK v2", PROTOCOL.md §4.6) unless it already is;
+    /// returns the new one's public half to publish, if one was made.
+    pub(crate) fn become_device(
+        &mut self,
+        device: u32,
+        now: u64,
+    ) -> anyhow::Result<Option<proto_core::SignedPrekey>> {
+        self.device_id = Some(device);
+        if self.signed_prekey_device == Some(device) {
+            return Ok(None);
+        }
+        let spk = self.rotate_signed_prekey(now)?;
+        Ok(Some(wire_signed_prekey(&spk.public())))
     }
 
     /// Refuses a profile this version cannot use: a newer layout, or damaged own keys (said
@@ -325,7 +382,13 @@ impl Profile {
         let identity = self.identity()?;
         let id = self.next_prekey_id;
         self.next_prekey_id = self.next_prekey_id.wrapping_add(1).max(1);
-        let spk = SignedPrekeyPair::generate(&mut crate::rng::os(), id, &identity);
+        let spk = match self.device_id {
+            Some(device) => {
+                SignedPrekeyPair::generate_for_device(&mut crate::rng::os(), id, device, &identity)
+            }
+            None => SignedPrekeyPair::generate(&mut crate::rng::os(), id, &identity),
+        };
+        self.signed_prekey_device = self.device_id;
         let old = core::mem::replace(
             &mut self.signed_prekey,
             hex_secret(spk.to_secret_bytes().as_ref()),
@@ -494,6 +557,7 @@ impl Contact {
         self.key_changed = true;
         self.session = None;
         self.previous_session = None;
+        self.devices.clear();
     }
 }
 
@@ -623,6 +687,54 @@ mod tests {
         }
         assert_eq!(c.base_keys.len(), BASE_KEYS_LIMIT);
         assert!(!c.took_base_key(&[1; 32]), "the oldest went first");
+    }
+
+    #[test]
+    fn a_keystore_written_before_devices_opens_and_signs_its_prekey_for_its_device() {
+        let mut p = Profile::generate("s", "u", 0);
+        p.contacts.insert(
+            "bob".into(),
+            Contact {
+                session: Some("00".into()),
+                ..Contact::default()
+            },
+        );
+        let mut v = serde_json::to_value(&p).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("device_id").unwrap();
+        o.remove("signed_prekey_device").unwrap();
+        v["contacts"]["bob"]
+            .as_object_mut()
+            .unwrap()
+            .remove("devices")
+            .unwrap();
+        let mut q: Profile = serde_json::from_value(v).unwrap();
+        assert_eq!((q.device_id, q.signed_prekey_device), (None, None));
+        assert_eq!(
+            q.contacts["bob"].session.as_deref(),
+            Some("00"),
+            "kept as legacy"
+        );
+        let old = q.signed_prekey().unwrap().id();
+        let identity = q.identity_public().unwrap();
+        let spk = q
+            .become_device(3, 9)
+            .unwrap()
+            .expect("a v2 prekey to publish");
+        let public = SignedPrekeyPublic::from(&spk);
+        assert!(public.verify_for_device(&identity.signing, 3).is_ok());
+        assert!(
+            public.verify(&identity.signing).is_err(),
+            "not a v1 signature"
+        );
+        assert!(
+            q.signed_prekey_by_id(old).is_some(),
+            "the v1 one kept for messages in flight"
+        );
+        assert!(q.become_device(3, 10).unwrap().is_none(), "once");
+        // Saved and read back, it stays device 3's.
+        let r: Profile = serde_json::from_value(serde_json::to_value(&q).unwrap()).unwrap();
+        assert_eq!((r.device_id, r.signed_prekey_device), (Some(3), Some(3)));
     }
 
     #[test]

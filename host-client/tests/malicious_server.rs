@@ -622,8 +622,16 @@ fn a_removed_member_whose_key_changed_reads_nothing_after() {
     assert_eq!(members_of(&bob, "team"), ["alice", "bob"]);
 
     // A hostile server hands the message to Carol's old device anyway (it lets that device
-    // log in again with its old keys, and makes Carol a member again).
+    // log in again with its old keys, undoing its revocation, and makes Carol a member again).
     // (Its TOTP code: the next step after the one the new device used, so wait for the clock.)
+    rusqlite::Connection::open(server.dir.path().join("sealroom.db"))
+        .unwrap()
+        .execute(
+            "UPDATE devices SET revoked_at = NULL WHERE device_id = 1 AND account_id = \
+             (SELECT id FROM accounts WHERE username = 'carol')",
+            [],
+        )
+        .unwrap();
     let into_step = now() % 30;
     std::thread::sleep(Duration::from_secs(31 - into_step));
     carol
@@ -713,13 +721,12 @@ fn a_roster_version_the_server_forges_is_refused() {
     );
 }
 
-/// The server moves carol to another device id under the same identity while alice's chat is
-/// open (as linking will, or a server playing with device ids): alice's next line is refused
-/// with STALE_DEVICES, her client asks for carol's devices again, starts a session with the one
-/// listed and sends once more. Carol reads the line once; nothing is encrypted for a device the
-/// server does not list.
+/// Carol links a second device while alice's chat with her is open: alice's next line is
+/// refused with STALE_DEVICES, her client asks for carol's devices again, starts a session with
+/// the new one (its prekey signed by carol's identity for it) and sends once more. Both of
+/// carol's devices read the line once; the safety number did not change.
 #[test]
-fn a_device_moved_under_the_same_identity_gets_a_new_session_and_one_send() {
+fn a_device_linked_during_a_chat_gets_a_new_session_and_one_send() {
     let server = TestServer::start();
     let mut alice = User::new("alice", &server);
     let mut carol = User::new("carol", &server);
@@ -733,22 +740,76 @@ fn a_device_moved_under_the_same_identity_gets_a_new_session_and_one_send() {
     chat.expect("alice: first", WAIT);
     carol.expect_inbox(&["alice: first"]);
 
-    // The same identity keys, the next device id (its signed prekey kept).
-    store(&server, |s| {
-        let id = account_id(s, "carol")?;
-        let a = s.account_by_id(id)?.unwrap();
-        let spk = s.take_bundle("carol", None, false)?.unwrap().spk;
-        let device = s.set_identity(id, &a.identity_sig, &a.identity_dh, now())?;
-        s.set_signed_prekey(id, device, &spk)
-    });
+    let phone = carol.link_device(&server, "phone", 1);
     chat.send_line("second");
     chat.expect("alice: second", WAIT);
     assert_eq!(chat.finish(WAIT), 0);
-    // Carol's session was her old device's: she logs in again, as the account's device.
-    carol
-        .run(&["login", "--code", &totp(&carol.totp_secret, 1)])
-        .ok();
     carol.expect_inbox(&["alice: second"]);
+    phone.expect_inbox(&["alice: second"]);
     let c = status_contact(&alice, "carol");
     assert_eq!(c["key_changed"], false, "the identity did not change: {c}");
+}
+
+/// The server adds a device to carol's account on its own: first one whose prekey another
+/// identity signed, then one carrying carol's real prekey of device 1 (signed for device 1, not
+/// for it). Alice's client refuses to start a session with either: the send fails (exit 8)
+/// and nothing is stored for carol at all (the forged device got no ciphertext, and the server
+/// cannot take carol's copy alone: a send must name every device). Once the server stops,
+/// alice writes to carol again, with the same safety number.
+#[test]
+fn a_device_the_server_adds_without_the_identity_signing_it_gets_nothing() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    alice.run(&["send", "@carol", "first"]).ok();
+    carol.expect_inbox(&["alice: first"]);
+
+    let wire = |p: proto_core::SignedPrekeyPublic| proto_core::SignedPrekey {
+        id: p.id,
+        key: proto_core::Key32(p.public),
+        signature: proto_core::Sig64(p.signature),
+    };
+    let forged = store(&server, move |s| {
+        let id = account_id(s, "carol")?;
+        let device = s.add_device(id, "not carol's", now())?;
+        let mallory = proto_core::IdentityKeyPair::from_secrets(&[7; 32], &[8; 32]);
+        let spk = proto_core::SignedPrekeyPair::from_secret_key_for_device(
+            900, device, &[9; 32], &mallory,
+        );
+        s.set_signed_prekey(id, device, &wire(spk.public()))?;
+        Ok(device)
+    });
+    let r = alice.run(&["send", "@carol", "second"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not signed by carol's identity"),
+        "{}",
+        r.stderr
+    );
+    assert!(queued_for(&server, "carol").is_empty());
+
+    // Carol's own prekey, moved to a device the server made.
+    store(&server, move |s| {
+        let id = account_id(s, "carol")?;
+        s.revoke_device(id, forged, now())?;
+        let real = s.take_bundle("carol", Some(1), false)?.unwrap().spk;
+        let device = s.add_device(id, "copy", now())?;
+        s.set_signed_prekey(id, device, &real)
+    });
+    let r = alice.run(&["send", "@carol", "third"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(queued_for(&server, "carol").is_empty());
+
+    store(&server, move |s| {
+        let id = account_id(s, "carol")?;
+        let copy = s.active_devices(id)?.into_iter().max().unwrap();
+        s.revoke_device(id, copy, now())?;
+        Ok(())
+    });
+    alice.run(&["send", "@carol", "fourth"]).ok();
+    carol.expect_inbox(&["alice: fourth"]);
+    let c = status_contact(&alice, "carol");
+    assert_eq!(c["key_changed"], false, "{c}");
 }

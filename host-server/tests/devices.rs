@@ -71,12 +71,28 @@ async fn login_next_step(ts: &TestServer, user: &User) -> Client {
     c
 }
 
-/// Publishes the identity made from `seed` on `c` (a new one starts the account over).
+/// Publishes the identity made from `seed` on `c` (a new one starts the account over), then, as
+/// a client does, a signed prekey signed by it for the session's (new) device.
 async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPublicKey {
-    let id = proto_core::IdentityKeyPair::from_secrets(&[seed; 32], &[seed ^ 0xff; 32]).public();
+    let pair = proto_core::IdentityKeyPair::from_secrets(&[seed; 32], &[seed ^ 0xff; 32]);
+    let id = pair.public();
     c.send(&Message::PublishIdentity {
         identity_sig: Key32(id.signing),
         identity_dh: Key32(id.dh),
+    })
+    .await
+    .unwrap();
+    expect_ok(&recv_reply(c).await);
+    let (device, _) = own_devices(c).await;
+    let spk =
+        proto_core::SignedPrekeyPair::from_secret_key_for_device(1, device, &random32(), &pair)
+            .public();
+    c.send(&Message::PublishSignedPrekey {
+        prekey: proto_core::SignedPrekey {
+            id: spk.id,
+            key: Key32(spk.public),
+            signature: proto_core::Sig64(spk.signature),
+        },
     })
     .await
     .unwrap();
@@ -464,6 +480,22 @@ fn a_linked_device_gets_the_link_message_its_own_copies_and_is_revoked_at_once()
             Some(Message::DeviceAdded { device }) => assert_eq!(device, 2),
             other => panic!("expected DeviceAdded, got {other:?}"),
         }
+        // Until it publishes a signed prekey nobody can encrypt to it: it is not listed, and
+        // sends to carol's one reachable device go on (a half-linked device breaks nothing).
+        let (_, _, ids) = devices(&mut a, "carol").await.unwrap();
+        assert_eq!(ids, [1]);
+        expect_error(
+            &send_to(&mut a, "carol", 9, &[1, 2]).await,
+            ErrorCode::STALE_DEVICES,
+        );
+        let Some(Message::Accepted {
+            server_id: early, ..
+        }) = send_to(&mut a, "carol", 10, &[1]).await.msg()
+        else {
+            panic!("a send to the reachable device is stored");
+        };
+        assert_eq!(next_deliver(&mut one).await.0, early);
+        one.send(&Message::Ack { server_id: early }).await.unwrap();
         let identity = &carol.device.identity;
         let wrong =
             proto_core::SignedPrekeyPair::from_secret_key_for_device(5, 3, &random32(), identity);

@@ -30,6 +30,7 @@ import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 import { checkRoomName, foldUsername, roomNameFrom, usernameFrom } from './names.js';
 import { recoveryCodesLeft } from './account.js';
+import { signDevicePrekey } from './devices.js';
 
 export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
@@ -98,18 +99,42 @@ export function defaultServerUrl() {
  * for theirs, `event` for events; `seq` orders entries and names their record in the keystore.
  * @typedef {{conv: string, from: string, text: string, at: number, id: string, server_id: string | null,
  *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string}} Entry
+ * A contact: `devices` holds our sessions with each of their devices, by device id (absent in
+ * keystores written before devices); `session` / `previous_session` are sessions from before
+ * device ids, with whichever one device they had (tried for any of their devices, moved to the
+ * one they work with).
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean,
- *   session: any, previous_session: any, base_keys?: string[]}} Contact
+ *   session: any, previous_session: any, devices?: Record<string, import('./direct.js').DeviceSessions>,
+ *   base_keys?: string[]}} Contact
  * @typedef {{kind: 'key' | 'message', from: string, room: string, bytes: string, at?: number, sid?: string}} Held
  */
 
 /** The most room keys and messages held for unverified contacts (the oldest go first). */
 export const MAX_HELD = 500;
 
-/** A fresh profile with new device keys. @param {string} username @param {string} name */
-function newProfile(username, name) {
+/**
+ * A new signed prekey with id `id`, signed by `identity` for `device` ("Sealroom SPK v2",
+ * PROTOCOL.md §4.6), or v1 while this browser's device id is not known: the keystore record
+ * and what `PublishSignedPrekey` sends.
+ * @param {IdentityKeyPair} identity @param {number} id @param {number | null} device
+ */
+function makeSignedPrekey(identity, id, device) {
+  const spk = SignedPrekeyPair.generate(id, identity);
+  const signature = device === null ? spk.signature : signDevicePrekey(identity, device, spk.publicKey);
+  return {
+    record: { id, secret: toHex(spk.secret), signature: toHex(signature) },
+    wire: { id, key: spk.publicKey, signature },
+  };
+}
+
+/**
+ * A fresh profile with new device keys; `device` is its device id when known (registering:
+ * an account's first device is device 1), and its signed prekey is then signed for it.
+ * @param {string} username @param {string} name @param {number | null} [device]
+ */
+function newProfile(username, name, device = null) {
   const identity = IdentityKeyPair.generate();
-  const spk = SignedPrekeyPair.generate(1, identity);
+  const spk = makeSignedPrekey(identity, 1, device).record;
   /** @type {Record<string, string>} */
   const opks = {};
   for (let id = 1; id <= INITIAL_PREKEYS; id++) opks[id] = toHex(OneTimePrekeyPair.generate(id).secret);
@@ -118,7 +143,11 @@ function newProfile(username, name) {
     username,
     name,
     identity: { sig: toHex(identity.signingSecret), dh: toHex(identity.dhSecret) },
-    spks: [{ id: spk.id, secret: toHex(spk.secret), signature: toHex(spk.signature) }],
+    spks: [spk],
+    /** this browser's device id in the account (PROTOCOL.md §6 **Devices**); null until learned (absent in keystores written before devices) */
+    device_id: /** @type {number | null} */ (device),
+    /** the device the current signed prekey (`spks[0]`) is signed for (v2); null for a v1 signature */
+    spk_device: /** @type {number | null} */ (device),
     /** when the current signed prekey (`spks[0]`) was made, Unix seconds */
     spk_at: Math.floor(Date.now() / 1000),
     opks,
@@ -150,9 +179,23 @@ function newProfile(username, name) {
 
 /** @typedef {ReturnType<typeof newProfile>} Profile */
 
-/** A fresh profile with new keys, for tests that drive a `Client` without a browser. @param {string} username */
-export function newProfileForTests(username) {
-  return newProfile(username, username);
+/**
+ * A fresh profile with new keys, for tests that drive a `Client` without a browser; with
+ * `device`, it is that device of its account (its signed prekey signed for it).
+ * @param {string} username @param {number | null} [device]
+ */
+export function newProfileForTests(username, device = null) {
+  return newProfile(username, username, device);
+}
+
+/**
+ * The message that logs in: a browser that knows its device id logs in as that device (its own
+ * queue; `NOT_FOUND` once revoked); one from before devices, or starting over, as the
+ * account's primary device.
+ * @param {string} username @param {string} password @param {number | null | undefined} device
+ */
+function loginMessage(username, password, device) {
+  return typeof device === 'number' ? { type: 'LoginDevice', username, password, device } : { type: 'Login', username, password };
 }
 
 /** The safety number a person compared is not the current one: their key changed meanwhile. */
@@ -197,9 +240,9 @@ export class Client extends EventTarget {
      */
     this.invitations = new Map();
     /**
-     * Contacts whose identity and device this connection checked (`FetchDevices`) before the
-     * first encryption to them: user → device id. Forgotten when the connection drops.
-     * @type {Map<string, number>}
+     * Contacts whose identity and devices this connection checked (`FetchDevices`) before the
+     * first encryption to them: user → their device ids. Forgotten when the connection drops.
+     * @type {Map<string, number[]>}
      */
     this.devicesChecked = new Map();
     conn.onPush = (m) => this.handlePush(m);
@@ -227,6 +270,8 @@ export class Client extends EventTarget {
     profile.chats ??= {};
     profile.gone_rooms ??= {};
     profile.invite_rosters ??= {};
+    profile.device_id ??= null;
+    profile.spk_device ??= null;
     this.history = new History(profile);
   }
 
@@ -283,7 +328,8 @@ export class Client extends EventTarget {
   static async register(url, form) {
     const username = foldUsername(form.username);
     await holdTabLock(username);
-    const profile = newProfile(username, form.name);
+    // An account's first device is device 1: its signed prekey is signed for it (v2).
+    const profile = newProfile(username, form.name, 1);
     const conn = new Connection(url);
     await conn.open();
     const client = new Client(conn, profile, null);
@@ -371,7 +417,7 @@ export class Client extends EventTarget {
       }
     }
     try {
-      const r = await conn.request({ type: 'Login', username, password });
+      const r = await conn.request(loginMessage(username, password, profile?.device_id));
       if (r.type !== 'TotpRequired') throw new Error(`unexpected reply ${r.type}`);
     } catch (e) {
       conn.close();
@@ -398,7 +444,7 @@ export class Client extends EventTarget {
       // A refused second factor sends the server back to the start: ask again with the password
       // so the next code can be tried without retyping it.
       if (e instanceof ServerError && e.code === ErrorCode.AUTH_FAILED && this.password) {
-        await this.conn.request({ type: 'Login', username: this.profile.username, password: this.password }).catch(() => {});
+        await this.conn.request(loginMessage(this.profile.username, this.password, this.newDevice ? null : this.profile.device_id)).catch(() => {});
       }
       throw e;
     }
@@ -461,34 +507,76 @@ export class Client extends EventTarget {
     // From here on a direct message can only be for the new identity (nobody can encrypt to it
     // before its signed prekey is published, below): handled, and acknowledged, as usual.
     this.replacingIdentity = false;
-    const spk = this.profile.spks[0];
-    await this.conn.request({ type: 'PublishSignedPrekey', prekey: { id: spk.id, key: SignedPrekeyPair.fromSecretKey(spk.id, fromHex(spk.secret), id).publicKey, signature: fromHex(spk.signature) } });
+    // This session is the account's one new device now: learn its id, sign the prekey for it.
+    this.profile.device_id = null;
+    await this.ensureDevice();
     await this.conn.request({ type: 'UploadPrekeys', prekeys: Object.entries(this.profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey })) });
     await this.nameDevice();
   }
 
   /**
-   * Replaces the signed prekey when it is older than a week, as the CLI does: the new one is
-   * saved before it is published (its secret is never lost), and the previous one is kept for
-   * first messages still in flight. Returns whether it rotated.
-   * @param {number} [now] Unix seconds
+   * Makes a new signed prekey (signed for this device when its id is known, else v1) and
+   * publishes it: saved first, so the secret of a published key is never lost; the previous
+   * one is kept for first messages still in flight.
+   * @param {number} at Unix seconds
    */
-  async rotateSignedPrekeyIfOld(now = Math.floor(Date.now() / 1000)) {
+  async publishNewSignedPrekey(at) {
     const p = this.profile;
-    if (p.spk_at !== undefined && now - p.spk_at <= SIGNED_PREKEY_LIFETIME) return false;
-    const id = this.identity();
-    const spk = SignedPrekeyPair.generate(Math.max(...p.spks.map((k) => k.id)) + 1, id);
-    p.spks = [{ id: spk.id, secret: toHex(spk.secret), signature: toHex(spk.signature) }, ...p.spks.slice(0, 1)];
-    p.spk_at = now;
+    const spk = makeSignedPrekey(this.identity(), Math.max(...p.spks.map((k) => k.id)) + 1, p.device_id);
+    p.spks = [spk.record, ...p.spks.slice(0, 1)];
+    p.spk_at = at;
+    p.spk_device = p.device_id;
     await this.save();
-    await this.conn.request({ type: 'PublishSignedPrekey', prekey: { id: spk.id, key: spk.publicKey, signature: spk.signature } });
+    await this.conn.request({ type: 'PublishSignedPrekey', prekey: spk.wire });
+  }
+
+  /**
+   * Learns this browser's device id from the server (`ListDevices`) if the keystore does not
+   * hold it (written before devices, or starting over), and makes sure the published signed
+   * prekey is signed for it ("Sealroom SPK v2": contacts refuse a v1 one once the account has
+   * two devices). host-client `ensure_device`.
+   */
+  async ensureDevice() {
+    const p = this.profile;
+    let device = p.device_id;
+    if (typeof device !== 'number') {
+      const r = await this.conn.request({ type: 'ListDevices' });
+      if (r.type !== 'DeviceList') throw new Error(`unexpected reply ${r.type}`);
+      device = /** @type {number} */ (r.current);
+    }
+    const known = p.device_id === device;
+    p.device_id = device;
+    if (p.spk_device === device) {
+      if (!known) await this.save();
+      return;
+    }
+    await this.publishNewSignedPrekey(now());
+  }
+
+  /**
+   * Replaces the signed prekey when it is older than a week, as the CLI does (see
+   * `publishNewSignedPrekey`). Returns whether it rotated.
+   * @param {number} [at] Unix seconds
+   */
+  async rotateSignedPrekeyIfOld(at = now()) {
+    const p = this.profile;
+    if (p.spk_at !== undefined && at - p.spk_at <= SIGNED_PREKEY_LIFETIME) return false;
+    await this.publishNewSignedPrekey(at);
     return true;
   }
 
-  /** After any login: learn our rooms from the server; rotate an old signed prekey. */
+  /**
+   * After any login: learn this browser's device id (and sign its prekey for it) if unknown;
+   * learn our rooms from the server; rotate an old signed prekey.
+   */
   async afterLogin() {
     this.changed();
     await this.serial(async () => {
+      try {
+        await this.ensureDevice();
+      } catch (e) {
+        this.notice(`could not learn this browser's device id or publish its signed prekey: ${/** @type {Error} */ (e).message}`);
+      }
       try {
         await this.rotateSignedPrekeyIfOld();
       } catch (e) {
@@ -568,7 +656,7 @@ export class Client extends EventTarget {
     const sig = toHex(identity.signing);
     const dh = toHex(identity.dh);
     if (!c) {
-      this.profile.contacts[user] = { identity_sig: sig, identity_dh: dh, verified: false, key_changed: false, session: null, previous_session: null };
+      this.profile.contacts[user] = { identity_sig: sig, identity_dh: dh, verified: false, key_changed: false, session: null, previous_session: null, devices: {} };
       return true;
     }
     if (c.identity_sig === sig && c.identity_dh === dh) return true;
@@ -578,6 +666,9 @@ export class Client extends EventTarget {
     c.key_changed = true;
     c.session = null;
     c.previous_session = null;
+    c.devices = {};
+    // The devices this connection checked were the old identity's: asked again before sending.
+    this.devicesChecked.delete(user);
     // The key they hold now is not the one our room keys went to: each room hands ours again
     // (to the new key, once it is verified).
     for (const entry of Object.values(this.profile.rooms)) delete entry.key_sent[user];
@@ -660,7 +751,8 @@ export class Client extends EventTarget {
     user = usernameFrom(user);
     if (user === this.profile.username) throw new Error('that is you');
     await this.serial(async () => {
-      if (!this.profile.contacts[user]) await direct.fetchBundleForSession(this, user);
+      // Learns their identity (and that the account exists) without using up a prekey.
+      if (!this.profile.contacts[user]) await direct.checkDevices(this, user);
       this.profile.chats[`@${user}`] ??= now();
       await this.save();
     });
@@ -945,7 +1037,7 @@ export class Client extends EventTarget {
     const sid = String(m.server_id);
     if (!this.profile.processed.includes(sid)) {
       const at = Number(m.sent_at);
-      if (m.room === null) await direct.receiveDirect(this, m.from, m.body, at, sid);
+      if (m.room === null) await direct.receiveDirect(this, m.from, m.device, m.body, at, sid);
       else rooms.receiveRoom(this, m.room, m.from, m.body, at, sid);
       this.profile.processed.push(sid);
       if (this.profile.processed.length > 5000) this.profile.processed.shift();

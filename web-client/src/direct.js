@@ -1,11 +1,14 @@
 // @ts-check
 /**
- * One-to-one messaging on the client (host-client `direct.rs`): X3DH against a fetched bundle,
- * the Double Ratchet, the body envelope, identity-key tracking (trust on first use; a change
- * blocks sending until verified), and healing: a message that does not decrypt is kept as
- * "could not decrypt" with the reason, our sessions with the sender are dropped and a
- * `SessionReset` goes out in a new session. Functions take the `Client` whose state they change;
- * call them inside `client.serial`.
+ * One-to-one messaging on the client (host-client `direct.rs`): X3DH against each of a
+ * contact's devices (its `FetchDeviceBundle`, the prekey signed for that device), the Double
+ * Ratchet with one session per device, the body envelope, identity-key tracking (trust on first
+ * use; a change blocks sending until verified), and healing: a message that does not decrypt is
+ * kept as "could not decrypt" with the reason, our sessions with the sending device are dropped
+ * and a `SessionReset` goes out in a new session. A text is encrypted once per device of the
+ * contact and sent in one `SendToDevices`. Sessions from before device ids (the contact's
+ * `session` / `previous_session`) are used for a contact with one device and moved to it.
+ * Functions take the `Client` whose state they change; call them inside `client.serial`.
  */
 import { fromHex, randomU64, toHex } from './bytes.js';
 import { ServerError } from './connection.js';
@@ -14,6 +17,7 @@ import { MAX_BODY } from './frames.js';
 import { ErrorCode } from './message.js';
 import { OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { Session } from './ratchet.js';
+import { X3dhError } from './x3dh.js';
 import * as rooms from './rooms.js';
 
 /** Sending to a contact whose identity key changed waits for the user's decision. */
@@ -41,7 +45,8 @@ function remoteBundle(b) {
 }
 
 /**
- * Fetches `user`'s prekey bundle; records (or checks) their identity key.
+ * Fetches `user`'s prekey bundle (their primary device's: used only to learn their identity);
+ * records (or checks) their identity key.
  * @param {import('./client.js').Client} client
  * @param {string} user
  */
@@ -54,95 +59,151 @@ export async function fetchBundle(client, user) {
 }
 
 /**
+ * Fetches the prekey bundle of one of `user`'s devices (`FetchDeviceBundle`); records (or
+ * checks) their identity key: a changed one throws `KeyChangedError`.
+ * @param {import('./client.js').Client} client
+ * @param {string} user @param {number} device
+ */
+async function fetchDeviceBundle(client, user, device) {
+  const r = await client.conn.request({ type: 'FetchDeviceBundle', username: user, device });
+  const bundle = remoteBundle(r.bundle);
+  client.observeIdentity(user, bundle.identity);
+  await client.save();
+  if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
+  return bundle;
+}
+
+/**
  * Asks the server for `user`'s identity and devices (PROTOCOL.md §3.4 message 51) and records
  * the identity as a bundle's would be: a key different from the one we hold marks the contact
- * changed and throws `KeyChangedError`, before anything is encrypted to it. Returns the device
- * to encrypt for (an account has one until linking is on the wire). Done once per connection
- * before the first encryption to `user` (host-client `check_devices`).
+ * changed and throws `KeyChangedError`, before anything is encrypted to it. Returns the devices
+ * to encrypt for (each one's prekey is checked against that identity when a session with it
+ * starts: a device the identity did not sign gets nothing); sessions with devices no longer
+ * listed are dropped. Done once per connection before the first encryption to `user`
+ * (host-client `check_devices`).
  * @param {import('./client.js').Client} client
  * @param {string} user
- * @returns {Promise<number>}
+ * @returns {Promise<number[]>}
  */
 export async function checkDevices(client, user) {
   const r = await client.conn.request({ type: 'FetchDevices', username: user });
   client.observeIdentity(user, { signing: r.identity_sig, dh: r.identity_dh });
   await client.save();
-  if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
-  if (r.devices.length !== 1) {
-    throw new Error(`the server lists ${r.devices.length} devices for ${user}; this version writes to accounts with exactly one`);
-  }
-  const device = r.devices[0];
-  client.devicesChecked.set(user, device);
-  return device;
-}
-
-/**
- * Fetches a bundle and keeps a session started from it (so its one-time prekey is used).
- * @param {import('./client.js').Client} client
- * @param {string} user
- */
-export async function fetchBundleForSession(client, user) {
-  const bundle = await fetchBundle(client, user);
   const c = client.profile.contacts[user];
   if (c.key_changed) throw new KeyChangedError(user);
-  c.session = Session.initiate(client.identity(), bundle).toState();
-  await client.save();
+  /** @type {number[]} */
+  const devices = [...r.devices];
+  if (devices.length === 0) throw new Error(`${user} has no device to write to (every one was revoked)`);
+  // Sessions with devices the account no longer has are of no use.
+  for (const id of Object.keys(c.devices ?? {})) {
+    if (!devices.includes(Number(id))) delete /** @type {Record<string, DeviceSessions>} */ (c.devices)[id];
+  }
+  client.devicesChecked.set(user, devices);
+  return devices;
 }
 
 /**
- * Our session with `user`, starting one (X3DH) if there is none that can send; refuses while the contact's key change is unverified.
+ * Our sessions with one device of a contact, made if there are none yet.
+ * @param {import('./client.js').Contact} c @param {number} device
+ * @returns {DeviceSessions}
+ */
+function deviceSlot(c, device) {
+  c.devices ??= {};
+  return (c.devices[device] ??= { session: null, previous_session: null });
+}
+
+/** @typedef {{session: any, previous_session: any}} DeviceSessions */
+
+/**
+ * The devices to encrypt for: `user` must not be us, nor a contact whose key change waits for
+ * verification; their identity and devices are checked once per connection, before the first
+ * encryption to them (they may have started over); later changes come back as `STALE_DEVICES`.
  * @param {import('./client.js').Client} client
  * @param {string} user
+ * @returns {Promise<number[]>}
  */
-export async function sendingSession(client, user) {
+async function devicesToSend(client, user) {
+  if (user === client.profile.username) throw new Error('that is you: send to someone else');
   if (client.profile.contacts[user]?.key_changed) throw new KeyChangedError(user);
-  // Once per connection, before the first encryption to them: is the identity we hold still
-  // theirs (they may have started over)? Later changes come back as STALE_DEVICES.
-  if (!client.devicesChecked.has(user)) await checkDevices(client, user);
-  const c = client.profile.contacts[user];
-  if (c && c.session) {
-    const s = Session.fromState(c.session);
-    if (s.canSend()) return s;
-  }
-  const bundle = await fetchBundle(client, user);
-  if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
-  return Session.initiate(client.identity(), bundle);
+  return client.devicesChecked.get(user) ?? (await checkDevices(client, user));
 }
 
 /**
- * Encrypts `content` for `user`'s device, saves the advanced session, sends with
- * `SendToDevices`; returns the server id. If the server answers that the device is not theirs
- * any more (`STALE_DEVICES`), their devices are fetched again: a changed identity throws
- * `KeyChangedError` (nothing was stored); the same identity on another device gets a new
- * session and one more try (host-client `send_content_to`).
+ * Our session with one of `user`'s devices, starting one (X3DH against its `FetchDeviceBundle`)
+ * if there is none that can send. The device's signed prekey must be signed for it by `user`'s
+ * identity (v2); a v1 prekey (a client from before devices) is taken only when it is their one
+ * device (`only`), and only then is a session from before device ids used. Any other failure
+ * throws (host-client `sending_session`).
+ * @param {import('./client.js').Client} client
+ * @param {string} user @param {number} device @param {boolean} only
+ * @returns {Promise<Session>}
+ */
+export async function sendingSession(client, user, device, only) {
+  const c = client.profile.contacts[user];
+  const held = c?.devices?.[device]?.session || (only ? c?.session : null);
+  if (held) {
+    const s = Session.fromState(held);
+    if (s.canSend()) return s;
+  }
+  const bundle = await fetchDeviceBundle(client, user, device);
+  const identity = client.identity();
+  try {
+    try {
+      return Session.initiateForDevice(identity, bundle, device);
+    } catch (e) {
+      if (only && e instanceof X3dhError && e.kind === 'BadPrekeySignature') return Session.initiate(identity, bundle);
+      throw e;
+    }
+  } catch (e) {
+    throw new Error(`cannot start a session with ${user}'s device ${device}: ${/** @type {Error} */ (e).message}; its published keys are not signed by ${user}'s identity for it`);
+  }
+}
+
+/**
+ * Encrypts `content` for each of `user`'s devices (each in its own session, saved before
+ * anything is sent, so a reload never reuses a key) and sends them in one `SendToDevices`;
+ * returns the server id. If the server answers that the devices are not theirs any more
+ * (`STALE_DEVICES`), they are fetched again: a changed identity throws `KeyChangedError`
+ * (nothing was stored); the same list again is the server contradicting itself (given up);
+ * other devices get sessions and one more try (host-client `send_content_to`).
  * @param {import('./client.js').Client} client
  * @param {string} user @param {import('./envelope.js').Content} content
  */
 export async function sendContentTo(client, user, content) {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const session = await sendingSession(client, user);
-    const device = client.devicesChecked.get(user);
-    if (device === undefined) throw new Error(`internal error: ${user}'s device was not checked`);
-    const header = session.pendingPrekeyHeader;
-    const body = emitEnvelope(header, session.encrypt(encodeContent(content)));
-    if (body.length > MAX_BODY) throw new Error('the message is too long');
-    client.profile.contacts[user].session = session.toState();
+    const devices = await devicesToSend(client, user);
+    const plain = encodeContent(content);
+    const only = devices.length === 1;
+    /** @type {{device: number, body: Uint8Array}[]} */
+    const bodies = [];
+    for (const device of devices) {
+      const session = await sendingSession(client, user, device, only);
+      const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
+      if (body.length > MAX_BODY) throw new Error('the message is too long');
+      bodies.push({ device, body });
+      const c = client.profile.contacts[user];
+      const d = deviceSlot(c, device);
+      if (!d.session && only) {
+        // A session from before device ids, now known to be this device's.
+        d.previous_session = c.previous_session ?? null;
+        c.previous_session = null;
+        c.session = null;
+      }
+      d.session = session.toState();
+    }
     await client.save();
     try {
-      const r = await client.conn.request({ type: 'SendToDevices', to: user, client_id: randomU64(), bodies: [{ device, body }] });
+      const r = await client.conn.request({ type: 'SendToDevices', to: user, client_id: randomU64(), bodies });
       return String(r.server_id);
     } catch (e) {
       if (!(e instanceof ServerError) || e.code !== ErrorCode.STALE_DEVICES) throw e;
+      const before = client.devicesChecked.get(user);
       client.devicesChecked.delete(user);
       const now = await checkDevices(client, user);
-      if (now === device) break;
-      // Same identity, another device: the session was with the old one.
-      const c = client.profile.contacts[user];
-      c.previous_session = c.session;
-      c.session = null;
+      if (before && before.length === now.length && before.every((d, i) => d === now[i])) break;
     }
   }
-  throw new Error(`the server refuses the device it lists for ${user} (STALE_DEVICES); nothing was sent. Try again later`);
+  throw new Error(`the server refuses the devices it lists for ${user} (STALE_DEVICES); nothing was sent. Try again later`);
 }
 
 /** How many accepted first-message base keys each contact keeps, to know replays. */
@@ -162,17 +223,20 @@ export function undecryptable(client, conv, from, at, sid, why) {
 }
 
 /**
- * A message we cannot read: record it, drop our sessions with `from`, owe them a reset.
+ * A message we cannot read: record it, drop our sessions with `from`'s device `device` (and
+ * any from before device ids), owe them a reset (in a new session with that device).
  * @param {import('./client.js').Client} client
  * @param {string} from
+ * @param {number} device
  * @param {number} at
  * @param {string} sid
  * @param {string} why
  */
-export function heal(client, from, at, sid, why) {
+export function heal(client, from, device, at, sid, why) {
   undecryptable(client, `@${from}`, from, at, sid, `${why}; the session is being reset`);
   const c = client.profile.contacts[from];
   if (c) {
+    if (c.devices) delete c.devices[device];
     c.session = null;
     c.previous_session = null;
     if (!c.key_changed && !client.resets.includes(from)) client.resets.push(from);
@@ -180,14 +244,26 @@ export function heal(client, from, at, sid, why) {
 }
 
 /**
- * A one-to-one message arrived: the sessions we hold first, then X3DH as responder for a prekey envelope; the content is recorded, a room key handed to rooms.js, a reset honoured.
+ * Which of the sessions held with a contact's device decrypted a message: the device's current
+ * one, the one before it, one from before device ids (`legacy`), the one before that, or a new
+ * one this (prekey) message started.
+ * @typedef {'current' | 'previous' | 'legacy' | 'legacyPrevious' | 'fresh'} Slot
+ */
+
+/**
+ * A one-to-one message arrived from `from`'s device `device` (as the server says: a wrong one
+ * only makes it undecryptable). The sessions we hold with that device first, then any from
+ * before device ids, then X3DH as responder for a prekey envelope; whichever works becomes the
+ * device's current session. The content is recorded, a room key handed to rooms.js, a reset
+ * honoured.
  * @param {import('./client.js').Client} client
  * @param {string} from
+ * @param {number} device
  * @param {Uint8Array} body
  * @param {number} at
  * @param {string} sid
  */
-export async function receiveDirect(client, from, body, at, sid) {
+export async function receiveDirect(client, from, device, body, at, sid) {
   let env;
   try {
     env = parseEnvelope(body);
@@ -196,21 +272,25 @@ export async function receiveDirect(client, from, body, at, sid) {
     return;
   }
   const c = client.profile.contacts[from];
-  /** @type {{plain: Uint8Array, session: Session, current: boolean} | null} */
+  const d = c?.devices?.[device];
+  /** @type {[any, Slot][]} */
+  const held = /** @type {[any, Slot][]} */ ([
+    [d?.session, 'current'], [d?.previous_session, 'previous'], [c?.session, 'legacy'], [c?.previous_session, 'legacyPrevious'],
+  ]).filter(([state]) => state);
+  const hadSession = held.some(([, slot]) => slot === 'current' || slot === 'legacy');
+  /** @type {{plain: Uint8Array, session: Session, slot: Slot} | null} */
   let outcome = null;
   let failure = 'it failed authentication (wrong session, or altered)';
-  for (const [state, current] of /** @type {[any, boolean][]} */ ([[c?.session, true], [c?.previous_session, false]])) {
-    if (!state) continue;
+  for (const [state, slot] of held) {
     const s = Session.fromState(state);
     try {
-      outcome = { plain: s.decrypt(env.message), session: s, current };
+      outcome = { plain: s.decrypt(env.message), session: s, slot };
       break;
     } catch (e) {
       if (/** @type {any} */ (e).kind === 'Replay') return;
       failure = /** @type {Error} */ (e).message;
     }
   }
-  let fresh = false;
   if (!outcome && env.kind === 'Prekey') {
     const header = env.header;
     // A first message whose base key we already took in is a copy (the server replaying it):
@@ -219,18 +299,17 @@ export async function receiveDirect(client, from, body, at, sid) {
     if (c?.base_keys?.includes(toHex(header.ephemeral))) return;
     const id = client.identity();
     const spkRec = client.profile.spks.find((k) => k.id === header.signed_prekey_id);
-    if (!spkRec) return heal(client, from, at, sid, 'it names a signed prekey this device no longer has');
+    if (!spkRec) return heal(client, from, device, at, sid, 'it names a signed prekey this device no longer has');
     const spk = SignedPrekeyPair.fromSecretKey(spkRec.id, fromHex(spkRec.secret), id);
     let opk = null;
     if (header.one_time_prekey_id !== null) {
       const secret = client.profile.opks[header.one_time_prekey_id];
-      if (!secret) return heal(client, from, at, sid, 'it uses a one-time prekey already used');
+      if (!secret) return heal(client, from, device, at, sid, 'it uses a one-time prekey already used');
       opk = new OneTimePrekeyPair(header.one_time_prekey_id, fromHex(secret));
     }
     try {
       const s = Session.respond(id, spk, opk, header);
-      outcome = { plain: s.decrypt(env.message), session: s, current: false };
-      fresh = true;
+      outcome = { plain: s.decrypt(env.message), session: s, slot: 'fresh' };
       if (header.one_time_prekey_id !== null) delete client.profile.opks[header.one_time_prekey_id];
     } catch (e) {
       failure = /** @type {Error} */ (e).message;
@@ -241,17 +320,20 @@ export async function receiveDirect(client, from, body, at, sid) {
       client.observeIdentity(from, header.identity);
       const contact = client.profile.contacts[from];
       contact.base_keys = [...(contact.base_keys ?? []), toHex(header.ephemeral)].slice(-MAX_BASE_KEYS);
+    } else if (hadSession) {
+      // A first message that fails while a session with that device works is not theirs to
+      // break it with (the server can forge one): shown as unreadable, the session kept.
+      return undecryptable(client, `@${from}`, from, at, sid, failure);
     }
   }
-  if (!outcome) {
-    // A first message that fails while a session with `from` works is not theirs to break it
-    // with (the server can forge one): shown as unreadable, the session kept.
-    if (env.kind === 'Prekey' && c?.session) return undecryptable(client, `@${from}`, from, at, sid, failure);
-    return heal(client, from, at, sid, failure);
-  }
+  if (!outcome) return heal(client, from, device, at, sid, failure);
+  // Commit the session that worked as the device's current one.
   const contact = client.profile.contacts[from];
-  if (!outcome.current) contact.previous_session = contact.session;
-  contact.session = outcome.session.toState();
+  if (outcome.slot === 'legacy') contact.session = null;
+  else if (outcome.slot === 'legacyPrevious') contact.previous_session = null;
+  const slot = deviceSlot(contact, device);
+  if (outcome.slot !== 'current') slot.previous_session = slot.session;
+  slot.session = outcome.session.toState();
   let content;
   try {
     content = decodeContent(outcome.plain);
@@ -267,7 +349,9 @@ export async function receiveDirect(client, from, body, at, sid) {
   } else if (content.type === 'Roster') {
     await rooms.receiveRosterContent(client, from, content.room, content.roster);
   } else {
-    if (!fresh) contact.session = null;
+    // A reset comes in a new session, which replaced the broken one above. One that comes in a
+    // working session is for another of our devices (it reaches each of them): this device's
+    // session stays.
     // They may have failed on a room message too: hand them our room keys again.
     for (const [name, entry] of Object.entries(client.profile.rooms)) {
       if (!entry.members.includes(from)) continue;

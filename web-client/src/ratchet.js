@@ -218,7 +218,27 @@ export class Session {
    * @param {Uint8Array} [ephemeralSecret] test vectors only
    */
   static initiate(identity, bundle, ephemeralSecret) {
-    const { agreement, header } = X3dhAgreement.initiate(identity, bundle, ephemeralSecret);
+    return Session.initiator(X3dhAgreement.initiate(identity, bundle, ephemeralSecret), bundle);
+  }
+
+  /**
+   * Initiator towards one device of an account (proto-core `Session::initiate_for_device`):
+   * the bundle's signed prekey must be signed for `deviceId` ("Sealroom SPK v2"); a v1 one, or
+   * one signed for another device, throws `X3dhError('BadPrekeySignature')`.
+   * @param {import('./keys.js').IdentityKeyPair} identity @param {import('./x3dh.js').RemoteBundle} bundle
+   * @param {number} deviceId
+   * @param {Uint8Array} [ephemeralSecret] test vectors only
+   */
+  static initiateForDevice(identity, bundle, deviceId, ephemeralSecret) {
+    return Session.initiator(X3dhAgreement.initiateForDevice(identity, bundle, deviceId, ephemeralSecret), bundle);
+  }
+
+  /**
+   * The initiator's session from an agreement with `bundle`.
+   * @param {{agreement: {sk: Uint8Array, ad: Uint8Array}, header: import('./x3dh.js').PrekeyHeader}} agreed
+   * @param {import('./x3dh.js').RemoteBundle} bundle
+   */
+  static initiator({ agreement, header }, bundle) {
     const s = new Session(agreement.ad, agreement.sk);
     s.theirRatchet = bundle.signed_prekey.public;
     s.prekeyHeader = header;

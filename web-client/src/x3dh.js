@@ -10,6 +10,7 @@
 import { concat, randomBytes, readU32be, u32be } from './bytes.js';
 import { X3DH_INFO, ZERO_SALT, hkdfSha256 } from './kdf.js';
 import { NonContributory, dh, verifySignedPrekey, x25519Public } from './keys.js';
+import { verifyDevicePrekey } from './devices.js';
 
 export const X3DH_AD_LEN = 128;
 export const PREKEY_HEADER_LEN = 106;
@@ -95,6 +96,39 @@ function checked(f) {
   }
 }
 
+/**
+ * The initiator's side: the signed prekey checked as v1 (`deviceId` null, §4.1) or as signed
+ * for `deviceId` (v2, §4.6), then the agreement with a fresh (or, for vectors, given) ephemeral.
+ * @param {import('./keys.js').IdentityKeyPair} identity @param {RemoteBundle} bundle
+ * @param {number | null} deviceId @param {Uint8Array} [ephemeralSecret]
+ * @returns {{agreement: {sk: Uint8Array, ad: Uint8Array}, header: PrekeyHeader}}
+ */
+function initiateWith(identity, bundle, deviceId, ephemeralSecret) {
+  const valid = deviceId === null
+    ? verifySignedPrekey(bundle.signed_prekey, bundle.identity.signing)
+    : verifyDevicePrekey(bundle.signed_prekey, bundle.identity.signing, deviceId);
+  if (!valid) throw new X3dhError('BadPrekeySignature');
+  const ek = ephemeralSecret ?? randomBytes(32);
+  const spk = bundle.signed_prekey.public;
+  const dhs = [
+    checked(() => dh(identity.dhSecret, spk)),
+    checked(() => dh(ek, bundle.identity.dh)),
+    checked(() => dh(ek, spk)),
+  ];
+  const opk = bundle.one_time_prekey;
+  if (opk) dhs.push(checked(() => dh(ek, opk.public)));
+  const ours = identity.public();
+  const header = {
+    identity: ours,
+    ephemeral: x25519Public(ek),
+    signed_prekey_id: bundle.signed_prekey.id,
+    one_time_prekey_id: opk ? opk.id : null,
+  };
+  const agreement = derive(dhs, ours, bundle.identity);
+  for (const d of dhs) d.fill(0);
+  return { agreement, header };
+}
+
 /** The agreement: `sk` and `ad`. */
 export const X3dhAgreement = {
   /**
@@ -104,28 +138,20 @@ export const X3dhAgreement = {
    * @returns {{agreement: {sk: Uint8Array, ad: Uint8Array}, header: PrekeyHeader}}
    */
   initiate(identity, bundle, ephemeralSecret) {
-    if (!verifySignedPrekey(bundle.signed_prekey, bundle.identity.signing)) {
-      throw new X3dhError('BadPrekeySignature');
-    }
-    const ek = ephemeralSecret ?? randomBytes(32);
-    const spk = bundle.signed_prekey.public;
-    const dhs = [
-      checked(() => dh(identity.dhSecret, spk)),
-      checked(() => dh(ek, bundle.identity.dh)),
-      checked(() => dh(ek, spk)),
-    ];
-    const opk = bundle.one_time_prekey;
-    if (opk) dhs.push(checked(() => dh(ek, opk.public)));
-    const ours = identity.public();
-    const header = {
-      identity: ours,
-      ephemeral: x25519Public(ek),
-      signed_prekey_id: bundle.signed_prekey.id,
-      one_time_prekey_id: opk ? opk.id : null,
-    };
-    const agreement = derive(dhs, ours, bundle.identity);
-    for (const d of dhs) d.fill(0);
-    return { agreement, header };
+    return initiateWith(identity, bundle, null, ephemeralSecret);
+  },
+
+  /**
+   * Initiator towards one device of an account (proto-core `initiate_for_device`): the
+   * bundle's signed prekey must be signed by the identity for `deviceId` ("Sealroom SPK v2",
+   * PROTOCOL.md §4.6); a v1 signature, or one for another device, is `BadPrekeySignature`.
+   * @param {import('./keys.js').IdentityKeyPair} identity @param {RemoteBundle} bundle
+   * @param {number} deviceId
+   * @param {Uint8Array} [ephemeralSecret] for test vectors only
+   * @returns {{agreement: {sk: Uint8Array, ad: Uint8Array}, header: PrekeyHeader}}
+   */
+  initiateForDevice(identity, bundle, deviceId, ephemeralSecret) {
+    return initiateWith(identity, bundle, deviceId, ephemeralSecret);
   },
 
   /**

@@ -1,6 +1,7 @@
 //! `sealroom devices`: this account's devices (PROTOCOL.md §3.4 messages 54–56); `devices
-//! rename NAME`; and naming a new device at `register` / `login --new-device` (`--device-name`,
-//! by default the host name).
+//! rename NAME`; `devices add CODE` (hand the account to a device being linked, §4.6);
+//! `devices revoke ID`; and naming a new device at `register` / `login --new-device` / `link`
+//! (`--device-name`, by default the host name).
 
 use proto_core::limits::MAX_DEVICE_NAME;
 use proto_core::{List, Message};
@@ -63,10 +64,7 @@ pub(super) async fn run(g: &Global) -> anyhow::Result<()> {
         );
         for d in &devices {
             let status = match d.revoked_at {
-                Some(at) => paint(
-                    Style::Dim,
-                    &format!("revoked {} (the account started over)", date(at)),
-                ),
+                Some(at) => paint(Style::Dim, &format!("revoked {}", date(at))),
                 None if d.id == current => paint(Style::Green, "this device"),
                 None => "active".to_owned(),
             };
@@ -164,9 +162,83 @@ async fn name_this_device(client: &mut Client, name: Option<&str>) -> anyhow::Re
         .await
 }
 
+/// `sealroom devices add CODE`: seals this account's identity and contacts to the code a new
+/// device shows (`sealroom link`, or the browser) and leaves it on the server for that device.
+pub(super) async fn add(g: &Global, code: &str) -> anyhow::Result<()> {
+    let code = crate::link_state::parse_code(code)?;
+    if crate::terminal::stdin_is_tty() {
+        crate::terminal::warn(
+            "The device showing this code gets this account's identity and contacts: it can \
+             read and send as you. Only add a device you set up yourself, just now.",
+        );
+        let answer = crate::terminal::ask("Add that device to your account? [y/N]")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return fail(Exit::Failure, "not added; nothing was sent");
+        }
+    }
+    let mut client = Client::open(g).await?;
+    let _ = client.drain_queued().await?;
+    let state = crate::link_state::LinkState::of(&client.profile);
+    let contacts = state.contacts.len();
+    let message = state.seal(&code)?;
+    drop(state);
+    let link_id = code.link_id();
+    client
+        .link
+        .request(
+            &Message::SendLink {
+                link_id: &link_id,
+                message: &message,
+            },
+            expect_ok,
+        )
+        .await?;
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "event": "link_sent", "contacts": contacts })
+        );
+    } else {
+        outln!(
+            "{} Sent this account's identity and {contacts} contact{} to the new device, sealed \
+             to its code (the server cannot read it). It finishes on its own within 10 \
+             minutes; `sealroom devices` lists it then.",
+            paint(Style::Green, "✓"),
+            if contacts == 1 { "" } else { "s" }
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// `sealroom devices revoke ID`: logs that device out at once; its keys and waiting messages
+/// are deleted, and contacts stop encrypting to it.
+pub(super) async fn revoke(g: &Global, id: u32) -> anyhow::Result<()> {
+    let mut client = Client::open(g).await?;
+    let _ = client.drain_queued().await?;
+    client
+        .link
+        .request(&Message::RevokeDevice { device: id }, expect_ok)
+        .await?;
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "event": "device_revoked", "device": id })
+        );
+    } else {
+        outln!(
+            "{} Device {id} is revoked: it was logged out, its keys and waiting messages are \
+             deleted, and your contacts stop writing to it.",
+            paint(Style::Green, "✓")
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
 /// The host name, made fit for a device name (control characters dropped, at most
 /// [`MAX_DEVICE_NAME`] characters); "terminal" if there is none.
-fn default_name() -> String {
+pub(super) fn default_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();

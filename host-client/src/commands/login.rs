@@ -44,9 +44,18 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     };
     let password = terminal::secret(ENV_PASSWORD, "Account password")?;
     let mut link = connect(&home, g, &profile.server).await?;
-    let login = Message::Login {
-        username: &profile.username,
-        password: &password,
+    // A device that knows its id says it (its own queue); a keystore from before devices, or
+    // one starting over, logs in as the account's primary device.
+    let login = match profile.device_id.filter(|_| !new_device) {
+        Some(device) => Message::LoginDevice {
+            username: &profile.username,
+            password: &password,
+            device: Some(device),
+        },
+        None => Message::Login {
+            username: &profile.username,
+            password: &password,
+        },
     };
     {
         let _p = Progress::start("checking the password");
@@ -57,15 +66,12 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
         })
         .await?;
     }
-    let typed;
-    let second = match (&args.recovery_code, &args.code) {
-        (Some(r), _) => Message::RecoveryCode { code: r.trim() },
-        (None, Some(c)) => Message::TotpCode { code: c.trim() },
-        (None, None) => {
-            typed = terminal::ask("Code from the authenticator")?;
-            Message::TotpCode { code: typed.trim() }
-        }
-    };
+    let mut typed = String::new();
+    let second = second_factor(
+        args.recovery_code.as_deref(),
+        args.code.as_deref(),
+        &mut typed,
+    )?;
     let mut profile = profile;
     link.request(&second, |reply| start_session(&mut profile, reply))
         .await?;
@@ -74,6 +80,8 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     if new_device {
         publish_new_device(&mut client).await?;
         super::devices::name_new_device(&mut client, args.device_name.as_deref()).await;
+    } else {
+        client.ensure_device().await?;
     }
     // Deliveries and receipts that came with the login are kept for `inbox`.
     let _ = client.drain_queued().await?;
@@ -129,6 +137,23 @@ pub(super) async fn run(g: &Global, args: Login) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The login's second factor: the recovery code given, else the TOTP code given, else one asked
+/// for (kept in `typed`).
+pub(super) fn second_factor<'a>(
+    recovery_code: Option<&'a str>,
+    code: Option<&'a str>,
+    typed: &'a mut String,
+) -> anyhow::Result<Message<'a>> {
+    Ok(match (recovery_code, code) {
+        (Some(r), _) => Message::RecoveryCode { code: r.trim() },
+        (None, Some(c)) => Message::TotpCode { code: c.trim() },
+        (None, None) => {
+            *typed = terminal::ask("Code from the authenticator")?;
+            Message::TotpCode { code: typed.trim() }
+        }
+    })
+}
+
 /// Keeps the session token of a `Session` reply (the end of a login or a registration).
 pub(super) fn start_session(profile: &mut Profile, reply: Message<'_>) -> anyhow::Result<()> {
     match reply {
@@ -153,10 +178,8 @@ async fn publish_new_device(client: &mut Client) -> anyhow::Result<()> {
     // What the login handed out before that was sealed for the old identity: unreadable here,
     // and gone from the server's queue now. Not shown as "could not decrypt", not answered.
     client.link.forget_direct_deliveries();
-    let signed = Message::PublishSignedPrekey {
-        prekey: client.profile.published_signed_prekey()?,
-    };
-    client.link.request(&signed, expect_ok).await?;
+    // This session is the account's one new device now: learn its id, sign the prekey for it.
+    client.ensure_device().await?;
     let opks = client.profile.published_one_time_prekeys();
     let upload = Message::UploadPrekeys {
         prekeys: List::from_items(&opks),

@@ -5,6 +5,7 @@ mod chat;
 mod devices;
 mod inbox;
 mod keys;
+mod link;
 mod login;
 mod outbox;
 mod register;
@@ -22,6 +23,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Register(args) => register::run(g, args).await,
         Command::Login(args) => login::run(g, args).await,
+        Command::Link(args) => link::run(g, args).await,
         Command::Logout => login::logout(g).await,
         Command::Chat { target } => chat::run(g, &target).await,
         Command::Send { target, text, wait } => send::run(g, &target, &text, wait).await,
@@ -33,6 +35,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices {
             command: Some(DevicesCommand::Rename { name }),
         } => devices::rename(g, &name).await,
+        Command::Devices {
+            command: Some(DevicesCommand::Add { code }),
+        } => devices::add(g, &code).await,
+        Command::Devices {
+            command: Some(DevicesCommand::Revoke { id }),
+        } => devices::revoke(g, id).await,
         Command::Status { offline } => status::run(g, offline).await,
         Command::Account(cmd) => account::run(g, cmd).await,
         Command::Servers(ServersCommand::List) => servers::list(g),

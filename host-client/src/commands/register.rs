@@ -40,7 +40,9 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
 
     let (profile, keystore) = {
         let _p = Progress::start("making keys and deriving the keystore key");
-        let profile = Profile::generate(&args.server, &username, now());
+        let mut profile = Profile::generate(&args.server, &username, now());
+        // An account's first device is device 1: its signed prekey is signed for it (v2).
+        profile.become_device(1, now())?;
         let ks = Keystore::create(&home.keystore(), &passphrase, args.kdf_rounds.max(1_000));
         (profile, ks)
     };

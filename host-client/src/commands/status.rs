@@ -52,8 +52,15 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
             .contacts
             .iter()
             .map(|(n, c)| {
+                let devices: Vec<u32> = c
+                    .devices
+                    .iter()
+                    .filter(|(_, d)| d.session.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
                 serde_json::json!({"user": n, "verified": c.verified, "key_changed": c.key_changed,
-                                              "session": c.session.is_some()})
+                                   "session": c.session.is_some() || !devices.is_empty(),
+                                   "session_devices": devices})
             })
             .collect();
         let rooms: Vec<_> = profile
@@ -70,6 +77,7 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
                 "session": session,
                 "token_expires": profile.token_expires,
                 "identity_fingerprint": half,
+                "device": profile.device_id,
                 "one_time_prekeys_held": profile.one_time_prekeys.len(),
                 "signed_prekey_age_days": crate::profile::now().saturating_sub(profile.signed_prekey_at) / 86_400,
                 "unread": profile.unread_count(),
@@ -86,6 +94,9 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
         profile.server
     );
     outln!("  session:      {session}");
+    if let Some(device) = profile.device_id {
+        outln!("  this device:  {device} (`sealroom devices` lists them all)");
+    }
     outln!(
         "  server key:   {}",
         pin.as_deref().unwrap_or("not pinned yet")

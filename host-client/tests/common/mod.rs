@@ -437,6 +437,39 @@ impl User {
         assert_eq!(got, expected, "{}'s inbox", self.name);
     }
 
+    /// Links a second device of this account in a fresh home, named `name`: runs `sealroom
+    /// link` there (its TOTP code `step` steps ahead), `devices add CODE` here, and waits for
+    /// the new device to finish. Returns it.
+    pub fn link_device(&self, server: &TestServer, name: &str, step: u64) -> User {
+        let mut device = User::new(&self.name, server);
+        device.passphrase = format!("{} keeps a second amber tulip 77", self.name);
+        device.totp_secret = self.totp_secret.clone();
+        let mut c = device.command();
+        c.args([
+            "--json",
+            "link",
+            "--server",
+            &server.addr(),
+            "--username",
+            &self.name,
+            "--device-name",
+            name,
+            "--code",
+            &totp(&self.totp_secret, step),
+        ]);
+        let mut live = Live::spawn(c);
+        let line = live.expect("link_code", RUN_TIMEOUT);
+        let shown: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let code = shown["code"].as_str().unwrap().to_owned();
+        let sent = self.run(&["--json", "devices", "add", &code]).ok().json();
+        assert_eq!(sent["event"], "link_sent");
+        let done = live.expect("\"linked\"", RUN_TIMEOUT);
+        let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+        assert_eq!(done["username"], self.name.as_str());
+        assert_eq!(live.finish(RUN_TIMEOUT), 0);
+        device
+    }
+
     pub fn keystore(&self) -> PathBuf {
         self.home().join("keystore")
     }

@@ -178,7 +178,7 @@ impl Connection {
             move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
-                let active = s.active_devices(recipient.id)?;
+                let active = s.reachable_devices(recipient.id)?;
                 let copies = match copies {
                     Copies::Named(mut copies) => {
                         copies.sort_unstable_by_key(|(d, _)| *d);

@@ -134,7 +134,7 @@ impl Connection {
                     .account_by_username(&name)?
                     .filter(|a| a.confirmed)
                     .ok_or_else(Refusal::no_such_user)?;
-                let mut devices = s.active_devices(account.id)?;
+                let mut devices = s.reachable_devices(account.id)?;
                 devices.truncate(proto_core::limits::MAX_DEVICES);
                 Ok((account, devices))
             })

@@ -171,6 +171,10 @@ pub trait KeyStore {
     ) -> Result<u32, StoreError>;
     /// The ids of the account's active devices, ascending.
     fn active_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError>;
+    /// The active devices that can be written to (they published a signed prekey), ascending:
+    /// what `FetchDevices` lists and a send must name. A device half added (linked, its prekey
+    /// not yet published) or just made by a start-over is not one yet.
+    fn reachable_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError>;
     /// Adds a device with the next id (never reused within the account) and returns it. Its
     /// cursor in each of the account's rooms starts past every message stored: it is not
     /// delivered what the rooms were sent before it was added.

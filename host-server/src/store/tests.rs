@@ -344,6 +344,7 @@ fn exercise_linked_devices(s: &mut dyn Store) {
     s.set_session_device(&[1; 32], second).unwrap();
     assert_eq!(s.session(&[1; 32], 0).unwrap().unwrap().device, Some(2));
     assert_eq!(s.active_devices(a).unwrap(), [1, 2]);
+    assert_eq!(s.reachable_devices(a).unwrap(), [1], "no signed prekey yet");
     assert_eq!(s.devices(a, 64).unwrap()[0].name, "phone");
 
     // Each device has its own signed and one-time prekeys.
@@ -357,6 +358,7 @@ fn exercise_linked_devices(s: &mut dyn Store) {
         signature: Sig64([2; 64]),
     };
     s.set_signed_prekey(a, 2, &spk2).unwrap();
+    assert_eq!(s.reachable_devices(a).unwrap(), [1, 2]);
     s.add_prekeys(
         a,
         2,
@@ -467,6 +469,10 @@ fn exercise_linked_devices(s: &mut dyn Store) {
     let fresh = s.set_identity(a, &[4; 32], &[4; 32], 800).unwrap();
     assert_eq!(fresh, 5);
     assert_eq!(s.active_devices(a).unwrap(), [5]);
+    assert!(
+        s.reachable_devices(a).unwrap().is_empty(),
+        "until it publishes"
+    );
     assert_eq!(s.account_by_id(a).unwrap().unwrap().device_id, 5);
     assert_eq!(s.take_link(a, &[9; 16], 0).unwrap(), None);
     s.set_session_device(&[3; 32], fresh).unwrap();

@@ -5,35 +5,85 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
-import { fromHex } from '../../src/bytes.js';
-import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { fromHex, toHex } from '../../src/bytes.js';
+import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, signedPrekeyMessage } from '../../src/keys.js';
+import { verifyDevicePrekey } from '../../src/devices.js';
 import { prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
 import { sendContentTo } from '../../src/direct.js';
 import { Room, roomIdForName } from '../../src/room.js';
 
-/** A stand-in server: a key directory and a relay that delivers at once. */
+/**
+ * A stand-in server: a key directory with devices and a relay that delivers at once, one copy
+ * per device. An account is `{identity, devices: Map<id, {client, spk, opks}>, next}`.
+ */
 class FakeServer {
   constructor() {
     this.accounts = new Map();
     this.nextId = 1n;
     this.log = [];
+    /** every SendToDevices accepted: {from, to, bodies} */
+    this.sent = [];
   }
 
+  /**
+   * A client joins: the same identity as the account's is a linked device (the next id); a
+   * new username is device 1; a new identity under a known username starts the account over
+   * on its next device (the others revoked). Returns the device id.
+   */
   connect(client) {
     const p = client.profile;
     const id = new IdentityKeyPair(fromHex(p.identity.sig), fromHex(p.identity.dh));
-    const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
+    const spk = { id: p.spks[0].id, public: SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id).publicKey, signature: fromHex(p.spks[0].signature) };
     const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
-    // Starting over (the same username connected again with new keys) is the next device.
-    const device = (this.accounts.get(p.username)?.device ?? 0) + 1;
-    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks, device });
+    let a = this.accounts.get(p.username);
+    const same = a && toHex(a.identity.signing) === toHex(id.public().signing);
+    if (!a) {
+      a = { identity: id.public(), devices: new Map(), next: 1 };
+      this.accounts.set(p.username, a);
+    } else if (!same) {
+      a.identity = id.public();
+      a.devices.clear();
+    }
+    const device = a.next++;
+    a.devices.set(device, { client, spk, opks });
+    client.conn.device = device;
+    return device;
+  }
+
+  /** The active device ids of `user`. */
+  devices(user) {
+    return [...this.accounts.get(user).devices.keys()];
+  }
+
+  /** `user`'s device `from` is known as `to` from now on (same keys). */
+  move(user, from, to) {
+    const a = this.accounts.get(user);
+    const d = a.devices.get(from);
+    a.devices.delete(from);
+    a.devices.set(to, d);
+    d.client.conn.device = to;
+  }
+
+  bundle(user, device) {
+    const a = this.accounts.get(user);
+    const d = a?.devices.get(device);
+    if (!d) throw new ServerError(ErrorCode.NOT_FOUND, 'no such device');
+    return {
+      type: 'Bundle',
+      bundle: {
+        username: user, identity_sig: a.identity.signing, identity_dh: a.identity.dh,
+        signed_prekey: { id: d.spk.id, key: d.spk.public, signature: d.spk.signature },
+        one_time_prekey: d.opks.length ? (({ id, public: key }) => ({ id, key }))(d.opks.shift()) : null,
+      },
+    };
   }
 
   conn(username) {
     const server = this;
-    return {
+    const conn = {
       isOpen: true,
+      device: 0,
       onPush: () => {},
       onStatus: () => {},
       send(msg) {
@@ -44,53 +94,68 @@ class FakeServer {
       },
       async request(msg) {
         server.log.push([username, msg.type]);
-        if (msg.type === 'FetchBundle') {
-          const a = server.accounts.get(msg.username);
-          return {
-            type: 'Bundle',
-            bundle: {
-              username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh,
-              signed_prekey: { id: a.spk.id, key: a.spk.public, signature: a.spk.signature },
-              one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
-            },
-          };
-        }
+        const me = () => server.accounts.get(username).devices.get(conn.device);
+        if (msg.type === 'FetchBundle') return server.bundle(msg.username, server.devices(msg.username)[0]);
+        if (msg.type === 'FetchDeviceBundle') return server.bundle(msg.username, msg.device);
         if (msg.type === 'UploadPrekeys') {
           if (server.prekeysFull) throw new ServerError(ErrorCode.QUOTA_FULL, 'the server holds as many one-time prekeys as it keeps');
-          server.accounts.get(username).opks.push(...msg.prekeys.map((k) => ({ id: k.id, public: k.key })));
+          me().opks.push(...msg.prekeys.map((k) => ({ id: k.id, public: k.key })));
           return { type: 'Ok' };
         }
         if (msg.type === 'PublishSignedPrekey') {
-          server.accounts.get(username).spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
+          me().spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
           return { type: 'Ok' };
         }
+        if (msg.type === 'ListDevices') return { type: 'DeviceList', current: conn.device, devices: [] };
         if (msg.type === 'TotpCode') return { type: 'Session', token: new Uint8Array(32).fill(7), expires_at: 1900000000n };
         if (msg.type === 'Logout') return { type: 'Ok' };
         if (msg.type === 'FetchDevices') {
           const a = server.accounts.get(msg.username);
-          return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [a.device] };
+          return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: server.devices(msg.username) };
         }
         if (msg.type === 'SendToDevices') {
           const a = server.accounts.get(msg.to);
-          if (server.alwaysStale || msg.bodies.length !== 1 || msg.bodies[0].device !== a.device) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
+          const named = msg.bodies.map((b) => b.device).sort((x, y) => x - y);
+          const active = server.devices(msg.to).sort((x, y) => x - y);
+          if (server.alwaysStale || named.length !== active.length || named.some((d, i) => d !== active[i])) {
+            throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
+          }
           const server_id = server.nextId++;
-          const to = a.client;
-          const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body, device: server.accounts.get(username).device };
-          server.last = deliver;
-          setTimeout(() => to.handlePush(deliver), 0);
+          server.sent.push({ from: username, to: msg.to, bodies: msg.bodies });
+          for (const { device, body } of msg.bodies) {
+            const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body, device: conn.device };
+            server.last = deliver;
+            const to = a.devices.get(device).client;
+            setTimeout(() => to.handlePush(deliver), 0);
+          }
           return { type: 'Accepted', client_id: msg.client_id, server_id };
         }
         throw new Error(`stand-in server: ${msg.type} not handled`);
       },
     };
+    return conn;
   }
 }
 
-/** A logged-in client with a fresh profile, known to the stand-in server. */
-async function newClient(server, username) {
-  const c = new Client(server.conn(username), newProfileForTests(username), null);
+/** A logged-in client with a fresh profile (device `device` when given), known to the stand-in server. */
+async function newClient(server, username, device = null) {
+  const c = new Client(server.conn(username), newProfileForTests(username, device), null);
   c.loggedIn = true;
   server.connect(c);
+  return c;
+}
+
+/**
+ * Another device of `first`'s account: its identity, keys of its own; it learns its device id
+ * (`ListDevices`) and publishes a signed prekey signed for it, as a browser does after login.
+ */
+async function linkedClient(server, first) {
+  const profile = newProfileForTests(first.profile.username);
+  profile.identity = { ...first.profile.identity };
+  const c = new Client(server.conn(profile.username), profile, null);
+  c.loggedIn = true;
+  server.connect(c);
+  await c.ensureDevice();
   return c;
 }
 
@@ -134,8 +199,7 @@ test('a broken session is shown, reset, and heals by itself', async () => {
   await bob.sendText('@alice', 'two');
   await settle([alice, bob]);
   // Bob loses his session (a restored backup, a bug): alice's next message cannot be read.
-  bob.profile.contacts.alice.session = null;
-  bob.profile.contacts.alice.previous_session = null;
+  bob.profile.contacts.alice.devices = {};
   await alice.sendText('@bob', 'three');
   await settle([alice, bob]);
   const last = bob.messages('@alice').at(-1);
@@ -153,7 +217,7 @@ test('a replayed first message changes no session and forces no reset (with or w
     const server = new FakeServer();
     const alice = await newClient(server, 'alice');
     const bob = await newClient(server, 'bob');
-    if (!withOpk) server.accounts.get('bob').opks = [];
+    if (!withOpk) server.accounts.get('bob').devices.get(1).opks = [];
     await alice.sendText('@bob', 'one');
     await settle([alice, bob]);
     const first = server.last;
@@ -200,7 +264,7 @@ test('a first message that does not decrypt neither marks its sender\'s key as c
   const last = bob.messages('@alice').at(-1);
   assert.equal(last.state, 'undecryptable');
   assert.doesNotMatch(last.text, /signed prekey/, 'it reached decryption');
-  assert.ok(bob.profile.contacts.alice.session, 'the working session is kept');
+  assert.ok(bob.profile.contacts.alice.devices[1].session, 'the working session is kept');
   await alice.sendText('@bob', 'still here');
   await settle([alice, bob]);
   assert.equal(bob.messages('@alice').at(-1).text, 'still here');
@@ -215,12 +279,13 @@ test('the signed prekey is replaced after a week; first messages to the previous
   assert.equal(await bob.rotateSignedPrekeyIfOld(now), false, 'a fresh prekey stays');
   const oldId = bob.profile.spks[0].id;
   // Alice fetches bob's bundle (the current prekey), then bob rotates before her message lands.
-  server.accounts.get('bob').opks = [];
-  const bundleBefore = structuredClone(server.accounts.get('bob').spk);
+  const bobs = server.accounts.get('bob').devices.get(1);
+  bobs.opks = [];
+  const bundleBefore = structuredClone(bobs.spk);
   assert.equal(await bob.rotateSignedPrekeyIfOld(now + SIGNED_PREKEY_LIFETIME + 1), true);
   assert.deepEqual(bob.profile.spks.map((k) => k.id), [oldId + 1, oldId]);
-  assert.equal(server.accounts.get('bob').spk.id, oldId + 1, 'the new one is published');
-  server.accounts.get('bob').spk = bundleBefore;
+  assert.equal(bobs.spk.id, oldId + 1, 'the new one is published');
+  bobs.spk = bundleBefore;
   await alice.sendText('@bob', 'to the previous prekey');
   await settle([alice, bob]);
   assert.equal(bob.messages('@alice').at(-1).text, 'to the previous prekey');
@@ -323,20 +388,20 @@ test('a contact who started over: the first send is refused before anything is e
   await alice.sendText('@bob', 'hi bob');
   await alice.sendText('@carol', 'hi carol');
   await settle([alice, bob, carol]);
-  assert.deepEqual([server.accounts.get('bob').device, server.accounts.get('carol').device], [1, 1]);
+  assert.deepEqual([server.devices('bob'), server.devices('carol')], [[1], [1]]);
 
   // A new connection (what a reconnect forgets), then bob starts over: a new identity on the
   // account's next device. Alice's first send asks for bob's devices first, sees the new key,
   // and stops there: nothing encrypted (the session is as it was), nothing sent.
   alice.devicesChecked.delete('bob');
   const bob2 = await newClient(server, 'bob');
-  assert.equal(server.accounts.get('bob').device, 2);
-  const session = alice.profile.contacts.bob.session;
+  assert.deepEqual(server.devices('bob'), [2]);
+  const session = alice.profile.contacts.bob.devices[1].session;
   server.log.length = 0;
   await assert.rejects(alice.sendText('@bob', 'are you still you?'), { name: 'KeyChangedError' });
   assert.deepEqual(server.log, [['alice', 'FetchDevices']]);
   assert.equal(alice.profile.contacts.bob.key_changed, true);
-  assert.equal(alice.profile.contacts.bob.session, null, 'the old session is dropped with the old key');
+  assert.deepEqual(alice.profile.contacts.bob.devices, {}, 'the old sessions are dropped with the old key');
   assert.notEqual(session, null);
 
   // On the same connection (carol's device was checked already), the server refuses the send
@@ -359,10 +424,11 @@ test('a device moved under the same identity gets a new session and one more sen
   await settle([alice, bob]);
   // The server moves bob to device 2, same keys: the send to device 1 is refused, alice's
   // client asks again, starts a session for the listed device (a new bundle) and sends once.
-  server.accounts.get('bob').device = 2;
+  server.move('bob', 1, 2);
   server.log.length = 0;
   await alice.sendText('@bob', 'second');
-  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices', 'FetchBundle', 'SendToDevices']);
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.deepEqual(Object.keys(alice.profile.contacts.bob.devices), ['2'], 'the session with the device no longer listed is dropped');
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
   assert.equal(alice.profile.contacts.bob.key_changed, false);
@@ -371,12 +437,197 @@ test('a device moved under the same identity gets a new session and one more sen
   // with a clear error, nothing stored, the contact not marked changed.
   server.alwaysStale = true;
   server.log.length = 0;
-  await assert.rejects(alice.sendText('@bob', 'third'), /refuses the device it lists/);
+  await assert.rejects(alice.sendText('@bob', 'third'), /refuses the devices it lists/);
   assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices']);
   assert.equal(alice.profile.contacts.bob.key_changed, false);
-  assert.notEqual(alice.profile.contacts.bob.session, null, 'the session is kept');
+  assert.notEqual(alice.profile.contacts.bob.devices[2].session, null, 'the session is kept');
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
+});
+
+/** The request types `who` sent, in order. */
+const sentBy = (server, who) => server.log.filter(([w]) => w === who).map(([, t]) => t);
+
+test('a contact with two devices gets one body per device, in one SendToDevices; each device reads its own', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob1 = await newClient(server, 'bob', 1);
+  const bob2 = await linkedClient(server, bob1);
+  assert.deepEqual(server.devices('bob'), [1, 2]);
+  assert.equal(bob2.profile.device_id, 2, 'the linked device learned its id');
+  server.log.length = 0;
+  await alice.sendText('@bob', 'to both');
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.equal(server.sent.length, 1);
+  const [b1, b2] = server.sent[0].bodies;
+  assert.deepEqual([b1.device, b2.device], [1, 2]);
+  assert.notDeepEqual(b1.body, b2.body, 'each device its own encryption');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['to both'], ['to both']]);
+  assert.deepEqual(Object.keys(alice.profile.contacts.bob.devices), ['1', '2']);
+  // Both answer; alice reads each in its device's session, and writes to both again.
+  await bob1.sendText('@alice', 'from one');
+  await bob2.sendText('@alice', 'from two');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual(texts(alice, '@bob'), ['to both', 'from one', 'from two']);
+  await alice.sendText('@bob', 'again');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.body[0]), [0x02, 0x02], 'ratchet messages in both sessions');
+  assert.deepEqual([texts(bob1, '@alice').at(-1), texts(bob2, '@alice').at(-1)], ['again', 'again']);
+});
+
+test('a device whose prekey is signed for another device, or v1 while the contact has two, is refused and nothing is sent', async () => {
+  for (const forgery of ['another device', 'v1']) {
+    const server = new FakeServer();
+    const alice = await newClient(server, 'alice', 1);
+    const bob1 = await newClient(server, 'bob', 1);
+    const bob2 = await linkedClient(server, bob1);
+    const two = server.accounts.get('bob').devices.get(2);
+    if (forgery === 'another device') {
+      // The server hands out device 1's prekey (signed for device 1) as device 2's.
+      two.spk = { ...server.accounts.get('bob').devices.get(1).spk };
+    } else {
+      // Device 2's prekey with a valid v1 signature by bob's identity (a client from before devices).
+      two.spk = { ...two.spk, signature: bob2.identity().sign(signedPrekeyMessage(two.spk.public)) };
+    }
+    server.log.length = 0;
+    await assert.rejects(alice.sendText('@bob', 'hello'), /cannot start a session with bob's device 2: .*BadPrekeySignature; its published keys are not signed by bob's identity for it/, forgery);
+    assert.ok(!server.log.some(([, t]) => t === 'SendToDevices'), `${forgery}: nothing sent`);
+    assert.deepEqual(alice.messages('@bob'), [], `${forgery}: nothing recorded`);
+    await settle([alice, bob1, bob2]);
+    assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [[], []]);
+  }
+});
+
+test('STALE_DEVICES with a longer list: a session with the new device, and the text sent once more to both', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob1 = await newClient(server, 'bob', 1);
+  await alice.sendText('@bob', 'one');
+  await settle([alice, bob1]);
+  // Bob links a second device while alice's connection holds the list it checked ([1]).
+  const bob2 = await linkedClient(server, bob1);
+  server.log.length = 0;
+  await alice.sendText('@bob', 'two');
+  assert.deepEqual(sentBy(server, 'alice'), ['SendToDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x01], [2, 0x01]]);
+  assert.deepEqual(alice.devicesChecked.get('bob'), [1, 2]);
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['one', 'two'], ['two']]);
+});
+
+test('a session from before device ids is used for a single-device contact and moved to that device, on both sides', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'one');
+  await settle([alice, bob]);
+  await bob.sendText('@alice', 'two');
+  await settle([alice, bob]);
+  // Both keystores as written before devices: one session per contact, no device slots.
+  for (const [c, peer] of [[alice, 'bob'], [bob, 'alice']]) {
+    const k = c.profile.contacts[peer];
+    k.session = k.devices[1].session;
+    k.previous_session = k.devices[1].previous_session;
+    delete k.devices;
+  }
+  server.log.length = 0;
+  await alice.sendText('@bob', 'three');
+  assert.deepEqual(sentBy(server, 'alice'), ['SendToDevices'], 'the held session: no new bundle');
+  assert.equal(server.last.body[0], 0x02, 'a ratchet message in the held session');
+  const a = alice.profile.contacts.bob;
+  assert.equal(a.session, null, 'moved out of the legacy slot');
+  assert.ok(a.devices[1].session, 'into device 1');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['one', 'two', 'three']);
+  const b = bob.profile.contacts.alice;
+  assert.equal(b.session, null, 'the receiver moved it too');
+  assert.ok(b.devices[1].session);
+  await bob.sendText('@alice', 'four');
+  await settle([alice, bob]);
+  assert.equal(server.last.body[0], 0x02);
+  assert.deepEqual(texts(alice, '@bob').at(-1), 'four');
+});
+
+test('a session from before device ids is not used for a contact with two devices', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob1 = await newClient(server, 'bob', 1);
+  await alice.sendText('@bob', 'one');
+  await settle([alice, bob1]);
+  const k = alice.profile.contacts.bob;
+  k.session = k.devices[1].session;
+  delete k.devices;
+  alice.devicesChecked.clear();
+  const bob2 = await linkedClient(server, bob1);
+  server.log.length = 0;
+  await alice.sendText('@bob', 'two');
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.notEqual(alice.profile.contacts.bob.session, null, 'kept: it may still decrypt what comes');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['one', 'two'], ['two']]);
+});
+
+test('a Deliver from device 2 is read in device 2\'s session; an unreadable one drops only its device\'s sessions; a reset in a working session keeps it', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob1 = await newClient(server, 'bob', 1);
+  const bob2 = await linkedClient(server, bob1);
+  await alice.sendText('@bob', 'hi both');
+  await settle([alice, bob1, bob2]);
+  await bob1.sendText('@alice', 'from one');
+  await settle([alice, bob1, bob2]);
+  const one = alice.profile.contacts.bob.devices[1].session;
+  await bob2.sendText('@alice', 'from two');
+  const fromTwo = server.last;
+  assert.deepEqual([fromTwo.device, fromTwo.body[0]], [2, 0x02], 'a ratchet message from device 2');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual(texts(alice, '@bob'), ['hi both', 'from one', 'from two']);
+  assert.equal(alice.profile.contacts.bob.devices[1].session, one, 'device 1\'s session untouched');
+
+  // The same bytes said to come from device 1: not readable in device 1's session. Healing
+  // drops device 1's sessions only; the reset goes to both of bob's devices.
+  const two = alice.profile.contacts.bob.devices[2].session;
+  server.log.length = 0;
+  alice.handlePush({ ...fromTwo, server_id: 999n, device: 1 });
+  await settle([alice, bob1, bob2]);
+  assert.equal(alice.messages('@bob').at(-1).state, 'undecryptable');
+  assert.ok(alice.profile.contacts.bob.devices[2]?.session, 'device 2\'s sessions kept');
+  assert.notEqual(alice.profile.contacts.bob.devices[2].session, two, 'and used for the reset');
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x01], [2, 0x02]], 'a new session with device 1 only');
+  // Device 2 gets the reset in its working session: meant for device 1, it drops nothing there.
+  assert.ok(bob2.profile.contacts.alice.devices[1].session, 'bob\'s device 2 kept its session');
+  await bob2.sendText('@alice', 'still two');
+  assert.equal(server.last.body[0], 0x02, 'device 2 still writes in its session');
+  await settle([alice, bob1, bob2]);
+  assert.equal(texts(alice, '@bob').at(-1), 'still two');
+  assert.ok(bob1.notices.some((n) => /could not decrypt a message from you/.test(n)));
+});
+
+test('a keystore from before devices learns its device id and publishes a prekey signed for it, once', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const p = alice.profile;
+  delete p.device_id;
+  delete p.spk_device;
+  const old = new Client(alice.conn, p, null);
+  old.loggedIn = true;
+  server.log.length = 0;
+  await old.ensureDevice();
+  assert.deepEqual(sentBy(server, 'alice'), ['ListDevices', 'PublishSignedPrekey']);
+  assert.equal(p.device_id, 1);
+  const published = server.accounts.get('alice').devices.get(1).spk;
+  assert.equal(published.id, p.spks[0].id);
+  assert.ok(verifyDevicePrekey(published, old.identity().public().signing, 1), 'signed v2 for device 1');
+  assert.equal(p.spks.length, 2, 'the v1 one kept for first messages in flight');
+  server.log.length = 0;
+  await old.ensureDevice();
+  assert.deepEqual(server.log, [], 'nothing more once it is known');
+  // Registering makes device 1's prekey v2 from the start.
+  const fresh = newProfileForTests('erin', 1);
+  const id = new IdentityKeyPair(fromHex(fresh.identity.sig), fromHex(fresh.identity.dh));
+  const spk = SignedPrekeyPair.fromSecretKey(fresh.spks[0].id, fromHex(fresh.spks[0].secret), id);
+  assert.ok(verifyDevicePrekey({ public: spk.publicKey, signature: fromHex(fresh.spks[0].signature) }, id.public().signing, 1));
 });
 
 test('a browser holding no keys starts the account over only if the user confirms; declining publishes nothing and logs out', async () => {

@@ -71,8 +71,10 @@ class RoomServer {
   handle(username, msg) {
     const ok = { type: 'Ok' };
     switch (msg.type) {
-      case 'FetchBundle': {
+      case 'FetchBundle':
+      case 'FetchDeviceBundle': {
         const a = this.accounts.get(msg.username);
+        if (msg.type === 'FetchDeviceBundle' && msg.device !== 1) throw new ServerError(ErrorCode.NOT_FOUND, 'no such device');
         if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
         return {
           type: 'Bundle',

@@ -58,6 +58,14 @@ impl KeyStore for MemoryStore {
         Ok(out)
     }
 
+    fn reachable_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError> {
+        let active = self.active_devices(id)?;
+        Ok(active
+            .into_iter()
+            .filter(|d| self.spks.contains_key(&(id, *d)))
+            .collect())
+    }
+
     fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError> {
         let device = self.next_device_id(id)?;
         self.devices.entry(id).or_default().push(DeviceRecord {

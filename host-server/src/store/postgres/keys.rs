@@ -94,6 +94,19 @@ impl KeyStore for PgStore {
             .collect()
     }
 
+    fn reachable_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError> {
+        let rows = self.rows(
+            "SELECT device_id FROM devices WHERE account_id = $1 AND revoked_at IS NULL \
+             AND spk_id IS NOT NULL ORDER BY device_id",
+            &[&id],
+        )?;
+        rows.iter()
+            .map(|r| {
+                u32::try_from(r.try_get::<_, i64>(0)?).map_err(|_| StoreError::Corrupt("device id"))
+            })
+            .collect()
+    }
+
     fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError> {
         let device = self.next_device_id(id)?;
         self.exec(

@@ -92,6 +92,19 @@ impl KeyStore for SqliteStore {
         Ok(out)
     }
 
+    fn reachable_devices(&mut self, id: AccountId) -> Result<Vec<u32>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT device_id FROM devices WHERE account_id = ?1 AND revoked_at IS NULL \
+             AND spk_id IS NOT NULL ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(u32::try_from(row?).map_err(|_| StoreError::Corrupt("device id"))?);
+        }
+        Ok(out)
+    }
+
     fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError> {
         let device = self.next_device_id(id)?;
         self.conn
