@@ -136,22 +136,29 @@ async function devicesToSend(client, user) {
  * throws (host-client `sending_session`).
  * @param {import('./client.js').Client} client
  * @param {string} user @param {number} device @param {boolean} only
- * @returns {Promise<Session>}
+ * @returns {Promise<{session: Session, legacy: boolean}>} the session, and whether it is one
+ *   from before device ids
  */
 export async function sendingSession(client, user, device, only) {
   const c = client.profile.contacts[user];
-  const held = c?.devices?.[device]?.session || (only ? c?.session : null);
-  if (held) {
-    const s = Session.fromState(held);
-    if (s.canSend()) return s;
+  const own = c?.devices?.[device]?.session;
+  if (own) {
+    const s = Session.fromState(own);
+    if (s.canSend()) return { session: s, legacy: false };
+  }
+  if (only && c?.session) {
+    const s = Session.fromState(c.session);
+    if (s.canSend()) return { session: s, legacy: true };
   }
   const bundle = await fetchDeviceBundle(client, user, device);
   const identity = client.identity();
   try {
     try {
-      return Session.initiateForDevice(identity, bundle, device);
+      return { session: Session.initiateForDevice(identity, bundle, device), legacy: false };
     } catch (e) {
-      if (only && e instanceof X3dhError && e.kind === 'BadPrekeySignature') return Session.initiate(identity, bundle);
+      if (only && e instanceof X3dhError && e.kind === 'BadPrekeySignature') {
+        return { session: Session.initiate(identity, bundle), legacy: false };
+      }
       throw e;
     }
   } catch (e) {
@@ -177,13 +184,13 @@ export async function sendContentTo(client, user, content) {
     /** @type {{device: number, body: Uint8Array}[]} */
     const bodies = [];
     for (const device of devices) {
-      const session = await sendingSession(client, user, device, only);
+      const { session, legacy } = await sendingSession(client, user, device, only);
       const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
       if (body.length > MAX_BODY) throw new Error('the message is too long');
       bodies.push({ device, body });
       const c = client.profile.contacts[user];
       const d = deviceSlot(c, device);
-      if (!d.session && only) {
+      if (legacy) {
         // A session from before device ids, now known to be this device's.
         d.previous_session = c.previous_session ?? null;
         c.previous_session = null;
