@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// encryption to a contact on each connection, so this follows the send rate, not the
     /// bundle rate (a list hands out nothing).
     pub device_list_rate: Rate,
+    /// Link messages one account may leave for devices being linked (`SendLink`): each is kept
+    /// up to `MAX_BODY` for 10 minutes, so this bounds what an account can park on the server.
+    pub link_rate: Rate,
     /// One-time prekeys of one account handed out; past it, bundles come without one (X3DH
     /// without a one-time prekey), so nobody can drain them.
     pub prekey_handout_rate: Rate,
@@ -140,6 +143,10 @@ impl ServerConfig {
             device_list_rate: Rate {
                 burst: 1_000,
                 per_hour: 100 * 3600,
+            },
+            link_rate: Rate {
+                burst: 10,
+                per_hour: 60,
             },
             prekey_handout_rate: Rate {
                 burst: 20,

@@ -61,6 +61,8 @@ pub struct Limits {
     pub bundles: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
     /// Device lists fetched, per requester.
     pub device_lists: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
+    /// Link messages left (`SendLink`), per account.
+    pub links: std::sync::Mutex<auth::ratelimit::Buckets<store::AccountId>>,
     /// One-time prekeys handed out, per owner (by username).
     pub prekeys: std::sync::Mutex<auth::ratelimit::Buckets<String>>,
 }
@@ -75,6 +77,7 @@ impl Limits {
             invites: Mutex::new(Buckets::new(c.invite_rate)),
             bundles: Mutex::new(Buckets::new(c.bundle_fetch_rate)),
             device_lists: Mutex::new(Buckets::new(c.device_list_rate)),
+            links: Mutex::new(Buckets::new(c.link_rate)),
             prekeys: Mutex::new(Buckets::new(c.prekey_handout_rate)),
         }
     }

@@ -443,3 +443,39 @@ fn one_address_cannot_queue_password_hashes_without_bound() {
         assert!(busy >= 3, "only {busy} of 6 were refused");
     });
 }
+
+/// Link messages park up to `MAX_BODY` on the server for 10 minutes each: an account may leave
+/// only a few (`link_rate`), whatever link ids it makes up.
+#[test]
+fn link_messages_an_account_can_park_are_bounded() {
+    let ts = TestServer::start_with(|c| {
+        c.link_rate = Rate {
+            burst: 3,
+            per_hour: 1,
+        };
+    });
+    run(async {
+        let (mut a, _) = register(&ts, "alice", 0).await;
+        let big = vec![0x5a; proto_core::limits::MAX_BODY];
+        for id in 0..3u8 {
+            a.send(&Message::SendLink {
+                link_id: &[id; 16],
+                message: &big,
+            })
+            .await
+            .unwrap();
+            expect_ok(&recv_reply(&mut a).await);
+        }
+        a.send(&Message::SendLink {
+            link_id: &[9; 16],
+            message: b"one more",
+        })
+        .await
+        .unwrap();
+        expect_error(&recv_reply(&mut a).await, ErrorCode::RATE_LIMITED);
+        assert_eq!(
+            ts.count("SELECT COUNT(*) FROM links WHERE message <> $1", b""),
+            3
+        );
+    });
+}

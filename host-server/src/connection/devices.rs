@@ -54,7 +54,7 @@ impl Connection {
                 "the link message is too large",
             ));
         }
-        self.rate(&self.shared.limits.device_lists, &me, "link requests")?;
+        self.rate(&self.shared.limits.links, &me, "link messages sent")?;
         let expires_at = self.shared.clock.now().saturating_add(LINK_TTL);
         let message = message.to_vec();
         self.db(move |s| Ok(s.put_link(me, &link, &message, expires_at)?))
