@@ -190,13 +190,18 @@ impl Hub {
         }
     }
 
-    /// Pushes a message to every live connection of the account; `true` if any took it.
+    /// Pushes a message to every live connection of the account's devices (not to a session
+    /// linking a new one, which is not a device yet); `true` if any took it.
     pub fn push(&self, account: AccountId, msg: &Message<'_>) -> bool {
         let Some(frame) = encode(msg) else {
             return false;
         };
         let outs: Vec<Outbox> = match self.lock().get(&account) {
-            Some(list) => list.iter().map(|p| p.out.clone()).collect(),
+            Some(list) => list
+                .iter()
+                .filter(|p| p.device.is_some())
+                .map(|p| p.out.clone())
+                .collect(),
             None => return false,
         };
         let mut any = false;
@@ -216,6 +221,7 @@ impl Hub {
         match self.lock().get(&account) {
             Some(list) => list
                 .iter()
+                .filter(|p| p.device.is_some())
                 .fold(false, |any, p| p.out.offer_frame(frame.clone()) | any),
             None => false,
         }
@@ -388,6 +394,12 @@ mod tests {
         assert!(!phone.is_killed() && !linking.is_killed());
         assert_eq!(hub.connection_count(), 2);
         assert!(!hub.push_device(7, 2, &Message::PrekeysLow { remaining: 1 }));
+        // Account-wide pushes reach devices, not a session linking one.
+        let (alone, _a) = Outbox::new(8);
+        hub.join(8, None, alone);
+        assert!(!hub.push(8, &Message::PrekeysLow { remaining: 1 }));
+        assert!(!hub.offer(8, &Message::PrekeysLow { remaining: 1 }));
+        assert!(hub.push(7, &Message::PrekeysLow { remaining: 1 }));
     }
 
     #[test]
