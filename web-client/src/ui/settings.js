@@ -149,7 +149,7 @@ export function showSettings(client, nav) {
       h('td', { dir: 'auto' }, d.name || '(unnamed)'),
       h('td', null, mediumTime(d.added_at)),
       h('td', null, mediumTime(d.last_seen)),
-      h('td', null, d.revoked_at !== null ? `Revoked ${mediumTime(d.revoked_at)} (the account started over)` : d.device_id === current ? 'This browser' : 'Active'))));
+      h('td', null, d.revoked_at !== null ? `Revoked ${mediumTime(d.revoked_at)}` : d.device_id === current ? 'This browser' : 'Active'))));
     devicesNote.textContent = 'Starting over in a browser or terminal without your keys revokes the devices before it; they stay listed here.';
   }, (e) => { devicesNote.textContent = describe(e); });
 
