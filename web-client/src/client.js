@@ -487,6 +487,16 @@ export class Client extends EventTarget {
   }
 
   /**
+   * Revokes another device of the account (`RevokeDevice`): the server logs it out at once,
+   * deletes its keys and the messages waiting for it, and contacts stop encrypting to it.
+   * @param {number} device
+   */
+  async revokeDevice(device) {
+    if (device === this.profile.device_id) throw new Error('that is this browser: log out instead');
+    await this.conn.request({ type: 'RevokeDevice', device });
+  }
+
+  /**
    * The account's devices, the most recent first (`ListDevices`).
    * @returns {Promise<{current: number, devices: {device_id: number, name: string, added_at: number, last_seen: number, revoked_at: number | null}[]}>}
    */

@@ -135,21 +135,44 @@ export function showSettings(client, nav) {
     return null;
   });
 
-  // This account's devices: name, added, last seen, revoked.
+  // This account's devices: name, added, last seen, revoked; another active one can be revoked.
   const deviceRows = h('tbody', { id: 'settings-devices-rows' });
   const devicesNote = h('p', { class: 'hint', id: 'settings-devices-status', role: 'status' }, 'Asking the server for your devices…');
   const devices = h('section', { class: 'settings-section', id: 'settings-devices' },
     h('h3', { id: 'settings-devices-title' }, 'Devices'),
     devicesNote,
     h('table', { class: 'devices', 'aria-labelledby': 'settings-devices-title' },
-      h('thead', null, h('tr', null, ['Device', 'Added', 'Last seen', 'Status'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', null, h('tr', null, ['Device', 'Added', 'Last seen', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
       deviceRows));
+  /** @param {{device_id: number, name: string}} d */
+  const revokeButton = (d) => h('button', {
+    type: 'button', class: 'secondary', 'data-revoke': String(d.device_id),
+    on: {
+      click: async () => {
+        const name = d.name || `device ${d.device_id}`;
+        const ok = await confirmAction({
+          title: `Revoke ${name}?`,
+          body: 'It is logged out at once; its keys and the messages waiting for it are deleted, and your contacts stop writing to it. To use it again, link it again.',
+          action: 'Revoke',
+          danger: true,
+        });
+        if (!ok) return;
+        try {
+          await client.revokeDevice(d.device_id);
+          await listDevices();
+        } catch (e) {
+          devicesNote.textContent = describe(e);
+        }
+      },
+    },
+  }, 'Revoke…');
   const listDevices = () => client.listDevices().then(({ current, devices: list }) => {
     deviceRows.replaceChildren(...list.map((d) => h('tr', { 'data-device': String(d.device_id) },
       h('td', { dir: 'auto' }, d.name || '(unnamed)'),
       h('td', null, mediumTime(d.added_at)),
       h('td', null, mediumTime(d.last_seen)),
-      h('td', null, d.revoked_at !== null ? `Revoked ${mediumTime(d.revoked_at)}` : d.device_id === current ? 'This browser' : 'Active'))));
+      h('td', null, d.revoked_at !== null ? `Revoked ${mediumTime(d.revoked_at)}` : d.device_id === current ? 'This browser' : 'Active'),
+      h('td', null, d.revoked_at === null && d.device_id !== current ? revokeButton(d) : null))));
     devicesNote.textContent = 'Starting over in a browser or terminal without your keys revokes the devices before it; they stay listed here.';
   }, (e) => { devicesNote.textContent = describe(e); });
 

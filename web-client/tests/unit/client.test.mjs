@@ -107,6 +107,12 @@ class FakeServer {
           return { type: 'Ok' };
         }
         if (msg.type === 'ListDevices') return { type: 'DeviceList', current: conn.device, devices: [] };
+        if (msg.type === 'RevokeDevice') {
+          const a = server.accounts.get(username);
+          if (msg.device === conn.device || !a.devices.has(msg.device)) throw new ServerError(ErrorCode.NOT_FOUND, 'no such device');
+          a.devices.delete(msg.device);
+          return { type: 'Ok' };
+        }
         if (msg.type === 'TotpCode') return { type: 'Session', token: new Uint8Array(32).fill(7), expires_at: 1900000000n };
         if (msg.type === 'Logout') return { type: 'Ok' };
         if (msg.type === 'FetchDevices') {
@@ -769,4 +775,20 @@ test('a browser names itself after the browser and the system', () => {
   assert.equal(browserDeviceName('Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15'), 'Safari on macOS');
   assert.equal(browserDeviceName('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0'), 'Edge on Windows');
   assert.equal(browserDeviceName(''), 'A browser');
+});
+
+test('revoking another device: the server drops it, senders stop encrypting to it (STALE_DEVICES, one body); this browser cannot revoke itself', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const carol = await newClient(server, 'carol', 1);
+  const phone = await linkedClient(server, carol);
+  await alice.serial(() => sendContentTo(alice, 'carol', { type: 'Text', id: 1n, sent_at: 1n, text: 'both' }));
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.device), [1, 2]);
+  await assert.rejects(carol.revokeDevice(carol.profile.device_id), /log out instead/);
+  assert.ok(!server.log.some(([u, t]) => u === 'carol' && t === 'RevokeDevice'), 'nothing sent for ourselves');
+  await carol.revokeDevice(phone.profile.device_id);
+  assert.deepEqual(server.devices('carol'), [1]);
+  await alice.serial(() => sendContentTo(alice, 'carol', { type: 'Text', id: 2n, sent_at: 2n, text: 'one' }));
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.device), [1]);
+  assert.deepEqual(alice.profile.contacts.carol.devices[2], undefined, 'the revoked device\'s session is dropped');
 });
