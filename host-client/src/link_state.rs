@@ -111,10 +111,12 @@ impl LinkState {
         Ok(state)
     }
 
-    /// The contacts as this device keeps them (no sessions yet).
+    /// The contacts as this device keeps them (no sessions yet); a name that is not a folded
+    /// username is dropped (the state came over the network).
     pub(crate) fn contacts(&self) -> BTreeMap<String, Contact> {
         self.contacts
             .iter()
+            .filter(|(name, _)| crate::cli::user_name(name).is_ok_and(|n| &n == *name))
             .map(|(name, c)| {
                 (
                     name.clone(),
@@ -191,6 +193,15 @@ mod tests {
         let opened = LinkState::open(&pair, &sealed).unwrap();
         assert_eq!(opened.identity, profile.identity);
         assert_eq!(opened.username, "carol");
+        let mut hostile = LinkState::open(&pair, &sealed).unwrap();
+        let sample = LinkedContact {
+            identity_sig: String::new(),
+            identity_dh: String::new(),
+            verified: true,
+            key_changed: false,
+        };
+        hostile.contacts.insert("\u{202e}evil\n".into(), sample);
+        assert!(hostile.contacts().is_empty(), "not a username: dropped");
         let other = LinkKeyPair::generate(&mut crate::rng::os());
         assert!(LinkState::open(&other, &sealed).is_err());
     }

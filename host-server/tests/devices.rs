@@ -315,8 +315,16 @@ fn devices_are_named_seen_and_revoked_when_the_account_starts_over() {
             (1, vec![(1, String::new(), registered, registered, None)])
         );
 
-        // Names: trimmed, 1 to 64 characters, no control characters.
-        for bad in ["", "   ", "a\nb", "tab\there", &"x".repeat(65)] {
+        // Names: trimmed, 1 to 64 characters, no control or bidi formatting characters.
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "tab\there",
+            &"x".repeat(65),
+            "pho\u{202e}enoht",
+            "\u{2067}laptop",
+        ] {
             c.send(&Message::NameDevice { name: bad }).await.unwrap();
             expect_error(&recv_reply(&mut c).await, ErrorCode::INVALID_INPUT);
         }

@@ -782,7 +782,7 @@ pub enum Message<'a> {
         bodies: List<'a, DeviceBody<'a>>,
     },
     /// C→S (logged in): name this device (shown in [`Message::DeviceList`]); 1 to
-    /// [`MAX_DEVICE_NAME`](crate::limits::MAX_DEVICE_NAME) characters, no control characters.
+    /// [`MAX_DEVICE_NAME`](crate::limits::MAX_DEVICE_NAME) characters, no control or bidi formatting characters.
     /// Reply: `Ok`.
     NameDevice {
         /// The device's name, e.g. a host name or "Firefox on Linux".

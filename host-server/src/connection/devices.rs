@@ -20,17 +20,19 @@ fn link_id(bytes: &[u8]) -> Result<[u8; 16], Refusal> {
 }
 
 /// A device name as `NameDevice` and `AddDevice` accept it: trimmed, 1 to 64 characters, no
-/// control characters.
+/// control characters and no bidi formatting characters (the name is shown to the account's
+/// other devices: it must not reorder the text around it).
 pub(super) fn device_name(name: &str) -> Result<String, Refusal> {
     let name = name.trim();
+    let bidi = |c: char| matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if name.is_empty()
         || name.chars().count() > proto_core::limits::MAX_DEVICE_NAME
-        || name.chars().any(char::is_control)
+        || name.chars().any(|c| c.is_control() || bidi(c))
     {
         return Err(Refusal::new(
             ErrorCode::INVALID_INPUT,
             format!(
-                "name: 1 to {} characters, no control characters",
+                "name: 1 to {} characters, no control or bidi formatting characters",
                 proto_core::limits::MAX_DEVICE_NAME
             ),
         ));

@@ -149,7 +149,8 @@ export function showSettings(client, nav) {
     type: 'button', class: 'secondary', 'data-revoke': String(d.device_id),
     on: {
       click: async () => {
-        const name = d.name || `device ${d.device_id}`;
+        // Without bidi controls (a server may send any name): the name cannot reorder the title.
+        const name = d.name.replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '') || `device ${d.device_id}`;
         const ok = await confirmAction({
           title: `Revoke ${name}?`,
           body: 'It is logged out at once; its keys and the messages waiting for it are deleted, and your contacts stop writing to it. To use it again, link it again.',
