@@ -32,7 +32,7 @@ pub(super) fn device_name(name: &str) -> Result<String, Refusal> {
         return Err(Refusal::new(
             ErrorCode::INVALID_INPUT,
             format!(
-                "name: 1 to {} characters, no control or bidi formatting characters",
+                "name: 1 to {} characters, no control characters or bidi formatting characters",
                 proto_core::limits::MAX_DEVICE_NAME
             ),
         ));
