@@ -26,6 +26,14 @@ fn content_fields(c: &Content<'_>) -> Value {
         Content::Roster { room, roster } => {
             json!({ "type": "Roster", "room": room, "roster": h(roster) })
         }
+        Content::Sent {
+            to,
+            id,
+            sent_at,
+            text,
+        } => {
+            json!({ "type": "Sent", "to": to, "id": id, "sent_at": sent_at, "text": text })
+        }
     }
 }
 
@@ -83,6 +91,15 @@ pub fn generate() -> Vec<(&'static str, Value)> {
                 roster: &[0x5a; 40],
             },
         ),
+        (
+            "a text sent from another of the account's devices (a sent transcript)",
+            Content::Sent {
+                to: "bob",
+                id: 0x1122_3344_5566_7788,
+                sent_at: 1_764_000_000,
+                text: "hello, Bob 👋",
+            },
+        ),
     ];
     let mut out: Vec<Value> = contents
         .iter()
@@ -96,7 +113,12 @@ pub fn generate() -> Vec<(&'static str, Value)> {
     let mut reject = |d: &str, bytes: Vec<u8>, e: DecodeError| {
         out.push(json!({ "description": d, "kind": "content", "bytes": h(&bytes), "expect": format!("reject:{}", e.name()) }));
     };
-    reject("content tag 4 is unknown", vec![4], DecodeError::UnknownTag);
+    reject("content tag 5 is unknown", vec![5], DecodeError::UnknownTag);
+    reject(
+        "a sent transcript cut short (no text)",
+        vec![4, 3, b'b', b'o', b'b', 1, 2],
+        DecodeError::Truncated,
+    );
     reject(
         "a roster content cut short (no room)",
         vec![3],

@@ -192,6 +192,7 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             Message::Delivered {
                 server_id: 1_000_001,
                 to: "bob",
+                device: 2,
             },
         ),
         ("create a room", Message::CreateRoom { room: "family" }),
@@ -440,6 +441,27 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             },
         ),
         ("revoke a device", Message::RevokeDevice { device: 1 }),
+        (
+            "send a direct message and its transcript to the sender's other devices",
+            Message::SendSynced {
+                to: "carol",
+                client_id: 45,
+                bodies: List::from_items(leak(vec![DeviceBody {
+                    device: 1,
+                    body: f.leaked(60),
+                }])),
+                own: List::from_items(leak(vec![
+                    DeviceBody {
+                        device: 2,
+                        body: f.leaked(60),
+                    },
+                    DeviceBody {
+                        device: 7,
+                        body: f.leaked(60),
+                    },
+                ])),
+            },
+        ),
     ]
 }
 
@@ -562,7 +584,11 @@ pub fn fields(m: &Message<'_>) -> Value {
             "device": device
         }),
         Message::Ack { server_id } => json!({ "server_id": server_id }),
-        Message::Delivered { server_id, to } => json!({ "server_id": server_id, "to": to }),
+        Message::Delivered {
+            server_id,
+            to,
+            device,
+        } => json!({ "server_id": server_id, "to": to, "device": device }),
         Message::CreateRoom { room }
         | Message::Leave { room }
         | Message::ListMembers { room }
@@ -631,6 +657,19 @@ pub fn fields(m: &Message<'_>) -> Value {
                 .map(|b| json!({ "device": b.device, "body": h(b.body) }))
                 .collect::<Vec<_>>(),
         }),
+        Message::SendSynced {
+            to,
+            client_id,
+            bodies,
+            own,
+        } => {
+            let list = |l: &List<'_, DeviceBody<'_>>| {
+                l.iter()
+                    .map(|b| json!({ "device": b.device, "body": h(b.body) }))
+                    .collect::<Vec<_>>()
+            };
+            json!({ "to": to, "client_id": client_id, "bodies": list(bodies), "own": list(own) })
+        }
         Message::LoginDevice {
             username,
             password,

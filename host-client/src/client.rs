@@ -448,8 +448,8 @@ impl Client {
                 self.link.send(&Message::Ack { server_id }).await?;
                 self.after_event(&mut notices).await?;
             }
-            Push::Delivered { server_id } => {
-                if let Some(e) = self.profile.mark_delivered(server_id) {
+            Push::Delivered { server_id, device } => {
+                if let Some(e) = self.profile.mark_delivered(server_id, device) {
                     self.save()?;
                     notices.push(Notice::Delivered(e));
                 }
@@ -627,8 +627,13 @@ impl Notice {
             Notice::Delivered(e) => paint(
                 Style::Dim,
                 &format!(
-                    "✓✓ delivered to {}: {}",
+                    "✓✓ delivered to {}{}: {}",
                     inert::line(&e.conversation),
+                    match e.devices {
+                        Some(n) if n > 1 =>
+                            format!(" ({} of {n} devices)", e.delivered_to.len().min(n as usize)),
+                        _ => String::new(),
+                    },
                     inert::line(&short(&e.text))
                 ),
             ),
@@ -693,8 +698,9 @@ pub(crate) fn render_entry(e: &Entry) -> String {
         body
     };
     let state = match (e.outgoing, e.state.as_str()) {
-        (true, "delivered") => paint(Style::Green, " ✓✓ delivered"),
+        (true, "delivered") => paint(Style::Green, &format!(" ✓✓ {}", e.delivered_text())),
         (true, "sent") => paint(Style::Dim, " ✓ sent to server"),
+        (true, "synced") => paint(Style::Dim, " (sent from another of your devices)"),
         _ => String::new(),
     };
     format!("{when} {place}{who}: {text}{state}")
@@ -712,5 +718,7 @@ pub(crate) fn entry_json(e: &Entry) -> serde_json::Value {
         "server_id": e.server_id.map(|id| id.to_string()),
         "outgoing": e.outgoing,
         "state": e.state,
+        "devices": e.devices,
+        "delivered_devices": e.delivered_to.len(),
     })
 }

@@ -84,9 +84,20 @@ fn seal(session: &mut Session, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(body)
 }
 
+/// The wire form of ciphertexts per device.
+fn device_bodies(sealed: &[(u32, Vec<u8>)]) -> Vec<DeviceBody<'_>> {
+    sealed
+        .iter()
+        .map(|(device, body)| DeviceBody {
+            device: *device,
+            body,
+        })
+        .collect()
+}
+
 /// What a send to a user's devices came back with.
 enum Sent {
-    /// Stored by the server, with this id.
+    /// Stored by the server, with this id (0: nothing needed sending).
     Accepted(u64),
     /// `STALE_DEVICES`: the devices we encrypted for are no longer exactly the user's.
     Stale,
@@ -122,7 +133,7 @@ impl Client {
             )
             .await?;
         self.observe_identity(user, &identity)?;
-        if devices.is_empty() {
+        if devices.is_empty() && user != self.profile.username {
             return fail(
                 Exit::Refused,
                 format!("{user} has no device to write to (every one was revoked)"),
@@ -177,6 +188,24 @@ impl Client {
     /// Records `identity` for `user`: new contacts are trusted on first use; a different key
     /// marks the contact changed (and is saved) and returns the identity-changed failure.
     fn observe_identity(&mut self, user: &str, identity: &IdentityPublicKey) -> anyhow::Result<()> {
+        if user == self.profile.username {
+            // Our own account: its identity is the one this device holds, never learned.
+            if *identity != self.profile.identity_public()? {
+                return fail(
+                    Exit::Refused,
+                    "the server lists another identity for your own account: it was started \
+                     over on another device, and this device is no longer part of it",
+                );
+            }
+            self.profile
+                .contacts
+                .entry(user.to_owned())
+                .or_insert_with(|| Contact {
+                    verified: true,
+                    ..Contact::new(identity)
+                });
+            return Ok(());
+        }
         match self.profile.contacts.get_mut(user) {
             None => {
                 self.profile
@@ -199,13 +228,25 @@ impl Client {
     /// started over); later changes come back as `STALE_DEVICES`.
     async fn devices_to_send(&mut self, user: &str) -> anyhow::Result<Vec<u32>> {
         if user == self.profile.username {
-            return fail(Exit::Failure, "that is you: send to someone else");
+            return self.own_other_devices().await;
         }
         self.check_not_blocked(user)?;
         match self.devices_checked.get(user) {
             Some(d) => Ok(d.clone()),
             None => self.check_devices(user).await,
         }
+    }
+
+    /// Our account's other devices (for sent transcripts, and resets between our devices), as
+    /// the server lists them under this device's own identity (checked once per connection).
+    async fn own_other_devices(&mut self) -> anyhow::Result<Vec<u32>> {
+        let me = self.profile.username.clone();
+        let all = match self.devices_checked.get(&me) {
+            Some(d) => d.clone(),
+            None => self.check_devices(&me).await?,
+        };
+        let this = self.profile.device_id;
+        Ok(all.into_iter().filter(|d| Some(*d) != this).collect())
     }
 
     /// Our session with one of `user`'s devices, starting one (X3DH) if there is none that can
@@ -268,13 +309,34 @@ impl Client {
         user: &str,
         content: &Content<'_>,
     ) -> anyhow::Result<u64> {
+        self.send_content_synced(user, content, None).await
+    }
+
+    /// As [`send_content_to`](Self::send_content_to); with a `transcript`, that goes to our
+    /// other devices in the same request (`SendSynced`: both stored or neither), and a
+    /// `STALE_DEVICES` re-checks their list too.
+    async fn send_content_synced(
+        &mut self,
+        user: &str,
+        content: &Content<'_>,
+        transcript: Option<&Content<'_>>,
+    ) -> anyhow::Result<u64> {
+        let me = self.profile.username.clone();
         for _ in 0..2 {
-            match self.send_content_once(user, content).await? {
+            match self.send_content_once(user, content, transcript).await? {
                 Sent::Accepted(id) => return Ok(id),
                 Sent::Stale => {
-                    let before = self.devices_checked.remove(user);
-                    let now = self.check_devices(user).await?;
-                    if before.as_ref() == Some(&now) {
+                    let mut changed = false;
+                    let mut recheck = vec![user.to_owned()];
+                    if transcript.is_some() {
+                        recheck.push(me.clone());
+                    }
+                    for who in recheck {
+                        let before = self.devices_checked.remove(&who);
+                        let now = self.check_devices(&who).await?;
+                        changed |= before.as_ref() != Some(&now);
+                    }
+                    if !changed {
                         break;
                     }
                 }
@@ -293,8 +355,58 @@ impl Client {
         &mut self,
         user: &str,
         content: &Content<'_>,
+        transcript: Option<&Content<'_>>,
     ) -> anyhow::Result<Sent> {
         let devices = self.devices_to_send(user).await?;
+        if devices.is_empty() {
+            // Only our own account can have no (other) device: nobody to tell.
+            return Ok(Sent::Accepted(0));
+        }
+        let sealed = self.seal_for_devices(user, &devices, content).await?;
+        let own = match transcript {
+            Some(t) => {
+                let me = self.profile.username.clone();
+                let others = self.own_other_devices().await?;
+                Some(self.seal_for_devices(&me, &others, t).await?)
+            }
+            None => None,
+        };
+        self.save()?;
+        let client_id = crate::rng::u64();
+        let bodies = device_bodies(&sealed);
+        let own_bodies = own.as_deref().map(device_bodies);
+        let send = match &own_bodies {
+            Some(own) => Message::SendSynced {
+                to: user,
+                client_id,
+                bodies: List::from_items(&bodies),
+                own: List::from_items(own),
+            },
+            None => Message::SendToDevices {
+                to: user,
+                client_id,
+                bodies: List::from_items(&bodies),
+            },
+        };
+        self.link
+            .request(&send, |reply| match reply {
+                Message::Error {
+                    code: ErrorCode::STALE_DEVICES,
+                    ..
+                } => Ok(Sent::Stale),
+                other => accepted_id(other).map(Sent::Accepted),
+            })
+            .await
+    }
+
+    /// `content` encrypted for each of `user`'s `devices` (sessions advanced in the profile,
+    /// not yet saved).
+    async fn seal_for_devices(
+        &mut self,
+        user: &str,
+        devices: &[u32],
+        content: &Content<'_>,
+    ) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
         let mut plain = Zeroizing::new(vec![0u8; MAX_BODY]);
         let n = content
             .encode(&mut plain)
@@ -302,9 +414,10 @@ impl Client {
         let plain = plain.get(..n).ok_or_else(|| {
             anyhow::anyhow!("cannot encrypt: the encoded content claims {n} bytes of {MAX_BODY}")
         })?;
-        let only = devices.len() == 1;
+        // A v1 prekey only for a contact's one device; our own devices all sign v2.
+        let only = devices.len() == 1 && user != self.profile.username;
         let mut sealed = Vec::with_capacity(devices.len());
-        for &device in &devices {
+        for &device in devices {
             let (mut session, legacy) = self.sending_session(user, device, only).await?;
             sealed.push((device, seal(&mut session, plain)?));
             let state = session_to_hex(&session)?;
@@ -318,45 +431,37 @@ impl Client {
                 d.session = Some(state);
             }
         }
-        self.save()?;
-        let client_id = crate::rng::u64();
-        let bodies: Vec<DeviceBody<'_>> = sealed
-            .iter()
-            .map(|(device, body)| DeviceBody {
-                device: *device,
-                body,
-            })
-            .collect();
-        let send = Message::SendToDevices {
-            to: user,
-            client_id,
-            bodies: List::from_items(&bodies),
-        };
-        self.link
-            .request(&send, |reply| match reply {
-                Message::Error {
-                    code: ErrorCode::STALE_DEVICES,
-                    ..
-                } => Ok(Sent::Stale),
-                other => accepted_id(other).map(Sent::Accepted),
-            })
-            .await
+        Ok(sealed)
     }
 
-    /// Sends a text to `user`; records it in the history as "sent".
+    /// Sends a text to `user`, and its transcript to our other devices; records it in the
+    /// history as "sent".
     pub(crate) async fn send_text_to(&mut self, user: &str, text: &str) -> anyhow::Result<Entry> {
+        if user == self.profile.username {
+            return fail(Exit::Failure, "that is you: send to someone else");
+        }
         let id = crate::rng::u64();
         let at = now();
         let server_id = self
-            .send_content_to(
+            .send_content_synced(
                 user,
                 &Content::Text {
                     id,
                     sent_at: at,
                     text,
                 },
+                Some(&Content::Sent {
+                    to: user,
+                    id,
+                    sent_at: at,
+                    text,
+                }),
             )
             .await?;
+        let devices = self
+            .devices_checked
+            .get(user)
+            .and_then(|d| u32::try_from(d.len()).ok());
         let entry = Entry {
             conversation: format!("@{user}"),
             from: self.profile.username.clone(),
@@ -367,6 +472,8 @@ impl Client {
             outgoing: true,
             state: "sent".into(),
             unread: false,
+            devices,
+            delivered_to: Vec::new(),
         };
         self.profile.push_history(entry.clone());
         self.save()?;
@@ -447,6 +554,13 @@ impl Client {
             {
                 return Ok(notices);
             }
+            // A first message said to be from another of our devices must come from our own
+            // identity (the server may label anyone's message as ours).
+            if from == self.profile.username && header.identity != self.profile.identity_public()? {
+                let text = "it says it is from another of your devices, but not from your identity";
+                notices.push(self.undecryptable(from, sent_at, server_id, text));
+                return Ok(notices);
+            }
             // A new session from `from`: X3DH as responder.
             let identity = self.profile.identity()?;
             let Some(spk) = self.profile.signed_prekey_by_id(header.signed_prekey_id) else {
@@ -521,7 +635,33 @@ impl Client {
                 message.len()
             )
         })?;
+        let mine = from == self.profile.username;
         match Content::decode(plain) {
+            Ok(Content::Sent {
+                to,
+                id,
+                sent_at: written,
+                text,
+            }) if mine => {
+                if let Some(entry) = self.profile.receive_transcript(to, text, (written, id)) {
+                    notices.push(Notice::Message(entry));
+                }
+            }
+            Ok(Content::Sent { .. }) => {
+                let why = "a sent transcript may only come from your own devices";
+                notices.push(self.undecryptable(from, sent_at, server_id, why));
+            }
+            Ok(Content::SessionReset) if mine => {
+                notices.push(Notice::Warning(format!(
+                    "your device {device} could not decrypt a message from this one; the \
+                     session between them was reset"
+                )));
+            }
+            Ok(Content::Text { .. } | Content::RoomKey { .. } | Content::Roster { .. }) if mine => {
+                // Our devices send each other only transcripts and resets for now.
+                let why = "your own devices do not send each other this";
+                notices.push(self.undecryptable(from, sent_at, server_id, why));
+            }
             Ok(Content::Text {
                 id,
                 sent_at: written,
@@ -615,6 +755,7 @@ impl Client {
             outgoing: false,
             state: "undecryptable".into(),
             unread: true,
+            ..Entry::default()
         };
         self.profile.push_history(entry.clone());
         Notice::Message(entry)

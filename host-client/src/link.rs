@@ -406,6 +406,8 @@ pub(crate) enum Push {
     Delivered {
         /// The id the server gave it.
         server_id: u64,
+        /// Which of the recipient's devices acknowledged it.
+        device: u32,
     },
     /// Someone joined or left a room (`RoomChanged`).
     RoomChanged {
@@ -442,7 +444,9 @@ impl Push {
                 body: body.to_vec(),
                 device,
             },
-            Message::Delivered { server_id, .. } => Push::Delivered { server_id },
+            Message::Delivered {
+                server_id, device, ..
+            } => Push::Delivered { server_id, device },
             Message::RoomChanged {
                 room,
                 username,

@@ -59,6 +59,8 @@ impl LinkState {
             contacts: profile
                 .contacts
                 .iter()
+                // Our own account is there only to hold sessions with our other devices.
+                .filter(|(name, _)| **name != profile.username)
                 .map(|(name, c)| {
                     (
                         name.clone(),
@@ -116,7 +118,9 @@ impl LinkState {
     pub(crate) fn contacts(&self) -> BTreeMap<String, Contact> {
         self.contacts
             .iter()
-            .filter(|(name, _)| crate::cli::user_name(name).is_ok_and(|n| &n == *name))
+            .filter(|(name, _)| {
+                crate::cli::user_name(name).is_ok_and(|n| &n == *name) && **name != self.username
+            })
             .map(|(name, c)| {
                 (
                     name.clone(),

@@ -299,6 +299,7 @@ impl Client {
                 outgoing: false,
                 state: "event".into(),
                 unread: true,
+                ..Entry::default()
             };
             self.profile.push_history(e.clone());
             notices.push(Notice::Message(e));

@@ -188,7 +188,7 @@ pub(crate) struct RoomEntry {
 pub(crate) const EARLY_KEYS_LIMIT: usize = 32;
 
 /// A message in the history.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Entry {
     /// `@user` or `#room`.
     pub(crate) conversation: String,
@@ -204,10 +204,39 @@ pub(crate) struct Entry {
     pub(crate) server_id: Option<u64>,
     /// Our own message.
     pub(crate) outgoing: bool,
-    /// `sent`, `delivered`, `received`, `undecryptable` or `notice`.
+    /// `sent`, `delivered`, `synced` (ours, sent from another of our devices), `received`,
+    /// `undecryptable` or `notice`.
     pub(crate) state: String,
     /// Not yet shown by `inbox` or `chat`.
     pub(crate) unread: bool,
+    /// Our direct message: how many of the recipient's devices it was encrypted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) devices: Option<u32>,
+    /// Our direct message: the recipient's devices that acknowledged it (from `Delivered`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) delivered_to: Vec<u32>,
+}
+
+impl Entry {
+    /// "delivered", with the count when the recipient has several devices: "delivered to 1 of
+    /// 2 devices".
+    pub(crate) fn delivered_text(&self) -> String {
+        match self.devices {
+            Some(n) if n > 1 => format!(
+                "delivered to {} of {n} devices",
+                self.delivered_to.len().min(n as usize)
+            ),
+            _ => "delivered".to_owned(),
+        }
+    }
+
+    /// Whether every device it was sent to has it.
+    pub(crate) fn delivered_everywhere(&self) -> bool {
+        self.state == "delivered"
+            && self
+                .devices
+                .is_none_or(|n| self.delivered_to.len() >= n as usize)
+    }
 }
 
 /// Hex of secret bytes, the buffer zeroized after use.
@@ -459,6 +488,37 @@ impl Profile {
             outgoing: false,
             state: "received".into(),
             unread: true,
+            ..Entry::default()
+        };
+        self.push_history(entry.clone());
+        Some(entry)
+    }
+
+    /// Records a text this account sent to `to` from another of its devices (a transcript),
+    /// unless seen before or `to` is not a username; returns the new history entry.
+    pub(crate) fn receive_transcript(
+        &mut self,
+        to: &str,
+        text: &str,
+        (at, id): (u64, u64),
+    ) -> Option<Entry> {
+        if crate::cli::user_name(to).ok().as_deref() != Some(to) {
+            return None;
+        }
+        let me = self.username.clone();
+        if to == me || !self.note_message(&format!("{me}>{to}"), id) {
+            return None;
+        }
+        let entry = Entry {
+            conversation: format!("@{to}"),
+            from: me,
+            text: text.to_owned(),
+            at,
+            id,
+            outgoing: true,
+            state: "synced".into(),
+            unread: true,
+            ..Entry::default()
         };
         self.push_history(entry.clone());
         Some(entry)
@@ -473,13 +533,20 @@ impl Profile {
     }
 
     /// Marks our message with this server id delivered; returns it.
-    pub(crate) fn mark_delivered(&mut self, server_id: u64) -> Option<Entry> {
+    pub(crate) fn mark_delivered(&mut self, server_id: u64, device: u32) -> Option<Entry> {
         let e = self
             .history
             .iter_mut()
             .rev()
             .find(|e| e.outgoing && e.server_id == Some(server_id))?;
+        if e.state == "delivered" && e.delivered_to.contains(&device) {
+            // The same receipt again (kept and pushed): nothing new.
+            return None;
+        }
         e.state = "delivered".into();
+        if !e.delivered_to.contains(&device) {
+            e.delivered_to.push(device);
+        }
         Some(e.clone())
     }
 

@@ -377,6 +377,7 @@ impl Client {
             outgoing: false,
             state: "undecryptable".into(),
             unread: true,
+            ..Entry::default()
         };
         let Some((mut room, entry)) = self.load_room(name)? else {
             let e = unreadable("no key for this room yet".into());
@@ -517,6 +518,7 @@ impl Client {
             outgoing: true,
             state: "sent".into(),
             unread: false,
+            ..Entry::default()
         };
         self.profile.push_history(e.clone());
         self.save()?;

@@ -56,9 +56,28 @@ fn a_linked_device_gets_every_message_writes_as_the_account_and_is_revoked_at_on
     );
 
     // Every message to carol reaches both devices; nothing from before the phone existed.
+    // alice's receipts count carol's devices: 1 of 2, then 2 of 2.
     alice.run(&["send", "@carol", "hello both"]).ok();
     carol.expect_inbox(&["alice: hello both"]);
+    let receipts = |alice: &User| -> Vec<(String, u64, u64)> {
+        alice.run(&["--json", "inbox"]).ok().json()["delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["text"].as_str().unwrap().to_owned(),
+                    e["delivered_devices"].as_u64().unwrap(),
+                    e["devices"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(receipts(&alice), [("hello both".to_owned(), 1, 2)]);
     phone.expect_inbox(&["alice: hello both"]);
+    assert_eq!(receipts(&alice), [("hello both".to_owned(), 2, 2)]);
+    let shown = alice.run(&["inbox", "--all"]).ok().stdout;
+    assert!(shown.contains("delivered to 2 of 2 devices"), "{shown}");
     let status = alice.run(&["--json", "status", "--offline"]).ok().json();
     let c = contact(&status, "carol");
     assert_eq!(
@@ -67,12 +86,48 @@ fn a_linked_device_gets_every_message_writes_as_the_account_and_is_revoked_at_on
     );
     assert_eq!(c["session_devices"], serde_json::json!([1, 2]), "{c}");
 
-    // The phone writes as carol; alice sees carol, with the same safety number.
+    // The phone writes as carol; alice sees carol, with the same safety number. What one of
+    // carol's devices sends shows on the other, in the conversation with alice, as sent from
+    // another device (sent-message sync).
     phone.run(&["send", "@alice", "from the phone"]).ok();
     alice.expect_inbox(&["carol: from the phone"]);
+    let synced = |device: &User| -> Vec<(String, String, String)> {
+        device.run(&["--json", "inbox"]).ok().json()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["conversation"].as_str().unwrap().to_owned(),
+                    m["text"].as_str().unwrap().to_owned(),
+                    m["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let transcript = |text: &str| ("@alice".to_owned(), text.to_owned(), "synced".to_owned());
+    assert_eq!(synced(&carol), [transcript("from the phone")]);
+    carol.run(&["send", "@alice", "from the laptop"]).ok();
+    assert_eq!(synced(&phone), [transcript("from the laptop")]);
+    alice.expect_inbox(&["carol: from the laptop"]);
+    let shown = phone.run(&["inbox", "--all"]).ok().stdout;
+    assert!(
+        shown.contains("from the laptop") && shown.contains("sent from another of your devices"),
+        "{shown}"
+    );
     alice.run(&["send", "@carol", "reply"]).ok();
     carol.expect_inbox(&["alice: reply"]);
     phone.expect_inbox(&["alice: reply"]);
+    let own = carol.run(&["--json", "status", "--offline"]).ok().json();
+    assert_eq!(own["own_session_devices"], serde_json::json!([2]), "{own}");
+    assert!(
+        own["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["user"] != "carol"),
+        "our own account is not listed as a contact: {own}"
+    );
 
     // Revoking the phone: it is logged out at once and gets nothing more; alice's client
     // drops it (the server refuses the old device set) and carol still gets the message.

@@ -813,3 +813,47 @@ fn a_device_the_server_adds_without_the_identity_signing_it_gets_nothing() {
     let c = status_contact(&alice, "carol");
     assert_eq!(c["key_changed"], false, "{c}");
 }
+
+/// The server labels alice's first message to carol as coming from carol herself (another of
+/// her devices, as a sent transcript would): carol's client takes a session with her own
+/// devices only from her own identity, so the copy is shown as unreadable, nothing is filed as
+/// "sent from another device", and no session with her own account is made from it.
+#[test]
+fn a_message_the_server_labels_as_from_ones_own_device_is_not_taken_as_ones_own() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    let _phone = carol.link_device(&server, "phone", 1);
+    alice.run(&["send", "@carol", "hello"]).ok();
+    let queued = queued_for(&server, "carol");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    inject(&server, "carol", "carol", queued[0].body.clone());
+    let (messages, _) = inbox(&carol);
+    let texts: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| (text_of(m), m["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(
+        texts.contains(&("@alice alice: hello".to_owned(), "received".to_owned())),
+        "{texts:?}"
+    );
+    let forged: Vec<_> = texts
+        .iter()
+        .filter(|(t, _)| t.starts_with("@carol"))
+        .collect();
+    assert_eq!(forged.len(), 1, "{texts:?}");
+    assert_eq!(forged[0].1, "undecryptable", "{texts:?}");
+    assert!(forged[0].0.contains("not from your identity"), "{texts:?}");
+    assert!(
+        texts.iter().all(|(_, state)| state != "synced"),
+        "{texts:?}"
+    );
+    let status = carol.run(&["--json", "status", "--offline"]).ok().json();
+    assert_eq!(
+        status["own_session_devices"],
+        serde_json::json!([]),
+        "{status}"
+    );
+}

@@ -287,6 +287,7 @@ pub async fn run_delivery(
             let msg = Message::Delivered {
                 server_id: r.server_id,
                 to: &r.recipient,
+                device: r.device,
             };
             if !send_msg(&out, &msg).await {
                 return;

@@ -86,8 +86,17 @@ fn online_delivery_ack_and_receipt() {
         // The sender hears "delivered".
         loop {
             let f = recv(&mut a).await;
-            if let Some(Message::Delivered { server_id, to }) = f.msg() {
-                assert_eq!((server_id, to), (id, "bob"));
+            if let Some(Message::Delivered {
+                server_id,
+                to,
+                device,
+            }) = f.msg()
+            {
+                assert_eq!(
+                    (server_id, to, device),
+                    (id, "bob", 1),
+                    "bob's device 1 has it"
+                );
                 break;
             }
         }
@@ -165,8 +174,17 @@ fn receipts_wait_for_an_offline_sender() {
         let mut a = resume(&ts, &alice).await;
         loop {
             let f = recv(&mut a).await;
-            if let Some(Message::Delivered { server_id, to }) = f.msg() {
-                assert_eq!((server_id, to), (id, "bob"));
+            if let Some(Message::Delivered {
+                server_id,
+                to,
+                device,
+            }) = f.msg()
+            {
+                assert_eq!(
+                    (server_id, to, device),
+                    (id, "bob", 1),
+                    "bob's device 1 has it"
+                );
                 break;
             }
         }

@@ -586,8 +586,13 @@ fn a_linked_device_gets_the_link_message_its_own_copies_and_is_revoked_at_once()
         );
         one.send(&Message::Ack { server_id }).await.unwrap();
         loop {
-            if let Some(Message::Delivered { server_id: id, to }) = recv(&mut a).await.msg() {
-                assert_eq!((id, to), (server_id, "carol"));
+            if let Some(Message::Delivered {
+                server_id: id,
+                to,
+                device,
+            }) = recv(&mut a).await.msg()
+            {
+                assert_eq!((id, to, device), (server_id, "carol", 1));
                 break;
             }
         }
@@ -662,5 +667,177 @@ fn logging_in_as_a_device_reads_that_devices_queue() {
         expect_error(&f, ErrorCode::NOT_FOUND);
         let mut legacy = login_next_step(&ts, &carol).await;
         assert_eq!(next_deliver(&mut legacy).await.0, server_id);
+    });
+}
+
+/// Adds a second device to `user` (a linking session, `AddDevice`, a prekey signed for it);
+/// returns its connection and id.
+async fn add_second_device(ts: &TestServer, user: &User) -> (Client, u32) {
+    let (mut c, f) = login_as(ts, user, None).await;
+    assert!(matches!(f.msg(), Some(Message::Session { .. })));
+    c.send(&Message::AddDevice { name: "phone" }).await.unwrap();
+    let device = match recv_reply(&mut c).await.msg() {
+        Some(Message::DeviceAdded { device }) => device,
+        other => panic!("expected DeviceAdded, got {other:?}"),
+    };
+    let spk = proto_core::SignedPrekeyPair::from_secret_key_for_device(
+        9,
+        device,
+        &random32(),
+        &user.device.identity,
+    )
+    .public();
+    c.send(&Message::PublishSignedPrekey {
+        prekey: proto_core::SignedPrekey {
+            id: spk.id,
+            key: Key32(spk.public),
+            signature: proto_core::Sig64(spk.signature),
+        },
+    })
+    .await
+    .unwrap();
+    expect_ok(&recv_reply(&mut c).await);
+    (c, device)
+}
+
+/// `SendSynced` with the given recipient and own devices; the reply frame.
+async fn send_synced(c: &mut Client, to: &str, devices: &[u32], own: &[u32]) -> Frame {
+    let body = |device| DeviceBody {
+        device,
+        body: if own.contains(&device) && !devices.contains(&device) {
+            b"transcript".as_slice()
+        } else {
+            b"ciphertext for one device".as_slice()
+        },
+    };
+    let bodies: Vec<DeviceBody<'_>> = devices.iter().map(|&d| body(d)).collect();
+    let mine: Vec<DeviceBody<'_>> = own
+        .iter()
+        .map(|&device| DeviceBody {
+            device,
+            body: b"transcript",
+        })
+        .collect();
+    c.send(&Message::SendSynced {
+        to,
+        client_id: 77,
+        bodies: List::from_items(&bodies),
+        own: List::from_items(&mine),
+    })
+    .await
+    .unwrap();
+    recv_reply(c).await
+}
+
+/// Sent-message sync (PROTOCOL.md §6 Devices): `SendSynced` stores the message for the
+/// recipient's devices and its transcript for the sender's other devices in one transaction —
+/// a wrong set on either side stores neither; the transcript reaches the other device (not the
+/// sending one, never the recipient), names the sending device, and its acknowledgement tells
+/// nobody; the recipient's acknowledgement tells the sender which device has it.
+#[test]
+fn a_synced_send_stores_the_message_and_its_transcript_together_or_neither() {
+    let ts = TestServer::start();
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        let (_r, bob) = register(&ts, "bob", 0).await;
+        let mut one = resume(&ts, &carol).await;
+        let mut b = resume(&ts, &bob).await;
+        let (mut two, phone) = add_second_device(&ts, &carol).await;
+        assert_eq!(phone, 2);
+        let transcripts = |ts: &TestServer| {
+            ts.count(
+                "SELECT COUNT(*) FROM message_copies WHERE body = $1",
+                b"transcript",
+            )
+        };
+
+        // Wrong own set (missing the phone, naming oneself, naming a device carol lacks), or
+        // a wrong recipient set: nothing at all is stored.
+        for (to_bob, own, code) in [
+            (&[1][..], &[][..], ErrorCode::STALE_DEVICES),
+            (&[1], &[1, 2], ErrorCode::STALE_DEVICES),
+            (&[1], &[2, 3], ErrorCode::STALE_DEVICES),
+            (&[1, 2], &[2], ErrorCode::STALE_DEVICES),
+            (&[1], &[2, 2], ErrorCode::INVALID_INPUT),
+        ] {
+            expect_error(&send_synced(&mut one, "bob", to_bob, own).await, code);
+        }
+        expect_error(
+            &send_synced(&mut one, "carol", &[2], &[2]).await,
+            ErrorCode::INVALID_INPUT,
+        );
+        assert_eq!((queued(&ts), transcripts(&ts)), (0, 0));
+
+        // The right sets: the message for bob, the transcript for the phone, one request.
+        let Some(Message::Accepted { server_id, .. }) =
+            send_synced(&mut one, "bob", &[1], &[2]).await.msg()
+        else {
+            panic!("expected Accepted");
+        };
+        assert_eq!((queued(&ts), transcripts(&ts)), (1, 1));
+        let (to_bob, from_device, body) = next_deliver(&mut b).await;
+        assert_eq!(
+            (to_bob, from_device, body.as_slice()),
+            (server_id, 1, &b"ciphertext for one device"[..])
+        );
+        let (copy, from_device, body) = next_deliver(&mut two).await;
+        assert_eq!((from_device, body.as_slice()), (1, &b"transcript"[..]));
+        assert_ne!(copy, server_id);
+        two.send(&Message::Ack { server_id: copy }).await.unwrap();
+        b.send(&Message::Ack { server_id }).await.unwrap();
+        // The sending device hears of bob's device only: the phone's ack of the transcript is
+        // nobody's receipt.
+        loop {
+            match recv(&mut one).await.msg() {
+                Some(Message::Deliver { .. }) => panic!("the sending device gets no transcript"),
+                Some(Message::Delivered {
+                    server_id: id,
+                    to,
+                    device,
+                }) => {
+                    assert_eq!((id, to, device), (server_id, "bob", 1));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        while let Ok(f) = one.recv_timeout(WAIT).await {
+            assert!(
+                !matches!(
+                    f.msg(),
+                    Some(Message::Delivered { .. } | Message::Deliver { .. })
+                ),
+                "{:?}",
+                f.msg()
+            );
+        }
+        assert_eq!((queued(&ts), transcripts(&ts)), (0, 0));
+
+        // To its own other devices, an account writes with `SendToDevices` (a session reset,
+        // say): its other devices are the set, never the sending one.
+        expect_error(
+            &send_to(&mut two, "carol", 5, &[1, 2]).await,
+            ErrorCode::STALE_DEVICES,
+        );
+        let Some(Message::Accepted { server_id, .. }) =
+            send_to(&mut two, "carol", 6, &[1]).await.msg()
+        else {
+            panic!("expected Accepted");
+        };
+        assert_eq!(next_deliver(&mut one).await.0, server_id);
+
+        // With the phone revoked, the laptop's transcript list is empty again.
+        one.send(&Message::RevokeDevice { device: 2 })
+            .await
+            .unwrap();
+        expect_ok(&recv_reply(&mut one).await);
+        expect_error(
+            &send_synced(&mut one, "bob", &[1], &[2]).await,
+            ErrorCode::STALE_DEVICES,
+        );
+        assert!(matches!(
+            send_synced(&mut one, "bob", &[1], &[]).await.msg(),
+            Some(Message::Accepted { .. })
+        ));
     });
 }

@@ -169,6 +169,19 @@ pub enum Content<'a> {
         /// The encoded, signed roster.
         roster: &'a [u8],
     },
+    /// A text this account sent to `to` from another of its devices (a sent transcript,
+    /// PROTOCOL.md §6 **Devices**): shown in the conversation with `to` as sent from another
+    /// device. Only taken from a session with one of the account's own devices.
+    Sent {
+        /// The conversation: the username the text was sent to.
+        to: &'a str,
+        /// The id of the [`Content::Text`] sent to `to`.
+        id: u64,
+        /// When it was written, Unix seconds (the sending device's clock).
+        sent_at: u64,
+        /// The text.
+        text: &'a str,
+    },
 }
 
 impl<'a> Content<'a> {
@@ -227,6 +240,15 @@ mod tests {
             Content::decode(&long[..n + 1]),
             Err(DecodeError::TrailingBytes)
         );
-        assert_eq!(Content::decode(&[4]), Err(DecodeError::UnknownTag));
+        assert_eq!(Content::decode(&[5]), Err(DecodeError::UnknownTag));
+        let sent = Content::Sent {
+            to: "bob",
+            id: 9,
+            sent_at: 1_700_000_000,
+            text: "héllo",
+        };
+        let n = sent.encode(&mut buf).unwrap();
+        assert_eq!(Content::decode(&buf[..n]), Ok(sent));
+        assert_eq!(Content::decode(&buf[..n - 1]), Err(DecodeError::Truncated));
     }
 }

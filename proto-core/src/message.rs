@@ -553,12 +553,16 @@ pub enum Message<'a> {
         /// The delivered message's id.
         server_id: u64,
     },
-    /// S→C: a message this user sent was acknowledged by its recipient ("delivered").
+    /// S→C: a message this user sent was acknowledged by one of its recipient's devices
+    /// ("delivered"). A direct message gets one per device it was stored for: the sender counts
+    /// the distinct devices ("delivered to 2 of 3 devices").
     Delivered {
         /// The id given in [`Message::Accepted`].
         server_id: u64,
         /// Who acknowledged it.
         to: &'a str,
+        /// Which of their devices acknowledged it.
+        device: u32,
     },
 
     // ---- rooms ----
@@ -857,11 +861,30 @@ pub enum Message<'a> {
         /// The device's id.
         device: u32,
     },
+    /// C→S: a direct message to `to`'s devices (as [`Message::SendToDevices`]) and, in the same
+    /// request, its sent transcript to the sender's other devices (PROTOCOL.md §6 **Devices**:
+    /// "sent from another device"). Stored only if `bodies` names exactly `to`'s reachable
+    /// devices and `own` exactly the sender's other reachable devices, each once; otherwise
+    /// `STALE_DEVICES` and nothing is stored; both or neither. Reply: `Accepted` (the id of the
+    /// message to `to`).
+    SendSynced {
+        /// Recipient's username (not the sender's own).
+        to: &'a str,
+        /// The sender's reference, echoed in [`Message::Accepted`].
+        client_id: u64,
+        /// One ciphertext per device of `to`, at most [`MAX_DEVICES`].
+        #[serde(borrow)]
+        bodies: List<'a, DeviceBody<'a>>,
+        /// One ciphertext per other device of the sender, at most [`MAX_DEVICES`]; empty when
+        /// it has none.
+        #[serde(borrow)]
+        own: List<'a, DeviceBody<'a>>,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 65;
+    pub const TAG_COUNT: u32 = 66;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
     /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
@@ -951,6 +974,7 @@ impl Message<'_> {
             Message::DeviceAdded { .. } => "DeviceAdded",
             Message::FetchDeviceBundle { .. } => "FetchDeviceBundle",
             Message::RevokeDevice { .. } => "RevokeDevice",
+            Message::SendSynced { .. } => "SendSynced",
         }
     }
 
@@ -969,6 +993,10 @@ impl Message<'_> {
             Message::Members { members, .. } => members.validate(MAX_ROOM_MEMBERS),
             Message::Devices { devices, .. } => devices.validate(MAX_DEVICES),
             Message::SendToDevices { bodies, .. } => bodies.validate(MAX_DEVICES),
+            Message::SendSynced { bodies, own, .. } => {
+                bodies.validate(MAX_DEVICES)?;
+                own.validate(MAX_DEVICES)
+            }
             Message::DeviceList { devices, .. } => devices.validate(MAX_DEVICES_LISTED),
             Message::Invitations { rooms, from } => {
                 rooms.validate(MAX_ROOMS_LISTED)?;

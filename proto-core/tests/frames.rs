@@ -198,8 +198,12 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
         21 => any::<u64>()
             .prop_map(|server_id| Message::Ack { server_id })
             .boxed(),
-        22 => (any::<u64>(), text())
-            .prop_map(|(server_id, to)| Message::Delivered { server_id, to })
+        22 => (any::<u64>(), text(), any::<u32>())
+            .prop_map(|(server_id, to, device)| Message::Delivered {
+                server_id,
+                to,
+                device,
+            })
             .boxed(),
         23 => text().prop_map(|room| Message::CreateRoom { room }).boxed(),
         24 => (text(), text())
@@ -392,6 +396,28 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
             .boxed(),
         64 => any::<u32>()
             .prop_map(|device| Message::RevokeDevice { device })
+            .boxed(),
+        65 => (
+            text(),
+            any::<u64>(),
+            proptest::collection::vec((any::<u32>(), bytes(256)), 0..=MAX_DEVICES),
+            proptest::collection::vec((any::<u32>(), bytes(256)), 0..=MAX_DEVICES),
+        )
+            .prop_map(|(to, client_id, bodies, own)| {
+                let list = |v: Vec<(u32, &'static [u8])>| {
+                    List::from_items(leak(
+                        v.into_iter()
+                            .map(|(device, body)| DeviceBody { device, body })
+                            .collect(),
+                    ))
+                };
+                Message::SendSynced {
+                    to,
+                    client_id,
+                    bodies: list(bodies),
+                    own: list(own),
+                }
+            })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

@@ -3,7 +3,7 @@
  * What travels inside a message body (proto-core `envelope.rs`): the one-to-one envelope
  * (`0x01` prekey: 106-byte X3DH header then the ratchet message; `0x02` ratchet message) and
  * the decrypted postcard `Content` (0 Text {id u64, sent_at u64, text}, 1 RoomKey {room,
- * distribution}, 2 SessionReset, 3 Roster {room, roster}). Content decoding raises frames' `DecodeError` names.
+ * distribution}, 2 SessionReset, 3 Roster {room, roster}, 4 Sent {to, id, sent_at, text}). Content decoding raises frames' `DecodeError` names.
  */
 import { concat } from './bytes.js';
 import { DecodeError, Reader, Writer } from './postcard.js';
@@ -61,7 +61,8 @@ export function emitEnvelope(header, message) {
  * @typedef {{type: 'Text', id: bigint, sent_at: bigint, text: string}
  *   | {type: 'RoomKey', room: string, distribution: Uint8Array}
  *   | {type: 'SessionReset'}
- *   | {type: 'Roster', room: string, roster: Uint8Array}} Content
+ *   | {type: 'Roster', room: string, roster: Uint8Array}
+ *   | {type: 'Sent', to: string, id: bigint, sent_at: bigint, text: string}} Content
  */
 
 /** @param {Uint8Array} bytes @returns {Content} */
@@ -74,6 +75,7 @@ export function decodeContent(bytes) {
   else if (tag === 1) c = { type: 'RoomKey', room: r.str(), distribution: r.bytes() };
   else if (tag === 2) c = { type: 'SessionReset' };
   else if (tag === 3) c = { type: 'Roster', room: r.str(), roster: r.bytes() };
+  else if (tag === 4) c = { type: 'Sent', to: r.str(), id: r.u64(), sent_at: r.u64(), text: r.str() };
   else throw new DecodeError('UnknownTag');
   if (r.remaining !== 0) throw new DecodeError('TrailingBytes');
   return c;
@@ -95,6 +97,12 @@ export function encodeContent(c) {
     w.varint(3);
     w.str(c.room);
     w.bytes(c.roster);
+  } else if (c.type === 'Sent') {
+    w.varint(4);
+    w.str(c.to);
+    w.varint(c.id);
+    w.varint(c.sent_at);
+    w.str(c.text);
   } else {
     w.varint(2);
   }

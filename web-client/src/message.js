@@ -74,7 +74,7 @@ export const MESSAGES = [
   ['Accepted', [['client_id', 'u64'], ['server_id', 'u64']]],
   ['Deliver', [['server_id', 'u64'], ['from', 'str'], ['room', { option: 'str' }], ['sent_at', 'u64'], ['body', 'bytes'], ['device', 'u32']]],
   ['Ack', [['server_id', 'u64']]],
-  ['Delivered', [['server_id', 'u64'], ['to', 'str']]],
+  ['Delivered', [['server_id', 'u64'], ['to', 'str'], ['device', 'u32']]],
   ['CreateRoom', [['room', 'str']]],
   ['Invite', [['room', 'str'], ['username', 'str']]],
   ['Leave', [['room', 'str']]],
@@ -120,6 +120,7 @@ export const MESSAGES = [
   ['DeviceAdded', [['device', 'u32']]],
   ['FetchDeviceBundle', [['username', 'str'], ['device', 'u32']]],
   ['RevokeDevice', [['device', 'u32']]],
+  ['SendSynced', [['to', 'str'], ['client_id', 'u64'], ['bodies', { list: DeviceBody, max: MAX_DEVICES }], ['own', { list: DeviceBody, max: MAX_DEVICES }]]],
 ];
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));

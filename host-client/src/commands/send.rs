@@ -35,8 +35,9 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
         outln!("{}", crate::client::render_entry(&entry));
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
-    let mut delivered = false;
-    while !delivered && Instant::now() < deadline {
+    // Waits for every device it went to (a receipt per device: "delivered to 1 of 2 devices").
+    let mut receipt: Option<crate::profile::Entry> = None;
+    while !receipt.as_ref().is_some_and(|e| e.delivered_everywhere()) && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         for n in client
             .pump(left.min(Duration::from_millis(500)), left)
@@ -45,15 +46,16 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
             if let Notice::Delivered(e) = &n
                 && e.server_id == entry.server_id
             {
-                delivered = true;
                 if !g.json {
                     outln!("{}", n.render());
                 }
+                receipt = Some(e.clone());
             } else {
                 notices.push(n);
             }
         }
     }
+    let delivered = receipt.is_some();
     notices.extend(client.drain_queued().await?);
     for n in notices {
         if let Notice::Warning(w) = n {
@@ -61,7 +63,7 @@ pub(super) async fn run(g: &Global, target: &str, text: &str, wait: u64) -> anyh
         }
     }
     if g.json {
-        let mut v = crate::client::entry_json(&entry);
+        let mut v = crate::client::entry_json(receipt.as_ref().unwrap_or(&entry));
         v["state"] = if delivered {
             "delivered".into()
         } else {

@@ -48,21 +48,30 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
     let half = String::from_utf8_lossy(&proto_core::party_fingerprint(&id, &profile.username))
         .into_owned();
     if g.json {
+        let session_devices = |c: &crate::profile::Contact| -> Vec<u32> {
+            c.devices
+                .iter()
+                .filter(|(_, d)| d.session.is_some())
+                .map(|(id, _)| *id)
+                .collect()
+        };
         let contacts: Vec<_> = profile
             .contacts
             .iter()
+            .filter(|(n, _)| **n != profile.username)
             .map(|(n, c)| {
-                let devices: Vec<u32> = c
-                    .devices
-                    .iter()
-                    .filter(|(_, d)| d.session.is_some())
-                    .map(|(id, _)| *id)
-                    .collect();
+                let devices = session_devices(c);
                 serde_json::json!({"user": n, "verified": c.verified, "key_changed": c.key_changed,
                                    "session": c.session.is_some() || !devices.is_empty(),
                                    "session_devices": devices})
             })
             .collect();
+        // Sessions with this account's other devices (sent transcripts go through them).
+        let own_devices = profile
+            .contacts
+            .get(&profile.username)
+            .map(session_devices)
+            .unwrap_or_default();
         let rooms: Vec<_> = profile
             .rooms
             .iter()
@@ -82,6 +91,7 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
                 "signed_prekey_age_days": crate::profile::now().saturating_sub(profile.signed_prekey_at) / 86_400,
                 "unread": profile.unread_count(),
                 "contacts": contacts,
+                "own_session_devices": own_devices,
                 "rooms": rooms,
                 "home": home.dir,
             })
@@ -105,10 +115,16 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
     outln!("  keystore:     {}", home.keystore().display());
     outln!("  unread:       {}", profile.unread_count());
     outln!("  contacts:");
-    if profile.contacts.is_empty() {
+    // Our own account is listed among contacts only to hold sessions with our other devices.
+    let contacts: Vec<_> = profile
+        .contacts
+        .iter()
+        .filter(|(n, _)| **n != profile.username)
+        .collect();
+    if contacts.is_empty() {
         outln!("    (none)");
     }
-    for (n, c) in &profile.contacts {
+    for (n, c) in contacts {
         let flag = if c.key_changed {
             paint(Style::Red, "KEY CHANGED — sending blocked")
         } else if c.verified {

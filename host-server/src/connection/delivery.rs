@@ -23,7 +23,7 @@ use smol::lock::{RwLock, RwLockReadGuardArc, Semaphore, SemaphoreGuardArc};
 use super::rooms::member_room;
 use super::{Connection, Refusal, Reply, confirmed};
 use crate::outbox::Outbox;
-use crate::store::{AccountId, AckOutcome, NewMessage};
+use crate::store::{AccountId, AckOutcome, NewMessage, Store};
 
 /// A connection's pipelined requests: a bound on their number, and a fence that lets any
 /// other request wait until all their replies are queued.
@@ -80,6 +80,100 @@ enum Copies {
     Unnamed(Vec<u8>),
 }
 
+/// The queue limits a direct message is checked against.
+#[derive(Clone, Copy)]
+struct Quotas {
+    /// Messages waiting for one account.
+    recipient: u64,
+    /// Messages from one sender waiting for one account.
+    sender: u64,
+}
+
+/// A body list's copies, each device named once and no body over [`MAX_BODY`].
+fn named_copies(bodies: &[DeviceBody<'_>]) -> Result<Vec<(u32, Vec<u8>)>, Refusal> {
+    if bodies.iter().any(|b| b.body.len() > MAX_BODY) {
+        return Err(Refusal::new(
+            ErrorCode::TOO_LARGE,
+            "message body is too large",
+        ));
+    }
+    let mut named: Vec<u32> = bodies.iter().map(|b| b.device).collect();
+    named.sort_unstable();
+    if named.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Refusal::new(
+            ErrorCode::INVALID_INPUT,
+            "bodies: a device is named twice",
+        ));
+    }
+    Ok(bodies.iter().map(|b| (b.device, b.body.to_vec())).collect())
+}
+
+/// Stores `message` for `recipient`, one copy per device: the devices must be exactly its
+/// reachable ones (for the sender's own account, its other ones), or `STALE_DEVICES`. Runs
+/// inside the caller's transaction.
+fn store_direct(
+    s: &mut dyn Store,
+    recipient: AccountId,
+    copies: Copies,
+    message: &NewMessage,
+    quotas: Quotas,
+) -> Result<u64, Refusal> {
+    let mut active = s.reachable_devices(recipient)?;
+    if recipient == message.sender_id {
+        active.retain(|d| *d != message.sender_device);
+    }
+    let copies = match copies {
+        Copies::Named(mut copies) => {
+            copies.sort_unstable_by_key(|(d, _)| *d);
+            copies
+                .iter()
+                .map(|(d, _)| *d)
+                .eq(active.iter().copied())
+                .then_some(copies)
+        }
+        Copies::Unnamed(body) => match active[..] {
+            [only] => Some(vec![(only, body)]),
+            _ => None,
+        },
+    };
+    let Some(copies) = copies else {
+        return Err(Refusal::new(
+            ErrorCode::STALE_DEVICES,
+            "the recipient's devices have changed: fetch them, check the identity, and send \
+             again",
+        ));
+    };
+    if copies.is_empty() {
+        if recipient == message.sender_id {
+            // The sender has no other device: no transcript to keep.
+            return Ok(0);
+        }
+        return Err(Refusal::new(
+            ErrorCode::STALE_DEVICES,
+            "the recipient has no device to write to",
+        ));
+    }
+    if s.pending_direct_count_from(recipient, message.sender_id)? >= quotas.sender {
+        return Err(Refusal::new(
+            ErrorCode::QUOTA_FULL,
+            "too many of your messages are waiting for this recipient; try again once they \
+             have read some",
+        ));
+    }
+    if s.pending_direct_count(recipient)? >= quotas.recipient {
+        return Err(Refusal::new(
+            ErrorCode::QUOTA_FULL,
+            "the recipient's queue is full; try again later",
+        ));
+    }
+    Ok(s.insert_message(&NewMessage {
+        recipient: Some(recipient),
+        copies,
+        body: Vec::new(),
+        ..message.clone()
+    })?)
+}
+
 fn refuse(out: &Outbox, r: &Refusal) {
     out.push(&Message::Error {
         code: r.code,
@@ -107,29 +201,32 @@ impl Connection {
     /// `bodies` names exactly the recipient's active devices, one copy each, acknowledged by
     /// each device on its own; a sender naming a revoked device (or the device of an identity
     /// the account replaced), or missing one, is refused with `STALE_DEVICES`, and nothing is
-    /// stored.
+    /// stored. To one's own account, the devices are the sender's other ones.
     pub(super) async fn send_to_devices(
         &mut self,
         to: &str,
         client_id: u64,
         bodies: &[DeviceBody<'_>],
     ) -> Result<Reply, Refusal> {
-        if bodies.iter().any(|b| b.body.len() > MAX_BODY) {
-            return Err(Refusal::new(
-                ErrorCode::TOO_LARGE,
-                "message body is too large",
-            ));
-        }
-        let mut named: Vec<u32> = bodies.iter().map(|b| b.device).collect();
-        named.sort_unstable();
-        if named.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Refusal::new(
-                ErrorCode::INVALID_INPUT,
-                "bodies: a device is named twice",
-            ));
-        }
-        let copies = bodies.iter().map(|b| (b.device, b.body.to_vec())).collect();
-        self.send_direct(to, client_id, Copies::Named(copies)).await
+        let copies = named_copies(bodies)?;
+        self.send_direct(to, client_id, Copies::Named(copies), None)
+            .await
+    }
+
+    /// `SendSynced` (PROTOCOL.md §3.4 message 65): `SendToDevices` to `to`, and its sent
+    /// transcript to the sender's other devices (`own`, exactly those), stored in one
+    /// transaction: both or neither.
+    pub(super) async fn send_synced(
+        &mut self,
+        to: &str,
+        client_id: u64,
+        bodies: &[DeviceBody<'_>],
+        own: &[DeviceBody<'_>],
+    ) -> Result<Reply, Refusal> {
+        let copies = named_copies(bodies)?;
+        let own = named_copies(own)?;
+        self.send_direct(to, client_id, Copies::Named(copies), Some(own))
+            .await
     }
 
     /// `SendToUser`: queued to the store; once committed, `Accepted` and a wake for the
@@ -140,17 +237,19 @@ impl Connection {
         client_id: u64,
         body: &[u8],
     ) -> Result<Reply, Refusal> {
-        self.send_direct(to, client_id, Copies::Unnamed(body.to_vec()))
+        self.send_direct(to, client_id, Copies::Unnamed(body.to_vec()), None)
             .await
     }
 
     /// A direct message: one copy per device of the recipient, only if they are its active
-    /// devices (an unnamed body: only if it has one).
+    /// devices (an unnamed body: only if it has one); with `own`, also the sent transcript to
+    /// the sender's other devices, in the same transaction.
     async fn send_direct(
         &mut self,
         to: &str,
         client_id: u64,
         copies: Copies,
+        own: Option<Vec<(u32, Vec<u8>)>>,
     ) -> Result<Reply, Refusal> {
         let largest = match &copies {
             Copies::Named(c) => c.iter().map(|(_, b)| b.len()).max().unwrap_or(0),
@@ -158,6 +257,13 @@ impl Connection {
         };
         let (me, my_name, my_device) = self.sender(&vec![0; largest.min(MAX_BODY + 1)])?;
         let to = crate::auth::normalize_username(to).map_err(|_| Refusal::no_such_user())?;
+        if own.is_some() && to == my_name {
+            return Err(Refusal::new(
+                ErrorCode::INVALID_INPUT,
+                "SendSynced is for writing to someone else; send to your own devices with \
+                 SendToDevices",
+            ));
+        }
         let now = self.shared.clock.now();
         let message = NewMessage {
             recipient: None,
@@ -170,54 +276,20 @@ impl Connection {
             body: Vec::new(),
             copies: Vec::new(),
         };
-        let quota = self.shared.config.recipient_quota;
-        let sender_quota = self.shared.config.sender_quota;
+        let quotas = Quotas {
+            recipient: self.shared.config.recipient_quota,
+            sender: self.shared.config.sender_quota,
+        };
         let ticket = self.in_flight.enter(Some(&self.out)).await;
         let (out, shared) = (self.out.clone(), self.shared.clone());
         self.shared.db.submit(
             move |s| {
                 let recipient =
                     confirmed(s.account_by_username(&to)?).ok_or_else(Refusal::no_such_user)?;
-                let active = s.reachable_devices(recipient.id)?;
-                let copies = match copies {
-                    Copies::Named(mut copies) => {
-                        copies.sort_unstable_by_key(|(d, _)| *d);
-                        copies
-                            .iter()
-                            .map(|(d, _)| *d)
-                            .eq(active.iter().copied())
-                            .then_some(copies)
-                    }
-                    Copies::Unnamed(body) => match active[..] {
-                        [only] => Some(vec![(only, body)]),
-                        _ => None,
-                    },
-                };
-                let Some(copies) = copies else {
-                    return Err(Refusal::new(
-                        ErrorCode::STALE_DEVICES,
-                        "the recipient's devices have changed: fetch them, check the \
-                         identity, and send again",
-                    ));
-                };
-                if s.pending_direct_count_from(recipient.id, me)? >= sender_quota {
-                    return Err(Refusal::new(
-                        ErrorCode::QUOTA_FULL,
-                        "too many of your messages are waiting for this recipient; try again \
-                         once they have read some",
-                    ));
+                let id = store_direct(s, recipient.id, copies, &message, quotas)?;
+                if let Some(own) = own {
+                    store_direct(s, me, Copies::Named(own), &message, quotas)?;
                 }
-                if s.pending_direct_count(recipient.id)? >= quota {
-                    return Err(Refusal::new(
-                        ErrorCode::QUOTA_FULL,
-                        "the recipient's queue is full; try again later",
-                    ));
-                }
-                let id = s.insert_message(&NewMessage {
-                    recipient: Some(recipient.id),
-                    copies,
-                    ..message
-                })?;
                 Ok((recipient.id, id))
             },
             move |done: Result<_, Refusal>| {
@@ -228,6 +300,9 @@ impl Connection {
                             server_id,
                         });
                         shared.hub.wake(recipient);
+                        if recipient != me {
+                            shared.hub.wake(me);
+                        }
                     }
                     Err(r) => refuse(&out, &r),
                 }
@@ -313,6 +388,9 @@ impl Connection {
         self.shared.db.submit(
             move |s| {
                 let (sender_id, direct) = match s.ack(me, device, server_id)? {
+                    // A sent transcript, or another message among the account's own
+                    // devices: nobody to tell.
+                    AckOutcome::Direct { sender_id } if sender_id == me => return Ok(None),
                     AckOutcome::Direct { sender_id } => (sender_id, true),
                     AckOutcome::Room { sender_id } => (sender_id, false),
                     AckOutcome::Unknown => return Ok(None),
@@ -320,6 +398,7 @@ impl Connection {
                 let delivered = Message::Delivered {
                     server_id,
                     to: &my_name,
+                    device,
                 };
                 // Room receipts are best-effort (never stored); one that finds the sender's
                 // queue full is dropped rather than the sender's connection.
@@ -328,7 +407,7 @@ impl Connection {
                 }
                 // The sender is offline, or its queue is full: keep the receipt; its delivery
                 // task sends it (woken below, after the commit).
-                s.add_receipt(sender_id, server_id, &my_name, expires)?;
+                s.add_receipt(sender_id, server_id, &my_name, device, expires)?;
                 Ok(Some(sender_id))
             },
             move |done: Result<Option<AccountId>, Refusal>| {

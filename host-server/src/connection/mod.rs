@@ -247,6 +247,7 @@ impl Connection {
             decoded,
             Ok(Message::SendToUser { .. }
                 | Message::SendToDevices { .. }
+                | Message::SendSynced { .. }
                 | Message::SendToRoom { .. }
                 | Message::Ack { .. })
         );
@@ -394,6 +395,16 @@ impl Connection {
             } => {
                 let bodies: Vec<_> = bodies.iter().collect();
                 self.send_to_devices(to, client_id, &bodies).await
+            }
+            Message::SendSynced {
+                to,
+                client_id,
+                bodies,
+                own,
+            } => {
+                let bodies: Vec<_> = bodies.iter().collect();
+                let own: Vec<_> = own.iter().collect();
+                self.send_synced(to, client_id, &bodies, &own).await
             }
             Message::SendToRoom {
                 room,

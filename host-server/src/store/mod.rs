@@ -269,12 +269,14 @@ pub trait QueueStore {
         link_id: &[u8; 16],
         now: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stores a "delivered" receipt for an offline sender.
+    /// Stores a "delivered" receipt for an offline sender: `recipient`'s `device` acknowledged
+    /// the message `server_id`.
     fn add_receipt(
         &mut self,
         sender: AccountId,
         server_id: u64,
         recipient: &str,
+        device: u32,
         expires_at: u64,
     ) -> Result<(), StoreError>;
     /// Whether receipts or membership changes are kept for `account`.

@@ -137,13 +137,22 @@ fn exercise(s: &mut dyn Store) {
         AckOutcome::Direct { sender_id: a }
     );
     assert_eq!(s.ack(b, 1, m1).unwrap(), AckOutcome::Unknown);
-    s.add_receipt(a, m1, "bob", 2_000).unwrap();
+    s.add_receipt(a, m1, "bob", 2, 2_000).unwrap();
+    s.add_receipt(a, m1, "bob", 7, 2_000).unwrap();
     assert_eq!(
         s.take_receipts(a).unwrap(),
-        [Receipt {
-            server_id: m1,
-            recipient: "bob".to_string()
-        }]
+        [
+            Receipt {
+                server_id: m1,
+                recipient: "bob".to_string(),
+                device: 2,
+            },
+            Receipt {
+                server_id: m1,
+                recipient: "bob".to_string(),
+                device: 7,
+            }
+        ]
     );
     assert!(s.take_receipts(a).unwrap().is_empty());
 
@@ -306,7 +315,7 @@ fn exercise_recovery(s: &mut dyn Store) {
         .insert_message(&msg(Some(a), None, b, b"to alice"))
         .unwrap();
     let to_b = s.insert_message(&msg(Some(b), None, a, b"to bob")).unwrap();
-    s.add_receipt(a, to_b, "bob", 900).unwrap();
+    s.add_receipt(a, to_b, "bob", 1, 900).unwrap();
     s.create_session(a, &[5; 32], 500, Some(1)).unwrap();
     s.delete_account(a).unwrap();
     assert!(s.account_by_id(a).unwrap().is_none());
@@ -836,6 +845,46 @@ fn sqlite_version_7_database_keeps_member_room_cursors() {
     assert_eq!(s.sweep(10).unwrap(), 1);
 }
 
+/// A database of schema 8 (receipts without devices) opens at schema 9: a kept receipt says
+/// device 0, and new ones name theirs.
+#[test]
+fn sqlite_version_8_database_keeps_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 8; \
+             INSERT INTO accounts (id, username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES (1, 'alice', 'A', 'a@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1); \
+             INSERT INTO receipts (sender_id, server_id, recipient, expires_at) \
+               VALUES (1, 41, 'bob', 900);",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    s.add_receipt(1, 42, "bob", 3, 900).unwrap();
+    assert_eq!(
+        s.take_receipts(1).unwrap(),
+        [
+            Receipt {
+                server_id: 41,
+                recipient: "bob".into(),
+                device: 0
+            },
+            Receipt {
+                server_id: 42,
+                recipient: "bob".into(),
+                device: 3
+            }
+        ]
+    );
+}
+
 /// A database of the previous schema (version 4, before device ids) opens: every account is on
 /// device 1, and starting over moves it to device 2.
 #[test]
@@ -997,7 +1046,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }

@@ -205,6 +205,8 @@ pub struct Receipt {
     pub server_id: u64,
     /// Who acknowledged it.
     pub recipient: String,
+    /// Which of their devices (0 for a receipt kept before schema version 9).
+    pub device: u32,
 }
 
 /// A live session: whose it is and until when.

@@ -161,11 +161,13 @@ impl QueueStore for MemoryStore {
         sender: AccountId,
         server_id: u64,
         recipient: &str,
+        device: u32,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         let receipt = Receipt {
             server_id,
             recipient: recipient.to_owned(),
+            device,
         };
         self.receipts.push((sender, receipt, expires_at));
         Ok(())

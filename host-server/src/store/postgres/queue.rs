@@ -227,12 +227,19 @@ impl QueueStore for PgStore {
         sender: AccountId,
         server_id: u64,
         recipient: &str,
+        device: u32,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO receipts (sender_id, server_id, recipient, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-            &[&sender, &to_i64(server_id), &recipient, &to_i64(expires_at)],
+            "INSERT INTO receipts (sender_id, server_id, recipient, device_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &sender,
+                &to_i64(server_id),
+                &recipient,
+                &i64::from(device),
+                &to_i64(expires_at),
+            ],
         )?;
         Ok(())
     }
@@ -250,7 +257,7 @@ impl QueueStore for PgStore {
 
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
         let rows = self.rows(
-            "DELETE FROM receipts WHERE sender_id = $1 RETURNING id, server_id, recipient",
+            "DELETE FROM receipts WHERE sender_id = $1 RETURNING id, server_id, recipient, device_id",
             &[&sender],
         )?;
         let mut out = Vec::with_capacity(rows.len());
@@ -259,14 +266,17 @@ impl QueueStore for PgStore {
                 r.try_get::<_, i64>(0)?,
                 to_u64(r.try_get(1)?),
                 r.try_get::<_, String>(2)?,
+                u32::try_from(r.try_get::<_, i64>(3)?)
+                    .map_err(|_| StoreError::Corrupt("device id"))?,
             ));
         }
-        out.sort_by_key(|(id, _, _)| *id);
+        out.sort_by_key(|(id, _, _, _)| *id);
         Ok(out
             .into_iter()
-            .map(|(_, server_id, recipient)| Receipt {
+            .map(|(_, server_id, recipient, device)| Receipt {
                 server_id,
                 recipient,
+                device,
             })
             .collect())
     }

@@ -214,11 +214,12 @@ impl QueueStore for SqliteStore {
         sender: AccountId,
         server_id: u64,
         recipient: &str,
+        device: u32,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("INSERT INTO receipts (sender_id, server_id, recipient, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![sender, to_i64(server_id), recipient, to_i64(expires_at)])?;
+            .prepare_cached("INSERT INTO receipts (sender_id, server_id, recipient, device_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![sender, to_i64(server_id), recipient, device, to_i64(expires_at)])?;
         Ok(())
     }
 
@@ -234,25 +235,27 @@ impl QueueStore for SqliteStore {
 
     fn take_receipts(&mut self, sender: AccountId) -> Result<Vec<Receipt>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "DELETE FROM receipts WHERE sender_id = ?1 RETURNING id, server_id, recipient",
+            "DELETE FROM receipts WHERE sender_id = ?1 RETURNING id, server_id, recipient, device_id",
         )?;
         let rows = stmt.query_map([sender], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 to_u64(r.get(1)?),
                 r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?);
         }
-        out.sort_by_key(|(id, _, _)| *id);
+        out.sort_by_key(|(id, _, _, _)| *id);
         Ok(out
             .into_iter()
-            .map(|(_, server_id, recipient)| Receipt {
+            .map(|(_, server_id, recipient, device)| Receipt {
                 server_id,
                 recipient,
+                device,
             })
             .collect())
     }
