@@ -16,7 +16,7 @@
  * cannot be sent at all (too long, a room we left, a safety number to verify) is refused before
  * it is recorded, so the interface can hand it back to the user.
  */
-import { fromHex, randomU64, toHex } from './bytes.js';
+import { fromHex, randomU64, toHex, wipe } from './bytes.js';
 import { Connection, ServerError } from './connection.js';
 import * as direct from './direct.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
@@ -30,7 +30,8 @@ import { safetyNumber } from './fingerprint.js';
 import { Keystore } from './keystore.js';
 import { checkRoomName, foldUsername, roomNameFrom, usernameFrom } from './names.js';
 import { recoveryCodesLeft } from './account.js';
-import { signDevicePrekey } from './devices.js';
+import { LinkError, LinkKeyPair, sealLink, signDevicePrekey } from './devices.js';
+import { LinkStateError, linkCodeText, linkStateBytes, parseLinkCode, parseLinkState } from './link.js';
 
 export { ServerError } from './connection.js';
 export { KeyChangedError } from './direct.js';
@@ -129,11 +130,12 @@ function makeSignedPrekey(identity, id, device) {
 
 /**
  * A fresh profile with new device keys; `device` is its device id when known (registering:
- * an account's first device is device 1), and its signed prekey is then signed for it.
+ * an account's first device is device 1), and its signed prekey is then signed for it. A
+ * linked device passes the account's `identity` (from the link message) instead of a new one.
  * @param {string} username @param {string} name @param {number | null} [device]
+ * @param {IdentityKeyPair} [identity]
  */
-function newProfile(username, name, device = null) {
-  const identity = IdentityKeyPair.generate();
+function newProfile(username, name, device = null, identity = IdentityKeyPair.generate()) {
   const spk = makeSignedPrekey(identity, 1, device).record;
   /** @type {Record<string, string>} */
   const opks = {};
@@ -198,6 +200,30 @@ function loginMessage(username, password, device) {
   return typeof device === 'number' ? { type: 'LoginDevice', username, password, device } : { type: 'Login', username, password };
 }
 
+/** Whether a typed second factor is a recovery code (letters or `-`, longer than a TOTP code). @param {string} code */
+function isRecoveryCode(code) {
+  return /[a-z-]/i.test(code) && code.length > 8;
+}
+
+/** `TotpCode` or `RecoveryCode` for what was typed (trimmed). @param {string} code */
+function secondFactorMessage(code) {
+  return isRecoveryCode(code) ? { type: 'RecoveryCode', code } : { type: 'TotpCode', code };
+}
+
+/**
+ * The server no longer counts this browser's device as one of the account's (revoked, or the
+ * account started over elsewhere). The keys kept here still open: the browser can be linked
+ * again from a device of the account (`DeviceLinking`, with `previous`).
+ */
+export class DeviceRevokedError extends Error {
+  /** @param {string} user */
+  constructor(user) {
+    super(`This browser is no longer one of ${user}’s devices: it was revoked, or the account started over elsewhere. Link it again from a device that is (the messages kept here stay).`);
+    this.name = 'DeviceRevokedError';
+    this.username = user;
+  }
+}
+
 /** The safety number a person compared is not the current one: their key changed meanwhile. */
 export class SafetyNumberChangedError extends Error {
   /** @param {string} user */
@@ -211,7 +237,7 @@ export class SafetyNumberChangedError extends Error {
 export class StartOverDeclinedError extends Error {
   /** @param {string} user */
   constructor(user) {
-    super(`Nothing changed: this browser did not make a new identity for ${user}. Log in on a device that holds your keys, or log in here again and choose to start over.`);
+    super(`Nothing changed: this browser did not make a new identity for ${user}. To keep your identity, link this browser from a device that holds it (Use an existing account); or log in here again and choose to start over.`);
     this.name = 'StartOverDeclinedError';
   }
 }
@@ -436,15 +462,20 @@ export class Client extends EventTarget {
    */
   async submitCode(code, confirmStartOver = async () => false) {
     code = code.trim();
-    const isRecovery = /[a-z-]/i.test(code) && code.length > 8;
+    const isRecovery = isRecoveryCode(code);
     let s;
     try {
-      s = await this.conn.request(isRecovery ? { type: 'RecoveryCode', code } : { type: 'TotpCode', code });
+      s = await this.conn.request(secondFactorMessage(code));
     } catch (e) {
       // A refused second factor sends the server back to the start: ask again with the password
       // so the next code can be tried without retyping it.
       if (e instanceof ServerError && e.code === ErrorCode.AUTH_FAILED && this.password) {
         await this.conn.request(loginMessage(this.profile.username, this.password, this.newDevice ? null : this.profile.device_id)).catch(() => {});
+      }
+      // This browser's device is no longer one of the account's (revoked, or the account
+      // started over elsewhere): it can be linked again from a device that is.
+      if (e instanceof ServerError && e.code === ErrorCode.NOT_FOUND && !this.newDevice && typeof this.profile.device_id === 'number') {
+        throw new DeviceRevokedError(this.profile.username);
       }
       throw e;
     }
@@ -494,6 +525,39 @@ export class Client extends EventTarget {
   async revokeDevice(device) {
     if (device === this.profile.device_id) throw new Error('that is this browser: log out instead');
     await this.conn.request({ type: 'RevokeDevice', device });
+  }
+
+  /**
+   * Hands this account to a device being linked (PROTOCOL.md §4.6; `sealroom devices add`):
+   * reads the code it shows (`LinkCodeError` says what is wrong with it), seals the link state
+   * (the identity and the contacts with their trust) to it, and leaves it on the server for
+   * that device (`SendLink`). The server cannot open it. Returns how many contacts went.
+   * @param {string} text the code as typed or pasted
+   */
+  async linkDevice(text) {
+    const code = parseLinkCode(text);
+    const state = linkStateBytes(this.profile);
+    let message;
+    try {
+      message = sealLink(code, state);
+    } finally {
+      wipe(state);
+    }
+    if (message.length > MAX_BODY) throw new Error('This account’s contacts do not fit in one link message.');
+    await this.conn.request({ type: 'SendLink', link_id: code.linkId(), message });
+    return { contacts: Object.keys(this.profile.contacts).length };
+  }
+
+  /**
+   * Closes the connection without logging out (a login that goes no further). With `keepLock`,
+   * this tab keeps the account's lock for the flow that takes over (linking it again): a lock
+   * released and asked for again at once might not be granted yet.
+   * @param {{keepLock?: boolean}} [opts]
+   */
+  abandon({ keepLock = false } = {}) {
+    this.closing = true;
+    this.conn.close();
+    if (!keepLock) releaseTabLock(this.profile.username);
   }
 
   /**
@@ -1127,5 +1191,250 @@ export class Client extends EventTarget {
     const any = this.history.markRead(conv);
     if (any) await this.serial(() => this.save());
     return any;
+  }
+}
+
+/** How long a new device waits for its link message (the server keeps one 10 minutes). */
+export const LINK_WAIT_MS = 10 * 60 * 1000;
+/** How often it asks. */
+export const LINK_POLL_MS = 1000;
+
+/**
+ * This browser becoming another device of an existing account (PROTOCOL.md §4.6; host-client's
+ * `sealroom link`): it logs in as a device being linked (`LoginDevice { device: None }`, then
+ * the second factor), shows a link code, waits for a device of the account to send the account
+ * to it (`FetchLink`, once a second), checks what came, becomes a device (`AddDevice`), keeps
+ * the identity and contacts in a new keystore, and publishes its own prekeys, signed by the
+ * account identity for its device id. Until then the session can do nothing else: it reads
+ * nothing of the account's and sends nothing as it.
+ */
+export class DeviceLinking {
+  /**
+   * @param {Connection} conn @param {string} username folded @param {string} password
+   * @param {{keystore: Keystore | null, profile: Profile} | null} previous the keys this browser
+   *   kept for a device of the account that was revoked: its history is carried over
+   */
+  constructor(conn, username, password, previous) {
+    this.conn = conn;
+    this.username = username;
+    /** @type {string | undefined} held until the keystore is made */
+    this.password = password;
+    this.previous = previous;
+    /** Whether the new keys go to IndexedDB (tests without a browser turn it off). */
+    this.persist = true;
+    /** @type {LinkKeyPair | null} */
+    this.pair = null;
+    /** The code as people copy it, once the second factor is in. */
+    this.codeText = '';
+    /** @type {{token: Uint8Array, expires_at: number} | null} */
+    this.session = null;
+    this.done = false;
+  }
+
+  /**
+   * Starts linking this browser to `username`'s account: asks the server for a linking
+   * session with the password; the second factor follows (`submitCode`). Refuses when this
+   * browser already holds keys for the account (log in instead), unless `previous` are those
+   * keys (a revoked device linking again).
+   * @param {string} url @param {string} username @param {string} password
+   * @param {{keystore: Keystore | null, profile: Profile} | null} [previous]
+   */
+  static async start(url, username, password, previous = null) {
+    username = foldUsername(username);
+    if (!previous && (await Keystore.exists(username))) {
+      throw new Error(`This browser already holds keys for ${username}: log in instead. If this browser’s device was revoked, logging in offers to link it again.`);
+    }
+    await holdTabLock(username);
+    const conn = new Connection(url);
+    try {
+      await conn.open();
+    } catch (e) {
+      releaseTabLock(username);
+      throw e;
+    }
+    return DeviceLinking.startOn(conn, username, password, previous);
+  }
+
+  /**
+   * `start` over an open connection (tests use a stand-in).
+   * @param {Connection} conn @param {string} username folded @param {string} password
+   * @param {{keystore: Keystore | null, profile: Profile} | null} [previous]
+   */
+  static async startOn(conn, username, password, previous = null) {
+    try {
+      const r = await conn.request({ type: 'LoginDevice', username, password, device: null });
+      if (r.type !== 'TotpRequired') throw new Error(`unexpected reply ${r.type}`);
+    } catch (e) {
+      conn.close();
+      releaseTabLock(username);
+      throw e;
+    }
+    return new DeviceLinking(conn, username, password, previous);
+  }
+
+  /**
+   * The second factor (a TOTP code or a recovery code). Once accepted, makes the link key pair
+   * and returns the code to show. A refused code lets the next one be tried.
+   * @param {string} code
+   */
+  async submitCode(code) {
+    code = code.trim();
+    let s;
+    try {
+      s = await this.conn.request(secondFactorMessage(code));
+    } catch (e) {
+      if (e instanceof ServerError && e.code === ErrorCode.AUTH_FAILED && this.password) {
+        await this.conn.request({ type: 'LoginDevice', username: this.username, password: this.password, device: null }).catch(() => {});
+      }
+      throw e;
+    }
+    this.session = { token: s.token, expires_at: Number(s.expires_at) };
+    this.pair = LinkKeyPair.generate();
+    this.codeText = linkCodeText(this.pair.code);
+    return this.codeText;
+  }
+
+  /** One `FetchLink`: the link message, or null while none has arrived. */
+  async fetch() {
+    if (!this.pair) throw new Error('the second factor comes first');
+    try {
+      const r = await this.conn.request({ type: 'FetchLink', link_id: this.pair.code.linkId() });
+      return /** @type {Uint8Array} */ (r.message);
+    } catch (e) {
+      // Not yet; or asked too often: ask again at the next tick.
+      if (e instanceof ServerError && (e.code === ErrorCode.NOT_FOUND || e.code === ErrorCode.RATE_LIMITED)) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * Asks for the link message once a second until it arrives (resolves with it), `signal`
+   * aborts (resolves null), or `LINK_WAIT_MS` pass (resolves null). `onTick` gets the
+   * milliseconds left after each ask.
+   * @param {{signal?: AbortSignal, onTick?: (left: number) => void, wait?: number, every?: number}} [opts]
+   * @returns {Promise<Uint8Array | null>}
+   */
+  async waitForMessage({ signal, onTick = () => {}, wait = LINK_WAIT_MS, every = LINK_POLL_MS } = {}) {
+    const deadline = Date.now() + wait;
+    for (;;) {
+      if (signal?.aborted) return null;
+      const message = await this.fetch();
+      if (message) return message;
+      const left = deadline - Date.now();
+      onTick(Math.max(0, left));
+      if (left <= 0) return null;
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, Math.min(every, left));
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve(undefined);
+        }, { once: true });
+      });
+    }
+  }
+
+  /**
+   * Opens the link message and becomes a device of the account: checks the state (version 1,
+   * this account, a well-formed identity; contacts that are not usernames dropped), `AddDevice`,
+   * keeps the identity and the contacts with their trust in a new keystore (saved before any
+   * key is published, so a published key's secret is never lost), then publishes a signed
+   * prekey signed for the new device id and one-time prekeys. The server checks the signed
+   * prekey against the account identity: a link message carrying another identity stops there,
+   * and nothing is kept. Any failure ends the linking session (start again for a new code).
+   * Resolves with the logged-in client.
+   * @param {Uint8Array} message
+   * @returns {Promise<Client>}
+   */
+  async finish(message) {
+    if (!this.pair || !this.session) throw new Error('the second factor comes first');
+    const username = this.username;
+    let state;
+    try {
+      let plain;
+      try {
+        plain = this.pair.open(message);
+      } catch (e) {
+        if (e instanceof LinkError) throw new LinkStateError(`The link message does not open under this browser’s code (${e.message}); nothing was set up.`);
+        throw e;
+      }
+      try {
+        state = parseLinkState(plain, username);
+      } finally {
+        wipe(plain);
+      }
+    } catch (e) {
+      await this.cancel();
+      throw e;
+    }
+    let device;
+    try {
+      const r = await this.conn.request({ type: 'AddDevice', name: browserDeviceName() });
+      if (r.type !== 'DeviceAdded') throw new Error(`unexpected reply ${r.type}`);
+      device = /** @type {number} */ (r.device);
+    } catch (e) {
+      await this.cancel();
+      throw e;
+    }
+    const identity = new IdentityKeyPair(fromHex(state.identity.sig), fromHex(state.identity.dh));
+    const profile = newProfile(username, username, device, identity);
+    /** @type {Record<string, Contact>} */
+    const contacts = Object.fromEntries(Object.entries(state.contacts).map(([name, c]) => [name, { ...c, session: null, previous_session: null, devices: {} }]));
+    profile.contacts = contacts;
+    profile.token = toHex(this.session.token);
+    profile.token_expires = this.session.expires_at;
+    const before = this.previous;
+    if (before) {
+      // The messages this browser kept as the revoked device stay readable here.
+      profile.history = (before.profile.history ?? []).filter((/** @type {Entry} */ e) => typeof e.seq === 'number');
+      profile.next_seq = before.profile.next_seq ?? 0;
+      profile.chats = { ...(before.profile.chats ?? {}) };
+    }
+    const client = new Client(this.conn, profile, null);
+    client.loggedIn = true;
+    const spk = profile.spks[0];
+    const signed = { id: spk.id, key: SignedPrekeyPair.fromSecretKey(spk.id, fromHex(spk.secret), identity).publicKey, signature: fromHex(spk.signature) };
+    const opks = Object.entries(profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey }));
+    let stored = false;
+    try {
+      if (this.persist) {
+        const keystore = await Keystore.create(username, /** @type {string} */ (this.password));
+        await keystore.save(profile, { put: /** @type {{seq: number}[]} */ (profile.history) });
+        stored = true;
+        client.keystore = keystore;
+      }
+      await this.conn.request({ type: 'PublishSignedPrekey', prekey: signed });
+      await this.conn.request({ type: 'UploadPrekeys', prekeys: opks });
+    } catch (e) {
+      // Nothing is kept: the keys this browser held before (a revoked device's), if any, are
+      // written back as they were.
+      client.keystore = null;
+      if (stored) {
+        try {
+          if (before?.keystore) await before.keystore.save(before.profile, { put: /** @type {{seq: number}[]} */ ((before.profile.history ?? []).filter((/** @type {Entry} */ x) => typeof x.seq === 'number')) });
+          else await Keystore.remove(username);
+        } catch {
+          // The error below says what failed; a keystore left behind opens with the password.
+        }
+      }
+      client.closing = true;
+      await this.cancel();
+      throw new Error(`Could not publish this browser’s keys (${/** @type {Error} */ (e).message}); nothing was kept. Start again for a new code. Device ${device} stays unused: revoke it in Account settings on a device of ${username}.`);
+    }
+    this.password = undefined;
+    this.done = true;
+    const n = Object.keys(contacts).length;
+    client.notice(`This browser is now device ${device} of ${username}, with ${n} contact${n === 1 ? '' : 's'} and their trust. Messages to ${username} reach it from now on.`);
+    await client.afterLogin();
+    return client;
+  }
+
+  /** Gives up: logs the linking session out and closes it (nothing was set up). */
+  async cancel() {
+    if (this.done) return;
+    this.done = true;
+    this.password = undefined;
+    if (this.conn.isOpen) await this.conn.request({ type: 'Logout' }).catch(() => {});
+    this.conn.close();
+    releaseTabLock(this.username);
   }
 }

@@ -1,6 +1,7 @@
 // @ts-check
 /** The page's entry: which screen shows, and the hand-offs between them. */
 import { showChat } from './ui/chat.js';
+import { showLinkAccount } from './ui/link.js';
 import { showLogin } from './ui/login.js';
 import { showRegister } from './ui/register.js';
 
@@ -16,12 +17,20 @@ function chat(client) {
 function login(message) {
   status.textContent = '';
   status.className = 'status';
-  showLogin(root, { onLoggedIn: chat, onRegister: register, message });
+  showLogin(root, { onLoggedIn: chat, onRegister: register, onLink: link, message });
 }
 
 function register() {
-  showRegister(root, { onLoggedIn: chat, onLogin: () => login() });
+  showRegister(root, { onLoggedIn: chat, onLogin: () => login(), onLink: () => link() });
+}
+
+/** "Use an existing account": this browser becomes another device of it. @param {Parameters<typeof showLinkAccount>[2]} [opts] */
+function link(opts) {
+  status.textContent = '';
+  status.className = 'status';
+  showLinkAccount(root, { onLoggedIn: chat, onLogin: () => login(), onRegister: register }, opts);
 }
 
 if (location.hash === '#register') register();
+else if (location.hash === '#link') link();
 else login();

@@ -1,6 +1,9 @@
 // @ts-check
-/** The login screen: username and password, then the authenticator code. */
-import { Client, StartOverDeclinedError, defaultServerUrl } from '../client.js';
+/**
+ * The login screen: username and password, then the authenticator code. A browser whose device
+ * was revoked is offered to link itself again (ui/link.js).
+ */
+import { Client, DeviceRevokedError, StartOverDeclinedError, defaultServerUrl } from '../client.js';
 import { Keystore } from '../keystore.js';
 import { confirmAction } from './dialog.js';
 import { describe, field, h, replace } from './dom.js';
@@ -8,7 +11,7 @@ import { showPasswordToggle } from './register.js';
 
 /**
  * @param {HTMLElement} root
- * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void, message?: string}} nav
+ * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void, onLink: (opts?: Parameters<typeof import('./link.js').showLinkAccount>[2]) => void, message?: string}} nav
  */
 export function showLogin(root, nav) {
   const user = field('Username', { id: 'login-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
@@ -41,7 +44,8 @@ export function showLogin(root, nav) {
     h('h2', { id: 'login-title' }, 'Log in'),
     h('p', { class: 'hint' }, 'Your keys stay in this browser, encrypted with your password.'),
     form,
-    h('p', null, 'New here? ', h('button', { class: 'link', type: 'button', on: { click: nav.onRegister } }, 'Create an account'))));
+    h('p', null, 'New here? ', h('button', { class: 'link', type: 'button', on: { click: nav.onRegister } }, 'Create an account')),
+    h('p', null, 'Using Sealroom in a terminal or another browser? ', h('button', { class: 'link', type: 'button', id: 'use-existing', on: { click: () => nav.onLink() } }, 'Use an existing account'))));
   user.input.focus();
   // The username typed last time on this browser, so only the password is left to type.
   Keystore.lastUsername().then((last) => {
@@ -54,12 +58,19 @@ export function showLogin(root, nav) {
 /**
  * The second factor.
  * @param {HTMLElement} root @param {Client} client
- * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void}} nav
+ * @param {{onLoggedIn: (c: Client) => void, onRegister: () => void, onLink: (opts?: Parameters<typeof import('./link.js').showLinkAccount>[2]) => void}} nav
  */
 function showCode(root, client, nav) {
   const code = field('Authenticator code', { id: 'login-code', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true }, 'The 6 digits from your authenticator app, or one of your recovery codes.');
   const error = h('p', { class: 'error', id: 'code-error', role: 'alert' });
   const submit = h('button', { type: 'submit' }, 'Continue');
+  // Offered once the server says this browser's device is no longer the account's.
+  const relink = h('button', { type: 'button', id: 'relink', hidden: true, on: { click: () => {
+    const previous = { keystore: client.keystore, profile: client.profile };
+    const password = client.password;
+    client.abandon({ keepLock: true });
+    nav.onLink({ username: client.profile.username, password, previous });
+  } } }, 'Link this browser again');
   const form = h('form', {
     class: 'stack',
     on: {
@@ -70,7 +81,7 @@ function showCode(root, client, nav) {
         try {
           await client.submitCode(code.input.value, () => confirmAction({
             title: 'Start over with a new identity?',
-            body: `This browser holds no keys for ${client.profile.username}. Starting over makes a new identity here: your other devices are logged out at once, messages waiting for them are lost, and your contacts see your safety number change (they cannot write to you until they compare it again). Cancel to keep your identity: use a device that holds it.`,
+            body: `This browser holds no keys for ${client.profile.username}. Starting over makes a new identity here: your other devices are logged out at once, messages waiting for them are lost, and your contacts see your safety number change (they cannot write to you until they compare it again). Cancel to keep your identity: use a device that holds it, or link this browser from one (Use an existing account).`,
             action: 'Start over',
             danger: true,
           }));
@@ -78,6 +89,16 @@ function showCode(root, client, nav) {
         } catch (e) {
           if (e instanceof StartOverDeclinedError) {
             showLogin(root, { ...nav, message: e.message });
+            return;
+          }
+          if (e instanceof DeviceRevokedError) {
+            error.textContent = describe(e);
+            form.replaceChildren(error, relink, h('button', { type: 'button', class: 'secondary', on: { click: () => {
+              client.abandon();
+              showLogin(root, nav);
+            } } }, 'Back to log in'));
+            relink.hidden = false;
+            relink.focus();
             return;
           }
           error.textContent = describe(e);

@@ -49,7 +49,7 @@ export function showPasswordToggle(inputs, id) {
 
 /**
  * @param {HTMLElement} root
- * @param {{onLoggedIn: (c: Client) => void, onLogin: () => void}} nav
+ * @param {{onLoggedIn: (c: Client) => void, onLogin: () => void, onLink: () => void}} nav
  */
 export function showRegister(root, nav) {
   const name = field('Your name', { id: 'reg-name', name: 'name', autocomplete: 'name', required: true, maxlength: 64 }, 'Shown to the people you chat with.');
@@ -103,7 +103,8 @@ export function showRegister(root, nav) {
     h('h2', null, 'Create an account'),
     h('p', { class: 'hint' }, 'Your encryption keys are made in this browser and never leave it.'),
     form,
-    h('p', null, 'Already have an account? ', h('button', { class: 'link', type: 'button', on: { click: nav.onLogin } }, 'Log in'))));
+    h('p', null, 'Already have an account? ', h('button', { class: 'link', type: 'button', on: { click: nav.onLogin } }, 'Log in'),
+      ' · ', h('button', { class: 'link', type: 'button', on: { click: nav.onLink } }, 'Use an existing account'))));
   name.input.focus();
 }
 

@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * Account settings, in a modal dialog: the account's devices (name, added, last seen, revoked),
- * change the password, enroll a new authenticator, make new
+ * Account settings, in a modal dialog: the account's devices (name, added, last seen, revoked;
+ * revoke another; link a new one, ui/link.js), change the password, enroll a new authenticator, make new
  * recovery codes (showing how many are left), delete the account. Each form asks for the
  * password and a code from the authenticator — or a recovery code when it is lost — and shows
  * the server's answer as text.
@@ -9,6 +9,7 @@
 import * as account from '../account.js';
 import { confirmAction } from './dialog.js';
 import { describe, field, h } from './dom.js';
+import { showLinkDevice } from './link.js';
 import { qrImage } from './register.js';
 import { mediumTime } from './timeline.js';
 
@@ -143,7 +144,8 @@ export function showSettings(client, nav) {
     devicesNote,
     h('table', { class: 'devices', 'aria-labelledby': 'settings-devices-title' },
       h('thead', null, h('tr', null, ['Device', 'Added', 'Last seen', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
-      deviceRows));
+      deviceRows),
+    h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', id: 'settings-link-device', on: { click: () => showLinkDevice(client, watchForNewDevice) } }, 'Link a device…')));
   /** @param {{device_id: number, name: string}} d */
   const revokeButton = (d) => h('button', {
     type: 'button', class: 'secondary', 'data-revoke': String(d.device_id),
@@ -177,13 +179,33 @@ export function showSettings(client, nav) {
     devicesNote.textContent = 'Starting over in a browser or terminal without your keys revokes the devices before it; they stay listed here.';
   }, (e) => { devicesNote.textContent = describe(e); });
 
+  // After a link message went: the new device adds itself within seconds (or when its user
+  // gets to it); the list is asked again every few seconds for a minute, until it shows.
+  let watching = 0;
+  const watchForNewDevice = () => {
+    clearInterval(watching);
+    const before = deviceRows.childElementCount;
+    let asks = 0;
+    watching = window.setInterval(async () => {
+      if (!deviceRows.isConnected || ++asks > 20) {
+        clearInterval(watching);
+        return;
+      }
+      await listDevices();
+      if (deviceRows.childElementCount > before) clearInterval(watching);
+    }, 3000);
+  };
+
   const close = h('button', { type: 'button', class: 'secondary', id: 'settings-close' }, 'Close');
   const dialog = /** @type {HTMLDialogElement} */ (h('dialog', { class: 'settings', id: 'settings', 'aria-labelledby': 'settings-title' },
     h('h2', { id: 'settings-title' }, 'Account settings'),
     devices, password, authenticator, recovery, remove,
     h('div', { class: 'actions' }, close)));
   close.addEventListener('click', () => dialog.close());
-  dialog.addEventListener('close', () => dialog.remove());
+  dialog.addEventListener('close', () => {
+    clearInterval(watching);
+    dialog.remove();
+  });
   document.body.append(dialog);
   dialog.showModal();
   countLeft();

@@ -3,11 +3,13 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
+import { Client, DeviceLinking, DeviceRevokedError, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
 import { fromHex, toHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, signedPrekeyMessage } from '../../src/keys.js';
-import { verifyDevicePrekey } from '../../src/devices.js';
+import { sealLink, verifyDevicePrekey } from '../../src/devices.js';
+import { linkStateBytes, parseLinkCode } from '../../src/link.js';
+import { ed25519Verify } from '../../src/keys.js';
 import { prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
 import { sendContentTo } from '../../src/direct.js';
@@ -24,6 +26,8 @@ class FakeServer {
     this.log = [];
     /** every SendToDevices accepted: {from, to, bodies} */
     this.sent = [];
+    /** link messages waiting, by account and link id (hex) */
+    this.links = new Map();
   }
 
   /**
@@ -103,8 +107,40 @@ class FakeServer {
           return { type: 'Ok' };
         }
         if (msg.type === 'PublishSignedPrekey') {
+          // As the server: signed by the account identity, for this device (v2) or v1.
+          const a = server.accounts.get(username);
+          const spk = { public: msg.prekey.key, signature: msg.prekey.signature };
+          if (!verifyDevicePrekey(spk, a.identity.signing, conn.device) && !ed25519Verify(a.identity.signing, signedPrekeyMessage(spk.public), spk.signature)) {
+            throw new ServerError(ErrorCode.INVALID_INPUT, 'the signed prekey\'s signature does not verify');
+          }
           me().spk = { id: msg.prekey.id, public: msg.prekey.key, signature: msg.prekey.signature };
           return { type: 'Ok' };
+        }
+        // Linking (PROTOCOL.md §4.6): a session with no device until AddDevice.
+        if (msg.type === 'LoginDevice') {
+          conn.device = msg.device ?? null;
+          return { type: 'TotpRequired' };
+        }
+        if (msg.type === 'SendLink') {
+          if (conn.device === null) throw new ServerError(ErrorCode.BAD_STATE, 'linking');
+          server.links.set(`${username}:${toHex(msg.link_id)}`, msg.message);
+          return { type: 'Ok' };
+        }
+        if (msg.type === 'FetchLink') {
+          if (conn.device !== null) throw new ServerError(ErrorCode.BAD_STATE, 'already a device');
+          const key = `${username}:${toHex(msg.link_id)}`;
+          const message = server.links.get(key);
+          if (!message) throw new ServerError(ErrorCode.NOT_FOUND, 'no link message yet');
+          server.links.delete(key);
+          return { type: 'LinkMessage', message };
+        }
+        if (msg.type === 'AddDevice') {
+          if (conn.device !== null) throw new ServerError(ErrorCode.BAD_STATE, 'already a device');
+          const a = server.accounts.get(username);
+          const device = a.next++;
+          a.devices.set(device, { client: { handlePush: (m) => conn.onPush(m) }, spk: null, opks: [] });
+          conn.device = device;
+          return { type: 'DeviceAdded', device };
         }
         if (msg.type === 'ListDevices') return { type: 'DeviceList', current: conn.device, devices: [] };
         if (msg.type === 'RevokeDevice') {
@@ -791,4 +827,142 @@ test('revoking another device: the server drops it, senders stop encrypting to i
   await alice.serial(() => sendContentTo(alice, 'carol', { type: 'Text', id: 2n, sent_at: 2n, text: 'one' }));
   assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.device), [1]);
   assert.deepEqual(alice.profile.contacts.carol.devices[2], undefined, 'the revoked device\'s session is dropped');
+});
+
+/** An account's device `first` sends the account to a new device linking itself over the stand-in server. */
+async function link(server, first, { mangle } = {}) {
+  const linking = await DeviceLinking.startOn(server.conn(first.profile.username), first.profile.username, 'the password');
+  linking.persist = false;
+  const text = await linking.submitCode('123456');
+  assert.match(text, /^([A-Z2-7]{4}-){19}[A-Z2-7]{3}$/);
+  assert.equal(await linking.fetch(), null, 'nothing yet');
+  if (mangle) {
+    const code = parseLinkCode(text);
+    server.links.set(`${first.profile.username}:${toHex(code.linkId())}`, sealLink(code, new TextEncoder().encode(JSON.stringify(mangle(JSON.parse(new TextDecoder().decode(linkStateBytes(first.profile))))))));
+  } else {
+    // Typed by hand: lower case, spaces for dashes.
+    assert.deepEqual(await first.linkDevice(text.toLowerCase().replace(/-/g, ' ')), { contacts: Object.keys(first.profile.contacts).length });
+  }
+  const ticks = [];
+  const message = await linking.waitForMessage({ every: 1, onTick: (left) => ticks.push(left) });
+  assert.ok(message);
+  return { linking, message };
+}
+
+test('linking: a device sends the account to a new one, which keeps the identity and the contacts\' trust and gets messages too', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob = await newClient(server, 'bob', 1);
+  const carol = await newClient(server, 'carol', 1);
+  await alice.sendText('@bob', 'hi bob');
+  await alice.sendText('@carol', 'hi carol');
+  await settle([alice, bob, carol]);
+  alice.profile.contacts.bob.verified = true;
+  alice.profile.contacts.carol.key_changed = true;
+  const { linking, message } = await link(server, alice);
+  const sent = server.log.filter(([u, t]) => u === 'alice' && t === 'SendLink');
+  assert.equal(sent.length, 1);
+  const phone = await linking.finish(message);
+  assert.equal(phone.profile.username, 'alice');
+  assert.deepEqual(phone.profile.identity, alice.profile.identity, 'the account identity');
+  assert.equal(phone.profile.device_id, 2);
+  assert.equal(phone.profile.spk_device, 2);
+  assert.deepEqual(server.devices('alice'), [1, 2]);
+  const published = server.accounts.get('alice').devices.get(2);
+  assert.ok(verifyDevicePrekey(published.spk, alice.identity().public().signing, 2), 'signed prekey signed v2 for device 2');
+  assert.equal(published.opks.length, 50);
+  assert.deepEqual(Object.keys(phone.profile.contacts).sort(), ['bob', 'carol']);
+  for (const name of ['bob', 'carol']) {
+    const { identity_sig, identity_dh, verified, key_changed } = alice.profile.contacts[name];
+    assert.deepEqual((({ identity_sig, identity_dh, verified, key_changed }) => ({ identity_sig, identity_dh, verified, key_changed }))(phone.profile.contacts[name]), { identity_sig, identity_dh, verified, key_changed });
+    assert.equal(phone.profile.contacts[name].session, null, 'no sessions come over');
+  }
+  assert.equal(phone.profile.contacts.bob.verified, true);
+  assert.equal(phone.profile.contacts.carol.key_changed, true, 'still blocked until verified');
+  assert.equal(phone.safetyNumber('bob'), alice.safetyNumber('bob'));
+  assert.match(phone.notices.join('\n'), /device 2 of alice, with 2 contacts and their trust/);
+  // bob writes to alice: both her devices read it.
+  await bob.sendText('@alice', 'to both of you');
+  await settle([alice, bob, phone]);
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.device), [1, 2]);
+  assert.ok(texts(alice, '@bob').includes('to both of you'));
+  assert.deepEqual(texts(phone, '@bob'), ['to both of you']);
+  // The phone writes to bob, whom it trusts as alice did; carol waits for a verification.
+  await phone.sendText('@bob', 'from the phone');
+  await settle([alice, bob, phone]);
+  assert.ok(texts(bob, '@alice').includes('from the phone'));
+  await assert.rejects(phone.sendText('@carol', 'blocked'), /safety number/);
+  // The link message was handed out once.
+  assert.equal(server.links.size, 0);
+});
+
+test('linking: a link state for another account, another version or a damaged identity sets nothing up', async () => {
+  for (const [mangle, why] of [
+    [(s) => ({ ...s, username: 'mallory' }), /for the account mallory, not alice; nothing was set up/],
+    [(s) => ({ ...s, version: 2 }), /version 2/],
+    [(s) => ({ ...s, identity: s.identity.slice(2) }), /identity key is damaged/],
+  ]) {
+    const server = new FakeServer();
+    const alice = await newClient(server, 'alice', 1);
+    const { linking, message } = await link(server, alice, { mangle });
+    server.log.length = 0;
+    await assert.rejects(linking.finish(message), why);
+    assert.deepEqual(server.devices('alice'), [1], 'no device added');
+    assert.deepEqual(server.log.map(([, t]) => t), ['Logout'], 'the linking session ends');
+    assert.equal(linking.conn.isOpen, false);
+  }
+});
+
+test('linking: a link state carrying another identity is refused when the prekey is published, and nothing is kept', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const other = newProfileForTests('alice');
+  const { linking, message } = await link(server, alice, { mangle: (s) => ({ ...s, identity: other.identity.sig + other.identity.dh }) });
+  await assert.rejects(linking.finish(message), /Could not publish this browser’s keys \(the signed prekey's signature does not verify\); nothing was kept\. .*Device 2 stays unused/);
+  assert.equal(server.accounts.get('alice').devices.get(2).spk, null, 'nothing published');
+  assert.equal(linking.conn.isOpen, false);
+});
+
+test('linking: a wrong second factor can be followed by the right one; a code that is not a code sends nothing', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const conn = server.conn('alice');
+  const request = conn.request.bind(conn);
+  let refuse = true;
+  conn.request = async (msg) => {
+    if (msg.type === 'TotpCode' && refuse) {
+      refuse = false;
+      throw new ServerError(ErrorCode.AUTH_FAILED, 'login failed');
+    }
+    return request(msg);
+  };
+  const linking = await DeviceLinking.startOn(conn, 'alice', 'the password');
+  await assert.rejects(linking.submitCode('000000'), /login failed/);
+  assert.deepEqual(server.log.filter(([, t]) => t === 'LoginDevice').length, 2, 'asked again with the password');
+  assert.match(await linking.submitCode('123456'), /^[A-Z2-7-]+$/);
+  server.log.length = 0;
+  await assert.rejects(alice.linkDevice('sealroom devices add 1234'), /“1” is not in a link code/);
+  await assert.rejects(alice.linkDevice('AAAA-BBBB'), /79 letters and digits; this one has 8/);
+  assert.deepEqual(server.log, [], 'nothing sent');
+  // Cancelled: the wait ends at once, the session is logged out.
+  const abort = new AbortController();
+  abort.abort();
+  assert.equal(await linking.waitForMessage({ signal: abort.signal }), null);
+  await linking.cancel();
+  assert.ok(server.log.some(([, t]) => t === 'Logout'));
+});
+
+test('a login as a device the account no longer has says so, so the browser can be linked again', async () => {
+  const server = new FakeServer();
+  const carol = await newClient(server, 'carol', 1);
+  const conn = server.conn('carol');
+  conn.request = async (msg) => {
+    if (msg.type === 'TotpCode') throw new ServerError(ErrorCode.NOT_FOUND, 'device 2 is not one of the account\'s devices');
+    return { type: 'Ok' };
+  };
+  const profile = newProfileForTests('carol', 2);
+  const browser = new Client(conn, profile, null);
+  browser.password = 'pw';
+  await assert.rejects(browser.submitCode('123456'), (e) => e instanceof DeviceRevokedError && /no longer one of carol’s devices.*Link it again/.test(e.message));
+  assert.ok(carol);
 });
