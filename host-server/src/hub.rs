@@ -171,6 +171,14 @@ impl Hub {
         }
     }
 
+    /// Tells the other nodes that one device of the account was revoked (after the commit), so
+    /// they end that device's live connections there and keep the account's others.
+    pub fn device_revoked_elsewhere(&self, account: AccountId, device: u32) {
+        if let Some(bus) = &self.bus {
+            bus.publish_device_revoked(account, device);
+        }
+    }
+
     /// Wakes the account's delivery tasks on this node (coalesced: one pending wake is enough).
     pub fn wake_local(&self, account: AccountId) {
         if let Some(list) = self.lock().get(&account) {
@@ -363,6 +371,14 @@ mod tests {
         fn publish_revoked(&self, account: AccountId) {
             self.0.lock().unwrap().push(-account);
         }
+
+        /// Recorded as -(account * 1000 + device).
+        fn publish_device_revoked(&self, account: AccountId, device: u32) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(-(account * 1000 + i64::from(device)));
+        }
     }
 
     #[test]
@@ -373,7 +389,8 @@ mod tests {
         let (_id, woken) = hub.join(7, Some(1), out);
         let _ = woken.try_recv();
         hub.revoked_elsewhere(7);
-        assert_eq!(*bus.0.lock().unwrap(), [-7]);
+        hub.device_revoked_elsewhere(7, 2);
+        assert_eq!(*bus.0.lock().unwrap(), [-7, -7002]);
         // Nothing local happened: this node's connections are the caller's to end.
         assert!(hub.is_online(7));
         assert!(woken.try_recv().is_err());

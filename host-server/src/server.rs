@@ -181,6 +181,9 @@ impl Server {
                                 Wake::Account(account) => shared.hub.wake_local(account),
                                 Wake::Everyone => shared.hub.wake_all_local(),
                                 Wake::Revoked(account) => shared.hub.kick(account),
+                                Wake::DeviceRevoked(account, device) => {
+                                    shared.hub.kick_device(account, device);
+                                }
                             }
                         }
                     },

@@ -461,6 +461,80 @@ fn a_password_change_on_one_node_ends_the_account_s_connections_on_the_other() {
     });
 }
 
+/// Revoking one device on node A ends that device's connection on node B, and only that one:
+/// the account's other device, also live on node B, stays connected (a per-device notice on
+/// the wake bus, not the account-wide revocation).
+#[test]
+fn revoking_a_device_on_one_node_ends_only_that_device_on_the_other() {
+    let Some(_) =
+        require_postgres("revoking_a_device_on_one_node_ends_only_that_device_on_the_other")
+    else {
+        return;
+    };
+    let database = TestDatabase::create().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = spawn_server(dir_a.path(), Some(&database));
+    let node_b = spawn_server(dir_b.path(), Some(&database));
+    run(async {
+        let (mut a, token, secret) = register_real_with_secret(&node_a, "alice").await;
+        let mut b1 = resume_on(&node_b, "alice", token).await;
+        // A second device, linked on node B.
+        let mut phone = Client::connect(node_b.addr, &node_b.fingerprint)
+            .await
+            .unwrap();
+        phone
+            .send(&Message::LoginDevice {
+                username: "alice",
+                password: PASSWORD,
+                device: None,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            recv_reply(&mut phone).await.msg(),
+            Some(Message::TotpRequired)
+        ));
+        let code = host_server::auth::totp::code_at(&secret, now() + 30);
+        phone
+            .send(&Message::TotpCode { code: &code })
+            .await
+            .unwrap();
+        assert!(matches!(
+            recv_reply(&mut phone).await.msg(),
+            Some(Message::Session { .. })
+        ));
+        phone
+            .send(&Message::AddDevice { name: "phone" })
+            .await
+            .unwrap();
+        let device = match recv_reply(&mut phone).await.msg() {
+            Some(Message::DeviceAdded { device }) => device,
+            other => panic!("expected DeviceAdded, got {other:?}"),
+        };
+
+        a.send(&Message::RevokeDevice { device }).await.unwrap();
+        expect_ok(&recv_reply(&mut a).await);
+        let deadline = Instant::now() + core::time::Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "node B kept the revoked device's connection open"
+            );
+            match phone.recv_timeout(core::time::Duration::from_secs(1)).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+        // Device 1's connection on node B is still there.
+        b1.send(&Message::ListRooms).await.unwrap();
+        assert!(
+            matches!(recv_reply(&mut b1).await.msg(), Some(Message::Rooms { .. })),
+            "node B ended the account's other device too"
+        );
+    });
+}
+
 /// The next `RoomChanged` on `c`, skipping anything else; panics after `WAIT`.
 async fn room_change(c: &mut Client) -> (String, String, RoomChange) {
     loop {

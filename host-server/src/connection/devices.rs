@@ -131,7 +131,7 @@ impl Connection {
             ));
         }
         self.shared.hub.kick_device(me, device);
-        self.shared.hub.revoked_elsewhere(me);
+        self.shared.hub.device_revoked_elsewhere(me, device);
         tracing::info!(user = %user, device, "device revoked");
         Ok(Reply::msg(&Message::Ok))
     }

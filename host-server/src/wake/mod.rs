@@ -29,6 +29,9 @@ pub enum Wake {
     /// The account's sessions were revoked on another node (password changed, account
     /// deleted): its live connections here end now.
     Revoked(AccountId),
+    /// One device of the account was revoked on another node: that device's live connections
+    /// here end now; the account's other devices stay connected.
+    DeviceRevoked(AccountId, u32),
 }
 
 /// Tells other nodes that an account has something new.
@@ -39,4 +42,7 @@ pub trait WakeBus: Send + Sync + fmt::Debug {
     /// Announces, after the commit that revoked them, that `account`'s sessions are gone:
     /// every other node ends the account's live connections.
     fn publish_revoked(&self, account: AccountId);
+    /// Announces, after the commit that revoked it, that one device of `account` is gone:
+    /// every other node ends that device's live connections.
+    fn publish_device_revoked(&self, account: AccountId, device: u32);
 }

@@ -2,7 +2,8 @@
 //! publishes (`pg_notify` on channel [`CHANNEL`]), one listens and hands each wake-up to the
 //! node. Payloads: the account id in decimal for a wake-up; `-ID@NODE` (NODE: the publishing
 //! node's random id in hex) for a revocation, so that the node that revoked, which hears its
-//! own notifications too, does not end the one connection it kept.
+//! own notifications too, does not end the one connection it kept; `-ID/DEVICE@NODE` (DEVICE in
+//! decimal) for one revoked device.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
@@ -126,19 +127,35 @@ impl WakeBus for PgWakeBus {
     fn publish_revoked(&self, account: AccountId) {
         self.send(format!("-{account}@{:x}", self.node));
     }
+
+    fn publish_device_revoked(&self, account: AccountId, device: u32) {
+        self.send(format!("-{account}/{device}@{:x}", self.node));
+    }
 }
 
 /// What a payload asks of the node `me`: `Ok(None)` for its own revocation (already done
 /// here), `Err(())` for a payload that is not one of ours.
 fn decode_payload(payload: &str, me: u64) -> Result<Option<Wake>, ()> {
     if let Some(rest) = payload.strip_prefix('-') {
-        let (account, node) = rest.split_once('@').ok_or(())?;
+        let (who, node) = rest.split_once('@').ok_or(())?;
+        let (account, device) = match who.split_once('/') {
+            Some((account, device)) => (account, Some(device)),
+            None => (who, None),
+        };
         let account = account.parse::<AccountId>().map_err(|_| ())?;
         let node = u64::from_str_radix(node, 16).map_err(|_| ())?;
         if account <= 0 {
             return Err(());
         }
-        return Ok((node != me).then_some(Wake::Revoked(account)));
+        let wake = match device {
+            // Digits only: `u32::from_str` would also take a leading `+`.
+            Some(d) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) => {
+                Wake::DeviceRevoked(account, d.parse::<u32>().map_err(|_| ())?)
+            }
+            Some(_) => return Err(()),
+            None => Wake::Revoked(account),
+        };
+        return Ok((node != me).then_some(wake));
     }
     match payload.parse::<AccountId>() {
         Ok(account) if account > 0 => Ok(Some(Wake::Account(account))),
@@ -283,6 +300,11 @@ mod tests {
         assert_eq!(decode_payload("-42@def", me), Ok(Some(Wake::Revoked(42))));
         // Our own revocation comes back to us too: already done here, nothing to do.
         assert_eq!(decode_payload("-42@abc", me), Ok(None));
+        assert_eq!(
+            decode_payload("-42/3@def", me),
+            Ok(Some(Wake::DeviceRevoked(42, 3)))
+        );
+        assert_eq!(decode_payload("-42/3@abc", me), Ok(None));
         for bad in [
             "0",
             "",
@@ -294,6 +316,12 @@ mod tests {
             "-42@xyz",
             "-0@def",
             "--1@def",
+            "-42/@def",
+            "-42/+3@def",
+            "-42/x@def",
+            "-42/3/4@def",
+            "-42/4294967296@def",
+            "-/3@def",
             "99999999999999999999",
         ] {
             assert_eq!(decode_payload(bad, me), Err(()), "{bad:?}");
