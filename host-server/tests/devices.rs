@@ -841,3 +841,44 @@ fn a_synced_send_stores_the_message_and_its_transcript_together_or_neither() {
         ));
     });
 }
+
+/// Transcripts pile up for a device that is not read (an old laptop): they count against the
+/// account's own queue bound, not the per-sender quota (which would stop every send after a
+/// handful); a full queue refuses the send whole, saying what to do, and stores neither part.
+#[test]
+fn transcripts_count_against_the_accounts_queue_not_the_per_sender_quota() {
+    let ts = TestServer::start_with(|c| {
+        c.sender_quota = 2;
+        c.recipient_quota = 5;
+    });
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        for name in ["bob", "dave", "erin"] {
+            register(&ts, name, 0).await;
+        }
+        let mut one = resume(&ts, &carol).await;
+        let (_two, phone) = add_second_device(&ts, &carol).await;
+        for to in ["bob", "bob", "dave", "dave", "erin"] {
+            let f = send_synced(&mut one, to, &[1], &[phone]).await;
+            assert!(
+                matches!(f.msg(), Some(Message::Accepted { .. })),
+                "{to}: {:?}",
+                f.msg()
+            );
+        }
+        let f = send_synced(&mut one, "erin", &[1], &[phone]).await;
+        expect_error(&f, ErrorCode::QUOTA_FULL);
+        let Some(Message::Error { text, .. }) = f.msg() else {
+            unreachable!()
+        };
+        assert!(text.contains("your other devices"), "{text}");
+        assert_eq!(queued(&ts), 5, "the refused send stored nothing for erin");
+        assert_eq!(
+            ts.count(
+                "SELECT COUNT(*) FROM message_copies WHERE body = $1",
+                b"transcript"
+            ),
+            5
+        );
+    });
+}

@@ -153,6 +153,23 @@ fn store_direct(
             "the recipient has no device to write to",
         ));
     }
+    if recipient == message.sender_id {
+        // Transcripts and resets to one's own other devices: the per-sender quota would be
+        // the whole queue; the account's queue bound still holds.
+        if s.pending_direct_count(recipient)? >= quotas.recipient {
+            return Err(Refusal::new(
+                ErrorCode::QUOTA_FULL,
+                "your other devices have too many messages waiting: open one of them, or \
+                 revoke the ones you no longer use",
+            ));
+        }
+        return Ok(s.insert_message(&NewMessage {
+            recipient: Some(recipient),
+            copies,
+            body: Vec::new(),
+            ..message.clone()
+        })?);
+    }
     if s.pending_direct_count_from(recipient, message.sender_id)? >= quotas.sender {
         return Err(Refusal::new(
             ErrorCode::QUOTA_FULL,
