@@ -96,10 +96,14 @@ export function defaultServerUrl() {
 
 /**
  * One line of a conversation. `kind` is absent for a text and `event` for a membership change;
- * `state` is `waiting` | `sent` | `delivered` | `failed` for ours, `received` | `undecryptable`
- * for theirs, `event` for events; `seq` orders entries and names their record in the keystore.
+ * `state` is `waiting` | `sent` | `delivered` | `failed` for ours, `synced` for ours sent from
+ * another of our devices, `received` | `undecryptable` for theirs, `event` for events; `seq`
+ * orders entries and names their record in the keystore. Our direct texts record how many of
+ * the recipient's devices they were encrypted for (`devices`) and which acknowledged them
+ * (`delivered_to`, from `Delivered`); both are absent in entries written before.
  * @typedef {{conv: string, from: string, text: string, at: number, id: string, server_id: string | null,
- *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string}} Entry
+ *   outgoing: boolean, state: string, unread: boolean, seq?: number, kind?: string, error?: string,
+ *   devices?: number, delivered_to?: number[]}} Entry
  * A contact: `devices` holds our sessions with each of their devices, by device id (absent in
  * keystores written before devices); `session` / `previous_session` are sessions from before
  * device ids, with whichever one device they had (tried for any of their devices, moved to the
@@ -545,7 +549,7 @@ export class Client extends EventTarget {
     }
     if (message.length > MAX_BODY) throw new Error('This account’s contacts do not fit in one link message.');
     await this.conn.request({ type: 'SendLink', link_id: code.linkId(), message });
-    return { contacts: Object.keys(this.profile.contacts).length };
+    return { contacts: Object.keys(this.profile.contacts).filter((name) => name !== this.profile.username).length };
   }
 
   /**
@@ -729,6 +733,16 @@ export class Client extends EventTarget {
     const c = this.profile.contacts[user];
     const sig = toHex(identity.signing);
     const dh = toHex(identity.dh);
+    if (user === this.profile.username) {
+      // Our own account (sessions with our other devices): its identity is the one this device
+      // holds, never learned; kept verified, and never shown as a contact.
+      const mine = this.identity().public();
+      if (sig !== toHex(mine.signing) || dh !== toHex(mine.dh)) {
+        throw new Error('the server lists another identity for your own account: it was started over on another device, and this device is no longer part of it');
+      }
+      this.profile.contacts[user] ??= { identity_sig: sig, identity_dh: dh, verified: true, key_changed: false, session: null, previous_session: null, devices: {} };
+      return true;
+    }
     if (!c) {
       this.profile.contacts[user] = { identity_sig: sig, identity_dh: dh, verified: false, key_changed: false, session: null, previous_session: null, devices: {} };
       return true;
@@ -1043,7 +1057,7 @@ export class Client extends EventTarget {
     } else if (m.type === 'Delivered') {
       this.serial(async () => {
         const sid = String(m.server_id);
-        if (this.history.markDelivered(sid)) await this.save();
+        if (this.history.markDelivered(sid, Number(m.device ?? 0))) await this.save();
       }).finally(() => this.changed());
     } else if (m.type === 'RoomChanged' && m.change === 'Invited') {
       // An invitation, not a membership: nothing of the room is ours until we accept.

@@ -6,7 +6,10 @@
  * use; a change blocks sending until verified), and healing: a message that does not decrypt is
  * kept as "could not decrypt" with the reason, our sessions with the sending device are dropped
  * and a `SessionReset` goes out in a new session. A text is encrypted once per device of the
- * contact and sent in one `SendToDevices`. Sessions from before device ids (the contact's
+ * contact and, as a sent transcript (`Content::Sent`), once per other device of our own account,
+ * and both go in one `SendSynced` (other contents in one `SendToDevices`). Sessions with our own
+ * devices are kept like a contact's, under our own username (taken only from our own identity,
+ * never shown as a contact). Sessions from before device ids (the contact's
  * `session` / `previous_session`) are used for a contact with one device and moved to it.
  * Functions take the `Client` whose state they change; call them inside `client.serial`.
  */
@@ -93,7 +96,7 @@ export async function checkDevices(client, user) {
   if (c.key_changed) throw new KeyChangedError(user);
   /** @type {number[]} */
   const devices = [...r.devices];
-  if (devices.length === 0) throw new Error(`${user} has no device to write to (every one was revoked)`);
+  if (devices.length === 0 && user !== client.profile.username) throw new Error(`${user} has no device to write to (every one was revoked)`);
   // Sessions with devices the account no longer has are of no use.
   for (const id of Object.keys(c.devices ?? {})) {
     if (!devices.includes(Number(id))) delete /** @type {Record<string, DeviceSessions>} */ (c.devices)[id];
@@ -123,9 +126,22 @@ function deviceSlot(c, device) {
  * @returns {Promise<number[]>}
  */
 async function devicesToSend(client, user) {
-  if (user === client.profile.username) throw new Error('that is you: send to someone else');
+  if (user === client.profile.username) return ownOtherDevices(client);
   if (client.profile.contacts[user]?.key_changed) throw new KeyChangedError(user);
   return client.devicesChecked.get(user) ?? (await checkDevices(client, user));
+}
+
+/**
+ * Our account's other devices (for sent transcripts, and resets between our devices), as the
+ * server lists them under this device's own identity (checked once per connection: another
+ * identity throws, this device is no longer the account's), without this device.
+ * @param {import('./client.js').Client} client
+ * @returns {Promise<number[]>}
+ */
+async function ownOtherDevices(client) {
+  const me = client.profile.username;
+  const all = client.devicesChecked.get(me) ?? (await checkDevices(client, me));
+  return all.filter((d) => d !== client.profile.device_id);
 }
 
 /**
@@ -167,50 +183,107 @@ export async function sendingSession(client, user, device, only) {
 }
 
 /**
+ * Encrypts `content` for each of `user`'s `devices`, each in its own session (started if need
+ * be); the sessions are advanced in the profile, not yet saved.
+ * @param {import('./client.js').Client} client
+ * @param {string} user @param {number[]} devices @param {import('./envelope.js').Content} content
+ * @returns {Promise<{device: number, body: Uint8Array}[]>}
+ */
+async function sealForDevices(client, user, devices, content) {
+  const plain = encodeContent(content);
+  // A v1 prekey only for a contact's one device; our own devices all sign v2.
+  const only = devices.length === 1 && user !== client.profile.username;
+  /** @type {{device: number, body: Uint8Array}[]} */
+  const bodies = [];
+  for (const device of devices) {
+    const { session, legacy } = await sendingSession(client, user, device, only);
+    const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
+    if (body.length > MAX_BODY) throw new Error('the message is too long');
+    bodies.push({ device, body });
+    const c = client.profile.contacts[user];
+    const d = deviceSlot(c, device);
+    if (legacy) {
+      // A session from before device ids, now known to be this device's.
+      d.previous_session = c.previous_session ?? null;
+      c.previous_session = null;
+      c.session = null;
+    }
+    d.session = session.toState();
+  }
+  return bodies;
+}
+
+/**
  * Encrypts `content` for each of `user`'s devices (each in its own session, saved before
- * anything is sent, so a reload never reuses a key) and sends them in one `SendToDevices`;
- * returns the server id. If the server answers that the devices are not theirs any more
- * (`STALE_DEVICES`), they are fetched again: a changed identity throws `KeyChangedError`
- * (nothing was stored); the same list again is the server contradicting itself (given up);
- * other devices get sessions and one more try (host-client `send_content_to`).
+ * anything is sent, so a reload never reuses a key) and sends them in one `SendToDevices`; with
+ * a `transcript`, that goes to each of our other devices in the same request (`SendSynced`: the
+ * server stores both or neither). Returns the server id and how many of `user`'s devices it was
+ * encrypted for ("0" and 0: our own account with no other device, nothing to send). If the
+ * server answers that the devices are not exactly theirs (`STALE_DEVICES`), they are fetched
+ * again (for a `SendSynced`, ours too): a changed identity throws `KeyChangedError` (nothing was
+ * stored); the same lists again are the server contradicting itself (given up); other devices
+ * get sessions and one more try (host-client `send_content_synced`).
+ * @param {import('./client.js').Client} client
+ * @param {string} user @param {import('./envelope.js').Content} content
+ * @param {import('./envelope.js').Content | null} transcript
+ * @returns {Promise<{serverId: string, devices: number}>}
+ */
+async function sendContentSynced(client, user, content, transcript) {
+  const me = client.profile.username;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const devices = await devicesToSend(client, user);
+    // Only our own account can have no (other) device: nobody to tell.
+    if (devices.length === 0) return { serverId: '0', devices: 0 };
+    // Both lists before anything is encrypted: our own account listed under another identity
+    // stops the send here.
+    const others = transcript ? await ownOtherDevices(client) : null;
+    const bodies = await sealForDevices(client, user, devices, content);
+    const own = transcript && others ? await sealForDevices(client, me, others, transcript) : null;
+    await client.save();
+    try {
+      const client_id = randomU64();
+      const r = await client.conn.request(own
+        ? { type: 'SendSynced', to: user, client_id, bodies, own }
+        : { type: 'SendToDevices', to: user, client_id, bodies });
+      return { serverId: String(r.server_id), devices: bodies.length };
+    } catch (e) {
+      if (!(e instanceof ServerError) || e.code !== ErrorCode.STALE_DEVICES) throw e;
+      let changed = false;
+      for (const who of transcript ? [user, me] : [user]) {
+        const before = client.devicesChecked.get(who);
+        client.devicesChecked.delete(who);
+        const now = await checkDevices(client, who);
+        changed ||= !(before && before.length === now.length && before.every((d, i) => d === now[i]));
+      }
+      if (!changed) break;
+    }
+  }
+  throw new Error(`the server refuses the devices it lists for ${user} (STALE_DEVICES); nothing was sent. Try again later`);
+}
+
+/**
+ * Sends `content` (a room key, a roster, a reset) to each of `user`'s devices in one
+ * `SendToDevices` (see `sendContentSynced`); to our own account, to our other devices. Returns
+ * the server id ("0" when our account has no other device: nothing was sent).
  * @param {import('./client.js').Client} client
  * @param {string} user @param {import('./envelope.js').Content} content
  */
 export async function sendContentTo(client, user, content) {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const devices = await devicesToSend(client, user);
-    const plain = encodeContent(content);
-    const only = devices.length === 1;
-    /** @type {{device: number, body: Uint8Array}[]} */
-    const bodies = [];
-    for (const device of devices) {
-      const { session, legacy } = await sendingSession(client, user, device, only);
-      const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
-      if (body.length > MAX_BODY) throw new Error('the message is too long');
-      bodies.push({ device, body });
-      const c = client.profile.contacts[user];
-      const d = deviceSlot(c, device);
-      if (legacy) {
-        // A session from before device ids, now known to be this device's.
-        d.previous_session = c.previous_session ?? null;
-        c.previous_session = null;
-        c.session = null;
-      }
-      d.session = session.toState();
-    }
-    await client.save();
-    try {
-      const r = await client.conn.request({ type: 'SendToDevices', to: user, client_id: randomU64(), bodies });
-      return String(r.server_id);
-    } catch (e) {
-      if (!(e instanceof ServerError) || e.code !== ErrorCode.STALE_DEVICES) throw e;
-      const before = client.devicesChecked.get(user);
-      client.devicesChecked.delete(user);
-      const now = await checkDevices(client, user);
-      if (before && before.length === now.length && before.every((d, i) => d === now[i])) break;
-    }
-  }
-  throw new Error(`the server refuses the devices it lists for ${user} (STALE_DEVICES); nothing was sent. Try again later`);
+  return (await sendContentSynced(client, user, content, null)).serverId;
+}
+
+/**
+ * Sends a text to `user`, and its transcript (`Sent` with the same id, time and text) to our
+ * other devices, in one `SendSynced`. Returns the server id and how many of `user`'s devices
+ * it was encrypted for (the receipts count towards it).
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ * @param {{type: 'Text', id: bigint, sent_at: bigint, text: string}} text
+ */
+export async function sendTextTo(client, user, text) {
+  if (user === client.profile.username) throw new Error('that is you: send to someone else');
+  const transcript = /** @type {const} */ ({ type: 'Sent', to: user, id: text.id, sent_at: text.sent_at, text: text.text });
+  return sendContentSynced(client, user, text, transcript);
 }
 
 /** How many accepted first-message base keys each contact keeps, to know replays. */
@@ -305,6 +378,14 @@ export async function receiveDirect(client, from, device, body, at, sid) {
     // a reset. Dropped, and acknowledged like any duplicate.
     if (c?.base_keys?.includes(toHex(header.ephemeral))) return;
     const id = client.identity();
+    // A first message said to be from another of our devices must come from our own identity
+    // (the server may label anyone's message as ours): nothing of it is installed.
+    if (from === client.profile.username) {
+      const mine = id.public();
+      if (toHex(header.identity.signing) !== toHex(mine.signing) || toHex(header.identity.dh) !== toHex(mine.dh)) {
+        return undecryptable(client, `@${from}`, from, at, sid, 'it says it is from another of your devices, but not from your identity');
+      }
+    }
     const spkRec = client.profile.spks.find((k) => k.id === header.signed_prekey_id);
     if (!spkRec) return heal(client, from, device, at, sid, 'it names a signed prekey this device no longer has');
     const spk = SignedPrekeyPair.fromSecretKey(spkRec.id, fromHex(spkRec.secret), id);
@@ -347,7 +428,17 @@ export async function receiveDirect(client, from, device, body, at, sid) {
   } catch (e) {
     return undecryptable(client, `@${from}`, from, at, sid, `unknown content: ${/** @type {Error} */ (e).message}`);
   }
-  if (content.type === 'Text') {
+  const mine = from === client.profile.username;
+  if (content.type === 'Sent') {
+    // A sent transcript: only from a session with one of our own devices.
+    if (!mine) return undecryptable(client, `@${from}`, from, at, sid, 'a sent transcript may only come from your own devices');
+    receiveTranscript(client, content);
+  } else if (mine && content.type === 'SessionReset') {
+    client.notice(`your device ${device} could not decrypt a message from this one; the session between them was reset`);
+  } else if (mine) {
+    // Our devices send each other only transcripts and resets for now.
+    return undecryptable(client, `@${from}`, from, at, sid, 'your own devices do not send each other this');
+  } else if (content.type === 'Text') {
     if (client.noteMessage(from, content.id)) {
       client.pushHistory({ conv: `@${from}`, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
     }
@@ -367,4 +458,18 @@ export async function receiveDirect(client, from, device, body, at, sid) {
     }
     client.notice(`${from} could not decrypt a message from you; the session was reset. Resend your last message if ${from} did not get it.`);
   }
+}
+
+/**
+ * A text this account sent to `to` from another of its devices: shown in the conversation with
+ * `to` as ours, "sent from another of your devices" (state `synced`), once per id; dropped when
+ * `to` is not a folded username or is ourselves (host-client `receive_transcript`).
+ * @param {import('./client.js').Client} client
+ * @param {{to: string, id: bigint, sent_at: bigint, text: string}} sent
+ */
+function receiveTranscript(client, sent) {
+  const me = client.profile.username;
+  if (!/^[a-z0-9_]{3,32}$/.test(sent.to) || sent.to === me) return;
+  if (!client.noteMessage(`${me}>${sent.to}`, sent.id)) return;
+  client.pushHistory({ conv: `@${sent.to}`, from: me, text: sent.text, at: Number(sent.sent_at), id: String(sent.id), server_id: null, outgoing: true, state: 'synced', unread: true });
 }

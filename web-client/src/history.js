@@ -48,7 +48,7 @@ export class History {
     }
     list.push(e);
     if (e.unread) this.unread.add(e);
-    if (e.outgoing && e.state === 'sent' && e.server_id) this.awaitingReceipt.set(e.server_id, e);
+    if (e.outgoing && e.server_id && (e.state === 'sent' || (e.state === 'delivered' && !deliveredEverywhere(e)))) this.awaitingReceipt.set(e.server_id, e);
   }
 
   /** Appends an entry (numbering it), dropping the oldest past the limit. @param {Entry} e */
@@ -79,21 +79,38 @@ export class History {
     this.dirty.add(e);
   }
 
-  /** Our text went: `sent`, awaiting its receipt. @param {Entry} e @param {string} serverId */
-  markSent(e, serverId) {
+  /**
+   * Our text went: `sent`, awaiting its receipts; `devices`: how many of the recipient's devices
+   * it was encrypted for (a direct text).
+   * @param {Entry} e @param {string} serverId @param {number} [devices]
+   */
+  markSent(e, serverId, devices) {
     e.server_id = serverId;
     e.state = 'sent';
     delete e.error;
+    if (devices !== undefined) {
+      e.devices = devices;
+      e.delivered_to = [];
+    }
     this.awaitingReceipt.set(serverId, e);
     this.touch(e);
   }
 
-  /** A receipt: the text with that server id is `delivered`. @param {string} serverId @returns {boolean} whether one was waiting for it */
-  markDelivered(serverId) {
+  /**
+   * A receipt from the recipient's device `device`: the text with that server id is `delivered`,
+   * to one more device (the same device again changes nothing). It awaits receipts until every
+   * device it went to has sent one.
+   * @param {string} serverId @param {number} device
+   * @returns {boolean} whether anything changed
+   */
+  markDelivered(serverId, device) {
     const e = this.awaitingReceipt.get(serverId);
     if (!e) return false;
-    this.awaitingReceipt.delete(serverId);
+    const to = e.delivered_to ?? [];
+    if (e.state === 'delivered' && to.includes(device)) return false;
+    if (!to.includes(device)) e.delivered_to = [...to, device];
     e.state = 'delivered';
+    if (deliveredEverywhere(e)) this.awaitingReceipt.delete(serverId);
     this.touch(e);
     return true;
   }
@@ -129,4 +146,22 @@ export class History {
     for (const e of changes.put) this.dirty.add(e);
     this.removedSeqs.push(...changes.removed);
   }
+}
+
+/**
+ * Whether our delivered text reached every device it went to (always, for one without a count:
+ * written before receipts named devices, or a room text). @param {Entry} e
+ */
+export function deliveredEverywhere(e) {
+  return e.state === 'delivered' && (e.devices === undefined || (e.delivered_to ?? []).length >= e.devices);
+}
+
+/**
+ * "delivered", with the count when the text went to several devices: "delivered to 1 of 2
+ * devices" (as the CLI says). @param {Entry} e
+ */
+export function deliveredText(e) {
+  const n = e.devices;
+  if (n === undefined || n <= 1) return 'delivered';
+  return `delivered to ${Math.min((e.delivered_to ?? []).length, n)} of ${n} devices`;
 }

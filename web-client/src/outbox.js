@@ -28,8 +28,13 @@ export async function deliver(client, entry, interactive) {
     if (closed) throw new Error(closed);
     // The same content id on every try: if an earlier try did reach the server, the
     // recipient drops the copy.
-    const serverId = entry.conv.startsWith('#') ? await rooms.sendToRoom(client, entry.conv.slice(1), content) : await direct.sendContentTo(client, entry.conv.slice(1), content);
-    client.history.markSent(entry, serverId);
+    if (entry.conv.startsWith('#')) {
+      client.history.markSent(entry, await rooms.sendToRoom(client, entry.conv.slice(1), content));
+    } else {
+      // With its transcript for our other devices; the receipts count the devices it went to.
+      const { serverId, devices } = await direct.sendTextTo(client, entry.conv.slice(1), content);
+      client.history.markSent(entry, serverId, devices);
+    }
     await client.save();
     return true;
   } catch (e) {

@@ -6,10 +6,22 @@
  * screen readers, and the scroll position kept unless the reader is at the bottom.
  */
 import { h } from './dom.js';
+import { deliveredEverywhere, deliveredText } from '../history.js';
 
 /** @typedef {import('../client.js').Entry} Entry */
 
-const STATE_LABEL = /** @type {Record<string, string>} */ ({ waiting: 'waiting', sent: 'sent', delivered: 'delivered', received: '', undecryptable: 'could not decrypt', failed: 'not sent' });
+const STATE_LABEL = /** @type {Record<string, string>} */ ({ waiting: 'waiting', sent: 'sent', delivered: 'delivered', received: '', undecryptable: 'could not decrypt', failed: 'not sent', synced: 'sent from another of your devices' });
+
+/**
+ * What the state of our entry says after its time: "✓✓ delivered", "✓✓ delivered to 1 of 2
+ * devices" (the ticks hidden from screen readers), "sent", ….
+ * @param {Entry} m
+ */
+function stateLabel(m) {
+  if (m.state === 'delivered') return h('span', { class: 'state' }, ' · ', h('span', { 'aria-hidden': 'true' }, '✓✓ '), deliveredText(m));
+  const label = STATE_LABEL[m.state] ?? m.state;
+  return label ? h('span', { class: 'state' }, ` · ${label}`) : null;
+}
 
 /** `14:05`. @param {number} at */
 export function shortTime(at) {
@@ -137,24 +149,26 @@ export class Timeline {
       return h('li', { class: 'event', 'data-kind': 'event' }, h('span', { class: 'text', dir: 'auto' }, m.text), ' · ', h('time', { class: 'meta-inline', title: longTime(m.at) }, shortTime(m.at)));
     }
     const who = m.outgoing ? 'You' : m.from;
-    const label = STATE_LABEL[m.state] ?? m.state;
     return h('li', { class: `msg${m.outgoing ? ' mine' : ' theirs'}${m.state === 'undecryptable' ? ' undecryptable' : ''}${m.state === 'failed' ? ' failed' : ''}`, 'data-state': m.state },
       this.isRoom && !m.outgoing ? h('strong', { class: 'from', dir: 'auto' }, m.from, h('span', { class: 'sr-only' }, ':'), ' ') : h('span', { class: 'sr-only' }, `${who}: `),
       h('span', { class: 'text', dir: 'auto' }, m.text),
       h('span', { class: 'meta' },
         h('time', { title: longTime(m.at) }, shortTime(m.at)),
-        m.outgoing && label ? h('span', { class: 'state' }, ` · ${label}`) : null,
+        m.outgoing ? stateLabel(m) : null,
         m.state === 'failed' && m.error ? h('span', { class: 'why' }, `: ${m.error}`) : null),
       m.state === 'failed' ? h('button', { type: 'button', class: 'secondary small', on: { click: () => this.opts.onRetry(m) } }, 'Try again') : null);
   }
 }
 
-/** Whether an entry's drawing can no longer change: theirs, events, ours once delivered. @param {Entry} e */
+/**
+ * Whether an entry's drawing can no longer change: theirs, events, ours sent from another of
+ * our devices, ours once delivered to every device it went to. @param {Entry} e
+ */
 function settled(e) {
-  return !e.outgoing || e.state === 'delivered';
+  return !e.outgoing || e.state === 'synced' || deliveredEverywhere(e);
 }
 
 /** What decides an entry's drawing besides its text. @param {Entry} e */
 function signature(e) {
-  return `${e.state}|${e.error ?? ''}`;
+  return `${e.state}|${e.error ?? ''}|${e.delivered_to?.length ?? 0}`;
 }

@@ -4,6 +4,9 @@
 //     CLI runs `devices add CODE`); a message to the account then reaches both;
 // (b) a browser account links a CLI device (`sealroom link` shows the code, Settings → Link a
 //     device takes it); a message to the account reaches both;
+// (b2) sent-message sync and receipts per device: what the browser sends shows on its CLI device
+//     as sent from another device, and the other way round; a text to an account with two
+//     devices counts "delivered to 1 of 2 devices", then "2 of 2";
 // (c) the browser revokes the CLI device: the next message reaches only the browser, and the
 //     CLI is logged out;
 // (d) a browser whose device was revoked is offered to link itself again, and keeps its messages.
@@ -133,6 +136,48 @@ test('(b) a browser account links a CLI device from Account settings; a message 
   const inbox = await cli(erinCli, ['--json', 'inbox', '--wait', '5']);
   assert.match(inbox, /To both of erin’s devices\./);
   assert.deepEqual(p.errors, []);
+});
+
+/** The `messages` of one `sealroom --json inbox` run in `home`. */
+async function cliInbox(cli, home, wait = '5') {
+  const out = await cli(home, ['--json', 'inbox', '--wait', wait]);
+  const line = out.split('\n').find((l) => l.startsWith('{') && l.includes('"messages"'));
+  assert.ok(line, `no inbox line in: ${out}`);
+  return JSON.parse(line);
+}
+
+test('(b2) texts sync between the browser and its CLI device, and receipts count the recipient\u2019s devices', { skip }, async () => {
+  const { cli } = await import('./cli.mjs');
+  assert.ok(erinCli && carol.page, 'erin linked a CLI device in (b); carol has a CLI and a browser device since (a)');
+  const p = erin.page;
+  // The browser writes to carol (her terminal and her browser: two devices).
+  await openConv(p, '@carol');
+  await send(p, 'Sent from erin\u2019s browser.');
+  const mine = p.locator('#messages li.mine', { hasText: 'Sent from erin\u2019s browser.' });
+  // carol's browser reads it at once: one of her two devices.
+  await mine.locator('.state', { hasText: 'delivered to 1 of 2 devices' }).waitFor({ timeout: 15000 });
+  assert.equal(await mine.getAttribute('data-state'), 'delivered');
+  // erin's terminal has it as her own text, sent from another of her devices.
+  const synced = (await cliInbox(cli, erinCli)).messages.find((m) => m.text === 'Sent from erin\u2019s browser.');
+  assert.ok(synced, 'the transcript reached erin\u2019s CLI device');
+  assert.deepEqual([synced.state, synced.conversation, synced.outgoing, synced.from], ['synced', '@carol', true, 'erin']);
+  // carol's terminal reads it too: both devices.
+  const read = (await cliInbox(cli, carol.home)).messages.find((m) => m.text === 'Sent from erin\u2019s browser.');
+  assert.equal(read?.state, 'received');
+  await mine.locator('.state', { hasText: 'delivered to 2 of 2 devices' }).waitFor({ timeout: 15000 });
+  await screenshot(p, 'devices-04b-delivered-2-of-2');
+
+  // erin's terminal writes to carol: the browser shows it in the conversation as erin's own.
+  await cli(erinCli, ['send', '@carol', 'Sent from erin\u2019s terminal.']);
+  await expectMessage(p, '@carol', 'Sent from erin\u2019s terminal.');
+  const fromCli = p.locator('#messages li', { hasText: 'Sent from erin\u2019s terminal.' });
+  assert.equal(await fromCli.getAttribute('class'), 'msg mine');
+  assert.equal(await fromCli.getAttribute('data-state'), 'synced');
+  assert.equal(await fromCli.locator('.state').textContent(), ' \u00b7 sent from another of your devices');
+  await expectMessage(carol.page, '@erin', 'Sent from erin\u2019s terminal.');
+  await screenshot(p, 'devices-04c-sent-from-terminal');
+  assert.deepEqual(p.errors, []);
+  assert.deepEqual(carol.page.errors, []);
 });
 
 test('(c) revoking the CLI device in Settings: the next message reaches only the browser; the CLI is logged out', { skip }, async () => {

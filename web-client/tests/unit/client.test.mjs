@@ -12,7 +12,9 @@ import { linkStateBytes, parseLinkCode } from '../../src/link.js';
 import { ed25519Verify } from '../../src/keys.js';
 import { prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
-import { sendContentTo } from '../../src/direct.js';
+import { sendContentTo, sendTextTo, sendingSession } from '../../src/direct.js';
+import { emitEnvelope, encodeContent } from '../../src/envelope.js';
+import { History, deliveredText } from '../../src/history.js';
 import { Room, roomIdForName } from '../../src/room.js';
 
 /**
@@ -24,8 +26,12 @@ class FakeServer {
     this.accounts = new Map();
     this.nextId = 1n;
     this.log = [];
-    /** every SendToDevices accepted: {from, to, bodies} */
+    /** every SendToDevices and SendSynced accepted: {from, to, bodies, own} */
     this.sent = [];
+    /** direct messages stored: server id → {from, to, copies: devices that have not acknowledged} */
+    this.stored = new Map();
+    /** every Delivered pushed: {to (the sender), server_id, device} */
+    this.receipts = [];
     /** link messages waiting, by account and link id (hex) */
     this.links = new Map();
   }
@@ -83,6 +89,50 @@ class FakeServer {
     };
   }
 
+  /**
+   * `bodies` must name exactly `to`'s reachable devices — for our own account, our other ones
+   * (the sending device `device` is never named) — each once, else STALE_DEVICES (a device
+   * named twice: INVALID_INPUT), as the server's `store_direct`.
+   */
+  checkCopies(from, device, to, bodies) {
+    const named = bodies.map((b) => b.device).sort((x, y) => x - y);
+    if (named.some((d, i) => d === named[i - 1])) throw new ServerError(ErrorCode.INVALID_INPUT, 'bodies: a device is named twice');
+    const active = this.devices(to).filter((d) => to !== from || d !== device).sort((x, y) => x - y);
+    if (this.alwaysStale || named.length !== active.length || named.some((d, i) => d !== active[i])) {
+      throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
+    }
+    if (active.length === 0 && to !== from) throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient has no device to write to');
+  }
+
+  /** Stores a checked direct message and delivers one copy per device, as from `from`'s `device`; returns its id (0: none to our own account). */
+  store(from, device, to, bodies) {
+    if (bodies.length === 0) return 0n;
+    const server_id = this.nextId++;
+    this.stored.set(server_id, { from, to, copies: new Set(bodies.map((b) => b.device)) });
+    const a = this.accounts.get(to);
+    for (const { device: d, body } of bodies) {
+      const deliver = { type: 'Deliver', server_id, from, room: null, sent_at: 1764000000n, body, device };
+      if (to !== from) this.last = deliver;
+      const client = a.devices.get(d).client;
+      setTimeout(() => client.handlePush(deliver), 0);
+    }
+    return server_id;
+  }
+
+  /**
+   * `Ack` from `user`'s `device`: its copy is gone; the sender gets `Delivered` naming the
+   * device (on each of its devices), except for a message from the account to itself.
+   */
+  ack(user, device, server_id) {
+    const m = this.stored.get(server_id);
+    if (!m || m.to !== user || !m.copies.delete(device)) return;
+    if (m.copies.size === 0) this.stored.delete(server_id);
+    if (m.from === user) return;
+    const delivered = { type: 'Delivered', server_id, to: user, device };
+    this.receipts.push({ to: m.from, server_id, device });
+    for (const d of this.accounts.get(m.from)?.devices.values() ?? []) setTimeout(() => d.client.handlePush(delivered), 0);
+  }
+
   conn(username) {
     const server = this;
     const conn = {
@@ -92,6 +142,7 @@ class FakeServer {
       onStatus: () => {},
       send(msg) {
         server.log.push([username, msg.type]);
+        if (msg.type === 'Ack' && !server.noReceipts) server.ack(username, conn.device, msg.server_id);
       },
       close() {
         this.isOpen = false;
@@ -156,20 +207,23 @@ class FakeServer {
           return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: server.devices(msg.username) };
         }
         if (msg.type === 'SendToDevices') {
-          const a = server.accounts.get(msg.to);
-          const named = msg.bodies.map((b) => b.device).sort((x, y) => x - y);
-          const active = server.devices(msg.to).sort((x, y) => x - y);
-          if (server.alwaysStale || named.length !== active.length || named.some((d, i) => d !== active[i])) {
-            throw new ServerError(ErrorCode.STALE_DEVICES, 'the recipient\'s devices have changed');
+          server.checkCopies(username, conn.device, msg.to, msg.bodies);
+          server.sent.push({ from: username, to: msg.to, bodies: msg.bodies, own: null });
+          const server_id = server.store(username, conn.device, msg.to, msg.bodies);
+          return { type: 'Accepted', client_id: msg.client_id, server_id };
+        }
+        if (msg.type === 'SendSynced') {
+          // As the server: both sets checked before anything is stored, then both stored.
+          if (msg.to === username) throw new ServerError(ErrorCode.INVALID_INPUT, 'SendSynced is for writing to someone else');
+          server.checkCopies(username, conn.device, msg.to, msg.bodies);
+          if (server.staleOwn) {
+            server.staleOwn--;
+            throw new ServerError(ErrorCode.STALE_DEVICES, 'your devices have changed');
           }
-          const server_id = server.nextId++;
-          server.sent.push({ from: username, to: msg.to, bodies: msg.bodies });
-          for (const { device, body } of msg.bodies) {
-            const deliver = { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body, device: conn.device };
-            server.last = deliver;
-            const to = a.devices.get(device).client;
-            setTimeout(() => to.handlePush(deliver), 0);
-          }
+          server.checkCopies(username, conn.device, username, msg.own);
+          server.sent.push({ from: username, to: msg.to, bodies: msg.bodies, own: msg.own });
+          const server_id = server.store(username, conn.device, msg.to, msg.bodies);
+          server.store(username, conn.device, username, msg.own);
           return { type: 'Accepted', client_id: msg.client_id, server_id };
         }
         throw new Error(`stand-in server: ${msg.type} not handled`);
@@ -179,11 +233,15 @@ class FakeServer {
   }
 }
 
-/** A logged-in client with a fresh profile (device `device` when given), known to the stand-in server. */
+/**
+ * A logged-in client with a fresh profile (device `device` when given: its signed prekey signed
+ * for it; else v1), known to the stand-in server; it knows its device id, as a browser does
+ * after login (it leaves out its own device when it sends transcripts to its other devices).
+ */
 async function newClient(server, username, device = null) {
   const c = new Client(server.conn(username), newProfileForTests(username, device), null);
   c.loggedIn = true;
-  server.connect(c);
+  c.profile.device_id = server.connect(c);
   return c;
 }
 
@@ -451,7 +509,7 @@ test('a contact who started over: the first send is refused before anything is e
   const carol2 = await newClient(server, 'carol');
   server.log.length = 0;
   await assert.rejects(alice.sendText('@carol', 'still there?'), { name: 'KeyChangedError' });
-  assert.deepEqual(server.log, [['alice', 'SendToDevices'], ['alice', 'FetchDevices']]);
+  assert.deepEqual(server.log, [['alice', 'SendSynced'], ['alice', 'FetchDevices']]);
   assert.equal(alice.profile.contacts.carol.key_changed, true);
   await settle([alice, bob2, carol2]);
   assert.deepEqual([texts(bob2, '@alice'), texts(carol2, '@alice')], [[], []]);
@@ -469,7 +527,8 @@ test('a device moved under the same identity gets a new session and one more sen
   server.move('bob', 1, 2);
   server.log.length = 0;
   await alice.sendText('@bob', 'second');
-  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendToDevices']);
+  // A text goes with its transcript (SendSynced): both lists are asked again (alice's own: the same).
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
   assert.deepEqual(Object.keys(alice.profile.contacts.bob.devices), ['2'], 'the session with the device no longer listed is dropped');
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
@@ -480,7 +539,7 @@ test('a device moved under the same identity gets a new session and one more sen
   server.alwaysStale = true;
   server.log.length = 0;
   await assert.rejects(alice.sendText('@bob', 'third'), /refuses the devices it lists/);
-  assert.deepEqual(server.log.map(([, t]) => t), ['SendToDevices', 'FetchDevices']);
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendSynced', 'FetchDevices', 'FetchDevices']);
   assert.equal(alice.profile.contacts.bob.key_changed, false);
   assert.notEqual(alice.profile.contacts.bob.devices[2].session, null, 'the session is kept');
   await settle([alice, bob]);
@@ -490,7 +549,7 @@ test('a device moved under the same identity gets a new session and one more sen
 /** The request types `who` sent, in order. */
 const sentBy = (server, who) => server.log.filter(([w]) => w === who).map(([, t]) => t);
 
-test('a contact with two devices gets one body per device, in one SendToDevices; each device reads its own', async () => {
+test('a contact with two devices gets one body per device, in one SendSynced; each device reads its own', async () => {
   const server = new FakeServer();
   const alice = await newClient(server, 'alice', 1);
   const bob1 = await newClient(server, 'bob', 1);
@@ -499,8 +558,9 @@ test('a contact with two devices gets one body per device, in one SendToDevices;
   assert.equal(bob2.profile.device_id, 2, 'the linked device learned its id');
   server.log.length = 0;
   await alice.sendText('@bob', 'to both');
-  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
   assert.equal(server.sent.length, 1);
+  assert.deepEqual(server.sent[0].own, [], 'alice has no other device: no transcript');
   const [b1, b2] = server.sent[0].bodies;
   assert.deepEqual([b1.device, b2.device], [1, 2]);
   assert.notDeepEqual(b1.body, b2.body, 'each device its own encryption');
@@ -551,7 +611,7 @@ test('STALE_DEVICES with a longer list: a session with the new device, and the t
   const bob2 = await linkedClient(server, bob1);
   server.log.length = 0;
   await alice.sendText('@bob', 'two');
-  assert.deepEqual(sentBy(server, 'alice'), ['SendToDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
   assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x01], [2, 0x01]]);
   assert.deepEqual(alice.devicesChecked.get('bob'), [1, 2]);
   await settle([alice, bob1, bob2]);
@@ -575,7 +635,7 @@ test('a session from before device ids is used for a single-device contact and m
   }
   server.log.length = 0;
   await alice.sendText('@bob', 'three');
-  assert.deepEqual(sentBy(server, 'alice'), ['SendToDevices'], 'the held session: no new bundle');
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced'], 'the held session: no new bundle');
   assert.equal(server.last.body[0], 0x02, 'a ratchet message in the held session');
   const a = alice.profile.contacts.bob;
   assert.equal(a.session, null, 'moved out of the legacy slot');
@@ -604,7 +664,7 @@ test('a session from before device ids is not used for a contact with two device
   const bob2 = await linkedClient(server, bob1);
   server.log.length = 0;
   await alice.sendText('@bob', 'two');
-  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendToDevices']);
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
   assert.notEqual(alice.profile.contacts.bob.session, null, 'kept: it may still decrypt what comes');
   await settle([alice, bob1, bob2]);
   assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['one', 'two'], ['two']]);
@@ -710,7 +770,7 @@ test('texts written while offline wait in the outbox and go, in order and once, 
   await flushing;
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['online first', 'offline one', 'offline two', 'while draining']);
-  assert.deepEqual([w1.state, w2.state, w3.state], ['sent', 'sent', 'sent']);
+  assert.deepEqual([w1.state, w2.state, w3.state], ['delivered', 'delivered', 'delivered'], 'sent, and bob\'s receipts came');
   assert.equal(alice.outbox().length, 0);
 });
 
@@ -841,7 +901,9 @@ async function link(server, first, { mangle } = {}) {
     server.links.set(`${first.profile.username}:${toHex(code.linkId())}`, sealLink(code, new TextEncoder().encode(JSON.stringify(mangle(JSON.parse(new TextDecoder().decode(linkStateBytes(first.profile))))))));
   } else {
     // Typed by hand: lower case, spaces for dashes.
-    assert.deepEqual(await first.linkDevice(text.toLowerCase().replace(/-/g, ' ')), { contacts: Object.keys(first.profile.contacts).length });
+    // Our own account (held for sessions with our other devices) is no contact.
+    const contacts = Object.keys(first.profile.contacts).filter((name) => name !== first.profile.username).length;
+    assert.deepEqual(await first.linkDevice(text.toLowerCase().replace(/-/g, ' ')), { contacts });
   }
   const ticks = [];
   const message = await linking.waitForMessage({ every: 1, onTick: (left) => ticks.push(left) });
@@ -966,3 +1028,211 @@ test('a login as a device the account no longer has says so, so the browser can 
   await assert.rejects(browser.submitCode('123456'), (e) => e instanceof DeviceRevokedError && /no longer one of carol’s devices.*Link it again/.test(e.message));
   assert.ok(carol);
 });
+
+// ---- several devices of one account: sent-message sync, receipts per device ----
+
+/** The entries of `conv` as [text, state, outgoing]. */
+const shown = (c, conv) => c.messages(conv).map((e) => [e.text, e.state, e.outgoing]);
+
+test('a text sent from one of two linked devices shows on the other as sent from another of your devices', async () => {
+  const server = new FakeServer();
+  const alice1 = await newClient(server, 'alice', 1);
+  const alice2 = await linkedClient(server, alice1);
+  const bob = await newClient(server, 'bob', 1);
+  server.log.length = 0;
+  await alice1.sendText('@bob', 'hello from the laptop');
+  // bob's device and alice's other device, in one request; the own list asked for once.
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
+  const synced = server.sent.at(-1);
+  assert.deepEqual([synced.bodies.map((b) => b.device), synced.own.map((b) => b.device)], [[1], [2]]);
+  await settle([alice1, alice2, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['hello from the laptop']);
+  assert.deepEqual(shown(alice2, '@bob'), [['hello from the laptop', 'synced', true]]);
+  const e = alice2.messages('@bob')[0];
+  assert.equal(e.from, 'alice');
+  assert.equal(e.id, alice1.messages('@bob')[0].id, 'the same text id');
+  assert.equal(e.at, alice1.messages('@bob')[0].at);
+  // Our own account holds the sessions with our devices: verified, never a chat, never linked on.
+  assert.equal(alice2.profile.contacts.alice.verified, true);
+  assert.ok(alice1.profile.contacts.alice.devices[2].session);
+  assert.ok(!alice2.conversations().some((c) => c.conv === '@alice'), 'no conversation with ourselves');
+  assert.deepEqual(Object.keys(JSON.parse(new TextDecoder().decode(linkStateBytes(alice1.profile))).contacts), ['bob']);
+  // The transcript's acknowledgement tells nobody; bob's device's does.
+  assert.deepEqual(server.receipts.map((r) => [r.to, r.device]), [['alice', 1]]);
+  assert.equal(alice1.messages('@bob')[0].state, 'delivered');
+  assert.equal(alice2.messages('@bob')[0].state, 'synced', 'the receipt is for the sending device\'s entry');
+
+  // The same text id again (a retry that did reach the server): shown once.
+  await alice1.serial(() => sendTextTo(alice1, 'bob', { type: 'Text', id: BigInt(e.id), sent_at: BigInt(e.at), text: e.text }));
+  await settle([alice1, alice2, bob]);
+  assert.equal(alice2.messages('@bob').length, 1);
+
+  // The other way: alice2 writes to bob, in the session alice1 started (a ratchet message).
+  server.log.length = 0;
+  await alice2.sendText('@bob', 'and from the phone');
+  assert.deepEqual(server.sent.at(-1).own.map((b) => [b.device, b.body[0]]), [[1, 0x02]]);
+  await settle([alice1, alice2, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['hello from the laptop', 'and from the phone']);
+  assert.deepEqual(shown(alice1, '@bob').at(-1), ['and from the phone', 'synced', true]);
+  await alice1.sendText('@bob', 'third');
+  assert.equal(server.sent.at(-1).own[0].body[0], 0x02, 'a ratchet message once alice2 answered');
+  await settle([alice1, alice2, bob]);
+  assert.deepEqual(shown(alice2, '@bob').at(-1), ['third', 'synced', true]);
+  // Still no text to ourselves.
+  await assert.rejects(alice1.serial(() => sendTextTo(alice1, 'alice', { type: 'Text', id: 9n, sent_at: 9n, text: 'me' })), /that is you/);
+  assert.deepEqual([alice1.messages('@alice'), alice2.messages('@alice')], [[], []]);
+});
+
+test('STALE_DEVICES on our own list: both lists asked again, the new device gets its transcript; no change at all gives up', async () => {
+  const server = new FakeServer();
+  const alice1 = await newClient(server, 'alice', 1);
+  const bob = await newClient(server, 'bob', 1);
+  await alice1.sendText('@bob', 'one');
+  await settle([alice1, bob]);
+  assert.deepEqual(server.sent.at(-1).own, []);
+  // Alice links a device while this connection holds the own list it checked ([1]).
+  const alice2 = await linkedClient(server, alice1);
+  server.log.length = 0;
+  await alice1.sendText('@bob', 'two');
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(alice1.devicesChecked.get('alice'), [1, 2]);
+  assert.deepEqual(server.sent.at(-1).own.map((b) => b.device), [2]);
+  await settle([alice1, alice2, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['one', 'two']);
+  assert.deepEqual(shown(alice2, '@bob'), [['two', 'synced', true]]);
+
+  // A server refusing the own list it gives again: one more question each, then nothing.
+  server.staleOwn = 5;
+  server.log.length = 0;
+  await assert.rejects(alice1.sendText('@bob', 'three'), /refuses the devices it lists for bob \(STALE_DEVICES\); nothing was sent/);
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices']);
+  server.staleOwn = 0;
+  await settle([alice1, alice2, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['one', 'two']);
+
+  // The server lists another identity for our own account: this device is no longer the
+  // account's. Nothing is encrypted to anyone, nothing is sent.
+  const session = alice1.profile.contacts.bob.devices[1].session;
+  server.accounts.get('alice').identity = IdentityKeyPair.generate().public();
+  alice1.devicesChecked.clear();
+  server.log.length = 0;
+  await assert.rejects(alice1.sendText('@bob', 'four'), /the server lists another identity for your own account: it was started over on another device, and this device is no longer part of it/);
+  assert.ok(!server.log.some(([, t]) => t === 'SendSynced' || t === 'SendToDevices'), 'nothing sent');
+  assert.equal(alice1.profile.contacts.bob.devices[1].session, session, 'nothing encrypted for bob either');
+  assert.equal(alice1.profile.contacts.alice.key_changed, false);
+});
+
+test('a first message "from ourselves" with another identity is refused and installs nothing; a transcript from a contact is refused', async () => {
+  const server = new FakeServer();
+  const alice1 = await newClient(server, 'alice', 1);
+  const alice2 = await linkedClient(server, alice1);
+  const mallory = await newClient(server, 'mallory', 1);
+  const bob = await newClient(server, 'bob', 1);
+  // Mallory starts a session with alice's device 2 (X3DH with her own identity) and seals a
+  // transcript in it; the server labels it as from alice's device 1.
+  const { session } = await mallory.serial(() => sendingSession(mallory, 'alice', 2, false));
+  const opk = session.pendingPrekeyHeader.one_time_prekey_id;
+  assert.ok(alice2.profile.opks[opk], 'a one-time prekey of alice2\'s');
+  const plain = encodeContent({ type: 'Sent', to: 'bob', id: 5n, sent_at: 1764000000n, text: 'I am alice' });
+  const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
+  alice2.handlePush({ type: 'Deliver', server_id: 900n, from: 'alice', room: null, sent_at: 1764000000n, body, device: 1 });
+  await settle([alice1, alice2]);
+  assert.deepEqual(alice2.messages('@bob'), [], 'no transcript shown');
+  const last = alice2.messages('@alice').at(-1);
+  assert.equal(last.state, 'undecryptable');
+  assert.match(last.text, /not from your identity/);
+  assert.equal(alice2.profile.contacts.alice?.devices?.[1], undefined, 'no session installed');
+  assert.ok(alice2.profile.opks[opk], 'the one-time prekey is not used up');
+  assert.deepEqual(alice2.resets, [], 'no reset owed');
+
+  // Bob (a contact, in a session of his own) sends a transcript: unreadable, nothing in @carol.
+  await bob.serial(() => sendContentTo(bob, 'alice', { type: 'Sent', to: 'carol', id: 6n, sent_at: 1764000000n, text: 'you said this' }));
+  await settle([alice1, alice2, bob]);
+  for (const a of [alice1, alice2]) {
+    assert.deepEqual(a.messages('@carol'), []);
+    const e = a.messages('@bob').at(-1);
+    assert.equal(e.state, 'undecryptable');
+    assert.match(e.text, /a sent transcript may only come from your own devices/);
+  }
+
+  // Between our own devices: a text is not something they send each other; a transcript to
+  // ourselves or to a name that is no username is dropped; a reset is a notice (no room resync).
+  await alice1.serial(() => sendContentTo(alice1, 'alice', { type: 'Text', id: 7n, sent_at: 1764000000n, text: 'psst' }));
+  await settle([alice1, alice2]);
+  assert.match(alice2.messages('@alice').at(-1).text, /your own devices do not send each other this/);
+  for (const to of ['alice', 'Bob', 'b']) {
+    await alice1.serial(() => sendContentTo(alice1, 'alice', { type: 'Sent', to, id: 8n, sent_at: 1764000000n, text: 'odd' }));
+  }
+  await settle([alice1, alice2]);
+  assert.ok(!alice2.profile.history.some((x) => x.text === 'odd'), 'dropped');
+  alice2.profile.rooms.team = { state: null, members: ['alice', 'bob'], admin: 'alice', key_sent: { alice: 0 } };
+  await alice1.serial(() => sendContentTo(alice1, 'alice', { type: 'SessionReset' }));
+  await settle([alice1, alice2]);
+  assert.ok(alice2.notices.includes('your device 1 could not decrypt a message from this one; the session between them was reset'));
+  assert.deepEqual(alice2.roomsToSync, []);
+  assert.deepEqual(alice2.profile.rooms.team.key_sent, { alice: 0 }, 'no room resync');
+  delete alice2.profile.rooms.team;
+  // A reset to our own account goes to our other devices (SendToDevices to ourselves); with
+  // none, nothing is sent.
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => b.device), [2]);
+  assert.equal(server.sent.at(-1).to, 'alice');
+  const solo = await newClient(server, 'solo', 1);
+  server.log.length = 0;
+  assert.equal(await solo.serial(() => sendContentTo(solo, 'solo', { type: 'SessionReset' })), '0');
+  assert.deepEqual(sentBy(server, 'solo'), ['FetchDevices']);
+});
+
+test('receipts count devices: delivered to 1 of 2, then 2 of 2; a repeat changes nothing; old entries still read', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice', 1);
+  const bob1 = await newClient(server, 'bob', 1);
+  const bob2 = await linkedClient(server, bob1);
+  // bob's second device holds its acknowledgements back for now.
+  const held = [];
+  const send = bob2.conn.send;
+  bob2.conn.send = (m) => (m.type === 'Ack' ? held.push(m) : send.call(bob2.conn, m));
+  const entry = await alice.sendText('@bob', 'count me');
+  assert.equal(entry.devices, 2);
+  assert.deepEqual(entry.delivered_to, [], 'nothing counted yet');
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual([entry.state, entry.delivered_to], ['delivered', [1]]);
+  assert.equal(deliveredText(entry), 'delivered to 1 of 2 devices');
+  // The same receipt again (kept and pushed again): nothing new.
+  alice.handlePush({ type: 'Delivered', server_id: BigInt(entry.server_id), to: 'bob', device: 1 });
+  await settle([alice]);
+  assert.deepEqual(entry.delivered_to, [1]);
+  assert.equal(deliveredText(entry), 'delivered to 1 of 2 devices');
+  assert.equal(held.length, 1);
+  send.call(bob2.conn, held[0]);
+  await settle([alice, bob1, bob2]);
+  assert.deepEqual(entry.delivered_to, [1, 2]);
+  assert.equal(deliveredText(entry), 'delivered to 2 of 2 devices');
+  // And once every device has it, nothing is waiting for a receipt.
+  const before = alice.history.dirty.size;
+  alice.handlePush({ type: 'Delivered', server_id: BigInt(entry.server_id), to: 'bob', device: 2 });
+  await settle([alice]);
+  assert.deepEqual(entry.delivered_to, [1, 2]);
+  assert.equal(alice.history.dirty.size, before);
+  // A contact with one device: plain "delivered".
+  const carol = await newClient(server, 'carol', 1);
+  const one = await alice.sendText('@carol', 'just one');
+  await settle([alice, carol]);
+  assert.deepEqual([one.devices, one.state, deliveredText(one)], [1, 'delivered', 'delivered']);
+
+  // History written before receipts named devices: no counts, still "delivered"; an old `sent`
+  // entry takes its receipt.
+  const h = new History({ history: [
+    { conv: '@bob', from: 'alice', text: 'old', at: 1, id: '1', server_id: '5', outgoing: true, state: 'delivered', unread: false },
+    { conv: '@bob', from: 'alice', text: 'old sent', at: 2, id: '2', server_id: '6', outgoing: true, state: 'sent', unread: false },
+  ] });
+  const [old, oldSent] = h.profile.history;
+  assert.equal(deliveredText(old), 'delivered');
+  assert.equal(h.markDelivered('6', 0), true);
+  assert.deepEqual([oldSent.state, deliveredText(oldSent)], ['delivered', 'delivered']);
+  assert.equal(h.markDelivered('6', 3), false, 'no longer waiting');
+  // An entry delivered to 1 of 2 when saved still waits for the other receipt after a reload.
+  const again = new History({ history: [{ ...entry, state: 'delivered', delivered_to: [1], seq: 0 }] });
+  assert.equal(again.markDelivered(entry.server_id, 2), true);
+  assert.equal(deliveredText(again.profile.history[0]), 'delivered to 2 of 2 devices');
+});
+

@@ -33,6 +33,8 @@ class RoomServer {
     const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
     const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
     this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks });
+    // Every account has one device, device 1: the client knows it is that one.
+    p.device_id = 1;
   }
 
   push(user, msg) {
@@ -90,8 +92,10 @@ class RoomServer {
         if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
         return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [1] };
       }
+      case 'SendSynced':
       case 'SendToDevices': {
-        if (msg.bodies.length !== 1 || msg.bodies[0].device !== 1) throw new ServerError(ErrorCode.STALE_DEVICES, 'stale');
+        // One device per account: a text's transcript has no other device of ours to go to.
+        if (msg.bodies.length !== 1 || msg.bodies[0].device !== 1 || (msg.own && msg.own.length !== 0)) throw new ServerError(ErrorCode.STALE_DEVICES, 'stale');
         const server_id = this.nextId++;
         this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body, device: 1 });
         return { type: 'Accepted', client_id: msg.client_id, server_id };
@@ -180,9 +184,9 @@ class RoomServer {
     this.tell(room, 'server', 'Roster', except);
   }
 
-  /** Sends to `to` made by `from` (SendToDevices), for tests. */
+  /** Sends to `to` made by `from` (SendToDevices, SendSynced), for tests. */
   sentTo(from, to) {
-    return this.log.filter(([w, t, d]) => w === from && t === 'SendToDevices' && d === to).length;
+    return this.log.filter(([w, t, d]) => w === from && (t === 'SendToDevices' || t === 'SendSynced') && d === to).length;
   }
 }
 
