@@ -4,8 +4,10 @@
 //! decrypt on the other, same chain); `primitives/<size>` is the bare RustCrypto calls that
 //! message needs on both sides, with nothing else: per side HMAC-SHA256 ×2 (`KDF_CK`), HKDF-SHA256
 //! to 44 bytes (key and nonce), and ChaCha20-Poly1305 seal or open over `AD || header`. Their
-//! ratio is the ratchet's overhead (goal ≤ 1.1×). Also an X3DH handshake (both sides) and a room
-//! message (encrypt, sign, verify, decrypt).
+//! ratio is the ratchet's overhead (goal ≤ 1.1×). Also an X3DH handshake (both sides), X3DH
+//! beside PQXDH for a linked device with every prekey kind (`handshake/x3dh` and
+//! `handshake/pqxdh`, both sides; budget: PQXDH ≤ 2× X3DH), and a room message (encrypt, sign,
+//! verify, decrypt).
 //!
 //! Run: `cargo bench -p proto-core --bench crypto -- --measurement-time 2 --warm-up-time 1`.
 #![allow(
@@ -21,8 +23,8 @@ use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::Mac;
 use proto_core::{
-    IdentityKeyPair, OneTimePrekeyPair, RATCHET_OVERHEAD, ROOM_OVERHEAD, RemoteBundle, Room,
-    Session, SignedPrekeyPair, X3dhAgreement,
+    IdentityKeyPair, KemPrekeyPair, OneTimePrekeyPair, PqxdhAgreement, RATCHET_OVERHEAD,
+    ROOM_OVERHEAD, RemoteBundle, Room, Session, SignedPrekeyPair, X3dhAgreement,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -136,6 +138,81 @@ fn x3dh(c: &mut Criterion) {
     });
 }
 
+/// X3DH and PQXDH side by side, each both sides, for device 2 with a one-time prekey: the
+/// same signed-prekey check ("Sealroom SPK v2") and four DH on each side; PQXDH adds the KEM
+/// prekey's signature check, ML-KEM-768 encapsulation and decapsulation and two SHA-256. The
+/// responder's KEM prekey is already loaded (`pqxdh`), or rebuilt from its 64-byte seed as
+/// a keystore would (`pqxdh_from_seed`).
+fn handshake(c: &mut Criterion) {
+    const DEVICE: u32 = 2;
+    let mut rng = ChaCha20Rng::from_seed([10; 32]);
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPrekeyPair::generate_for_device(&mut rng, 1, DEVICE, &bob);
+    let opk = OneTimePrekeyPair::generate(&mut rng, 2);
+    let kem = KemPrekeyPair::generate(&mut rng, 3);
+    let kem_public = kem.public_for_device(DEVICE, &bob);
+    let kem_secret = kem.to_secret_bytes();
+    let bundle = RemoteBundle {
+        identity: bob.public(),
+        signed_prekey: spk.public(),
+        one_time_prekey: Some(opk.public()),
+    };
+    let mut group = c.benchmark_group("handshake");
+    group.bench_function("x3dh", |bench| {
+        bench.iter(|| {
+            let (_, header) =
+                X3dhAgreement::initiate_for_device(&mut rng, &alice, black_box(&bundle), DEVICE)
+                    .unwrap();
+            X3dhAgreement::respond(&bob, &spk, Some(&opk), black_box(&header)).unwrap()
+        })
+    });
+    group.bench_function("pqxdh", |bench| {
+        bench.iter(|| {
+            let (_, header, kem_header) = PqxdhAgreement::initiate(
+                &mut rng,
+                &alice,
+                black_box(&bundle),
+                DEVICE,
+                black_box(&kem_public),
+            )
+            .unwrap();
+            PqxdhAgreement::respond(
+                &bob,
+                &spk,
+                Some(&opk),
+                &kem,
+                black_box(&header),
+                black_box(&kem_header),
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("pqxdh_from_seed", |bench| {
+        bench.iter(|| {
+            let (_, header, kem_header) = PqxdhAgreement::initiate(
+                &mut rng,
+                &alice,
+                black_box(&bundle),
+                DEVICE,
+                black_box(&kem_public),
+            )
+            .unwrap();
+            let kem = KemPrekeyPair::from_secret_bytes(black_box(&kem_secret));
+            PqxdhAgreement::respond(
+                &bob,
+                &spk,
+                Some(&opk),
+                &kem,
+                black_box(&header),
+                black_box(&kem_header),
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn room(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::from_seed([9; 32]);
     let (a_id, b_id) = ([1u8; 32], [2u8; 32]);
@@ -155,5 +232,5 @@ fn room(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ratchet, x3dh, room);
+criterion_group!(benches, ratchet, x3dh, handshake, room);
 criterion_main!(benches);

@@ -12,8 +12,9 @@
 //! - Messages: [`Message`] and its borrowed payload types (`&str` / `&[u8]` fields, no copies).
 //! - I/O: [`read_frame`] / [`write_frame`] over `embedded_io`, and async twins behind the
 //!   `async` feature.
-//! - Crypto: device keys, X3DH, the Double Ratchet, room sender keys and safety numbers, with
-//!   randomness only from a caller's `CryptoRng`.
+//! - Crypto: device keys, X3DH and its post-quantum form PQXDH (ML-KEM-768), the Double
+//!   Ratchet, room sender keys and safety numbers, with randomness only from a caller's
+//!   `CryptoRng`.
 //!
 //! docs/PROTOCOL.md gives the byte layout of everything here; conformance/vectors/ holds examples.
 #![no_std]
@@ -35,6 +36,7 @@ mod device;
 mod fingerprint;
 mod kdf;
 mod keys;
+mod pqxdh;
 mod ratchet;
 mod room;
 mod roster;
@@ -74,6 +76,12 @@ pub use keys::{
 pub use x3dh::{
     PREKEY_HEADER_LEN, PREKEY_HEADER_VERSION, PrekeyHeader, PrekeyHeaderError, RemoteBundle,
     X3DH_AD_LEN, X3dhAgreement, X3dhError,
+};
+// PQXDH: X3DH plus an ML-KEM-768 KEM prekey (not yet carried by messages or sessions).
+pub use pqxdh::{
+    KEM_CIPHERTEXT_LEN, KEM_HEADER_LEN, KEM_PREKEY_LABEL, KEM_PUBLIC_KEY_LEN, KEM_SEED_LEN,
+    KemCiphertext, KemHeader, KemPrekeyPair, KemPrekeyPublic, PQXDH_INFO, PqxdhAgreement,
+    PqxdhError,
 };
 // Double Ratchet: the pairwise session (sans-IO), its header, errors and state bytes.
 pub use ratchet::{

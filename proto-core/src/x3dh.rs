@@ -283,22 +283,8 @@ impl X3dhAgreement {
                 .verify_for_device(&bundle.identity.signing, d),
         }
         .map_err(|_| X3dhError::BadPrekeySignature)?;
-        let spk = &bundle.signed_prekey.public;
-        let dh1 = dh(identity.dh_secret(), spk).map_err(|_| X3dhError::NonContributory)?;
-        let dh2 = dh(&ephemeral, &bundle.identity.dh).map_err(|_| X3dhError::NonContributory)?;
-        let dh3 = dh(&ephemeral, spk).map_err(|_| X3dhError::NonContributory)?;
-        let dh4 = match &bundle.one_time_prekey {
-            Some(opk) => Some(dh(&ephemeral, &opk.public).map_err(|_| X3dhError::NonContributory)?),
-            None => None,
-        };
-        let ours = identity.public();
-        let header = PrekeyHeader {
-            identity: ours,
-            ephemeral: PublicKey::from(&ephemeral).to_bytes(),
-            signed_prekey_id: bundle.signed_prekey.id,
-            one_time_prekey_id: bundle.one_time_prekey.map(|k| k.id),
-        };
-        let agreement = Self::derive(&dh1, &dh2, &dh3, dh4.as_deref(), &ours, &bundle.identity);
+        let (dhs, header) = initiator_dh(identity, bundle, &ephemeral)?;
+        let agreement = Self::derive(&dhs, &header.identity, &bundle.identity);
         Ok((agreement, header))
     }
 
@@ -312,66 +298,18 @@ impl X3dhAgreement {
         one_time_prekey: Option<&OneTimePrekeyPair>,
         header: &PrekeyHeader,
     ) -> Result<Self, X3dhError> {
-        if header.signed_prekey_id != signed_prekey.id() {
-            return Err(X3dhError::WrongSignedPrekey);
-        }
-        match (header.one_time_prekey_id, one_time_prekey) {
-            (None, None) => {}
-            (Some(id), Some(opk)) if id == opk.id() => {}
-            _ => return Err(X3dhError::WrongOneTimePrekey),
-        }
-        let spk = signed_prekey.secret();
-        let dh1 = dh(spk, &header.identity.dh).map_err(|_| X3dhError::NonContributory)?;
-        let dh2 =
-            dh(identity.dh_secret(), &header.ephemeral).map_err(|_| X3dhError::NonContributory)?;
-        let dh3 = dh(spk, &header.ephemeral).map_err(|_| X3dhError::NonContributory)?;
-        let dh4 = match one_time_prekey {
-            Some(opk) => {
-                Some(dh(opk.secret(), &header.ephemeral).map_err(|_| X3dhError::NonContributory)?)
-            }
-            None => None,
-        };
-        Ok(Self::derive(
-            &dh1,
-            &dh2,
-            &dh3,
-            dh4.as_deref(),
-            &header.identity,
-            &identity.public(),
-        ))
+        let dhs = responder_dh(identity, signed_prekey, one_time_prekey, header)?;
+        Ok(Self::derive(&dhs, &header.identity, &identity.public()))
     }
 
-    fn derive(
-        dh1: &[u8; 32],
-        dh2: &[u8; 32],
-        dh3: &[u8; 32],
-        dh4: Option<&[u8; 32]>,
-        initiator: &IdentityPublicKey,
-        responder: &IdentityPublicKey,
-    ) -> Self {
-        let mut ikm = Zeroizing::new([0xFFu8; 32 * 5]);
-        let mut len = 32;
-        for part in [Some(dh1), Some(dh2), Some(dh3), dh4].into_iter().flatten() {
-            if let Some(slot) = ikm.get_mut(len..len + 32) {
-                slot.copy_from_slice(part);
-            }
-            len += 32;
-        }
+    fn derive(dhs: &DhInput, initiator: &IdentityPublicKey, responder: &IdentityPublicKey) -> Self {
         let mut sk = [0u8; 32];
         // 32 bytes of output is always within HKDF's limit.
-        // `len` is 128 or 160, never past the buffer: `min` only keeps `split_at` panic-free.
-        let (used, _) = ikm.split_at(len.min(ikm.len()));
-        let _ = hkdf_sha256(&ZERO_SALT, used, X3DH_INFO, &mut sk);
-        let mut ad = [0u8; X3DH_AD_LEN];
-        for (chunk, key) in ad.chunks_exact_mut(32).zip([
-            &initiator.dh,
-            &initiator.signing,
-            &responder.dh,
-            &responder.signing,
-        ]) {
-            chunk.copy_from_slice(key);
+        let _ = hkdf_sha256(&ZERO_SALT, dhs.ikm(), X3DH_INFO, &mut sk);
+        Self {
+            sk,
+            ad: associated_data(initiator, responder),
         }
-        Self { sk, ad }
     }
 
     /// The associated data `IKd_A || IKs_A || IKd_B || IKs_B`.
@@ -388,6 +326,103 @@ impl X3dhAgreement {
     pub(crate) fn into_parts(self) -> (Zeroizing<[u8; 32]>, [u8; X3DH_AD_LEN]) {
         (Zeroizing::new(self.sk), self.ad)
     }
+}
+
+/// X3DH's key material: `32×0xFF || DH1 || DH2 || DH3 [|| DH4]` (PROTOCOL.md §4.2), zeroized
+/// on drop. PQXDH (pqxdh.rs) derives from these bytes followed by its KEM shared secret.
+pub(crate) struct DhInput {
+    ikm: Zeroizing<[u8; 32 * 5]>,
+    len: usize,
+}
+
+impl DhInput {
+    fn new(dh1: &[u8; 32], dh2: &[u8; 32], dh3: &[u8; 32], dh4: Option<&[u8; 32]>) -> Self {
+        let mut ikm = Zeroizing::new([0xFFu8; 32 * 5]);
+        let mut len = 32;
+        for part in [Some(dh1), Some(dh2), Some(dh3), dh4].into_iter().flatten() {
+            if let Some(slot) = ikm.get_mut(len..len + 32) {
+                slot.copy_from_slice(part);
+            }
+            len += 32;
+        }
+        Self { ikm, len }
+    }
+
+    /// The HKDF input key material, 128 bytes (no one-time prekey) or 160.
+    pub(crate) fn ikm(&self) -> &[u8] {
+        // `len` is 128 or 160, never past the buffer: `min` only keeps `split_at` panic-free.
+        self.ikm.split_at(self.len.min(self.ikm.len())).0
+    }
+}
+
+/// The initiator's DH1..DH4 with `ephemeral` and the header naming the prekeys used. The
+/// caller has checked the signed prekey's signature.
+pub(crate) fn initiator_dh(
+    identity: &IdentityKeyPair,
+    bundle: &RemoteBundle,
+    ephemeral: &StaticSecret,
+) -> Result<(DhInput, PrekeyHeader), X3dhError> {
+    let spk = &bundle.signed_prekey.public;
+    let dh1 = dh(identity.dh_secret(), spk).map_err(|_| X3dhError::NonContributory)?;
+    let dh2 = dh(ephemeral, &bundle.identity.dh).map_err(|_| X3dhError::NonContributory)?;
+    let dh3 = dh(ephemeral, spk).map_err(|_| X3dhError::NonContributory)?;
+    let dh4 = match &bundle.one_time_prekey {
+        Some(opk) => Some(dh(ephemeral, &opk.public).map_err(|_| X3dhError::NonContributory)?),
+        None => None,
+    };
+    let header = PrekeyHeader {
+        identity: identity.public(),
+        ephemeral: PublicKey::from(ephemeral).to_bytes(),
+        signed_prekey_id: bundle.signed_prekey.id,
+        one_time_prekey_id: bundle.one_time_prekey.map(|k| k.id),
+    };
+    Ok((DhInput::new(&dh1, &dh2, &dh3, dh4.as_deref()), header))
+}
+
+/// The responder's DH1..DH4 for `header`, after checking that it names the prekeys passed in.
+pub(crate) fn responder_dh(
+    identity: &IdentityKeyPair,
+    signed_prekey: &SignedPrekeyPair,
+    one_time_prekey: Option<&OneTimePrekeyPair>,
+    header: &PrekeyHeader,
+) -> Result<DhInput, X3dhError> {
+    if header.signed_prekey_id != signed_prekey.id() {
+        return Err(X3dhError::WrongSignedPrekey);
+    }
+    match (header.one_time_prekey_id, one_time_prekey) {
+        (None, None) => {}
+        (Some(id), Some(opk)) if id == opk.id() => {}
+        _ => return Err(X3dhError::WrongOneTimePrekey),
+    }
+    let spk = signed_prekey.secret();
+    let dh1 = dh(spk, &header.identity.dh).map_err(|_| X3dhError::NonContributory)?;
+    let dh2 =
+        dh(identity.dh_secret(), &header.ephemeral).map_err(|_| X3dhError::NonContributory)?;
+    let dh3 = dh(spk, &header.ephemeral).map_err(|_| X3dhError::NonContributory)?;
+    let dh4 = match one_time_prekey {
+        Some(opk) => {
+            Some(dh(opk.secret(), &header.ephemeral).map_err(|_| X3dhError::NonContributory)?)
+        }
+        None => None,
+    };
+    Ok(DhInput::new(&dh1, &dh2, &dh3, dh4.as_deref()))
+}
+
+/// `AD = IKd_A || IKs_A || IKd_B || IKs_B`.
+pub(crate) fn associated_data(
+    initiator: &IdentityPublicKey,
+    responder: &IdentityPublicKey,
+) -> [u8; X3DH_AD_LEN] {
+    let mut ad = [0u8; X3DH_AD_LEN];
+    for (chunk, key) in ad.chunks_exact_mut(32).zip([
+        &initiator.dh,
+        &initiator.signing,
+        &responder.dh,
+        &responder.signing,
+    ]) {
+        chunk.copy_from_slice(key);
+    }
+    ad
 }
 
 #[cfg(test)]
