@@ -84,8 +84,19 @@ async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPubli
     .unwrap();
     expect_ok(&recv_reply(c).await);
     let (device, _) = own_devices(c).await;
+    expect_ok(&publish_prekey(c, 1, device, &pair).await);
+    id
+}
+
+/// Publishes a fresh signed prekey with id `id`, signed by `identity` for `device`; the reply.
+async fn publish_prekey(
+    c: &mut Client,
+    id: u32,
+    device: u32,
+    identity: &proto_core::IdentityKeyPair,
+) -> Frame {
     let spk =
-        proto_core::SignedPrekeyPair::from_secret_key_for_device(1, device, &random32(), &pair)
+        proto_core::SignedPrekeyPair::from_secret_key_for_device(id, device, &random32(), identity)
             .public();
     c.send(&Message::PublishSignedPrekey {
         prekey: proto_core::SignedPrekey {
@@ -96,8 +107,7 @@ async fn publish_identity(c: &mut Client, seed: u8) -> proto_core::IdentityPubli
     })
     .await
     .unwrap();
-    expect_ok(&recv_reply(c).await);
-    id
+    recv_reply(c).await
 }
 
 /// Direct messages queued with the test's body (every test writes only to carol).
@@ -680,23 +690,7 @@ async fn add_second_device(ts: &TestServer, user: &User) -> (Client, u32) {
         Some(Message::DeviceAdded { device }) => device,
         other => panic!("expected DeviceAdded, got {other:?}"),
     };
-    let spk = proto_core::SignedPrekeyPair::from_secret_key_for_device(
-        9,
-        device,
-        &random32(),
-        &user.device.identity,
-    )
-    .public();
-    c.send(&Message::PublishSignedPrekey {
-        prekey: proto_core::SignedPrekey {
-            id: spk.id,
-            key: Key32(spk.public),
-            signature: proto_core::Sig64(spk.signature),
-        },
-    })
-    .await
-    .unwrap();
-    expect_ok(&recv_reply(&mut c).await);
+    expect_ok(&publish_prekey(&mut c, 9, device, &user.device.identity).await);
     (c, device)
 }
 

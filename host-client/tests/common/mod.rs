@@ -42,13 +42,32 @@ pub struct TestServer {
     pub server: Option<Server>,
     pub dir: tempfile::TempDir,
     pub config: ServerConfig,
+    /// A socket bound (never listening) to the server's port with `SO_REUSEADDR` for the
+    /// server's whole life. The server's own listener (also `SO_REUSEADDR`) binds beside it,
+    /// and Linux never hands an explicitly bound port to an outgoing connection: without it,
+    /// a test running alongside could take the port while the server is stopped for a
+    /// restart, and its closed connection would hold the port in TIME_WAIT for a minute.
+    _port: socket2::Socket,
+}
+
+/// Reserves a port on 127.0.0.1 (see `TestServer::_port`).
+fn reserve_port() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
 }
 
 impl TestServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(dir.path().to_path_buf());
-        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (port, addr) = reserve_port();
+        config.listen = addr;
         config.pbkdf2_rounds = 1_000;
         config.drain_timeout = Duration::from_secs(3);
         config.web_root = dir.path().join("no-web-root");
@@ -59,11 +78,11 @@ impl TestServer {
             max_delay: 0,
         };
         let server = Server::start(config.clone(), Clock::System).unwrap();
-        config.listen = server.local_addr;
         Self {
             server: Some(server),
             dir,
             config,
+            _port: port,
         }
     }
 
