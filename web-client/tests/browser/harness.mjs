@@ -17,7 +17,10 @@ export const shots = process.env.SEALROOM_SCREENSHOTS ?? join(repo, 'target/web-
 export async function startServer() {
   const bin = process.env.SEALROOM_SERVER_BIN ?? join(repo, 'target/debug/sealroom-server');
   const dir = mkdtempSync(join(tmpdir(), 'sealroom-web-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  // Below Linux's ephemeral range (32768–60999 by default): an outgoing connection of a test
+  // running alongside never takes this port while the server is paused for a restart (and
+  // then holds it in TIME_WAIT), which a port inside that range could not promise.
+  const port = 20000 + Math.floor(Math.random() * 12000);
   const args = ['--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), '--web-root', join(repo, 'web-client/dist')];
   const env = { ...process.env, SEALROOM_PBKDF2_ROUNDS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' };
   let child;
