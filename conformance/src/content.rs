@@ -187,6 +187,17 @@ pub fn generate() -> Vec<(&'static str, Value)> {
             "room_id": h(&proto_core::room_id_for_name(name)), "expect": "accept",
         }));
     }
+    // Room sender ids: an identity, then another identity, each for devices 1, 2 and the
+    // largest id (the u32 is hashed big-endian).
+    for (who, identity) in [("alice", [0x11u8; 32]), ("bob", [0xb0; 32])] {
+        for device in [1u32, 2, u32::MAX] {
+            out.push(json!({
+                "description": format!("room sender id of {who}'s device {device}"),
+                "kind": "room_sender_id", "identity_sig": h(&identity), "device": device,
+                "sender_id": h(&proto_core::room_sender_id(&identity, device)), "expect": "accept",
+            }));
+        }
+    }
     vec![(
         "content.json",
         json!({
@@ -197,7 +208,7 @@ pub fn generate() -> Vec<(&'static str, Value)> {
 }
 
 fn check_case(case: &Value) -> Result<(), String> {
-    let bytes = if case["kind"] == "room_id" {
+    let bytes = if case["kind"] == "room_id" || case["kind"] == "room_sender_id" {
         Vec::new()
     } else {
         hex_field(case, "bytes")?
@@ -249,6 +260,22 @@ fn check_case(case: &Value) -> Result<(), String> {
                 Ok(())
             } else {
                 Err("room id differs".into())
+            }
+        }
+        Some("room_sender_id") => {
+            let identity: [u8; 32] = hex_field(case, "identity_sig")?
+                .try_into()
+                .map_err(|_| "identity_sig is not 32 bytes")?;
+            let device = case["device"]
+                .as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or("missing device")?;
+            if hex::encode(proto_core::room_sender_id(&identity, device))
+                == case["sender_id"].as_str().unwrap_or("")
+            {
+                Ok(())
+            } else {
+                Err("room sender id differs".into())
             }
         }
         other => Err(format!("unknown case kind {other:?}")),

@@ -91,8 +91,9 @@ pub use ratchet::{
 // Rooms: sender keys, distribution messages, membership and epochs.
 pub use room::{
     DEFAULT_ROOM_MEMBERS, DISTRIBUTION_LEN, DistributionError, MembershipError, ROOM_HEADER_LEN,
-    ROOM_ID_LABEL, ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_VERSION, Room, RoomDecryptError,
-    RoomEncryptError, RoomPlaintext, SenderKeyDistribution, room_id_for_name,
+    ROOM_ID_LABEL, ROOM_ID_LEN, ROOM_OVERHEAD, ROOM_SENDER_LABEL, ROOM_VERSION, Room,
+    RoomDecryptError, RoomEncryptError, RoomPlaintext, SenderKeyDistribution, room_id_for_name,
+    room_sender_id,
 };
 // Randomness: every key comes from a caller's `rand_core::CryptoRng` (the OS RNG on a host, the
 // integrator's hardware RNG on a device); the traits are re-exported so an integrator names the

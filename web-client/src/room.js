@@ -34,6 +34,17 @@ export function roomIdForName(name) {
   return sha256(concat(enc.encode('Sealroom Room ID v1'), enc.encode(name))).slice(0, ROOM_ID_LEN);
 }
 
+/**
+ * The 32-byte id a device is known by in every room (proto-core `room_sender_id`, PROTOCOL.md
+ * §4.4): `SHA-256("Sealroom Room Sender v1" || IKs || device_id (u32 BE))`.
+ * @param {Uint8Array} identitySig the account's 32-byte IKs
+ * @param {number} device
+ */
+export function roomSenderId(identitySig, device) {
+  if (identitySig.length !== 32) throw new RangeError('an identity key is 32 bytes');
+  return sha256(concat(new TextEncoder().encode('Sealroom Room Sender v1'), identitySig, u32be(device)));
+}
+
 /** A room error; `name` is the error type (`RoomDecryptError`, `DistributionError`, `MembershipError`), `kind` the variant. */
 export class RoomError extends Error {
   /** @param {string} type @param {string} kind */

@@ -107,7 +107,8 @@ fn fresh_keys<R: CryptoRng + ?Sized>(rng: &mut R) -> (Zeroizing<[u8; 32]>, Zeroi
 impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
     /// A room with no other members yet, and a fresh sender key for `epoch`.
     ///
-    /// `own_sender` is our identity signing key `IKs` (what other members know us by).
+    /// `own_sender` is this device's room sender id ([`room_sender_id`](crate::room_sender_id):
+    /// what other members know it by).
     pub fn create<R: CryptoRng + ?Sized>(
         rng: &mut R,
         room_id: [u8; ROOM_ID_LEN],
@@ -226,6 +227,38 @@ impl<const MEMBERS: usize, const MAX_SKIP: usize> Room<MEMBERS, MAX_SKIP> {
         *slot = MemberSlot::EMPTY;
         self.skipped.remove_chain(sender);
         self.start_epoch(rng, next)
+    }
+
+    /// Remove every one of `senders` the room tracks (the devices of one member who left) and,
+    /// if any was tracked, start the next epoch once. Returns how many were removed; nothing
+    /// changes when none was, or when no next epoch exists (`StaleEpoch`).
+    pub fn remove_members<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        senders: &[[u8; 32]],
+    ) -> Result<usize, MembershipError> {
+        if !senders.iter().any(|s| self.is_member(s)) {
+            return Ok(0);
+        }
+        let next = self
+            .epoch
+            .checked_add(1)
+            .ok_or(MembershipError::StaleEpoch)?;
+        let mut removed = 0;
+        for sender in senders {
+            if let Some(slot) = self.slot_mut(sender) {
+                *slot = MemberSlot::EMPTY;
+                self.skipped.remove_chain(sender);
+                removed += 1;
+            }
+        }
+        self.start_epoch(rng, next)?;
+        Ok(removed)
+    }
+
+    /// Our own sender id in this room (what the others know this device by).
+    pub fn own_sender(&self) -> &[u8; 32] {
+        &self.own_sender
     }
 
     /// [`remove_member`](Self::remove_member) with given keys for the next epoch, for test

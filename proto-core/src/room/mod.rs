@@ -205,3 +205,20 @@ pub fn room_id_for_name(name: &str) -> [u8; ROOM_ID_LEN] {
     }
     id
 }
+
+/// The label hashed in front of an identity and device id to make a room sender id.
+pub const ROOM_SENDER_LABEL: &[u8] = b"Sealroom Room Sender v1";
+
+/// The 32-byte id a device is known by in every room (PROTOCOL.md §4.4):
+/// `SHA-256("Sealroom Room Sender v1" || IKs || device_id (u32 BE))`. Each device of an account
+/// is its own sender; a receiver checks a distribution's and a message's sender against the id
+/// of the (account identity, device) the session or delivery names.
+pub fn room_sender_id(identity_sig: &[u8; 32], device: u32) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(ROOM_SENDER_LABEL)
+        .chain_update(identity_sig)
+        .chain_update(device.to_be_bytes())
+        .finalize()
+        .into()
+}

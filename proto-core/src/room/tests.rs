@@ -214,3 +214,60 @@ fn state_round_trip() {
     assert_eq!(open(&mut r[0], &next).unwrap(), b"from restored");
     assert_eq!(Room::<32, 64>::STATE_LEN, 7839);
 }
+
+#[test]
+fn sender_ids_differ_by_device_and_identity() {
+    let a = room_sender_id(&[1; 32], 1);
+    assert_ne!(a, room_sender_id(&[1; 32], 2));
+    assert_ne!(a, room_sender_id(&[2; 32], 1));
+    assert_eq!(a, room_sender_id(&[1; 32], 1));
+    // Never the identity itself: state from before sender ids is told apart by that.
+    assert_ne!(a, [1; 32]);
+}
+
+#[test]
+fn removing_all_devices_of_a_member_starts_one_epoch_and_shuts_each_out() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    // Our device, and a member with two devices.
+    let [mut ours, mut phone, mut laptop] = trio(&mut rng);
+    assert_eq!(ours.own_sender(), &[1; 32]);
+    let before = ours.epoch();
+    // Removing ids the room does not track changes nothing.
+    assert_eq!(ours.remove_members(&mut rng, &[[9; 32]]), Ok(0));
+    assert_eq!(ours.epoch(), before);
+    assert_eq!(
+        ours.remove_members(&mut rng, &[[2; 32], [3; 32], [9; 32]]),
+        Ok(2)
+    );
+    assert_eq!(ours.epoch(), before + 1, "one new epoch for both devices");
+    assert!(!ours.is_member(&[2; 32]) && !ours.is_member(&[3; 32]));
+    // Neither device can read what we send next, and their messages are refused.
+    let m = seal(&mut ours, b"after");
+    let dist = SenderKeyDistribution::from_bytes(&*ours.distribution().to_bytes()).unwrap();
+    assert!(phone.handle_distribution(&dist, dist.sender()).is_ok());
+    let from_phone = seal(&mut phone, b"hi");
+    assert_eq!(
+        open(&mut ours, &from_phone),
+        Err(RoomDecryptError::UnknownSender)
+    );
+    let from_laptop = seal(&mut laptop, b"hi");
+    assert_eq!(
+        open(&mut ours, &from_laptop),
+        Err(RoomDecryptError::UnknownSender)
+    );
+    // (The removed phone could take a key handed to it, which is why a client only sends
+    // keys to devices of members the roster lists; what it had before is useless.)
+    assert!(open(&mut laptop, &m).is_err());
+}
+
+#[test]
+fn removing_devices_at_the_last_epoch_changes_nothing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let mut room = Small::create(&mut rng, ROOM, [1; 32], u32::MAX);
+    room.add_member(&[2; 32]).unwrap();
+    assert_eq!(
+        room.remove_members(&mut rng, &[[2; 32]]),
+        Err(MembershipError::StaleEpoch)
+    );
+    assert!(room.is_member(&[2; 32]));
+}

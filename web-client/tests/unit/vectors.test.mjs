@@ -10,7 +10,7 @@ import { decodeContent, encodeContent, parseEnvelope, emitEnvelope } from '../..
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
 import { X3dhAgreement, prekeyHeaderFromBytes, prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { Session, chainStep } from '../../src/ratchet.js';
-import { Room, SenderKeyDistribution, roomIdForName } from '../../src/room.js';
+import { Room, SenderKeyDistribution, roomIdForName, roomSenderId } from '../../src/room.js';
 import { partyFingerprint, safetyNumber } from '../../src/fingerprint.js';
 import { messageKeyMaterial, MESSAGE_INFO, ROOM_INFO } from '../../src/kdf.js';
 import { NameError, checkRoomName, foldUsername } from '../../src/names.js';
@@ -121,6 +121,11 @@ test('content.json: contents, envelopes and room ids, accepted and rejected', ()
     if (c.kind === 'room_id') {
       assert.equal(c.expect, 'accept');
       assert.equal(toHex(roomIdForName(c.room)), c.room_id, c.description);
+      continue;
+    }
+    if (c.kind === 'room_sender_id') {
+      assert.equal(c.expect, 'accept');
+      assert.equal(toHex(roomSenderId(fromHex(c.identity_sig), c.device)), c.sender_id, c.description);
       continue;
     }
     const bytes = fromHex(c.bytes);
