@@ -315,12 +315,21 @@ impl Client {
             }
         };
         let known = self.profile.device_id == Some(device);
-        if let Some(spk) = self.profile.become_device(device, crate::profile::now())? {
+        let spk = self.profile.become_device(device, crate::profile::now())?;
+        // Rooms kept from before room sender ids start again under this device's (PROTOCOL.md
+        // §4.4); their keys go out at the next sync.
+        let upgraded = self.profile.upgrade_room_senders()?;
+        for name in &upgraded {
+            if !self.rooms_to_sync.contains(name) {
+                self.rooms_to_sync.push(name.clone());
+            }
+        }
+        if let Some(spk) = spk {
             // Saved before publishing, so the secret of a published key is never lost.
             self.save()?;
             let publish = Message::PublishSignedPrekey { prekey: spk };
             self.link.request(&publish, expect_ok).await?;
-        } else if !known {
+        } else if !known || !upgraded.is_empty() {
             self.save()?;
         }
         Ok(())
@@ -429,7 +438,10 @@ impl Client {
                             self.receive_direct(&from, device, &body, sent_at, server_id)
                                 .await
                         }
-                        Some(r) => self.receive_room(r, &from, &body, sent_at, server_id).await,
+                        Some(r) => {
+                            self.receive_room(r, &from, device, &body, sent_at, server_id)
+                                .await
+                        }
                     };
                     let shown = match result {
                         Ok(s) => s,

@@ -239,7 +239,7 @@ impl Client {
 
     /// Our account's other devices (for sent transcripts, and resets between our devices), as
     /// the server lists them under this device's own identity (checked once per connection).
-    async fn own_other_devices(&mut self) -> anyhow::Result<Vec<u32>> {
+    pub(crate) async fn own_other_devices(&mut self) -> anyhow::Result<Vec<u32>> {
         let me = self.profile.username.clone();
         let all = match self.devices_checked.get(&me) {
             Some(d) => d.clone(),
@@ -657,8 +657,8 @@ impl Client {
                      session between them was reset"
                 )));
             }
-            Ok(Content::Text { .. } | Content::RoomKey { .. } | Content::Roster { .. }) if mine => {
-                // Our devices send each other only transcripts and resets for now.
+            Ok(Content::Text { .. }) if mine => {
+                // Our devices send each other transcripts, resets, room keys and rosters.
                 let why = "your own devices do not send each other this";
                 notices.push(self.undecryptable(from, sent_at, server_id, why));
             }
@@ -675,7 +675,13 @@ impl Client {
             }
             Ok(Content::RoomKey { room, distribution }) => {
                 let (room, distribution) = (room.to_owned(), distribution.to_vec());
-                notices.extend(self.receive_room_key(from, &room, &distribution).await?);
+                notices.extend(
+                    self.receive_room_key(from, device, &room, &distribution)
+                        .await?,
+                );
+            }
+            Ok(Content::Roster { room, roster }) if mine => {
+                notices.extend(self.adopt_own_roster(room, roster)?);
             }
             Ok(Content::Roster { room, roster }) => {
                 let (room, roster) = (room.to_owned(), roster.to_vec());

@@ -98,9 +98,12 @@ impl Client {
                 continue;
             };
             let result = match h.kind {
-                HeldKind::Key => self.receive_room_key(&h.from, &h.room, &bytes).await,
+                HeldKind::Key => {
+                    self.receive_room_key(&h.from, h.device, &h.room, &bytes)
+                        .await
+                }
                 HeldKind::Message => {
-                    self.receive_room(&h.room, &h.from, &bytes, h.at, h.server_id)
+                    self.receive_room(&h.room, &h.from, h.device, &bytes, h.at, h.server_id)
                         .await
                 }
             };

@@ -28,6 +28,27 @@ pub(crate) struct LinkState {
     pub(crate) identity: String,
     /// Contacts by username.
     pub(crate) contacts: BTreeMap<String, LinkedContact>,
+    /// The rooms the account is in: each one's signed roster as the sending device holds it
+    /// (hex). Absent in states from older clients.
+    /// Read leniently: anything but an object of strings is dropped, entry by entry.
+    #[serde(default, deserialize_with = "lenient_rooms")]
+    pub(crate) rooms: BTreeMap<String, String>,
+}
+
+/// `rooms` as sent: entries whose value is not a string are dropped, and a `rooms` that is
+/// not an object reads as none (PROTOCOL.md §4.6: what is not a room's roster is dropped).
+fn lenient_rooms<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 impl Drop for LinkState {
@@ -73,6 +94,12 @@ impl LinkState {
                     )
                 })
                 .collect(),
+            rooms: profile
+                .rooms
+                .iter()
+                .filter(|(_, r)| !r.roster.is_empty())
+                .map(|(name, r)| (name.clone(), r.roster.clone()))
+                .collect(),
         }
     }
 
@@ -111,6 +138,21 @@ impl LinkState {
             );
         }
         Ok(state)
+    }
+
+    /// The rooms with their rosters (bytes): an entry whose name is not a room name, or whose
+    /// roster does not parse as one of that room, is dropped (the state came over the
+    /// network; whether it lists us is checked when it is adopted).
+    pub(crate) fn rooms(&self) -> Vec<(String, Vec<u8>)> {
+        self.rooms
+            .iter()
+            .filter(|(name, _)| proto_core::names::check_room_name(name).is_ok())
+            .filter_map(|(name, roster)| {
+                let bytes = hex::decode(roster).ok()?;
+                let parsed = proto_core::Roster::parse(&bytes).ok()?;
+                (parsed.room_id() == &crate::rooms::room_id(name)).then(|| (name.clone(), bytes))
+            })
+            .collect()
     }
 
     /// The contacts as this device keeps them (no sessions yet); a name that is not a folded
@@ -208,5 +250,73 @@ mod tests {
         assert!(hostile.contacts().is_empty(), "not a username: dropped");
         let other = LinkKeyPair::generate(&mut crate::rng::os());
         assert!(LinkState::open(&other, &sealed).is_err());
+    }
+
+    /// A first roster of `room` signed by `profile`'s identity, listing it alone.
+    fn roster_of(profile: &Profile, room: &str) -> Vec<u8> {
+        let identity = profile.identity().unwrap();
+        let own = identity.public().signing;
+        let members = [proto_core::RosterMember {
+            username: &profile.username,
+            identity: own,
+        }];
+        let fields = proto_core::RosterFields {
+            room_id: crate::rooms::room_id(room),
+            version: 0,
+            epoch: 0,
+            prev: [0; 32],
+            admins: &[own],
+            members: &members,
+        };
+        let mut out = vec![0u8; proto_core::limits::MAX_BODY];
+        let n = proto_core::write_roster(&fields, &identity, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// The account's rooms travel with their rosters; what is not a room's roster is dropped,
+    /// and a state from an older client (no `rooms`) still opens.
+    #[test]
+    fn rooms_travel_with_their_rosters_and_anything_else_is_dropped() {
+        let mut profile = Profile::generate("localhost:1", "carol", 1);
+        let team = roster_of(&profile, "team");
+        profile.rooms.insert(
+            "team".into(),
+            crate::profile::RoomEntry {
+                roster: hex::encode(&team),
+                ..Default::default()
+            },
+        );
+        profile
+            .rooms
+            .insert("unsigned".into(), crate::profile::RoomEntry::default());
+        let pair = LinkKeyPair::generate(&mut crate::rng::os());
+        let sealed = LinkState::of(&profile).seal(pair.code()).unwrap();
+        let mut opened = LinkState::open(&pair, &sealed).unwrap();
+        assert_eq!(opened.rooms(), [("team".to_owned(), team.clone())]);
+        // Another room's roster under this name, garbage, a name that is no room name.
+        opened.rooms.insert("club".into(), hex::encode(&team));
+        opened.rooms.insert("junk".into(), "00ff".into());
+        opened.rooms.insert("Bad Name!".into(), hex::encode(&team));
+        assert_eq!(opened.rooms(), [("team".to_owned(), team)]);
+
+        let old = serde_json::json!({
+            "version": 1, "username": "carol", "identity": profile.identity, "contacts": {},
+        });
+        let state: LinkState = serde_json::from_value(old).unwrap();
+        assert!(state.rooms().is_empty());
+        // A malformed `rooms` loses its bad entries, not the link.
+        for rooms in [
+            serde_json::json!([1, 2]),
+            serde_json::json!({ "team": 7 }),
+            serde_json::json!("x"),
+        ] {
+            let v = serde_json::json!({
+                "version": 1, "username": "carol", "identity": profile.identity,
+                "contacts": {}, "rooms": rooms,
+            });
+            let state: LinkState = serde_json::from_value(v).unwrap();
+            assert!(state.rooms().is_empty());
+        }
     }
 }

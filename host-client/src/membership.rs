@@ -17,7 +17,7 @@ use proto_core::{
 
 use crate::client::{Client, Notice, refusal};
 use crate::exit::{Exit, fail};
-use crate::profile::{Entry, key32, now};
+use crate::profile::{Entry, RoomSender, key32, now};
 
 /// The most roster versions one sync follows (a bound on a server that streams versions).
 const MAX_FOLLOW: usize = 1024;
@@ -228,11 +228,19 @@ impl Client {
                 }
             }
             Some(old) => {
+                // Every device the room tracks of everyone who departed, then ONE new epoch
+                // for the step — also when none of theirs was tracked (they may hold our key
+                // without having sent theirs).
+                let mut departed_ids: Vec<[u8; 32]> = Vec::new();
+                let mut any_departed = false;
                 for d in old.departed(new) {
-                    if room.is_member(&d.identity) {
-                        room.remove_member(&mut crate::rng::os(), &d.identity)
-                            .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
-                    }
+                    any_departed = true;
+                    let (gone, kept): (Vec<RoomSender>, Vec<RoomSender>) =
+                        core::mem::take(&mut entry.senders)
+                            .into_iter()
+                            .partition(|s| s.member == d.username);
+                    entry.senders = kept;
+                    departed_ids.extend(gone.iter().filter_map(|s| key32(&s.id)));
                     entry.key_sent.remove(d.username);
                     let still = new.members().any(|m| m.username == d.username);
                     events.push(if still {
@@ -242,6 +250,18 @@ impl Client {
                     } else {
                         format!("{signer} removed {}", d.username)
                     });
+                }
+                if any_departed {
+                    let removed = room
+                        .remove_members(&mut crate::rng::os(), &departed_ids)
+                        .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+                    if removed == 0 {
+                        let next = room.epoch().checked_add(1).ok_or_else(|| {
+                            anyhow::anyhow!("#{name}: the room is at its last epoch")
+                        })?;
+                        room.start_epoch(&mut crate::rng::os(), next)
+                            .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+                    }
                 }
                 for m in new.members() {
                     if !old.members().any(|o| o.username == m.username) {
@@ -256,34 +276,37 @@ impl Client {
             }
         }
         let still_member = new.contains(&me, &own);
-        for m in new.members() {
-            if m.identity != own && !room.is_member(&m.identity) {
-                room.add_member(&m.identity)
-                    .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
-            }
-        }
         entry.members = new.members().map(|m| m.username.to_owned()).collect();
         entry.admin = new.admins().next().map(|a| name_of(&a)).unwrap_or_default();
         entry.roster = hex::encode(new.as_bytes());
         // Room keys kept aside from senders this roster now names with their known key.
-        for (from, dist_hex) in core::mem::take(&mut entry.early_keys) {
+        entry.early_keys.clear();
+        for early in core::mem::take(&mut entry.early_device_keys) {
             let known = self
                 .profile
                 .contacts
-                .get(&from)
+                .get(&early.from)
                 .filter(|c| !c.key_changed)
                 .and_then(|c| key32(&c.identity_sig));
             match known {
-                Some(k) if new.contains(&from, &k) => {
-                    let bytes = hex::decode(&dist_hex).unwrap_or_default();
+                Some(k) if new.contains(&early.from, &k) => {
+                    let bytes = hex::decode(&early.distribution).unwrap_or_default();
                     if let Ok(dist) = proto_core::SenderKeyDistribution::from_bytes(&bytes)
-                        && room.handle_distribution(&dist, &k).is_ok()
+                        && crate::rooms::take_room_key(
+                            &mut room,
+                            &mut entry,
+                            &early.from,
+                            early.device,
+                            &k,
+                            &dist,
+                        )
+                        .is_ok()
                         && !self.rooms_to_sync.iter().any(|r| r == name)
                     {
                         self.rooms_to_sync.push(name.to_owned());
                     }
                 }
-                _ => entry.early_keys.push((from, dist_hex)),
+                _ => entry.early_device_keys.push(early),
             }
         }
         let mut notices = Vec::new();
@@ -455,6 +478,43 @@ impl Client {
             if !self.rooms_to_sync.iter().any(|r| r == name) {
                 self.rooms_to_sync.push(name.to_owned());
             }
+        }
+        Ok(notices)
+    }
+
+    /// A roster another of our own devices holds (sent by it, or in the link state): our
+    /// starting point in the room if we hold none yet (it comes from our own identity, so it is
+    /// trusted as a first roster from an admin would be), checked to be this room's and to list
+    /// us with our identity. One we hold already says nothing new: the chain is followed at the
+    /// next sync. The room is queued for a key sync.
+    pub(crate) fn adopt_own_roster(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<Vec<Notice>> {
+        let own = self.profile.identity_public()?.signing;
+        let me = self.profile.username.clone();
+        let roster = match Roster::parse(bytes) {
+            Ok(r) if r.room_id() == &crate::rooms::room_id(name) && r.contains(&me, &own) => r,
+            Ok(_) => {
+                return Ok(vec![Notice::Warning(format!(
+                    "#{name}: ignored a member list from another of your devices: not one of \
+                     #{name} that lists you"
+                ))]);
+            }
+            Err(e) => {
+                return Ok(vec![Notice::Warning(format!(
+                    "#{name}: ignored a member list from another of your devices: {}",
+                    e.name()
+                ))]);
+            }
+        };
+        let mut notices = Vec::new();
+        if self.held_roster(name).is_none() {
+            notices = self.adopt_roster(name, None, &roster)?;
+        }
+        if !self.rooms_to_sync.iter().any(|r| r == name) {
+            self.rooms_to_sync.push(name.to_owned());
         }
         Ok(notices)
     }

@@ -104,6 +104,10 @@ pub(crate) struct Held {
     pub(crate) at: u64,
     /// The server's id (messages only).
     pub(crate) server_id: u64,
+    /// The sending device (absent in keystores written before room sender ids: 0, which no
+    /// device has, so such an item is refused when processed).
+    #[serde(default)]
+    pub(crate) device: u32,
 }
 
 /// How many lines the outbox holds; a line typed when it is full is refused, not dropped
@@ -177,11 +181,41 @@ pub(crate) struct RoomEntry {
     /// (PROTOCOL.md §4.7). Keystores written before rosters have none.
     #[serde(default)]
     pub(crate) roster: String,
-    /// Room keys from senders the held roster does not (yet) list, `(from, distribution hex)`,
-    /// at most [`EARLY_KEYS_LIMIT`]: used if a later roster lists the sender with their key
-    /// (a member's key can arrive before the admin's roster does).
-    #[serde(default)]
+    /// Room keys from before room sender ids (`(from, distribution hex)`): read from old
+    /// keystores and dropped (their sender ids are no device's).
+    #[serde(default, skip_serializing)]
     pub(crate) early_keys: Vec<(String, String)>,
+    /// Room keys from senders the held roster does not (yet) list, at most
+    /// [`EARLY_KEYS_LIMIT`]: used if a later roster lists the sender with their key (a
+    /// member's key can arrive before the admin's roster does).
+    #[serde(default)]
+    pub(crate) early_device_keys: Vec<EarlyKey>,
+    /// The devices this room tracks as senders, and whose they are (PROTOCOL.md §4.4): a
+    /// member's are all removed when they leave.
+    #[serde(default)]
+    pub(crate) senders: Vec<RoomSender>,
+}
+
+/// A room key kept aside until a roster names its sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EarlyKey {
+    /// Who sent it.
+    pub(crate) from: String,
+    /// Their device that sent it.
+    pub(crate) device: u32,
+    /// The distribution (hex).
+    pub(crate) distribution: String,
+}
+
+/// A device a room tracks as a sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RoomSender {
+    /// The member (may be us: our other devices).
+    pub(crate) member: String,
+    /// Their device.
+    pub(crate) device: u32,
+    /// Its room sender id (hex), `room_sender_id(IKs, device)` with the identity it had.
+    pub(crate) id: String,
 }
 
 /// How many early room keys a room keeps.
@@ -515,6 +549,35 @@ impl Profile {
             text: text.to_owned(),
             at,
             id,
+            outgoing: true,
+            state: "synced".into(),
+            unread: true,
+            ..Entry::default()
+        };
+        self.push_history(entry.clone());
+        Some(entry)
+    }
+
+    /// Records a room text this account sent from another of its devices (the server delivers
+    /// room messages to the sender's other devices), unless seen before; returns the new
+    /// history entry.
+    pub(crate) fn receive_room_transcript(
+        &mut self,
+        conversation: String,
+        text: &str,
+        (at, id, server_id): (u64, u64, u64),
+    ) -> Option<Entry> {
+        let me = self.username.clone();
+        if !self.note_message(&me, id) {
+            return None;
+        }
+        let entry = Entry {
+            conversation,
+            from: me,
+            text: text.to_owned(),
+            at,
+            id,
+            server_id: Some(server_id),
             outgoing: true,
             state: "synced".into(),
             unread: true,

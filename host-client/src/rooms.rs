@@ -23,12 +23,54 @@ use zeroize::Zeroizing;
 use crate::client::{Client, Notice, expect_ok, refusal};
 use crate::direct::accepted_id;
 use crate::exit::{Exit, fail};
-use crate::profile::{Entry, Held, HeldKind, RoomEntry, key32, now, room_from_hex, room_to_hex};
+use crate::profile::{
+    EarlyKey, Entry, Held, HeldKind, Profile, RoomEntry, RoomSender, key32, now, room_from_hex,
+    room_to_hex,
+};
 
 /// The 16-byte room id the sender-key layer binds, from the room's name (PROTOCOL.md §4.4;
 /// the web client derives the same).
 pub(crate) fn room_id(name: &str) -> [u8; 16] {
     proto_core::room_id_for_name(name)
+}
+
+/// This device's room sender id (PROTOCOL.md §4.4).
+fn own_sender(profile: &Profile) -> anyhow::Result<[u8; 32]> {
+    let device = profile.device_id.ok_or_else(|| {
+        anyhow::anyhow!("this device does not know its id yet (connect once to learn it)")
+    })?;
+    Ok(proto_core::room_sender_id(
+        &profile.identity_public()?.signing,
+        device,
+    ))
+}
+
+impl Profile {
+    /// Room state kept from before room sender ids (our own sender is the account's `IKs`)
+    /// starts again: this device's sender id, the next epoch, no member chains (they come
+    /// again with every member's key for that epoch), our key owed to everyone (PROTOCOL.md
+    /// §4.4). Returns the rooms started again.
+    pub(crate) fn upgrade_room_senders(&mut self) -> anyhow::Result<Vec<String>> {
+        let identity = self.identity_public()?.signing;
+        let own = own_sender(self)?;
+        let mut upgraded = Vec::new();
+        for (name, entry) in &mut self.rooms {
+            let Some(room) = room_from_hex(&entry.state) else {
+                continue;
+            };
+            if *room.own_sender() != identity {
+                continue;
+            }
+            let epoch = room.epoch().checked_add(1).unwrap_or(room.epoch());
+            let fresh = Room::create(&mut crate::rng::os(), room_id(name), own, epoch);
+            entry.state = room_to_hex(&fresh)?;
+            entry.key_sent.clear();
+            entry.senders.clear();
+            entry.early_keys.clear();
+            upgraded.push(name.clone());
+        }
+        Ok(upgraded)
+    }
 }
 
 /// `#name` or `name` → `name`.
@@ -93,7 +135,7 @@ impl Client {
         if let Some(v) = self.load_room(name)? {
             return Ok(v);
         }
-        let own = self.profile.identity_public()?.signing;
+        let own = own_sender(&self.profile)?;
         let room = Room::create(&mut crate::rng::os(), room_id(name), own, 0);
         Ok((room, RoomEntry::default()))
     }
@@ -174,6 +216,7 @@ impl Client {
         let Some(members) = self.roster_members(name) else {
             return Ok(notices);
         };
+        notices.extend(self.drop_revoked_senders(name).await?);
         let Some((room, _)) = self.load_room(name)? else {
             return Ok(notices);
         };
@@ -253,13 +296,97 @@ impl Client {
             }
             self.save()?;
         }
+        // And to our own other devices (none: nothing is sent). The first time, the roster
+        // goes first: a device linked before the room existed learns the room from it.
+        let sent = self
+            .profile
+            .rooms
+            .get(name)
+            .and_then(|e| e.key_sent.get(&me).copied());
+        if sent != Some(epoch) && !self.own_other_devices().await?.is_empty() {
+            if sent.is_none()
+                && let Some(roster) = self.held_roster(name)
+            {
+                self.send_content_to(
+                    &me,
+                    &Content::Roster {
+                        room: name,
+                        roster: &roster,
+                    },
+                )
+                .await?;
+            }
+            self.send_content_to(
+                &me,
+                &Content::RoomKey {
+                    room: name,
+                    distribution: dist.as_ref(),
+                },
+            )
+            .await?;
+            if let Some(e) = self.profile.rooms.get_mut(name) {
+                e.key_sent.insert(me.clone(), epoch);
+            }
+            self.save()?;
+        }
         Ok(notices)
     }
 
-    /// A member's sender key arrived (inside our pairwise session with `from`).
+    /// Devices the room tracks (ours included) that their account no longer lists — revoked —
+    /// leave the room's state, and the room moves to a new epoch before anything else is sent
+    /// (PROTOCOL.md §4.4): a revoked device, even with a server's help, reads nothing sent
+    /// after, and what it sends is no longer taken. A member whose list cannot be fetched now
+    /// is left as it is.
+    async fn drop_revoked_senders(&mut self, name: &str) -> anyhow::Result<Vec<Notice>> {
+        let Some((mut room, mut entry)) = self.load_room(name)? else {
+            return Ok(Vec::new());
+        };
+        let mut members: Vec<String> = entry.senders.iter().map(|s| s.member.clone()).collect();
+        members.sort();
+        members.dedup();
+        let mut gone: Vec<RoomSender> = Vec::new();
+        for m in members {
+            // Fetched now, not from this connection's cache: in a long `chat` a list from
+            // before a device was linked would make that device look revoked.
+            let listed = match self.check_devices(&m).await {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            gone.extend(
+                entry
+                    .senders
+                    .iter()
+                    .filter(|s| s.member == m && !listed.contains(&s.device))
+                    .cloned(),
+            );
+        }
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<[u8; 32]> = gone.iter().filter_map(|s| key32(&s.id)).collect();
+        room.remove_members(&mut crate::rng::os(), &ids)
+            .map_err(|e| anyhow::anyhow!("#{name}: {e}"))?;
+        entry.senders.retain(|s| !gone.contains(s));
+        self.store_room(name, &room, entry)?;
+        self.save()?;
+        Ok(gone
+            .iter()
+            .map(|s| {
+                Notice::Warning(format!(
+                    "#{name}: {}'s device {} was revoked: it is out of the room, which moves to \
+                     a new key",
+                    s.member, s.device
+                ))
+            })
+            .collect())
+    }
+
+    /// A member's sender key arrived, inside our pairwise session with `from`'s `device` (we
+    /// ourselves for another of our devices).
     pub(crate) async fn receive_room_key(
         &mut self,
         from: &str,
+        device: u32,
         name: &str,
         distribution: &[u8],
     ) -> anyhow::Result<Vec<Notice>> {
@@ -270,6 +397,7 @@ impl Client {
             bytes: hex::encode(distribution),
             at: 0,
             server_id: 0,
+            device,
         };
         if let Some(n) = self.hold_if_key_changed(held) {
             return Ok(n);
@@ -281,16 +409,10 @@ impl Client {
             )));
             return Ok(notices);
         };
-        let sender = match self
-            .profile
-            .contacts
-            .get(from)
-            .and_then(|c| key32(&c.identity_sig))
-        {
-            Some(k) => k,
-            None => return Ok(notices),
+        let Some(identity) = self.account_identity(from)? else {
+            return Ok(notices);
         };
-        if !self.roster_lists(name, from, &sender) {
+        if !self.roster_lists(name, from, &identity) {
             // Perhaps the chain moved on since we last looked.
             if self.held_roster(name).is_some() {
                 notices.extend(self.follow_roster(name).await?);
@@ -302,11 +424,15 @@ impl Client {
             )));
             return Ok(notices);
         };
-        if !self.roster_lists(name, from, &sender) {
+        if !self.roster_lists(name, from, &identity) {
             // Kept aside, unused, in case a roster naming them arrives next.
-            let early = &mut entry.early_keys;
-            early.retain(|(f, _)| f != from);
-            early.push((from.to_owned(), hex::encode(distribution)));
+            let early = &mut entry.early_device_keys;
+            early.retain(|k| !(k.from == from && k.device == device));
+            early.push(EarlyKey {
+                from: from.to_owned(),
+                device,
+                distribution: hex::encode(distribution),
+            });
             if early.len() > crate::profile::EARLY_KEYS_LIMIT {
                 early.remove(0);
             }
@@ -317,26 +443,10 @@ impl Client {
             )));
             return Ok(notices);
         }
-        if !room.is_member(&sender) {
-            let _ = room.add_member(&sender);
-        }
-        match room.handle_distribution(&dist, &sender) {
-            Ok(()) => {}
-            // An older epoch than ours (a new member starts at 0): they get our newer key and
-            // catch up, so there is nothing to tell.
-            Err(proto_core::DistributionError::WrongEpoch) => {}
-            Err(e) => {
-                notices.push(Notice::Warning(format!(
-                    "#{name}: room key from {from} not used: {e}"
-                )));
-            }
-        }
-        if dist.epoch() > room.epoch()
-            && room
-                .start_epoch(&mut crate::rng::os(), dist.epoch())
-                .is_ok()
-        {
-            entry.key_sent.clear();
+        if let Err(why) = take_room_key(&mut room, &mut entry, from, device, &identity, &dist) {
+            notices.push(Notice::Warning(format!(
+                "#{name}: room key from {from} not used: {why}"
+            )));
         }
         let needs_ours = entry.key_sent.get(from) != Some(&room.epoch());
         self.store_room(name, &room, entry)?;
@@ -346,11 +456,26 @@ impl Client {
         Ok(notices)
     }
 
-    /// A room message arrived.
+    /// The identity signing key we hold for `user`'s account (ours for our own); `None` for an
+    /// unknown contact.
+    pub(crate) fn account_identity(&self, user: &str) -> anyhow::Result<Option<[u8; 32]>> {
+        if user == self.profile.username {
+            return Ok(Some(self.profile.identity_public()?.signing));
+        }
+        Ok(self
+            .profile
+            .contacts
+            .get(user)
+            .and_then(|c| key32(&c.identity_sig)))
+    }
+
+    /// A room message arrived, from `from`'s `device` as the server says (ours: sent from
+    /// another of our devices).
     pub(crate) async fn receive_room(
         &mut self,
         name: &str,
         from: &str,
+        device: u32,
         body: &[u8],
         sent_at: u64,
         server_id: u64,
@@ -362,6 +487,7 @@ impl Client {
             bytes: hex::encode(body),
             at: sent_at,
             server_id,
+            device,
         };
         if let Some(n) = self.hold_if_key_changed(held) {
             return Ok(n);
@@ -416,12 +542,10 @@ impl Client {
                 return Ok(notices);
             }
         };
+        // The device the server names must be the one whose key this is (PROTOCOL.md §4.4).
         let sender_ok = self
-            .profile
-            .contacts
-            .get(from)
-            .and_then(|c| key32(&c.identity_sig))
-            .is_some_and(|k| k == got.sender);
+            .account_identity(from)?
+            .is_some_and(|k| proto_core::room_sender_id(&k, device) == got.sender);
         self.store_room(name, &room, entry)?;
         if !sender_ok {
             let e =
@@ -438,6 +562,21 @@ impl Client {
             )
         })?;
         match Content::decode(plain) {
+            Ok(Content::Text {
+                id,
+                sent_at: written,
+                text,
+            }) if from == self.profile.username => {
+                // Ours, sent from another of our devices.
+                let conversation = format!("#{name}");
+                if let Some(entry) = self.profile.receive_room_transcript(
+                    conversation,
+                    text,
+                    (written, id, server_id),
+                ) {
+                    notices.push(Notice::Message(entry));
+                }
+            }
             Ok(Content::Text {
                 id,
                 sent_at: written,
@@ -716,10 +855,140 @@ impl Client {
     }
 }
 
+/// Takes a distribution that came through the session with (`from`, `device`), whose account
+/// identity is `identity` and whom the roster lists (PROTOCOL.md §4.4): its sender must be that
+/// device's room sender id; a device the room does not track yet is added (and recorded as
+/// `from`'s), and is owed our key (`key_sent` forgets `from`); a later epoch moves us there.
+/// Errors say why the key was not used.
+pub(crate) fn take_room_key(
+    room: &mut Room,
+    entry: &mut RoomEntry,
+    from: &str,
+    device: u32,
+    identity: &[u8; 32],
+    dist: &SenderKeyDistribution,
+) -> Result<(), String> {
+    let sender = proto_core::room_sender_id(identity, device);
+    if *dist.sender() != sender {
+        return Err(proto_core::DistributionError::SenderMismatch.to_string());
+    }
+    if !room.is_member(&sender) {
+        room.add_member(&sender).map_err(|e| e.to_string())?;
+        let id = hex::encode(sender);
+        entry.senders.retain(|s| s.id != id);
+        entry.senders.push(RoomSender {
+            member: from.to_owned(),
+            device,
+            id,
+        });
+        // A device new to us lacks our key too: it goes again to all of `from`'s devices.
+        entry.key_sent.remove(from);
+    }
+    let result = match room.handle_distribution(dist, &sender) {
+        // An older epoch than ours (a new device starts at 0): it gets our newer key and
+        // catches up, so there is nothing to tell.
+        Ok(()) | Err(proto_core::DistributionError::WrongEpoch) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    if dist.epoch() > room.epoch()
+        && room
+            .start_epoch(&mut crate::rng::os(), dist.epoch())
+            .is_ok()
+    {
+        entry.key_sent.clear();
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    fn dist_of(room: &Room) -> SenderKeyDistribution {
+        SenderKeyDistribution::from_bytes(&*room.distribution().to_bytes()).unwrap()
+    }
+
+    /// Room state from before room sender ids starts again once under this device's id, and
+    /// an old keystore's room entry and held item still read.
+    #[test]
+    fn legacy_room_state_starts_again_under_the_device_sender_id() {
+        let mut profile = Profile::generate("127.0.0.1:1", "carol", 100);
+        let identity = profile.identity_public().unwrap().signing;
+        let legacy: Room = Room::create(&mut crate::rng::os(), room_id("team"), identity, 3);
+        let old_json = serde_json::json!({
+            "state": room_to_hex(&legacy).unwrap(), "members": ["alice", "carol"],
+            "admin": "alice", "key_sent": { "alice": 3 }, "roster": "",
+            "early_keys": [["bob", "00"]],
+        });
+        let entry: RoomEntry = serde_json::from_value(old_json).unwrap();
+        assert_eq!(entry.early_keys.len(), 1, "an old keystore's entry reads");
+        assert!(entry.senders.is_empty() && entry.early_device_keys.is_empty());
+        profile.rooms.insert("team".into(), entry);
+        assert!(
+            profile.upgrade_room_senders().is_err(),
+            "no device id yet: nothing to start again under"
+        );
+        profile.device_id = Some(2);
+        assert_eq!(profile.upgrade_room_senders().unwrap(), ["team"]);
+        let e = profile.rooms.get("team").unwrap().clone();
+        let room = room_from_hex(&e.state).unwrap();
+        assert_eq!(*room.own_sender(), proto_core::room_sender_id(&identity, 2));
+        assert_eq!(room.epoch(), 4, "the next epoch");
+        assert!(e.key_sent.is_empty(), "our new key is owed to everyone");
+        assert!(e.early_keys.is_empty());
+        assert!(profile.upgrade_room_senders().unwrap().is_empty(), "once");
+        let saved = serde_json::to_value(&e).unwrap();
+        assert!(saved.get("early_keys").is_none(), "not written back");
+
+        let held: Held = serde_json::from_value(serde_json::json!({
+            "kind": "key", "from": "alice", "room": "team", "bytes": "00", "at": 0, "server_id": 0,
+        }))
+        .unwrap();
+        assert_eq!(held.device, 0, "no device has id 0: refused when processed");
+    }
+
+    /// A room key is taken only with the sender id of the device whose session brought it; a
+    /// device new to the room is recorded as the member's and owed our key.
+    #[test]
+    fn a_room_key_must_carry_the_sender_id_of_the_device_it_came_from() {
+        let mut rng = crate::rng::os();
+        let id = room_id("team");
+        let carol = [7u8; 32];
+        let (phone, laptop) = (
+            proto_core::room_sender_id(&carol, 2),
+            proto_core::room_sender_id(&carol, 1),
+        );
+        let from_phone: Room = Room::create(&mut rng, id, phone, 0);
+        let mut ours: Room = Room::create(&mut rng, id, [1; 32], 0);
+        let mut entry = RoomEntry::default();
+        entry.key_sent.insert("carol".into(), 0);
+        let dist = dist_of(&from_phone);
+        // As if from the laptop, or from another account with the same device id: refused.
+        let err = take_room_key(&mut ours, &mut entry, "carol", 1, &carol, &dist).unwrap_err();
+        assert!(err.contains("sender"), "{err}");
+        let err = take_room_key(&mut ours, &mut entry, "carol", 2, &[8; 32], &dist).unwrap_err();
+        assert!(err.contains("sender"), "{err}");
+        assert!(!ours.is_member(&phone) && !ours.is_member(&laptop));
+        assert_eq!(entry.key_sent.get("carol"), Some(&0), "nothing changed");
+        // From the phone's own session: taken, recorded, and our key is owed to carol again.
+        take_room_key(&mut ours, &mut entry, "carol", 2, &carol, &dist).unwrap();
+        assert!(ours.is_member(&phone));
+        assert_eq!(
+            entry.senders,
+            [RoomSender {
+                member: "carol".into(),
+                device: 2,
+                id: hex::encode(phone)
+            }]
+        );
+        assert!(!entry.key_sent.contains_key("carol"));
+        // A later epoch moves us there; a known device's key again changes no record.
+        let later: Room = Room::create(&mut rng, id, phone, 5);
+        take_room_key(&mut ours, &mut entry, "carol", 2, &carol, &dist_of(&later)).unwrap();
+        assert_eq!(ours.epoch(), 5);
+        assert_eq!(entry.senders.len(), 1);
+    }
 
     /// The guarantee `sync_room` relies on: after a member is removed, the remaining members'
     /// new-epoch messages cannot be read with the removed member's state.

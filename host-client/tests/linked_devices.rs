@@ -164,3 +164,105 @@ fn devices_add_refuses_what_is_not_a_link_code() {
     let r = carol.run(&["devices", "revoke", "9"]);
     assert_eq!(r.code, 8, "{}", r.stderr);
 }
+
+/// `inbox` entries of one conversation as `(from, text, state)` (room events left out).
+fn room_entries(device: &User, conversation: &str) -> Vec<(String, String, String)> {
+    device.inbox()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["conversation"] == conversation && m["state"] != "event")
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn entry(from: &str, text: &str, state: &str) -> (String, String, String) {
+    (from.to_owned(), text.to_owned(), state.to_owned())
+}
+
+/// Rooms on linked devices (PROTOCOL.md §4.4, §4.6): each device is a sender of its own. A
+/// phone linked after carol joined #team learns the room from the link state and, once its key
+/// and alice's have crossed, reads and writes there; what one of carol's devices sends to a
+/// room shows on the other as sent from another device. A room carol makes after linking
+/// reaches the phone through the roster her laptop sends it.
+#[test]
+fn every_device_of_a_member_reads_and_writes_in_its_rooms() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    alice.run(&["rooms", "create", "team"]).ok();
+    alice.run(&["rooms", "invite", "team", "@carol"]).ok();
+    carol.run(&["rooms", "accept", "team"]).ok();
+    alice.inbox();
+    alice.run(&["send", "#team", "before the phone"]).ok();
+    carol.expect_inbox(&["alice: before the phone"]);
+
+    // Linking sends the phone's key to alice and to the laptop; each sends its own back.
+    let phone = carol.link_device(&server, "phone", 1);
+    let rooms = phone.run(&["--json", "rooms", "list"]).ok().json();
+    assert!(rooms.to_string().contains("team"), "{rooms}");
+    alice.inbox();
+    carol.inbox();
+    assert!(
+        room_entries(&phone, "#team").is_empty(),
+        "nothing from before the phone was linked"
+    );
+
+    alice.run(&["send", "#team", "hello both"]).ok();
+    assert_eq!(
+        room_entries(&carol, "#team"),
+        [entry("alice", "hello both", "received")]
+    );
+    assert_eq!(
+        room_entries(&phone, "#team"),
+        [entry("alice", "hello both", "received")]
+    );
+
+    phone.run(&["send", "#team", "from the phone"]).ok();
+    alice.expect_inbox(&["carol: from the phone"]);
+    assert_eq!(
+        room_entries(&carol, "#team"),
+        [entry("carol", "from the phone", "synced")],
+        "the laptop shows it as carol's own"
+    );
+    carol.run(&["send", "#team", "from the laptop"]).ok();
+    alice.expect_inbox(&["carol: from the laptop"]);
+    assert_eq!(
+        room_entries(&phone, "#team"),
+        [entry("carol", "from the laptop", "synced")]
+    );
+    let shown = phone.run(&["inbox", "--all"]).ok().stdout;
+    assert!(
+        shown.contains("#team carol: from the laptop (sent from another of your devices)"),
+        "{shown}"
+    );
+
+    // A room made after the link: the laptop hands the phone its roster with its key.
+    carol.run(&["rooms", "create", "club"]).ok();
+    carol.run(&["rooms", "invite", "club", "@alice"]).ok();
+    alice.run(&["rooms", "accept", "club"]).ok();
+    carol.inbox();
+    for _ in 0..2 {
+        phone.inbox();
+        alice.inbox();
+    }
+    alice.run(&["send", "#club", "hello club"]).ok();
+    assert_eq!(
+        room_entries(&carol, "#club"),
+        [entry("alice", "hello club", "received")]
+    );
+    assert_eq!(
+        room_entries(&phone, "#club"),
+        [entry("alice", "hello club", "received")]
+    );
+    phone.run(&["send", "#club", "phone in the club"]).ok();
+    alice.expect_inbox(&["carol: phone in the club"]);
+}

@@ -487,6 +487,10 @@ fn server_adds_member(server: &TestServer, room: &str, user: &str) {
 
 /// Queues a room message in `room` as if `from` had sent it: every server-side member gets it.
 fn inject_room(server: &TestServer, from: &str, room: &str, body: Vec<u8>) {
+    inject_room_from(server, from, 1, room, body);
+}
+
+fn inject_room_from(server: &TestServer, from: &str, device: u32, room: &str, body: Vec<u8>) {
     let (from, room) = (from.to_owned(), room.to_owned());
     store(server, move |s| {
         let info = s.room(&room)?.unwrap();
@@ -495,7 +499,7 @@ fn inject_room(server: &TestServer, from: &str, room: &str, body: Vec<u8>) {
             room: Some(info.id),
             sender_id: account_id(s, &from)?,
             sender: from,
-            sender_device: 1,
+            sender_device: device,
             sent_at: now(),
             expires_at: now() + 3_600,
             body,
@@ -855,5 +859,128 @@ fn a_message_the_server_labels_as_from_ones_own_device_is_not_taken_as_ones_own(
         status["own_session_devices"],
         serde_json::json!([]),
         "{status}"
+    );
+}
+
+/// Room sender ids are per device (PROTOCOL.md §4.4): the server relabels a room message from
+/// carol's phone as from her laptop (`Deliver.device`), and as from bob (another account). Alice
+/// reads neither as carol's: each shows as not readable, "the sender key does not belong to the
+/// sender the server named"; the real one still reads.
+#[test]
+fn a_room_message_the_server_moves_to_another_device_or_account_is_not_read() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    bob.register();
+    carol.register();
+    team(&server, &alice, &[&bob, &carol]);
+    let phone = carol.link_device(&server, "phone", 1);
+    // The phone's key reaches alice; hers reaches the phone.
+    alice.inbox();
+    phone.inbox();
+
+    let relabel = |sql: &str| {
+        rusqlite::Connection::open(server.dir.path().join("sealroom.db"))
+            .unwrap()
+            .execute(sql, [])
+            .unwrap()
+    };
+    phone.run(&["send", "#team", "moved to the laptop"]).ok();
+    assert_eq!(
+        relabel(
+            "UPDATE messages SET sender_device = 1 WHERE room_id IS NOT NULL AND sender_device = 2"
+        ),
+        1
+    );
+    let (messages, _) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("the sender key does not belong to the sender the server named")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("moved to the laptop")),
+        "{texts:?}"
+    );
+
+    phone.run(&["send", "#team", "moved to bob"]).ok();
+    assert_eq!(
+        relabel(
+            "UPDATE messages SET sender_id = (SELECT id FROM accounts WHERE username = 'bob'), \
+             sender = 'bob', sender_device = 1 WHERE room_id IS NOT NULL AND sender_device = 2"
+        ),
+        1
+    );
+    let (messages, _) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("the sender key does not belong to the sender the server named")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("moved to bob")),
+        "{texts:?}"
+    );
+
+    phone.run(&["send", "#team", "as it was sent"]).ok();
+    alice.expect_inbox(&["carol: as it was sent"]);
+}
+
+/// A revoked device is out of its rooms: carol's phone sends to #team, the server holds the
+/// message back, carol revokes the phone; alice's next room send sees the phone gone (its
+/// account no longer lists it), drops its sender key and moves to a new key. The server then
+/// hands alice the phone's held-back message: not read as carol's.
+#[test]
+fn a_revoked_devices_room_messages_are_refused_once_alice_sees_it_revoked() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut carol = User::new("carol", &server);
+    alice.register();
+    carol.register();
+    team(&server, &alice, &[&carol]);
+    let phone = carol.link_device(&server, "phone", 1);
+    alice.inbox();
+    phone.inbox();
+    phone.run(&["send", "#team", "stolen phone"]).ok();
+    let held_back = queued_for(&server, "alice")
+        .into_iter()
+        .rfind(|m| m.room.as_deref() == Some("team") && m.sender == "carol")
+        .expect("the phone's room message for alice")
+        .body;
+    rusqlite::Connection::open(server.dir.path().join("sealroom.db"))
+        .unwrap()
+        .execute(
+            "DELETE FROM messages WHERE room_id IS NOT NULL AND sender_device = 2",
+            [],
+        )
+        .unwrap();
+
+    carol.run(&["devices", "revoke", "2"]).ok();
+    let sent = alice.run(&["send", "#team", "after the revocation"]).ok();
+    assert!(
+        sent.stdout.contains("device 2 was revoked")
+            || sent.stderr.contains("device 2 was revoked"),
+        "{}{}",
+        sent.stdout,
+        sent.stderr
+    );
+    carol.expect_inbox(&["alice: after the revocation"]);
+
+    inject_room_from(&server, "carol", 2, "team", held_back);
+    let (messages, _) = inbox(&alice);
+    let texts: Vec<String> = messages.iter().map(text_of).collect();
+    assert!(
+        !texts.iter().any(|t| t.contains("stolen phone")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("could not decrypt")),
+        "{texts:?}"
     );
 }

@@ -876,3 +876,88 @@ fn transcripts_count_against_the_accounts_queue_not_the_per_sender_quota() {
         );
     });
 }
+
+/// A room message reaches the sender's other devices (live, naming the sending device), never
+/// the sending one; their acks are nobody's receipt, while the other member's is.
+#[test]
+fn a_room_message_reaches_the_senders_other_devices_and_not_the_sending_one() {
+    let ts = TestServer::start();
+    run(async {
+        let (_r, carol) = register(&ts, "carol", 2).await;
+        let (_r, bob) = register(&ts, "bob", 0).await;
+        let mut laptop = resume(&ts, &carol).await;
+        let mut b = resume(&ts, &bob).await;
+        let (mut phone, phone_id) = add_second_device(&ts, &carol).await;
+        laptop
+            .send(&Message::CreateRoom { room: "team" })
+            .await
+            .unwrap();
+        expect_ok(&recv_reply(&mut laptop).await);
+        laptop
+            .send(&Message::Invite {
+                room: "team",
+                username: "bob",
+            })
+            .await
+            .unwrap();
+        expect_ok(&recv_reply(&mut laptop).await);
+        b.send(&Message::AcceptInvite { room: "team" })
+            .await
+            .unwrap();
+        expect_ok(&recv_reply(&mut b).await);
+
+        for round in 0..2 {
+            let (sender, sender_device, other) = if round == 0 {
+                (&mut laptop, 1, &mut phone)
+            } else {
+                (&mut phone, phone_id, &mut laptop)
+            };
+            sender
+                .send(&Message::SendToRoom {
+                    room: "team",
+                    client_id: 7,
+                    body: b"room ciphertext",
+                })
+                .await
+                .unwrap();
+            let server_id = loop {
+                if let Some(Message::Accepted { server_id, .. }) = recv(sender).await.msg() {
+                    break server_id;
+                }
+            };
+            for device in [&mut *other, &mut b] {
+                let (id, from_device, body) = next_deliver(device).await;
+                assert_eq!(
+                    (id, from_device, body.as_slice()),
+                    (server_id, sender_device, &b"room ciphertext"[..])
+                );
+                device.send(&Message::Ack { server_id }).await.unwrap();
+            }
+            // The sending device: bob's receipt only, never its own message.
+            loop {
+                match recv(sender).await.msg() {
+                    Some(Message::Deliver { .. }) => panic!("the sending device gets it back"),
+                    Some(Message::Delivered { to, .. }) => {
+                        assert_eq!(to, "bob");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            // (The other device's ack went before bob's: a receipt for it would be here by now.)
+            while let Ok(f) = sender
+                .recv_timeout(core::time::Duration::from_secs(2))
+                .await
+            {
+                assert!(
+                    !matches!(
+                        f.msg(),
+                        Some(Message::Delivered { .. } | Message::Deliver { .. })
+                    ),
+                    "{:?}",
+                    f.msg()
+                );
+            }
+        }
+    });
+}

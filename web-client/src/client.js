@@ -111,7 +111,10 @@ export function defaultServerUrl() {
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean,
  *   session: any, previous_session: any, devices?: Record<string, import('./direct.js').DeviceSessions>,
  *   base_keys?: string[]}} Contact
- * @typedef {{kind: 'key' | 'message', from: string, room: string, bytes: string, at?: number, sid?: string}} Held
+ * A room key or room message held until its sender's changed key is verified; `device` is the
+ * sending device (absent in keystores written before room sender ids: 0, which no device has,
+ * so such an item is refused when it is released).
+ * @typedef {{kind: 'key' | 'message', from: string, device?: number, room: string, bytes: string, at?: number, sid?: string}} Held
  */
 
 /** The most room keys and messages held for unverified contacts (the oldest go first). */
@@ -798,8 +801,8 @@ export class Client extends EventTarget {
   async releaseHeld(user) {
     const mine = (this.profile.held ?? []).filter((h) => h.from === user);
     this.profile.held = (this.profile.held ?? []).filter((h) => h.from !== user);
-    for (const h of mine.filter((x) => x.kind === 'key')) await rooms.receiveRoomKey(this, h.from, h.room, fromHex(h.bytes));
-    for (const h of mine.filter((x) => x.kind === 'message')) rooms.receiveRoom(this, h.room, h.from, fromHex(h.bytes), h.at ?? 0, h.sid ?? '0');
+    for (const h of mine.filter((x) => x.kind === 'key')) await rooms.receiveRoomKey(this, h.from, h.device ?? 0, h.room, fromHex(h.bytes));
+    for (const h of mine.filter((x) => x.kind === 'message')) rooms.receiveRoom(this, h.room, h.from, h.device ?? 0, fromHex(h.bytes), h.at ?? 0, h.sid ?? '0');
   }
 
   /**
@@ -940,8 +943,9 @@ export class Client extends EventTarget {
   async createRoom(name) {
     name = roomNameFrom(name);
     await this.serial(async () => {
+      const sender = rooms.ownSenderId(this);
       await this.conn.request({ type: 'CreateRoom', room: name });
-      const room = Room.create(roomIdForName(name), this.identity().public().signing, 0);
+      const room = Room.create(roomIdForName(name), sender, 0);
       rooms.storeRoom(this, name, room, { state: null, members: [this.profile.username], admin: this.profile.username, admins: [this.profile.username], key_sent: {}, invited: [] });
       delete this.profile.gone_rooms[name];
       this.profile.chats[`#${name}`] = now();
@@ -1126,7 +1130,7 @@ export class Client extends EventTarget {
     if (!this.profile.processed.includes(sid)) {
       const at = Number(m.sent_at);
       if (m.room === null) await direct.receiveDirect(this, m.from, m.device, m.body, at, sid);
-      else rooms.receiveRoom(this, m.room, m.from, m.body, at, sid);
+      else rooms.receiveRoom(this, m.room, m.from, m.device, m.body, at, sid);
       this.profile.processed.push(sid);
       if (this.profile.processed.length > 5000) this.profile.processed.shift();
       await this.save();
@@ -1349,13 +1353,14 @@ export class DeviceLinking {
 
   /**
    * Opens the link message and becomes a device of the account: checks the state (version 1,
-   * this account, a well-formed identity; contacts that are not usernames dropped), `AddDevice`,
-   * keeps the identity and the contacts with their trust in a new keystore (saved before any
-   * key is published, so a published key's secret is never lost), then publishes a signed
-   * prekey signed for the new device id and one-time prekeys. The server checks the signed
-   * prekey against the account identity: a link message carrying another identity stops there,
-   * and nothing is kept. Any failure ends the linking session (start again for a new code).
-   * Resolves with the logged-in client.
+   * this account, a well-formed identity; contacts that are not usernames, and rooms that are not
+   * that room's, dropped), `AddDevice`, keeps the identity, the contacts with their trust and the
+   * rooms with their rosters in a new keystore (saved before any key is published, so a
+   * published key's secret is never lost), then publishes a signed prekey signed for the new
+   * device id and one-time prekeys. The server checks the signed prekey against the account
+   * identity: a link message carrying another identity stops there, and nothing is kept. Any
+   * failure ends the linking session (start again for a new code). Resolves with the logged-in
+   * client.
    * @param {Uint8Array} message
    * @returns {Promise<Client>}
    */
@@ -1405,6 +1410,9 @@ export class DeviceLinking {
     }
     const client = new Client(this.conn, profile, null);
     client.loggedIn = true;
+    // The account's rooms, each from the roster the sending device holds (§4.6): held here with
+    // a fresh sender key of this device's at epoch 0, and queued for a key sync after the login.
+    for (const [name, roster] of Object.entries(state.rooms)) rooms.adoptOwnRoster(client, name, fromHex(roster));
     const spk = profile.spks[0];
     const signed = { id: spk.id, key: SignedPrekeyPair.fromSecretKey(spk.id, fromHex(spk.secret), identity).publicKey, signature: fromHex(spk.signature) };
     const opks = Object.entries(profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey }));

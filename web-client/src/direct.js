@@ -132,13 +132,14 @@ async function devicesToSend(client, user) {
 }
 
 /**
- * Our account's other devices (for sent transcripts, and resets between our devices), as the
- * server lists them under this device's own identity (checked once per connection: another
- * identity throws, this device is no longer the account's), without this device.
+ * Our account's other devices (for sent transcripts, resets, room keys and rosters between our
+ * devices), as the server lists them under this device's own identity (checked once per
+ * connection: another identity throws, this device is no longer the account's), without this
+ * device.
  * @param {import('./client.js').Client} client
  * @returns {Promise<number[]>}
  */
-async function ownOtherDevices(client) {
+export async function ownOtherDevices(client) {
   const me = client.profile.username;
   const all = client.devicesChecked.get(me) ?? (await checkDevices(client, me));
   return all.filter((d) => d !== client.profile.device_id);
@@ -334,8 +335,8 @@ export function heal(client, from, device, at, sid, why) {
  * A one-to-one message arrived from `from`'s device `device` (as the server says: a wrong one
  * only makes it undecryptable). The sessions we hold with that device first, then any from
  * before device ids, then X3DH as responder for a prekey envelope; whichever works becomes the
- * device's current session. The content is recorded, a room key handed to rooms.js, a reset
- * honoured.
+ * device's current session. The content is recorded, a room key or roster (a contact's, or one
+ * of our own devices') handed to rooms.js, a reset honoured.
  * @param {import('./client.js').Client} client
  * @param {string} from
  * @param {number} device
@@ -422,6 +423,10 @@ export async function receiveDirect(client, from, device, body, at, sid) {
   const slot = deviceSlot(contact, device);
   if (outcome.slot !== 'current') slot.previous_session = slot.session;
   slot.session = outcome.session.toState();
+  // A device the list this connection checked does not name (one linked since): the list is
+  // out of date, and asked again before the next encryption to `from` (for our own account,
+  // nothing would reach the new device otherwise: an empty list sends nothing).
+  if (client.devicesChecked.get(from)?.includes(device) === false) client.devicesChecked.delete(from);
   let content;
   try {
     content = decodeContent(outcome.plain);
@@ -435,17 +440,19 @@ export async function receiveDirect(client, from, device, body, at, sid) {
     receiveTranscript(client, content);
   } else if (mine && content.type === 'SessionReset') {
     client.notice(`your device ${device} could not decrypt a message from this one; the session between them was reset`);
+  } else if (content.type === 'RoomKey') {
+    // A member's device's sender key, or one of our own other devices' (PROTOCOL.md §4.4).
+    await rooms.receiveRoomKey(client, from, device, content.room, content.distribution);
+  } else if (content.type === 'Roster') {
+    // From a contact: an admin's invitation; from our own device: the roster it holds.
+    await rooms.receiveRosterContent(client, from, content.room, content.roster);
   } else if (mine) {
-    // Our devices send each other only transcripts and resets for now.
+    // Our devices send each other transcripts, resets, room keys and rosters; never texts.
     return undecryptable(client, `@${from}`, from, at, sid, 'your own devices do not send each other this');
   } else if (content.type === 'Text') {
     if (client.noteMessage(from, content.id)) {
       client.pushHistory({ conv: `@${from}`, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
     }
-  } else if (content.type === 'RoomKey') {
-    await rooms.receiveRoomKey(client, from, content.room, content.distribution);
-  } else if (content.type === 'Roster') {
-    await rooms.receiveRosterContent(client, from, content.room, content.roster);
   } else {
     // A reset comes in a new session, which replaced the broken one above. One that comes in a
     // working session is for another of our devices (it reaches each of them): this device's

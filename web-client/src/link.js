@@ -7,18 +7,24 @@
  *
  * - The code as text: base32 of its 49 bytes, upper case, no padding (79 characters), in groups
  *   of four joined by `-`; read back with `-`, white space and case ignored.
- * - The link state, version 1: UTF-8 JSON `{version, username, identity, contacts}`, written as
- *   the CLI writes it (fields in that order, contacts sorted by name, no spaces) and read as it
- *   reads it: another version is refused, the username is checked against the account the new
- *   device logged into, and a contact whose name is not a folded username (or is the account
- *   itself) is dropped (the state came over the network).
+ * - The link state, version 1: UTF-8 JSON `{version, username, identity, contacts, rooms}`,
+ *   written as the CLI writes it (fields in that order, contacts and rooms sorted by name, no
+ *   spaces) and read as it reads it: another version is refused, the username is checked
+ *   against the account the new device logged into, a contact whose name is not a folded
+ *   username (or is the account itself) is dropped, and so is a room whose name is not a room
+ *   name or whose roster does not parse as one of that room (the state came over the network).
+ *   `rooms` (each room the account is in, with the signed roster the sending device holds) is
+ *   absent in states from older clients.
  *
  * The identity in a link state is the account's secret: nothing here logs it or puts it in an
  * error message.
  */
 import { base32nopad } from '@scure/base';
+import { equal, fromHex } from './bytes.js';
 import { LINK_CODE_LEN, LinkCode, LinkError } from './devices.js';
-import { foldUsername } from './names.js';
+import { checkRoomName, foldUsername } from './names.js';
+import { roomIdForName } from './room.js';
+import { parseRoster } from './roster.js';
 
 /** The layout version of the link state. */
 export const LINK_STATE_VERSION = 1;
@@ -87,15 +93,18 @@ export function parseLinkCode(text) {
 /**
  * A contact as the link state carries it.
  * @typedef {{identity_sig: string, identity_dh: string, verified: boolean, key_changed: boolean}} LinkedContact
- * What a new device takes from a link state: the account, its identity (hex, lower case) and
- * the contacts with their trust.
- * @typedef {{username: string, identity: {sig: string, dh: string}, contacts: Record<string, LinkedContact>}} LinkState
+ * What a new device takes from a link state: the account, its identity (hex, lower case), the
+ * contacts with their trust, and the rooms with the signed roster the sending device holds (hex,
+ * lower case; parsed and checked to be that room's).
+ * @typedef {{username: string, identity: {sig: string, dh: string}, contacts: Record<string, LinkedContact>,
+ *   rooms: Record<string, string>}} LinkState
  */
 
 /**
- * The link state of an account (JSON, UTF-8), as `LinkState::of` writes it. Overwrite the
- * bytes once sealed: they hold the identity.
- * @param {{username: string, identity: {sig: string, dh: string}, contacts: Record<string, LinkedContact>}} profile
+ * The link state of an account (JSON, UTF-8), as `LinkState::of` writes it: the rooms are those
+ * with a held roster. Overwrite the bytes once sealed: they hold the identity.
+ * @param {{username: string, identity: {sig: string, dh: string}, contacts: Record<string, LinkedContact>,
+ *   rooms?: Record<string, {roster?: string}>}} profile
  * @returns {Uint8Array}
  */
 export function linkStateBytes(profile) {
@@ -105,11 +114,14 @@ export function linkStateBytes(profile) {
     const c = profile.contacts[name];
     return [name, { identity_sig: c.identity_sig, identity_dh: c.identity_dh, verified: !!c.verified, key_changed: !!c.key_changed }];
   }));
+  const held = Object.entries(profile.rooms ?? {}).filter(([, r]) => r.roster).map(([name, r]) => [name, /** @type {string} */ (r.roster)]);
+  const rooms = Object.fromEntries(held.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return new TextEncoder().encode(JSON.stringify({
     version: LINK_STATE_VERSION,
     username: profile.username,
     identity: profile.identity.sig + profile.identity.dh,
     contacts,
+    rooms,
   }));
 }
 
@@ -122,10 +134,33 @@ const isObject = (/** @type {unknown} */ v) => typeof v === 'object' && v !== nu
 const hexKey = (/** @type {unknown} */ v) => typeof v === 'string' && /^[0-9a-fA-F]{64}$/.test(v);
 
 /**
+ * The rooms of a link state: an entry whose name is not a room name, or whose roster (hex) does
+ * not parse as a signed roster of that room, is dropped; so is a `rooms` that is not an object
+ * (whether a roster lists us is checked when it is adopted).
+ * @param {unknown} rooms
+ * @returns {Record<string, string>}
+ */
+function linkedRooms(rooms) {
+  if (!isObject(rooms)) return {};
+  /** @type {[string, string][]} */
+  const kept = [];
+  for (const [name, hex] of Object.entries(/** @type {object} */ (rooms))) {
+    try {
+      checkRoomName(name);
+      if (typeof hex !== 'string') continue;
+      if (equal(parseRoster(fromHex(hex)).roomId, roomIdForName(name))) kept.push([name, hex.toLowerCase()]);
+    } catch {
+      // Not a room name, not hex, not a roster, or another room's: dropped.
+    }
+  }
+  return Object.fromEntries(kept);
+}
+
+/**
  * Reads an opened link message for the account `username` (folded). Throws `LinkStateError`
  * for another version, another account, a damaged identity, or no link state at all; drops a
  * contact whose name is not a folded username, is the account itself, or whose keys are not
- * 32-byte hex.
+ * 32-byte hex, and a room as `linkedRooms` says.
  * @param {Uint8Array} bytes @param {string} username
  * @returns {LinkState}
  */
@@ -164,5 +199,5 @@ export function parseLinkState(bytes, username) {
     if (folded !== name || name === username || !hexKey(c.identity_sig) || !hexKey(c.identity_dh)) continue;
     contacts.push([name, { identity_sig: c.identity_sig.toLowerCase(), identity_dh: c.identity_dh.toLowerCase(), verified: c.verified, key_changed: c.key_changed }]);
   }
-  return { username, identity: { sig: identity.slice(0, 64), dh: identity.slice(64) }, contacts: Object.fromEntries(contacts) };
+  return { username, identity: { sig: identity.slice(0, 64), dh: identity.slice(64) }, contacts: Object.fromEntries(contacts), rooms: linkedRooms(v.rooms) };
 }

@@ -1,12 +1,13 @@
 // @ts-check
 /**
- * Rooms with sender keys (proto-core `room/`): per room and epoch each member has a random
- * chain key and an Ed25519 signing key, handed to the others in a 121-byte
- * `SenderKeyDistribution` inside the pairwise sessions. Message keys come from `KDF_CK`, AEAD key
- * and nonce from `HKDF(32 zero bytes, mk, "Sealroom Room v1", 44)`; a room message is
- * `01 || room id (16) || sender IKs (32) || epoch || iteration || ciphertext || tag || signature`,
+ * Rooms with sender keys (proto-core `room/`): per room and epoch each device of each member
+ * has a random chain key and an Ed25519 signing key, handed to the others in a 121-byte
+ * `SenderKeyDistribution` inside the pairwise sessions. A device is known in every room by its
+ * room sender id (`roomSenderId`). Message keys come from `KDF_CK`, AEAD key and nonce from
+ * `HKDF(32 zero bytes, mk, "Sealroom Room v1", 44)`; a room message is
+ * `01 || room id (16) || sender id (32) || epoch || iteration || ciphertext || tag || signature`,
  * the first 57 bytes being the associated data and the signature covering all before it.
- * Membership is the caller's (the server's room changes); a removal starts a new epoch.
+ * Membership is the caller's (the signed roster); a removal starts a new epoch.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equal, fromHex, randomBytes, readU32be, toHex, u32be } from './bytes.js';
@@ -87,10 +88,14 @@ export class SenderKeyDistribution {
  * @typedef {{sender: Uint8Array, chain: MemberChain | null}} MemberSlot
  */
 
-/** One member's view of a room. */
+/**
+ * One device's view of a room. `ownSender` is this device's room sender id (what the others
+ * know it by; the account's IKs in state kept from before sender ids); `members` are the other
+ * sending devices, by sender id.
+ */
 export class Room {
   /**
-   * @param {Uint8Array} roomId @param {Uint8Array} ownSender our IKs @param {number} epoch
+   * @param {Uint8Array} roomId @param {Uint8Array} ownSender our room sender id @param {number} epoch
    * @param {Uint8Array} chainKey @param {Uint8Array} signingSecret
    */
   constructor(roomId, ownSender, epoch, chainKey, signingSecret) {
@@ -145,19 +150,25 @@ export class Room {
   }
 
   /**
-   * Removes every listed sender that is a member (others are skipped) and starts one new epoch,
-   * whether or not any was found: a departure from the signed roster always rotates (§4.7 rule 6).
+   * Removes every one of `senders` the room tracks (the devices of one member who left) and, if
+   * any was tracked, starts the next epoch once; returns how many were removed. Nothing changes
+   * when none was tracked (0), or when there is no next epoch (`StaleEpoch`, thrown).
+   * proto-core `Room::remove_members`.
    * @param {Uint8Array[]} senders
    */
-  removeMembersAndRotate(senders) {
+  removeMembers(senders) {
+    if (!senders.some((s) => this.isMember(s))) return 0;
     if (this.epoch >= MAX_EPOCH) throw new RoomError('MembershipError', 'StaleEpoch');
+    let removed = 0;
     for (const sender of senders) {
       const i = this.members.findIndex((m) => equal(m.sender, sender));
       if (i < 0) continue;
       this.members.splice(i, 1);
       this.skipped.removeChain(sender);
+      removed += 1;
     }
     this.startEpoch(this.epoch + 1);
+    return removed;
   }
 
   /**
@@ -183,7 +194,8 @@ export class Room {
   }
 
   /**
-   * Takes in a member's sender key that came through the pairwise session with `from` (its IKs).
+   * Takes in a member's sender key that came through the pairwise session with the device whose
+   * room sender id is `from`.
    * @param {SenderKeyDistribution} dist @param {Uint8Array} from
    */
   handleDistribution(dist, from) {

@@ -2,7 +2,8 @@
 /**
  * Rooms on the client (host-client `rooms.rs`): invitations we accept or decline (an invitation
  * is not a membership: nothing of the room reaches us before we accept), and sender keys per
- * room and epoch, handed to each member inside the pairwise sessions (`Content::RoomKey`).
+ * room, epoch and device, handed to every device of each member, and to our own other devices,
+ * inside the pairwise sessions (`Content::RoomKey`).
  *
  * Membership is the room's signed roster (PROTOCOL.md §4.7), never the server's `Members` list:
  * the client holds the latest roster it accepted (the *held* roster, in the room's entry), follows
@@ -12,7 +13,15 @@
  * with the sender's key. A member gone from the roster (or listed with another key) starts a new
  * epoch, so they never get a key for anything sent after. Admins sign members in (after the
  * server lists someone they invited), out, and re-key them; every change is a line in the room's
- * timeline. Functions take the `Client` whose state they change; call them inside `client.serial`.
+ * timeline.
+ *
+ * Each device is a sender of its own, known by its room sender id (PROTOCOL.md §4.4): a key is
+ * taken only when its sender is the id of the device whose session it came through, and a room
+ * message only when its sender is the id of the device the server names. The room's entry
+ * records whose each tracked device is, so that a member's departure removes all of theirs. Our
+ * own other devices get our key and our held roster as members' devices do, and what we send
+ * from one of them shows on the others as ours. Functions take the `Client` whose state they
+ * change; call them inside `client.serial`.
  */
 import { equal, fromHex, randomU64, toHex } from './bytes.js';
 import { ServerError } from './connection.js';
@@ -21,7 +30,7 @@ import * as direct from './direct.js';
 import { MAX_BODY } from './frames.js';
 import { ErrorCode } from './message.js';
 import { checkRoomName } from './names.js';
-import { Room, SenderKeyDistribution, roomIdForName } from './room.js';
+import { MAX_EPOCH, Room, SenderKeyDistribution, roomIdForName, roomSenderId } from './room.js';
 import { RosterError, checkFirst, checkInvitation, checkNext, departed, isAdmin, parseRoster, rosterContains, rosterHash, writeRoster } from './roster.js';
 
 /** The most room keys kept per room from senders not (yet) on the held roster. */
@@ -30,27 +39,88 @@ export const MAX_EARLY_KEYS = 32;
 export const MAX_INVITE_ROSTERS = 64;
 
 /**
- * A room's entry in the profile. `roster` is the held signed roster (hex; absent: waiting for
- * one, and no sender key goes out); `members` and `admins` are its usernames; `invited` whom we
- * invited and have not signed in yet; `early_keys` room keys from senders not on the held roster.
- * @typedef {{state: any, members: string[], admin: string, admins?: string[], key_sent: Record<string, number>,
- *   roster?: string, first?: string, invited?: string[], early_keys?: {from: string, bytes: string}[]}} RoomEntry
+ * A device the room's sender-key state tracks: whose it is (we ourselves for our other devices),
+ * which of their devices, and its room sender id (hex) under the identity they had.
+ * @typedef {{member: string, device: number, sender: string}} RoomSender
+ * A room key kept aside until a roster names its sender: who sent it, from which device (absent
+ * in keystores written before room sender ids: such a key is dropped), the distribution (hex).
+ * @typedef {{from: string, device?: number, bytes: string}} EarlyKey
  */
 
 /**
- * The room's crypto state and entry, if we have it.
+ * A room's entry in the profile. `roster` is the held signed roster (hex; absent: waiting for
+ * one, and no sender key goes out); `members` and `admins` are its usernames; `invited` whom we
+ * invited and have not signed in yet; `key_sent` the epoch of the key each member's devices (and
+ * ours, under our own username) last got from us; `senders` the devices the sender-key state
+ * tracks; `early_keys` room keys from senders not on the held roster.
+ * @typedef {{state: any, members: string[], admin: string, admins?: string[], key_sent: Record<string, number>,
+ *   roster?: string, first?: string, invited?: string[], early_keys?: EarlyKey[], senders?: RoomSender[]}} RoomEntry
+ */
+
+/**
+ * This device's room sender id (PROTOCOL.md §4.4): what every room knows it by.
+ * @param {import('./client.js').Client} client
+ */
+export function ownSenderId(client) {
+  const device = client.profile.device_id;
+  if (typeof device !== 'number') throw new Error('this browser does not know its device id yet: log in again to learn it');
+  return roomSenderId(client.identity().public().signing, device);
+}
+
+/**
+ * The identity signing key we hold for `user`'s account (ours for our own), or null for
+ * someone we do not know.
+ * @param {import('./client.js').Client} client
+ * @param {string} user
+ */
+export function accountIdentity(client, user) {
+  if (user === client.profile.username) return client.identity().public().signing;
+  return client.contactIdentity(user)?.signing ?? null;
+}
+
+/** Queues a room for a key sync (after the message being handled). @param {import('./client.js').Client} client @param {string} name */
+function queueSync(client, name) {
+  if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+}
+
+/**
+ * The room's crypto state and entry, if we have it. State kept from before room sender ids is
+ * started again first (`upgradeLegacy`).
  * @param {import('./client.js').Client} client
  * @param {string} name
  * @returns {{room: Room, entry: RoomEntry} | null}
  */
 export function loadRoom(client, name) {
   const e = client.profile.rooms[name];
-  return e ? { room: e.state ? Room.fromState(e.state) : newRoomState(client, name), entry: e } : null;
+  if (!e) return null;
+  if (!e.state) return { room: newRoomState(client, name), entry: e };
+  return { room: upgradeLegacy(client, name, Room.fromState(e.state), e), entry: e };
 }
 
-/** @param {import('./client.js').Client} client @param {string} name */
-function newRoomState(client, name) {
-  return Room.create(roomIdForName(name), client.identity().public().signing, 0);
+/** A fresh sender-key state for `name` at `epoch`, this device's sender id as ours. @param {import('./client.js').Client} client @param {string} name */
+function newRoomState(client, name, epoch = 0) {
+  return Room.create(roomIdForName(name), ownSenderId(client), epoch);
+}
+
+/**
+ * Room state kept from before room sender ids (our own sender is the account's IKs) starts
+ * again (PROTOCOL.md §4.4): this device's sender id, the next epoch, no member chains (they come
+ * again with every member's key for that epoch), our key owed to everyone. Stored at once and
+ * queued for a key sync. A room at the last epoch has no next one: the new key stays at it.
+ * Returns the state to use.
+ * @param {import('./client.js').Client} client @param {string} name @param {Room} room @param {RoomEntry} entry
+ */
+function upgradeLegacy(client, name, room, entry) {
+  if (!equal(room.ownSender, client.identity().public().signing)) return room;
+  if (room.epoch >= MAX_EPOCH) warnOnce(client, `#${name}: this room has used up its key epochs; this device's new room key stays at the last one`);
+  const fresh = newRoomState(client, name, Math.min(room.epoch + 1, MAX_EPOCH));
+  entry.key_sent = {};
+  entry.senders = [];
+  // Keys set aside before sender ids name no device: dropped.
+  entry.early_keys = (entry.early_keys ?? []).filter((k) => typeof k.device === 'number');
+  storeRoom(client, name, fresh, entry);
+  queueSync(client, name);
+  return fresh;
 }
 
 /**
@@ -158,8 +228,19 @@ export function describeChange(client, prev, next) {
 }
 
 /**
- * Makes `roster` the held one: usernames, sender-key state with exactly the listed keys (a
- * departure, or a key not listed any more, starts a new epoch), early room keys now listed.
+ * Whether a tracked device still belongs to the room under `roster`: its member is listed, and
+ * its sender id is the one their listed identity gives that device.
+ * @param {import('./roster.js').Roster} roster @param {RoomSender} s
+ */
+function stillListed(roster, s) {
+  return roster.members.some((m) => m.username === s.member && toHex(roomSenderId(m.identity, s.device)) === s.sender);
+}
+
+/**
+ * Makes `roster` the held one: usernames, early room keys now listed, and sender-key state with
+ * exactly the devices of listed members. A departure (a member gone, or listed with another
+ * key) removes every device of theirs the room tracks and starts one new epoch, whatever their
+ * key state (§4.7 rule 6); so does a tracked device whose member the roster does not list.
  * With `prev`, the change is told in the timeline and our own departure closes the room.
  * @param {import('./client.js').Client} client
  * @param {string} name
@@ -178,14 +259,15 @@ export function holdRoster(client, name, prev, roster) {
   entry.admins = roster.members.filter((m) => isAdmin(roster, m.identity)).map((m) => m.username);
   entry.admin = entry.admins[0] ?? '';
   entry.invited = (entry.invited ?? []).filter((u) => !entry.members.includes(u));
-  const listed = roster.members.filter((m) => !equal(m.identity, own)).map((m) => m.identity);
-  const stale = room.members.map((m) => m.sender).filter((s) => !listed.some((k) => equal(k, s)));
-  const gone = prev ? departed(prev, roster) : [];
-  if (stale.length || gone.length) {
-    room.removeMembersAndRotate([...stale, ...gone.map((m) => m.identity)]);
-    entry.key_sent = {};
+  const gone = prev ? departed(prev, roster).map((m) => m.username) : [];
+  const senders = entry.senders ?? [];
+  const kept = senders.filter((s) => !gone.includes(s.member) && stillListed(roster, s));
+  const dropped = room.members.map((m) => m.sender).filter((id) => !kept.some((s) => s.sender === toHex(id)));
+  if (gone.length || dropped.length) {
+    if (room.removeMembers(dropped) === 0) room.startEpoch(room.epoch + 1);
+    for (const u of gone) delete entry.key_sent[u];
   }
-  for (const k of listed) if (!room.isMember(k)) room.addMember(k);
+  entry.senders = kept;
   for (const u of Object.keys(entry.key_sent)) if (!entry.members.includes(u)) delete entry.key_sent[u];
   storeRoom(client, name, room, entry);
   if (prev) for (const line of describeChange(client, prev, roster)) client.roomEvent(name, line);
@@ -365,9 +447,11 @@ async function signInMembers(client, name, serverMembers) {
 }
 
 /**
- * Rule 5: our sender key to every listed member who lacks it for this epoch, whom the server
- * also counts as a member, and whose current identity key is the listed one and not
- * changed-unverified.
+ * Rule 5: our sender key to every device of each listed member who lacks it for this epoch, whom
+ * the server also counts as a member, and whose current identity key is the listed one and not
+ * changed-unverified; then to our own other devices, if the account has any (the first time
+ * with our held roster before it, so that a device linked before the room existed learns the
+ * room from it).
  * @param {import('./client.js').Client} client
  * @param {string} name
  * @param {string[]} serverMembers
@@ -409,12 +493,72 @@ async function distributeKeys(client, name, serverMembers) {
     entry.key_sent[u] = room.epoch;
     await client.save();
   }
+  await sendKeyToOwnDevices(client, name, entry, held, room.epoch, dist);
 }
 
 /**
- * Follows the room's signed roster, signs in members we invited (as an admin), then sends our
- * sender key to every listed member who lacks it for this epoch. A room with no held roster
- * waits (nothing is sent to anyone).
+ * Our sender key to our own other devices (none: nothing is sent), unless they have it for this
+ * epoch (`key_sent` under our own username); the first time, our held roster goes first.
+ * @param {import('./client.js').Client} client @param {string} name @param {RoomEntry} entry
+ * @param {import('./roster.js').Roster} held @param {number} epoch @param {Uint8Array} dist
+ */
+async function sendKeyToOwnDevices(client, name, entry, held, epoch, dist) {
+  const me = client.profile.username;
+  const sent = entry.key_sent[me];
+  if (sent === epoch) return;
+  try {
+    if ((await direct.ownOtherDevices(client)).length === 0) return;
+    if (sent === undefined) await direct.sendContentTo(client, me, { type: 'Roster', room: name, roster: held.bytes });
+    await direct.sendContentTo(client, me, { type: 'RoomKey', room: name, distribution: dist });
+  } catch (e) {
+    client.notice(`#${name}: could not send the room key to your other devices: ${/** @type {Error} */ (e).message}`);
+    return;
+  }
+  entry.key_sent[me] = epoch;
+  await client.save();
+}
+
+/**
+ * Devices the room tracks (ours included) that their account no longer lists — revoked — leave
+ * the room's state, which moves to one new epoch for all of them, before anything is sent
+ * (PROTOCOL.md §4.4; host-client `drop_revoked_senders`): a revoked device, even with a
+ * server's help, reads nothing sent after, and what it sends is no longer taken. Each member
+ * with a tracked device is asked for their devices now (`FetchDevices`, which also refreshes
+ * the list direct sends use); one whose list cannot be had now is left as it is.
+ * @param {import('./client.js').Client} client
+ * @param {string} name
+ */
+async function dropRevokedSenders(client, name) {
+  const members = [...new Set((client.profile.rooms[name]?.senders ?? []).map((s) => s.member))].sort();
+  /** @type {Set<string>} sender ids (hex) */
+  const gone = new Set();
+  for (const m of members) {
+    let listed;
+    try {
+      listed = await direct.checkDevices(client, m);
+    } catch {
+      continue;
+    }
+    for (const s of client.profile.rooms[name]?.senders ?? []) if (s.member === m && !listed.includes(s.device)) gone.add(s.sender);
+  }
+  const loaded = gone.size ? loadRoom(client, name) : null;
+  if (!loaded) return;
+  const { room, entry } = loaded;
+  const revoked = (entry.senders ?? []).filter((s) => gone.has(s.sender));
+  room.removeMembers(revoked.map((s) => fromHex(s.sender)));
+  entry.senders = (entry.senders ?? []).filter((s) => !gone.has(s.sender));
+  storeRoom(client, name, room, entry);
+  await client.save();
+  for (const s of revoked) {
+    const whose = s.member === client.profile.username ? 'Your' : `${s.member}'s`;
+    client.notice(`#${name}: ${whose} device ${s.device} was revoked: it is out of the room, which moves to a new key`);
+  }
+}
+
+/**
+ * Follows the room's signed roster, signs in members we invited (as an admin), drops revoked
+ * devices, then sends our sender key to every listed member who lacks it for this epoch, and to
+ * our own other devices. A room with no held roster waits (nothing is sent to anyone).
  * @param {import('./client.js').Client} client
  * @param {string} name
  */
@@ -457,49 +601,89 @@ export async function syncRoom(client, name) {
   }
   await signInMembers(client, name, server.members);
   if (!client.profile.rooms[name]) return;
+  await dropRevokedSenders(client, name);
   await distributeKeys(client, name, server.members);
   await client.save();
 }
 
 /**
- * Takes a checked sender key into the room state (the sender is listed with `sender`).
- * @param {import('./client.js').Client} client
- * @param {string} name @param {string} from
- * @param {SenderKeyDistribution} dist @param {Uint8Array} sender
+ * Takes a distribution that came through the session with `from`'s `device`, whose account
+ * identity is `identity` and whom the held roster lists (PROTOCOL.md §4.4; host-client
+ * `take_room_key`): its sender must be that device's room sender id. A device the room does not
+ * track yet is added (and recorded as `from`'s) and is owed our key: `key_sent` forgets `from`,
+ * so ours goes again to all of their devices. A later epoch moves us there. Returns why the key
+ * was not used (a refusal's name), or null.
+ * @param {Room} room @param {RoomEntry} entry @param {string} from @param {number} device
+ * @param {Uint8Array} identity @param {SenderKeyDistribution} dist
+ * @returns {string | null}
  */
-function takeRoomKey(client, name, from, dist, sender) {
-  const loaded = loadRoom(client, name);
-  if (!loaded) return;
-  const { room, entry } = loaded;
-  if (!room.isMember(sender)) room.addMember(sender);
+function takeKey(room, entry, from, device, identity, dist) {
+  const sender = roomSenderId(identity, device);
+  if (!equal(dist.sender, sender)) return 'SenderMismatch';
+  if (!room.isMember(sender)) {
+    try {
+      room.addMember(sender);
+    } catch (e) {
+      return /** @type {any} */ (e).kind ?? /** @type {Error} */ (e).message;
+    }
+    const id = toHex(sender);
+    entry.senders = [...(entry.senders ?? []).filter((s) => s.sender !== id), { member: from, device, sender: id }];
+    delete entry.key_sent[from];
+  }
+  let why = null;
   try {
     room.handleDistribution(dist, sender);
   } catch (e) {
-    client.notice(`#${name}: room key from ${from} not used: ${/** @type {Error} */ (e).message}`);
+    // An older epoch than ours (a new device starts at 0): it gets our newer key and catches
+    // up, so there is nothing to tell.
+    const kind = /** @type {any} */ (e).kind;
+    if (kind !== 'WrongEpoch') why = kind ?? /** @type {Error} */ (e).message;
   }
   if (dist.epoch > room.epoch) {
     room.startEpoch(dist.epoch);
     entry.key_sent = {};
   }
-  const needsOurs = entry.key_sent[from] !== room.epoch;
-  storeRoom(client, name, room, entry);
-  if (needsOurs && !client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+  return why;
 }
 
-/** Early room keys whose sender the held roster now lists (with their current key) are taken. @param {import('./client.js').Client} client @param {string} name */
+/**
+ * Takes a sender key from `from`'s `device` (whom the held roster lists with `identity`) into
+ * the room's state; a refusal is a notice. Our key is queued for `from` if they lack it.
+ * @param {import('./client.js').Client} client
+ * @param {string} name @param {string} from @param {number} device
+ * @param {Uint8Array} identity @param {SenderKeyDistribution} dist
+ */
+function takeRoomKey(client, name, from, device, identity, dist) {
+  const loaded = loadRoom(client, name);
+  if (!loaded) return;
+  const { room, entry } = loaded;
+  const why = takeKey(room, entry, from, device, identity, dist);
+  if (why) client.notice(`#${name}: room key from ${from} not used: ${why}`);
+  const needsOurs = entry.key_sent[from] !== room.epoch;
+  storeRoom(client, name, room, entry);
+  if (needsOurs) queueSync(client, name);
+}
+
+/**
+ * Early room keys whose sender the held roster now lists (with their current key) are taken;
+ * those kept from before room sender ids (no device) are dropped.
+ * @param {import('./client.js').Client} client @param {string} name
+ */
 function replayEarlyKeys(client, name) {
   const entry = client.profile.rooms[name];
   const held = heldRoster(entry);
   if (!entry?.early_keys?.length || !held) return;
+  /** @type {EarlyKey[]} */
   const keep = [];
   for (const k of entry.early_keys) {
-    const sender = client.contactIdentity(k.from)?.signing;
-    if (!sender || client.profile.contacts[k.from]?.key_changed || !rosterContains(held, k.from, sender)) {
+    if (typeof k.device !== 'number') continue;
+    const identity = accountIdentity(client, k.from);
+    if (!identity || client.profile.contacts[k.from]?.key_changed || !rosterContains(held, k.from, identity)) {
       keep.push(k);
       continue;
     }
     try {
-      takeRoomKey(client, name, k.from, SenderKeyDistribution.fromBytes(fromHex(k.bytes)), sender);
+      takeRoomKey(client, name, k.from, k.device, identity, SenderKeyDistribution.fromBytes(fromHex(k.bytes)));
     } catch {
       // malformed: dropped
     }
@@ -509,16 +693,19 @@ function replayEarlyKeys(client, name) {
 }
 
 /**
- * A member's sender key arrived inside our pairwise session with `from`: taken only when the
- * held roster (followed first if it does not list them) lists `from` with their identity key.
- * A key from someone not listed yet is kept aside, and taken if a later roster lists them.
+ * A member's sender key arrived inside our pairwise session with `from`'s `device` (we ourselves
+ * for another of our devices): taken only when the held roster (followed first if it does not
+ * list them) lists `from` with their account's identity key, and its sender is that device's
+ * room sender id. A key from someone not listed yet is kept aside, and taken if a later roster
+ * lists them.
  * @param {import('./client.js').Client} client
  * @param {string} from
+ * @param {number} device
  * @param {string} name
  * @param {Uint8Array} distribution
  */
-export async function receiveRoomKey(client, from, name, distribution) {
-  if (client.holdIfKeyChanged(from, { kind: 'key', from, room: name, bytes: toHex(distribution) })) return;
+export async function receiveRoomKey(client, from, device, name, distribution) {
+  if (client.holdIfKeyChanged(from, { kind: 'key', from, device, room: name, bytes: toHex(distribution) })) return;
   let dist;
   try {
     dist = SenderKeyDistribution.fromBytes(distribution);
@@ -526,9 +713,9 @@ export async function receiveRoomKey(client, from, name, distribution) {
     client.notice(`#${name}: ${from} sent a malformed room key`);
     return;
   }
-  const sender = client.contactIdentity(from)?.signing;
-  if (!sender || !client.profile.rooms[name]) return;
-  if (!rosterContains(/** @type {any} */ (heldRoster(client.profile.rooms[name])) ?? { members: [] }, from, sender)) {
+  const identity = accountIdentity(client, from);
+  if (!identity || !client.profile.rooms[name]) return;
+  if (!rosterContains(/** @type {any} */ (heldRoster(client.profile.rooms[name])) ?? { members: [] }, from, identity)) {
     try {
       await followChain(client, name);
     } catch {
@@ -538,14 +725,14 @@ export async function receiveRoomKey(client, from, name, distribution) {
   const entry = client.profile.rooms[name];
   if (!entry) return;
   const held = heldRoster(entry);
-  if (!held || !rosterContains(held, from, sender)) {
-    const early = (entry.early_keys ??= []);
-    early.push({ from, bytes: toHex(distribution) });
+  if (!held || !rosterContains(held, from, identity)) {
+    const early = (entry.early_keys = (entry.early_keys ?? []).filter((k) => !(k.from === from && k.device === device)));
+    early.push({ from, device, bytes: toHex(distribution) });
     if (early.length > MAX_EARLY_KEYS) early.shift();
     warnOnce(client, `#${name}: a room key from ${from} is set aside: the room's signed member list does not name them with this key`);
     return;
   }
-  takeRoomKey(client, name, from, dist, sender);
+  takeRoomKey(client, name, from, device, identity, dist);
 }
 
 /**
@@ -553,13 +740,19 @@ export async function receiveRoomKey(client, from, name, distribution) {
  * `from`. Taken as the room's starting point only when their key is not changed-unverified, it
  * parses and verifies, names this room, is signed by `from`'s key as an admin in it, lists us
  * with our key, and we hold no roster of the room that lists us (then the chain is followed
- * instead). Anything else is ignored with a warning.
+ * instead). Anything else is ignored with a warning. One from another of our own devices is
+ * `adoptOwnRoster`'s.
  * @param {import('./client.js').Client} client
  * @param {string} from
  * @param {string} name
  * @param {Uint8Array} bytes
  */
 export async function receiveRosterContent(client, from, name, bytes) {
+  if (from === client.profile.username) {
+    adoptOwnRoster(client, name, bytes);
+    await client.save();
+    return;
+  }
   const ignore = (/** @type {string} */ why) => client.notice(`#${name}: ignored a signed member list from ${from}: ${why}`);
   const contact = client.profile.contacts[from];
   if (!contact || contact.key_changed) return ignore('their safety number changed (verify first)');
@@ -592,32 +785,71 @@ export async function receiveRosterContent(client, from, name, bytes) {
   }
   const held = heldRoster(entry);
   if (held && rosterContains(held, me, own)) {
-    if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+    queueSync(client, name);
     return;
   }
   holdRoster(client, name, null, r);
   client.roomEvent(name, `${cap(from)} added you`);
   await client.save();
-  if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+  queueSync(client, name);
 }
 
 /**
- * A room message arrived: verify, decrypt, check the sender is who the server named and is on
- * the held roster with that key, record.
+ * A roster another of our own devices holds (sent by it, or in the link state, PROTOCOL.md
+ * §4.6): our starting point in the room when we hold none yet. It comes from our own identity,
+ * so it is trusted as a first roster from an admin would be, once it is checked to be this
+ * room's and to list us with our identity. One we hold already says nothing new (the chain is
+ * followed at the sync). The room is queued for a key sync. Returns whether it was taken.
+ * host-client `adopt_own_roster`.
+ * @param {import('./client.js').Client} client
+ * @param {string} name
+ * @param {Uint8Array} bytes
+ */
+export function adoptOwnRoster(client, name, bytes) {
+  const ignore = (/** @type {string} */ why) => {
+    client.notice(`#${name}: ignored a signed member list from another of your devices: ${why}`);
+    return false;
+  };
+  let r;
+  try {
+    r = parseRoster(bytes);
+  } catch (e) {
+    return ignore(e instanceof RosterError ? e.kind : 'malformed');
+  }
+  if (!equal(r.roomId, roomIdForName(name)) || !rosterContains(r, client.profile.username, client.identity().public().signing)) {
+    return ignore(`it is not one of #${name} that lists you`);
+  }
+  let taken = false;
+  if (!heldRoster(client.profile.rooms[name])) {
+    client.profile.rooms[name] ??= { state: null, members: [], admin: '', key_sent: {}, invited: [] };
+    delete client.profile.gone_rooms[name];
+    holdRoster(client, name, null, r);
+    taken = true;
+  }
+  queueSync(client, name);
+  return taken;
+}
+
+/**
+ * A room message arrived from `from`'s `device`, as the server says: verify, decrypt, check
+ * that its sender is that device's room sender id and that `from` is on the held roster with
+ * their account's key, record. Ours (sent from another of our devices) shows as ours.
  * @param {import('./client.js').Client} client
  * @param {string} name
  * @param {string} from
+ * @param {number} device
  * @param {Uint8Array} body
  * @param {number} at
  * @param {string} sid
  */
-export function receiveRoom(client, name, from, body, at, sid) {
+export function receiveRoom(client, name, from, device, body, at, sid) {
   const conv = `#${name}`;
-  if (client.holdIfKeyChanged(from, { kind: 'message', from, room: name, bytes: toHex(body), at, sid })) return;
+  const me = client.profile.username;
+  if (client.holdIfKeyChanged(from, { kind: 'message', from, device, room: name, bytes: toHex(body), at, sid })) return;
   const loaded = loadRoom(client, name);
   if (!loaded) {
     direct.undecryptable(client, conv, from, at, sid, 'no key for this room yet');
-    if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+    queueSync(client, name);
     return;
   }
   let got;
@@ -625,18 +857,20 @@ export function receiveRoom(client, name, from, body, at, sid) {
     got = loaded.room.decrypt(body);
   } catch (e) {
     if (/** @type {any} */ (e).kind === 'Replay') return;
-    direct.undecryptable(client, conv, from, at, sid, `${/** @type {Error} */ (e).message} (ask ${from} to send again)`);
-    if (!client.roomsToSync.includes(name)) client.roomsToSync.push(name);
+    const ask = from === me ? 'sent from another of your devices' : `ask ${from} to send again`;
+    direct.undecryptable(client, conv, from, at, sid, `${/** @type {Error} */ (e).message} (${ask})`);
+    queueSync(client, name);
     return;
   }
   storeRoom(client, name, loaded.room, loaded.entry);
-  const k = client.contactIdentity(from);
-  if (!k || toHex(k.signing) !== toHex(got.sender)) {
+  // The device the server names must be the one whose key this is (PROTOCOL.md §4.4).
+  const identity = accountIdentity(client, from);
+  if (!identity || !equal(roomSenderId(identity, device), got.sender)) {
     direct.undecryptable(client, conv, from, at, sid, 'the sender key does not belong to the sender the server named');
     return;
   }
   const held = heldRoster(loaded.entry);
-  if (!held || !rosterContains(held, from, got.sender)) {
+  if (!held || !rosterContains(held, from, identity)) {
     direct.undecryptable(client, conv, from, at, sid, `${from} is not on the room's signed member list`);
     return;
   }
@@ -646,7 +880,12 @@ export function receiveRoom(client, name, from, body, at, sid) {
   } catch {
     content = null;
   }
-  if (content && content.type === 'Text') {
+  if (content && content.type === 'Text' && from === me) {
+    // Ours, sent from another of our devices: shown as a sent transcript is.
+    if (client.noteMessage(me, content.id)) {
+      client.pushHistory({ conv, from: me, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: true, state: 'synced', unread: true });
+    }
+  } else if (content && content.type === 'Text') {
     if (client.noteMessage(from, content.id)) {
       client.pushHistory({ conv, from, text: content.text, at: Number(content.sent_at), id: String(content.id), server_id: sid, outgoing: false, state: 'received', unread: true });
     }

@@ -160,7 +160,22 @@ pub(super) async fn run(g: &Global, args: Link) -> anyhow::Result<()> {
             ),
         );
     }
-    let _ = client.drain_queued().await?;
+    // The account's rooms: each roster is this device's starting point; its sender key goes
+    // out to the members (and our other devices), who send theirs back.
+    let mut notices = Vec::new();
+    for (room, roster) in state.rooms() {
+        notices.extend(client.adopt_own_roster(&room, &roster)?);
+    }
+    client.save()?;
+    notices.extend(client.drain_queued().await?);
+    client.after_event(&mut notices).await?;
+    if !g.json {
+        for n in &notices {
+            if let crate::client::Notice::Warning(w) = n {
+                terminal::warn(w);
+            }
+        }
+    }
     if g.json {
         outln!(
             "{}",

@@ -329,7 +329,7 @@ impl Connection {
         Ok(Reply::none())
     }
 
-    /// `SendToRoom`: stored once; each other member's delivery task picks it up.
+    /// `SendToRoom`: stored once; each device of each member but the sending one picks it up.
     pub(super) async fn send_to_room(
         &mut self,
         room: &str,
@@ -373,10 +373,9 @@ impl Connection {
                             client_id,
                             server_id,
                         });
+                        // Every member, us too: our other devices get it (this one does not).
                         for m in members {
-                            if m.id != me {
-                                shared.hub.wake(m.id);
-                            }
+                            shared.hub.wake(m.id);
                         }
                     }
                     Err(r) => refuse(&out, &r),
@@ -409,6 +408,8 @@ impl Connection {
                     // devices: nobody to tell.
                     AckOutcome::Direct { sender_id } if sender_id == me => return Ok(None),
                     AckOutcome::Direct { sender_id } => (sender_id, true),
+                    // Our own room message, read by another of our devices: not a receipt.
+                    AckOutcome::Room { sender_id } if sender_id == me => return Ok(None),
                     AckOutcome::Room { sender_id } => (sender_id, false),
                     AckOutcome::Unknown => return Ok(None),
                 };

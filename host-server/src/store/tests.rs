@@ -491,7 +491,8 @@ fn exercise_linked_devices(s: &mut dyn Store) {
 
 /// Room messages per device: each of a member's devices is delivered them and acknowledges
 /// them on its own; a device added later, or a member joining later, is not sent what came
-/// before; a message stays until every active device of every other member has passed it.
+/// before; the sender's other devices get it too, the sending one does not; a message stays
+/// until every active device but the sending one has passed it.
 fn exercise_room_devices(s: &mut dyn Store) {
     let a = s.create_account(&account("alice", 0, 100)).unwrap();
     let b = s.create_account(&account("bob", 0, 100)).unwrap();
@@ -621,6 +622,37 @@ fn exercise_room_devices(s: &mut dyn Store) {
     assert_eq!(s.ack(b, fresh, last).unwrap(), room(a));
     assert_eq!(s.ack(c, 1, last).unwrap(), room(a));
     assert_eq!(s.sweep(200).unwrap(), 1);
+
+    // The sender's other devices: what alice's laptop sends reaches her phone (and every
+    // device of the others), never the laptop itself; it stays until the phone has it.
+    let phone = s.add_device(a, "phone", 600).unwrap();
+    let mut from_laptop = msg(None, Some(r), a, b"from the laptop");
+    from_laptop.sender_device = 1;
+    let from_laptop = s.insert_message(&from_laptop).unwrap();
+    assert!(ids(s, a, 1).is_empty(), "not sent to the sending device");
+    assert_eq!(ids(s, a, phone), [from_laptop]);
+    assert_eq!(
+        s.pending_for(a, phone, 0, 200, 10).unwrap()[0].sender_device,
+        1,
+        "names the sending device"
+    );
+    assert_eq!(s.ack(b, fresh, from_laptop).unwrap(), room(a));
+    assert_eq!(s.ack(c, 1, from_laptop).unwrap(), room(a));
+    assert_eq!(s.sweep(200).unwrap(), 0, "alice's phone has not read it");
+    assert_eq!(s.ack(a, phone, from_laptop).unwrap(), room(a));
+    assert_eq!(
+        s.sweep(200).unwrap(),
+        1,
+        "every device but the sender's read it"
+    );
+    let mut from_phone = msg(None, Some(r), a, b"from the phone");
+    from_phone.sender_device = phone;
+    let from_phone = s.insert_message(&from_phone).unwrap();
+    assert!(
+        ids(s, a, phone).is_empty(),
+        "not sent to the sending device"
+    );
+    assert_eq!(ids(s, a, 1), [from_phone]);
 
     // The cursors go with the room.
     s.delete_room(r).unwrap();

@@ -2,13 +2,17 @@
 // link code as text (RFC 4648 base32, groups of four, read back whatever the case, spaces and
 // dashes; bad characters, lengths and versions refused with a reason) and the link state
 // (written as the CLI writes it, read back with its checks: version, account, identity; contacts
-// keep their trust; names that are not usernames dropped).
+// keep their trust; names that are not usernames dropped; rooms with the roster the sending
+// device holds, a room that is not that room's dropped).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { LinkCode, LinkKeyPair, sealLink } from '../../src/devices.js';
 import { LINK_CODE_CHARS, LinkCodeError, LinkStateError, inertLine, linkCodeText, linkStateBytes, parseLinkCode, parseLinkState } from '../../src/link.js';
 import { fromHex, toHex } from '../../src/bytes.js';
+import { IdentityKeyPair } from '../../src/keys.js';
+import { roomIdForName } from '../../src/room.js';
+import { writeRoster } from '../../src/roster.js';
 
 const vectors = JSON.parse(readFileSync(new URL('../../../conformance/vectors/devices.json', import.meta.url), 'utf8'));
 const vectorCode = vectors.cases.find((c) => c.kind === 'link_code' && c.expect === 'accept');
@@ -88,7 +92,7 @@ test('the link state is written as the CLI writes it: fields in order, contacts 
   const json = new TextDecoder().decode(bytes);
   assert.equal(json, `{"version":1,"username":"alice","identity":"${'ab'.repeat(32)}${'cd'.repeat(32)}","contacts":{`
     + `"bob":{"identity_sig":"${'01'.repeat(32)}","identity_dh":"${'02'.repeat(32)}","verified":true,"key_changed":false},`
-    + `"carol":{"identity_sig":"${'03'.repeat(32)}","identity_dh":"${'04'.repeat(32)}","verified":false,"key_changed":true}}}`);
+    + `"carol":{"identity_sig":"${'03'.repeat(32)}","identity_dh":"${'04'.repeat(32)}","verified":false,"key_changed":true}},"rooms":{}}`);
   assert.doesNotMatch(json, /never sent|session|devices/);
 });
 
@@ -103,6 +107,7 @@ test('the link state reads back, sealed and opened: identity, and contacts with 
       bob: { identity_sig: '01'.repeat(32), identity_dh: '02'.repeat(32), verified: true, key_changed: false },
       carol: { identity_sig: '03'.repeat(32), identity_dh: '04'.repeat(32), verified: false, key_changed: true },
     },
+    rooms: {},
   });
   // The CLI's hex is lower case; upper case reads too and is kept lower case. Unknown fields are ignored.
   const upper = parseLinkState(enc({ version: 1, username: 'alice', identity: (IDENTITY.sig + IDENTITY.dh).toUpperCase(), contacts: {}, rooms: ['later'] }), 'alice');
@@ -161,4 +166,57 @@ test('contacts whose names are not usernames (or the account itself), or whose k
 test('names from the network are made inert for one line of text', () => {
   assert.equal(inertLine('a\u202eb\u2066c\u200fd\ne\u0000f'), 'abcdef');
   assert.equal([...inertLine('é'.repeat(100))].length, 64);
+});
+
+/** A signed first roster of room `room` (hex), alice alone, signed by `signer`. */
+function rosterHex(room, signer = IdentityKeyPair.generate()) {
+  const me = signer.public().signing;
+  return toHex(writeRoster({ roomId: roomIdForName(room), version: 0n, epoch: 0, prev: new Uint8Array(32), admins: [me], members: [{ username: 'alice', identity: me }] }, signer).bytes);
+}
+
+test('the link state carries each room with a held roster, sorted by name, and reads them back', () => {
+  const team = rosterHex('team');
+  const alpha = rosterHex('alpha-1');
+  const withRooms = { ...profile, rooms: { team: { roster: team, state: 'secret' }, 'alpha-1': { roster: alpha }, waiting: { state: null } } };
+  const json = new TextDecoder().decode(linkStateBytes(withRooms));
+  assert.ok(json.endsWith(`,"rooms":{"alpha-1":"${alpha}","team":"${team}"}}`), json);
+  assert.doesNotMatch(json, /secret|waiting/, 'no room state, no room without a roster');
+  const pair = LinkKeyPair.generate();
+  const state = parseLinkState(pair.open(sealLink(pair.code, linkStateBytes(withRooms))), 'alice');
+  assert.deepEqual(state.rooms, { 'alpha-1': alpha, team });
+  // Upper-case hex reads too, kept lower case.
+  const good = { version: 1, username: 'alice', identity: IDENTITY.sig + IDENTITY.dh, contacts: {} };
+  assert.deepEqual(parseLinkState(enc({ ...good, rooms: { team: team.toUpperCase() } }), 'alice').rooms, { team });
+  // A state from an older client, without rooms, opens with none.
+  assert.deepEqual(parseLinkState(enc(good), 'alice').rooms, {});
+});
+
+test('a room whose name is not a room name, or whose roster does not parse as one of that room, is dropped; the rest are kept', () => {
+  const good = { version: 1, username: 'alice', identity: IDENTITY.sig + IDENTITY.dh, contacts: {} };
+  const team = rosterHex('team');
+  // The last byte of the signature changed.
+  const damaged = `${team.slice(0, -2)}${team.endsWith('00') ? '01' : '00'}`;
+  const state = parseLinkState(enc({
+    ...good,
+    rooms: {
+      team,
+      Team: rosterHex('Team'),
+      '#team': team,
+      ['x'.repeat(33)]: rosterHex('x'.repeat(33)),
+      other: team,
+      short: rosterHex('short').slice(0, 100),
+      odd: `${rosterHex('odd')}0`,
+      not_hex: 'zz'.repeat(200),
+      bad_signature: damaged,
+      number: 42,
+      nothing: null,
+    },
+  }), 'alice');
+  assert.deepEqual(Object.keys(state.rooms), ['team']);
+  // `rooms` of another shape: no rooms, the state still opens.
+  for (const rooms of [[team], 'team', 7, null]) assert.deepEqual(parseLinkState(enc({ ...good, rooms }), 'alice').rooms, {}, JSON.stringify(rooms));
+  // "__proto__" is a room name by the grammar: kept as a plain entry, never the object's prototype.
+  const proto = parseLinkState(enc(`{"version":1,"username":"alice","identity":"${IDENTITY.sig}${IDENTITY.dh}","contacts":{},"rooms":{"__proto__":"${rosterHex('__proto__')}"}}`), 'alice');
+  assert.deepEqual(Object.keys(proto.rooms), ['__proto__']);
+  assert.equal(Object.getPrototypeOf(proto.rooms), Object.prototype);
 });

@@ -4,205 +4,16 @@
 // appending rosters that do not follow, handing out rosters from the wrong people.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, ServerError, newProfileForTests } from '../../src/client.js';
+import { ServerError } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
-import { equal, fromHex, toHex } from '../../src/bytes.js';
-import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { equal, toHex } from '../../src/bytes.js';
 import { sendContentTo } from '../../src/direct.js';
 import { encodeContent } from '../../src/envelope.js';
-import { Room, roomIdForName } from '../../src/room.js';
-import { RosterError, checkFirst, checkNext, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
+import { Room, roomIdForName, roomSenderId } from '../../src/room.js';
+import { checkNext, parseRoster, rosterHash, writeRoster } from '../../src/roster.js';
 import { heldRoster, syncRoom } from '../../src/rooms.js';
+import { RoomServer, newClient, settle } from './room-server.mjs';
 
-/** A stand-in server: key directory, one-to-one relay, rooms with members and a roster chain. */
-class RoomServer {
-  constructor() {
-    this.accounts = new Map();
-    /** @type {Map<string, {members: string[], invited: Set<string>, chain: Uint8Array[]}>} */
-    this.rooms = new Map();
-    this.nextId = 1n;
-    /** [who, type, detail] for every request */
-    this.log = [];
-    /** room messages relayed: {from, room, body} */
-    this.roomBodies = [];
-  }
-
-  connect(client) {
-    const p = client.profile;
-    const id = new IdentityKeyPair(fromHex(p.identity.sig), fromHex(p.identity.dh));
-    const spk = SignedPrekeyPair.fromSecretKey(p.spks[0].id, fromHex(p.spks[0].secret), id);
-    const opks = Object.entries(p.opks).map(([k, s]) => new OneTimePrekeyPair(Number(k), fromHex(s)).public());
-    this.accounts.set(p.username, { client, identity: id.public(), spk: spk.public(), opks });
-    // Every account has one device, device 1: the client knows it is that one.
-    p.device_id = 1;
-  }
-
-  push(user, msg) {
-    const a = this.accounts.get(user);
-    if (a) setTimeout(() => a.client.handlePush(msg), 0);
-  }
-
-  /** Tells every member but `except` that something changed. */
-  tell(room, username, change, except) {
-    for (const m of this.rooms.get(room).members) if (m !== except) this.push(m, { type: 'RoomChanged', room, username, change });
-  }
-
-  conn(username) {
-    const server = this;
-    return {
-      isOpen: true,
-      onPush: () => {},
-      onStatus: () => {},
-      send(msg) {
-        server.log.push([username, msg.type]);
-      },
-      async request(msg) {
-        server.log.push([username, msg.type, msg.to ?? msg.username ?? msg.room]);
-        return server.handle(username, msg);
-      },
-    };
-  }
-
-  room(name, username) {
-    const r = this.rooms.get(name);
-    if (!r) throw new ServerError(ErrorCode.NOT_FOUND, 'no such room');
-    if (username && !r.members.includes(username)) throw new ServerError(ErrorCode.FORBIDDEN, 'not a member');
-    return r;
-  }
-
-  handle(username, msg) {
-    const ok = { type: 'Ok' };
-    switch (msg.type) {
-      case 'FetchBundle':
-      case 'FetchDeviceBundle': {
-        const a = this.accounts.get(msg.username);
-        if (msg.type === 'FetchDeviceBundle' && msg.device !== 1) throw new ServerError(ErrorCode.NOT_FOUND, 'no such device');
-        if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
-        return {
-          type: 'Bundle',
-          bundle: {
-            username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh,
-            signed_prekey: { id: a.spk.id, key: a.spk.public, signature: a.spk.signature },
-            one_time_prekey: a.opks.length ? (({ id, public: key }) => ({ id, key }))(a.opks.shift()) : null,
-          },
-        };
-      }
-      case 'FetchDevices': {
-        const a = this.accounts.get(msg.username);
-        if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
-        return { type: 'Devices', username: msg.username, identity_sig: a.identity.signing, identity_dh: a.identity.dh, devices: [1] };
-      }
-      case 'SendSynced':
-      case 'SendToDevices': {
-        // One device per account: a text's transcript has no other device of ours to go to.
-        if (msg.bodies.length !== 1 || msg.bodies[0].device !== 1 || (msg.own && msg.own.length !== 0)) throw new ServerError(ErrorCode.STALE_DEVICES, 'stale');
-        const server_id = this.nextId++;
-        this.push(msg.to, { type: 'Deliver', server_id, from: username, room: null, sent_at: 1764000000n, body: msg.bodies[0].body, device: 1 });
-        return { type: 'Accepted', client_id: msg.client_id, server_id };
-      }
-      case 'SendToRoom': {
-        const r = this.room(msg.room, username);
-        const server_id = this.nextId++;
-        this.roomBodies.push({ from: username, room: msg.room, body: msg.body });
-        for (const m of r.members) if (m !== username) this.push(m, { type: 'Deliver', server_id, from: username, room: msg.room, sent_at: 1764000000n, body: msg.body, device: 1 });
-        return { type: 'Accepted', client_id: msg.client_id, server_id };
-      }
-      case 'CreateRoom':
-        if (this.rooms.has(msg.room)) throw new ServerError(ErrorCode.ROOM_TAKEN, 'taken');
-        this.rooms.set(msg.room, { members: [username], invited: new Set(), chain: [] });
-        return ok;
-      case 'Invite':
-        this.room(msg.room, username).invited.add(msg.username);
-        this.push(msg.username, { type: 'RoomChanged', room: msg.room, username, change: 'Invited' });
-        return ok;
-      case 'AcceptInvite': {
-        const r = this.room(msg.room);
-        if (!r.invited.delete(username)) throw new ServerError(ErrorCode.NOT_FOUND, 'no such invitation');
-        r.members.push(username);
-        this.tell(msg.room, username, 'Joined');
-        return ok;
-      }
-      case 'ListMembers': {
-        const r = this.room(msg.room, username);
-        return { type: 'Members', room: msg.room, admin: r.members[0], members: [...r.members] };
-      }
-      case 'Leave':
-        this.drop(msg.room, username, 'Left');
-        return ok;
-      case 'Remove':
-        this.drop(msg.room, msg.username, 'Removed');
-        return ok;
-      case 'PublishRoster': {
-        const r = this.room(msg.room, username);
-        let next;
-        try {
-          next = parseRoster(msg.roster);
-          if (!equal(next.roomId, roomIdForName(msg.room))) throw new RosterError('WrongRoom');
-          if (r.chain.length === 0) checkFirst(next);
-          else {
-            const latest = parseRoster(r.chain.at(-1));
-            if (next.version !== latest.version + 1n) throw new ServerError(ErrorCode.CONFLICT, 'not the next version');
-            checkNext(latest, next);
-          }
-        } catch (e) {
-          if (e instanceof RosterError) throw new ServerError(ErrorCode.INVALID_INPUT, e.kind);
-          throw e;
-        }
-        r.chain.push(msg.roster);
-        // As the real server: members of the previous roster that this one no longer lists
-        // leave (a first roster has no previous one, and drops nobody).
-        const previous = r.chain.length > 1 ? parseRoster(r.chain.at(-2)) : null;
-        const listed = new Set(next.members.map((m) => m.username));
-        for (const m of [...r.members]) {
-          if (listed.has(m) || !previous?.members.some((p) => p.username === m)) continue;
-          this.drop(msg.room, m, m === username ? 'Left' : 'Removed');
-        }
-        this.tell(msg.room, username, 'Roster', username);
-        return ok;
-      }
-      case 'FetchRoster': {
-        const r = this.room(msg.room, username);
-        const bytes = r.chain[Number(msg.version)];
-        if (!bytes) throw new ServerError(ErrorCode.NOT_FOUND, 'no such version');
-        return { type: 'Roster', room: msg.room, roster: bytes };
-      }
-      default:
-        throw new Error(`stand-in server: ${msg.type} not handled`);
-    }
-  }
-
-  drop(room, user, change) {
-    const r = this.room(room);
-    if (!r.members.includes(user)) return;
-    this.tell(room, user, change);
-    r.members = r.members.filter((m) => m !== user);
-  }
-
-  /** Hostile: stores a roster with no check at all and tells everyone but `except`. */
-  forceRoster(room, bytes, except) {
-    this.rooms.get(room).chain.push(bytes);
-    this.tell(room, 'server', 'Roster', except);
-  }
-
-  /** Sends to `to` made by `from` (SendToDevices, SendSynced), for tests. */
-  sentTo(from, to) {
-    return this.log.filter(([w, t, d]) => w === from && (t === 'SendToDevices' || t === 'SendSynced') && d === to).length;
-  }
-}
-
-async function newClient(server, username) {
-  const c = new Client(server.conn(username), newProfileForTests(username), null);
-  c.loggedIn = true;
-  server.connect(c);
-  return c;
-}
-
-const settle = async (clients) => {
-  for (let i = 0; i < 12; i++) {
-    await new Promise((r) => setTimeout(r, 3));
-    await Promise.all(clients.map((c) => c.queue));
-  }
-};
 const ik = (c) => c.identity().public().signing;
 const events = (c, room) => c.messages(`#${room}`).filter((e) => e.kind === 'event').map((e) => e.text);
 const texts = (c, room) => c.messages(`#${room}`).filter((e) => e.kind !== 'event' && e.state === 'received').map((e) => `${e.from}: ${e.text}`);
@@ -272,12 +83,13 @@ test('(a) a member the server reports but no signed roster lists gets no room ke
   // What mallory receives she cannot read.
   assert.ok(mallory.messages('#team').every((e) => e.state !== 'received'));
   // And her own sender key and room messages are not taken.
-  const hers = Room.create(roomIdForName('team'), ik(mallory), 0);
+  const herSender = roomSenderId(ik(mallory), mallory.profile.device_id);
+  const hers = Room.create(roomIdForName('team'), herSender, 0);
   await mallory.serial(() => sendContentTo(mallory, 'alice', { type: 'RoomKey', room: 'team', distribution: hers.distribution().toBytes() }));
   await settle([alice, mallory]);
   alice.handlePush({ type: 'Deliver', server_id: 900n, from: 'mallory', room: 'team', sent_at: 1764000000n, body: hers.encrypt(encodeContent({ type: 'Text', id: 5n, sent_at: 1764000000n, text: 'let me in' })), device: 1 });
   await settle([alice, mallory]);
-  assert.ok(!Room.fromState(alice.profile.rooms.team.state).isMember(ik(mallory)), 'no chain for mallory');
+  assert.ok(!Room.fromState(alice.profile.rooms.team.state).isMember(herSender), 'no chain for mallory');
   assert.deepEqual(texts(alice, 'team'), ['bob: me too']);
   assert.ok(alice.notices.some((n) => /room key from mallory is set aside/.test(n)));
 });
@@ -335,7 +147,9 @@ test('(c) a removed member whose identity key changed still starts a new epoch a
   await settle([alice, bob, carol]);
   assert.deepEqual(texts(carol, 'team'), ['alice: before']);
   const carolRoom = carol.profile.rooms.team.state;
+  const carolSender = roomSenderId(ik(carol), carol.profile.device_id);
   const epochBefore = Room.fromState(alice.profile.rooms.team.state).epoch;
+  for (const c of [alice, bob]) assert.ok(Room.fromState(c.profile.rooms.team.state).isMember(carolSender), `${c.profile.username} tracks carol's device`);
   // "carol" shows up at alice with another key (the server substituting one, or a new device).
   const carol2 = await newClient(server, 'carol');
   await carol2.sendText('@alice', 'new key');
@@ -349,7 +163,8 @@ test('(c) a removed member whose identity key changed still starts a new epoch a
   for (const c of [alice, bob]) {
     const room = Room.fromState(c.profile.rooms.team.state);
     assert.ok(room.epoch > epochBefore, `${c.profile.username} moved to a new epoch`);
-    assert.ok(!room.isMember(ik(carol)), `${c.profile.username} dropped carol's key`);
+    assert.ok(!room.isMember(carolSender), `${c.profile.username} dropped carol's key`);
+    assert.ok(!c.profile.rooms.team.senders.some((x) => x.member === 'carol'), `${c.profile.username} forgot carol's devices`);
   }
   assert.ok(events(alice, 'team').includes('You removed carol'));
   assert.ok(events(bob, 'team').includes('Alice removed carol'));
@@ -425,12 +240,12 @@ test('only an admin invites and removes; a non-admin leaves by the next roster; 
   const r = server.rooms.get('team');
   const realHandle = server.handle.bind(server);
   let conflicts = 0;
-  server.handle = (u, msg) => {
+  server.handle = (u, conn, msg) => {
     if (msg.type === 'PublishRoster' && conflicts === 0) {
       conflicts++;
       throw new ServerError(ErrorCode.CONFLICT, 'not the next version');
     }
-    return realHandle(u, msg);
+    return realHandle(u, conn, msg);
   };
   await carol.acceptInvite('team');
   await settle([alice, carol]);

@@ -83,3 +83,46 @@ test('a room at the last epoch refuses a removal and changes nothing; no epoch p
   assert.throws(() => low.startEpoch(6.5), { name: 'MembershipError' });
   assert.equal(low.epoch, 5);
 });
+
+test('removing every device of a member starts one new epoch and shuts each out; ids not tracked change nothing', () => {
+  const id = roomIdForName('team');
+  const [ours, phone, laptop] = [1, 2, 3].map((b) => new Uint8Array(32).fill(b));
+  const room = Room.create(id, ours, 4);
+  const devices = { phone: Room.create(id, phone, 4), laptop: Room.create(id, laptop, 4) };
+  room.addMember(phone);
+  room.addMember(laptop);
+  for (const [name, d] of Object.entries(devices)) {
+    d.addMember(ours);
+    d.handleDistribution(SenderKeyDistribution.fromBytes(room.distribution().toBytes()), ours);
+    room.handleDistribution(SenderKeyDistribution.fromBytes(d.distribution().toBytes()), name === 'phone' ? phone : laptop);
+  }
+  assert.equal(toHex(room.ownSender), toHex(ours));
+  // Both read us before.
+  const earlier = room.encrypt(te.encode('before'));
+  for (const d of Object.values(devices)) assert.equal(new TextDecoder().decode(d.decrypt(earlier).plaintext), 'before');
+  // Ids the room does not track: nothing changes, not even the epoch.
+  const before = room.toState();
+  assert.equal(room.removeMembers([new Uint8Array(32).fill(9)]), 0);
+  assert.equal(room.toState(), before);
+  assert.equal(room.removeMembers([phone, laptop, new Uint8Array(32).fill(9), phone]), 2);
+  assert.equal(room.epoch, 5, 'one new epoch for both devices');
+  assert.ok(!room.isMember(phone) && !room.isMember(laptop));
+  // Neither device reads what we send next, and what they send is refused.
+  const next = room.encrypt(te.encode('after'));
+  for (const d of Object.values(devices)) {
+    assert.throws(() => d.decrypt(next), (e) => e.kind === 'WrongEpoch');
+    assert.throws(() => room.decrypt(d.encrypt(te.encode('hi'))), (e) => e.kind === 'UnknownSender');
+  }
+});
+
+test('removing devices at the last epoch is refused and changes nothing', () => {
+  const room = Room.create(roomIdForName('top'), new Uint8Array(32).fill(1), 0xffffffff);
+  const phone = new Uint8Array(32).fill(2);
+  room.addMember(phone);
+  const before = room.toState();
+  assert.throws(() => room.removeMembers([phone]), { name: 'MembershipError', kind: 'StaleEpoch' });
+  assert.ok(room.isMember(phone));
+  assert.equal(room.toState(), before);
+  // Nothing tracked: nothing to refuse either.
+  assert.equal(room.removeMembers([new Uint8Array(32).fill(9)]), 0);
+});

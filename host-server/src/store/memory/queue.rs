@@ -79,7 +79,9 @@ impl QueueStore for MemoryStore {
             }
             let (room_name, body) = match m.room.and_then(|r| self.rooms.get(&r)) {
                 Some(room) => match room.device_cursor(account, device) {
-                    Some(c) if *id > c && m.sender_id != account => {
+                    Some(c)
+                        if *id > c && !(m.sender_id == account && m.sender_device == device) =>
+                    {
                         (Some(room.name.clone()), m.body.clone())
                     }
                     _ => continue,
@@ -218,20 +220,21 @@ impl QueueStore for MemoryStore {
         let before = self.messages.len();
         let rooms = &self.rooms;
         let devices = &self.devices;
-        // A room message is kept while an active device of another member has not moved past
-        // it (a device without a cursor of its own is at its member's cursor).
+        // A room message is kept while an active device of a member, other than the sending
+        // device, has not moved past it (a device without a cursor of its own is at its
+        // member's cursor).
         self.messages.retain(|id, m| {
             if m.expires_at <= now {
                 return false;
             }
             match m.room.and_then(|r| rooms.get(&r)) {
                 Some(room) => room.members.iter().any(|(a, c)| {
-                    *a != m.sender_id
-                        && devices.get(a).is_some_and(|ds| {
-                            ds.iter().filter(|d| d.revoked_at.is_none()).any(|d| {
-                                room.device_cursors.get(&(*a, d.device_id)).unwrap_or(c) < id
-                            })
-                        })
+                    devices.get(a).is_some_and(|ds| {
+                        ds.iter()
+                            .filter(|d| d.revoked_at.is_none())
+                            .filter(|d| !(*a == m.sender_id && d.device_id == m.sender_device))
+                            .any(|d| room.device_cursors.get(&(*a, d.device_id)).unwrap_or(c) < id)
+                    })
                 }),
                 None => m.room.is_none(),
             }

@@ -105,7 +105,7 @@ impl QueueStore for PgStore {
                JOIN messages m ON m.room_id = rm.room_id \
                  AND m.id > COALESCE(rc.cursor, rm.cursor) \
                WHERE rm.account_id = $1 AND m.id > $2 AND m.expires_at > $3 \
-                 AND m.sender_id <> $1 \
+                 AND NOT (m.sender_id = $1 AND m.sender_device = $5) \
              ORDER BY 1 LIMIT $4",
             &[
                 &account,
@@ -329,15 +329,17 @@ impl QueueStore for PgStore {
     fn sweep(&mut self, now: u64) -> Result<usize, StoreError> {
         let now = to_i64(now);
         let mut n = self.exec("DELETE FROM messages WHERE expires_at <= $1", &[&now])?;
-        // Room messages every active device of every other member has moved past are no longer
-        // needed by anyone (a device without a row of its own is at its member's cursor).
+        // Room messages every active device of every member but the sending one has moved past
+        // are no longer needed by anyone (a device without a row of its own is at its member's
+        // cursor).
         n += self.exec(
             "DELETE FROM messages WHERE room_id IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM room_members rm \
               JOIN devices d ON d.account_id = rm.account_id AND d.revoked_at IS NULL \
               LEFT JOIN room_cursors rc ON rc.room_id = rm.room_id \
                 AND rc.account_id = rm.account_id AND rc.device_id = d.device_id \
-              WHERE rm.room_id = messages.room_id AND rm.account_id <> messages.sender_id \
+              WHERE rm.room_id = messages.room_id \
+              AND NOT (rm.account_id = messages.sender_id AND d.device_id = messages.sender_device) \
               AND COALESCE(rc.cursor, rm.cursor) < messages.id)",
             &[],
         )?;
