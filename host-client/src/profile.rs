@@ -543,19 +543,7 @@ impl Profile {
         if to == me || !self.note_message(&format!("{me}>{to}"), id) {
             return None;
         }
-        let entry = Entry {
-            conversation: format!("@{to}"),
-            from: me,
-            text: text.to_owned(),
-            at,
-            id,
-            outgoing: true,
-            state: "synced".into(),
-            unread: true,
-            ..Entry::default()
-        };
-        self.push_history(entry.clone());
-        Some(entry)
+        Some(self.push_synced(format!("@{to}"), text, (at, id, None)))
     }
 
     /// Records a room text this account sent from another of its devices (the server delivers
@@ -571,20 +559,30 @@ impl Profile {
         if !self.note_message(&me, id) {
             return None;
         }
+        Some(self.push_synced(conversation, text, (at, id, Some(server_id))))
+    }
+
+    /// Records our own text sent from another of our devices (state `synced`); returns it.
+    fn push_synced(
+        &mut self,
+        conversation: String,
+        text: &str,
+        (at, id, server_id): (u64, u64, Option<u64>),
+    ) -> Entry {
         let entry = Entry {
             conversation,
-            from: me,
+            from: self.username.clone(),
             text: text.to_owned(),
             at,
             id,
-            server_id: Some(server_id),
+            server_id,
             outgoing: true,
             state: "synced".into(),
             unread: true,
             ..Entry::default()
         };
         self.push_history(entry.clone());
-        Some(entry)
+        entry
     }
 
     /// Appends to the history (bounded).
