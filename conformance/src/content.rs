@@ -149,11 +149,22 @@ pub fn generate() -> Vec<(&'static str, Value)> {
     prekey.extend_from_slice(&message);
     let mut ratchet = vec![ENVELOPE_RATCHET];
     ratchet.extend_from_slice(&message);
+    let mut kem_header = 0x0000_012cu32.to_be_bytes().to_vec();
+    kem_header.extend_from_slice(f.leaked(proto_core::KEM_CIPHERTEXT_LEN));
+    let mut pq = vec![proto_core::ENVELOPE_PQ_PREKEY];
+    pq.extend_from_slice(&header);
+    pq.extend_from_slice(&kem_header);
+    pq.extend_from_slice(&message);
     out.push(json!({ "description": "prekey envelope", "kind": "envelope", "bytes": h(&prekey),
         "envelope": "Prekey", "prekey_header": h(&header), "message": h(&message), "expect": "accept" }));
     out.push(
         json!({ "description": "ratchet envelope", "kind": "envelope", "bytes": h(&ratchet),
         "envelope": "Ratchet", "message": h(&message), "expect": "accept" }),
+    );
+    out.push(
+        json!({ "description": "post-quantum prekey envelope (PQXDH)", "kind": "envelope",
+        "bytes": h(&pq), "envelope": "PqPrekey", "prekey_header": h(&header),
+        "kem_header": h(&kem_header), "message": h(&message), "expect": "accept" }),
     );
     let mut env_reject = |d: &str, bytes: Vec<u8>, e: EnvelopeError| {
         out.push(json!({ "description": d, "kind": "envelope", "bytes": h(&bytes), "expect": format!("reject:{}", e.name()) }));
@@ -170,9 +181,27 @@ pub fn generate() -> Vec<(&'static str, Value)> {
         EnvelopeError::Truncated,
     );
     env_reject(
-        "unknown kind 0x03",
-        vec![3, 1, 2],
+        "unknown kind 0x04",
+        vec![4, 1, 2],
         EnvelopeError::UnknownKind,
+    );
+    let pq_prefix = 1 + proto_core::PREKEY_HEADER_LEN + proto_core::KEM_HEADER_LEN;
+    env_reject(
+        "post-quantum envelope with no ratchet message",
+        pq[..pq_prefix].to_vec(),
+        EnvelopeError::Truncated,
+    );
+    env_reject(
+        "post-quantum envelope whose KEM ciphertext is one byte short",
+        pq[..pq_prefix - 1].to_vec(),
+        EnvelopeError::Truncated,
+    );
+    let mut pq_bad_version = pq.clone();
+    pq_bad_version[1] = 2;
+    env_reject(
+        "post-quantum envelope with prekey header version 2",
+        pq_bad_version,
+        EnvelopeError::BadPrekeyHeader,
     );
     let mut bad_version = prekey.clone();
     bad_version[1] = 2;
@@ -201,7 +230,7 @@ pub fn generate() -> Vec<(&'static str, Value)> {
     vec![(
         "content.json",
         json!({
-            "description": "Message bodies: a one-to-one body is kind 0x01 (prekey: 106-byte X3DH header, then the ratchet message) or 0x02 (ratchet message); the decrypted plaintext is a postcard Content.",
+            "description": "Message bodies: a one-to-one body is kind 0x01 (prekey: 106-byte X3DH header, then the ratchet message), 0x02 (ratchet message) or 0x03 (post-quantum prekey: X3DH header, kem_id u32 BE and 1,088-byte ML-KEM ciphertext, then the ratchet message); the decrypted plaintext is a postcard Content.",
             "cases": out,
         }),
     )]
@@ -242,6 +271,16 @@ fn check_case(case: &Value) -> Result<(), String> {
                             != case["prekey_header"].as_str().unwrap_or("")
                         {
                             return Err("prekey header differs".into());
+                        }
+                        Ok(())
+                    }
+                    Envelope::PqPrekey { header, .. } if case["envelope"] == "PqPrekey" => {
+                        let kem = env.kem_header().map(|k| hex::encode(k.to_bytes()));
+                        if hex::encode(header.to_bytes())
+                            != case["prekey_header"].as_str().unwrap_or("")
+                            || kem.as_deref() != case["kem_header"].as_str()
+                        {
+                            return Err("prekey or KEM header differs".into());
                         }
                         Ok(())
                     }

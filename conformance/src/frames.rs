@@ -7,9 +7,9 @@
 
 use proto_core::limits::{MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD};
 use proto_core::{
-    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, FrameDecoder, Key32, List, Message,
-    OneTimePrekey, PROTOCOL_VERSION, PrekeyBundle, RoomChange, Sig64, SignedPrekey, decode_frame,
-    decode_frame_cobs, encode_frame, encode_frame_cobs,
+    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, FrameDecoder, KEM_PUBLIC_KEY_LEN,
+    KemPrekey, Key32, List, Message, OneTimePrekey, PROTOCOL_VERSION, PrekeyBundle, RoomChange,
+    Sig64, SignedPrekey, decode_frame, decode_frame_cobs, encode_frame, encode_frame_cobs,
 };
 use serde_json::{Value, json};
 
@@ -462,6 +462,53 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
                 ])),
             },
         ),
+        (
+            "publish a last-resort KEM prekey and a one-time one",
+            Message::UploadKemPrekeys {
+                last_resort: Some(KemPrekey {
+                    id: 1,
+                    key: f.leaked(KEM_PUBLIC_KEY_LEN),
+                    signature: Sig64(f.bytes::<64>()),
+                }),
+                one_time: List::from_items(leak(
+                    (2..=2)
+                        .map(|id| KemPrekey {
+                            id,
+                            key: f.leaked(KEM_PUBLIC_KEY_LEN),
+                            signature: Sig64(f.bytes::<64>()),
+                        })
+                        .collect(),
+                )),
+            },
+        ),
+        (
+            "fetch one device's post-quantum bundle",
+            Message::FetchKemBundle {
+                username: "bob",
+                device: 2,
+            },
+        ),
+        (
+            "a device's post-quantum bundle: X3DH part and a KEM prekey",
+            Message::KemBundle {
+                bundle: PrekeyBundle {
+                    username: "bob",
+                    identity_sig: key(&mut f),
+                    identity_dh: key(&mut f),
+                    signed_prekey: spk(&mut f),
+                    one_time_prekey: None,
+                },
+                kem_prekey: Some(KemPrekey {
+                    id: 300,
+                    key: f.leaked(KEM_PUBLIC_KEY_LEN),
+                    signature: Sig64(f.bytes::<64>()),
+                }),
+            },
+        ),
+        (
+            "one-time KEM prekeys are running low",
+            Message::KemPrekeysLow { remaining: 4 },
+        ),
     ]
 }
 
@@ -475,6 +522,10 @@ fn spk_json(p: &SignedPrekey) -> Value {
 
 fn otpk_json(p: &OneTimePrekey) -> Value {
     json!({ "id": p.id, "key": h(&p.key.0) })
+}
+
+fn kem_json(p: &KemPrekey<'_>) -> Value {
+    json!({ "id": p.id, "key": h(p.key), "signature": h(&p.signature.0) })
 }
 
 fn strs(l: &List<'_, &str>) -> Value {
@@ -687,6 +738,24 @@ pub fn fields(m: &Message<'_>) -> Value {
         Message::FetchDeviceBundle { username, device } => {
             json!({ "username": username, "device": device })
         }
+        Message::UploadKemPrekeys {
+            last_resort,
+            one_time,
+        } => json!({
+            "last_resort": last_resort.as_ref().map(kem_json),
+            "one_time": one_time.iter().map(|p| kem_json(&p)).collect::<Vec<_>>(),
+        }),
+        Message::FetchKemBundle { username, device } => {
+            json!({ "username": username, "device": device })
+        }
+        Message::KemBundle { bundle, kem_prekey } => json!({ "bundle": {
+            "username": bundle.username,
+            "identity_sig": h(&bundle.identity_sig.0),
+            "identity_dh": h(&bundle.identity_dh.0),
+            "signed_prekey": spk_json(&bundle.signed_prekey),
+            "one_time_prekey": bundle.one_time_prekey.as_ref().map(otpk_json),
+        }, "kem_prekey": kem_prekey.as_ref().map(kem_json) }),
+        Message::KemPrekeysLow { remaining } => json!({ "remaining": remaining }),
         Message::Error { code, text } => json!({ "code": code.0, "text": text }),
         Message::Ping { nonce } | Message::Pong { nonce } => json!({ "nonce": nonce }),
     }
@@ -817,6 +886,25 @@ fn reject_cases() -> Vec<Value> {
         DecodeError::InvalidUtf8,
         None,
     );
+    for (description, len) in [
+        ("a KEM prekey one byte short", KEM_PUBLIC_KEY_LEN - 1),
+        ("a KEM prekey one byte long", KEM_PUBLIC_KEY_LEN + 1),
+    ] {
+        let key = vec![9u8; len];
+        case(
+            description,
+            frame_bytes(&Message::UploadKemPrekeys {
+                last_resort: Some(KemPrekey {
+                    id: 1,
+                    key: &key,
+                    signature: Sig64([3; 64]),
+                }),
+                one_time: List::empty(),
+            }),
+            DecodeError::Malformed,
+            None,
+        );
+    }
     // Rooms with one list item that is not UTF-8.
     case(
         "list item not UTF-8",

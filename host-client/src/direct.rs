@@ -18,8 +18,8 @@
 
 use proto_core::limits::MAX_BODY;
 use proto_core::{
-    Content, DecryptError, DeviceBody, Envelope, ErrorCode, IdentityPublicKey, List, Message,
-    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, X3dhError,
+    Content, DecryptError, DeviceBody, Envelope, ErrorCode, IdentityPublicKey, KEM_HEADER_LEN,
+    List, Message, PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, X3dhError,
 };
 use zeroize::Zeroizing;
 
@@ -64,9 +64,11 @@ pub(crate) fn accepted_id(reply: Message<'_>) -> anyhow::Result<u64> {
 
 /// `plain` encrypted in `session` as a direct message body (an envelope, PROTOCOL.md §5.1).
 fn seal(session: &mut Session, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut body = vec![0u8; 1 + PREKEY_HEADER_LEN + plain.len() + RATCHET_OVERHEAD];
+    let mut body =
+        vec![0u8; 1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN + plain.len() + RATCHET_OVERHEAD];
     let header = session.pending_prekey_header().copied();
-    let prefix = Envelope::emit_prefix(header.as_ref(), &mut body)
+    let kem = session.pending_kem_header().cloned();
+    let prefix = Envelope::emit_prefix(header.as_ref(), kem.as_ref(), &mut body)
         .map_err(|e| anyhow::anyhow!("cannot build the message: {e}"))?;
     let room = body.len();
     let sealed = body.get_mut(prefix..).ok_or_else(|| {

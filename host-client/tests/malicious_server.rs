@@ -233,7 +233,7 @@ fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
         ..header
     };
     let mut forged = vec![0u8; 1 + proto_core::PREKEY_HEADER_LEN];
-    let n = Envelope::emit_prefix(Some(&forged_header), &mut forged).unwrap();
+    let n = Envelope::emit_prefix(Some(&forged_header), None, &mut forged).unwrap();
     forged.truncate(n);
     forged.extend_from_slice(message);
     inject(&server, "alice", "bob", forged);

@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! kind u8 | rest
-//! 0x01 Prekey:  PrekeyHeader (106 bytes) || ratchet message   (until the peer has replied)
-//! 0x02 Ratchet: ratchet message
+//! 0x01 Prekey:   PrekeyHeader (106 bytes) || ratchet message   (X3DH; until the peer has replied)
+//! 0x02 Ratchet:  ratchet message
+//! 0x03 PqPrekey: PrekeyHeader (106 bytes) || kem_id (u32 BE) || ct (1,088 bytes)
+//!                || ratchet message                             (PQXDH; until the peer has replied)
 //! ```
 //!
 //! A room body (`SendToRoom.body`) is a room message exactly as [`Room::encrypt`](crate::Room)
@@ -19,12 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::CallerError;
 use crate::frame::DecodeError;
+use crate::pqxdh::{KEM_CIPHERTEXT_LEN, KEM_HEADER_LEN, KemCiphertext, KemHeader};
 use crate::x3dh::{PREKEY_HEADER_LEN, PrekeyHeader};
 
 /// Envelope kind: a prekey message (X3DH header, then the ratchet message).
 pub const ENVELOPE_PREKEY: u8 = 0x01;
 /// Envelope kind: a plain ratchet message.
 pub const ENVELOPE_RATCHET: u8 = 0x02;
+/// Envelope kind: a post-quantum prekey message (X3DH header, KEM header, then the ratchet
+/// message): how every new session starts (PQXDH).
+pub const ENVELOPE_PQ_PREKEY: u8 = 0x03;
 
 /// A one-to-one body, split into its parts without copying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +40,18 @@ pub enum Envelope<'a> {
     Prekey {
         /// The initiator's X3DH header.
         header: PrekeyHeader,
+        /// The ratchet message.
+        message: &'a [u8],
+    },
+    /// The first messages of a PQXDH session: the X3DH header, the id of the KEM prekey
+    /// encapsulated to and the ML-KEM ciphertext, then the ratchet message.
+    PqPrekey {
+        /// The initiator's X3DH header.
+        header: PrekeyHeader,
+        /// Which of the responder's KEM prekeys the ciphertext is for.
+        kem_id: u32,
+        /// The ML-KEM-768 ciphertext.
+        ciphertext: &'a [u8; KEM_CIPHERTEXT_LEN],
         /// The ratchet message.
         message: &'a [u8],
     },
@@ -98,42 +116,96 @@ impl<'a> Envelope<'a> {
                 }
                 Ok(Envelope::Prekey { header, message })
             }
+            ENVELOPE_PQ_PREKEY => {
+                let (header, rest) = rest
+                    .split_first_chunk::<PREKEY_HEADER_LEN>()
+                    .ok_or(EnvelopeError::Truncated)?;
+                let header =
+                    PrekeyHeader::from_bytes(header).map_err(|_| EnvelopeError::BadPrekeyHeader)?;
+                let (kem_id, rest) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or(EnvelopeError::Truncated)?;
+                let (ciphertext, message) = rest
+                    .split_first_chunk::<KEM_CIPHERTEXT_LEN>()
+                    .ok_or(EnvelopeError::Truncated)?;
+                if message.is_empty() {
+                    return Err(EnvelopeError::Truncated);
+                }
+                Ok(Envelope::PqPrekey {
+                    header,
+                    kem_id: u32::from_be_bytes(*kem_id),
+                    ciphertext,
+                    message,
+                })
+            }
             ENVELOPE_RATCHET if rest.is_empty() => Err(EnvelopeError::Truncated),
             ENVELOPE_RATCHET => Ok(Envelope::Ratchet { message: rest }),
             _ => Err(EnvelopeError::UnknownKind),
         }
     }
 
-    /// Writes the envelope's kind (and header) into `out`, leaving the ratchet message to be
+    /// Writes the envelope's kind (and headers) into `out`, leaving the ratchet message to be
     /// written after it; returns the bytes written. The caller encrypts into
-    /// `out[written..]`.
+    /// `out[written..]`. With a prekey header and a KEM header the kind is
+    /// [`ENVELOPE_PQ_PREKEY`], with a prekey header alone [`ENVELOPE_PREKEY`], with neither
+    /// [`ENVELOPE_RATCHET`] (a KEM header without a prekey header is ignored: it never occurs,
+    /// [`Session`](crate::Session) keeps both until the first reply).
     pub fn emit_prefix(
         header: Option<&PrekeyHeader>,
+        kem: Option<&KemHeader>,
         out: &mut [u8],
     ) -> Result<usize, EnvelopeError> {
-        let (kind, rest) = out
-            .split_first_mut()
-            .ok_or(EnvelopeError::Caller(CallerError::BufferTooSmall))?;
-        match header {
-            Some(h) => {
-                *kind = ENVELOPE_PREKEY;
-                let slot = rest
-                    .first_chunk_mut::<PREKEY_HEADER_LEN>()
-                    .ok_or(EnvelopeError::Caller(CallerError::BufferTooSmall))?;
-                *slot = h.to_bytes();
-                Ok(1 + PREKEY_HEADER_LEN)
+        let small = EnvelopeError::Caller(CallerError::BufferTooSmall);
+        let (kind, rest) = out.split_first_mut().ok_or(small)?;
+        let Some(h) = header else {
+            *kind = ENVELOPE_RATCHET;
+            return Ok(1);
+        };
+        let (slot, rest) = rest
+            .split_first_chunk_mut::<PREKEY_HEADER_LEN>()
+            .ok_or(small)?;
+        *slot = h.to_bytes();
+        match kem {
+            Some(k) => {
+                *kind = ENVELOPE_PQ_PREKEY;
+                let slot = rest.first_chunk_mut::<KEM_HEADER_LEN>().ok_or(small)?;
+                *slot = k.to_bytes();
+                Ok(1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN)
             }
             None => {
-                *kind = ENVELOPE_RATCHET;
-                Ok(1)
+                *kind = ENVELOPE_PREKEY;
+                Ok(1 + PREKEY_HEADER_LEN)
             }
+        }
+    }
+
+    /// The KEM header of a [`PqPrekey`](Self::PqPrekey) envelope (`None` for the others).
+    pub fn kem_header(&self) -> Option<KemHeader> {
+        match self {
+            Envelope::PqPrekey {
+                kem_id, ciphertext, ..
+            } => Some(KemHeader {
+                kem_id: *kem_id,
+                ciphertext: KemCiphertext::from(**ciphertext),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The X3DH header of a prekey envelope, classical or post-quantum.
+    pub fn prekey_header(&self) -> Option<&PrekeyHeader> {
+        match self {
+            Envelope::Prekey { header, .. } | Envelope::PqPrekey { header, .. } => Some(header),
+            Envelope::Ratchet { .. } => None,
         }
     }
 
     /// The ratchet message, whichever the kind.
     pub fn message(&self) -> &'a [u8] {
         match self {
-            Envelope::Prekey { message, .. } | Envelope::Ratchet { message } => message,
+            Envelope::Prekey { message, .. }
+            | Envelope::PqPrekey { message, .. }
+            | Envelope::Ratchet { message } => message,
         }
     }
 }
@@ -211,7 +283,8 @@ mod tests {
     fn envelope_kinds_parse_and_reject() {
         assert_eq!(Envelope::parse(&[]), Err(EnvelopeError::Truncated));
         assert_eq!(Envelope::parse(&[0x02]), Err(EnvelopeError::Truncated));
-        assert_eq!(Envelope::parse(&[0x03, 1]), Err(EnvelopeError::UnknownKind));
+        assert_eq!(Envelope::parse(&[0x04, 1]), Err(EnvelopeError::UnknownKind));
+        assert_eq!(Envelope::parse(&[0x03, 1]), Err(EnvelopeError::Truncated));
         assert_eq!(
             Envelope::parse(&[0x02, 9, 9]),
             Ok(Envelope::Ratchet { message: &[9, 9] })
@@ -221,6 +294,39 @@ mod tests {
         bad[0] = ENVELOPE_PREKEY;
         bad[1] = 0x7f; // header version
         assert_eq!(Envelope::parse(&bad), Err(EnvelopeError::BadPrekeyHeader));
+    }
+
+    #[test]
+    fn pq_prekey_envelope_round_trips_and_needs_its_whole_kem_header() {
+        let mut header = [0u8; PREKEY_HEADER_LEN];
+        header[0] = crate::PREKEY_HEADER_VERSION;
+        let header = PrekeyHeader::from_bytes(&header).unwrap();
+        let kem = KemHeader {
+            kem_id: 0x0102_0304,
+            ciphertext: KemCiphertext::from([7u8; KEM_CIPHERTEXT_LEN]),
+        };
+        let mut body = [0u8; 1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN + 3];
+        let n = Envelope::emit_prefix(Some(&header), Some(&kem), &mut body).unwrap();
+        assert_eq!(n, 1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN);
+        assert_eq!(body[0], ENVELOPE_PQ_PREKEY);
+        assert_eq!(&body[1 + PREKEY_HEADER_LEN..][..4], &[1, 2, 3, 4]);
+        body[n..].copy_from_slice(&[9, 9, 9]);
+        let parsed = Envelope::parse(&body).unwrap();
+        assert_eq!(parsed.prekey_header(), Some(&header));
+        assert_eq!(parsed.kem_header(), Some(kem));
+        assert_eq!(parsed.message(), &[9, 9, 9]);
+        // No ratchet message, or a ciphertext one byte short: truncated, never read as X3DH.
+        assert_eq!(Envelope::parse(&body[..n]), Err(EnvelopeError::Truncated));
+        assert_eq!(
+            Envelope::parse(&body[..n - 1]),
+            Err(EnvelopeError::Truncated)
+        );
+        // Without a KEM header the classical kind is written (only for old sessions).
+        assert_eq!(
+            Envelope::emit_prefix(Some(&header), None, &mut body),
+            Ok(1 + PREKEY_HEADER_LEN)
+        );
+        assert_eq!(body[0], ENVELOPE_PREKEY);
     }
 
     #[test]

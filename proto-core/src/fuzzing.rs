@@ -428,12 +428,10 @@ pub fn envelope(data: &[u8]) {
     let rest = data.get(1..).unwrap_or_default();
     match Envelope::parse(data) {
         Ok(envelope) => {
-            let header = match &envelope {
-                Envelope::Prekey { header, .. } => Some(header),
-                Envelope::Ratchet { .. } => None,
-            };
-            let mut prefix = [0u8; 1 + PREKEY_HEADER_LEN];
-            let n = match Envelope::emit_prefix(header, &mut prefix) {
+            let kem = envelope.kem_header();
+            let mut prefix = [0u8; 1 + PREKEY_HEADER_LEN + crate::KEM_HEADER_LEN];
+            let n = match Envelope::emit_prefix(envelope.prekey_header(), kem.as_ref(), &mut prefix)
+            {
                 Ok(n) => n,
                 Err(e) => panic!("a parsed envelope did not re-emit: {e}"),
             };
@@ -447,16 +445,22 @@ pub fn envelope(data: &[u8]) {
         Err(EnvelopeError::Truncated) => match data.first() {
             None | Some(&ENVELOPE_RATCHET) => assert!(rest.is_empty()),
             Some(&ENVELOPE_PREKEY) => assert!(rest.len() <= PREKEY_HEADER_LEN),
+            Some(&crate::ENVELOPE_PQ_PREKEY) => {
+                assert!(rest.len() <= PREKEY_HEADER_LEN + crate::KEM_HEADER_LEN);
+            }
             Some(_) => panic!("an unknown kind reported as truncated"),
         },
         Err(EnvelopeError::UnknownKind) => {
             assert!(!matches!(
                 data.first(),
-                None | Some(&ENVELOPE_PREKEY | &ENVELOPE_RATCHET)
+                None | Some(&ENVELOPE_PREKEY | &ENVELOPE_RATCHET | &crate::ENVELOPE_PQ_PREKEY)
             ));
         }
         Err(EnvelopeError::BadPrekeyHeader) => {
-            assert_eq!(data.first(), Some(&ENVELOPE_PREKEY));
+            assert!(matches!(
+                data.first(),
+                Some(&ENVELOPE_PREKEY | &crate::ENVELOPE_PQ_PREKEY)
+            ));
             assert!(PrekeyHeader::parse(rest).is_err());
         }
         Err(EnvelopeError::Caller(_)) => panic!("parsing reported an encoding error"),

@@ -59,12 +59,14 @@ pub use io::{IoError, read_frame, write_frame};
 pub use io::{read_frame_async, write_frame_async};
 // Messages.
 pub use message::{
-    DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, Key32, List, Message, OneTimePrekey,
+    DeviceBody, DeviceInfo, DeviceKeys, ErrorCode, KemPrekey, Key32, List, Message, OneTimePrekey,
     PrekeyBundle, RoomChange, Sig64, SignedPrekey,
 };
 
 // What travels inside a message body: the envelope and the decrypted content.
-pub use envelope::{Content, ENVELOPE_PREKEY, ENVELOPE_RATCHET, Envelope, EnvelopeError};
+pub use envelope::{
+    Content, ENVELOPE_PQ_PREKEY, ENVELOPE_PREKEY, ENVELOPE_RATCHET, Envelope, EnvelopeError,
+};
 
 // ---- crypto API ----
 // Device keys: identity, signed and one-time prekeys (secrets zeroize, Debug is redacted).
@@ -77,7 +79,7 @@ pub use x3dh::{
     PREKEY_HEADER_LEN, PREKEY_HEADER_VERSION, PrekeyHeader, PrekeyHeaderError, RemoteBundle,
     X3DH_AD_LEN, X3dhAgreement, X3dhError,
 };
-// PQXDH: X3DH plus an ML-KEM-768 KEM prekey (not yet carried by messages or sessions).
+// PQXDH: X3DH plus an ML-KEM-768 KEM prekey; how every new session starts.
 pub use pqxdh::{
     KEM_CIPHERTEXT_LEN, KEM_HEADER_LEN, KEM_PREKEY_LABEL, KEM_PUBLIC_KEY_LEN, KEM_SEED_LEN,
     KemCiphertext, KemHeader, KemPrekeyPair, KemPrekeyPublic, PQXDH_INFO, PqxdhAgreement,

@@ -20,6 +20,10 @@ pub const MAX_BODY: usize = MAX_FRAME - 1024;
 /// One-time prekeys in a single upload or registration.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 100;
 
+/// One-time KEM prekeys in a single `UploadKemPrekeys` (each is 1,184 bytes of ML-KEM-768
+/// key and a signature, so 32 of them and a last-resort one fit in [`MAX_FRAME`]).
+pub const MAX_KEM_PREKEYS_PER_UPLOAD: usize = 32;
+
 /// Recovery codes handed out at MFA enrollment.
 pub const MAX_RECOVERY_CODES: usize = 16;
 

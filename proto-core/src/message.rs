@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::DecodeError;
 use crate::limits::{
-    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS,
-    MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_KEM_PREKEYS_PER_UPLOAD, MAX_PREKEYS_PER_UPLOAD,
+    MAX_RECOVERY_CODES, MAX_ROOM_MEMBERS, MAX_ROOMS_LISTED,
 };
+use crate::pqxdh::KEM_PUBLIC_KEY_LEN;
 
 /// A 32-byte public value (an X25519 or Ed25519 public key, a session token): 32 raw bytes on
 /// the wire, no length prefix.
@@ -270,6 +271,30 @@ pub struct OneTimePrekey {
     pub id: u32,
     /// X25519 public key.
     pub key: Key32,
+}
+
+/// A KEM prekey (PQXDH, PROTOCOL.md §4.8) as published and handed out: its id, ML-KEM-768
+/// encapsulation key and the Ed25519 signature by the identity key over
+/// `"Sealroom KEM PK v1" || device_id || id || key`. A message whose KEM key is not exactly
+/// [`KEM_PUBLIC_KEY_LEN`](crate::KEM_PUBLIC_KEY_LEN) bytes does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KemPrekey<'a> {
+    /// Chosen by the device; names this KEM prekey in a first message.
+    pub id: u32,
+    /// The encapsulation key `ek` (1,184 bytes).
+    pub key: &'a [u8],
+    /// Ed25519 signature by the identity signing key, for the owning device.
+    pub signature: Sig64,
+}
+
+impl KemPrekey<'_> {
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.key.len() == KEM_PUBLIC_KEY_LEN {
+            Ok(())
+        } else {
+            Err(DecodeError::Malformed)
+        }
+    }
 }
 
 /// A device's public keys, sent at registration. Private keys never leave the device.
@@ -880,15 +905,53 @@ pub enum Message<'a> {
         #[serde(borrow)]
         own: List<'a, DeviceBody<'a>>,
     },
+
+    // ---- post-quantum prekeys (appended: tags 66-69; PROTOCOL.md §4.8) ----
+    /// C→S (a device of the account): publish KEM prekeys for this device. `last_resort`
+    /// replaces the device's last-resort KEM prekey (handed out when no one-time one is left);
+    /// `one_time` adds one-time KEM prekeys, each handed out once. The server checks every
+    /// signature for this device. Reply: `Ok`.
+    UploadKemPrekeys {
+        /// The new last-resort KEM prekey, if it changes.
+        #[serde(borrow)]
+        last_resort: Option<KemPrekey<'a>>,
+        /// One-time KEM prekeys, at most [`MAX_KEM_PREKEYS_PER_UPLOAD`].
+        #[serde(borrow)]
+        one_time: List<'a, KemPrekey<'a>>,
+    },
+    /// C→S: one device's post-quantum bundle: its X3DH bundle (handing out a one-time prekey,
+    /// as `FetchDeviceBundle`) and one KEM prekey (a one-time one, removed as it is handed out,
+    /// or else the last-resort one). Reply: [`Message::KemBundle`], or `NOT_FOUND`.
+    FetchKemBundle {
+        /// Whose device.
+        username: &'a str,
+        /// Which device (as listed in [`Message::Devices`]).
+        device: u32,
+    },
+    /// S→C: a device's post-quantum bundle. A client checks both signatures for the device it
+    /// asked for and refuses a bundle without a KEM prekey (there is no classical fallback).
+    KemBundle {
+        /// The X3DH part, exactly as in [`Message::Bundle`].
+        #[serde(borrow)]
+        bundle: PrekeyBundle<'a>,
+        /// The KEM prekey; `None` when the device has published none.
+        #[serde(borrow)]
+        kem_prekey: Option<KemPrekey<'a>>,
+    },
+    /// S→C: this many one-time KEM prekeys are left for this device; upload more.
+    KemPrekeysLow {
+        /// One-time KEM prekeys remaining on the server.
+        remaining: u32,
+    },
 }
 
 impl Message<'_> {
     /// How many message variants exist; tags are `0..TAG_COUNT`.
-    pub const TAG_COUNT: u32 = 66;
+    pub const TAG_COUNT: u32 = 70;
 
     /// Whether the server sends this message unasked (a push), rather than as the reply to a
-    /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow` and the
-    /// server's keep-alive `Ping`. A client routes pushes to its event handling and everything
+    /// request (PROTOCOL.md §3.4): `Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow`,
+    /// `KemPrekeysLow` and the server's keep-alive `Ping`. A client routes pushes to its event handling and everything
     /// else to the request waiting for a reply.
     pub const fn is_push(&self) -> bool {
         matches!(
@@ -898,12 +961,13 @@ impl Message<'_> {
                 | Message::RoomChanged { .. }
                 | Message::PrekeysLow { .. }
                 | Message::Ping { .. }
+                | Message::KemPrekeysLow { .. }
         )
     }
 
     /// [`is_push`](Self::is_push) by message tag (the numbers of PROTOCOL.md §3.4).
     pub const fn tag_is_push(tag: u32) -> bool {
-        matches!(tag, 16 | 20 | 22 | 31 | 34)
+        matches!(tag, 16 | 20 | 22 | 31 | 34 | 69)
     }
 
     /// The message's name as written in docs/PROTOCOL.md and the vectors.
@@ -975,6 +1039,10 @@ impl Message<'_> {
             Message::FetchDeviceBundle { .. } => "FetchDeviceBundle",
             Message::RevokeDevice { .. } => "RevokeDevice",
             Message::SendSynced { .. } => "SendSynced",
+            Message::UploadKemPrekeys { .. } => "UploadKemPrekeys",
+            Message::FetchKemBundle { .. } => "FetchKemBundle",
+            Message::KemBundle { .. } => "KemBundle",
+            Message::KemPrekeysLow { .. } => "KemPrekeysLow",
         }
     }
 
@@ -998,6 +1066,20 @@ impl Message<'_> {
                 own.validate(MAX_DEVICES)
             }
             Message::DeviceList { devices, .. } => devices.validate(MAX_DEVICES_LISTED),
+            Message::UploadKemPrekeys {
+                last_resort,
+                one_time,
+            } => {
+                one_time.validate(MAX_KEM_PREKEYS_PER_UPLOAD)?;
+                if let Some(kem) = last_resort {
+                    kem.validate()?;
+                }
+                one_time.iter().try_for_each(|kem| kem.validate())
+            }
+            Message::KemBundle {
+                kem_prekey: Some(kem),
+                ..
+            } => kem.validate(),
             Message::Invitations { rooms, from } => {
                 rooms.validate(MAX_ROOMS_LISTED)?;
                 from.validate(MAX_ROOMS_LISTED)?;

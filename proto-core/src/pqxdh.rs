@@ -19,8 +19,10 @@
 //! message does not decrypt. The ML-KEM arithmetic is RustCrypto's `ml-kem`; nothing here is
 //! hand-written lattice code.
 //!
-//! It does not yet say how the KEM prekeys and the `kem_id || ct` travel in messages; the
-//! [`KemHeader`] byte form is the one the first message will carry.
+//! The KEM prekeys travel as [`KemPrekey`](crate::KemPrekey) in `UploadKemPrekeys` and
+//! `KemBundle`; the [`KemHeader`] rides in the first messages' `PqPrekey` envelope
+//! (PROTOCOL.md §4.8); [`Session::initiate_pqxdh`](crate::Session::initiate_pqxdh) and
+//! [`Session::respond_pqxdh`](crate::Session::respond_pqxdh) start sessions with it.
 
 use core::fmt;
 
@@ -278,6 +280,26 @@ impl KemPrekeyPublic {
     }
 }
 
+impl TryFrom<&crate::KemPrekey<'_>> for KemPrekeyPublic {
+    type Error = PqxdhError;
+
+    /// The public form of a KEM prekey as received (its signature is not checked here).
+    fn try_from(wire: &crate::KemPrekey<'_>) -> Result<Self, PqxdhError> {
+        Self::from_parts(wire.id, wire.key, &wire.signature.0)
+    }
+}
+
+impl KemPrekeyPublic {
+    /// The wire form, borrowing this key.
+    pub fn to_wire(&self) -> crate::KemPrekey<'_> {
+        crate::KemPrekey {
+            id: self.id,
+            key: &self.public,
+            signature: crate::Sig64(self.signature),
+        }
+    }
+}
+
 /// `"Sealroom KEM PK v1" || device_id (u32 BE) || kem_id (u32 BE) || ek`, what signing needs in
 /// one piece (Ed25519 reads the message twice).
 fn kem_prekey_message(
@@ -524,6 +546,10 @@ impl PqxdhAgreement {
     /// The associated data `IKd_A || IKs_A || IKd_B || IKs_B`.
     pub fn associated_data(&self) -> &[u8; X3DH_AD_LEN] {
         &self.ad
+    }
+
+    pub(crate) fn into_parts(self) -> (Zeroizing<[u8; 32]>, [u8; X3DH_AD_LEN]) {
+        (Zeroizing::new(self.sk), self.ad)
     }
 
     /// The shared secret `SK`, for test vectors only.

@@ -11,15 +11,86 @@
 
 use proptest::prelude::*;
 use proto_core::limits::{
-    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_FRAME, MAX_FRAME_WIRE, MAX_PREKEYS_PER_UPLOAD,
-    MAX_RECOVERY_CODES, MAX_ROOMS_LISTED,
+    MAX_DEVICES, MAX_DEVICES_LISTED, MAX_FRAME, MAX_FRAME_WIRE, MAX_KEM_PREKEYS_PER_UPLOAD,
+    MAX_PREKEYS_PER_UPLOAD, MAX_RECOVERY_CODES, MAX_ROOMS_LISTED,
 };
 use proto_core::{
-    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, EncodeError, ErrorCode, FrameDecoder, Key32,
-    List, Message, NextFrame, OneTimePrekey, PrekeyBundle, RoomChange, Sig64, SignedPrekey,
-    decode_frame, decode_frame_cobs, encode_frame, encode_frame_cobs, frame_is_push, frame_len,
-    next_frame, read_frame, write_frame,
+    DecodeError, DeviceBody, DeviceInfo, DeviceKeys, EncodeError, ErrorCode, FrameDecoder,
+    KEM_PUBLIC_KEY_LEN, KemPrekey, Key32, List, Message, NextFrame, OneTimePrekey, PrekeyBundle,
+    RoomChange, Sig64, SignedPrekey, decode_frame, decode_frame_cobs, encode_frame,
+    encode_frame_cobs, frame_is_push, frame_len, next_frame, read_frame, write_frame,
 };
+
+/// A KEM key one byte short, or long, does not decode (PROTOCOL.md §4.8).
+#[test]
+fn kem_prekeys_of_the_wrong_length_do_not_decode() {
+    let sig = Sig64([1; 64]);
+    for len in [KEM_PUBLIC_KEY_LEN - 1, KEM_PUBLIC_KEY_LEN + 1, 0] {
+        let key = vec![7u8; len];
+        let bad = KemPrekey {
+            id: 1,
+            key: &key,
+            signature: sig,
+        };
+        let good_key = vec![7u8; KEM_PUBLIC_KEY_LEN];
+        let good = KemPrekey {
+            id: 2,
+            key: &good_key,
+            signature: sig,
+        };
+        for msg in [
+            Message::UploadKemPrekeys {
+                last_resort: Some(bad),
+                one_time: List::empty(),
+            },
+            Message::UploadKemPrekeys {
+                last_resort: Some(good),
+                one_time: List::from_items(&[good, bad]),
+            },
+            Message::KemBundle {
+                bundle: PrekeyBundle {
+                    username: "bob",
+                    identity_sig: Key32([1; 32]),
+                    identity_dh: Key32([2; 32]),
+                    signed_prekey: SignedPrekey {
+                        id: 1,
+                        key: Key32([3; 32]),
+                        signature: sig,
+                    },
+                    one_time_prekey: None,
+                },
+                kem_prekey: Some(bad),
+            },
+        ] {
+            let mut buf = vec![0u8; MAX_FRAME_WIRE];
+            let n = encode_frame(&msg, &mut buf).expect("encodes");
+            assert_eq!(
+                decode_frame(&buf[..n]).map(|(m, _)| m.name()),
+                Err(DecodeError::Malformed),
+                "{len}-byte KEM key in {}",
+                msg.name()
+            );
+        }
+    }
+    let too_many = vec![
+        KemPrekey {
+            id: 1,
+            key: &[0u8; KEM_PUBLIC_KEY_LEN],
+            signature: sig
+        };
+        MAX_KEM_PREKEYS_PER_UPLOAD + 1
+    ];
+    let msg = Message::UploadKemPrekeys {
+        last_resort: None,
+        one_time: List::from_items(&too_many),
+    };
+    let mut buf = vec![0u8; MAX_FRAME_WIRE];
+    let n = encode_frame(&msg, &mut buf).expect("33 KEM prekeys fit a frame");
+    assert!(matches!(
+        decode_frame(&buf[..n]),
+        Err(DecodeError::TooManyItems)
+    ));
+}
 
 fn leak_str(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -69,6 +140,20 @@ fn otpk() -> BoxedStrategy<OneTimePrekey> {
 fn otpks() -> BoxedStrategy<List<'static, OneTimePrekey>> {
     proptest::collection::vec(otpk(), 0..=MAX_PREKEYS_PER_UPLOAD)
         .prop_map(|v| List::from_items(leak(v)))
+        .boxed()
+}
+
+fn kem_prekey() -> BoxedStrategy<KemPrekey<'static>> {
+    (
+        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), KEM_PUBLIC_KEY_LEN),
+        sig(),
+    )
+        .prop_map(|(id, key, signature)| KemPrekey {
+            id,
+            key: leak(key),
+            signature,
+        })
         .boxed()
 }
 
@@ -418,6 +503,44 @@ fn message(tag: u32) -> BoxedStrategy<Message<'static>> {
                     own: list(own),
                 }
             })
+            .boxed(),
+        66 => (
+            proptest::option::of(kem_prekey()),
+            proptest::collection::vec(kem_prekey(), 0..=MAX_KEM_PREKEYS_PER_UPLOAD),
+        )
+            .prop_map(|(last_resort, one_time)| Message::UploadKemPrekeys {
+                last_resort,
+                one_time: List::from_items(leak(one_time)),
+            })
+            .boxed(),
+        67 => (text(), any::<u32>())
+            .prop_map(|(username, device)| Message::FetchKemBundle { username, device })
+            .boxed(),
+        68 => (
+            text(),
+            key(),
+            key(),
+            spk(),
+            proptest::option::of(otpk()),
+            proptest::option::of(kem_prekey()),
+        )
+            .prop_map(
+                |(username, identity_sig, identity_dh, signed_prekey, one_time_prekey, kem)| {
+                    Message::KemBundle {
+                        bundle: PrekeyBundle {
+                            username,
+                            identity_sig,
+                            identity_dh,
+                            signed_prekey,
+                            one_time_prekey,
+                        },
+                        kem_prekey: kem,
+                    }
+                },
+            )
+            .boxed(),
+        69 => any::<u32>()
+            .prop_map(|remaining| Message::KemPrekeysLow { remaining })
             .boxed(),
         _ => unreachable!("tag {tag} has no strategy: add one for the new message"),
     }

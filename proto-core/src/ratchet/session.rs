@@ -28,7 +28,7 @@ use core::fmt;
 
 use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
-use zeroize::ZeroizeOnDrop;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::chain_key::{ChainKey, store_skipped, walk};
 use super::message_key::MessageKey;
@@ -42,6 +42,7 @@ use crate::aead::AEAD_TAG_LEN;
 use crate::caller::CallerError;
 use crate::kdf::MESSAGE_INFO;
 use crate::keys::{IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, dh};
+use crate::pqxdh::{KemHeader, KemPrekeyPair, KemPrekeyPublic, PqxdhAgreement, PqxdhError};
 use crate::x3dh::{PrekeyHeader, RemoteBundle, X3DH_AD_LEN, X3dhAgreement, X3dhError};
 
 /// Our ratchet key pair `DHs`.
@@ -107,6 +108,8 @@ pub struct Session<const MAX_SKIP: usize = DEFAULT_MAX_SKIP> {
     pub(super) previous_sending_len: u32,
     pub(super) skipped: SkippedKeys<MAX_SKIP>,
     pub(super) prekey_header: Option<PrekeyHeader>,
+    /// With a PQXDH session, the KEM header sent beside `prekey_header` until the first reply.
+    pub(super) kem_header: Option<KemHeader>,
 }
 
 impl<const MAX_SKIP: usize> ZeroizeOnDrop for Session<MAX_SKIP> {}
@@ -178,8 +181,88 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         Ok((Self::initiator(agreement, bundle, header), header))
     }
 
+    /// Start a session as the initiator with PQXDH (PROTOCOL.md §4.8): X3DH with the linked
+    /// device `device_id` plus an encapsulation to its signed KEM prekey. Both signatures are
+    /// checked for that device; there is no classical fallback.
+    ///
+    /// Returns the session and the two headers to send in front of the first messages (also
+    /// kept in [`pending_prekey_header`](Self::pending_prekey_header) and
+    /// [`pending_kem_header`](Self::pending_kem_header) until a reply decrypts).
+    pub fn initiate_pqxdh<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        bundle: &RemoteBundle,
+        device_id: u32,
+        kem_prekey: &KemPrekeyPublic,
+    ) -> Result<(Self, PrekeyHeader, KemHeader), PqxdhError> {
+        let (agreement, header, kem) =
+            PqxdhAgreement::initiate(rng, identity, bundle, device_id, kem_prekey)?;
+        let (sk, ad) = agreement.into_parts();
+        let mut session = Self::from_initiator_parts(sk, ad, bundle, header);
+        session.kem_header = Some(kem.clone());
+        Ok((session, header, kem))
+    }
+
+    /// [`initiate_pqxdh`](Self::initiate_pqxdh) with a given ephemeral secret and ML-KEM
+    /// message, for test vectors only.
+    #[cfg(any(test, feature = "vectors"))]
+    pub fn initiate_pqxdh_with_fixed_randomness_for_tests(
+        identity: &IdentityKeyPair,
+        bundle: &RemoteBundle,
+        device_id: u32,
+        kem_prekey: &KemPrekeyPublic,
+        ephemeral_secret: &[u8; 32],
+        kem_message: &[u8; 32],
+    ) -> Result<(Self, PrekeyHeader, KemHeader), PqxdhError> {
+        let (agreement, header, kem) = PqxdhAgreement::initiate_with_fixed_randomness_for_tests(
+            identity,
+            bundle,
+            device_id,
+            kem_prekey,
+            ephemeral_secret,
+            kem_message,
+        )?;
+        let (sk, ad) = agreement.into_parts();
+        let mut session = Self::from_initiator_parts(sk, ad, bundle, header);
+        session.kem_header = Some(kem.clone());
+        Ok((session, header, kem))
+    }
+
+    /// Start a session as the responder to a PQXDH first message: `signed_prekey`,
+    /// `one_time_prekey` and `kem_prekey` are the ones the headers name (their ids are
+    /// checked). A tampered KEM ciphertext is not detected here: it gives another root key
+    /// (ML-KEM's implicit rejection), so the first message does not decrypt.
+    pub fn respond_pqxdh(
+        identity: &IdentityKeyPair,
+        signed_prekey: &SignedPrekeyPair,
+        one_time_prekey: Option<&OneTimePrekeyPair>,
+        kem_prekey: &KemPrekeyPair,
+        header: &PrekeyHeader,
+        kem: &KemHeader,
+    ) -> Result<Self, PqxdhError> {
+        let agreement = PqxdhAgreement::respond(
+            identity,
+            signed_prekey,
+            one_time_prekey,
+            kem_prekey,
+            header,
+            kem,
+        )?;
+        let (sk, ad) = agreement.into_parts();
+        Ok(Self::from_responder_parts(sk, ad, signed_prekey))
+    }
+
     fn initiator(agreement: X3dhAgreement, bundle: &RemoteBundle, header: PrekeyHeader) -> Self {
         let (sk, ad) = agreement.into_parts();
+        Self::from_initiator_parts(sk, ad, bundle, header)
+    }
+
+    fn from_initiator_parts(
+        sk: Zeroizing<[u8; 32]>,
+        ad: [u8; X3DH_AD_LEN],
+        bundle: &RemoteBundle,
+        header: PrekeyHeader,
+    ) -> Self {
         Self {
             ad,
             root: RootKey(*sk),
@@ -190,6 +273,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             previous_sending_len: 0,
             skipped: SkippedKeys::new(),
             prekey_header: Some(header),
+            kem_header: None,
         }
     }
 
@@ -205,7 +289,15 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
     ) -> Result<Self, X3dhError> {
         let agreement = X3dhAgreement::respond(identity, signed_prekey, one_time_prekey, header)?;
         let (sk, ad) = agreement.into_parts();
-        Ok(Self {
+        Ok(Self::from_responder_parts(sk, ad, signed_prekey))
+    }
+
+    fn from_responder_parts(
+        sk: Zeroizing<[u8; 32]>,
+        ad: [u8; X3DH_AD_LEN],
+        signed_prekey: &SignedPrekeyPair,
+    ) -> Self {
+        Self {
             ad,
             root: RootKey(*sk),
             our_ratchet: Some(RatchetKeyPair::new(signed_prekey.secret().clone())),
@@ -215,12 +307,19 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             previous_sending_len: 0,
             skipped: SkippedKeys::new(),
             prekey_header: None,
-        })
+            kem_header: None,
+        }
     }
 
     /// The initiator's prekey header, to send in front of each message until a reply decrypts.
     pub fn pending_prekey_header(&self) -> Option<&PrekeyHeader> {
         self.prekey_header.as_ref()
+    }
+
+    /// The initiator's KEM header (a PQXDH session), to send beside the prekey header until a
+    /// reply decrypts.
+    pub fn pending_kem_header(&self) -> Option<&KemHeader> {
+        self.kem_header.as_ref()
     }
 
     /// The X3DH associated data `IKd_A || IKs_A || IKd_B || IKs_B` this session binds.
@@ -434,6 +533,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
 
     fn commit(&mut self, commit: Commit) {
         self.prekey_header = None;
+        self.kem_header = None;
         match commit {
             Commit::Skipped(index) => self.skipped.remove(index),
             Commit::SameChain { next, n } => {

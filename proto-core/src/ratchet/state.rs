@@ -1,11 +1,11 @@
 //! A session's state as bytes, for a device to keep in flash or a file.
 //!
-//! # Layout (version 1; big-endian integers; absent values are zeros)
+//! # Layout (version 2; big-endian integers; absent values are zeros)
 //!
 //! | offset | len | field |
 //! |---|---|---|
-//! | 0 | 1 | version, `0x01` |
-//! | 1 | 1 | flags: bit 0 our ratchet key, bit 1 their ratchet key, bit 2 sending chain, bit 3 receiving chain, bit 4 pending prekey header; other bits zero |
+//! | 0 | 1 | version, `0x02` |
+//! | 1 | 1 | flags: bit 0 our ratchet key, bit 1 their ratchet key, bit 2 sending chain, bit 3 receiving chain, bit 4 pending prekey header, bit 5 pending KEM header (PQXDH); other bits zero |
 //! | 2 | 2 | skipped-key capacity `MAX_SKIP` of the writer |
 //! | 4 | 128 | X3DH associated data |
 //! | 132 | 32 | root key |
@@ -17,8 +17,12 @@
 //! | 296 | 4 | receiving chain: next message number |
 //! | 300 | 4 | `pn`: length of the previous sending chain |
 //! | 304 | 106 | pending prekey header (the X3DH header layout) |
-//! | 410 | 2 | number of skipped keys stored |
-//! | 412 | 68 × `MAX_SKIP` | skipped keys, oldest first: ratchet key (32) ‖ n (4) ‖ message key (32) |
+//! | 410 | 1,092 | pending KEM header `kem_id ‖ ct` (PQXDH; set only with bit 4) |
+//! | 1502 | 2 | number of skipped keys stored |
+//! | 1504 | 68 × `MAX_SKIP` | skipped keys, oldest first: ratchet key (32) ‖ n (4) ‖ message key (32) |
+//!
+//! Version 1 (written before PQXDH) is the same without the KEM header field and bit 5; it
+//! is still read, so sessions saved by earlier releases continue.
 //!
 //! The bytes hold every secret of the session: store them encrypted.
 
@@ -32,19 +36,24 @@ use super::root_key::RootKey;
 use super::session::{Chain, RatchetKeyPair, Session};
 use super::skipped::SkippedKeys;
 use crate::caller::CallerError;
+use crate::pqxdh::{KEM_HEADER_LEN, KemHeader};
 use crate::x3dh::{PREKEY_HEADER_LEN, PrekeyHeader, X3DH_AD_LEN};
 
 /// The version byte serialized state starts with.
-pub(crate) const STATE_VERSION: u8 = 1;
+pub(crate) const STATE_VERSION: u8 = 2;
+/// The version written before PQXDH (no KEM header field), still read.
+const STATE_VERSION_1: u8 = 1;
 /// Bytes before the skipped keys.
-const FIXED_LEN: usize = 412;
+const FIXED_LEN: usize = 412 + KEM_HEADER_LEN;
 
 const OUR_RATCHET: u8 = 1 << 0;
 const THEIR_RATCHET: u8 = 1 << 1;
 const SENDING: u8 = 1 << 2;
 const RECEIVING: u8 = 1 << 3;
 const PREKEY_HEADER: u8 = 1 << 4;
-const ALL_FLAGS: u8 = OUR_RATCHET | THEIR_RATCHET | SENDING | RECEIVING | PREKEY_HEADER;
+const KEM_HEADER: u8 = 1 << 5;
+const ALL_FLAGS: u8 =
+    OUR_RATCHET | THEIR_RATCHET | SENDING | RECEIVING | PREKEY_HEADER | KEM_HEADER;
 
 /// Why session state could not be written or read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +116,8 @@ impl<'a> Reader<'a> {
 }
 
 impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
-    /// Size of this session type's serialized state: 412 + 68 × `MAX_SKIP` bytes
-    /// (4,764 for the default capacity of 64).
+    /// Size of this session type's serialized state: 1,504 + 68 × `MAX_SKIP` bytes
+    /// (5,856 for the default capacity of 64).
     pub const STATE_LEN: usize = FIXED_LEN + MAX_SKIP * SkippedKeys::<MAX_SKIP>::ENTRY_LEN;
 
     /// Write the whole state into `out` (version byte first); return [`Self::STATE_LEN`].
@@ -130,6 +139,10 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         set(self.sending.is_some(), SENDING);
         set(self.receiving.is_some(), RECEIVING);
         set(self.prekey_header.is_some(), PREKEY_HEADER);
+        set(
+            self.prekey_header.is_some() && self.kem_header.is_some(),
+            KEM_HEADER,
+        );
         let capacity = u16::try_from(MAX_SKIP).map_err(|_| StateError::Malformed)?;
 
         let mut w = Writer(out);
@@ -153,6 +166,10 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
                 .prekey_header
                 .map_or([0; PREKEY_HEADER_LEN], |h| h.to_bytes()),
         )?;
+        match (&self.prekey_header, &self.kem_header) {
+            (Some(_), Some(kem)) => w.put(&kem.to_bytes())?,
+            _ => w.put(&[0; KEM_HEADER_LEN])?,
+        }
         self.skipped
             .write(w.0)
             .ok_or(StateError::Caller(CallerError::BufferTooSmall))?;
@@ -165,10 +182,12 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
     pub fn read_state(bytes: &[u8]) -> Result<Self, StateError> {
         let mut r = Reader(bytes);
         let [version, flags] = *r.take::<2>()?;
-        if version != STATE_VERSION {
-            return Err(StateError::UnknownVersion);
-        }
-        if flags & !ALL_FLAGS != 0 {
+        let allowed = match version {
+            STATE_VERSION => ALL_FLAGS,
+            STATE_VERSION_1 => ALL_FLAGS & !KEM_HEADER,
+            _ => return Err(StateError::UnknownVersion),
+        };
+        if flags & !allowed != 0 {
             return Err(StateError::Malformed);
         }
         let capacity = usize::from(u16::from_be_bytes(*r.take::<2>()?));
@@ -182,6 +201,11 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         let receiving_n = r.u32()?;
         let previous_sending_len = r.u32()?;
         let header = r.take::<PREKEY_HEADER_LEN>()?;
+        let kem = if version == STATE_VERSION {
+            Some(r.take::<KEM_HEADER_LEN>()?)
+        } else {
+            None
+        };
         let rest = r.0;
         let skipped_len = capacity * SkippedKeys::<MAX_SKIP>::ENTRY_LEN + 2;
         let skipped_bytes = rest.get(..skipped_len).ok_or(StateError::Truncated)?;
@@ -192,6 +216,15 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             Some(PrekeyHeader::from_bytes(header).map_err(|_| StateError::Malformed)?)
         } else {
             None
+        };
+        let kem_header = match kem {
+            Some(kem) if has(KEM_HEADER) => {
+                if prekey_header.is_none() {
+                    return Err(StateError::Malformed);
+                }
+                Some(KemHeader::from_bytes(kem).map_err(|_| StateError::Malformed)?)
+            }
+            _ => None,
         };
         Ok(Self {
             ad,
@@ -210,6 +243,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             previous_sending_len,
             skipped,
             prekey_header,
+            kem_header,
         })
     }
 }

@@ -201,8 +201,8 @@ fn state_round_trip_mid_conversation() {
     let held: Vec<_> = (0..3u8).map(|i| seal(&mut a, &mut rng, &[i])).collect();
     open(&mut b, &held[2]).unwrap();
     let bytes = state(&b);
-    assert_eq!(bytes.len(), 4764);
-    assert_eq!(bytes[0], 1);
+    assert_eq!(bytes.len(), 5856);
+    assert_eq!(bytes[0], 2);
     let mut b = Session::<64>::read_state(&bytes).unwrap();
     assert_eq!(state(&b), bytes);
     assert_eq!(open(&mut b, &held[0]).unwrap(), [0]);
@@ -217,7 +217,7 @@ fn state_round_trip_mid_conversation() {
         StateError::Malformed
     );
     let mut v = bytes.clone();
-    v[0] = 2;
+    v[0] = 3;
     assert_eq!(
         Session::<64>::read_state(&v).unwrap_err(),
         StateError::UnknownVersion
@@ -243,4 +243,79 @@ fn debug_is_redacted() {
     let mut rng = ChaCha20Rng::from_seed([9; 32]);
     let (a, _, _) = pair::<64>(&mut rng);
     assert_eq!(format!("{a:?}"), "Session([redacted])");
+}
+
+/// A version-1 state (written before PQXDH: no KEM header field) of the same session.
+fn as_version_1(v2: &[u8]) -> Vec<u8> {
+    let mut v1 = v2[..410].to_vec();
+    v1[0] = 1;
+    v1.extend_from_slice(&v2[410 + crate::KEM_HEADER_LEN..]);
+    v1
+}
+
+#[test]
+fn version_1_state_is_still_read() {
+    let mut rng = ChaCha20Rng::from_seed([10; 32]);
+    let (mut a, mut b, _) = pair::<64>(&mut rng);
+    let first = seal(&mut a, &mut rng, b"one");
+    open(&mut b, &first).unwrap();
+    // The initiator still holds its prekey header (no reply yet): flag bit 4 in version 1.
+    let old = as_version_1(&state(&a));
+    assert_eq!(old.len(), 4764);
+    let mut a = Session::<64>::read_state(&old).unwrap();
+    assert!(a.pending_prekey_header().is_some());
+    assert!(a.pending_kem_header().is_none());
+    let m = seal(&mut a, &mut rng, b"two");
+    assert_eq!(open(&mut b, &m).unwrap(), b"two");
+    // Bit 5 (a KEM header) does not exist in version 1.
+    let mut bad = old.clone();
+    bad[1] |= 1 << 5;
+    assert_eq!(
+        Session::<64>::read_state(&bad).unwrap_err(),
+        StateError::Malformed
+    );
+}
+
+#[test]
+fn a_pqxdh_session_keeps_its_kem_header_until_the_first_reply() {
+    use crate::{KemHeader, KemPrekeyPair};
+    let mut rng = ChaCha20Rng::from_seed([11; 32]);
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPrekeyPair::generate_for_device(&mut rng, 1, 4, &bob);
+    let kem = KemPrekeyPair::generate(&mut rng, 9);
+    let bundle = RemoteBundle {
+        identity: bob.public(),
+        signed_prekey: spk.public(),
+        one_time_prekey: None,
+    };
+    let published = kem.public_for_device(4, &bob);
+    let (a, header, kem_header) =
+        Session::<64>::initiate_pqxdh(&mut rng, &alice, &bundle, 4, &published).unwrap();
+    assert_eq!(kem_header.kem_id, 9);
+    assert_eq!(a.pending_kem_header(), Some(&kem_header));
+    // The pending headers survive the state bytes.
+    let saved = state(&a);
+    assert_eq!(saved[1] & (1 << 5), 1 << 5);
+    let mut a = Session::<64>::read_state(&saved).unwrap();
+    assert_eq!(a.pending_prekey_header(), Some(&header));
+    assert_eq!(a.pending_kem_header(), Some(&kem_header));
+    let first = seal(&mut a, &mut rng, b"hi");
+    let mut b = Session::<64>::respond_pqxdh(&bob, &spk, None, &kem, &header, &kem_header).unwrap();
+    assert_eq!(open(&mut b, &first).unwrap(), b"hi");
+    // The responder with a classical X3DH (no KEM secret) gets another key: the message does
+    // not decrypt.
+    let mut classical = Session::<64>::respond(&bob, &spk, None, &header).unwrap();
+    assert!(open(&mut classical, &first).is_err());
+    let reply = seal(&mut b, &mut rng, b"back");
+    assert_eq!(open(&mut a, &reply).unwrap(), b"back");
+    assert!(a.pending_prekey_header().is_none());
+    assert!(a.pending_kem_header().is_none());
+    assert_eq!(state(&a)[1] & (1 << 5), 0);
+    // A KEM header naming another KEM prekey is refused before any decryption.
+    let other = KemHeader {
+        kem_id: 10,
+        ciphertext: kem_header.ciphertext.clone(),
+    };
+    assert!(Session::<64>::respond_pqxdh(&bob, &spk, None, &kem, &header, &other).is_err());
 }
