@@ -185,7 +185,7 @@ pub fn generate() -> Vec<(&'static str, Value)> {
         vec![4, 1, 2],
         EnvelopeError::UnknownKind,
     );
-    let pq_prefix = 1 + proto_core::PREKEY_HEADER_LEN + proto_core::KEM_HEADER_LEN;
+    let pq_prefix = 1 + PREKEY_HEADER_LEN + proto_core::KEM_HEADER_LEN;
     env_reject(
         "post-quantum envelope with no ratchet message",
         pq[..pq_prefix].to_vec(),
