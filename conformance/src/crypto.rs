@@ -9,7 +9,7 @@
 //! the `vectors` test hooks for fixed keys). The two must agree byte for byte, and with the file.
 //!
 //! Files: `x3dh.json`, `ratchet.json`, `room.json`, `fingerprint.json`, `crypto-reject.json`,
-//! `devices.json`, `roster.json`, `roster-invite.json`.
+//! `devices.json`, `roster.json`, `roster-invite.json`, `pqxdh.json`.
 
 use proto_core::primitives::{hkdf_sha256, hmac_sha256};
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use crate::{cases, hex_field};
 
 mod devices;
 mod fingerprint;
+mod pqxdh;
 mod ratchet;
 mod reject;
 mod room;
@@ -26,6 +27,7 @@ mod x3dh;
 
 use devices::{check_devices, gen_devices};
 use fingerprint::{check_fingerprint, gen_fingerprint};
+use pqxdh::{check_pqxdh, gen_pqxdh};
 use ratchet::{check_ratchet, gen_ratchet};
 use reject::{check_reject, gen_reject};
 use room::{check_room, gen_room};
@@ -40,7 +42,7 @@ type EpochKeys = Box<dyn Fn(u32, usize) -> Option<([u8; 32], [u8; 32])>>;
 
 /// The crypto vector files.
 pub fn generate() -> Vec<(&'static str, Value)> {
-    let files: [(&'static str, Generator); 8] = [
+    let files: [(&'static str, Generator); 9] = [
         ("x3dh.json", gen_x3dh),
         ("ratchet.json", gen_ratchet),
         ("room.json", gen_room),
@@ -49,6 +51,7 @@ pub fn generate() -> Vec<(&'static str, Value)> {
         ("devices.json", gen_devices),
         ("roster.json", gen_roster),
         ("roster-invite.json", gen_roster_invite),
+        ("pqxdh.json", gen_pqxdh),
     ];
     files
         .into_iter()
@@ -75,6 +78,7 @@ pub fn check(file: &str, v: &Value) -> Option<Result<usize, String>> {
         "devices.json" => check_devices,
         "roster.json" => check_roster,
         "roster-invite.json" => check_roster_invite,
+        "pqxdh.json" => check_pqxdh,
         _ => return None,
     };
     Some((|| {

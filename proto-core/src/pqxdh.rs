@@ -85,6 +85,26 @@ pub enum PqxdhError {
     WrongOneTimePrekey,
     /// The KEM header names a KEM prekey other than the one the responder passed in.
     WrongKemPrekey,
+    /// The bundle carries no KEM prekey: refused, never used as classical X3DH.
+    MissingKemPrekey,
+}
+
+impl PqxdhError {
+    /// The variant's name, as used in vectors (`reject:<name>`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::BadPrekeySignature => "BadPrekeySignature",
+            Self::BadKemPrekeySignature => "BadKemPrekeySignature",
+            Self::InvalidKemKey => "InvalidKemKey",
+            Self::KemKeyLength => "KemKeyLength",
+            Self::CiphertextLength => "CiphertextLength",
+            Self::NonContributory => "NonContributory",
+            Self::WrongSignedPrekey => "WrongSignedPrekey",
+            Self::WrongOneTimePrekey => "WrongOneTimePrekey",
+            Self::WrongKemPrekey => "WrongKemPrekey",
+            Self::MissingKemPrekey => "MissingKemPrekey",
+        }
+    }
 }
 
 impl fmt::Display for PqxdhError {
@@ -99,6 +119,9 @@ impl fmt::Display for PqxdhError {
             Self::WrongSignedPrekey => "the message names a different signed prekey",
             Self::WrongOneTimePrekey => "the message names a different one-time prekey",
             Self::WrongKemPrekey => "the message names a different KEM prekey",
+            Self::MissingKemPrekey => {
+                "the device has published no post-quantum (KEM) prekey; its app must be updated"
+            }
         })
     }
 }
@@ -290,6 +313,13 @@ impl TryFrom<&crate::KemPrekey<'_>> for KemPrekeyPublic {
 }
 
 impl KemPrekeyPublic {
+    /// The KEM prekey of a `KemBundle` as received: `None` is
+    /// [`PqxdhError::MissingKemPrekey`] (no classical fallback), a key of the wrong length
+    /// [`PqxdhError::KemKeyLength`]. The signature is checked when the agreement starts.
+    pub fn from_bundle(kem_prekey: Option<&crate::KemPrekey<'_>>) -> Result<Self, PqxdhError> {
+        Self::try_from(kem_prekey.ok_or(PqxdhError::MissingKemPrekey)?)
+    }
+
     /// The wire form, borrowing this key.
     pub fn to_wire(&self) -> crate::KemPrekey<'_> {
         crate::KemPrekey {
