@@ -2,14 +2,14 @@
 /**
  * The link to the server: one WebSocket to `/ws` on the page's own origin, one whole frame per
  * binary message. Requests get their replies in order (the server answers a connection's frames
- * one at a time); pushes (`Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow`, the server's
+ * one at a time); pushes (`Deliver`, `Delivered`, `RoomChanged`, `PrekeysLow`, `KemPrekeysLow`, the server's
  * `Ping`, and the `Session` that follows `EnrollmentComplete`) go to `onPush`. It knows frames,
  * not accounts or crypto.
  */
 import { decodeWholeFrame, encodeFrame } from './frames.js';
 
 /** What the server sends unasked (proto-core's `Message::is_push`; `pushes` in names.json). */
-export const PUSHES = new Set(['Deliver', 'Delivered', 'RoomChanged', 'PrekeysLow', 'Ping']);
+export const PUSHES = new Set(['Deliver', 'Delivered', 'RoomChanged', 'PrekeysLow', 'Ping', 'KemPrekeysLow']);
 
 /** The server refused a request: `code` from docs/PROTOCOL.md §3.2, `text` for people. */
 export class ServerError extends Error {

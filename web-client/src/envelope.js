@@ -1,16 +1,21 @@
 // @ts-check
 /**
  * What travels inside a message body (proto-core `envelope.rs`): the one-to-one envelope
- * (`0x01` prekey: 106-byte X3DH header then the ratchet message; `0x02` ratchet message) and
+ * (`0x01` prekey: 106-byte X3DH header then the ratchet message; `0x02` ratchet message;
+ * `0x03` post-quantum prekey: the X3DH header, the 1,092-byte KEM header `kem_id || ct`, then
+ * the ratchet message, PQXDH §4.8) and
  * the decrypted postcard `Content` (0 Text {id u64, sent_at u64, text}, 1 RoomKey {room,
  * distribution}, 2 SessionReset, 3 Roster {room, roster}, 4 Sent {to, id, sent_at, text}). Content decoding raises frames' `DecodeError` names.
  */
 import { concat } from './bytes.js';
 import { DecodeError, Reader, Writer } from './postcard.js';
 import { PREKEY_HEADER_LEN, prekeyHeaderFromBytes, prekeyHeaderToBytes } from './x3dh.js';
+import { KEM_HEADER_LEN, kemHeaderFromBytes, kemHeaderToBytes } from './pqxdh.js';
 
 export const ENVELOPE_PREKEY = 0x01;
 export const ENVELOPE_RATCHET = 0x02;
+/** A new session's first messages (PQXDH): how every session this client starts begins. */
+export const ENVELOPE_PQ_PREKEY = 0x03;
 
 /** Why a body is not an envelope: `Truncated`, `UnknownKind`, `BadPrekeyHeader`. */
 export class EnvelopeError extends Error {
@@ -23,13 +28,19 @@ export class EnvelopeError extends Error {
 }
 
 /**
+ * @typedef {{kind: 'Prekey', header: import('./x3dh.js').PrekeyHeader, message: Uint8Array}
+ *   | {kind: 'PqPrekey', header: import('./x3dh.js').PrekeyHeader, kem: import('./pqxdh.js').KemHeader, message: Uint8Array}
+ *   | {kind: 'Ratchet', message: Uint8Array}} Envelope
+ */
+
+/**
  * @param {Uint8Array} body
- * @returns {{kind: 'Prekey', header: import('./x3dh.js').PrekeyHeader, message: Uint8Array} | {kind: 'Ratchet', message: Uint8Array}}
+ * @returns {Envelope}
  */
 export function parseEnvelope(body) {
   if (body.length === 0) throw new EnvelopeError('Truncated');
   const kind = body[0];
-  if (kind === ENVELOPE_PREKEY) {
+  if (kind === ENVELOPE_PREKEY || kind === ENVELOPE_PQ_PREKEY) {
     if (body.length < 1 + PREKEY_HEADER_LEN) throw new EnvelopeError('Truncated');
     let header;
     try {
@@ -37,9 +48,16 @@ export function parseEnvelope(body) {
     } catch {
       throw new EnvelopeError('BadPrekeyHeader');
     }
-    const message = body.subarray(1 + PREKEY_HEADER_LEN);
-    if (message.length === 0) throw new EnvelopeError('Truncated');
-    return { kind: 'Prekey', header, message };
+    let rest = body.subarray(1 + PREKEY_HEADER_LEN);
+    /** @type {import('./pqxdh.js').KemHeader | null} */
+    let kem = null;
+    if (kind === ENVELOPE_PQ_PREKEY) {
+      if (rest.length < KEM_HEADER_LEN) throw new EnvelopeError('Truncated');
+      kem = kemHeaderFromBytes(rest.subarray(0, KEM_HEADER_LEN));
+      rest = rest.subarray(KEM_HEADER_LEN);
+    }
+    if (rest.length === 0) throw new EnvelopeError('Truncated');
+    return kem ? { kind: 'PqPrekey', header, kem, message: rest } : { kind: 'Prekey', header, message: rest };
   }
   if (kind === ENVELOPE_RATCHET) {
     if (body.length === 1) throw new EnvelopeError('Truncated');
@@ -49,12 +67,16 @@ export function parseEnvelope(body) {
 }
 
 /**
+ * The body of `message`: with a prekey header and a KEM header a `0x03` (PQXDH) envelope, with
+ * a prekey header alone `0x01`, with neither `0x02` (a KEM header without a prekey header is
+ * ignored: it never occurs, the session keeps both until the first reply).
  * @param {import('./x3dh.js').PrekeyHeader | null} header @param {Uint8Array} message
+ * @param {import('./pqxdh.js').KemHeader | null} [kem]
  */
-export function emitEnvelope(header, message) {
-  return header
-    ? concat(Uint8Array.of(ENVELOPE_PREKEY), prekeyHeaderToBytes(header), message)
-    : concat(Uint8Array.of(ENVELOPE_RATCHET), message);
+export function emitEnvelope(header, message, kem = null) {
+  if (!header) return concat(Uint8Array.of(ENVELOPE_RATCHET), message);
+  if (kem) return concat(Uint8Array.of(ENVELOPE_PQ_PREKEY), prekeyHeaderToBytes(header), kemHeaderToBytes(kem), message);
+  return concat(Uint8Array.of(ENVELOPE_PREKEY), prekeyHeaderToBytes(header), message);
 }
 
 /**

@@ -9,6 +9,7 @@ import { DecodeError } from './postcard.js';
 import { decodeMessage, encodeMessage } from './message.js';
 
 export { DecodeError } from './postcard.js';
+export { TAG_COUNT, KEM_PUBLIC_KEY_LEN, MAX_KEM_PREKEYS_PER_UPLOAD } from './message.js';
 
 export const PROTOCOL_VERSION = 1;
 export const LENGTH_PREFIX_LEN = 4;

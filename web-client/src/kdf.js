@@ -16,6 +16,8 @@ export const ROOM_INFO = ascii('Sealroom Room v1');
 export const SIGNED_PREKEY_LABEL = ascii('Sealroom SPK v1');
 export const DEVICE_PREKEY_LABEL = ascii('Sealroom SPK v2');
 export const LINK_INFO = ascii('Sealroom Link v1');
+export const KEM_PREKEY_LABEL = ascii('Sealroom KEM PK v1');
+export const PQXDH_INFO = ascii('Sealroom PQXDH v1');
 export const ZERO_SALT = new Uint8Array(32);
 
 /**

@@ -15,6 +15,10 @@ export const MAX_ROOM_MEMBERS = 256;
 export const MAX_ROOMS_LISTED = 1024;
 export const MAX_DEVICES = 16;
 export const MAX_DEVICES_LISTED = 64;
+/** One-time KEM prekeys in one `UploadKemPrekeys` (PROTOCOL.md §3.3). */
+export const MAX_KEM_PREKEYS_PER_UPLOAD = 32;
+/** An ML-KEM-768 encapsulation key: a `KemPrekey` key of any other length is `Malformed` (§3.1). */
+export const KEM_PUBLIC_KEY_LEN = 1184;
 
 /** Error codes (docs/PROTOCOL.md §3.2). */
 export const ErrorCode = Object.freeze({
@@ -33,6 +37,8 @@ export const ROOM_CHANGES = ['Joined', 'Left', 'Removed', 'Invited', 'Roster'];
 
 const SignedPrekey = { struct: [['id', 'u32'], ['key', 'key32'], ['signature', 'sig64']] };
 const OneTimePrekey = { struct: [['id', 'u32'], ['key', 'key32']] };
+/** `key` is `bytes` that must be exactly `KEM_PUBLIC_KEY_LEN` long (checked once the message decoded, as proto-core's `Message::validate`). */
+const KemPrekey = { struct: [['id', 'u32'], ['key', 'bytes'], ['signature', 'sig64']] };
 const DeviceKeys = {
   struct: [
     ['identity_sig', 'key32'], ['identity_dh', 'key32'], ['signed_prekey', SignedPrekey],
@@ -121,7 +127,15 @@ export const MESSAGES = [
   ['FetchDeviceBundle', [['username', 'str'], ['device', 'u32']]],
   ['RevokeDevice', [['device', 'u32']]],
   ['SendSynced', [['to', 'str'], ['client_id', 'u64'], ['bodies', { list: DeviceBody, max: MAX_DEVICES }], ['own', { list: DeviceBody, max: MAX_DEVICES }]]],
+  // PQXDH (PROTOCOL.md §4.8), tags 66-69.
+  ['UploadKemPrekeys', [['last_resort', { option: KemPrekey }], ['one_time', { list: KemPrekey, max: MAX_KEM_PREKEYS_PER_UPLOAD }]]],
+  ['FetchKemBundle', [['username', 'str'], ['device', 'u32']]],
+  ['KemBundle', [['bundle', PrekeyBundle], ['kem_prekey', { option: KemPrekey }]]],
+  ['KemPrekeysLow', [['remaining', 'u32']]],
 ];
+
+/** How many message variants there are (proto-core's tag count); a tag at or past it is `UnknownTag`. */
+export const TAG_COUNT = 70;
 
 const TAGS = new Map(MESSAGES.map(([name], i) => [name, i]));
 
@@ -203,6 +217,17 @@ export function decodeMessage(body) {
   resolveLists(msg);
   // proto-core `Message::validate`: an invitation list names one inviter per room.
   if (msg.type === 'Invitations' && msg.rooms.length !== msg.from.length) throw new DecodeError('Malformed');
+  // A KEM key of any length but 1,184 does not decode: the last-resort one, then the one-time
+  // ones (after the list itself checked), as proto-core orders them.
+  /** @param {any} k */
+  const kemKey = (k) => {
+    if (k && k.key.length !== KEM_PUBLIC_KEY_LEN) throw new DecodeError('Malformed');
+  };
+  if (msg.type === 'UploadKemPrekeys') {
+    kemKey(msg.last_resort);
+    msg.one_time.forEach(kemKey);
+  }
+  if (msg.type === 'KemBundle') kemKey(msg.kem_prekey);
   return msg;
 }
 
@@ -246,6 +271,8 @@ function writeField(w, t, v) {
 export function encodeMessage(msg) {
   const tag = TAGS.get(msg.type);
   if (tag === undefined) throw new TypeError(`unknown message ${msg.type}`);
+  const kems = msg.type === 'UploadKemPrekeys' ? [msg.last_resort, ...(msg.one_time ?? [])] : msg.type === 'KemBundle' ? [msg.kem_prekey] : [];
+  for (const k of kems) if (k && k.key?.length !== KEM_PUBLIC_KEY_LEN) throw new TypeError('a KEM prekey key needs 1,184 bytes');
   const w = new Writer();
   w.varint(tag);
   for (const [name, ft] of MESSAGES[tag][1]) writeField(w, ft, msg[name]);

@@ -7,16 +7,20 @@
  * `DEFAULT_MAX_SKIP` skipped keys (oldest dropped when full). As in proto-core, the DH ratchet
  * is taken lazily on the sending side, and a failed `decrypt` leaves the session unchanged.
  *
- * Call order: initiator `Session.initiate` → `encrypt` (send `pendingPrekeyHeader` in front
- * while it is set) → `decrypt`; responder `Session.respond` → `decrypt` the first message →
- * then both freely. State bytes are proto-core's (`writeState`/`readState`, PROTOCOL.md §4.3;
- * in it: store it encrypted).
+ * Call order: initiator `Session.initiatePqxdh` (new sessions; `Session.initiate` is X3DH,
+ * kept for vectors and sessions from before PQXDH) → `encrypt` (send `pendingPrekeyHeader` and
+ * `pendingKemHeader` in front while they are set) → `decrypt`; responder `Session.respondPqxdh`
+ * (or `Session.respond` for an X3DH first message) → `decrypt` the first message → then both
+ * freely. State bytes are proto-core's (`writeState`/`readState`, version 2 with the pending
+ * KEM header; version 1 from before PQXDH still read; it holds every secret: store it
+ * encrypted).
  */
 import { concat, equal, fromHex, randomBytes, readU32be, toHex, u32be } from './bytes.js';
 import { AEAD_TAG_LEN, open, seal } from './aead.js';
 import { MESSAGE_INFO, RATCHET_INFO, hkdfSha256, hmacSha256, messageKeyMaterial } from './kdf.js';
 import { NonContributory, dh, x25519Public } from './keys.js';
 import { X3dhAgreement, prekeyHeaderFromBytes, prekeyHeaderToBytes } from './x3dh.js';
+import { KEM_HEADER_LEN, PqxdhAgreement, PqxdhError, kemHeaderFromBytes, kemHeaderToBytes } from './pqxdh.js';
 
 export const RATCHET_HEADER_LEN = 40;
 export const RATCHET_OVERHEAD = RATCHET_HEADER_LEN + AEAD_TAG_LEN;
@@ -180,12 +184,15 @@ export class StateReader {
   }
 }
 
-const STATE_VERSION = 1;
+/** The state version written (2: with the pending KEM header); 1, from before PQXDH, is still read. */
+const STATE_VERSION = 2;
+const STATE_VERSION_1 = 1;
 const OUR_RATCHET = 1;
 const THEIR_RATCHET = 2;
 const SENDING = 4;
 const RECEIVING = 8;
 const PREKEY_HEADER = 16;
+const KEM_HEADER = 32;
 
 /**
  * @typedef {{key: Uint8Array, n: number}} Chain
@@ -210,6 +217,8 @@ export class Session {
     this.skipped = new SkippedKeys(DEFAULT_MAX_SKIP);
     /** @type {import('./x3dh.js').PrekeyHeader | null} */
     this.prekeyHeader = null;
+    /** @type {import('./pqxdh.js').KemHeader | null} PQXDH: sent beside the prekey header until the first reply */
+    this.kemHeader = null;
   }
 
   /**
@@ -231,6 +240,36 @@ export class Session {
    */
   static initiateForDevice(identity, bundle, deviceId, ephemeralSecret) {
     return Session.initiator(X3dhAgreement.initiateForDevice(identity, bundle, deviceId, ephemeralSecret), bundle);
+  }
+
+  /**
+   * Initiator of a new session (proto-core `Session::initiate_pqxdh`): PQXDH with `bundle`'s
+   * device `deviceId` and its KEM prekey (`PqxdhError` names every refusal; never X3DH).
+   * `pendingPrekeyHeader` and `pendingKemHeader` are set until a reply decrypts.
+   * @param {import('./keys.js').IdentityKeyPair} identity @param {import('./x3dh.js').RemoteBundle} bundle
+   * @param {number} deviceId @param {import('./pqxdh.js').KemPrekeyPublic} kemPrekey
+   * @param {Uint8Array} [ephemeralSecret] test vectors only
+   * @param {Uint8Array} [kemMessage] test vectors only
+   */
+  static initiatePqxdh(identity, bundle, deviceId, kemPrekey, ephemeralSecret, kemMessage) {
+    const { agreement, header, kem } = PqxdhAgreement.initiate(identity, bundle, deviceId, kemPrekey, ephemeralSecret, kemMessage);
+    const s = Session.initiator({ agreement, header }, bundle);
+    s.kemHeader = kem;
+    return s;
+  }
+
+  /**
+   * Responder to a PQXDH first message (proto-core `Session::respond_pqxdh`): the prekeys and
+   * the KEM prekey are the ones the headers name; the signed prekey is our first ratchet key.
+   * @param {import('./keys.js').IdentityKeyPair} identity @param {import('./keys.js').SignedPrekeyPair} spk
+   * @param {import('./keys.js').OneTimePrekeyPair | null} opk @param {import('./pqxdh.js').KemPrekeyPair} kemPrekey
+   * @param {import('./x3dh.js').PrekeyHeader} header @param {import('./pqxdh.js').KemHeader} kem
+   */
+  static respondPqxdh(identity, spk, opk, kemPrekey, header, kem) {
+    const agreement = PqxdhAgreement.respond(identity, spk, opk, kemPrekey, header, kem);
+    const s = new Session(agreement.ad, agreement.sk);
+    s.ourRatchet = { secret: spk.secret.slice(), public: spk.publicKey };
+    return s;
   }
 
   /**
@@ -259,6 +298,11 @@ export class Session {
 
   get pendingPrekeyHeader() {
     return this.prekeyHeader;
+  }
+
+  /** The KEM header to send beside the prekey header (PQXDH), until the first reply. */
+  get pendingKemHeader() {
+    return this.prekeyHeader ? this.kemHeader : null;
   }
 
   canSend() {
@@ -322,6 +366,7 @@ export class Session {
     if (idx >= 0) {
       const plain = openWith(this.skipped.entries[idx].key);
       this.prekeyHeader = null;
+      this.kemHeader = null;
       this.skipped.remove(idx);
       return plain;
     }
@@ -335,6 +380,7 @@ export class Session {
       const plain = openWith(mk);
       this.skipped.storeRange(ratchetKey, chain.key, chain.n, n);
       this.prekeyHeader = null;
+      this.kemHeader = null;
       chain.key = next;
       chain.n = Math.min(n + 1, 0xffffffff);
       return plain;
@@ -358,6 +404,7 @@ export class Session {
     }
     this.skipped.storeRange(ratchetKey, chain, 0, n);
     this.prekeyHeader = null;
+    this.kemHeader = null;
     this.root = root;
     this.theirRatchet = ratchetKey;
     this.receiving = { key: next, n: Math.min(n + 1, 0xffffffff) };
@@ -369,9 +416,9 @@ export class Session {
     return plain;
   }
 
-  /** Size of the serialized state: 412 + 68 × MAX_SKIP (4,764). */
+  /** Size of the serialized state (version 2): 1,504 + 68 × MAX_SKIP (5,856). */
   static get STATE_LEN() {
-    return 412 + SkippedKeys.ENTRY_LEN * DEFAULT_MAX_SKIP;
+    return 412 + KEM_HEADER_LEN + SkippedKeys.ENTRY_LEN * DEFAULT_MAX_SKIP;
   }
 
   /**
@@ -386,6 +433,7 @@ export class Session {
     if (this.sending) flags |= SENDING;
     if (this.receiving) flags |= RECEIVING;
     if (this.prekeyHeader) flags |= PREKEY_HEADER;
+    if (this.prekeyHeader && this.kemHeader) flags |= KEM_HEADER;
     const cap = new Uint8Array(2);
     new DataView(cap.buffer).setUint16(0, this.skipped.capacity, false);
     return concat(
@@ -396,17 +444,23 @@ export class Session {
       this.receiving ? this.receiving.key : zero, u32be(this.receiving ? this.receiving.n : 0),
       u32be(this.previousSendingLen),
       this.prekeyHeader ? prekeyHeaderToBytes(this.prekeyHeader) : new Uint8Array(106),
+      this.prekeyHeader && this.kemHeader ? kemHeaderToBytes(this.kemHeader) : new Uint8Array(KEM_HEADER_LEN),
       this.skipped.write(),
     );
   }
 
-  /** Restores from `writeState` bytes (or proto-core's). @param {Uint8Array} bytes */
+  /**
+   * Restores from `writeState` bytes (or proto-core's); version 1 (written before PQXDH: no
+   * KEM header field, no bit 5) is read too.
+   * @param {Uint8Array} bytes
+   */
   static readState(bytes) {
     const r = new StateReader(bytes);
     const version = r.u8();
     const flags = r.u8();
-    if (version !== STATE_VERSION) throw new StateError('UnknownVersion');
-    if (flags & ~0x1f) throw new StateError('Malformed');
+    if (version !== STATE_VERSION && version !== STATE_VERSION_1) throw new StateError('UnknownVersion');
+    const allowed = version === STATE_VERSION ? 0x3f : 0x1f;
+    if (flags & ~allowed) throw new StateError('Malformed');
     const capacity = r.u16();
     const s = new Session(r.take(128), r.take(32));
     const our = r.take(32);
@@ -417,6 +471,7 @@ export class Session {
     const receivingN = r.u32();
     s.previousSendingLen = r.u32();
     const header = r.take(106);
+    const kem = version === STATE_VERSION ? r.take(KEM_HEADER_LEN) : null;
     const skipped = SkippedKeys.read(r.rest(), capacity, DEFAULT_MAX_SKIP);
     if (!skipped) throw new StateError('Malformed');
     s.skipped = skipped;
@@ -429,6 +484,15 @@ export class Session {
         s.prekeyHeader = prekeyHeaderFromBytes(header);
       } catch {
         throw new StateError('Malformed');
+      }
+    }
+    if (kem && flags & KEM_HEADER) {
+      if (!s.prekeyHeader) throw new StateError('Malformed');
+      try {
+        s.kemHeader = kemHeaderFromBytes(kem);
+      } catch (e) {
+        if (e instanceof PqxdhError) throw new StateError('Malformed');
+        throw e;
       }
     }
     return s;

@@ -75,6 +75,11 @@ export function prekeyHeaderFromBytes(b) {
   };
 }
 
+/** `AD = IKd_A || IKs_A || IKd_B || IKs_B`. @param {IdentityPublicKey} initiator @param {IdentityPublicKey} responder */
+export function associatedData(initiator, responder) {
+  return concat(initiator.dh, initiator.signing, responder.dh, responder.signing);
+}
+
 /**
  * @param {Uint8Array[]} dhs @param {IdentityPublicKey} initiator @param {IdentityPublicKey} responder
  */
@@ -82,8 +87,7 @@ function derive(dhs, initiator, responder) {
   const ikm = concat(new Uint8Array(32).fill(0xff), ...dhs);
   const sk = hkdfSha256(ZERO_SALT, ikm, X3DH_INFO, 32);
   ikm.fill(0);
-  const ad = concat(initiator.dh, initiator.signing, responder.dh, responder.signing);
-  return { sk, ad };
+  return { sk, ad: associatedData(initiator, responder) };
 }
 
 /** @param {() => Uint8Array} f */
@@ -94,6 +98,54 @@ function checked(f) {
     if (e instanceof NonContributory) throw new X3dhError('NonContributory');
     throw e;
   }
+}
+
+/**
+ * The initiator's DH outputs `DH1..DH3 [DH4]` with the ephemeral secret `ek`, and the prekey
+ * header naming the prekeys used (proto-core `initiator_dh`; PQXDH shares it). The caller has
+ * checked the signed prekey's signature. Throws `X3dhError('NonContributory')`.
+ * @param {import('./keys.js').IdentityKeyPair} identity @param {RemoteBundle} bundle @param {Uint8Array} ek
+ * @returns {{dhs: Uint8Array[], header: PrekeyHeader}}
+ */
+export function initiatorDh(identity, bundle, ek) {
+  const spk = bundle.signed_prekey.public;
+  const dhs = [
+    checked(() => dh(identity.dhSecret, spk)),
+    checked(() => dh(ek, bundle.identity.dh)),
+    checked(() => dh(ek, spk)),
+  ];
+  const opk = bundle.one_time_prekey;
+  if (opk) dhs.push(checked(() => dh(ek, opk.public)));
+  const header = {
+    identity: identity.public(),
+    ephemeral: x25519Public(ek),
+    signed_prekey_id: bundle.signed_prekey.id,
+    one_time_prekey_id: opk ? opk.id : null,
+  };
+  return { dhs, header };
+}
+
+/**
+ * The responder's DH outputs for `header`, with the prekeys it names (proto-core
+ * `responder_dh`): `WrongSignedPrekey`, `WrongOneTimePrekey`, `NonContributory`.
+ * @param {import('./keys.js').IdentityKeyPair} identity
+ * @param {import('./keys.js').SignedPrekeyPair} signedPrekey
+ * @param {import('./keys.js').OneTimePrekeyPair | null} oneTimePrekey
+ * @param {PrekeyHeader} header
+ */
+export function responderDh(identity, signedPrekey, oneTimePrekey, header) {
+  if (header.signed_prekey_id !== signedPrekey.id) throw new X3dhError('WrongSignedPrekey');
+  const want = header.one_time_prekey_id;
+  if ((want === null) !== (oneTimePrekey === null) || (oneTimePrekey && oneTimePrekey.id !== want)) {
+    throw new X3dhError('WrongOneTimePrekey');
+  }
+  const dhs = [
+    checked(() => dh(signedPrekey.secret, header.identity.dh)),
+    checked(() => dh(identity.dhSecret, header.ephemeral)),
+    checked(() => dh(signedPrekey.secret, header.ephemeral)),
+  ];
+  if (oneTimePrekey) dhs.push(checked(() => dh(oneTimePrekey.secret, header.ephemeral)));
+  return dhs;
 }
 
 /**
@@ -109,22 +161,8 @@ function initiateWith(identity, bundle, deviceId, ephemeralSecret) {
     : verifyDevicePrekey(bundle.signed_prekey, bundle.identity.signing, deviceId);
   if (!valid) throw new X3dhError('BadPrekeySignature');
   const ek = ephemeralSecret ?? randomBytes(32);
-  const spk = bundle.signed_prekey.public;
-  const dhs = [
-    checked(() => dh(identity.dhSecret, spk)),
-    checked(() => dh(ek, bundle.identity.dh)),
-    checked(() => dh(ek, spk)),
-  ];
-  const opk = bundle.one_time_prekey;
-  if (opk) dhs.push(checked(() => dh(ek, opk.public)));
-  const ours = identity.public();
-  const header = {
-    identity: ours,
-    ephemeral: x25519Public(ek),
-    signed_prekey_id: bundle.signed_prekey.id,
-    one_time_prekey_id: opk ? opk.id : null,
-  };
-  const agreement = derive(dhs, ours, bundle.identity);
+  const { dhs, header } = initiatorDh(identity, bundle, ek);
+  const agreement = derive(dhs, header.identity, bundle.identity);
   for (const d of dhs) d.fill(0);
   return { agreement, header };
 }
@@ -162,17 +200,7 @@ export const X3dhAgreement = {
    * @param {PrekeyHeader} header
    */
   respond(identity, signedPrekey, oneTimePrekey, header) {
-    if (header.signed_prekey_id !== signedPrekey.id) throw new X3dhError('WrongSignedPrekey');
-    const want = header.one_time_prekey_id;
-    if ((want === null) !== (oneTimePrekey === null) || (oneTimePrekey && oneTimePrekey.id !== want)) {
-      throw new X3dhError('WrongOneTimePrekey');
-    }
-    const dhs = [
-      checked(() => dh(signedPrekey.secret, header.identity.dh)),
-      checked(() => dh(identity.dhSecret, header.ephemeral)),
-      checked(() => dh(signedPrekey.secret, header.ephemeral)),
-    ];
-    if (oneTimePrekey) dhs.push(checked(() => dh(oneTimePrekey.secret, header.ephemeral)));
+    const dhs = responderDh(identity, signedPrekey, oneTimePrekey, header);
     const agreement = derive(dhs, header.identity, identity.public());
     for (const d of dhs) d.fill(0);
     return agreement;

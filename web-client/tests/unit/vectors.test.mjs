@@ -5,9 +5,16 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { fromHex, toHex } from '../../src/bytes.js';
-import { FrameDecoder, decodeFrame, encodeFrame, MAX_FRAME } from '../../src/frames.js';
+import { FrameDecoder, decodeFrame, encodeFrame, MAX_FRAME, TAG_COUNT } from '../../src/frames.js';
+import { MESSAGES } from '../../src/message.js';
 import { decodeContent, encodeContent, parseEnvelope, emitEnvelope } from '../../src/envelope.js';
-import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from '../../src/keys.js';
+import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, dh, x25519Public } from '../../src/keys.js';
+import { KemPrekeyPair, PqxdhAgreement, kemHeaderFromBytes, kemHeaderToBytes, kemPrekeyFromBundle, kemPrekeyMessage, verifyKemPrekey } from '../../src/pqxdh.js';
+import { DecryptError } from '../../src/ratchet.js';
+import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { hkdfSha256, PQXDH_INFO, ZERO_SALT } from '../../src/kdf.js';
+import { concat } from '../../src/bytes.js';
 import { X3dhAgreement, prekeyHeaderFromBytes, prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { Session, chainStep } from '../../src/ratchet.js';
 import { Room, SenderKeyDistribution, roomIdForName, roomSenderId } from '../../src/room.js';
@@ -59,13 +66,15 @@ function toMessage(type, fields) {
 
 test('every vector file is covered by this test', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
-  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'ratchet.json', 'room.json', 'roster-invite.json', 'roster.json', 'x3dh.json']);
+  assert.deepEqual(files, ['content.json', 'crypto-reject.json', 'devices.json', 'fingerprint.json', 'frames-reject.json', 'frames.json', 'names.json', 'pqxdh.json', 'ratchet.json', 'room.json', 'roster-invite.json', 'roster.json', 'x3dh.json']);
 });
 
 test('frames.json: every message decodes to its fields and re-encodes to the same bytes', () => {
   const v = load('frames.json');
   assert.equal(v.max_frame, MAX_FRAME);
-  assert.equal(v.cases.length, 66);
+  assert.equal(v.cases.length, 70);
+  assert.equal(MESSAGES.length, TAG_COUNT);
+  assert.deepEqual(v.cases.map((c) => c.tag), [...Array(TAG_COUNT).keys()]);
   for (const c of v.cases) {
     const bytes = fromHex(c.frame);
     const { message, used } = decodeFrame(bytes);
@@ -138,8 +147,9 @@ test('content.json: contents, envelopes and room ids, accepted and rejected', ()
         const env = parseEnvelope(bytes);
         assert.equal(env.kind, c.envelope, c.description);
         assert.equal(toHex(env.message), c.message, c.description);
-        if (env.kind === 'Prekey') assert.equal(toHex(prekeyHeaderToBytes(env.header)), c.prekey_header);
-        assert.equal(toHex(emitEnvelope(env.kind === 'Prekey' ? env.header : null, env.message)), c.bytes);
+        if (env.kind !== 'Ratchet') assert.equal(toHex(prekeyHeaderToBytes(env.header)), c.prekey_header);
+        if (env.kind === 'PqPrekey') assert.equal(toHex(kemHeaderToBytes(env.kem)), c.kem_header);
+        assert.equal(toHex(emitEnvelope(env.kind === 'Ratchet' ? null : env.header, env.message, env.kind === 'PqPrekey' ? env.kem : null)), c.bytes);
       }
       got = 'accept';
     } catch (e) {
@@ -459,4 +469,123 @@ test('roster.json: writeRoster signs every accepted roster to the same bytes (an
     });
   }
   assert.ok(n >= 5, `only ${n} rosters rewritten`);
+});
+
+/** The responder's keys of a pqxdh.json agreement case: identity, SPK (v2 for its device), OPK, KEM prekey. */
+const pqResponder = (r) => {
+  const id = identity(r);
+  const spk = SignedPrekeyPair.fromSecretKey(r.signed_prekey_id, fromHex(r.signed_prekey_private), id);
+  spk.signature = signDevicePrekey(id, r.device_id, spk.publicKey);
+  const opk = r.one_time_prekey_private ? new OneTimePrekeyPair(r.one_time_prekey_id, fromHex(r.one_time_prekey_private)) : null;
+  const kem = new KemPrekeyPair(r.kem_prekey_id, fromHex(r.kem_seed));
+  return { id, spk, opk, kem };
+};
+
+/** Bob's side of a first message: parse the PqPrekey envelope, agree, decrypt. */
+const pqRespond = (bob, body) => {
+  const env = parseEnvelope(body);
+  assert.equal(env.kind, 'PqPrekey');
+  const s = Session.respondPqxdh(bob.id, bob.spk, env.header.one_time_prekey_id !== null ? bob.opk : null, bob.kem, env.header, env.kem);
+  return s.decrypt(env.message);
+};
+
+test('pqxdh.json: agreements byte for byte (signatures, DH, ML-KEM, SK, AD, headers, the whole first message), read by the responder', () => {
+  const v = load('pqxdh.json');
+  const accepted = v.cases.filter((c) => c.kind === 'agreement');
+  assert.equal(accepted.length, 2);
+  for (const c of accepted) {
+    const what = c.description;
+    const r = c.responder;
+    const alice = identity(c.initiator);
+    const bob = pqResponder(r);
+    assert.equal(toHex(alice.public().signing), c.initiator.identity_sig_public, what);
+    assert.equal(toHex(alice.public().dh), c.initiator.identity_dh_public, what);
+    assert.equal(toHex(bob.id.public().signing), r.identity_sig_public, what);
+    assert.equal(toHex(bob.id.public().dh), r.identity_dh_public, what);
+    assert.equal(toHex(bob.spk.publicKey), r.signed_prekey_public, what);
+    assert.equal(toHex(bob.spk.signature), r.signed_prekey_signature, what);
+    // The KEM prekey from its seed (FIPS 203 KeyGen_internal(d, z)) and its signature.
+    assert.equal(toHex(bob.kem.publicKey), r.kem_public, what);
+    const published = bob.kem.publicForDevice(r.device_id, bob.id);
+    assert.equal(toHex(published.signature), r.kem_signature, what);
+    assert.equal(kemPrekeyMessage(r.device_id, r.kem_prekey_id, published.public).length, 1210);
+    assert.ok(verifyKemPrekey(published, bob.id.public().signing, r.device_id), what);
+    assert.ok(!verifyKemPrekey(published, bob.id.public().signing, r.device_id + 1), what);
+    // From the primitives: DH1..DH4, ML-KEM's Encaps_internal(ek, m), the SK formula.
+    const eph = fromHex(c.initiator.ephemeral_private);
+    const dhs = [
+      dh(alice.dhSecret, bob.spk.publicKey), dh(eph, bob.id.public().dh), dh(eph, bob.spk.publicKey),
+      ...(bob.opk ? [dh(eph, bob.opk.publicKey)] : []),
+    ];
+    assert.deepEqual(dhs.map(toHex), c.dh, what);
+    const direct = ml_kem768.encapsulate(bob.kem.publicKey, fromHex(c.initiator.kem_message));
+    assert.equal(toHex(direct.cipherText), c.kem_ciphertext, what);
+    assert.equal(toHex(direct.sharedSecret), c.kem_shared_secret, what);
+    const byHand = hkdfSha256(ZERO_SALT, concat(new Uint8Array(32).fill(0xff), ...dhs, fromHex(c.kem_shared_secret)),
+      concat(PQXDH_INFO, sha256(fromHex(r.kem_public)), sha256(fromHex(c.kem_ciphertext))), 32);
+    assert.equal(toHex(byHand), c.sk, what);
+    // Through the module, as the client uses it.
+    const bundle = {
+      identity: bob.id.public(),
+      signed_prekey: { id: r.signed_prekey_id, public: bob.spk.publicKey, signature: bob.spk.signature },
+      one_time_prekey: bob.opk ? { id: r.one_time_prekey_id, public: fromHex(r.one_time_prekey_public) } : null,
+    };
+    const kemPub = kemPrekeyFromBundle({ id: r.kem_prekey_id, key: fromHex(r.kem_public), signature: fromHex(r.kem_signature) });
+    const { agreement, header, kem } = PqxdhAgreement.initiate(alice, bundle, r.device_id, kemPub, eph, fromHex(c.initiator.kem_message));
+    assert.equal(toHex(agreement.sk), c.sk, what);
+    assert.equal(toHex(agreement.ad), c.ad, what);
+    assert.equal(toHex(prekeyHeaderToBytes(header)), c.prekey_header, what);
+    assert.equal(toHex(kemHeaderToBytes(kem)), c.kem_header, what);
+    assert.equal(toHex(kem.ciphertext), c.kem_ciphertext, what);
+    const theirs = PqxdhAgreement.respond(bob.id, bob.spk, bob.opk, bob.kem, prekeyHeaderFromBytes(fromHex(c.prekey_header)), kemHeaderFromBytes(fromHex(c.kem_header)));
+    assert.equal(toHex(theirs.sk), c.sk, what);
+    assert.equal(toHex(theirs.ad), c.ad, what);
+    // The whole first message: a PqPrekey envelope of the plaintext, the session's state
+    // round-tripped (the pending KEM header survives a reload).
+    let a = Session.initiatePqxdh(alice, bundle, r.device_id, kemPub, eph, fromHex(c.initiator.kem_message));
+    a = Session.fromState(a.toState());
+    assert.equal(toHex(kemHeaderToBytes(/** @type {any} */ (a.pendingKemHeader))), c.kem_header, what);
+    const body = emitEnvelope(a.pendingPrekeyHeader, a.encrypt(fromHex(c.plaintext), fromHex(c.initiator.ratchet_private)), a.pendingKemHeader);
+    assert.equal(toHex(body), c.first_message, what);
+    assert.equal(body[0], 0x03);
+    assert.equal(toHex(pqRespond(bob, fromHex(c.first_message))), c.plaintext, what);
+  }
+});
+
+test('pqxdh.json: every refusal by the name proto-core gives it', () => {
+  const v = load('pqxdh.json');
+  const refused = v.cases.filter((c) => c.kind !== 'agreement');
+  assert.equal(refused.length, 9);
+  // The first_message cases are read by the responder of the first agreement (pqxdh/1).
+  const first = v.cases.find((c) => c.kind === 'agreement');
+  const bob = pqResponder(first.responder);
+  const kinds = new Set();
+  for (const c of refused) {
+    let got;
+    try {
+      if (c.kind === 'initiate') {
+        const b = c.bundle;
+        const bundle = {
+          identity: { signing: fromHex(b.identity_sig), dh: fromHex(b.identity_dh) },
+          signed_prekey: { id: b.signed_prekey_id, public: fromHex(b.signed_prekey), signature: fromHex(b.signed_prekey_signature) },
+          one_time_prekey: b.one_time_prekey ? { id: b.one_time_prekey.id, public: fromHex(b.one_time_prekey.key) } : null,
+        };
+        const wire = b.kem_prekey ? { id: b.kem_prekey.id, key: fromHex(b.kem_prekey.key), signature: fromHex(b.kem_prekey.signature) } : null;
+        Session.initiatePqxdh(identity(c.initiator), bundle, b.device_id, kemPrekeyFromBundle(wire), fromHex(c.initiator.ephemeral_private), fromHex(c.initiator.kem_message));
+      } else if (c.kind === 'kem_header') {
+        kemHeaderFromBytes(fromHex(c.bytes));
+      } else if (c.kind === 'first_message') {
+        pqRespond(bob, fromHex(c.first_message));
+      } else {
+        assert.fail(`unknown kind ${c.kind}`);
+      }
+      got = 'accept';
+    } catch (e) {
+      if (e instanceof assert.AssertionError) throw e;
+      got = e instanceof DecryptError ? 'reject:Decrypt' : `reject:${kindOf(e)}`;
+    }
+    assert.equal(got, c.expect, `${c.kind}: ${c.description}`);
+    kinds.add(got);
+  }
+  assert.deepEqual([...kinds].sort(), ['reject:BadKemPrekeySignature', 'reject:BadPrekeySignature', 'reject:CiphertextLength', 'reject:Decrypt', 'reject:InvalidKemKey', 'reject:KemKeyLength', 'reject:MissingKemPrekey', 'reject:WrongKemPrekey']);
 });
