@@ -108,10 +108,10 @@ impl FuzzRng {
 /// Skipped-key capacity of the `interaction` sessions: small, so the fuzzer reaches it.
 const INTERACTION_CAP: usize = 8;
 
-/// Where every `interaction` run starts: Alice right after X3DH, Bob right after answering her
-/// prekey header, as state bytes.
+/// Where every `interaction` run starts: Alice right after PQXDH (her prekey and KEM headers
+/// pending), Bob right after answering them, as state bytes.
 ///
-/// X3DH and key generation are most of a run's cost, and the keys do not steer any branch, so
+/// PQXDH and key generation are most of a run's cost, and the keys do not steer any branch, so
 /// the target computes this once ([`interaction_start`]) and each run restores from it
 /// ([`interaction_from`]).
 pub struct InteractionStart {
@@ -119,25 +119,30 @@ pub struct InteractionStart {
     bob: [u8; crate::Session::<INTERACTION_CAP>::STATE_LEN],
 }
 
-/// Runs X3DH between two fresh (deterministic) identities; see [`InteractionStart`].
+/// Runs PQXDH between two fresh (deterministic) identities; see [`InteractionStart`].
 pub fn interaction_start() -> InteractionStart {
-    use crate::{IdentityKeyPair, RemoteBundle, Session, SignedPrekeyPair};
+    use crate::{IdentityKeyPair, KemPrekeyPair, RemoteBundle, Session, SignedPrekeyPair};
 
     let mut rng = FuzzRng::new(b"interaction start");
     let alice_id = IdentityKeyPair::generate(&mut rng);
     let bob_id = IdentityKeyPair::generate(&mut rng);
-    let spk = SignedPrekeyPair::generate(&mut rng, 1, &bob_id);
+    let spk = SignedPrekeyPair::generate_for_device(&mut rng, 1, 1, &bob_id);
+    let kem = KemPrekeyPair::generate(&mut rng, 2);
     let bundle = RemoteBundle {
         identity: bob_id.public(),
         signed_prekey: spk.public(),
         one_time_prekey: None,
     };
-    let Ok((alice, header)) = Session::<INTERACTION_CAP>::initiate(&mut rng, &alice_id, &bundle)
+    let published = kem.public_for_device(1, &bob_id);
+    let Ok((alice, header, kem_header)) =
+        Session::<INTERACTION_CAP>::initiate_pqxdh(&mut rng, &alice_id, &bundle, 1, &published)
     else {
-        panic!("X3DH failed on honest keys");
+        panic!("PQXDH failed on honest keys");
     };
-    let Ok(bob) = Session::<INTERACTION_CAP>::respond(&bob_id, &spk, None, &header) else {
-        panic!("X3DH respond failed on honest keys");
+    let Ok(bob) =
+        Session::<INTERACTION_CAP>::respond_pqxdh(&bob_id, &spk, None, &kem, &header, &kem_header)
+    else {
+        panic!("PQXDH respond failed on honest keys");
     };
     let mut start = InteractionStart {
         alice: [0; Session::<INTERACTION_CAP>::STATE_LEN],
@@ -1150,4 +1155,178 @@ pub fn room(data: &[u8]) {
             }
         }
     }
+}
+
+/// What the `pqxdh` target starts from: Bob's keys (device 1, a KEM prekey) and Alice's honest
+/// first message to him (a `PqPrekey` envelope of [`PQXDH_PLAINTEXT`]).
+struct PqxdhWorld {
+    alice: crate::IdentityKeyPair,
+    bob: crate::IdentityKeyPair,
+    spk: crate::SignedPrekeyPair,
+    kem: crate::KemPrekeyPair,
+    bundle: crate::RemoteBundle,
+    first: [u8; PQXDH_FIRST_LEN],
+}
+
+const PQXDH_PLAINTEXT: &[u8] = b"fuzz";
+const PQXDH_FIRST_LEN: usize = 1
+    + crate::PREKEY_HEADER_LEN
+    + crate::KEM_HEADER_LEN
+    + PQXDH_PLAINTEXT.len()
+    + crate::RATCHET_OVERHEAD;
+
+fn pqxdh_world() -> PqxdhWorld {
+    use crate::{
+        Envelope, IdentityKeyPair, KemPrekeyPair, RemoteBundle, Session, SignedPrekeyPair,
+    };
+    let mut rng = FuzzRng::new(b"pqxdh");
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPrekeyPair::generate_for_device(&mut rng, 1, 1, &bob);
+    let kem = KemPrekeyPair::generate(&mut rng, 2);
+    let bundle = RemoteBundle {
+        identity: bob.public(),
+        signed_prekey: spk.public(),
+        one_time_prekey: None,
+    };
+    let published = kem.public_for_device(1, &bob);
+    let Ok((mut session, _, _)) =
+        Session::<8>::initiate_pqxdh(&mut rng, &alice, &bundle, 1, &published)
+    else {
+        panic!("PQXDH failed on honest keys");
+    };
+    let mut first = [0u8; PQXDH_FIRST_LEN];
+    let prefix = match Envelope::emit_prefix(
+        session.pending_prekey_header(),
+        session.pending_kem_header(),
+        &mut first,
+    ) {
+        Ok(n) => n,
+        Err(e) => panic!("the first message's prefix did not fit: {e}"),
+    };
+    let sealed = first.get_mut(prefix..).unwrap_or_default();
+    if session.encrypt(&mut rng, PQXDH_PLAINTEXT, sealed).is_err() {
+        panic!("the first message did not fit");
+    }
+    PqxdhWorld {
+        alice,
+        bob,
+        spk,
+        kem,
+        bundle,
+        first,
+    }
+}
+
+/// PQXDH's decoders. The first byte picks what the rest is:
+/// - `0 (mod 3)`: a KEM prekey as a directory hands it out, `id (4) || signature (64) || ek`:
+///   it parses only at exactly 1,184 key bytes; a signature that is not the owner's is refused
+///   before the key is touched; the same bytes signed by the owner are refused only by ML-KEM's
+///   key check, and otherwise give a 1,092-byte KEM header that round-trips.
+/// - `1`: bytes XORed onto an honest first message; `2`: a whole first message. At the
+///   responder, a body decrypts if and only if it is the honest message, to the honest
+///   plaintext; the same message stripped to a classical `Prekey` envelope never decrypts (no
+///   downgrade). Allocation-free.
+pub fn pqxdh(data: &[u8]) {
+    use crate::{KemHeader, KemPrekeyPublic, PqxdhAgreement, PqxdhError};
+
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let world = pqxdh_world();
+    let mut rng = FuzzRng::new(b"pqxdh run");
+    if mode % 3 == 0 {
+        let Some((id, rest)) = rest.split_first_chunk::<4>() else {
+            return;
+        };
+        let Some((signature, key)) = rest.split_first_chunk::<64>() else {
+            return;
+        };
+        let id = u32::from_be_bytes(*id);
+        let received = match KemPrekeyPublic::from_parts(id, key, signature) {
+            Ok(k) => k,
+            Err(PqxdhError::KemKeyLength) => {
+                assert_ne!(key.len(), crate::KEM_PUBLIC_KEY_LEN);
+                return;
+            }
+            Err(e) => panic!("from_parts refused with {e}"),
+        };
+        let signing = world.bob.public().signing;
+        if received.verify_for_device(&signing, 1).is_err() {
+            assert_eq!(
+                PqxdhAgreement::initiate(&mut rng, &world.alice, &world.bundle, 1, &received).err(),
+                Some(PqxdhError::BadKemPrekeySignature)
+            );
+        }
+        let signed = KemPrekeyPublic::sign_for_device(&world.bob, 1, id, received.public);
+        match PqxdhAgreement::initiate(&mut rng, &world.alice, &world.bundle, 1, &signed) {
+            Ok((_, _, kem)) => {
+                assert_eq!(kem.kem_id, id);
+                assert_eq!(KemHeader::from_bytes(&kem.to_bytes()), Ok(kem));
+            }
+            Err(e) => assert_eq!(e, PqxdhError::InvalidKemKey),
+        }
+        return;
+    }
+    let mut body = [0u8; PQXDH_FIRST_LEN + 64];
+    let len = if mode % 3 == 1 {
+        for (b, x) in body.iter_mut().zip(&world.first) {
+            *b = *x;
+        }
+        for (b, x) in body.iter_mut().zip(rest) {
+            *b ^= *x;
+        }
+        PQXDH_FIRST_LEN.max(rest.len().min(body.len()))
+    } else {
+        for (b, x) in body.iter_mut().zip(rest) {
+            *b = *x;
+        }
+        rest.len().min(body.len())
+    };
+    let body = body.get(..len).unwrap_or_default();
+    let honest = body == world.first;
+    let read = pqxdh_respond(&world, body, false);
+    if honest {
+        assert_eq!(
+            read,
+            Some(PQXDH_PLAINTEXT.len()),
+            "the honest first message did not decrypt"
+        );
+    } else {
+        assert_eq!(read, None, "a changed first message decrypted");
+    }
+    // The same message with its KEM header stripped, as a classical X3DH first message.
+    assert_eq!(
+        pqxdh_respond(&world, body, true),
+        None,
+        "a downgraded message decrypted"
+    );
+}
+
+/// Bob answers `body` (as PQXDH, or with `classical` its KEM header stripped, as X3DH); the
+/// plaintext length if the ratchet message decrypts to the honest plaintext.
+fn pqxdh_respond(world: &PqxdhWorld, body: &[u8], classical: bool) -> Option<usize> {
+    use crate::{Envelope, Session};
+
+    let envelope = Envelope::parse(body).ok()?;
+    let Envelope::PqPrekey {
+        header, message, ..
+    } = envelope
+    else {
+        return None;
+    };
+    let mut session = if classical {
+        Session::<8>::respond(&world.bob, &world.spk, None, &header).ok()?
+    } else {
+        let kem = envelope.kem_header()?;
+        Session::<8>::respond_pqxdh(&world.bob, &world.spk, None, &world.kem, &header, &kem).ok()?
+    };
+    let mut out = [0u8; 64];
+    let n = session.decrypt(message, &mut out).ok()?;
+    assert_eq!(
+        out.get(..n),
+        Some(PQXDH_PLAINTEXT),
+        "decrypted to another plaintext"
+    );
+    Some(n)
 }

@@ -9,6 +9,8 @@
 //! - with enough capacity for the whole run, every message delivered intact for the first time
 //!   is accepted (so nothing is lost to the ratchet itself).
 //!
+//! Half the runs start with PQXDH, half with X3DH.
+//!
 //! `PROPTEST_CASES` raises the case count (the default keeps `cargo test` to a few seconds).
 #![allow(
     clippy::unwrap_used,
@@ -21,8 +23,8 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 use proto_core::{
-    DecryptError, IdentityKeyPair, OneTimePrekeyPair, RATCHET_OVERHEAD, RemoteBundle, Session,
-    SignedPrekeyPair,
+    DecryptError, IdentityKeyPair, KemPrekeyPair, OneTimePrekeyPair, RATCHET_OVERHEAD,
+    RemoteBundle, Session, SignedPrekeyPair,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -74,14 +76,31 @@ fn run<const N: usize>(seed: u64, ops: &[Op], strict: bool) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let alice_id = IdentityKeyPair::generate(&mut rng);
     let bob_id = IdentityKeyPair::generate(&mut rng);
-    let spk = SignedPrekeyPair::generate(&mut rng, 1, &bob_id);
+    // Odd seeds start with PQXDH (how every new session starts), even ones with X3DH (sessions
+    // from before it): the ratchet after either must hold the same invariants.
+    let pq = seed % 2 == 1;
+    let spk = if pq {
+        SignedPrekeyPair::generate_for_device(&mut rng, 1, 2, &bob_id)
+    } else {
+        SignedPrekeyPair::generate(&mut rng, 1, &bob_id)
+    };
     let opk = OneTimePrekeyPair::generate(&mut rng, 7);
+    let kem = KemPrekeyPair::generate(&mut rng, 9);
     let bundle = RemoteBundle {
         identity: bob_id.public(),
         signed_prekey: spk.public(),
         one_time_prekey: Some(opk.public()),
     };
-    let (mut alice, header) = Session::<N>::initiate(&mut rng, &alice_id, &bundle).unwrap();
+    let (mut alice, header, kem_header) = if pq {
+        let published = kem.public_for_device(2, &bob_id);
+        let (a, h, k) =
+            Session::<N>::initiate_pqxdh(&mut rng, &alice_id, &bundle, 2, &published).unwrap();
+        (a, h, Some(k))
+    } else {
+        let (a, h) = Session::<N>::initiate(&mut rng, &alice_id, &bundle).unwrap();
+        (a, h, None)
+    };
+    assert_eq!(alice.pending_kem_header(), kem_header.as_ref());
     let mut bob: Option<Session<N>> = None;
 
     let mut next_id = 0u64;
@@ -97,8 +116,12 @@ fn run<const N: usize>(seed: u64, ops: &[Op], strict: bool) {
                    sent: &[Vec<u8>],
                    corrupted: bool| {
         if !p.to_alice && bob.is_none() {
-            // The responder's first message: X3DH, then the ratchet message.
-            let b = Session::<N>::respond(&bob_id, &spk, Some(&opk), &header).unwrap();
+            // The responder's first message: X3DH or PQXDH, then the ratchet message.
+            let b = match &kem_header {
+                Some(k) => Session::<N>::respond_pqxdh(&bob_id, &spk, Some(&opk), &kem, &header, k)
+                    .unwrap(),
+                None => Session::<N>::respond(&bob_id, &spk, Some(&opk), &header).unwrap(),
+            };
             *bob = Some(b);
         }
         let Some(b) = bob.as_mut() else {
@@ -231,9 +254,50 @@ proptest! {
         run::<3>(seed, &ops, false);
     }
 
+    /// The `pqxdh` fuzz target's invariants hold on the honest first message with up to a few
+    /// bytes changed (mode 1; zero bytes leave it honest, so it must decrypt), on arbitrary
+    /// bodies (mode 2) and on arbitrary KEM prekeys (mode 0, with real 1,184-byte keys too).
+    #[test]
+    fn pqxdh_fuzz_entry_point_holds(
+        mode in 0u8..3,
+        flips in prop::collection::vec((0usize..1400, any::<u8>()), 0..3),
+        tail in prop::collection::vec(any::<u8>(), 0..1300),
+    ) {
+        let mut data = vec![mode];
+        if mode == 1 {
+            let mut xor = vec![0u8; 1400];
+            for (at, x) in flips {
+                xor[at] = x;
+            }
+            data.extend_from_slice(&xor);
+        } else {
+            data.extend_from_slice(&tail);
+        }
+        proto_core::fuzzing::pqxdh(&data);
+    }
+
     /// The fuzz target's entry point on arbitrary bytes never panics.
     #[test]
     fn fuzz_entry_point_holds(data in prop::collection::vec(any::<u8>(), 0..256)) {
         proto_core::fuzzing::interaction(&data);
+    }
+}
+
+/// Mode 0 of the `pqxdh` fuzz target with real keys: a valid ML-KEM key (unsigned, then signed
+/// by the harness) and one failing the modulus check reach both of its branches.
+#[test]
+fn pqxdh_fuzz_entry_point_takes_real_kem_keys() {
+    let key = KemPrekeyPair::from_seed(9, &[7; 64]).public_key();
+    let mut bad = key;
+    bad[0] = 0xff;
+    bad[1] |= 0x0f;
+    for ek in [key, bad] {
+        let mut data = vec![0u8];
+        data.extend_from_slice(&9u32.to_be_bytes());
+        data.extend_from_slice(&[1u8; 64]);
+        data.extend_from_slice(&ek);
+        proto_core::fuzzing::pqxdh(&data);
+        data.pop();
+        proto_core::fuzzing::pqxdh(&data);
     }
 }
