@@ -209,3 +209,70 @@ fn debug_never_prints_secrets() {
     let secret = hex::encode(&id.to_secret_bytes()[..32]);
     assert!(!format!("{id:?}").contains(&secret));
 }
+
+/// Issue 17's size budget: a PQXDH first message is the X3DH one plus the 1,092-byte KEM header
+/// (`kem_id` and the 1,088-byte ciphertext), and later messages are the same size either way.
+#[test]
+fn pqxdh_grows_the_first_message_by_the_kem_header_only() {
+    use proto_core::{
+        ENVELOPE_PQ_PREKEY, ENVELOPE_PREKEY, Envelope, KEM_CIPHERTEXT_LEN, KEM_HEADER_LEN,
+        KemPrekeyPair, PREKEY_HEADER_LEN,
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPrekeyPair::generate_for_device(&mut rng, 1, 1, &bob);
+    let kem = KemPrekeyPair::generate(&mut rng, 2);
+    let bundle = RemoteBundle {
+        identity: bob.public(),
+        signed_prekey: spk.public(),
+        one_time_prekey: None,
+    };
+    let body = |s: &mut Session, rng: &mut ChaCha20Rng, text: &[u8]| {
+        let mut out = vec![0u8; 1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN + text.len() + 64];
+        let n = Envelope::emit_prefix(s.pending_prekey_header(), s.pending_kem_header(), &mut out)
+            .unwrap();
+        let used = s.encrypt(rng, text, &mut out[n..]).unwrap();
+        out.truncate(n + used);
+        out
+    };
+    let (mut classical, _) = Session::initiate_for_device(&mut rng, &alice, &bundle, 1).unwrap();
+    let (mut pq, _, _) = Session::initiate_pqxdh(
+        &mut rng,
+        &alice,
+        &bundle,
+        1,
+        &kem.public_for_device(1, &bob),
+    )
+    .unwrap();
+    let text = b"hello";
+    let c1 = body(&mut classical, &mut rng, text);
+    assert_eq!(
+        c1.len(),
+        1 + PREKEY_HEADER_LEN + text.len() + proto_core::RATCHET_OVERHEAD
+    );
+    let p1 = body(&mut pq, &mut rng, text);
+    assert_eq!((c1[0], p1[0]), (ENVELOPE_PREKEY, ENVELOPE_PQ_PREKEY));
+    assert_eq!(p1.len() - c1.len(), KEM_HEADER_LEN);
+    assert_eq!(KEM_HEADER_LEN, 4 + KEM_CIPHERTEXT_LEN);
+    // After the first reply, both send plain ratchet bodies of the same size.
+    let mut b = Session::respond_pqxdh(
+        &bob,
+        &spk,
+        None,
+        &kem,
+        Envelope::parse(&p1).unwrap().prekey_header().unwrap(),
+        &Envelope::parse(&p1).unwrap().kem_header().unwrap(),
+    )
+    .unwrap();
+    let mut out = vec![0u8; p1.len()];
+    b.decrypt(Envelope::parse(&p1).unwrap().message(), &mut out)
+        .unwrap();
+    let reply = body(&mut b, &mut rng, b"hi");
+    let mut out = vec![0u8; reply.len()];
+    pq.decrypt(Envelope::parse(&reply).unwrap().message(), &mut out)
+        .unwrap();
+    let p2 = body(&mut pq, &mut rng, text);
+    assert_eq!(p2[0], proto_core::ENVELOPE_RATCHET);
+    assert_eq!(p2.len(), 1 + text.len() + proto_core::RATCHET_OVERHEAD);
+}
