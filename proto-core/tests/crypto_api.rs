@@ -249,7 +249,7 @@ fn pqxdh_grows_the_first_message_by_the_kem_header_only() {
     let c1 = body(&mut classical, &mut rng, text);
     assert_eq!(
         c1.len(),
-        1 + PREKEY_HEADER_LEN + text.len() + proto_core::RATCHET_OVERHEAD
+        1 + PREKEY_HEADER_LEN + text.len() + RATCHET_OVERHEAD
     );
     let p1 = body(&mut pq, &mut rng, text);
     assert_eq!((c1[0], p1[0]), (ENVELOPE_PREKEY, ENVELOPE_PQ_PREKEY));
@@ -274,5 +274,5 @@ fn pqxdh_grows_the_first_message_by_the_kem_header_only() {
         .unwrap();
     let p2 = body(&mut pq, &mut rng, text);
     assert_eq!(p2[0], proto_core::ENVELOPE_RATCHET);
-    assert_eq!(p2.len(), 1 + text.len() + proto_core::RATCHET_OVERHEAD);
+    assert_eq!(p2.len(), 1 + text.len() + RATCHET_OVERHEAD);
 }
