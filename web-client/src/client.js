@@ -20,7 +20,8 @@ import { fromHex, randomU64, toHex, wipe } from './bytes.js';
 import { Connection, ServerError } from './connection.js';
 import * as direct from './direct.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
-import { ErrorCode } from './message.js';
+import { KemPrekeyPair } from './pqxdh.js';
+import { ErrorCode, MAX_KEM_PREKEYS_PER_UPLOAD } from './message.js';
 import { MAX_BODY } from './frames.js';
 import { Room, roomIdForName } from './room.js';
 import * as rooms from './rooms.js';
@@ -38,6 +39,12 @@ export { KeyChangedError } from './direct.js';
 export { roomNameFrom, usernameFrom } from './names.js';
 
 const INITIAL_PREKEYS = 50;
+/**
+ * One-time KEM prekeys (PQXDH) published with the last-resort one and topped up to on
+ * `KemPrekeysLow` (the CLI's figure; each is 1,184 bytes on the server, at most
+ * `MAX_KEM_PREKEYS_PER_UPLOAD` go in one upload).
+ */
+export const KEM_PREKEY_BATCH = 20;
 /** A signed prekey is replaced after a week (the CLI's figure). */
 export const SIGNED_PREKEY_LIFETIME = 7 * 24 * 3600;
 /** Room for the envelope around a text (prekey header, ratchet header, tag, room signature). */
@@ -161,6 +168,18 @@ function newProfile(username, name, device = null, identity = IdentityKeyPair.ge
     spk_at: Math.floor(Date.now() / 1000),
     opks,
     next_opk_id: INITIAL_PREKEYS + 1,
+    /**
+     * KEM prekeys (PQXDH, PROTOCOL.md §4.8), made and uploaded once the device id is known
+     * (`ensureKemPrekeys`): the last-resort ones, the newest first (the one before stays for
+     * first messages still in flight), as id and seed `d || z` (hex) …
+     * @type {{id: number, seed: string}[]}
+     */
+    kem_last_resort: [],
+    /** @type {Record<string, string>} … and the one-time ones: id → seed (hex), deleted once used */
+    kem_one_time: {},
+    next_kem_id: 1,
+    /** the device the published KEM prekeys are signed for; null until they are uploaded (absent in keystores written before PQXDH) */
+    kem_device: /** @type {number | null} */ (null),
     /** @type {Record<string, Contact>} */
     contacts: {},
     /** @type {Record<string, import('./rooms.js').RoomEntry>} */
@@ -187,6 +206,14 @@ function newProfile(username, name, device = null, identity = IdentityKeyPair.ge
 }
 
 /** @typedef {ReturnType<typeof newProfile>} Profile */
+
+/**
+ * A KEM prekey's public form as `UploadKemPrekeys` carries it.
+ * @param {import('./pqxdh.js').KemPrekeyPublic} k
+ */
+function kemWire(k) {
+  return { id: k.id, key: k.public, signature: k.signature };
+}
 
 /**
  * A fresh profile with new keys, for tests that drive a `Client` without a browser; with
@@ -305,6 +332,10 @@ export class Client extends EventTarget {
     profile.invite_rosters ??= {};
     profile.device_id ??= null;
     profile.spk_device ??= null;
+    profile.kem_last_resort ??= [];
+    profile.kem_one_time ??= {};
+    profile.next_kem_id ??= 1;
+    profile.kem_device ??= null;
     this.history = new History(profile);
   }
 
@@ -592,6 +623,8 @@ export class Client extends EventTarget {
     this.profile.device_id = null;
     await this.ensureDevice();
     await this.conn.request({ type: 'UploadPrekeys', prekeys: Object.entries(this.profile.opks).map(([k, s]) => ({ id: Number(k), key: new OneTimePrekeyPair(Number(k), fromHex(s)).publicKey })) });
+    // Without KEM prekeys nobody can start a session with this device (no classical fallback).
+    await this.ensureKemPrekeys();
     await this.nameDevice();
   }
 
@@ -634,6 +667,116 @@ export class Client extends EventTarget {
     await this.publishNewSignedPrekey(now());
   }
 
+  /** The next KEM prekey id (unique among this device's KEM prekeys; never 0). */
+  takeKemId() {
+    const id = this.profile.next_kem_id;
+    this.profile.next_kem_id = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  /**
+   * `count` new one-time KEM prekeys, kept in the profile (not yet saved); their public halves
+   * signed for `device`, as `UploadKemPrekeys` carries them.
+   * @param {number} device @param {number} count
+   */
+  makeKemOneTime(device, count) {
+    const identity = this.identity();
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const k = KemPrekeyPair.generate(this.takeKemId());
+      this.profile.kem_one_time[k.id] = toHex(k.seed);
+      out.push(kemWire(k.publicForDevice(device, identity)));
+    }
+    return out;
+  }
+
+  /**
+   * Publishes this device's KEM prekeys (PQXDH, PROTOCOL.md §4.8) unless they already are, for
+   * this device: a new last-resort one and `KEM_PREKEY_BATCH` one-time ones, signed for the
+   * device id ("Sealroom KEM PK v1"). Without them no contact can start a session with this
+   * device: there is no classical fallback. Saved before the upload, so the secret of a
+   * published key is never lost; marked uploaded (`kem_device`) once the server took them.
+   * Runs after registration (at the first login), after linking, after starting over, and at
+   * every login until an upload went through (host-client `ensure_kem_prekeys`).
+   */
+  async ensureKemPrekeys() {
+    const p = this.profile;
+    const device = p.device_id;
+    if (typeof device !== 'number') return;
+    if (p.kem_device === device && p.kem_last_resort.length > 0) return;
+    if (p.kem_device !== null && p.kem_device !== device) {
+      // Signed for another device id (starting over gives a new one): of no use any more.
+      p.kem_one_time = {};
+      p.kem_last_resort = [];
+    }
+    // One-time keys held from an upload whose end this keystore never saw are kept: the
+    // server may hand them out. The last-resort one before stays for first messages in flight.
+    const last = KemPrekeyPair.generate(this.takeKemId());
+    p.kem_last_resort = [{ id: last.id, seed: toHex(last.seed) }, ...p.kem_last_resort.slice(0, 1)];
+    const lastWire = kemWire(last.publicForDevice(device, this.identity()));
+    const oneTime = this.makeKemOneTime(device, KEM_PREKEY_BATCH);
+    await this.save();
+    const full = await this.uploadKemPrekeys({ type: 'UploadKemPrekeys', last_resort: lastWire, one_time: oneTime });
+    if (full) {
+      // The server still holds one-time KEM prekeys of ours: the last-resort one alone.
+      await this.conn.request({ type: 'UploadKemPrekeys', last_resort: lastWire, one_time: [] });
+    }
+    p.kem_device = device;
+    await this.save();
+  }
+
+  /**
+   * Sends an `UploadKemPrekeys`; resolves true when the server holds as many one-time KEM
+   * prekeys as it keeps (`QUOTA_FULL`).
+   * @param {{type: 'UploadKemPrekeys', last_resort: any, one_time: any[]}} upload
+   */
+  async uploadKemPrekeys(upload) {
+    try {
+      await this.conn.request(upload);
+      return false;
+    } catch (e) {
+      if (e instanceof ServerError && e.code === ErrorCode.QUOTA_FULL) return true;
+      throw e;
+    }
+  }
+
+  /**
+   * On `KemPrekeysLow`: one-time KEM prekeys up to `KEM_PREKEY_BATCH` again (saved first); a
+   * device whose KEM prekeys were never uploaded publishes them all. A refusal as full drops
+   * the secrets of keys nobody can ever use.
+   * @param {number} remaining what the server says it still holds
+   */
+  async refillKemPrekeys(remaining) {
+    const p = this.profile;
+    const device = p.device_id;
+    if (typeof device !== 'number') return;
+    if (p.kem_device !== device) {
+      await this.ensureKemPrekeys();
+      return;
+    }
+    const want = Math.min(KEM_PREKEY_BATCH - Math.min(remaining, KEM_PREKEY_BATCH), MAX_KEM_PREKEYS_PER_UPLOAD);
+    if (want <= 0) return;
+    const fresh = this.makeKemOneTime(device, want);
+    await this.save();
+    if (await this.uploadKemPrekeys({ type: 'UploadKemPrekeys', last_resort: null, one_time: fresh })) {
+      for (const k of fresh) delete p.kem_one_time[k.id];
+      await this.save();
+    }
+  }
+
+  /**
+   * The KEM prekey `id` names (a one-time one still held, or a last-resort one), or null.
+   * @param {number} id
+   * @returns {{pair: KemPrekeyPair, oneTime: boolean} | null}
+   */
+  kemPrekey(id) {
+    const p = this.profile;
+    const seed = Object.hasOwn(p.kem_one_time, String(id)) ? p.kem_one_time[id] : undefined;
+    if (seed) return { pair: new KemPrekeyPair(id, fromHex(seed)), oneTime: true };
+    const last = p.kem_last_resort.find((k) => k.id === id);
+    return last ? { pair: new KemPrekeyPair(id, fromHex(last.seed)), oneTime: false } : null;
+  }
+
   /**
    * Replaces the signed prekey when it is older than a week, as the CLI does (see
    * `publishNewSignedPrekey`). Returns whether it rotated.
@@ -662,6 +805,11 @@ export class Client extends EventTarget {
         await this.rotateSignedPrekeyIfOld();
       } catch (e) {
         this.notice(`could not publish a new signed prekey: ${/** @type {Error} */ (e).message}`);
+      }
+      try {
+        await this.ensureKemPrekeys();
+      } catch (e) {
+        this.notice(`could not publish this browser's post-quantum (KEM) prekeys; nobody can start a conversation with it until they are: ${/** @type {Error} */ (e).message}`);
       }
       try {
         const r = await this.conn.request({ type: 'ListRooms' });
@@ -1098,6 +1246,8 @@ export class Client extends EventTarget {
       }).finally(() => this.changed());
     } else if (m.type === 'PrekeysLow') {
       this.serial(() => this.refillPrekeys()).catch(() => {});
+    } else if (m.type === 'KemPrekeysLow') {
+      this.serial(() => this.refillKemPrekeys(Number(m.remaining))).catch((e) => this.notice(`could not publish more post-quantum (KEM) prekeys: ${/** @type {Error} */ (e).message}`));
     }
   }
 
@@ -1357,7 +1507,7 @@ export class DeviceLinking {
    * that room's, dropped), `AddDevice`, keeps the identity, the contacts with their trust and the
    * rooms with their rosters in a new keystore (saved before any key is published, so a
    * published key's secret is never lost), then publishes a signed prekey signed for the new
-   * device id and one-time prekeys. The server checks the signed prekey against the account
+   * device id, one-time prekeys and KEM prekeys (PQXDH, signed for it too). The server checks the signed prekey against the account
    * identity: a link message carrying another identity stops there, and nothing is kept. Any
    * failure ends the linking session (start again for a new code). Resolves with the logged-in
    * client.
@@ -1426,6 +1576,8 @@ export class DeviceLinking {
       }
       await this.conn.request({ type: 'PublishSignedPrekey', prekey: signed });
       await this.conn.request({ type: 'UploadPrekeys', prekeys: opks });
+      // The KEM prekeys too (PQXDH): without them nobody can start a session with this device.
+      await client.ensureKemPrekeys();
     } catch (e) {
       // Nothing is kept: the keys this browser held before (a revoked device's), if any, are
       // written back as they were.

@@ -1,7 +1,9 @@
 // @ts-check
 /**
- * One-to-one messaging on the client (host-client `direct.rs`): X3DH against each of a
- * contact's devices (its `FetchDeviceBundle`, the prekey signed for that device), the Double
+ * One-to-one messaging on the client (host-client `direct.rs`): PQXDH against each of a
+ * contact's devices (its `FetchKemBundle`: the prekey and the KEM prekey signed for that
+ * device; a device without a usable KEM prekey gets nothing, never a classical X3DH session),
+ * X3DH first messages (`0x01`) still answered for sessions begun by older clients, the Double
  * Ratchet with one session per device, the body envelope, identity-key tracking (trust on first
  * use; a change blocks sending until verified), and healing: a message that does not decrypt is
  * kept as "could not decrypt" with the reason, our sessions with the sending device are dropped
@@ -20,7 +22,7 @@ import { MAX_BODY } from './frames.js';
 import { ErrorCode } from './message.js';
 import { OneTimePrekeyPair, SignedPrekeyPair } from './keys.js';
 import { Session } from './ratchet.js';
-import { X3dhError } from './x3dh.js';
+import { PqxdhError, kemPrekeyFromBundle } from './pqxdh.js';
 import * as rooms from './rooms.js';
 
 /** Sending to a contact whose identity key changed waits for the user's decision. */
@@ -62,18 +64,45 @@ export async function fetchBundle(client, user) {
 }
 
 /**
- * Fetches the prekey bundle of one of `user`'s devices (`FetchDeviceBundle`); records (or
- * checks) their identity key: a changed one throws `KeyChangedError`.
+ * Fetches the post-quantum bundle of one of `user`'s devices (`FetchKemBundle`: its X3DH
+ * bundle and one KEM prekey); records (or checks) their identity key: a changed one throws
+ * `KeyChangedError`. The KEM prekey is checked when the session starts.
  * @param {import('./client.js').Client} client
  * @param {string} user @param {number} device
+ * @returns {Promise<{bundle: import('./x3dh.js').RemoteBundle, kem: {id: number, key: Uint8Array, signature: Uint8Array} | null}>}
  */
-async function fetchDeviceBundle(client, user, device) {
-  const r = await client.conn.request({ type: 'FetchDeviceBundle', username: user, device });
+async function fetchKemBundle(client, user, device) {
+  const r = await client.conn.request({ type: 'FetchKemBundle', username: user, device });
+  if (r.type !== 'KemBundle') throw new Error(`unexpected reply ${r.type}`);
   const bundle = remoteBundle(r.bundle);
   client.observeIdentity(user, bundle.identity);
   await client.save();
   if (client.profile.contacts[user].key_changed) throw new KeyChangedError(user);
-  return bundle;
+  return { bundle, kem: r.kem_prekey ?? null };
+}
+
+/**
+ * A new session with a device could not start: PQXDH refused what the server handed out
+ * (`kind` is the `PqxdhError` name). Nothing was encrypted or sent; there is no fallback to a
+ * session without post-quantum protection.
+ */
+export class SessionStartError extends Error {
+  /** @param {string} user @param {number} device @param {string} kind */
+  constructor(user, device, kind) {
+    const why = {
+      MissingKemPrekey: `it has published no post-quantum (KEM) prekey, so no session with post-quantum protection can start (Sealroom starts no other kind). Its app must be updated, or logged in once, first`,
+      KemKeyLength: 'its post-quantum (KEM) prekey is not an ML-KEM-768 key',
+      InvalidKemKey: 'its post-quantum (KEM) prekey is not a valid ML-KEM-768 key',
+      BadPrekeySignature: `its published keys are not signed by ${user}'s identity for it`,
+      BadKemPrekeySignature: `its published keys are not signed by ${user}'s identity for it`,
+      NonContributory: 'its published keys are not valid keys',
+    }[kind] ?? 'its published keys were refused';
+    super(`cannot start a session with ${user}'s device ${device} (${kind}): ${why}. Nothing was sent.`);
+    this.name = 'SessionStartError';
+    this.kind = kind;
+    this.user = user;
+    this.device = device;
+  }
 }
 
 /**
@@ -146,11 +175,12 @@ export async function ownOtherDevices(client) {
 }
 
 /**
- * Our session with one of `user`'s devices, starting one (X3DH against its `FetchDeviceBundle`)
- * if there is none that can send. The device's signed prekey must be signed for it by `user`'s
- * identity (v2); a v1 prekey (a client from before devices) is taken only when it is their one
- * device (`only`), and only then is a session from before device ids used. Any other failure
- * throws (host-client `sending_session`).
+ * Our session with one of `user`'s devices, starting one (PQXDH against its `FetchKemBundle`)
+ * if there is none that can send. The device's signed prekey and KEM prekey must be signed for
+ * it by `user`'s identity ("Sealroom SPK v2", "Sealroom KEM PK v1"); a bundle without a KEM
+ * prekey, or with one that does not verify or is not a valid ML-KEM-768 key, throws
+ * `SessionStartError` — never a classical X3DH session. A session from before device ids is
+ * used only when the contact has one device (`only`) (host-client `sending_session`).
  * @param {import('./client.js').Client} client
  * @param {string} user @param {number} device @param {boolean} only
  * @returns {Promise<{session: Session, legacy: boolean}>} the session, and whether it is one
@@ -167,19 +197,12 @@ export async function sendingSession(client, user, device, only) {
     const s = Session.fromState(c.session);
     if (s.canSend()) return { session: s, legacy: true };
   }
-  const bundle = await fetchDeviceBundle(client, user, device);
-  const identity = client.identity();
+  const { bundle, kem } = await fetchKemBundle(client, user, device);
   try {
-    try {
-      return { session: Session.initiateForDevice(identity, bundle, device), legacy: false };
-    } catch (e) {
-      if (only && e instanceof X3dhError && e.kind === 'BadPrekeySignature') {
-        return { session: Session.initiate(identity, bundle), legacy: false };
-      }
-      throw e;
-    }
+    return { session: Session.initiatePqxdh(client.identity(), bundle, device, kemPrekeyFromBundle(kem)), legacy: false };
   } catch (e) {
-    throw new Error(`cannot start a session with ${user}'s device ${device}: ${/** @type {Error} */ (e).message}; its published keys are not signed by ${user}'s identity for it`);
+    if (e instanceof PqxdhError) throw new SessionStartError(user, device, e.kind);
+    throw e;
   }
 }
 
@@ -192,13 +215,17 @@ export async function sendingSession(client, user, device, only) {
  */
 async function sealForDevices(client, user, devices, content) {
   const plain = encodeContent(content);
-  // A v1 prekey only for a contact's one device; our own devices all sign v2.
+  // A session from before device ids only for a contact's one device.
   const only = devices.length === 1 && user !== client.profile.username;
   /** @type {{device: number, body: Uint8Array}[]} */
   const bodies = [];
   for (const device of devices) {
     const { session, legacy } = await sendingSession(client, user, device, only);
-    const body = emitEnvelope(session.pendingPrekeyHeader, session.encrypt(plain));
+    // `0x03` (PQXDH header and KEM header) until the device replies, then `0x02`; a session
+    // begun with X3DH by an older client goes on with `0x01` / `0x02`.
+    const header = session.pendingPrekeyHeader;
+    const kem = session.pendingKemHeader;
+    const body = emitEnvelope(header, session.encrypt(plain), kem);
     if (body.length > MAX_BODY) throw new Error('the message is too long');
     bodies.push({ device, body });
     const c = client.profile.contacts[user];
@@ -334,8 +361,8 @@ export function heal(client, from, device, at, sid, why) {
 /**
  * A one-to-one message arrived from `from`'s device `device` (as the server says: a wrong one
  * only makes it undecryptable). The sessions we hold with that device first, then any from
- * before device ids, then X3DH as responder for a prekey envelope; whichever works becomes the
- * device's current session. The content is recorded, a room key or roster (a contact's, or one
+ * before device ids, then PQXDH (a `0x03` body) or X3DH (a `0x01` body, from an older client)
+ * as responder; whichever works becomes the device's current session. The content is recorded, a room key or roster (a contact's, or one
  * of our own devices') handed to rooms.js, a reset honoured.
  * @param {import('./client.js').Client} client
  * @param {string} from
@@ -372,7 +399,7 @@ export async function receiveDirect(client, from, device, body, at, sid) {
       failure = /** @type {Error} */ (e).message;
     }
   }
-  if (!outcome && env.kind === 'Prekey') {
+  if (!outcome && env.kind !== 'Ratchet') {
     const header = env.header;
     // A first message whose base key we already took in is a copy (the server replaying it):
     // it must neither re-install the session it started nor, its one-time prekey gone, force
@@ -396,12 +423,21 @@ export async function receiveDirect(client, from, device, body, at, sid) {
       if (!secret) return heal(client, from, device, at, sid, 'it uses a one-time prekey already used');
       opk = new OneTimePrekeyPair(header.one_time_prekey_id, fromHex(secret));
     }
+    // PQXDH: the KEM prekey it names, a one-time one (deleted once this message decrypted)
+    // or a last-resort one (kept until replaced).
+    const kem = env.kind === 'PqPrekey' ? client.kemPrekey(env.kem.kem_id) : null;
+    if (env.kind === 'PqPrekey' && !kem) return heal(client, from, device, at, sid, 'it names a post-quantum (KEM) prekey this device does not have (used already, or replaced)');
     try {
-      const s = Session.respond(id, spk, opk, header);
+      const s = env.kind === 'PqPrekey' && kem
+        ? Session.respondPqxdh(id, spk, opk, kem.pair, header, env.kem)
+        : Session.respond(id, spk, opk, header);
       outcome = { plain: s.decrypt(env.message), session: s, slot: 'fresh' };
       if (header.one_time_prekey_id !== null) delete client.profile.opks[header.one_time_prekey_id];
+      if (env.kind === 'PqPrekey' && kem?.oneTime) delete client.profile.kem_one_time[env.kem.kem_id];
     } catch (e) {
       failure = /** @type {Error} */ (e).message;
+    } finally {
+      kem?.pair.wipe();
     }
     if (outcome) {
       // Only now, the message authenticated, is its identity key recorded (a changed key is

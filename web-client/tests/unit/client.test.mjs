@@ -3,17 +3,19 @@
 // ratchet envelope switch, duplicate drops, and healing a broken session with SessionReset.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, DeviceLinking, DeviceRevokedError, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
+import { Client, DeviceLinking, DeviceRevokedError, KEM_PREKEY_BATCH, MAX_TEXT_BYTES, browserDeviceName, SIGNED_PREKEY_LIFETIME, ServerError, newProfileForTests, roomNameFrom, usernameFrom } from '../../src/client.js';
 import { ErrorCode } from '../../src/message.js';
 import { fromHex, toHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, signedPrekeyMessage } from '../../src/keys.js';
 import { sealLink, verifyDevicePrekey } from '../../src/devices.js';
 import { linkStateBytes, parseLinkCode } from '../../src/link.js';
 import { ed25519Verify } from '../../src/keys.js';
-import { prekeyHeaderToBytes } from '../../src/x3dh.js';
+import { prekeyHeaderFromBytes, prekeyHeaderToBytes } from '../../src/x3dh.js';
 import { MAX_ROUNDS, MIN_ROUNDS, acceptableRounds } from '../../src/keystore.js';
 import { sendContentTo, sendTextTo, sendingSession } from '../../src/direct.js';
-import { emitEnvelope, encodeContent } from '../../src/envelope.js';
+import { KemPrekeyPair, kemHeaderFromBytes, verifyKemPrekey } from '../../src/pqxdh.js';
+import { decodeContent, emitEnvelope, encodeContent, parseEnvelope } from '../../src/envelope.js';
+import { Session } from '../../src/ratchet.js';
 import { History, deliveredText } from '../../src/history.js';
 import { Room, roomIdForName } from '../../src/room.js';
 
@@ -56,9 +58,46 @@ class FakeServer {
       a.devices.clear();
     }
     const device = a.next++;
-    a.devices.set(device, { client, spk, opks });
+    a.devices.set(device, { client, spk, opks, kemLast: null, kemOne: [] });
     client.conn.device = device;
     return device;
+  }
+
+  /**
+   * `UploadKemPrekeys` as the server takes it: every signature must verify for the session's
+   * device under the account's identity, and no id may be held already (INVALID_INPUT); past
+   * `kemQuota` one-time KEM prekeys, QUOTA_FULL and nothing stored.
+   */
+  uploadKem(username, device, msg) {
+    const a = this.accounts.get(username);
+    const d = a.devices.get(device);
+    const all = [...(msg.last_resort ? [msg.last_resort] : []), ...msg.one_time];
+    const held = new Set([...(d.kemLast ? [d.kemLast.id] : []), ...d.kemOne.map((k) => k.id)]);
+    for (const k of all) {
+      if (!verifyKemPrekey({ id: k.id, public: k.key, signature: k.signature }, a.identity.signing, device)) {
+        throw new ServerError(ErrorCode.INVALID_INPUT, 'a KEM prekey\'s signature does not verify');
+      }
+      if (held.has(k.id)) throw new ServerError(ErrorCode.INVALID_INPUT, 'a KEM prekey id is already held');
+      held.add(k.id);
+    }
+    if (d.kemOne.length + msg.one_time.length > (this.kemQuota ?? 100)) throw new ServerError(ErrorCode.QUOTA_FULL, 'the server holds as many one-time KEM prekeys as it keeps');
+    if (msg.last_resort) d.kemLast = msg.last_resort;
+    d.kemOne.push(...msg.one_time);
+    this.kemUploads = (this.kemUploads ?? 0) + 1;
+  }
+
+  /**
+   * `FetchKemBundle`: the device's bundle and a one-time KEM prekey (deleted as handed out),
+   * else its last-resort one; `KemPrekeysLow` to the device when fewer than `kemLow` one-time
+   * ones are left. A hostile test rewrites what goes out with `kemTamper(user, device, kem)`.
+   */
+  kemBundle(user, device) {
+    const b = this.bundle(user, device);
+    const d = this.accounts.get(user).devices.get(device);
+    let kem = d.kemOne.shift() ?? d.kemLast ?? null;
+    if (this.kemLow !== undefined && d.kemOne.length < this.kemLow) setTimeout(() => d.client.handlePush({ type: 'KemPrekeysLow', remaining: d.kemOne.length }), 0);
+    if (this.kemTamper) kem = this.kemTamper(user, device, kem);
+    return { type: 'KemBundle', bundle: b.bundle, kem_prekey: kem };
   }
 
   /** The active device ids of `user`. */
@@ -66,12 +105,17 @@ class FakeServer {
     return [...this.accounts.get(user).devices.keys()];
   }
 
-  /** `user`'s device `from` is known as `to` from now on (same keys). */
+  /**
+   * `user`'s device `from` is known as `to` from now on (same keys; its KEM prekeys, signed
+   * for `from`, are dropped: the device publishes new ones for `to`).
+   */
   move(user, from, to) {
     const a = this.accounts.get(user);
     const d = a.devices.get(from);
     a.devices.delete(from);
     a.devices.set(to, d);
+    d.kemLast = null;
+    d.kemOne = [];
     d.client.conn.device = to;
   }
 
@@ -114,7 +158,7 @@ class FakeServer {
       const deliver = { type: 'Deliver', server_id, from, room: null, sent_at: 1764000000n, body, device };
       if (to !== from) this.last = deliver;
       const client = a.devices.get(d).client;
-      setTimeout(() => client.handlePush(deliver), 0);
+      if (!this.holdDeliveries) setTimeout(() => client.handlePush(deliver), 0);
     }
     return server_id;
   }
@@ -152,6 +196,11 @@ class FakeServer {
         const me = () => server.accounts.get(username).devices.get(conn.device);
         if (msg.type === 'FetchBundle') return server.bundle(msg.username, server.devices(msg.username)[0]);
         if (msg.type === 'FetchDeviceBundle') return server.bundle(msg.username, msg.device);
+        if (msg.type === 'FetchKemBundle') return server.kemBundle(msg.username, msg.device);
+        if (msg.type === 'UploadKemPrekeys') {
+          server.uploadKem(username, conn.device, msg);
+          return { type: 'Ok' };
+        }
         if (msg.type === 'UploadPrekeys') {
           if (server.prekeysFull) throw new ServerError(ErrorCode.QUOTA_FULL, 'the server holds as many one-time prekeys as it keeps');
           me().opks.push(...msg.prekeys.map((k) => ({ id: k.id, public: k.key })));
@@ -189,11 +238,17 @@ class FakeServer {
           if (conn.device !== null) throw new ServerError(ErrorCode.BAD_STATE, 'already a device');
           const a = server.accounts.get(username);
           const device = a.next++;
-          a.devices.set(device, { client: { handlePush: (m) => conn.onPush(m) }, spk: null, opks: [] });
+          a.devices.set(device, { client: { handlePush: (m) => conn.onPush(m) }, spk: null, opks: [], kemLast: null, kemOne: [] });
           conn.device = device;
           return { type: 'DeviceAdded', device };
         }
         if (msg.type === 'ListDevices') return { type: 'DeviceList', current: conn.device, devices: [] };
+        if (msg.type === 'NameDevice') return { type: 'Ok' };
+        if (msg.type === 'PublishIdentity') {
+          // The account starts over with this session's device (connect() made it the only one).
+          server.accounts.get(username).identity = { signing: msg.identity_sig, dh: msg.identity_dh };
+          return { type: 'Ok' };
+        }
         if (msg.type === 'RevokeDevice') {
           const a = server.accounts.get(username);
           if (msg.device === conn.device || !a.devices.has(msg.device)) throw new ServerError(ErrorCode.NOT_FOUND, 'no such device');
@@ -234,14 +289,17 @@ class FakeServer {
 }
 
 /**
- * A logged-in client with a fresh profile (device `device` when given: its signed prekey signed
- * for it; else v1), known to the stand-in server; it knows its device id, as a browser does
- * after login (it leaves out its own device when it sends transcripts to its other devices).
+ * A logged-in client with a fresh profile, known to the stand-in server, as a browser is after
+ * login: it knows its device id (it leaves out its own device when it sends transcripts to its
+ * other devices), its signed prekey is signed for it (made so at once when `device` is given,
+ * else published anew) and its KEM prekeys are published (PQXDH).
  */
 async function newClient(server, username, device = null) {
   const c = new Client(server.conn(username), newProfileForTests(username, device), null);
   c.loggedIn = true;
   c.profile.device_id = server.connect(c);
+  await c.ensureDevice();
+  await c.ensureKemPrekeys();
   return c;
 }
 
@@ -256,6 +314,7 @@ async function linkedClient(server, first) {
   c.loggedIn = true;
   server.connect(c);
   await c.ensureDevice();
+  await c.ensureKemPrekeys();
   return c;
 }
 
@@ -275,7 +334,7 @@ test('two clients talk both ways; the second direction uses ratchet envelopes', 
   await alice.sendText('@bob', 'are you there?');
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['hello bob', 'are you there?']);
-  assert.equal(server.last.body[0], 0x01, 'prekey envelope until bob replies');
+  assert.equal(server.last.body[0], 0x03, 'PQXDH prekey envelope until bob replies');
   await bob.sendText('@alice', 'yes');
   await settle([alice, bob]);
   assert.deepEqual(texts(alice, '@bob'), ['hello bob', 'are you there?', 'yes']);
@@ -321,7 +380,7 @@ test('a replayed first message changes no session and forces no reset (with or w
     await alice.sendText('@bob', 'one');
     await settle([alice, bob]);
     const first = server.last;
-    assert.equal(first.body[0], 0x01, 'a prekey envelope');
+    assert.equal(first.body[0], 0x03, 'a PQXDH prekey envelope');
     // The conversation moves on: both directions, several ratchet steps.
     for (const [from, to, text] of [[bob, '@alice', 'two'], [alice, '@bob', 'three'], [bob, '@alice', 'four']]) {
       await from.sendText(to, text);
@@ -522,13 +581,17 @@ test('a device moved under the same identity gets a new session and one more sen
   const bob = await newClient(server, 'bob');
   await alice.sendText('@bob', 'first');
   await settle([alice, bob]);
-  // The server moves bob to device 2, same keys: the send to device 1 is refused, alice's
+  // The server moves bob to device 2, same identity: the send to device 1 is refused, alice's
   // client asks again, starts a session for the listed device (a new bundle) and sends once.
+  // Bob's keys are signed for device 2 once he knows it (as after a login).
   server.move('bob', 1, 2);
+  bob.profile.device_id = 2;
+  await bob.ensureDevice();
+  await bob.ensureKemPrekeys();
   server.log.length = 0;
   await alice.sendText('@bob', 'second');
   // A text goes with its transcript (SendSynced): both lists are asked again (alice's own: the same).
-  assert.deepEqual(server.log.map(([, t]) => t), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(server.log.map(([, t]) => t), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchKemBundle', 'SendSynced']);
   assert.deepEqual(Object.keys(alice.profile.contacts.bob.devices), ['2'], 'the session with the device no longer listed is dropped');
   await settle([alice, bob]);
   assert.deepEqual(texts(bob, '@alice'), ['first', 'second']);
@@ -558,7 +621,7 @@ test('a contact with two devices gets one body per device, in one SendSynced; ea
   assert.equal(bob2.profile.device_id, 2, 'the linked device learned its id');
   server.log.length = 0;
   await alice.sendText('@bob', 'to both');
-  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchKemBundle', 'FetchKemBundle', 'SendSynced']);
   assert.equal(server.sent.length, 1);
   assert.deepEqual(server.sent[0].own, [], 'alice has no other device: no transcript');
   const [b1, b2] = server.sent[0].bodies;
@@ -578,26 +641,28 @@ test('a contact with two devices gets one body per device, in one SendSynced; ea
   assert.deepEqual([texts(bob1, '@alice').at(-1), texts(bob2, '@alice').at(-1)], ['again', 'again']);
 });
 
-test('a device whose prekey is signed for another device, or v1 while the contact has two, is refused and nothing is sent', async () => {
-  for (const forgery of ['another device', 'v1']) {
+test('a device whose prekey is signed for another device, or v1 (with two devices or one), is refused and nothing is sent', async () => {
+  for (const forgery of ['another device', 'v1', 'v1, one device']) {
     const server = new FakeServer();
     const alice = await newClient(server, 'alice', 1);
     const bob1 = await newClient(server, 'bob', 1);
-    const bob2 = await linkedClient(server, bob1);
-    const two = server.accounts.get('bob').devices.get(2);
+    const bob2 = forgery === 'v1, one device' ? null : await linkedClient(server, bob1);
+    const device = bob2 ? 2 : 1;
+    const target = server.accounts.get('bob').devices.get(device);
     if (forgery === 'another device') {
       // The server hands out device 1's prekey (signed for device 1) as device 2's.
-      two.spk = { ...server.accounts.get('bob').devices.get(1).spk };
+      target.spk = { ...server.accounts.get('bob').devices.get(1).spk };
     } else {
-      // Device 2's prekey with a valid v1 signature by bob's identity (a client from before devices).
-      two.spk = { ...two.spk, signature: bob2.identity().sign(signedPrekeyMessage(two.spk.public)) };
+      // The device's prekey with a valid v1 signature by bob's identity (a client from before
+      // devices): PQXDH takes only v2, even for a contact's one device (no classical fallback).
+      target.spk = { ...target.spk, signature: bob1.identity().sign(signedPrekeyMessage(target.spk.public)) };
     }
     server.log.length = 0;
-    await assert.rejects(alice.sendText('@bob', 'hello'), /cannot start a session with bob's device 2: .*BadPrekeySignature; its published keys are not signed by bob's identity for it/, forgery);
-    assert.ok(!server.log.some(([, t]) => t === 'SendToDevices'), `${forgery}: nothing sent`);
+    await assert.rejects(alice.sendText('@bob', 'hello'), new RegExp(`cannot start a session with bob's device ${device} \\(BadPrekeySignature\\): its published keys are not signed by bob's identity for it`), forgery);
+    assert.ok(!server.log.some(([, t]) => t === 'SendToDevices' || t === 'SendSynced'), `${forgery}: nothing sent`);
     assert.deepEqual(alice.messages('@bob'), [], `${forgery}: nothing recorded`);
-    await settle([alice, bob1, bob2]);
-    assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [[], []]);
+    await settle([alice, bob1, ...(bob2 ? [bob2] : [])]);
+    assert.deepEqual([texts(bob1, '@alice'), bob2 ? texts(bob2, '@alice') : []], [[], []]);
   }
 });
 
@@ -611,8 +676,8 @@ test('STALE_DEVICES with a longer list: a session with the new device, and the t
   const bob2 = await linkedClient(server, bob1);
   server.log.length = 0;
   await alice.sendText('@bob', 'two');
-  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
-  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x01], [2, 0x01]]);
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchKemBundle', 'SendSynced']);
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x03], [2, 0x03]]);
   assert.deepEqual(alice.devicesChecked.get('bob'), [1, 2]);
   await settle([alice, bob1, bob2]);
   assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['one', 'two'], ['two']]);
@@ -664,7 +729,7 @@ test('a session from before device ids is not used for a contact with two device
   const bob2 = await linkedClient(server, bob1);
   server.log.length = 0;
   await alice.sendText('@bob', 'two');
-  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchKemBundle', 'FetchKemBundle', 'SendSynced']);
   assert.notEqual(alice.profile.contacts.bob.session, null, 'kept: it may still decrypt what comes');
   await settle([alice, bob1, bob2]);
   assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [['one', 'two'], ['two']]);
@@ -696,7 +761,7 @@ test('a Deliver from device 2 is read in device 2\'s session; an unreadable one 
   assert.equal(alice.messages('@bob').at(-1).state, 'undecryptable');
   assert.ok(alice.profile.contacts.bob.devices[2]?.session, 'device 2\'s sessions kept');
   assert.notEqual(alice.profile.contacts.bob.devices[2].session, two, 'and used for the reset');
-  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x01], [2, 0x02]], 'a new session with device 1 only');
+  assert.deepEqual(server.sent.at(-1).bodies.map((b) => [b.device, b.body[0]]), [[1, 0x03], [2, 0x02]], 'a new session with device 1 only');
   // Device 2 gets the reset in its working session: meant for device 1, it drops nothing there.
   assert.ok(bob2.profile.contacts.alice.devices[1].session, 'bob\'s device 2 kept its session');
   await bob2.sendText('@alice', 'still two');
@@ -803,6 +868,7 @@ test('usernames fold as the protocol folds them (ASCII only), never by Unicode l
 test('an Invited push is an invitation, not a membership; decline drops it; a stale one is dropped on accept', async () => {
   const server = new FakeServer();
   const bob = await newClient(server, 'bob');
+  server.log.length = 0;
   const base = bob.conn.request;
   bob.conn.request = async (msg) => {
     if (msg.type === 'DeclineInvite') {
@@ -933,6 +999,12 @@ test('linking: a device sends the account to a new one, which keeps the identity
   const published = server.accounts.get('alice').devices.get(2);
   assert.ok(verifyDevicePrekey(published.spk, alice.identity().public().signing, 2), 'signed prekey signed v2 for device 2');
   assert.equal(published.opks.length, 50);
+  // Its KEM prekeys (PQXDH) too, signed for device 2, before the linking finished.
+  assert.equal(phone.profile.kem_device, 2);
+  assert.equal(published.kemOne.length, KEM_PREKEY_BATCH);
+  for (const k of [published.kemLast, ...published.kemOne]) {
+    assert.ok(verifyKemPrekey({ id: k.id, public: k.key, signature: k.signature }, alice.identity().public().signing, 2), 'KEM prekey signed for device 2');
+  }
   assert.deepEqual(Object.keys(phone.profile.contacts).sort(), ['bob', 'carol']);
   for (const name of ['bob', 'carol']) {
     const { identity_sig, identity_dh, verified, key_changed } = alice.profile.contacts[name];
@@ -1042,7 +1114,7 @@ test('a text sent from one of two linked devices shows on the other as sent from
   server.log.length = 0;
   await alice1.sendText('@bob', 'hello from the laptop');
   // bob's device and alice's other device, in one request; the own list asked for once.
-  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(sentBy(server, 'alice'), ['FetchDevices', 'FetchDevices', 'FetchKemBundle', 'FetchKemBundle', 'SendSynced']);
   const synced = server.sent.at(-1);
   assert.deepEqual([synced.bodies.map((b) => b.device), synced.own.map((b) => b.device)], [[1], [2]]);
   await settle([alice1, alice2, bob]);
@@ -1094,7 +1166,7 @@ test('STALE_DEVICES on our own list: both lists asked again, the new device gets
   const alice2 = await linkedClient(server, alice1);
   server.log.length = 0;
   await alice1.sendText('@bob', 'two');
-  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchDeviceBundle', 'SendSynced']);
+  assert.deepEqual(sentBy(server, 'alice'), ['SendSynced', 'FetchDevices', 'FetchDevices', 'FetchKemBundle', 'SendSynced']);
   assert.deepEqual(alice1.devicesChecked.get('alice'), [1, 2]);
   assert.deepEqual(server.sent.at(-1).own.map((b) => b.device), [2]);
   await settle([alice1, alice2, bob]);
@@ -1236,3 +1308,245 @@ test('receipts count devices: delivered to 1 of 2, then 2 of 2; a repeat changes
   assert.equal(deliveredText(again.profile.history[0]), 'delivered to 2 of 2 devices');
 });
 
+
+// ---- PQXDH (issue 17, PROTOCOL.md §4.8) ----
+
+/** A KEM prekey's public form as the server hands it out. */
+const kemWire = (k) => ({ id: k.id, key: k.public, signature: k.signature });
+
+test('PQXDH, hostile server: a KemBundle without its KEM prekey, with one signed for another device, or from another identity is refused and nothing is sent', async () => {
+  const mallory = IdentityKeyPair.generate();
+  const cases = [
+    ['the KEM prekey removed', () => null, 'MissingKemPrekey', /has published no post-quantum \(KEM\) prekey, so no session with post-quantum protection can start/],
+    ['device 1\'s KEM prekey handed out as device 2\'s', (server) => server.accounts.get('bob').devices.get(1).kemLast, 'BadKemPrekeySignature', /not signed by bob's identity for it/],
+    ['a KEM prekey from another identity', () => kemWire(KemPrekeyPair.generate(7).publicForDevice(2, mallory)), 'BadKemPrekeySignature', /not signed by bob's identity for it/],
+    ['a KEM key one byte short', (server, kem) => ({ ...kem, key: kem.key.subarray(1) }), 'KemKeyLength', /not an ML-KEM-768 key/],
+  ];
+  for (const [what, tamper, kind, says] of cases) {
+    const server = new FakeServer();
+    const alice = await newClient(server, 'alice');
+    const bob1 = await newClient(server, 'bob');
+    const bob2 = await linkedClient(server, bob1);
+    server.kemTamper = (user, device, kem) => (user === 'bob' && device === 2 ? tamper(server, kem) : kem);
+    server.log.length = 0;
+    const refused = await alice.sendText('@bob', 'hello').then(() => null, (e) => e);
+    assert.ok(refused, `${what}: refused`);
+    assert.equal(refused.name, 'SessionStartError', what);
+    assert.equal(refused.kind, kind, what);
+    assert.match(refused.message, new RegExp(`^cannot start a session with bob's device 2 \\(${kind}\\): `), what);
+    assert.match(refused.message, says, what);
+    assert.match(refused.message, /Nothing was sent\.$/, what);
+    assert.deepEqual(sentBy(server, 'alice').filter((t) => t.startsWith('Send')), [], `${what}: nothing sent`);
+    assert.ok(!sentBy(server, 'alice').includes('FetchDeviceBundle'), `${what}: no classical bundle asked for`);
+    assert.deepEqual(alice.messages('@bob'), [], `${what}: nothing recorded`);
+    await settle([alice, bob1, bob2]);
+    assert.deepEqual([texts(bob1, '@alice'), texts(bob2, '@alice')], [[], []], what);
+    // The same refusal for an entry the outbox sends later: marked failed with the reason.
+    const entry = { conv: '@bob', from: 'alice', text: 'later', at: 1764000000, id: '77', server_id: null, outgoing: true, state: 'waiting', unread: false };
+    alice.pushHistory(entry);
+    await alice.flushOutbox();
+    assert.equal(entry.state, 'failed', what);
+    assert.match(entry.error, new RegExp(kind), what);
+    assert.deepEqual(sentBy(server, 'alice').filter((t) => t.startsWith('Send')), [], `${what}: still nothing sent`);
+  }
+});
+
+test('PQXDH on the wire: first messages are 0x03 bodies (106-byte prekey header, then the 1,092-byte KEM header) until the reply; a one-time KEM prekey is deleted once used, the last-resort one kept', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const held = server.accounts.get('bob').devices.get(1);
+  assert.equal(held.kemOne.length, KEM_PREKEY_BATCH);
+  const oneTime = held.kemOne[0].id;
+  assert.ok(bob.profile.kem_one_time[oneTime], 'bob holds its seed');
+  await alice.sendText('@bob', 'one');
+  const first = server.last.body;
+  const sentOne = alice.messages('@bob')[0];
+  const plainLen = encodeContent({ type: 'Text', id: BigInt(sentOne.id), sent_at: BigInt(sentOne.at), text: 'one' }).length;
+  assert.equal(first[0], 0x03);
+  const header = prekeyHeaderFromBytes(first.subarray(1, 107));
+  assert.equal(toHex(header.identity.signing), toHex(alice.identity().public().signing));
+  const kem = kemHeaderFromBytes(first.subarray(107, 107 + 1092));
+  assert.equal(kem.kem_id, oneTime, 'the one-time KEM prekey handed out');
+  assert.equal(kem.ciphertext.length, 1088);
+  assert.equal(first.length, 1 + 106 + 1092 + 40 + plainLen + 16, 'kind, prekey header, KEM header, ratchet header, the content, the tag');
+  await alice.sendText('@bob', 'two');
+  const second = server.last.body;
+  assert.equal(second[0], 0x03, 'still a first message until bob replies');
+  assert.equal(toHex(second.subarray(1, 1199)), toHex(first.subarray(1, 1199)), 'the same prekey and KEM headers');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['one', 'two']);
+  assert.equal(bob.profile.kem_one_time[oneTime], undefined, 'the one-time KEM prekey is gone once used');
+  assert.equal(Object.keys(bob.profile.kem_one_time).length, KEM_PREKEY_BATCH - 1);
+  await bob.sendText('@alice', 'three');
+  assert.equal(server.last.body[0], 0x02, 'the responder writes ratchet messages');
+  await settle([alice, bob]);
+  await alice.sendText('@bob', 'four');
+  assert.equal(server.last.body[0], 0x02, 'after the reply: no more headers');
+  assert.equal(alice.profile.contacts.bob.devices[1].session.length, 2 * 5856, 'session state version 2');
+  await settle([alice, bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['one', 'two', 'three', 'four']);
+
+  // No one-time KEM prekey left on the server: the last-resort one, for everyone, kept.
+  held.kemOne = [];
+  const last = bob.profile.kem_last_resort[0].id;
+  assert.equal(held.kemLast.id, last);
+  for (const name of ['carol', 'dave']) {
+    const c = await newClient(server, name);
+    await c.sendText('@bob', `from ${name}`);
+    assert.equal(kemHeaderFromBytes(server.last.body.subarray(107, 1199)).kem_id, last, name);
+    await settle([c, bob]);
+    assert.equal(texts(bob, `@${name}`).at(-1), `from ${name}`);
+    assert.equal(bob.profile.kem_last_resort[0].id, last, `${name}: the last-resort KEM prekey stays`);
+  }
+  assert.equal(Object.keys(bob.profile.kem_one_time).length, KEM_PREKEY_BATCH - 1);
+});
+
+test('PQXDH: a first message naming a KEM prekey this device does not hold is shown as unreadable and the session reset; a tampered ciphertext does not decrypt', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  const bob2 = await newClient(server, 'bob2');
+  // The server keeps alice's first messages and hands bob altered copies instead.
+  server.holdDeliveries = true;
+  await alice.sendText('@bob', 'one');
+  const toBob = server.last;
+  await alice.sendText('@bob2', 'hi');
+  const toBob2 = server.last;
+  // Another KEM prekey id than the one encapsulated to.
+  const other = toBob.body.slice();
+  other[107 + 3] ^= 0x40;
+  bob.handlePush({ ...toBob, body: other });
+  await settle([alice, bob]);
+  assert.equal(bob.messages('@alice').at(-1).state, 'undecryptable');
+  assert.match(bob.messages('@alice').at(-1).text, /post-quantum \(KEM\) prekey this device does not have/);
+  assert.equal(bob.profile.contacts.alice?.devices?.[1], undefined, 'no session installed');
+  // A flipped ciphertext bit: ML-KEM's implicit rejection gives another SK; nothing stored.
+  const tampered = toBob2.body.slice();
+  tampered[107 + 4 + 500] ^= 0x01;
+  const kemId = kemHeaderFromBytes(tampered.subarray(107, 1199)).kem_id;
+  bob2.handlePush({ ...toBob2, body: tampered });
+  await settle([alice, bob2]);
+  assert.equal(bob2.messages('@alice').at(-1).state, 'undecryptable');
+  assert.ok(bob2.profile.kem_one_time[kemId], 'the one-time KEM prekey stays: nothing decrypted');
+  assert.equal(bob2.profile.contacts.alice?.devices?.[1], undefined, 'no session installed');
+  // The genuine message still opens, and only then is the one-time KEM prekey used up.
+  server.holdDeliveries = false;
+  bob2.handlePush({ ...toBob2, server_id: 903n });
+  await settle([alice, bob2]);
+  assert.equal(texts(bob2, '@alice').at(-1), 'hi');
+  assert.equal(bob2.profile.kem_one_time[kemId], undefined);
+});
+
+test('KEM prekeys are published once per device: a keystore from before PQXDH publishes them at its next login (again after a failed try), starting over publishes new ones for the new device', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  assert.equal(alice.profile.kem_device, 1);
+  server.log.length = 0;
+  await alice.ensureKemPrekeys();
+  assert.deepEqual(server.log, [], 'already published: nothing to do');
+
+  // A keystore from before PQXDH: no KEM prekeys, none on the server.
+  const p = alice.profile;
+  for (const k of ['kem_last_resort', 'kem_one_time', 'next_kem_id', 'kem_device']) delete p[k];
+  const d = server.accounts.get('alice').devices.get(1);
+  d.kemLast = null;
+  d.kemOne = [];
+  const old = new Client(alice.conn, p, null);
+  old.loggedIn = true;
+  d.client = old;
+  // The first try fails on the way (the connection drops): tried again at the next login, with
+  // new ids (the server may hold the first batch), the first batch's secrets kept.
+  const request = old.conn.request;
+  old.conn.request = async (msg) => {
+    if (msg.type === 'UploadKemPrekeys') {
+      old.conn.request = request;
+      await request(msg);
+      throw new Error('connection lost');
+    }
+    return request(msg);
+  };
+  await assert.rejects(old.ensureKemPrekeys(), /connection lost/);
+  assert.equal(p.kem_device, null, 'not known to be published');
+  const firstIds = d.kemOne.map((k) => k.id);
+  await old.ensureKemPrekeys();
+  assert.equal(p.kem_device, 1);
+  assert.equal(d.kemOne.length, 2 * KEM_PREKEY_BATCH);
+  assert.ok(firstIds.every((id) => p.kem_one_time[id]), 'the secrets of the first batch are kept');
+  assert.deepEqual(p.kem_last_resort.map((k) => k.id), [d.kemLast.id, p.kem_last_resort[1].id], 'the previous last-resort one is kept too');
+  server.log.length = 0;
+  await old.ensureKemPrekeys();
+  assert.deepEqual(server.log, []);
+  const bob = await newClient(server, 'bob');
+  await bob.sendText('@alice', 'to the new keys');
+  await settle([bob, old]);
+  assert.deepEqual(texts(old, '@bob'), ['to the new keys']);
+
+  // Starting over (a new identity on a new device): new KEM prekeys for it, under the new identity.
+  const fresh = new Client(server.conn('alice'), newProfileForTests('alice'), null);
+  fresh.loggedIn = true;
+  server.connect(fresh);
+  await fresh.publishNewDevice();
+  const two = server.accounts.get('alice').devices.get(2);
+  assert.equal(fresh.profile.kem_device, 2);
+  assert.equal(two.kemOne.length, KEM_PREKEY_BATCH);
+  for (const k of [two.kemLast, ...two.kemOne]) {
+    assert.ok(verifyKemPrekey({ id: k.id, public: k.key, signature: k.signature }, fresh.identity().public().signing, 2));
+  }
+});
+
+test('KemPrekeysLow: the device tops its one-time KEM prekeys up again; a server that holds as many as it keeps gets none, and their secrets go', async () => {
+  const server = new FakeServer();
+  const bob = await newClient(server, 'bob');
+  const d = server.accounts.get('bob').devices.get(1);
+  server.kemLow = 5;
+  for (let i = 0; i < KEM_PREKEY_BATCH - 4; i++) server.kemBundle('bob', 1);
+  assert.equal(d.kemOne.length, 4);
+  await settle([bob]);
+  assert.equal(d.kemOne.length, KEM_PREKEY_BATCH, 'topped up to the batch');
+  for (const k of d.kemOne) {
+    assert.ok(verifyKemPrekey({ id: k.id, public: k.key, signature: k.signature }, bob.identity().public().signing, 1));
+    assert.ok(bob.profile.kem_one_time[k.id], 'its seed is kept');
+  }
+  assert.equal(new Set(d.kemOne.map((k) => k.id)).size, KEM_PREKEY_BATCH, 'ids unique');
+  server.kemQuota = KEM_PREKEY_BATCH;
+  const held = Object.keys(bob.profile.kem_one_time).length;
+  bob.handlePush({ type: 'KemPrekeysLow', remaining: 0 });
+  await settle([bob]);
+  assert.equal(Object.keys(bob.profile.kem_one_time).length, held, 'no secret of a key nobody can use');
+  assert.equal(d.kemOne.length, KEM_PREKEY_BATCH);
+});
+
+test('a session begun with X3DH by an older client (0x01 bodies) is still read and answered', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  // Alice's device runs an older client: it fetches bob's device bundle and sends X3DH.
+  const bundle = server.bundle('bob', 1).bundle;
+  const opkId = bundle.one_time_prekey.id;
+  const s = Session.initiateForDevice(alice.identity(), {
+    identity: { signing: bundle.identity_sig, dh: bundle.identity_dh },
+    signed_prekey: { id: bundle.signed_prekey.id, public: bundle.signed_prekey.key, signature: bundle.signed_prekey.signature },
+    one_time_prekey: { id: opkId, public: bundle.one_time_prekey.key },
+  }, 1);
+  const outgoing = [];
+  server.accounts.get('alice').devices.get(1).client = { handlePush: (m) => outgoing.push(m) };
+  const text = (t, id) => encodeContent({ type: 'Text', id, sent_at: 1764000000n, text: t });
+  const body = emitEnvelope(s.pendingPrekeyHeader, s.encrypt(text('from an older client', 5n)));
+  assert.equal(body[0], 0x01);
+  bob.handlePush({ type: 'Deliver', server_id: 500n, from: 'alice', room: null, sent_at: 1764000000n, body, device: 1 });
+  await settle([bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['from an older client']);
+  assert.equal(bob.profile.opks[opkId], undefined, 'its one-time prekey is used up');
+  await bob.sendText('@alice', 'hello old friend');
+  await settle([bob]);
+  const reply = outgoing.find((m) => m.type === 'Deliver');
+  const env = parseEnvelope(reply.body);
+  assert.equal(env.kind, 'Ratchet', 'answered in the X3DH session');
+  assert.equal(decodeContent(s.decrypt(env.message)).text, 'hello old friend');
+  const next = emitEnvelope(s.pendingPrekeyHeader, s.encrypt(text('and on', 6n)));
+  assert.equal(next[0], 0x02);
+  bob.handlePush({ type: 'Deliver', server_id: 501n, from: 'alice', room: null, sent_at: 1764000000n, body: next, device: 1 });
+  await settle([bob]);
+  assert.deepEqual(texts(bob, '@alice'), ['from an older client', 'hello old friend', 'and on']);
+});

@@ -9,6 +9,7 @@ import { ErrorCode } from '../../src/message.js';
 import { equal, fromHex, toHex } from '../../src/bytes.js';
 import { IdentityKeyPair, OneTimePrekeyPair, SignedPrekeyPair, ed25519Verify, signedPrekeyMessage } from '../../src/keys.js';
 import { verifyDevicePrekey } from '../../src/devices.js';
+import { verifyKemPrekey } from '../../src/pqxdh.js';
 import { roomIdForName } from '../../src/room.js';
 import { RosterError, checkFirst, checkNext, parseRoster } from '../../src/roster.js';
 
@@ -48,7 +49,7 @@ export class RoomServer {
       a.devices.clear();
     }
     const device = a.next++;
-    a.devices.set(device, { conn: client.conn, spk, opks });
+    a.devices.set(device, { conn: client.conn, spk, opks, kemLast: null, kemOne: [] });
     client.conn.device = device;
     p.device_id = device;
     return device;
@@ -153,6 +154,24 @@ export class RoomServer {
         return this.bundle(msg.username, this.devices(msg.username)[0]);
       case 'FetchDeviceBundle':
         return this.bundle(msg.username, msg.device);
+      case 'FetchKemBundle': {
+        // As the server: a one-time KEM prekey (handed out once), else the last-resort one.
+        const b = this.bundle(msg.username, msg.device);
+        const d = this.accounts.get(msg.username).devices.get(msg.device);
+        return { type: 'KemBundle', bundle: b.bundle, kem_prekey: d.kemOne.shift() ?? d.kemLast ?? null };
+      }
+      case 'UploadKemPrekeys': {
+        // As the server: every signature for this device under the account's identity.
+        const a = this.accounts.get(username);
+        for (const k of [...(msg.last_resort ? [msg.last_resort] : []), ...msg.one_time]) {
+          if (!verifyKemPrekey({ id: k.id, public: k.key, signature: k.signature }, a.identity.signing, conn.device)) {
+            throw new ServerError(ErrorCode.INVALID_INPUT, 'a KEM prekey\'s signature does not verify');
+          }
+        }
+        if (msg.last_resort) me().kemLast = msg.last_resort;
+        me().kemOne.push(...msg.one_time);
+        return ok;
+      }
       case 'FetchDevices': {
         const a = this.accounts.get(msg.username);
         if (!a) throw new ServerError(ErrorCode.NOT_FOUND, 'no such user');
@@ -196,7 +215,7 @@ export class RoomServer {
         if (conn.device !== null) throw new ServerError(ErrorCode.BAD_STATE, 'already a device');
         const a = this.accounts.get(username);
         const device = a.next++;
-        a.devices.set(device, { conn, spk: null, opks: [] });
+        a.devices.set(device, { conn, spk: null, opks: [], kemLast: null, kemOne: [] });
         conn.device = device;
         return { type: 'DeviceAdded', device };
       }
@@ -326,6 +345,7 @@ export async function newClient(server, username) {
   c.loggedIn = true;
   server.connect(c);
   await c.ensureDevice();
+  await c.ensureKemPrekeys();
   return c;
 }
 
@@ -337,6 +357,7 @@ export async function linkedClient(server, first) {
   c.loggedIn = true;
   server.connect(c);
   await c.ensureDevice();
+  await c.ensureKemPrekeys();
   return c;
 }
 
