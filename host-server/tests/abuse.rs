@@ -124,7 +124,10 @@ fn an_invitation_is_not_a_membership_until_accepted() {
         // Bob hears of the invitation, and only he: alice sees no membership change.
         let f = loop {
             let f = recv(&mut b).await;
-            if !matches!(f.msg(), Some(Message::PrekeysLow { .. })) {
+            if !matches!(
+                f.msg(),
+                Some(Message::PrekeysLow { .. } | Message::KemPrekeysLow { .. })
+            ) {
                 break f;
             }
         };

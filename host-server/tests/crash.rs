@@ -149,7 +149,7 @@ fn sigkill_during_sends_loses_no_acknowledged_message() {
         loop {
             match recv(&mut b).await.msg() {
                 Some(Message::Pong { nonce: 1 }) => break,
-                Some(Message::PrekeysLow { .. }) => {}
+                Some(Message::PrekeysLow { .. } | Message::KemPrekeysLow { .. }) => {}
                 other => panic!("nothing should be left, got {other:?}"),
             }
         }

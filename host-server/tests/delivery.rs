@@ -50,7 +50,10 @@ async fn next_delivery(c: &mut Client) -> (u64, String, Option<String>, Vec<u8>)
                 );
             }
             Some(
-                Message::PrekeysLow { .. } | Message::RoomChanged { .. } | Message::Ping { .. },
+                Message::PrekeysLow { .. }
+                | Message::KemPrekeysLow { .. }
+                | Message::RoomChanged { .. }
+                | Message::Ping { .. },
             ) => {}
             other => panic!("expected Deliver, got {other:?}"),
         }
@@ -64,7 +67,7 @@ async fn expect_quiet(c: &mut Client) {
         let f = recv(c).await;
         match f.msg() {
             Some(Message::Pong { nonce: 99 }) => return,
-            Some(Message::PrekeysLow { .. }) => {}
+            Some(Message::PrekeysLow { .. } | Message::KemPrekeysLow { .. }) => {}
             other => panic!("expected nothing more, got {other:?}"),
         }
     }

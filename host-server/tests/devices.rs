@@ -186,7 +186,7 @@ fn a_send_naming_exactly_the_active_device_is_delivered_and_any_other_set_is_ref
                     assert_eq!(body, b"ciphertext for one device");
                     break;
                 }
-                Some(Message::PrekeysLow { .. }) => {}
+                Some(Message::PrekeysLow { .. } | Message::KemPrekeysLow { .. }) => {}
                 other => panic!("expected Deliver, got {other:?}"),
             }
         }

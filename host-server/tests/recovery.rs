@@ -89,6 +89,7 @@ impl Conn {
             match f.msg() {
                 Some(
                     Message::PrekeysLow { .. }
+                    | Message::KemPrekeysLow { .. }
                     | Message::Deliver { .. }
                     | Message::Delivered { .. }
                     | Message::RoomChanged { .. }

@@ -1,13 +1,16 @@
 //! The key directory: identity keys, signed prekeys (signature checked with proto-core's
-//! verifier, PROTOCOL.md §4.1), one-time prekeys (bounded, each handed out once), and bundles.
+//! verifier, PROTOCOL.md §4.1), one-time prekeys (bounded, each handed out once), KEM prekeys
+//! (PQXDH, §4.8: signatures checked with proto-core's verifier, one-time ones bounded and each
+//! handed out once, a last-resort one), and bundles.
 
 use proto_core::primitives::ed25519_check_public;
 use proto_core::{
-    DeviceInfo, ErrorCode, Key32, List, Message, OneTimePrekey, PrekeyBundle, SignedPrekey,
-    SignedPrekeyPublic,
+    DeviceInfo, ErrorCode, KemPrekey, KemPrekeyPublic, Key32, List, Message, OneTimePrekey,
+    PrekeyBundle, SignedPrekey, SignedPrekeyPublic,
 };
 
 use super::{Connection, Refusal, Reply};
+use crate::store::StoredBundle;
 
 fn bad_identity() -> Refusal {
     Refusal::new(
@@ -54,9 +57,7 @@ impl Connection {
         // account already has changes nothing.
         let revoked = self
             .db(move |s| {
-                let account = s.account_by_id(me)?.ok_or_else(|| {
-                    Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
-                })?;
+                let account = s.account_by_id(me)?.ok_or_else(account_gone)?;
                 if account.identity_sig == identity_sig && account.identity_dh == identity_dh {
                     return Ok(None);
                 }
@@ -85,9 +86,7 @@ impl Connection {
         let (me, _) = self.logged_in()?;
         let device = self.device()?;
         self.db(move |s| {
-            let account = s.account_by_id(me)?.ok_or_else(|| {
-                Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
-            })?;
+            let account = s.account_by_id(me)?.ok_or_else(account_gone)?;
             check_signed_prekey(&account.identity_sig, &prekey, device)?;
             Ok(s.set_signed_prekey(me, device, &prekey)?)
         })
@@ -112,6 +111,72 @@ impl Connection {
                 ));
             }
             Ok(s.add_prekeys(me, device, &prekeys)?)
+        })
+        .await?;
+        Ok(Reply::msg(&Message::Ok))
+    }
+
+    /// `UploadKemPrekeys`: KEM prekeys for the session's device (PQXDH, PROTOCOL.md §4.8).
+    /// Every signature must verify for this device under the account's identity, no id may
+    /// repeat or already be held for the device (its last-resort one included), and the
+    /// one-time ones must fit the quota; otherwise nothing is stored.
+    pub(super) async fn upload_kem_prekeys(
+        &mut self,
+        last_resort: Option<KemPrekey<'_>>,
+        one_time: &[KemPrekey<'_>],
+    ) -> Result<Reply, Refusal> {
+        let (me, _) = self.logged_in()?;
+        let device = self.device()?;
+        let max = self.shared.config.max_prekeys;
+        let last_resort = last_resort.as_ref().map(owned_kem_prekey).transpose()?;
+        let one_time = one_time
+            .iter()
+            .map(owned_kem_prekey)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ids: Vec<u32> = one_time.iter().chain(&last_resort).map(|p| p.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Refusal::new(
+                ErrorCode::INVALID_INPUT,
+                format!("KEM prekey id {} appears twice in the upload", w[0]),
+            ));
+        }
+        // Up to 33 signatures: checked here rather than on the storage thread, which then
+        // makes sure the identity they were checked against is still the account's.
+        let identity = self
+            .db(move |s| Ok(s.account_by_id(me)?.ok_or_else(account_gone)?.identity_sig))
+            .await?;
+        let verified = one_time
+            .iter()
+            .chain(&last_resort)
+            .all(|p| p.verify_for_device(&identity, device).is_ok());
+        if !verified {
+            return Err(bad_kem_signature());
+        }
+        self.db(move |s| {
+            if s.account_by_id(me)?.ok_or_else(account_gone)?.identity_sig != identity {
+                // The account started over meanwhile: these were signed by the old identity.
+                return Err(bad_kem_signature());
+            }
+            let held_ids = s.kem_prekey_ids(me, device)?;
+            if let Some(id) = ids.iter().find(|id| held_ids.contains(id)) {
+                return Err(Refusal::new(
+                    ErrorCode::INVALID_INPUT,
+                    format!("KEM prekey id {id} is already held for this device"),
+                ));
+            }
+            let held = s.count_kem_prekeys(me, device)?;
+            let adding = u32::try_from(one_time.len()).unwrap_or(u32::MAX);
+            if held.saturating_add(adding) > max {
+                return Err(Refusal::new(
+                    ErrorCode::QUOTA_FULL,
+                    format!("at most {max} one-time KEM prekeys are held; {held} are stored"),
+                ));
+            }
+            if let Some(p) = &last_resort {
+                s.set_last_resort_kem_prekey(me, device, p)?;
+            }
+            Ok(s.add_kem_prekeys(me, device, &one_time)?)
         })
         .await?;
         Ok(Reply::msg(&Message::Ok))
@@ -188,6 +253,43 @@ impl Connection {
         username: &str,
         device: Option<u32>,
     ) -> Result<Reply, Refusal> {
+        let (name, one_time) = self.pace_bundle(username).await?;
+        let bundle = self
+            .db(move |s| Ok(s.take_bundle(&name, device, one_time)?))
+            .await?
+            .ok_or_else(no_bundle)?;
+        let reply = Reply::msg(&Message::Bundle {
+            bundle: prekey_bundle(&bundle),
+        });
+        self.warn_low(&bundle, None);
+        Ok(reply)
+    }
+
+    /// `FetchKemBundle`: the device's bundle exactly as `FetchDeviceBundle` takes it (same
+    /// limits, same pace) and, in the same transaction, one of its KEM prekeys: a one-time one
+    /// when the pace allows one-time prekeys, else its last-resort one (PROTOCOL.md §4.8).
+    pub(super) async fn fetch_kem_bundle(
+        &mut self,
+        username: &str,
+        device: u32,
+    ) -> Result<Reply, Refusal> {
+        let (name, one_time) = self.pace_bundle(username).await?;
+        let taken = self
+            .db(move |s| Ok(s.take_kem_bundle(&name, device, one_time)?))
+            .await?
+            .ok_or_else(no_bundle)?;
+        let reply = Reply::msg(&Message::KemBundle {
+            bundle: prekey_bundle(&taken.bundle),
+            kem_prekey: taken.kem_prekey.as_ref().map(KemPrekeyPublic::to_wire),
+        });
+        self.warn_low(&taken.bundle, Some(taken.kem_remaining));
+        Ok(reply)
+    }
+
+    /// What every bundle fetch goes through first: a login, the requester's rate limit, and
+    /// the target's hand-out pace. The target's folded username, and whether this fetch may
+    /// hand out one-time prekeys.
+    async fn pace_bundle(&self, username: &str) -> Result<(String, bool), Refusal> {
         let (me, _) = self.logged_in()?;
         let name =
             crate::auth::normalize_username(username).map_err(|_| Refusal::no_such_user())?;
@@ -205,23 +307,16 @@ impl Connection {
             Some(taken) => taken,
             None => self.rate(&limits.prekeys, &name, "").is_ok(),
         };
-        let bundle = self
-            .db(move |s| Ok(s.take_bundle(&name, device, one_time)?))
-            .await?
-            .ok_or_else(|| {
-                Refusal::new(ErrorCode::NOT_FOUND, "no such user, or no keys published")
-            })?;
-        let reply = Reply::msg(&Message::Bundle {
-            bundle: PrekeyBundle {
-                username: &bundle.username,
-                identity_sig: Key32(bundle.identity_sig),
-                identity_dh: Key32(bundle.identity_dh),
-                signed_prekey: bundle.spk,
-                one_time_prekey: bundle.prekey,
-            },
-        });
-        if bundle.remaining < self.shared.config.prekeys_low {
-            self.shared.hub.push_device(
+        Ok((name, one_time))
+    }
+
+    /// Tells the bundle's device when its one-time prekeys (`PrekeysLow`) or, after a
+    /// `FetchKemBundle`, its one-time KEM prekeys (`KemPrekeysLow`) run low.
+    fn warn_low(&self, bundle: &StoredBundle, kem_remaining: Option<u32>) {
+        let low = self.shared.config.prekeys_low;
+        let hub = &self.shared.hub;
+        if bundle.remaining < low {
+            hub.push_device(
                 bundle.owner,
                 bundle.device,
                 &Message::PrekeysLow {
@@ -229,6 +324,49 @@ impl Connection {
                 },
             );
         }
-        Ok(reply)
+        if let Some(remaining) = kem_remaining.filter(|r| *r < low) {
+            hub.push_device(
+                bundle.owner,
+                bundle.device,
+                &Message::KemPrekeysLow { remaining },
+            );
+        }
+    }
+}
+
+fn account_gone() -> Refusal {
+    Refusal::new(ErrorCode::NOT_FOUND, "the account no longer exists")
+}
+
+fn bad_kem_signature() -> Refusal {
+    Refusal::new(
+        ErrorCode::INVALID_INPUT,
+        "a KEM prekey's signature does not verify",
+    )
+}
+
+/// A received KEM prekey, owned (its signature not yet checked). The frame decoder already
+/// refused any key that is not 1,184 bytes; this keeps the check local all the same.
+fn owned_kem_prekey(wire: &KemPrekey<'_>) -> Result<KemPrekeyPublic, Refusal> {
+    KemPrekeyPublic::try_from(wire).map_err(|_| {
+        Refusal::new(
+            ErrorCode::INVALID_INPUT,
+            "a KEM prekey's key is not 1,184 bytes",
+        )
+    })
+}
+
+fn no_bundle() -> Refusal {
+    Refusal::new(ErrorCode::NOT_FOUND, "no such user, or no keys published")
+}
+
+/// The wire form of a bundle taken from the directory.
+fn prekey_bundle(bundle: &StoredBundle) -> PrekeyBundle<'_> {
+    PrekeyBundle {
+        username: &bundle.username,
+        identity_sig: Key32(bundle.identity_sig),
+        identity_dh: Key32(bundle.identity_dh),
+        signed_prekey: bundle.spk,
+        one_time_prekey: bundle.prekey,
     }
 }

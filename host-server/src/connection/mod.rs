@@ -378,6 +378,16 @@ impl Connection {
             Message::FetchDeviceBundle { username, device } => {
                 self.fetch_bundle(username, Some(device)).await
             }
+            Message::UploadKemPrekeys {
+                last_resort,
+                one_time,
+            } => {
+                let one_time: Vec<_> = one_time.iter().collect();
+                self.upload_kem_prekeys(last_resort, &one_time).await
+            }
+            Message::FetchKemBundle { username, device } => {
+                self.fetch_kem_bundle(username, device).await
+            }
             Message::RevokeDevice { device } => self.revoke_device(device).await,
             Message::SendLink { link_id, message } => self.send_link(link_id, message).await,
             Message::FetchLink { link_id } => self.fetch_link(link_id).await,

@@ -55,8 +55,8 @@ impl Connection {
     }
 
     /// Joins the hub, starts delivery (a device's session), and warns when the device's
-    /// one-time prekeys run low. Runs after the `Session` frame is queued, so nothing
-    /// delivered can overtake it.
+    /// one-time prekeys or one-time KEM prekeys run low. Runs after the `Session` frame is
+    /// queued, so nothing delivered can overtake it.
     pub(super) async fn start_session(&mut self, new: NewSession) {
         let NewSession {
             account,
@@ -93,16 +93,25 @@ impl Connection {
         let counted = self
             .shared
             .db
-            .call(move |s| -> Result<u32, StoreError> {
+            .call(move |s| -> Result<(u32, u32), StoreError> {
                 s.touch_device(account, device, now)?;
-                s.count_prekeys(account, device)
+                Ok((
+                    s.count_prekeys(account, device)?,
+                    s.count_kem_prekeys(account, device)?,
+                ))
             })
             .await;
         match counted {
-            Ok(remaining) if remaining < low => {
-                self.out.push(&Message::PrekeysLow { remaining });
+            Ok((prekeys, kem_prekeys)) => {
+                if prekeys < low {
+                    self.out.push(&Message::PrekeysLow { remaining: prekeys });
+                }
+                if kem_prekeys < low {
+                    self.out.push(&Message::KemPrekeysLow {
+                        remaining: kem_prekeys,
+                    });
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not count prekeys"),
         }
     }

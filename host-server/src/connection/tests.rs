@@ -100,6 +100,10 @@ async fn register(shared: &Arc<Shared>, name: &str) -> Peer {
         decode(&p.next().await),
         Message::PrekeysLow { remaining: 0 }
     ));
+    assert!(matches!(
+        decode(&p.next().await),
+        Message::KemPrekeysLow { remaining: 0 }
+    ));
     p
 }
 

@@ -16,7 +16,7 @@ mod postgres;
 mod sqlite;
 mod types;
 
-use proto_core::{OneTimePrekey, SignedPrekey};
+use proto_core::{KemPrekeyPublic, OneTimePrekey, SignedPrekey};
 
 pub use db::Db;
 pub use memory::MemoryStore;
@@ -24,7 +24,7 @@ pub use postgres::{PgLedger, PgStore, connect as pg_connect, create_database, dr
 pub use sqlite::SqliteStore;
 pub use types::{
     Account, AckOutcome, DeviceRecord, Invitation, Member, NewAccount, NewMessage, Receipt,
-    RoomEvent, RoomInfo, SessionInfo, StoredBundle, StoredMessage,
+    RoomEvent, RoomInfo, SessionInfo, StoredBundle, StoredKemBundle, StoredMessage,
 };
 
 /// An account's row id.
@@ -153,15 +153,15 @@ pub trait AccountStore {
     fn delete_account(&mut self, id: AccountId) -> Result<(), StoreError>;
 }
 
-/// The key directory: identity keys, signed and one-time prekeys.
+/// The key directory: identity keys, signed and one-time prekeys, KEM prekeys (PQXDH).
 pub trait KeyStore {
-    /// Replaces the identity keys; every device's signed and one-time prekeys are dropped with
-    /// them, and so are the direct messages queued for the account (encrypted to the old
-    /// identity, nobody can read them any more) and pending link messages. Every device is
-    /// revoked (at `now`) and the account gets one new device, the next id, which it returns:
-    /// a sender still naming an old one is refused (`STALE_DEVICES`). The old devices' room
-    /// cursors go; the new one's start, as [`add_device`](KeyStore::add_device)'s, past every
-    /// message stored.
+    /// Replaces the identity keys; every device's signed, one-time and KEM prekeys are dropped
+    /// with them (the old identity signed them), and so are the direct messages queued for the
+    /// account (encrypted to the old identity, nobody can read them any more) and pending link
+    /// messages. Every device is revoked (at `now`) and the account gets one new device, the
+    /// next id, which it returns: a sender still naming an old one is refused
+    /// (`STALE_DEVICES`). The old devices' room cursors go; the new one's start, as
+    /// [`add_device`](KeyStore::add_device)'s, past every message stored.
     fn set_identity(
         &mut self,
         id: AccountId,
@@ -179,11 +179,11 @@ pub trait KeyStore {
     /// cursor in each of the account's rooms starts past every message stored: it is not
     /// delivered what the rooms were sent before it was added.
     fn add_device(&mut self, id: AccountId, name: &str, now: u64) -> Result<u32, StoreError>;
-    /// Revokes an active device at `now`: its sessions, signed and one-time prekeys, its copies
-    /// of queued messages and its room cursors go (a direct message no device still holds goes
-    /// with them; a room message only it was missing, at the next [`QueueStore::sweep`]). The
-    /// primary device moves to the lowest active one if it was this one. `false` if the
-    /// account has no such active device.
+    /// Revokes an active device at `now`: its sessions, signed, one-time and KEM prekeys, its
+    /// copies of queued messages and its room cursors go (a direct message no device still
+    /// holds goes with them; a room message only it was missing, at the next
+    /// [`QueueStore::sweep`]). The primary device moves to the lowest active one if it was
+    /// this one. `false` if the account has no such active device.
     fn revoke_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<bool, StoreError>;
     /// The account's devices, the most recent first, at most `limit`.
     fn devices(&mut self, id: AccountId, limit: usize) -> Result<Vec<DeviceRecord>, StoreError>;
@@ -216,6 +216,59 @@ pub trait KeyStore {
         device: Option<u32>,
         one_time: bool,
     ) -> Result<Option<StoredBundle>, StoreError>;
+    /// One-time KEM prekeys held for a device.
+    fn count_kem_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError>;
+    /// The ids of every KEM prekey held for a device, its one-time ones and its last-resort
+    /// one, in no particular order (an upload must not reuse one).
+    fn kem_prekey_ids(&mut self, id: AccountId, device: u32) -> Result<Vec<u32>, StoreError>;
+    /// Adds one-time KEM prekeys for an active device (a one-time id already held is
+    /// replaced; the caller keeps ids apart from the last-resort one's). Signatures are checked
+    /// before they get here.
+    fn add_kem_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[KemPrekeyPublic],
+    ) -> Result<(), StoreError>;
+    /// Replaces an active device's last-resort KEM prekey.
+    fn set_last_resort_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekey: &KemPrekeyPublic,
+    ) -> Result<(), StoreError>;
+    /// Hands out one KEM prekey of a device: with `one_time`, its one-time one of the lowest
+    /// id, removed as it is handed out; without, or when none is left, its last-resort one
+    /// (which stays); `None` if it has neither. The caller has checked that the device is
+    /// active (it took the device's bundle in the same job).
+    fn take_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        one_time: bool,
+    ) -> Result<Option<KemPrekeyPublic>, StoreError>;
+
+    /// Takes a post-quantum bundle (`FetchKemBundle`): the device's X3DH bundle exactly as
+    /// [`take_bundle`](KeyStore::take_bundle) takes it and, in the same job, one of its KEM
+    /// prekeys as [`take_kem_prekey`](KeyStore::take_kem_prekey) hands it out, at the same
+    /// pace (`one_time`). `None` as `take_bundle`.
+    fn take_kem_bundle(
+        &mut self,
+        username: &str,
+        device: u32,
+        one_time: bool,
+    ) -> Result<Option<StoredKemBundle>, StoreError> {
+        let Some(bundle) = self.take_bundle(username, Some(device), one_time)? else {
+            return Ok(None);
+        };
+        let kem_prekey = self.take_kem_prekey(bundle.owner, bundle.device, one_time)?;
+        let kem_remaining = self.count_kem_prekeys(bundle.owner, bundle.device)?;
+        Ok(Some(StoredKemBundle {
+            bundle,
+            kem_prekey,
+            kem_remaining,
+        }))
+    }
 }
 
 /// Store-and-forward: queued ciphertext, receipts and kept membership changes.
@@ -340,6 +393,16 @@ pub trait RoomStore {
         version: u64,
         roster: &[u8],
     ) -> Result<bool, StoreError>;
+}
+
+/// A KEM prekey from its stored columns (id, key, signature), which a backend wrote from a
+/// valid one: anything else is corruption.
+fn kem_prekey(id: i64, key: &[u8], signature: &[u8]) -> Result<KemPrekeyPublic, StoreError> {
+    let id = u32::try_from(id).map_err(|_| StoreError::Corrupt("KEM prekey id"))?;
+    let signature = <&[u8; 64]>::try_from(signature)
+        .map_err(|_| StoreError::Corrupt("signature is not 64 bytes"))?;
+    KemPrekeyPublic::from_parts(id, key, signature)
+        .map_err(|_| StoreError::Corrupt("KEM key is not 1,184 bytes"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One behavioural test run against both backends: whatever SQLite does, memory does too.
 
-use proto_core::{Key32, OneTimePrekey, Sig64, SignedPrekey};
+use proto_core::{KEM_PUBLIC_KEY_LEN, KemPrekeyPublic, Key32, OneTimePrekey, Sig64, SignedPrekey};
 
 use super::*;
 use std::io::Write as _;
@@ -489,6 +489,135 @@ fn exercise_linked_devices(s: &mut dyn Store) {
     assert_eq!(s.active_devices(b).unwrap(), [1], "bob's are his own");
 }
 
+/// A KEM prekey with id `id`, key and signature filled with `fill` (the store checks neither).
+fn kem(id: u32, fill: u8) -> KemPrekeyPublic {
+    KemPrekeyPublic {
+        id,
+        public: [fill; KEM_PUBLIC_KEY_LEN],
+        signature: [fill ^ 0xff; 64],
+    }
+}
+
+/// KEM prekeys (PQXDH): per device, one-time ones handed out once each (lowest id first) with
+/// the X3DH bundle, then the last-resort one again and again; the pace decides as for one-time
+/// prekeys; revocation, starting over and deleting the account take them.
+fn exercise_kem_prekeys(s: &mut dyn Store) {
+    let a = s.create_account(&account("alice", 2, 100)).unwrap();
+    let b = s.create_account(&account("bob", 0, 100)).unwrap();
+    s.confirm_account(a).unwrap();
+    s.confirm_account(b).unwrap();
+    let spk = SignedPrekey {
+        id: 7,
+        key: Key32([2; 32]),
+        signature: Sig64([2; 64]),
+    };
+    let second = s.add_device(a, "phone", 110).unwrap();
+    s.set_signed_prekey(a, second, &spk).unwrap();
+    let ids = |s: &mut dyn Store, device| {
+        let mut ids = s.kem_prekey_ids(a, device).unwrap();
+        ids.sort_unstable();
+        ids
+    };
+
+    // Nothing published: the X3DH bundle, taken as FetchDeviceBundle takes it, and no KEM prekey.
+    let t = s.take_kem_bundle("alice", 1, true).unwrap().unwrap();
+    assert_eq!((t.bundle.owner, t.bundle.device), (a, 1));
+    assert_eq!(t.bundle.prekey.map(|p| p.id), Some(10));
+    assert_eq!((t.kem_prekey, t.kem_remaining), (None, 0));
+    assert!(ids(s, 1).is_empty());
+
+    // Each device its own: a last-resort one and one-time ones.
+    s.set_last_resort_kem_prekey(a, 1, &kem(1000, 0xa0))
+        .unwrap();
+    s.add_kem_prekeys(a, 1, &[kem(3, 3), kem(1, 1), kem(2, 2)])
+        .unwrap();
+    s.set_last_resort_kem_prekey(a, second, &kem(2000, 0xb0))
+        .unwrap();
+    s.add_kem_prekeys(a, second, &[kem(1, 0x21)]).unwrap();
+    assert_eq!(s.count_kem_prekeys(a, 1).unwrap(), 3);
+    assert_eq!(s.count_kem_prekeys(a, second).unwrap(), 1);
+    assert_eq!(ids(s, 1), [1, 2, 3, 1000]);
+    assert_eq!(ids(s, second), [1, 2000]);
+
+    // Past the pace: the last-resort one, and neither kind of one-time prekey goes.
+    let t = s.take_kem_bundle("alice", 1, false).unwrap().unwrap();
+    assert_eq!(t.kem_prekey, Some(kem(1000, 0xa0)));
+    assert_eq!(t.kem_remaining, 3);
+    assert_eq!((t.bundle.prekey, t.bundle.remaining), (None, 1));
+
+    // Each one-time KEM prekey once, lowest id first, then the last-resort one, again and again.
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let t = s.take_kem_bundle("alice", 1, true).unwrap().unwrap();
+        let k = t.kem_prekey.unwrap();
+        assert_eq!(k, kem(k.id, if k.id == 1000 { 0xa0 } else { k.id as u8 }));
+        got.push((k.id, t.kem_remaining, t.bundle.prekey.map(|p| p.id)));
+    }
+    assert_eq!(
+        got,
+        [
+            (1, 2, Some(11)),
+            (2, 1, None),
+            (3, 0, None),
+            (1000, 0, None),
+            (1000, 0, None)
+        ]
+    );
+    assert_eq!(ids(s, 1), [1000], "the last-resort one stays");
+
+    // The other device's were not touched; another account has none.
+    assert_eq!(ids(s, second), [1, 2000]);
+    let t = s.take_kem_bundle("alice", second, true).unwrap().unwrap();
+    assert_eq!(
+        (t.bundle.device, t.kem_prekey),
+        (second, Some(kem(1, 0x21)))
+    );
+    let t = s.take_kem_bundle("bob", 1, true).unwrap().unwrap();
+    assert_eq!((t.kem_prekey, t.kem_remaining), (None, 0));
+    assert!(s.take_kem_bundle("nobody", 1, true).unwrap().is_none());
+    assert!(s.take_kem_bundle("alice", 9, true).unwrap().is_none());
+
+    // A new last-resort one replaces the old.
+    s.set_last_resort_kem_prekey(a, 1, &kem(1001, 0xa1))
+        .unwrap();
+    assert_eq!(ids(s, 1), [1001]);
+    let t = s.take_kem_bundle("alice", 1, true).unwrap().unwrap();
+    assert_eq!(t.kem_prekey, Some(kem(1001, 0xa1)));
+
+    // Revoking a device takes its KEM prekeys; a revoked device is given none.
+    s.add_kem_prekeys(a, second, &[kem(5, 5)]).unwrap();
+    assert!(s.revoke_device(a, second, 600).unwrap());
+    assert!(ids(s, second).is_empty());
+    assert_eq!(s.count_kem_prekeys(a, second).unwrap(), 0);
+    assert_eq!(s.take_kem_prekey(a, second, true).unwrap(), None);
+    s.add_kem_prekeys(a, second, &[kem(6, 6)]).unwrap();
+    s.set_last_resort_kem_prekey(a, second, &kem(2001, 0xb1))
+        .unwrap();
+    assert!(ids(s, second).is_empty(), "stored for a revoked device");
+    assert_eq!(ids(s, 1), [1001], "device 1's stay");
+
+    // Starting over takes every device's (signed by the old identity).
+    s.add_kem_prekeys(a, 1, &[kem(7, 7)]).unwrap();
+    let fresh = s.set_identity(a, &[4; 32], &[4; 32], 700).unwrap();
+    assert!(ids(s, 1).is_empty());
+    assert!(ids(s, fresh).is_empty());
+    s.set_signed_prekey(a, fresh, &spk).unwrap();
+    s.set_last_resort_kem_prekey(a, fresh, &kem(9, 9)).unwrap();
+    s.add_kem_prekeys(a, fresh, &[kem(1, 1), kem(2, 2)])
+        .unwrap();
+    let t = s.take_kem_bundle("alice", fresh, true).unwrap().unwrap();
+    assert_eq!((t.kem_prekey, t.kem_remaining), (Some(kem(1, 1)), 1));
+
+    // Deleting an account takes its.
+    s.set_last_resort_kem_prekey(b, 1, &kem(1, 1)).unwrap();
+    s.add_kem_prekeys(b, 1, &[kem(2, 2)]).unwrap();
+    assert_eq!(s.count_kem_prekeys(b, 1).unwrap(), 1);
+    s.delete_account(b).unwrap();
+    assert_eq!(s.count_kem_prekeys(b, 1).unwrap(), 0);
+    assert!(s.kem_prekey_ids(b, 1).unwrap().is_empty());
+    assert_eq!(ids(s, fresh), [2, 9], "alice's new device keeps its");
+}
+
 /// Room messages per device: each of a member's devices is delivered them and acknowledges
 /// them on its own; a device added later, or a member joining later, is not sent what came
 /// before; the sender's other devices get it too, the sending one does not; a message stays
@@ -713,6 +842,30 @@ fn sqlite_store_links_devices() {
 }
 
 #[test]
+fn memory_store_hands_out_kem_prekeys() {
+    exercise_kem_prekeys(&mut MemoryStore::new());
+}
+
+#[test]
+fn sqlite_store_hands_out_kem_prekeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    exercise_kem_prekeys(&mut s);
+    // Nothing of the revoked, replaced or deleted devices is left behind: one one-time KEM
+    // prekey and one last-resort one, both of alice's new device.
+    let rows: (i64, i64) = s
+        .conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM device_kem_prekeys), \
+             (SELECT COUNT(*) FROM devices WHERE kem_id IS NOT NULL OR kem_key IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, (1, 1));
+}
+
+#[test]
 fn memory_store_delivers_room_messages_per_device() {
     exercise_room_devices(&mut MemoryStore::new());
 }
@@ -917,6 +1070,35 @@ fn sqlite_version_8_database_keeps_receipts() {
     );
 }
 
+/// A database of schema 9 (before KEM prekeys) opens at schema 10: its devices keep their
+/// signed prekeys and can publish KEM prekeys.
+#[test]
+fn sqlite_version_9_database_gains_kem_prekeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &sqlite::MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 9; \
+             INSERT INTO accounts (id, username, name, email, password_phc, totp_secret, confirmed, \
+               identity_sig, identity_dh, created_at) \
+             VALUES (1, 'alice', 'A', 'a@example.org', 'x', x'00', 1, zeroblob(32), zeroblob(32), 1); \
+             INSERT INTO devices (account_id, device_id, added_at, last_seen, spk_id, spk_key, \
+               spk_sig) VALUES (1, 1, 1, 1, 5, zeroblob(32), zeroblob(64));",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let t = s.take_kem_bundle("alice", 1, true).unwrap().unwrap();
+    assert_eq!((t.bundle.spk.id, t.kem_prekey), (5, None));
+    s.set_last_resort_kem_prekey(1, 1, &kem(3, 3)).unwrap();
+    let t = s.take_kem_bundle("alice", 1, true).unwrap().unwrap();
+    assert_eq!(t.kem_prekey, Some(kem(3, 3)));
+}
+
 /// A database of the previous schema (version 4, before device ids) opens: every account is on
 /// device 1, and starting over moves it to device 2.
 #[test]
@@ -1078,7 +1260,7 @@ fn postgres_store_behaves_and_migrates_once() {
         .query_one("SELECT version FROM sealroom_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let sync: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
     assert_eq!(sync, "on");
 }
@@ -1197,6 +1379,28 @@ fn postgres_store_links_devices() {
     };
     let mut s = PgStore::open(&db.params).unwrap();
     exercise_linked_devices(&mut s);
+}
+
+#[test]
+fn postgres_store_hands_out_kem_prekeys() {
+    let Some(db) = PgTestDb::create("postgres_store_hands_out_kem_prekeys") else {
+        return;
+    };
+    let mut s = PgStore::open(&db.params).unwrap();
+    exercise_kem_prekeys(&mut s);
+    let mut c = pg_connect(&db.params).unwrap();
+    let row = c
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM device_kem_prekeys), \
+             (SELECT COUNT(*) FROM devices WHERE kem_id IS NOT NULL OR kem_key IS NOT NULL)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (1, 1),
+        "nothing of the revoked, replaced or deleted devices is left behind"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The values the store keeps and hands back.
 
-use proto_core::{OneTimePrekey, RoomChange, SignedPrekey};
+use proto_core::{KemPrekeyPublic, OneTimePrekey, RoomChange, SignedPrekey};
 
 use super::{AccountId, RoomId};
 
@@ -90,6 +90,20 @@ pub struct StoredBundle {
     pub prekey: Option<OneTimePrekey>,
     /// One-time prekeys left after this one.
     pub remaining: u32,
+}
+
+/// A post-quantum bundle taken from the directory (PQXDH, PROTOCOL.md §4.8): the device's
+/// X3DH bundle, taken as [`KeyStore::take_bundle`](super::KeyStore::take_bundle) takes it, and
+/// one of its KEM prekeys (a one-time one is now gone).
+#[derive(Clone, Debug)]
+pub struct StoredKemBundle {
+    /// The X3DH part.
+    pub bundle: StoredBundle,
+    /// The KEM prekey handed out: a one-time one, else the last-resort one; `None` when the
+    /// device has neither that may be handed out.
+    pub kem_prekey: Option<KemPrekeyPublic>,
+    /// One-time KEM prekeys left after this one.
+    pub kem_remaining: u32,
 }
 
 /// A message to queue.

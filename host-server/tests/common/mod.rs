@@ -244,6 +244,7 @@ pub async fn recv_reply(c: &mut Client) -> Frame {
         let f = recv(c).await;
         match f.msg().unwrap() {
             Message::PrekeysLow { .. }
+            | Message::KemPrekeysLow { .. }
             | Message::Delivered { .. }
             | Message::RoomChanged { .. }
             | Message::Ping { .. } => {}

@@ -1,6 +1,6 @@
 //! The key directory in memory.
 
-use proto_core::{OneTimePrekey, SignedPrekey};
+use proto_core::{KemPrekeyPublic, OneTimePrekey, SignedPrekey};
 
 use super::MemoryStore;
 use crate::store::{AccountId, DeviceRecord, KeyStore, StoreError, StoredBundle};
@@ -32,6 +32,10 @@ impl KeyStore for MemoryStore {
         });
         self.spks.retain(|(account, _), _| *account != id);
         self.prekeys.retain(|(account, _), _| *account != id);
+        // Signed by the old identity.
+        self.kem_prekeys.retain(|(account, _), _| *account != id);
+        self.kem_last_resort
+            .retain(|(account, _), _| *account != id);
         // Encrypted to the old identity: nobody can read them any more.
         self.messages.retain(|_, m| m.recipient != Some(id));
         self.links.retain(|(account, _), _| *account != id);
@@ -89,6 +93,8 @@ impl KeyStore for MemoryStore {
         d.revoked_at = Some(now);
         self.spks.remove(&(id, device));
         self.prekeys.remove(&(id, device));
+        self.kem_prekeys.remove(&(id, device));
+        self.kem_last_resort.remove(&(id, device));
         self.sessions
             .retain(|_, (account, _, d)| *account != id || *d != Some(device));
         for room in self.rooms.values_mut() {
@@ -139,10 +145,7 @@ impl KeyStore for MemoryStore {
         device: u32,
         spk: &SignedPrekey,
     ) -> Result<(), StoreError> {
-        if self.devices.get(&id).is_some_and(|ds| {
-            ds.iter()
-                .any(|d| d.device_id == device && d.revoked_at.is_none())
-        }) {
+        if self.is_active(id, device) {
             self.spks.insert((id, device), *spk);
         }
         Ok(())
@@ -186,10 +189,7 @@ impl KeyStore for MemoryStore {
             return Ok(None);
         };
         let device = device.unwrap_or(a.device_id);
-        let active = self.devices.get(&a.id).is_some_and(|ds| {
-            ds.iter()
-                .any(|d| d.device_id == device && d.revoked_at.is_none())
-        });
+        let active = self.is_active(a.id, device);
         let Some(spk) = self.spks.get(&(a.id, device)).copied().filter(|_| active) else {
             return Ok(None);
         };
@@ -211,5 +211,66 @@ impl KeyStore for MemoryStore {
             prekey,
             remaining,
         }))
+    }
+
+    fn count_kem_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError> {
+        Ok(self
+            .kem_prekeys
+            .get(&(id, device))
+            .map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX)))
+    }
+
+    fn kem_prekey_ids(&mut self, id: AccountId, device: u32) -> Result<Vec<u32>, StoreError> {
+        let one_time = self
+            .kem_prekeys
+            .get(&(id, device))
+            .into_iter()
+            .flat_map(|p| p.keys());
+        let last_resort = self.kem_last_resort.get(&(id, device)).map(|p| &p.id);
+        Ok(one_time.chain(last_resort).copied().collect())
+    }
+
+    fn add_kem_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[KemPrekeyPublic],
+    ) -> Result<(), StoreError> {
+        if prekeys.is_empty() || !self.is_active(id, device) {
+            return Ok(());
+        }
+        let held = self.kem_prekeys.entry((id, device)).or_default();
+        for p in prekeys {
+            held.insert(p.id, p.clone());
+        }
+        Ok(())
+    }
+
+    fn set_last_resort_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekey: &KemPrekeyPublic,
+    ) -> Result<(), StoreError> {
+        if self.is_active(id, device) {
+            self.kem_last_resort.insert((id, device), prekey.clone());
+        }
+        Ok(())
+    }
+
+    fn take_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        one_time: bool,
+    ) -> Result<Option<KemPrekeyPublic>, StoreError> {
+        let taken = if one_time {
+            self.kem_prekeys
+                .get_mut(&(id, device))
+                .and_then(|held| held.pop_first().map(|(_, p)| p))
+        } else {
+            None
+        };
+        Ok(taken.or_else(|| self.kem_last_resort.get(&(id, device)).cloned()))
     }
 }

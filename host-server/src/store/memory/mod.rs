@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto_core::{OneTimePrekey, SignedPrekey};
+use proto_core::{KemPrekeyPublic, OneTimePrekey, SignedPrekey};
 
 use super::{Account, AccountId, Receipt, RoomEvent, RoomId, Store, StoreError};
 
@@ -56,6 +56,10 @@ pub struct MemoryStore {
     pub(super) prekeys: HashMap<(AccountId, u32), BTreeMap<u32, OneTimePrekey>>,
     /// Signed prekeys per `(account, device)`, of active devices only.
     pub(super) spks: HashMap<(AccountId, u32), SignedPrekey>,
+    /// One-time KEM prekeys per `(account, device)`, by id.
+    pub(super) kem_prekeys: HashMap<(AccountId, u32), BTreeMap<u32, KemPrekeyPublic>>,
+    /// Last-resort KEM prekeys per `(account, device)`, of active devices only.
+    pub(super) kem_last_resort: HashMap<(AccountId, u32), KemPrekeyPublic>,
     /// Link messages per `(account, link id)`: `(message, expires at)`.
     pub(super) links: HashMap<(AccountId, [u8; 16]), (Vec<u8>, u64)>,
     pub(super) messages: BTreeMap<u64, Msg>,
@@ -85,6 +89,14 @@ impl MemoryStore {
             .find(|d| d.device_id == device)
     }
 
+    /// Whether the account has this device, not revoked.
+    pub(super) fn is_active(&self, id: AccountId, device: u32) -> bool {
+        self.devices.get(&id).is_some_and(|ds| {
+            ds.iter()
+                .any(|d| d.device_id == device && d.revoked_at.is_none())
+        })
+    }
+
     /// The next device id of an account: past every id it has had.
     pub(super) fn next_device_id(&self, id: AccountId) -> Result<u32, StoreError> {
         let Some(a) = self.accounts.get(&id) else {
@@ -108,6 +120,9 @@ impl MemoryStore {
         self.sessions.retain(|_, (account, _, _)| *account != id);
         self.prekeys.retain(|(account, _), _| *account != id);
         self.spks.retain(|(account, _), _| *account != id);
+        self.kem_prekeys.retain(|(account, _), _| *account != id);
+        self.kem_last_resort
+            .retain(|(account, _), _| *account != id);
         self.links.retain(|(account, _), _| *account != id);
         self.messages.retain(|_, m| m.recipient != Some(id));
     }

@@ -1,9 +1,11 @@
 //! The key directory in PostgreSQL.
 
-use proto_core::{Key32, OneTimePrekey, Sig64, SignedPrekey};
+use proto_core::{KemPrekeyPublic, Key32, OneTimePrekey, Sig64, SignedPrekey};
 
 use super::{PgStore, key32, sig64, to_i64, to_u64};
-use crate::store::{AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle};
+use crate::store::{
+    AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle, kem_prekey,
+};
 
 impl PgStore {
     /// The next device id of an account: past every id it has had. Locks the account's row
@@ -53,7 +55,8 @@ impl KeyStore for PgStore {
         let now = to_i64(now);
         let device = self.next_device_id(id)?;
         self.exec(
-            "UPDATE devices SET revoked_at = $2, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+            "UPDATE devices SET revoked_at = $2, spk_id = NULL, spk_key = NULL, spk_sig = NULL, \
+             kem_id = NULL, kem_key = NULL, kem_sig = NULL \
              WHERE account_id = $1 AND revoked_at IS NULL",
             &[&id, &now],
         )?;
@@ -72,6 +75,11 @@ impl KeyStore for PgStore {
             &[&id, &i64::from(device), &now],
         )?;
         self.exec("DELETE FROM device_prekeys WHERE account_id = $1", &[&id])?;
+        // Signed by the old identity.
+        self.exec(
+            "DELETE FROM device_kem_prekeys WHERE account_id = $1",
+            &[&id],
+        )?;
         // Encrypted to the old identity: nobody can read them any more.
         self.exec("DELETE FROM messages WHERE recipient_id = $1", &[&id])?;
         self.exec("DELETE FROM links WHERE account_id = $1", &[&id])?;
@@ -121,7 +129,8 @@ impl KeyStore for PgStore {
     fn revoke_device(&mut self, id: AccountId, device: u32, now: u64) -> Result<bool, StoreError> {
         let device = i64::from(device);
         let n = self.exec(
-            "UPDATE devices SET revoked_at = $3, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+            "UPDATE devices SET revoked_at = $3, spk_id = NULL, spk_key = NULL, spk_sig = NULL, \
+             kem_id = NULL, kem_key = NULL, kem_sig = NULL \
              WHERE account_id = $1 AND device_id = $2 AND revoked_at IS NULL",
             &[&id, &device, &to_i64(now)],
         )?;
@@ -130,6 +139,10 @@ impl KeyStore for PgStore {
         }
         self.exec(
             "DELETE FROM device_prekeys WHERE account_id = $1 AND device_id = $2",
+            &[&id, &device],
+        )?;
+        self.exec(
+            "DELETE FROM device_kem_prekeys WHERE account_id = $1 AND device_id = $2",
             &[&id, &device],
         )?;
         self.exec(
@@ -301,5 +314,116 @@ impl KeyStore for PgStore {
             prekey,
             remaining,
         }))
+    }
+
+    fn count_kem_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError> {
+        let n: i64 = self
+            .row(
+                "SELECT COUNT(*) FROM device_kem_prekeys WHERE account_id = $1 AND device_id = $2",
+                &[&id, &i64::from(device)],
+            )?
+            .ok_or(StoreError::Corrupt("COUNT returned no row"))?
+            .try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn kem_prekey_ids(&mut self, id: AccountId, device: u32) -> Result<Vec<u32>, StoreError> {
+        let rows = self.rows(
+            "SELECT prekey_id FROM device_kem_prekeys WHERE account_id = $1 AND device_id = $2 \
+             UNION ALL SELECT kem_id FROM devices WHERE account_id = $1 AND device_id = $2 \
+             AND kem_id IS NOT NULL",
+            &[&id, &i64::from(device)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                u32::try_from(r.try_get::<_, i64>(0)?)
+                    .map_err(|_| StoreError::Corrupt("KEM prekey id"))
+            })
+            .collect()
+    }
+
+    fn add_kem_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[KemPrekeyPublic],
+    ) -> Result<(), StoreError> {
+        // Only for an active device: an upload racing the device's revocation stores nothing.
+        for p in prekeys {
+            self.exec(
+                "INSERT INTO device_kem_prekeys (account_id, device_id, prekey_id, key, signature) \
+                 SELECT $1, $2, $3, $4, $5 FROM devices \
+                 WHERE account_id = $1 AND device_id = $2 AND revoked_at IS NULL \
+                 ON CONFLICT (account_id, device_id, prekey_id) \
+                 DO UPDATE SET key = EXCLUDED.key, signature = EXCLUDED.signature",
+                &[
+                    &id,
+                    &i64::from(device),
+                    &i64::from(p.id),
+                    &&p.public[..],
+                    &&p.signature[..],
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_last_resort_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekey: &KemPrekeyPublic,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE devices SET kem_id = $3, kem_key = $4, kem_sig = $5 \
+             WHERE account_id = $1 AND device_id = $2 AND revoked_at IS NULL",
+            &[
+                &id,
+                &i64::from(device),
+                &i64::from(prekey.id),
+                &&prekey.public[..],
+                &&prekey.signature[..],
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn take_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        one_time: bool,
+    ) -> Result<Option<KemPrekeyPublic>, StoreError> {
+        let device = i64::from(device);
+        // As for one-time prekeys: one statement, SKIP LOCKED, so two nodes never hand out the
+        // same one-time KEM prekey and neither waits for the other.
+        let one = if one_time {
+            self.row(
+                "DELETE FROM device_kem_prekeys WHERE account_id = $1 AND device_id = $2 \
+                 AND prekey_id = (SELECT prekey_id FROM device_kem_prekeys \
+                  WHERE account_id = $1 AND device_id = $2 \
+                  ORDER BY prekey_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING prekey_id, key, signature",
+                &[&id, &device],
+            )?
+        } else {
+            None
+        };
+        let row = match one {
+            Some(row) => Some(row),
+            None => self.row(
+                "SELECT kem_id, kem_key, kem_sig FROM devices WHERE account_id = $1 \
+                 AND device_id = $2 AND revoked_at IS NULL AND kem_id IS NOT NULL",
+                &[&id, &device],
+            )?,
+        };
+        row.map(|r| {
+            kem_prekey(
+                r.try_get(0)?,
+                r.try_get::<_, &[u8]>(1)?,
+                r.try_get::<_, &[u8]>(2)?,
+            )
+        })
+        .transpose()
     }
 }

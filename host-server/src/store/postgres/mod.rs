@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_linked_devices.sql"),
     include_str!("migrations/0008_room_device_cursors.sql"),
     include_str!("migrations/0009_receipt_devices.sql"),
+    include_str!("migrations/0010_kem_prekeys.sql"),
 ];
 
 /// The advisory lock key serializing migrations across nodes starting together.

@@ -1,10 +1,12 @@
 //! The key directory in SQLite.
 
-use proto_core::{Key32, OneTimePrekey, Sig64, SignedPrekey};
+use proto_core::{KemPrekeyPublic, Key32, OneTimePrekey, Sig64, SignedPrekey};
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, key32, sig64, to_i64, to_u64};
-use crate::store::{AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle};
+use crate::store::{
+    AccountId, AccountStore, DeviceRecord, KeyStore, StoreError, StoredBundle, kem_prekey,
+};
 
 impl SqliteStore {
     /// The next device id of an account: past every id it has had.
@@ -47,7 +49,8 @@ impl KeyStore for SqliteStore {
         let device = self.next_device_id(id)?;
         self.conn
             .prepare_cached(
-                "UPDATE devices SET revoked_at = ?2, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+                "UPDATE devices SET revoked_at = ?2, spk_id = NULL, spk_key = NULL, spk_sig = NULL, \
+                 kem_id = NULL, kem_key = NULL, kem_sig = NULL \
                  WHERE account_id = ?1 AND revoked_at IS NULL",
             )?
             .execute(params![id, now])?;
@@ -63,6 +66,10 @@ impl KeyStore for SqliteStore {
             .execute(params![id, device, now])?;
         self.conn
             .prepare_cached("DELETE FROM device_prekeys WHERE account_id = ?1")?
+            .execute([id])?;
+        // Signed by the old identity.
+        self.conn
+            .prepare_cached("DELETE FROM device_kem_prekeys WHERE account_id = ?1")?
             .execute([id])?;
         // Encrypted to the old identity: nobody can read them any more.
         self.conn
@@ -121,7 +128,8 @@ impl KeyStore for SqliteStore {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE devices SET revoked_at = ?3, spk_id = NULL, spk_key = NULL, spk_sig = NULL \
+                "UPDATE devices SET revoked_at = ?3, spk_id = NULL, spk_key = NULL, spk_sig = NULL, \
+                 kem_id = NULL, kem_key = NULL, kem_sig = NULL \
                  WHERE account_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
             )?
             .execute(params![id, device, to_i64(now)])?;
@@ -130,6 +138,11 @@ impl KeyStore for SqliteStore {
         }
         self.conn
             .prepare_cached("DELETE FROM device_prekeys WHERE account_id = ?1 AND device_id = ?2")?
+            .execute(params![id, device])?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM device_kem_prekeys WHERE account_id = ?1 AND device_id = ?2",
+            )?
             .execute(params![id, device])?;
         self.conn
             .prepare_cached("DELETE FROM sessions WHERE account_id = ?1 AND device_id = ?2")?
@@ -318,4 +331,107 @@ impl KeyStore for SqliteStore {
             remaining,
         }))
     }
+
+    fn count_kem_prekeys(&mut self, id: AccountId, device: u32) -> Result<u32, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM device_kem_prekeys WHERE account_id = ?1 AND device_id = ?2",
+            )?
+            .query_row(params![id, device], |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn kem_prekey_ids(&mut self, id: AccountId, device: u32) -> Result<Vec<u32>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT prekey_id FROM device_kem_prekeys WHERE account_id = ?1 AND device_id = ?2 \
+             UNION ALL SELECT kem_id FROM devices WHERE account_id = ?1 AND device_id = ?2 \
+             AND kem_id IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![id, device], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(u32::try_from(row?).map_err(|_| StoreError::Corrupt("KEM prekey id"))?);
+        }
+        Ok(out)
+    }
+
+    fn add_kem_prekeys(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekeys: &[KemPrekeyPublic],
+    ) -> Result<(), StoreError> {
+        // Only for an active device: an upload racing the device's revocation stores nothing.
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO device_kem_prekeys \
+             (account_id, device_id, prekey_id, key, signature) \
+             SELECT ?1, ?2, ?3, ?4, ?5 FROM devices \
+             WHERE account_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+        )?;
+        for p in prekeys {
+            stmt.execute(params![id, device, p.id, &p.public[..], &p.signature[..]])?;
+        }
+        Ok(())
+    }
+
+    fn set_last_resort_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        prekey: &KemPrekeyPublic,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE devices SET kem_id = ?3, kem_key = ?4, kem_sig = ?5 \
+                 WHERE account_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![
+                id,
+                device,
+                prekey.id,
+                &prekey.public[..],
+                &prekey.signature[..]
+            ])?;
+        Ok(())
+    }
+
+    fn take_kem_prekey(
+        &mut self,
+        id: AccountId,
+        device: u32,
+        one_time: bool,
+    ) -> Result<Option<KemPrekeyPublic>, StoreError> {
+        // Inside the job's savepoint, as for one-time prekeys: no two fetches get the same one.
+        let one = if one_time {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM device_kem_prekeys WHERE account_id = ?1 AND device_id = ?2 AND \
+                     prekey_id = (SELECT MIN(prekey_id) FROM device_kem_prekeys \
+                     WHERE account_id = ?1 AND device_id = ?2) RETURNING prekey_id, key, signature",
+                )?
+                .query_row(params![id, device], kem_row)
+                .optional()?
+        } else {
+            None
+        };
+        let row = match one {
+            Some(row) => Some(row),
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT kem_id, kem_key, kem_sig FROM devices WHERE account_id = ?1 \
+                     AND device_id = ?2 AND revoked_at IS NULL AND kem_id IS NOT NULL",
+                )?
+                .query_row(params![id, device], kem_row)
+                .optional()?,
+        };
+        row.map(|(kem_id, key, sig)| kem_prekey(kem_id, &key, &sig))
+            .transpose()
+    }
+}
+
+/// A KEM prekey's id, key and signature, as selected.
+fn kem_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>, Vec<u8>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }

@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_linked_devices.sql"),
     include_str!("../migrations/0008_room_device_cursors.sql"),
     include_str!("../migrations/0009_receipt_devices.sql"),
+    include_str!("../migrations/0010_kem_prekeys.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the store has distinct statements
