@@ -417,16 +417,20 @@ export async function receiveDirect(client, from, device, body, at, sid) {
     const spkRec = client.profile.spks.find((k) => k.id === header.signed_prekey_id);
     if (!spkRec) return heal(client, from, device, at, sid, 'it names a signed prekey this device no longer has');
     const spk = SignedPrekeyPair.fromSecretKey(spkRec.id, fromHex(spkRec.secret), id);
+    // A first message naming keys this device does not hold cannot start a session. If a
+    // session with that device works, it is not broken for it (the server can forge such a
+    // message): shown as unreadable only. Otherwise the session is reset.
+    const refuse = (/** @type {string} */ why) => (hadSession ? undecryptable(client, `@${from}`, from, at, sid, why) : heal(client, from, device, at, sid, why));
     let opk = null;
     if (header.one_time_prekey_id !== null) {
       const secret = client.profile.opks[header.one_time_prekey_id];
-      if (!secret) return heal(client, from, device, at, sid, 'it uses a one-time prekey already used');
+      if (!secret) return refuse('it uses a one-time prekey already used');
       opk = new OneTimePrekeyPair(header.one_time_prekey_id, fromHex(secret));
     }
     // PQXDH: the KEM prekey it names, a one-time one (deleted once this message decrypted)
     // or a last-resort one (kept until replaced).
     const kem = env.kind === 'PqPrekey' ? client.kemPrekey(env.kem.kem_id) : null;
-    if (env.kind === 'PqPrekey' && !kem) return heal(client, from, device, at, sid, 'it names a post-quantum (KEM) prekey this device does not have (used already, or replaced)');
+    if (env.kind === 'PqPrekey' && !kem) return refuse('it names a post-quantum (KEM) prekey this device does not have (used already, or replaced)');
     try {
       const s = env.kind === 'PqPrekey' && kem
         ? Session.respondPqxdh(id, spk, opk, kem.pair, header, env.kem)

@@ -1550,3 +1550,33 @@ test('a session begun with X3DH by an older client (0x01 bodies) is still read a
   await settle([bob]);
   assert.deepEqual(texts(bob, '@alice'), ['from an older client', 'hello old friend', 'and on']);
 });
+
+test('PQXDH: a forged first message naming a KEM prekey this device does not hold, beside a working session, is unreadable and breaks nothing', async () => {
+  const server = new FakeServer();
+  const alice = await newClient(server, 'alice');
+  const bob = await newClient(server, 'bob');
+  await alice.sendText('@bob', 'one');
+  const first = server.last;
+  await settle([alice, bob]);
+  await bob.sendText('@alice', 'two');
+  await settle([alice, bob]);
+  const session = bob.profile.contacts.alice.devices[1].session;
+  // The server makes a "first message" of its own: another base key, no one-time prekey, a
+  // KEM prekey id bob never had, a ratchet message that does not open in the session.
+  const body = first.body.slice();
+  body[1 + 65] ^= 1;
+  body.fill(0, 1 + 101, 1 + 106);
+  body.set([0xde, 0xad, 0xbe, 0xef], 107);
+  body.set([0, 0, 0, 5], 1199 + 36);
+  bob.handlePush({ ...first, server_id: 950n, body });
+  await settle([alice, bob]);
+  const last = bob.messages('@alice').at(-1);
+  assert.equal(last.state, 'undecryptable');
+  assert.match(last.text, /post-quantum \(KEM\) prekey this device does not have/);
+  assert.doesNotMatch(last.text, /session is being reset/);
+  assert.equal(bob.profile.contacts.alice.devices[1].session, session, 'the working session is kept');
+  assert.ok(!alice.notices.some((n) => /could not decrypt/.test(n)), 'no reset was asked');
+  await alice.sendText('@bob', 'still here');
+  await settle([alice, bob]);
+  assert.equal(texts(bob, '@alice').at(-1), 'still here');
+});
