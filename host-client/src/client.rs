@@ -18,7 +18,7 @@ use std::fs::File;
 use std::time::Instant;
 
 use cert_pin::Pin;
-use proto_core::{ErrorCode, Key32, Message};
+use proto_core::{ErrorCode, KemPrekeyPublic, Key32, Message};
 
 use crate::cli::Global;
 use crate::exit::{Exit, Failure, fail};
@@ -332,7 +332,91 @@ impl Client {
         } else if !known || !upgraded.is_empty() {
             self.save()?;
         }
-        Ok(())
+        self.ensure_kem_prekeys(device).await
+    }
+
+    /// Publishes this device's KEM prekeys (PQXDH, PROTOCOL.md §4.8) unless they already are,
+    /// for this device: a new last-resort one and a batch of one-time ones. Without them no
+    /// contact can start a session with this device (there is no classical fallback).
+    pub(crate) async fn ensure_kem_prekeys(&mut self, device: u32) -> anyhow::Result<()> {
+        if self.profile.kem_device == Some(device) && self.profile.kem_last_resort.is_some() {
+            return Ok(());
+        }
+        let last = self.profile.make_kem_last_resort(device)?;
+        // One-time keys signed for another device id (starting over gives a new one) are
+        // useless: they go, and a full batch is made for this one. Held ones not yet known to
+        // be published (an upload whose end this keystore never saw) are kept: the server may
+        // hand them out.
+        if self.profile.kem_device.is_some_and(|d| d != device) {
+            self.profile.kem_one_time.clear();
+        }
+        let fresh = self
+            .profile
+            .add_kem_one_time(device, crate::profile::KEM_PREKEY_BATCH)?;
+        // Saved before publishing, so the secret of a published key is never lost.
+        self.save()?;
+        let wire: Vec<_> = fresh.iter().map(KemPrekeyPublic::to_wire).collect();
+        let upload = Message::UploadKemPrekeys {
+            last_resort: Some(last.to_wire()),
+            one_time: proto_core::List::from_items(&wire),
+        };
+        let quota_full = self.upload_kem(&upload).await?;
+        if quota_full {
+            // The server still holds one-time KEM prekeys from an upload whose end this keystore
+            // never saw: publish the last-resort one alone, keep the secrets made.
+            let only_last = Message::UploadKemPrekeys {
+                last_resort: Some(last.to_wire()),
+                one_time: proto_core::List::empty(),
+            };
+            self.link.request(&only_last, expect_ok).await?;
+        }
+        self.profile.kem_device = Some(device);
+        self.save()
+    }
+
+    /// Sends an `UploadKemPrekeys`; `true` when the server holds as many as it keeps.
+    async fn upload_kem(&mut self, upload: &Message<'_>) -> anyhow::Result<bool> {
+        self.link
+            .request(upload, |reply| match reply {
+                Message::Error {
+                    code: ErrorCode::QUOTA_FULL,
+                    ..
+                } => Ok(true),
+                other => expect_ok(other).map(|()| false),
+            })
+            .await
+    }
+
+    /// Uploads fresh one-time KEM prekeys up to [`KEM_PREKEY_BATCH`](crate::profile::KEM_PREKEY_BATCH)
+    /// (saved first); returns how many.
+    pub(crate) async fn refill_kem_prekeys(&mut self, remaining: u32) -> anyhow::Result<u32> {
+        let Some(device) = self.profile.device_id else {
+            return Ok(0);
+        };
+        if self.profile.kem_device != Some(device) {
+            self.ensure_kem_prekeys(device).await?;
+            return Ok(crate::profile::KEM_PREKEY_BATCH);
+        }
+        let want = crate::profile::KEM_PREKEY_BATCH
+            .saturating_sub(remaining.min(crate::profile::KEM_PREKEY_BATCH));
+        if want == 0 {
+            return Ok(0);
+        }
+        let fresh = self.profile.add_kem_one_time(device, want)?;
+        self.save()?;
+        let wire: Vec<_> = fresh.iter().map(KemPrekeyPublic::to_wire).collect();
+        let upload = Message::UploadKemPrekeys {
+            last_resort: None,
+            one_time: proto_core::List::from_items(&wire),
+        };
+        if self.upload_kem(&upload).await? {
+            for k in &fresh {
+                self.profile.kem_one_time.remove(&k.id);
+            }
+            self.save()?;
+            return Ok(0);
+        }
+        Ok(want)
     }
 
     /// Connects again (same pin or CA) and resumes the session, after the link was lost.
@@ -477,6 +561,15 @@ impl Client {
             Push::PrekeysLow { remaining } => {
                 self.refill_prekeys(remaining).await?;
             }
+            Push::KemPrekeysLow { remaining } => {
+                // Refused keys (a server that no longer takes this device's identity) are said,
+                // not fatal: what else arrived is still handled.
+                if let Err(e) = self.refill_kem_prekeys(remaining).await {
+                    notices.push(Notice::Warning(format!(
+                        "could not publish post-quantum prekeys: {e:#}"
+                    )));
+                }
+            }
         }
         Ok(notices)
     }
@@ -582,6 +675,19 @@ impl Client {
             prekey: crate::profile::wire_signed_prekey(&spk),
         };
         self.link.request(&publish, expect_ok).await?;
+        // The last-resort KEM prekey is replaced with it, so that one KEM key does not serve
+        // sessions for longer than a signed prekey does.
+        if let Some(device) = self.profile.device_id
+            && self.profile.kem_device == Some(device)
+        {
+            let last = self.profile.make_kem_last_resort(device)?;
+            self.save()?;
+            let upload = Message::UploadKemPrekeys {
+                last_resort: Some(last.to_wire()),
+                one_time: proto_core::List::empty(),
+            };
+            self.link.request(&upload, expect_ok).await?;
+        }
         Ok(spk.id)
     }
 

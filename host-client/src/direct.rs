@@ -19,7 +19,8 @@
 use proto_core::limits::MAX_BODY;
 use proto_core::{
     Content, DecryptError, DeviceBody, Envelope, ErrorCode, IdentityPublicKey, KEM_HEADER_LEN,
-    List, Message, PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, X3dhError,
+    KemPrekeyPublic, List, Message, PREKEY_HEADER_LEN, PqxdhError, RATCHET_OVERHEAD, RemoteBundle,
+    Session,
 };
 use zeroize::Zeroizing;
 
@@ -150,17 +151,31 @@ impl Client {
         Ok(devices)
     }
 
-    /// Fetches the prekey bundle of one of `user`'s devices; checks their identity key.
-    async fn fetch_device_bundle(
+    /// Fetches the post-quantum bundle of one of `user`'s devices (`FetchKemBundle`); checks
+    /// their identity key. The KEM prekey is `Err` when the bundle has none usable (the caller
+    /// refuses: there is no classical fallback).
+    async fn fetch_kem_bundle(
         &mut self,
         user: &str,
         device: u32,
-    ) -> anyhow::Result<RemoteBundle> {
-        let fetch = Message::FetchDeviceBundle {
+    ) -> anyhow::Result<(RemoteBundle, Result<KemPrekeyPublic, PqxdhError>)> {
+        let fetch = Message::FetchKemBundle {
             username: user,
             device,
         };
-        self.request_bundle(user, &fetch).await
+        let (bundle, kem) = self
+            .link
+            .request(&fetch, |reply| match reply {
+                Message::KemBundle { bundle, kem_prekey } => Ok((
+                    RemoteBundle::from(&bundle),
+                    KemPrekeyPublic::from_bundle(kem_prekey.as_ref()),
+                )),
+                Message::Error { code, text } => Err(refusal(code, text)),
+                other => fail(Exit::Failure, format!("unexpected reply: {}", other.name())),
+            })
+            .await?;
+        self.observe_identity(user, &bundle.identity)?;
+        Ok((bundle, kem))
     }
 
     /// Fetches `user`'s prekey bundle; records or checks their identity key.
@@ -251,10 +266,10 @@ impl Client {
         Ok(all.into_iter().filter(|d| Some(*d) != this).collect())
     }
 
-    /// Our session with one of `user`'s devices, starting one (X3DH) if there is none that can
-    /// send. The device's signed prekey must be signed for it by `user`'s identity (v2); a v1
-    /// prekey (a client from before devices) is taken only when it is their one device (`only`).
-    /// Returns the session and whether it is one from before device ids.
+    /// Our session with one of `user`'s devices, starting one (PQXDH) if there is none that can
+    /// send. The device's signed prekey and KEM prekey must be signed for it by `user`'s
+    /// identity. A session from before device ids is used only when it is their one device
+    /// (`only`). Returns the session and whether it is one from before device ids.
     async fn sending_session(
         &mut self,
         user: &str,
@@ -278,22 +293,28 @@ impl Client {
         if let Some(s) = legacy {
             return Ok((s, true));
         }
-        let bundle = self.fetch_device_bundle(user, device).await?;
+        // A new session is always PQXDH (PROTOCOL.md §4.8): a device without a valid KEM prekey,
+        // or with keys not signed for it, is refused, never reached by classical X3DH.
+        let (bundle, kem) = self.fetch_kem_bundle(user, device).await?;
         let identity = self.profile.identity()?;
-        let mut rng = crate::rng::os();
-        let started = match Session::initiate_for_device(&mut rng, &identity, &bundle, device) {
-            Err(X3dhError::BadPrekeySignature) if only => {
-                Session::initiate(&mut rng, &identity, &bundle)
-            }
-            other => other,
-        };
-        let (session, _) = started.map_err(|e| {
+        let started = kem.and_then(|kem| {
+            Session::initiate_pqxdh(&mut crate::rng::os(), &identity, &bundle, device, &kem)
+        });
+        let (session, _, _) = started.map_err(|e| {
+            let why = match e {
+                PqxdhError::MissingKemPrekey | PqxdhError::KemKeyLength => {
+                    "it has published no post-quantum prekey (its app must be updated); \
+                     Sealroom never falls back to a classical key exchange"
+                        .to_owned()
+                }
+                PqxdhError::BadPrekeySignature | PqxdhError::BadKemPrekeySignature => {
+                    format!("its published keys are not signed by {user}'s identity for it")
+                }
+                _ => "its published keys are not valid".to_owned(),
+            };
             Failure::new(
                 Exit::Refused,
-                format!(
-                    "cannot start a session with {user}'s device {device}: {e}; its published \
-                     keys are not signed by {user}'s identity for it"
-                ),
+                format!("cannot start a session with {user}'s device {device}: {e}; {why}"),
             )
         })?;
         Ok((session, false))
@@ -543,8 +564,10 @@ impl Client {
             }
         }
         if outcome.is_err()
-            && let Envelope::Prekey { header, .. } = envelope
+            && let Some(&header) = envelope.prekey_header()
         {
+            // PQXDH (0x03) or, from a session begun before PQXDH, X3DH (0x01).
+            let kem = envelope.kem_header();
             // A first message whose base key we already took in is a copy (the server
             // replaying it): it must neither re-install the session it started nor, its
             // one-time prekey gone, force a reset. Dropped, and acknowledged like a duplicate.
@@ -570,23 +593,50 @@ impl Client {
                 notices.push(self.heal(from, device, sent_at, server_id, text));
                 return Ok(notices);
             };
+            // A first message naming keys this device does not hold cannot start a session. If
+            // a session with `from` works, it is not broken for it (the server can forge such
+            // a message): shown as unreadable only. Otherwise the session is reset.
             let opk = match header.one_time_prekey_id {
                 Some(id) => match self.profile.one_time_prekey(id) {
                     Some(k) => Some(k),
                     None => {
                         let text = "it uses a one-time prekey already used";
-                        notices.push(self.heal(from, device, sent_at, server_id, text));
+                        notices.push(if had_session {
+                            self.undecryptable(from, sent_at, server_id, text)
+                        } else {
+                            self.heal(from, device, sent_at, server_id, text)
+                        });
                         return Ok(notices);
                     }
                 },
                 None => None,
             };
-            match Session::respond(&identity, &spk, opk.as_ref(), &header) {
+            let responded = match &kem {
+                Some(kem) => {
+                    let Some(kem_prekey) = self.profile.kem_prekey(kem.kem_id) else {
+                        let text = "it names a post-quantum prekey this device does not have";
+                        notices.push(if had_session {
+                            self.undecryptable(from, sent_at, server_id, text)
+                        } else {
+                            self.heal(from, device, sent_at, server_id, text)
+                        });
+                        return Ok(notices);
+                    };
+                    Session::respond_pqxdh(&identity, &spk, opk.as_ref(), &kem_prekey, &header, kem)
+                        .map_err(|_| ())
+                }
+                None => Session::respond(&identity, &spk, opk.as_ref(), &header).map_err(|_| ()),
+            };
+            match responded {
                 Ok(mut s) => match s.decrypt(message, &mut plain) {
                     Ok(n) => {
                         outcome = Ok((n, s, Slot::Fresh));
                         if let Some(id) = header.one_time_prekey_id {
                             self.profile.one_time_prekeys.remove(&id);
+                        }
+                        // A one-time KEM prekey is used once; the last-resort one stays.
+                        if let Some(kem) = &kem {
+                            self.profile.kem_one_time.remove(&kem.kem_id);
                         }
                         // Only now, the message authenticated, is its identity key recorded
                         // (a changed key is flagged here, never on the word of bytes that did

@@ -423,6 +423,11 @@ pub(crate) enum Push {
         /// How many.
         remaining: u32,
     },
+    /// Few one-time KEM prekeys are left on the server (`KemPrekeysLow`).
+    KemPrekeysLow {
+        /// How many.
+        remaining: u32,
+    },
 }
 
 impl Push {
@@ -457,6 +462,7 @@ impl Push {
                 change,
             },
             Message::PrekeysLow { remaining } => Push::PrekeysLow { remaining },
+            Message::KemPrekeysLow { remaining } => Push::KemPrekeysLow { remaining },
             _ => return None,
         })
     }

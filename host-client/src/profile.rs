@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use proto_core::{
-    IdentityKeyPair, IdentityPublicKey, OneTimePrekeyPair, SignedPrekeyPair, SignedPrekeyPublic,
+    IdentityKeyPair, IdentityPublicKey, KemPrekeyPair, KemPrekeyPublic, OneTimePrekeyPair,
+    SignedPrekeyPair, SignedPrekeyPublic,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -19,6 +20,11 @@ pub(crate) const HISTORY_LIMIT: usize = 1_000;
 pub(crate) const SEEN_LIMIT: usize = 4_096;
 /// One-time prekeys published at registration and topped up to by `keys`.
 pub(crate) const PREKEY_BATCH: u32 = 100;
+
+/// One-time KEM prekeys (PQXDH) published with the last-resort one and topped up to on
+/// `KemPrekeysLow`. Each is 1,184 bytes on the server; at most
+/// [`MAX_KEM_PREKEYS_PER_UPLOAD`](proto_core::limits::MAX_KEM_PREKEYS_PER_UPLOAD) go per upload.
+pub(crate) const KEM_PREKEY_BATCH: u32 = 20;
 
 /// The layout version of [`Profile`] this build writes and reads.
 pub(crate) const PROFILE_VERSION: u32 = 1;
@@ -74,6 +80,21 @@ pub(crate) struct Profile {
     /// v1 signature (keystores written before devices), replaced once the id is known.
     #[serde(default)]
     pub(crate) signed_prekey_device: Option<u32>,
+    /// The last-resort KEM prekey (PQXDH, PROTOCOL.md §4.8): hex of id || seed; absent in
+    /// keystores written before PQXDH (made at the next connection).
+    #[serde(default)]
+    pub(crate) kem_last_resort: Option<String>,
+    /// The last-resort KEM prekey before the current one, kept for first messages in flight
+    /// (as the previous signed prekey).
+    #[serde(default)]
+    pub(crate) kem_previous_last_resort: Option<String>,
+    /// One-time KEM prekey secrets by id (hex of id || seed).
+    #[serde(default)]
+    pub(crate) kem_one_time: BTreeMap<u32, String>,
+    /// The device the published KEM prekeys are signed for; `None` until they are uploaded
+    /// (then they are made and uploaded at the next connection).
+    #[serde(default)]
+    pub(crate) kem_device: Option<u32>,
 }
 
 /// How many room keys and room messages are held for unverified contacts (the oldest go first).
@@ -322,6 +343,10 @@ impl Profile {
             held: VecDeque::new(),
             device_id: None,
             signed_prekey_device: None,
+            kem_last_resort: None,
+            kem_previous_last_resort: None,
+            kem_one_time: BTreeMap::new(),
+            kem_device: None,
         };
         profile.add_one_time_prekeys(PREKEY_BATCH);
         profile
@@ -438,6 +463,54 @@ impl Profile {
             out.push(wire_one_time_prekey(&k));
         }
         out
+    }
+
+    /// The KEM prekey with this id: the last-resort one (current or previous) or a one-time
+    /// one still held.
+    pub(crate) fn kem_prekey(&self, id: u32) -> Option<KemPrekeyPair> {
+        self.kem_last_resort
+            .iter()
+            .chain(&self.kem_previous_last_resort)
+            .chain(self.kem_one_time.get(&id))
+            .filter_map(|s| unhex::<{ KemPrekeyPair::SECRET_LEN }>(s))
+            .map(|b| KemPrekeyPair::from_secret_bytes(&b))
+            .find(|k| k.id() == id)
+    }
+
+    /// Makes a new last-resort KEM prekey, signed for `device`; the one held becomes the
+    /// previous one (the server replaces its copy when the new one is uploaded).
+    pub(crate) fn make_kem_last_resort(&mut self, device: u32) -> anyhow::Result<KemPrekeyPublic> {
+        let identity = self.identity()?;
+        let k = KemPrekeyPair::generate(&mut crate::rng::os(), self.take_prekey_id());
+        self.kem_previous_last_resort = self
+            .kem_last_resort
+            .replace(hex_secret(k.to_secret_bytes().as_ref()));
+        Ok(k.public_for_device(device, &identity))
+    }
+
+    /// Makes `count` one-time KEM prekeys signed for `device`; returns their public halves.
+    pub(crate) fn add_kem_one_time(
+        &mut self,
+        device: u32,
+        count: u32,
+    ) -> anyhow::Result<Vec<KemPrekeyPublic>> {
+        let identity = self.identity()?;
+        let mut rng = crate::rng::os();
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let k = KemPrekeyPair::generate(&mut rng, self.take_prekey_id());
+            self.kem_one_time
+                .insert(k.id(), hex_secret(k.to_secret_bytes().as_ref()));
+            out.push(k.public_for_device(device, &identity));
+        }
+        Ok(out)
+    }
+
+    /// The next prekey id (signed, one-time and KEM prekeys share the counter; never 0).
+    fn take_prekey_id(&mut self) -> u32 {
+        let id = self.next_prekey_id;
+        self.next_prekey_id = self.next_prekey_id.wrapping_add(1).max(1);
+        id
     }
 
     /// Replaces the signed prekey with a fresh one (the old one is kept as previous).
@@ -879,6 +952,60 @@ mod tests {
         let q: Profile = serde_json::from_value(v).unwrap();
         assert!(q.held.is_empty());
         assert!(q.contacts["bob"].base_keys.is_empty());
+    }
+
+    #[test]
+    fn kem_prekeys_are_made_signed_for_the_device_and_found_by_id() {
+        let mut p = Profile::generate("s", "alice", 0);
+        // A keystore written before PQXDH has none of the KEM fields.
+        let mut v = serde_json::to_value(&p).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for field in [
+            "kem_last_resort",
+            "kem_previous_last_resort",
+            "kem_one_time",
+            "kem_device",
+        ] {
+            o.remove(field).unwrap();
+        }
+        let old: Profile = serde_json::from_value(v).unwrap();
+        assert!(old.kem_last_resort.is_none() && old.kem_one_time.is_empty());
+        assert_eq!(old.kem_device, None);
+
+        let signing = p.identity_public().unwrap().signing;
+        let last = p.make_kem_last_resort(4).unwrap();
+        let one_time = p.add_kem_one_time(4, 3).unwrap();
+        last.verify_for_device(&signing, 4).unwrap();
+        assert!(last.verify_for_device(&signing, 5).is_err());
+        let mut ids: Vec<u32> = one_time.iter().map(|k| k.id).collect();
+        ids.push(last.id);
+        // Ids come from the one prekey counter: no KEM prekey shares an id with another
+        // prekey, and none is 0.
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 4);
+        assert!(!ids.contains(&0));
+        assert!(ids.iter().all(|id| !p.one_time_prekeys.contains_key(id)));
+        for k in one_time.iter().chain([&last]) {
+            k.verify_for_device(&signing, 4).unwrap();
+            let held = p.kem_prekey(k.id).unwrap();
+            assert_eq!(held.public_key(), k.public);
+        }
+        assert!(p.kem_prekey(0).is_none());
+        // A new last-resort key replaces the old one (the server replaces its copy too); the
+        // old one is kept for first messages in flight, the one before it goes.
+        let again = p.make_kem_last_resort(4).unwrap();
+        assert!(p.kem_prekey(last.id).is_some());
+        assert!(p.kem_prekey(again.id).is_some());
+        let third = p.make_kem_last_resort(4).unwrap();
+        assert!(p.kem_prekey(last.id).is_none());
+        assert!(p.kem_prekey(third.id).is_some());
+        // The secrets survive the keystore's JSON.
+        let q: Profile = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(
+            q.kem_prekey(one_time[0].id).unwrap().public_key(),
+            one_time[0].public
+        );
     }
 
     #[test]

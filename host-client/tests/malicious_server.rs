@@ -115,9 +115,10 @@ fn talk_and_keep_the_first_message(server: &TestServer, alice: &User, bob: &User
     let queued = queued_for(server, "bob");
     assert_eq!(queued.len(), 1, "{queued:?}");
     let first = queued[0].body.clone();
+    // A new session is PQXDH: the first body carries the KEM header (kind 0x03).
     assert!(matches!(
         Envelope::parse(&first),
-        Ok(Envelope::Prekey { .. })
+        Ok(Envelope::PqPrekey { .. })
     ));
     bob.expect_inbox(&["alice: first"]);
     bob.run(&["send", "@alice", "reply"]).ok();
@@ -188,7 +189,7 @@ fn a_replayed_first_message_without_a_one_time_prekey_reinstalls_nothing() {
     });
     assert!(taken > 0);
     let first = talk_and_keep_the_first_message(&server, &alice, &bob);
-    let Ok(Envelope::Prekey { header, .. }) = Envelope::parse(&first) else {
+    let Ok(Envelope::PqPrekey { header, .. }) = Envelope::parse(&first) else {
         panic!("not a prekey message");
     };
     assert_eq!(header.one_time_prekey_id, None);
@@ -220,7 +221,12 @@ fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
     let first = talk_and_keep_the_first_message(&server, &alice, &bob);
 
     // The server forges a first message "from alice" with a key of its own.
-    let Ok(Envelope::Prekey { header, message }) = Envelope::parse(&first) else {
+    let Ok(
+        envelope @ Envelope::PqPrekey {
+            header, message, ..
+        },
+    ) = Envelope::parse(&first)
+    else {
         panic!("not a prekey message");
     };
     let forged_header = PrekeyHeader {
@@ -232,8 +238,9 @@ fn a_forged_first_message_records_no_identity_and_breaks_no_session() {
         one_time_prekey_id: None,
         ..header
     };
-    let mut forged = vec![0u8; 1 + proto_core::PREKEY_HEADER_LEN];
-    let n = Envelope::emit_prefix(Some(&forged_header), None, &mut forged).unwrap();
+    let mut forged = vec![0u8; 1 + proto_core::PREKEY_HEADER_LEN + proto_core::KEM_HEADER_LEN];
+    let kem = envelope.kem_header();
+    let n = Envelope::emit_prefix(Some(&forged_header), kem.as_ref(), &mut forged).unwrap();
     forged.truncate(n);
     forged.extend_from_slice(message);
     inject(&server, "alice", "bob", forged);
@@ -783,6 +790,8 @@ fn a_device_the_server_adds_without_the_identity_signing_it_gets_nothing() {
             900, device, &[9; 32], &mallory,
         );
         s.set_signed_prekey(id, device, &wire(spk.public()))?;
+        let kem = proto_core::KemPrekeyPair::from_seed(901, &[10; 64]);
+        s.set_last_resort_kem_prekey(id, device, &kem.public_for_device(device, &mallory))?;
         Ok(device)
     });
     let r = alice.run(&["send", "@carol", "second"]);
@@ -967,4 +976,120 @@ fn a_revoked_devices_room_messages_are_refused_once_alice_sees_it_revoked() {
         texts.iter().any(|t| t.contains("could not decrypt")),
         "{texts:?}"
     );
+}
+
+/// Bob's KEM prekeys as the server stores them: dropped altogether, so his bundle carries none.
+fn drop_kem_prekeys(server: &TestServer, user: &str, device: u32) {
+    let db = rusqlite::Connection::open(server.dir.path().join("sealroom.db")).unwrap();
+    let account = format!("(SELECT id FROM accounts WHERE username = '{user}')");
+    db.execute(
+        &format!(
+            "UPDATE devices SET kem_id = NULL, kem_key = NULL, kem_sig = NULL \
+             WHERE device_id = {device} AND account_id = {account}"
+        ),
+        [],
+    )
+    .unwrap();
+    db.execute(
+        &format!(
+            "DELETE FROM device_kem_prekeys WHERE device_id = {device} AND account_id = {account}"
+        ),
+        [],
+    )
+    .unwrap();
+}
+
+/// Every new conversation starts with PQXDH: the first body carries the KEM header (1,092
+/// bytes after the prekey header), the server handed out one of Bob's one-time KEM prekeys, and
+/// Bob, having read the message, no longer holds that one (one use only).
+#[test]
+fn a_new_conversation_starts_with_pqxdh_and_spends_a_one_time_kem_prekey() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let held = |u: &User| {
+        u.run(&["--json", "status", "--offline"]).ok().json()["kem_prekeys_held"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = held(&bob);
+    assert!(before > 0, "bob published no one-time KEM prekeys");
+    alice.run(&["send", "@bob", "hello"]).ok();
+    let queued = queued_for(&server, "bob");
+    assert_eq!(queued.len(), 1);
+    let body = &queued[0].body;
+    assert_eq!(body[0], proto_core::ENVELOPE_PQ_PREKEY);
+    let Ok(envelope) = Envelope::parse(body) else {
+        panic!("not an envelope");
+    };
+    let kem = envelope.kem_header().expect("a KEM header");
+    assert_eq!(kem.to_bytes().len(), proto_core::KEM_HEADER_LEN);
+    bob.expect_inbox(&["alice: hello"]);
+    assert_eq!(
+        held(&bob),
+        before - 1,
+        "the used one-time KEM prekey is still held"
+    );
+    // Once Bob has replied, Alice sends plain ratchet bodies.
+    bob.run(&["send", "@alice", "hi"]).ok();
+    alice.expect_inbox(&["bob: hi"]);
+    alice.run(&["send", "@bob", "again"]).ok();
+    let queued = queued_for(&server, "bob");
+    assert_eq!(queued[0].body[0], proto_core::ENVELOPE_RATCHET);
+    bob.expect_inbox(&["alice: again"]);
+}
+
+/// The server drops Bob's KEM prekeys (his bundle comes without one): Alice's client refuses to
+/// start a session, says why, and stores nothing: there is no classical fallback. Then the
+/// server hands out the KEM prekey of Bob's other device as if it were this device's (signed
+/// by Bob's identity, but for device 2): refused the same way. Once Bob publishes them again
+/// (his next connection), Alice writes to him.
+#[test]
+fn a_bundle_without_a_valid_kem_prekey_is_refused_never_used_classically() {
+    let server = TestServer::start();
+    let mut alice = User::new("alice", &server);
+    let mut bob = User::new("bob", &server);
+    alice.register();
+    bob.register();
+    let phone = bob.link_device(&server, "phone", 1);
+
+    drop_kem_prekeys(&server, "bob", 1);
+    let r = alice.run(&["send", "@bob", "hello"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("no post-quantum prekey"), "{}", r.stderr);
+    assert!(
+        queued_for(&server, "bob").is_empty(),
+        "something was stored"
+    );
+
+    // Device 2's last-resort KEM prekey, handed out as device 1's.
+    let db = rusqlite::Connection::open(server.dir.path().join("sealroom.db")).unwrap();
+    db.execute(
+        "UPDATE devices SET (kem_id, kem_key, kem_sig) = \
+         (SELECT kem_id, kem_key, kem_sig FROM devices d2 WHERE d2.device_id = 2 \
+          AND d2.account_id = devices.account_id) \
+         WHERE device_id = 1 AND account_id = (SELECT id FROM accounts WHERE username = 'bob')",
+        [],
+    )
+    .unwrap();
+    let r = alice.run(&["send", "@bob", "hello"]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not signed by bob's identity"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        queued_for(&server, "bob").is_empty(),
+        "something was stored"
+    );
+
+    // Bob's keystore still says its KEM prekeys are published; starting over is not needed:
+    // `sealroom keys` publishes a new last-resort one and tops up the one-time ones.
+    bob.run(&["keys"]).ok();
+    alice.run(&["send", "@bob", "hello"]).ok();
+    bob.expect_inbox(&["alice: hello"]);
+    phone.expect_inbox(&["alice: hello"]);
 }

@@ -146,7 +146,10 @@ pub(super) async fn run(g: &Global, args: Link) -> anyhow::Result<()> {
         prekeys: List::from_items(&opks),
     };
     let published = match client.link.request(&signed, expect_ok).await {
-        Ok(()) => client.link.request(&upload, expect_ok).await,
+        Ok(()) => match client.link.request(&upload, expect_ok).await {
+            Ok(()) => client.ensure_kem_prekeys(device).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = published {

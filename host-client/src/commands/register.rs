@@ -141,6 +141,9 @@ pub(super) async fn run(g: &Global, args: Register) -> anyhow::Result<()> {
         .await?;
     let mut client = Client::from_parts(profile, keystore, link, home, lock);
     client.save()?;
+    // The KEM prekeys (PQXDH) need the device id, known now: without them nobody could start
+    // a session with this account.
+    client.ensure_device().await?;
     super::devices::name_new_device(&mut client, args.device_name.as_deref()).await;
     let fp = safety_fingerprint(&client)?;
     if g.json {

@@ -88,6 +88,8 @@ pub(super) async fn run(g: &Global, offline: bool) -> anyhow::Result<()> {
                 "identity_fingerprint": half,
                 "device": profile.device_id,
                 "one_time_prekeys_held": profile.one_time_prekeys.len(),
+                "kem_prekeys_held": profile.kem_one_time.len(),
+                "kem_prekeys_published": profile.kem_device.is_some(),
                 "signed_prekey_age_days": crate::profile::now().saturating_sub(profile.signed_prekey_at) / 86_400,
                 "unread": profile.unread_count(),
                 "contacts": contacts,
