@@ -786,7 +786,23 @@ export class Client extends EventTarget {
     const p = this.profile;
     if (p.spk_at !== undefined && at - p.spk_at <= SIGNED_PREKEY_LIFETIME) return false;
     await this.publishNewSignedPrekey(at);
+    await this.rotateKemLastResort();
     return true;
+  }
+
+  /**
+   * Replaces the published last-resort KEM prekey with a new one (with the signed prekey, as
+   * the CLI does); the one before stays here for first messages still in flight. Nothing
+   * happens while the KEM prekeys are not published for this device (`ensureKemPrekeys`).
+   */
+  async rotateKemLastResort() {
+    const p = this.profile;
+    const device = p.device_id;
+    if (typeof device !== 'number' || p.kem_device !== device) return;
+    const last = KemPrekeyPair.generate(this.takeKemId());
+    p.kem_last_resort = [{ id: last.id, seed: toHex(last.seed) }, ...p.kem_last_resort.slice(0, 1)];
+    await this.save();
+    await this.conn.request({ type: 'UploadKemPrekeys', last_resort: kemWire(last.publicForDevice(device, this.identity())), one_time: [] });
   }
 
   /**

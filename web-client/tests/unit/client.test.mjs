@@ -430,7 +430,7 @@ test('a first message that does not decrypt neither marks its sender\'s key as c
   assert.ok(!alice.notices.some((n) => /could not decrypt/.test(n)), 'no reset was asked');
 });
 
-test('the signed prekey is replaced after a week; first messages to the previous one still open', async () => {
+test('the signed prekey is replaced after a week, the last-resort KEM prekey with it; first messages to the previous ones still open', async () => {
   const server = new FakeServer();
   const alice = await newClient(server, 'alice');
   const bob = await newClient(server, 'bob');
@@ -441,10 +441,16 @@ test('the signed prekey is replaced after a week; first messages to the previous
   const bobs = server.accounts.get('bob').devices.get(1);
   bobs.opks = [];
   const bundleBefore = structuredClone(bobs.spk);
+  const kemBefore = bobs.kemLast;
   assert.equal(await bob.rotateSignedPrekeyIfOld(now + SIGNED_PREKEY_LIFETIME + 1), true);
   assert.deepEqual(bob.profile.spks.map((k) => k.id), [oldId + 1, oldId]);
   assert.equal(bobs.spk.id, oldId + 1, 'the new one is published');
+  // The last-resort KEM prekey is replaced with it; the previous one is kept for messages in flight.
+  assert.notEqual(bobs.kemLast.id, kemBefore.id);
+  assert.deepEqual(bob.profile.kem_last_resort.map((k) => k.id), [bobs.kemLast.id, kemBefore.id]);
   bobs.spk = bundleBefore;
+  bobs.kemOne = [];
+  bobs.kemLast = kemBefore;
   await alice.sendText('@bob', 'to the previous prekey');
   await settle([alice, bob]);
   assert.equal(bob.messages('@alice').at(-1).text, 'to the previous prekey');
