@@ -1,5 +1,5 @@
-//! The server stores ciphertext only: a conversation encrypted with proto-core's X3DH and
-//! Double Ratchet (and a room message sealed with ChaCha20-Poly1305) runs through a real
+//! The server stores ciphertext only: a conversation encrypted with proto-core's PQXDH and
+//! Double Ratchet, in the clients' envelopes, (and a room message sealed with ChaCha20-Poly1305) runs through a real
 //! server, then the SQLite file, its WAL and shared-memory file (under PostgreSQL: the test's
 //! database files and the WAL written meanwhile) are searched for every plaintext, every
 //! private key, the password and the raw session tokens. None may appear.
@@ -13,7 +13,8 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use common::*;
 use host_server::client::Client;
 use proto_core::{
-    Message, OneTimePrekeyPublic, PrekeyHeader, RATCHET_OVERHEAD, RemoteBundle, Session,
+    Envelope, KEM_HEADER_LEN, KemPrekeyPair, KemPrekeyPublic, List, Message, OneTimePrekeyPublic,
+    PREKEY_HEADER_LEN, RATCHET_OVERHEAD, RemoteBundle, Session, SignedPrekeyPair,
     SignedPrekeyPublic,
 };
 
@@ -23,19 +24,28 @@ fn rng() -> Rng {
     getrandom::rand_core::UnwrapErr(getrandom::SysRng)
 }
 
-fn encrypt(session: &mut Session, header: Option<&PrekeyHeader>, plaintext: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; plaintext.len() + RATCHET_OVERHEAD];
-    let n = session.encrypt(&mut rng(), plaintext, &mut out).unwrap();
-    out.truncate(n);
-    match header {
-        Some(h) => [h.to_bytes().as_slice(), &out].concat(),
-        None => out,
-    }
+/// A direct message body as the clients send it: the envelope (with the pending prekey and KEM
+/// headers until the first reply), then the ratchet message.
+fn encrypt(session: &mut Session, plaintext: &[u8]) -> Vec<u8> {
+    let mut out =
+        vec![0u8; 1 + PREKEY_HEADER_LEN + KEM_HEADER_LEN + plaintext.len() + RATCHET_OVERHEAD];
+    let prefix = Envelope::emit_prefix(
+        session.pending_prekey_header(),
+        session.pending_kem_header(),
+        &mut out,
+    )
+    .unwrap();
+    let n = session
+        .encrypt(&mut rng(), plaintext, &mut out[prefix..])
+        .unwrap();
+    out.truncate(prefix + n);
+    out
 }
 
 fn decrypt(session: &mut Session, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; body.len()];
-    let n = session.decrypt(body, &mut out).unwrap();
+    let message = Envelope::parse(body).unwrap().message();
+    let mut out = vec![0u8; message.len()];
+    let n = session.decrypt(message, &mut out).unwrap();
     out.truncate(n);
     out
 }
@@ -68,9 +78,13 @@ fn marker(label: &str) -> Vec<u8> {
 }
 
 fn db_bytes(ts: &TestServer, since: std::time::SystemTime, checkpoint: bool) -> Vec<u8> {
+    #[cfg(feature = "postgres")]
     if let Some(db) = &ts.database {
         return postgres_bytes(db, since, checkpoint);
     }
+    // Only PostgreSQL's files need them (SQLite's are read whole, as they are now).
+    #[cfg(not(feature = "postgres"))]
+    let _ = (since, checkpoint);
     let db = ts.db_path();
     let mut all = file_bytes(&db);
     for suffix in ["-wal", "-shm", "-journal"] {
@@ -81,6 +95,7 @@ fn db_bytes(ts: &TestServer, since: std::time::SystemTime, checkpoint: bool) -> 
     all
 }
 
+#[cfg(feature = "postgres")]
 /// Under PostgreSQL: this test's database files and the WAL segments written since it began
 /// (the cluster's other databases belong to other tests).
 fn postgres_bytes(db: &TestDatabase, since: std::time::SystemTime, checkpoint: bool) -> Vec<u8> {
@@ -138,12 +153,43 @@ fn database_never_holds_plaintexts_or_private_keys() {
         }
         secrets.push(("password".into(), PASSWORD.as_bytes().to_vec()));
 
-        // Alice starts a session from Bob's bundle (X3DH) and sends three messages.
-        a.send(&Message::FetchBundle { username: "bob" })
-            .await
-            .unwrap();
+        // Bob's device 1 publishes a signed prekey for its id and a KEM prekey (PQXDH).
+        let spk_secret = random32();
+        let spk =
+            SignedPrekeyPair::from_secret_key_for_device(2, 1, &spk_secret, &bob.device.identity);
+        let spk_public = spk.public();
+        b.send(&Message::PublishSignedPrekey {
+            prekey: proto_core::SignedPrekey {
+                id: spk_public.id,
+                key: proto_core::Key32(spk_public.public),
+                signature: proto_core::Sig64(spk_public.signature),
+            },
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut b).await);
+        let kem_seed: [u8; 64] = [random32(), random32()].concat().try_into().unwrap();
+        let kem = KemPrekeyPair::from_seed(7, &kem_seed);
+        let kem_public = kem.public_for_device(1, &bob.device.identity);
+        b.send(&Message::UploadKemPrekeys {
+            last_resort: None,
+            one_time: List::from_items(&[kem_public.to_wire()]),
+        })
+        .await
+        .unwrap();
+        expect_ok(&recv_reply(&mut b).await);
+        secrets.push(("bob signed prekey v2".into(), spk_secret.to_vec()));
+        secrets.push(("bob KEM prekey seed".into(), kem_seed.to_vec()));
+
+        // Alice starts a session from Bob's device's bundle (PQXDH) and sends three messages.
+        a.send(&Message::FetchKemBundle {
+            username: "bob",
+            device: 1,
+        })
+        .await
+        .unwrap();
         let f = recv_reply(&mut a).await;
-        let Some(Message::Bundle { bundle }) = f.msg() else {
+        let Some(Message::KemBundle { bundle, kem_prekey }) = f.msg() else {
             panic!("{:?}", f.msg())
         };
         let remote = RemoteBundle {
@@ -161,13 +207,16 @@ fn database_never_holds_plaintexts_or_private_keys() {
                 public: k.key.0,
             }),
         };
-        let (mut alice_s, header) =
-            Session::initiate(&mut rng(), &alice.device.identity, &remote).unwrap();
+        let kem_prekey = KemPrekeyPublic::from_bundle(kem_prekey.as_ref()).unwrap();
+        let (mut alice_s, _, _) =
+            Session::initiate_pqxdh(&mut rng(), &alice.device.identity, &remote, 1, &kem_prekey)
+                .unwrap();
         let alice_lines: Vec<Vec<u8>> = (0..3)
             .map(|i| marker(&format!("alice says secret {i}")))
             .collect();
         for (i, line) in alice_lines.iter().enumerate() {
-            let body = encrypt(&mut alice_s, Some(&header), line);
+            let body = encrypt(&mut alice_s, line);
+            assert_eq!(body[0], proto_core::ENVELOPE_PQ_PREKEY);
             a.send(&Message::SendToUser {
                 to: "bob",
                 client_id: i as u64,
@@ -178,21 +227,24 @@ fn database_never_holds_plaintexts_or_private_keys() {
             accepted(&mut a).await;
         }
 
-        // Bob answers the prekey header, decrypts, acknowledges, and replies.
+        // Bob answers the prekey and KEM headers, decrypts, acknowledges, and replies.
         let mut bob_s: Option<Session> = None;
         for line in &alice_lines {
             let (id, body) = deliver(&mut b).await;
-            let (h, rest) = PrekeyHeader::parse(&body).unwrap();
+            let envelope = Envelope::parse(&body).unwrap();
             let s = bob_s.get_or_insert_with(|| {
+                let h = envelope.prekey_header().unwrap();
                 let opk = bob
                     .device
                     .opks
                     .iter()
                     .map(|(k, _)| k)
                     .find(|k| Some(k.id()) == h.one_time_prekey_id);
-                Session::respond(&bob.device.identity, &bob.device.spk, opk, &h).unwrap()
+                let kem_header = envelope.kem_header().unwrap();
+                Session::respond_pqxdh(&bob.device.identity, &spk, opk, &kem, h, &kem_header)
+                    .unwrap()
             });
-            assert_eq!(&decrypt(s, rest), line);
+            assert_eq!(&decrypt(s, &body), line);
             b.send(&Message::Ack { server_id: id }).await.unwrap();
         }
         let bob_s = bob_s.as_mut().unwrap();
@@ -200,7 +252,7 @@ fn database_never_holds_plaintexts_or_private_keys() {
             .map(|i| marker(&format!("bob replies secret {i}")))
             .collect();
         for (i, line) in bob_lines.iter().enumerate() {
-            let body = encrypt(bob_s, None, line);
+            let body = encrypt(bob_s, line);
             b.send(&Message::SendToUser {
                 to: "alice",
                 client_id: i as u64,
