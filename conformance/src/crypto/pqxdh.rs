@@ -341,6 +341,21 @@ fn accept_case(description: &str, i: &Inputs) -> R<Value> {
     }))
 }
 
+/// The responder's secrets (what a `first_message` case is answered with).
+fn responder_json(i: &Inputs) -> Value {
+    json!({
+        "identity_sig_private": hx(&i.b_sig),
+        "identity_dh_private": hx(&i.b_dh),
+        "device_id": i.device,
+        "signed_prekey_private": hx(&i.b_spk),
+        "signed_prekey_id": i.spk_id,
+        "one_time_prekey_private": i.b_opk.map(|k| hx(&k)),
+        "one_time_prekey_id": i.b_opk.map(|_| i.opk_id),
+        "kem_seed": hx(&i.kem_seed),
+        "kem_prekey_id": i.kem_id,
+    })
+}
+
 /// The refused cases, from the inputs of the first accepted one.
 fn reject_cases(i: &Inputs) -> R<Vec<Value>> {
     let bob = i.bob();
@@ -459,6 +474,7 @@ fn reject_cases(i: &Inputs) -> R<Vec<Value>> {
         "description": "first message whose KEM ciphertext has one flipped bit: the responder derives another SK and the message does not decrypt",
         "kind": "first_message",
         "expect": "reject:Decrypt",
+        "responder": responder_json(i),
         "first_message": hx(&tampered),
     }));
     let mut wrong_id = body;
@@ -478,6 +494,7 @@ fn reject_cases(i: &Inputs) -> R<Vec<Value>> {
         "description": "first message naming another KEM prekey id than the responder holds",
         "kind": "first_message",
         "expect": format!("reject:{}", err.name()),
+        "responder": responder_json(i),
         "first_message": hx(&wrong_id),
     }));
     Ok(out)
@@ -507,7 +524,7 @@ pub(super) fn gen_pqxdh() -> R<Value> {
     }
     cases.extend(reject_cases(&Inputs::from_labels("pqxdh/1", true, 2))?);
     Ok(json!({
-        "description": "PQXDH (PROTOCOL.md §4.8): KEM prekey signature Ed25519(IKs, \"Sealroom KEM PK v1\" || device_id BE || kem_id BE || ek), (ct, ss) = ML-KEM-768.Encaps(ek; m), SK = HKDF(32 zero bytes, 32×0xFF || DH1..DH3[4] || ss, \"Sealroom PQXDH v1\" || SHA-256(ek) || SHA-256(ct), 32), AD as X3DH; the first message is a PqPrekey envelope (kind 0x03). Refused: bad or misdirected KEM signatures, a key failing the modulus check or of the wrong length, a missing KEM prekey, an SPK v1, a short KEM header, a tampered ciphertext, another KEM prekey id",
+        "description": "PQXDH (PROTOCOL.md §4.8): KEM prekey signature Ed25519(IKs, \"Sealroom KEM PK v1\" || device_id BE || kem_id BE || ek), (ct, ss) = ML-KEM-768.Encaps(ek; m), SK = HKDF(32 zero bytes, 32×0xFF || DH1..DH3[4] || ss, \"Sealroom PQXDH v1\" || SHA-256(ek) || SHA-256(ct), 32), AD as X3DH; the first message is a PqPrekey envelope (kind 0x03). Refused: bad or misdirected KEM signatures, a key failing the modulus check or of the wrong length, a missing KEM prekey, an SPK v1, a short KEM header, a tampered ciphertext, another KEM prekey id. Kinds: `agreement` (accept: every intermediate value and the whole first message), `initiate` (the initiator refuses the bundle with the named PqxdhError), `kem_header` (decoding refuses the bytes), `first_message` (the given responder refuses it with the named PqxdhError, or — `reject:Decrypt`, a convention of this file, not an error name — agrees on another key so that the ratchet message does not decrypt)",
         "cases": cases,
     }))
 }
@@ -581,8 +598,31 @@ pub(super) fn check_pqxdh(case: &Value) -> R<()> {
             other => Err(format!("got {other:?}")),
         },
         "first_message" => {
-            // Checked against the responder of the first accepted case (same labels).
-            let i = Inputs::from_labels("pqxdh/1", true, 2);
+            // Answered by the responder the case names.
+            let r = field(case, "responder")?;
+            let num = |name: &str| -> R<u32> {
+                u32::try_from(number(r, name)?).map_err(|e| e.to_string())
+            };
+            let b_opk = match field(r, "one_time_prekey_private")? {
+                Value::Null => None,
+                _ => Some(arr(r, "one_time_prekey_private")?),
+            };
+            let i = Inputs {
+                b_sig: arr(r, "identity_sig_private")?,
+                b_dh: arr(r, "identity_dh_private")?,
+                b_spk: arr(r, "signed_prekey_private")?,
+                b_opk,
+                kem_seed: arr(r, "kem_seed")?,
+                device: num("device_id")?,
+                spk_id: num("signed_prekey_id")?,
+                opk_id: if b_opk.is_some() {
+                    num("one_time_prekey_id")?
+                } else {
+                    0
+                },
+                kem_id: num("kem_prekey_id")?,
+                ..Inputs::from_labels("unused", false, 0)
+            };
             let body = hex_field(case, "first_message")?;
             let env = Envelope::parse(&body).map_err(|e| format!("envelope: {e}"))?;
             let (Envelope::PqPrekey { header, .. }, Some(kem)) = (env, env.kem_header()) else {
