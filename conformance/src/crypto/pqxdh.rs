@@ -71,35 +71,41 @@ impl Inputs {
 
     fn read(case: &Value) -> R<Self> {
         let i = field(case, "initiator")?;
-        let r = field(case, "responder")?;
-        let num = |v: &Value, name: &str| -> R<u32> {
-            u32::try_from(number(v, name)?).map_err(|e| e.to_string())
-        };
-        let b_opk = match field(r, "one_time_prekey_private")? {
-            Value::Null => None,
-            _ => Some(arr(r, "one_time_prekey_private")?),
-        };
         Ok(Self {
             a_sig: arr(i, "identity_sig_private")?,
             a_dh: arr(i, "identity_dh_private")?,
             a_eph: arr(i, "ephemeral_private")?,
             kem_message: arr(i, "kem_message")?,
+            ratchet: arr(i, "ratchet_private")?,
+            plaintext: hex_field(case, "plaintext")?,
+            ..Self::read_responder(field(case, "responder")?)?
+        })
+    }
+
+    /// The responder's half from a case's `responder` (the initiator's half is left from
+    /// unused labels: a `first_message` case has only a responder).
+    fn read_responder(r: &Value) -> R<Self> {
+        let num =
+            |name: &str| -> R<u32> { u32::try_from(number(r, name)?).map_err(|e| e.to_string()) };
+        let b_opk = match field(r, "one_time_prekey_private")? {
+            Value::Null => None,
+            _ => Some(arr(r, "one_time_prekey_private")?),
+        };
+        Ok(Self {
             b_sig: arr(r, "identity_sig_private")?,
             b_dh: arr(r, "identity_dh_private")?,
             b_spk: arr(r, "signed_prekey_private")?,
             b_opk,
             kem_seed: arr(r, "kem_seed")?,
-            device: num(r, "device_id")?,
-            spk_id: num(r, "signed_prekey_id")?,
-            opk_id: match r.get("one_time_prekey_id") {
-                Some(Value::Number(n)) => {
-                    n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
-                }
-                _ => 0,
+            device: num("device_id")?,
+            spk_id: num("signed_prekey_id")?,
+            opk_id: if b_opk.is_some() {
+                num("one_time_prekey_id")?
+            } else {
+                0
             },
-            kem_id: num(r, "kem_prekey_id")?,
-            ratchet: arr(i, "ratchet_private")?,
-            plaintext: hex_field(case, "plaintext")?,
+            kem_id: num("kem_prekey_id")?,
+            ..Self::from_labels("unused", false, 0)
         })
     }
 
@@ -298,6 +304,21 @@ fn accept_case(description: &str, i: &Inputs) -> R<Value> {
         "the responder read another plaintext".into()
     })?;
     let header_bytes = header.to_bytes();
+    let mut responder = responder_json(i);
+    for (name, value) in [
+        ("identity_sig_public", hx(&ed25519_public(&i.b_sig))),
+        ("identity_dh_public", hx(&x25519_public(&i.b_dh))),
+        ("signed_prekey_public", hx(&x25519_public(&i.b_spk))),
+        ("signed_prekey_signature", hx(&h.spk_signature)),
+        (
+            "one_time_prekey_public",
+            i.b_opk.map_or(Value::Null, |k| hx(&x25519_public(&k))),
+        ),
+        ("kem_public", hx(&h.kem_public)),
+        ("kem_signature", hx(&h.kem_signature)),
+    ] {
+        responder[name] = value;
+    }
     Ok(json!({
         "description": description,
         "kind": "agreement",
@@ -311,24 +332,7 @@ fn accept_case(description: &str, i: &Inputs) -> R<Value> {
             "identity_sig_public": hx(&ed25519_public(&i.a_sig)),
             "identity_dh_public": hx(&x25519_public(&i.a_dh)),
         },
-        "responder": {
-            "identity_sig_private": hx(&i.b_sig),
-            "identity_dh_private": hx(&i.b_dh),
-            "device_id": i.device,
-            "signed_prekey_private": hx(&i.b_spk),
-            "signed_prekey_id": i.spk_id,
-            "one_time_prekey_private": i.b_opk.map(|k| hx(&k)),
-            "one_time_prekey_id": i.b_opk.map(|_| i.opk_id),
-            "kem_seed": hx(&i.kem_seed),
-            "kem_prekey_id": i.kem_id,
-            "identity_sig_public": hx(&ed25519_public(&i.b_sig)),
-            "identity_dh_public": hx(&x25519_public(&i.b_dh)),
-            "signed_prekey_public": hx(&x25519_public(&i.b_spk)),
-            "signed_prekey_signature": hx(&h.spk_signature),
-            "one_time_prekey_public": i.b_opk.map(|k| hx(&x25519_public(&k))),
-            "kem_public": hx(&h.kem_public),
-            "kem_signature": hx(&h.kem_signature),
-        },
+        "responder": responder,
         "kem_ciphertext": hx(&h.kem_ciphertext),
         "kem_shared_secret": hx(&h.kem_shared),
         "dh": h.dh.iter().map(|d| hx(d)).collect::<Vec<_>>(),
@@ -599,30 +603,7 @@ pub(super) fn check_pqxdh(case: &Value) -> R<()> {
         },
         "first_message" => {
             // Answered by the responder the case names.
-            let r = field(case, "responder")?;
-            let num = |name: &str| -> R<u32> {
-                u32::try_from(number(r, name)?).map_err(|e| e.to_string())
-            };
-            let b_opk = match field(r, "one_time_prekey_private")? {
-                Value::Null => None,
-                _ => Some(arr(r, "one_time_prekey_private")?),
-            };
-            let i = Inputs {
-                b_sig: arr(r, "identity_sig_private")?,
-                b_dh: arr(r, "identity_dh_private")?,
-                b_spk: arr(r, "signed_prekey_private")?,
-                b_opk,
-                kem_seed: arr(r, "kem_seed")?,
-                device: num("device_id")?,
-                spk_id: num("signed_prekey_id")?,
-                opk_id: if b_opk.is_some() {
-                    num("one_time_prekey_id")?
-                } else {
-                    0
-                },
-                kem_id: num("kem_prekey_id")?,
-                ..Inputs::from_labels("unused", false, 0)
-            };
+            let i = Inputs::read_responder(field(case, "responder")?)?;
             let body = hex_field(case, "first_message")?;
             let env = Envelope::parse(&body).map_err(|e| format!("envelope: {e}"))?;
             let (Envelope::PqPrekey { header, .. }, Some(kem)) = (env, env.kem_header()) else {
