@@ -7,7 +7,8 @@
 //! [`http`]); [`connection`] is the one frame handler both transports share; [`hub`] knows
 //! who is online and runs delivery to them; [`auth`] checks secrets; [`store`] keeps state
 //! (SQLite embedded, or PostgreSQL shared by several nodes, which [`wake`] each other when a
-//! commit on one concerns a connection on another).
+//! commit on one concerns a connection on another; PostgreSQL only with the `postgres` cargo
+//! feature, on by default).
 //!
 //! The server relays and stores ciphertext only: it never decrypts a body.
 

@@ -26,6 +26,7 @@ struct Args {
     data_dir: PathBuf,
     /// A PostgreSQL database shared by several nodes (`postgres://user@host/db` or
     /// `host=… dbname=…`), instead of the SQLite file in --data-dir (see docs/DEPLOY.md).
+    /// Needs a build with the `postgres` feature (the default).
     #[arg(long, env = "SEALROOM_DATABASE")]
     database: Option<String>,
     /// PEM certificate chain (with --key) instead of the self-signed certificate.

@@ -11,7 +11,10 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock, Weak};
+use std::path::Path;
+use std::sync::Arc;
+#[cfg(feature = "postgres")]
+use std::sync::{OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -20,15 +23,19 @@ use proto_core::{ErrorCode, Message};
 use smol::Async;
 use smol::io::AsyncWriteExt;
 
+#[cfg(feature = "postgres")]
 use crate::Cluster;
 use crate::Shared;
 use crate::auth::address_key;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 pub use crate::shutdown::Shutdown;
-use crate::store::{Db, PgLedger, PgStore, SqliteStore, StoreError};
+use crate::store::{Db, SqliteStore, StoreError};
+#[cfg(feature = "postgres")]
+use crate::store::{PgLedger, PgStore};
 use crate::tls::{self, ALPN_SEALROOM, Identity, TlsError};
 use crate::transport::Accepted;
+#[cfg(feature = "postgres")]
 use crate::wake::{PgWakeBus, Wake};
 
 /// Why the server could not start.
@@ -59,6 +66,10 @@ pub enum ServerError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// The configuration names a PostgreSQL database, and this build was made without the
+    /// `postgres` feature (its store, wake-up bus and login ledger).
+    #[error("this build has no PostgreSQL support; rebuild with the `postgres` feature")]
+    NoPostgres,
 }
 
 /// Open connections per source address.
@@ -150,12 +161,19 @@ pub struct Server {
     active: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     /// The wake-up bus, when this node shares a database with others.
+    #[cfg(feature = "postgres")]
     bus: Option<Arc<PgWakeBus>>,
 }
 
 impl Server {
     /// Opens the store and certificate, binds, and starts serving.
     pub fn start(config: ServerConfig, clock: Clock) -> Result<Self, ServerError> {
+        // Before anything is written: a build without PostgreSQL cannot serve a config that
+        // names a database, and must not fall back to SQLite behind the operator's back.
+        #[cfg(not(feature = "postgres"))]
+        if config.database.is_some() {
+            return Err(ServerError::NoPostgres);
+        }
         make_private_dir(&config.data_dir)?;
         let identity = tls::load_or_create(
             &config.data_dir,
@@ -166,40 +184,20 @@ impl Server {
         let acceptor = TlsAcceptor::from(tls::server_config(&identity)?);
         // With PostgreSQL this node is one of several: the store opens (and migrates) first,
         // then the ledger and the wake-up bus, whose wakes reach this node's hub once it exists.
+        #[cfg(feature = "postgres")]
         let target: Arc<OnceLock<Weak<Shared>>> = Arc::default();
+        #[cfg(feature = "postgres")]
         let (db, cluster, bus) = match &config.database {
             Some(params) => {
-                let db = Db::spawn(PgStore::open(params)?)?;
-                let ledger = Arc::new(PgLedger::open(params)?);
-                let to = target.clone();
-                let bus = Arc::new(PgWakeBus::start(
-                    params,
-                    config.resync_interval,
-                    move |wake| {
-                        if let Some(shared) = to.get().and_then(Weak::upgrade) {
-                            match wake {
-                                Wake::Account(account) => shared.hub.wake_local(account),
-                                Wake::Everyone => shared.hub.wake_all_local(),
-                                Wake::Revoked(account) => shared.hub.kick(account),
-                                Wake::DeviceRevoked(account, device) => {
-                                    shared.hub.kick_device(account, device);
-                                }
-                            }
-                        }
-                    },
-                )?);
-                let cluster = Cluster {
-                    bus: bus.clone(),
-                    ledger,
-                };
+                let (db, cluster, bus) =
+                    open_shared_database(params, config.resync_interval, target.clone())?;
                 (db, Some(cluster), Some(bus))
             }
-            None => (
-                Db::spawn(SqliteStore::open(&config.data_dir.join("sealroom.db"))?)?,
-                None,
-                None,
-            ),
+            None => (open_sqlite(&config.data_dir)?, None, None),
         };
+        // Without the `postgres` feature a `database` was refused above: SQLite, one node.
+        #[cfg(not(feature = "postgres"))]
+        let (db, cluster) = (open_sqlite(&config.data_dir)?, None);
         let listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -228,6 +226,7 @@ impl Server {
         }
 
         let shared = Shared::with_cluster(config, db, clock, executor, cluster);
+        #[cfg(feature = "postgres")]
         let _ = target.set(Arc::downgrade(&shared));
         let shutdown = Shutdown::new();
         let active = Arc::new(AtomicUsize::new(0));
@@ -252,6 +251,7 @@ impl Server {
             stop_executor,
             active,
             threads,
+            #[cfg(feature = "postgres")]
             bus,
         })
     }
@@ -281,6 +281,7 @@ impl Server {
             tracing::warn!(connections = left, "drain timeout: closing the rest");
         }
         self.shared.db.shutdown();
+        #[cfg(feature = "postgres")]
         if let Some(bus) = &self.bus {
             // After the store: announces the wake-ups its last commits queued.
             bus.shutdown();
@@ -293,13 +294,50 @@ impl Server {
     }
 }
 
+/// The embedded store: `sealroom.db` in the data folder.
+fn open_sqlite(data_dir: &Path) -> Result<Db, ServerError> {
+    Ok(Db::spawn(SqliteStore::open(
+        &data_dir.join("sealroom.db"),
+    )?)?)
+}
+
+/// The PostgreSQL store this node shares with others (opened, and migrated, first), then the
+/// login ledger and the wake-up bus, whose wakes reach the hub of the [`Shared`] that `target`
+/// is set to once it exists.
+#[cfg(feature = "postgres")]
+fn open_shared_database(
+    params: &str,
+    resync_interval: Duration,
+    target: Arc<OnceLock<Weak<Shared>>>,
+) -> Result<(Db, Cluster, Arc<PgWakeBus>), ServerError> {
+    let db = Db::spawn(PgStore::open(params)?)?;
+    let ledger = Arc::new(PgLedger::open(params)?);
+    let bus = Arc::new(PgWakeBus::start(params, resync_interval, move |wake| {
+        if let Some(shared) = target.get().and_then(Weak::upgrade) {
+            match wake {
+                Wake::Account(account) => shared.hub.wake_local(account),
+                Wake::Everyone => shared.hub.wake_all_local(),
+                Wake::Revoked(account) => shared.hub.kick(account),
+                Wake::DeviceRevoked(account, device) => {
+                    shared.hub.kick_device(account, device);
+                }
+            }
+        }
+    })?);
+    let cluster = Cluster {
+        bus: bus.clone(),
+        ledger,
+    };
+    Ok((db, cluster, bus))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-fn make_private_dir(path: &std::path::Path) -> Result<(), ServerError> {
+fn make_private_dir(path: &Path) -> Result<(), ServerError> {
     let err = |source| ServerError::DataDir {
         path: path.to_owned(),
         source,
@@ -483,5 +521,28 @@ mod tests {
         assert_ne!(prefix56(a), prefix56(c));
         assert_eq!(prefix56("192.0.2.1".parse().unwrap()), None);
         assert_eq!(prefix56("::ffff:192.0.2.1".parse().unwrap()), None);
+    }
+
+    /// Without the `postgres` feature a configured database is refused with the reason, before
+    /// anything is written: no data folder, no certificate, no SQLite file in its place.
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_database_is_refused_without_postgres_support() {
+        use super::{Server, ServerError};
+        use crate::clock::Clock;
+        use crate::config::ServerConfig;
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut config = ServerConfig::new(data.clone());
+        config.listen = core::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database = Some("host=/nonexistent dbname=sealroom".into());
+        let err = Server::start(config, Clock::System).unwrap_err();
+        assert!(matches!(err, ServerError::NoPostgres), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "this build has no PostgreSQL support; rebuild with the `postgres` feature"
+        );
+        assert!(!data.exists());
     }
 }

@@ -5,6 +5,8 @@
 //! reaches bob exactly once. Also: failed logins counted on one node lock the account on the
 //! other, and a signed roster published on one node reaches (and removes) members on the
 //! other. Needs PostgreSQL (run under `ci/with-postgres`); skipped with a note otherwise.
+// Only with PostgreSQL support (the `postgres` feature, on by default).
+#![cfg(feature = "postgres")]
 // Helpers outside #[test] functions fail the test on any surprise, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

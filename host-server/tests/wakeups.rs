@@ -3,6 +3,8 @@
 //! its commit and its announcement); the recipient's node still delivers them: after its
 //! listening session is cut and comes back, and on its periodic resync. Needs PostgreSQL (run
 //! under `ci/with-postgres`); skipped with a note otherwise.
+// Only with PostgreSQL support (the `postgres` feature, on by default).
+#![cfg(feature = "postgres")]
 // Helpers outside #[test] functions fail the test on any surprise, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

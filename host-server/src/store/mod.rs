@@ -2,16 +2,18 @@
 //!
 //! [`Store`] is the whole storage surface, synchronous and small enough for a second backend
 //! (PostgreSQL) to implement without touching the protocol. [`SqliteStore`] is the durable
-//! embedded backend; [`PgStore`] the one several nodes share; [`MemoryStore`] serves logic
-//! tests. [`Db`] runs a store on a thread of its own, off the async reactor, and commits many
-//! requests per transaction when they queue up (group commit): a request's reply is released
-//! only after the transaction holding it is durable.
+//! embedded backend; `PgStore` the one several nodes share (only with the `postgres` feature,
+//! on by default); [`MemoryStore`] serves logic tests. [`Db`] runs a store on a thread of its
+//! own, off the async reactor, and commits many requests per transaction when they queue up
+//! (group commit): a request's reply is released only after the transaction holding it is
+//! durable.
 //!
 //! This module does not judge requests (permissions, quotas, validation): callers do that
 //! inside the closure they pass to [`Db::call`], which runs atomically.
 
 mod db;
 mod memory;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 mod types;
@@ -20,6 +22,7 @@ use proto_core::{KemPrekeyPublic, OneTimePrekey, SignedPrekey};
 
 pub use db::Db;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
 pub use postgres::{PgLedger, PgStore, connect as pg_connect, create_database, drop_database};
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -45,6 +48,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
+    #[cfg(feature = "postgres")]
     #[error("PostgreSQL error: {}", postgres::with_causes(.0))]
     Postgres(#[from] ::postgres::Error),
     /// A stored value has the wrong shape (corruption or a bad migration).

@@ -3,6 +3,7 @@
 use proto_core::{KEM_PUBLIC_KEY_LEN, KemPrekeyPublic, Key32, OneTimePrekey, Sig64, SignedPrekey};
 
 use super::*;
+#[cfg(feature = "postgres")]
 use std::io::Write as _;
 
 fn account(name: &str, prekeys: u32, now: u64) -> NewAccount {
@@ -1202,6 +1203,7 @@ async fn futures_join<A, B>(a: impl Future<Output = A>, b: impl Future<Output = 
     smol::future::zip(a, b).await
 }
 
+#[cfg(feature = "postgres")]
 /// A fresh database on the cluster in `SEALROOM_TEST_DATABASE` (ci/with-postgres), dropped
 /// with the value; `None`, after saying the test is skipped, when there is none.
 struct PgTestDb {
@@ -1210,6 +1212,7 @@ struct PgTestDb {
     params: String,
 }
 
+#[cfg(feature = "postgres")]
 impl PgTestDb {
     fn create(test: &str) -> Option<Self> {
         let Some(admin) = std::env::var("SEALROOM_TEST_DATABASE")
@@ -1239,12 +1242,14 @@ impl PgTestDb {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Drop for PgTestDb {
     fn drop(&mut self) {
         let _ = drop_database(&self.admin, &self.name);
     }
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store_behaves_and_migrates_once() {
     let Some(db) = PgTestDb::create("postgres_store_behaves_and_migrates_once") else {
@@ -1307,6 +1312,7 @@ fn sqlite_failing_statement_is_undone_alone() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_failing_statement_is_undone_alone() {
     let Some(db) = PgTestDb::create("postgres_failing_statement_is_undone_alone") else {
@@ -1318,6 +1324,7 @@ fn postgres_failing_statement_is_undone_alone() {
 /// Two writers (two nodes) inserting messages: the second waits for the first's commit before
 /// taking an id, so ids become visible in increasing order and a delivery task reading "after
 /// the last id it sent" can never skip one committed late.
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_message_ids_become_visible_in_order_across_writers() {
     let Some(db) = PgTestDb::create("postgres_message_ids_become_visible_in_order_across_writers")
@@ -1372,6 +1379,7 @@ fn postgres_message_ids_become_visible_in_order_across_writers() {
     assert_eq!(ids, vec![first, second]);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store_links_devices() {
     let Some(db) = PgTestDb::create("postgres_store_links_devices") else {
@@ -1381,6 +1389,7 @@ fn postgres_store_links_devices() {
     exercise_linked_devices(&mut s);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store_hands_out_kem_prekeys() {
     let Some(db) = PgTestDb::create("postgres_store_hands_out_kem_prekeys") else {
@@ -1403,6 +1412,7 @@ fn postgres_store_hands_out_kem_prekeys() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store_delivers_room_messages_per_device() {
     let Some(db) = PgTestDb::create("postgres_store_delivers_room_messages_per_device") else {
@@ -1421,6 +1431,7 @@ fn postgres_store_delivers_room_messages_per_device() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_store_keeps_roster_chains() {
     let Some(db) = PgTestDb::create("postgres_store_keeps_roster_chains") else {
@@ -1438,6 +1449,7 @@ fn postgres_store_keeps_roster_chains() {
 
 /// Two writers (two nodes) appending the same roster version at once: the second waits for
 /// the first's commit, then stores nothing; neither a duplicate nor a gap.
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_roster_append_race_stores_one() {
     let Some(db) = PgTestDb::create("postgres_roster_append_race_stores_one") else {

@@ -8,13 +8,16 @@
 //! that may have missed some (a reconnect, a restart) reports [`Wake::Everyone`], and every
 //! delivery task on the node reads its queue again; so does a periodic resync.
 //!
-//! [`PgWakeBus`] carries them over PostgreSQL's LISTEN/NOTIFY; a broker (NATS, say) could
-//! implement the same trait without touching delivery.
+//! `PgWakeBus` carries them over PostgreSQL's LISTEN/NOTIFY (only with the `postgres` feature,
+//! on by default); a broker (NATS, say) could implement the same trait without touching
+//! delivery.
 
+#[cfg(feature = "postgres")]
 mod postgres;
 
 use core::fmt;
 
+#[cfg(feature = "postgres")]
 pub use postgres::PgWakeBus;
 
 use crate::store::AccountId;

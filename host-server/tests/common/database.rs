@@ -1,8 +1,11 @@
 //! The PostgreSQL side of the harness: the test cluster (`SEALROOM_TEST_DATABASE`, set by
 //! `ci/with-postgres`), a fresh database per test server, and visible skips without one.
+//! Without the `postgres` feature there is never a test database: the suite runs on SQLite, and
+//! the tests that only mean something with PostgreSQL are not built.
 
 use std::io::Write as _;
 
+#[cfg(feature = "postgres")]
 use super::random32;
 
 /// The PostgreSQL cluster the suite runs against, if any (`key=value` parameters).
@@ -41,6 +44,7 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     /// A new empty database, if the suite runs against PostgreSQL.
+    #[cfg(feature = "postgres")]
     pub fn create() -> Option<Self> {
         let admin = postgres_cluster()?;
         let name = format!("t_{}", hex::encode(&random32()[..8]));
@@ -53,12 +57,26 @@ impl TestDatabase {
         })
     }
 
+    /// None: this build has no PostgreSQL support. A test cluster set anyway is a mistake
+    /// (the suite would silently run on SQLite), so it fails the test.
+    #[cfg(not(feature = "postgres"))]
+    pub fn create() -> Option<Self> {
+        assert!(
+            postgres_cluster().is_none(),
+            "SEALROOM_TEST_DATABASE is set, but this build has no PostgreSQL support; \
+             rebuild with the `postgres` feature"
+        );
+        None
+    }
+
     /// A new session on this database, for tests that look at what was stored.
+    #[cfg(feature = "postgres")]
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.params, postgres::NoTls).unwrap()
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Err(e) = host_server::store::drop_database(&self.admin, &self.name) {
