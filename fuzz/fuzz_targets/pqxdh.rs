@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| proto_core::fuzzing::pqxdh(data));
+use proto_core::fuzzing::{PqxdhWorld, pqxdh_from, pqxdh_start};
+static WORLD: std::sync::LazyLock<PqxdhWorld> = std::sync::LazyLock::new(pqxdh_start);
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pqxdh_from(&WORLD, data));
