@@ -195,12 +195,8 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         device_id: u32,
         kem_prekey: &KemPrekeyPublic,
     ) -> Result<(Self, PrekeyHeader, KemHeader), PqxdhError> {
-        let (agreement, header, kem) =
-            PqxdhAgreement::initiate(rng, identity, bundle, device_id, kem_prekey)?;
-        let (sk, ad) = agreement.into_parts();
-        let mut session = Self::from_initiator_parts(sk, ad, bundle, header);
-        session.kem_header = Some(kem.clone());
-        Ok((session, header, kem))
+        let started = PqxdhAgreement::initiate(rng, identity, bundle, device_id, kem_prekey)?;
+        Ok(Self::pqxdh_initiator(started, bundle))
     }
 
     /// [`initiate_pqxdh`](Self::initiate_pqxdh) with a given ephemeral secret and ML-KEM
@@ -214,7 +210,7 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
         ephemeral_secret: &[u8; 32],
         kem_message: &[u8; 32],
     ) -> Result<(Self, PrekeyHeader, KemHeader), PqxdhError> {
-        let (agreement, header, kem) = PqxdhAgreement::initiate_with_fixed_randomness_for_tests(
+        let started = PqxdhAgreement::initiate_with_fixed_randomness_for_tests(
             identity,
             bundle,
             device_id,
@@ -222,10 +218,18 @@ impl<const MAX_SKIP: usize> Session<MAX_SKIP> {
             ephemeral_secret,
             kem_message,
         )?;
+        Ok(Self::pqxdh_initiator(started, bundle))
+    }
+
+    /// The initiator's session after PQXDH: both headers pending until the first reply.
+    fn pqxdh_initiator(
+        (agreement, header, kem): (PqxdhAgreement, PrekeyHeader, KemHeader),
+        bundle: &RemoteBundle,
+    ) -> (Self, PrekeyHeader, KemHeader) {
         let (sk, ad) = agreement.into_parts();
         let mut session = Self::from_initiator_parts(sk, ad, bundle, header);
         session.kem_header = Some(kem.clone());
-        Ok((session, header, kem))
+        (session, header, kem)
     }
 
     /// Start a session as the responder to a PQXDH first message: `signed_prekey`,
